@@ -1,0 +1,5 @@
+//! The cellmap-compile spec model.
+
+mod spec;
+
+pub use spec::*;

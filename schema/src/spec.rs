@@ -1,0 +1,393 @@
+//! The validated, resolved spec: what the runtime and the code generator consume.
+//!
+//! A [`Spec`] can only be obtained through validation (see the crate root), so every
+//! value in it has been checked: shapes are positive, voxel sizes finite and
+//! positive, classes unique, relations symmetric, probabilities in `[0, 1]`, and
+//! datasplit paths resolved against the spec file's folder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Spatial axes in storage order. Every shape and voxel size in a [`Spec`] is `[z, y, x]`.
+pub const AXES: [Axis; 3] = [Axis::Z, Axis::Y, Axis::X];
+
+/// One spatial axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Axis {
+    /// The slowest axis (slices).
+    Z,
+    /// Rows.
+    Y,
+    /// Columns, the fastest axis.
+    X,
+}
+
+impl Axis {
+    /// Position of the axis in a `[z, y, x]` array.
+    pub fn index(self) -> usize {
+        match self {
+            Axis::Z => 0,
+            Axis::Y => 1,
+            Axis::X => 2,
+        }
+    }
+
+    /// The axis' lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Axis::Z => "z",
+            Axis::Y => "y",
+            Axis::X => "x",
+        }
+    }
+}
+
+/// A validated spec. Build one with [`crate::load`] or [`crate::parse`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spec {
+    /// Spec format version (currently always 1).
+    pub version: u32,
+    /// Name of the spec; becomes the generated crate's name.
+    pub name: String,
+    /// The spec file this was read from (absolute when read from disk).
+    pub source: PathBuf,
+    /// Classes in channel order.
+    pub classes: Vec<String>,
+    /// Mutual exclusions, made symmetric: `relations[a]` contains `b` iff `relations[b]` contains `a`.
+    /// A class without ground truth in a crop is 0 where any related class is present there.
+    pub class_relations: BTreeMap<String, BTreeSet<String>>,
+    /// Input arrays, sorted by name.
+    pub inputs: Vec<ArraySpec>,
+    /// Target arrays, sorted by name. Each has one channel per class.
+    pub targets: Vec<ArraySpec>,
+    /// Datasets of every split, train first, each split in file order.
+    pub datasets: Vec<DatasetSpec>,
+    /// How sample centres are drawn.
+    pub sampling: Sampling,
+    /// Spatial and value augmentation.
+    pub augment: Augment,
+    /// Loader settings.
+    pub loader: LoaderSpec,
+}
+
+impl Spec {
+    /// Datasets of one split, in file order (their `index` runs from 0).
+    pub fn datasets_of(&self, split: Split) -> impl Iterator<Item = &DatasetSpec> {
+        self.datasets.iter().filter(move |d| d.split == split)
+    }
+}
+
+/// One input or target array: a crop of `shape_vox` voxels at `voxel_size_nm`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArraySpec {
+    /// Name as written in the spec (the batch field name).
+    pub name: String,
+    /// Crop shape in voxels, `[z, y, x]`. A 2D array has `shape_vox[0] == 1`.
+    pub shape_vox: [usize; 3],
+    /// Voxel size in nm, `[z, y, x]`; finite and positive.
+    pub voxel_size_nm: [f64; 3],
+    /// Interpolation used when resampling or rotating.
+    pub interpolation: Interpolation,
+    /// Element type of the batch tensor.
+    pub dtype: OutputDtype,
+}
+
+impl ArraySpec {
+    /// Number of voxels of one crop.
+    pub fn voxels(&self) -> usize {
+        self.shape_vox.iter().product()
+    }
+}
+
+/// Interpolation mode for resampling and rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// Nearest neighbour (the default for targets).
+    Nearest,
+    /// Trilinear (the default for inputs).
+    Linear,
+}
+
+/// Element type of a batch tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputDtype {
+    /// 32-bit float (the default).
+    Float32,
+    /// 16-bit float (stored as IEEE binary16).
+    Float16,
+    /// 8-bit unsigned; only valid for inputs without value transforms.
+    Uint8,
+}
+
+impl OutputDtype {
+    /// Bytes per element.
+    pub fn size_bytes(self) -> usize {
+        match self {
+            OutputDtype::Float32 => 4,
+            OutputDtype::Float16 => 2,
+            OutputDtype::Uint8 => 1,
+        }
+    }
+}
+
+/// A data split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Training data.
+    Train,
+    /// Validation data.
+    Validate,
+}
+
+impl Split {
+    /// The split's name as written in specs and CSVs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validate => "validate",
+        }
+    }
+}
+
+/// One dataset: a raw volume and (optionally) one labelled crop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetSpec {
+    /// The split it belongs to.
+    pub split: Split,
+    /// Position within its split, from 0, in file order.
+    pub index: usize,
+    /// Path of the raw multiscale group (absolute, or a URL).
+    pub raw: String,
+    /// The labelled crop, if any.
+    pub targets: Option<TargetTemplate>,
+    /// Where this dataset was declared, for error messages (`file:line:column`).
+    pub origin: String,
+}
+
+/// Where the label groups of one crop live.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetTemplate {
+    /// Path template containing `{class}`, e.g. `/data/x.zarr/recon-1/labels/groundtruth/crop12/{class}`.
+    pub template: String,
+    /// Classes annotated in this crop (from a `[mito,er]` bracket list or an explicit list),
+    /// or `None` when they are discovered on disk (a class is annotated when its group exists).
+    pub annotated: Option<Vec<String>>,
+}
+
+impl TargetTemplate {
+    /// The group path of one class.
+    pub fn path_of(&self, class: &str) -> String {
+        self.template.replace("{class}", class)
+    }
+}
+
+/// How sample centres are drawn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sampling {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Samples (not batches) per epoch per rank.
+    pub iterations_per_epoch: u64,
+    /// How datasets are weighted.
+    pub weighting: Weighting,
+    /// Foreground-biased centres, if any.
+    pub foreground: Option<ForegroundBias>,
+    /// Whether crops may extend beyond the data, per split.
+    pub pad: PadPolicy,
+    /// Value of input voxels outside the data.
+    pub pad_value_inputs: f32,
+    /// Value of target voxels outside the data (NaN = unknown by default).
+    pub pad_value_targets: f32,
+    /// Whether validation iterates non-overlapping tiles (true) or random centres (false).
+    pub validation_tiling: bool,
+}
+
+/// Dataset weighting for training centres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weighting {
+    /// Centres uniform over all datasets, weighted by their grid sizes.
+    Uniform,
+    /// cellmap-data 2026.3's greedy rule: least-seen annotated class first.
+    ClassBalanced,
+    /// cellmap-data 2025's dataset weights from foreground/background voxel counts.
+    VoxelWeighted,
+}
+
+/// Draw a fraction of centres on foreground voxels of one class.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForegroundBias {
+    /// The class whose foreground voxels are used.
+    pub class: String,
+    /// Fraction of centres drawn on foreground, in `[0, 1]`.
+    pub fraction: f64,
+}
+
+/// Padding per split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PadPolicy {
+    /// Pad training crops.
+    pub train: bool,
+    /// Pad validation crops.
+    pub validate: bool,
+}
+
+impl PadPolicy {
+    /// Whether crops of this split are padded.
+    pub fn for_split(self, split: Split) -> bool {
+        match split {
+            Split::Train => self.train,
+            Split::Validate => self.validate,
+        }
+    }
+}
+
+/// Spatial and value augmentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Augment {
+    /// Spatial transforms (training only).
+    pub spatial: Spatial,
+    /// Value transforms on every input, in order.
+    pub inputs: Vec<ValueTransform>,
+    /// Value transforms on every target class, in order (default: binarize at 0).
+    pub targets: Vec<ValueTransform>,
+    /// Per-class target transforms, replacing `targets` for that class.
+    pub per_class: BTreeMap<String, Vec<ValueTransform>>,
+}
+
+impl Augment {
+    /// The target transforms of one class.
+    pub fn targets_of(&self, class: &str) -> &[ValueTransform] {
+        self.per_class.get(class).map_or(&self.targets, |v| v)
+    }
+}
+
+/// Spatial transforms, drawn once per sample and applied to every array of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Spatial {
+    /// Flip probability per axis, `[z, y, x]`, each in `[0, 1]`.
+    pub mirror: [f64; 3],
+    /// Axes that may be permuted among themselves (empty or one axis: none).
+    pub transpose: Vec<Axis>,
+    /// Rotation angle range in degrees about each axis, `[z, y, x]`; `None` = no rotation about it.
+    pub rotate: [Option<(f64, f64)>; 3],
+    /// Elastic deformation, if any.
+    pub elastic: Option<Elastic>,
+}
+
+impl Spatial {
+    /// True when no spatial transform is configured.
+    pub fn is_identity(&self) -> bool {
+        self.mirror.iter().all(|p| *p == 0.0)
+            && self.transpose.len() < 2
+            && self.rotate.iter().all(Option::is_none)
+            && self.elastic.is_none()
+    }
+}
+
+/// Smooth random displacement from a control-point grid.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Elastic {
+    /// Control-point spacing in nm, `[z, y, x]`.
+    pub spacing_nm: [f64; 3],
+    /// Standard deviation of control-point displacements, nm.
+    pub sigma_nm: f64,
+    /// Probability that a sample is deformed.
+    pub probability: f64,
+}
+
+/// A value transform, applied voxel-wise (or as a filter, for blur) after spatial transforms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueTransform {
+    /// `x ← (x − shift) / scale`.
+    Normalize {
+        /// Subtracted first.
+        shift: f64,
+        /// Divided by; non-zero.
+        scale: f64,
+    },
+    /// `x ← 1 if x > threshold else 0`; NaN stays NaN.
+    Binarize {
+        /// Threshold.
+        threshold: f64,
+    },
+    /// Replace NaN and infinities.
+    NanToNum {
+        /// Replacement for NaN.
+        nan: f64,
+        /// Replacement for +∞ (`None` keeps it).
+        posinf: Option<f64>,
+        /// Replacement for −∞ (`None` keeps it).
+        neginf: Option<f64>,
+    },
+    /// `x ← x + N(mean, std)` per voxel.
+    GaussianNoise {
+        /// Mean.
+        mean: f64,
+        /// Standard deviation, ≥ 0.
+        std: f64,
+    },
+    /// `x ← r·x + (1 − r)·mean(x)`, `r ~ U(range)`, then clamped to `[0, 1]`.
+    RandomContrast {
+        /// Range of `r`.
+        range: (f64, f64),
+    },
+    /// `x ← clamp(x, 0, 1)^g`, `g ~ U(range)`.
+    RandomGamma {
+        /// Range of `g`, positive.
+        range: (f64, f64),
+    },
+    /// Separable Gaussian blur, replicate padding at the crop edge.
+    GaussianBlur {
+        /// Sigma in voxels per axis `[z, y, x]` (0 = no blur along that axis).
+        sigma_vox: [f64; 3],
+        /// Kernel radius in voxels (kernel size `2r+1`).
+        radius_vox: usize,
+    },
+}
+
+/// Where batch tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Device {
+    /// Host memory.
+    Cpu,
+    /// A CUDA device by ordinal.
+    Cuda(usize),
+}
+
+/// What to do with a sample that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorPolicy {
+    /// Stop and return the error to the consumer.
+    Fail,
+    /// Replace the sample by another, count and log the event.
+    SkipAndLog,
+}
+
+/// Loader settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoaderSpec {
+    /// Samples per batch, ≥ 1.
+    pub batch_size: usize,
+    /// Worker threads, ≥ 1.
+    pub workers: usize,
+    /// Batches in flight (ring slots), ≥ 1.
+    pub prefetch: usize,
+    /// Device of the batch tensors.
+    pub device: Device,
+    /// Pin host buffers (default: true for CUDA).
+    pub pin_memory: bool,
+    /// Byte budget of the shared decoded-chunk cache.
+    pub cache_bytes: u64,
+    /// Policy for unreadable samples.
+    pub on_error: ErrorPolicy,
+}
