@@ -1,0 +1,117 @@
+//! Steady-state allocation and thread counts of the pipeline, measured with a counting allocator.
+//!
+//! A separate test binary (no libtest harness) so that no other test allocates concurrently.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cellmap_runtime::{ArrayLayout, BatchLayout, Pipeline, PipelineOptions, SampleJob, SampleMeta, SampleOut};
+use cellmap_schema::ErrorPolicy;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Ramp;
+
+impl SampleJob for Ramp {
+    type Scratch = Vec<f32>;
+
+    fn scratch(&self) -> Vec<f32> {
+        vec![0.0; 1000]
+    }
+
+    fn batches(&self) -> Option<u64> {
+        None
+    }
+
+    fn fill(
+        &self,
+        scratch: &mut Vec<f32>,
+        batch: u64,
+        position: usize,
+        _: u32,
+        out: &mut SampleOut<'_>,
+    ) -> Result<Option<SampleMeta>, String> {
+        for a in 0..out.arrays() {
+            for (i, v) in out.array(a).iter_mut().enumerate() {
+                *v = (batch as usize + position + i) as f32 + scratch[i % 1000];
+            }
+        }
+        Ok(Some(SampleMeta {
+            idx: batch as i64,
+            dataset: 0,
+            centre_nm: [0.0; 3],
+        }))
+    }
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+}
+
+fn main() {
+    let layout = BatchLayout {
+        batch_size: 4,
+        arrays: vec![
+            ArrayLayout {
+                name: "raw".into(),
+                channels: 1,
+                shape_vox: [8, 16, 16],
+            },
+            ArrayLayout {
+                name: "labels".into(),
+                channels: 3,
+                shape_vox: [8, 16, 16],
+            },
+        ],
+    };
+    let options = PipelineOptions {
+        workers: 2,
+        prefetch: 3,
+        on_error: ErrorPolicy::Fail,
+        max_attempts: 1,
+        torch_memory: false,
+        pin: false,
+    };
+    let mut p = Pipeline::start(Ramp, layout, &options);
+    for _ in 0..20 {
+        p.next_batch().unwrap().unwrap();
+    }
+    let threads_warm = threads();
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let n = 1000;
+    for _ in 0..n {
+        let b = p.next_batch().unwrap().unwrap();
+        assert!(b.array(0)[0] >= 0.0);
+    }
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    let threads_end = threads();
+    println!(
+        "pipeline: {allocations} allocations over {n} steady-state batches; threads {threads_warm} -> {threads_end}"
+    );
+    assert_eq!(allocations, 0, "steady-state batches must not allocate");
+    assert_eq!(threads_warm, threads_end, "the thread count must not grow");
+    println!("1 passed, 0 failed");
+}

@@ -1,0 +1,3 @@
+//! Integration tests of cellmap-runtime.
+
+mod pipeline;
