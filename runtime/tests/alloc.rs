@@ -2,36 +2,11 @@
 //!
 //! A separate test binary (no libtest harness) so that no other test allocates concurrently.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use cellmap_runtime::{ArrayLayout, BatchLayout, Pipeline, PipelineOptions, SampleJob, SampleMeta, SampleOut};
 use cellmap_schema::ErrorPolicy;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: cellmap_runtime::CountingAllocator = cellmap_runtime::CountingAllocator;
 
 struct Ramp;
 
@@ -68,7 +43,7 @@ impl SampleJob for Ramp {
 }
 
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    cellmap_runtime::thread_count().unwrap_or(0)
 }
 
 fn main() {
@@ -100,13 +75,13 @@ fn main() {
         p.next_batch().unwrap().unwrap();
     }
     let threads_warm = threads();
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = cellmap_runtime::allocations();
     let n = 1000;
     for _ in 0..n {
         let b = p.next_batch().unwrap().unwrap();
         assert!(b.array(0)[0] >= 0.0);
     }
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    let allocations = cellmap_runtime::allocations() - before;
     let threads_end = threads();
     println!(
         "pipeline: {allocations} allocations over {n} steady-state batches; threads {threads_warm} -> {threads_end}"

@@ -1,0 +1,223 @@
+//! `cellmap-compile bench SPEC`: throughput, memory and allocations of the loader.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cellmap_runtime::{Loader, LoaderOptions, allocations, peak_rss_bytes, thread_count};
+use cellmap_schema::Split;
+
+use super::{EXIT_INVALID, SplitArg, load_spec};
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// The spec.
+    spec: PathBuf,
+    /// Batches measured after warm-up.
+    #[arg(long, default_value_t = 50)]
+    batches: u64,
+    /// Batches run before measuring (fill the chunk cache, grow scratch memory).
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Split to read.
+    #[arg(long, value_enum, default_value_t = SplitArg::Train)]
+    split: SplitArg,
+    /// No chunk cache: every read decodes its chunks (cold reads).
+    #[arg(long)]
+    no_cache: bool,
+    /// Override the spec's worker count.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Results of a benchmark run; printed as the last line (JSON).
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct BenchReport {
+    pub(crate) samples_per_s: f64,
+    pub(crate) mb_per_s: f64,
+    pub(crate) batches: u64,
+    pub(crate) batch_size: usize,
+    pub(crate) batch_bytes: u64,
+    pub(crate) ring_bytes: u64,
+    pub(crate) peak_rss_bytes: Option<u64>,
+    pub(crate) allocations_per_batch: f64,
+    pub(crate) cache_hit_rate: Option<f64>,
+    pub(crate) floor_samples_per_s: f64,
+    pub(crate) floor_ratio: f64,
+    pub(crate) workers: usize,
+    pub(crate) threads_start: Option<usize>,
+    pub(crate) threads_end: Option<usize>,
+    pub(crate) plan_seconds: f64,
+}
+
+pub(crate) fn run(args: &BenchArgs) -> ExitCode {
+    let checked = match load_spec(&args.spec) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let spec = checked.spec;
+    let mut options = match LoaderOptions::train() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    options.split = Split::from(args.split);
+    options.no_cache = args.no_cache;
+    options.workers = args.workers;
+    match bench(spec, options, args.warmup, args.batches, !args.quiet) {
+        Ok(report) => {
+            print_table(&report);
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// Run the loader for `warmup + batches` batches and measure the last `batches`.
+pub(crate) fn bench(
+    spec: cellmap_schema::Spec,
+    options: LoaderOptions,
+    warmup: u64,
+    batches: u64,
+    progress: bool,
+) -> Result<BenchReport, String> {
+    let t_plan = Instant::now();
+    let workers = options.workers.unwrap_or(spec.loader.workers);
+    let mut loader = Loader::open(spec, options).map_err(|e| e.to_string())?;
+    let plan_seconds = t_plan.elapsed().as_secs_f64();
+    let batch_size = loader.spec().loader.batch_size;
+    let batch_bytes = loader.plan().batch_bytes;
+    let threads_start = thread_count();
+    let mut consumed = 0u64;
+    let mut next = |loader: &mut Loader| -> Result<bool, String> {
+        match loader.next_batch() {
+            Some(Ok(batch)) => {
+                std::hint::black_box(batch.array(0).first());
+                consumed += 1;
+                Ok(true)
+            }
+            Some(Err(e)) => Err(e.to_string()),
+            None => Ok(false),
+        }
+    };
+    for _ in 0..warmup {
+        if !next(&mut loader)? {
+            break;
+        }
+    }
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(batches);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} batches  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let stats_before = loader.cache_stats();
+    let allocs_before = allocations();
+    let t = Instant::now();
+    let mut measured = 0u64;
+    while measured < batches {
+        if !next(&mut loader)? {
+            break;
+        }
+        measured += 1;
+        if let Some(bar) = &bar {
+            bar.inc(1);
+            let s = t.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{:.1} samples/s  {:.0} MB/s",
+                (measured * batch_size as u64) as f64 / s,
+                (measured * batch_bytes) as f64 / s / 1e6
+            ));
+        }
+    }
+    let elapsed = t.elapsed().max(Duration::from_nanos(1)).as_secs_f64();
+    let allocs = allocations() - allocs_before;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let cache_hit_rate = match (stats_before, loader.cache_stats()) {
+        (Some(a), Some(b)) => {
+            let hits = b.hits - a.hits;
+            let total = hits + (b.misses - a.misses);
+            Some(if total == 0 { 1.0 } else { hits as f64 / total as f64 })
+        }
+        _ => None,
+    };
+    let floor = memory_floor_samples_per_s(batch_bytes, batch_size, workers);
+    let samples_per_s = (measured * batch_size as u64) as f64 / elapsed;
+    Ok(BenchReport {
+        samples_per_s,
+        mb_per_s: (measured * batch_bytes) as f64 / elapsed / 1e6,
+        batches: measured,
+        batch_size,
+        batch_bytes,
+        ring_bytes: loader.ring_bytes(),
+        peak_rss_bytes: peak_rss_bytes(),
+        allocations_per_batch: allocs as f64 / measured.max(1) as f64,
+        cache_hit_rate,
+        floor_samples_per_s: floor,
+        floor_ratio: samples_per_s / floor,
+        workers: loader.worker_count(),
+        threads_start,
+        threads_end: thread_count(),
+        plan_seconds,
+    })
+}
+
+/// Samples/s of the memory-bandwidth floor: `workers` threads converting cached uint8 voxels
+/// into the float32 bytes of one batch, best of several runs.
+pub(crate) fn memory_floor_samples_per_s(batch_bytes: u64, batch_size: usize, workers: usize) -> f64 {
+    let n = (batch_bytes / 4) as usize;
+    let source: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+    let mut dest = vec![0f32; n];
+    let workers = workers.max(1);
+    let part = n.div_ceil(workers).max(1);
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for (d, src) in dest.chunks_mut(part).zip(source.chunks(part)) {
+                s.spawn(move || {
+                    for (o, i) in d.iter_mut().zip(src) {
+                        *o = f32::from(*i);
+                    }
+                });
+            }
+        });
+        std::hint::black_box(&dest);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    batch_size as f64 / best.max(1e-9)
+}
+
+fn print_table(r: &BenchReport) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("{:<24} {:>14}", "metric", "value");
+    println!("{:<24} {:>14.1}", "samples/s", r.samples_per_s);
+    println!("{:<24} {:>14.1}", "MB/s (batch bytes)", r.mb_per_s);
+    println!("{:<24} {:>14}", "batches measured", r.batches);
+    println!("{:<24} {:>14.2}", "batch MiB", mib(r.batch_bytes));
+    println!("{:<24} {:>14.2}", "ring MiB", mib(r.ring_bytes));
+    if let Some(rss) = r.peak_rss_bytes {
+        println!("{:<24} {:>14.1}", "peak RSS MiB", mib(rss));
+    }
+    println!("{:<24} {:>14.2}", "allocations/batch", r.allocations_per_batch);
+    if let Some(h) = r.cache_hit_rate {
+        println!("{:<24} {:>13.1}%", "chunk-cache hit rate", h * 100.0);
+    }
+    println!("{:<24} {:>14.1}", "floor samples/s", r.floor_samples_per_s);
+    println!("{:<24} {:>13.1}%", "of the floor", r.floor_ratio * 100.0);
+    println!("{:<24} {:>14}", "workers", r.workers);
+}

@@ -1,0 +1,120 @@
+//! `cellmap-compile plan SPEC`: levels, boxes, sample counts and exact batch bytes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cellmap_runtime::{ClassPlan, Plan, PlanOptions, plan};
+
+use super::{EXIT_INVALID, load_spec};
+
+/// Arguments of `plan`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PlanArgs {
+    /// The spec.
+    spec: PathBuf,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Count foreground voxels per class (reads every label voxel once).
+    #[arg(long)]
+    counts: bool,
+}
+
+pub(crate) fn run(args: &PlanArgs) -> ExitCode {
+    let checked = match load_spec(&args.spec) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let planned = match plan(&checked.spec, PlanOptions { count_classes: args.counts }) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&planned.plan) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    } else {
+        print!("{}", render(&planned.plan, &checked.spec.classes));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The plan as a human-readable table.
+pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "plan `{}`", plan.name);
+    let _ = writeln!(s, "  batch: {} samples", plan.batch.batch_size);
+    for a in &plan.batch.arrays {
+        let bytes = plan.batch.batch_size * a.sample_len() * 4;
+        let _ = writeln!(
+            s,
+            "    {:<12} [{}, {}, {}, {}, {}] float32  {} bytes",
+            a.name, plan.batch.batch_size, a.channels, a.shape_vox[0], a.shape_vox[1], a.shape_vox[2], bytes
+        );
+    }
+    let _ = writeln!(s, "  batch bytes: {} ({:.2} MiB)", plan.batch_bytes, plan.batch_bytes as f64 / 1048576.0);
+    let _ = writeln!(
+        s,
+        "  ring: {} slots = {} bytes ({:.2} MiB), allocated once",
+        plan.prefetch,
+        plan.ring_bytes,
+        plan.ring_bytes as f64 / 1048576.0
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<9} {:>3}  {:<24} {:>16} {:>12}  raw levels / classes",
+        "split", "#", "bbox size (nm)", "centres (z,y,x)", "tiles"
+    );
+    for d in &plan.datasets {
+        let size = d.bbox_nm.size_nm();
+        let levels: Vec<String> =
+            d.inputs.iter().map(|l| format!("{}{}", l.path, if l.resampled { "~" } else { "" })).collect();
+        let class_cells: Vec<String> = d
+            .targets
+            .first()
+            .map(|t| {
+                t.iter()
+                    .zip(classes)
+                    .map(|(c, name)| match c {
+                        ClassPlan::Annotated(l) => format!("{name}:{}{}", l.path, if l.resampled { "~" } else { "" }),
+                        ClassPlan::Inferred(_) => format!("{name}:inferred"),
+                        ClassPlan::Unknown => format!("{name}:unknown"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{:<9} {:>3}  {:<24} {:>16} {:>12}  raw {} | {}",
+            d.split.name(),
+            d.index,
+            format!("{:.0}x{:.0}x{:.0}", size[0], size[1], size[2]),
+            format!("{}x{}x{}", d.grid.shape[0], d.grid.shape[1], d.grid.shape[2]),
+            d.tiles.len(),
+            levels.join(","),
+            class_cells.join(" ")
+        );
+        if let Some(counts) = &d.class_counts {
+            let cells: Vec<String> =
+                counts.iter().zip(classes).map(|(c, n)| format!("{n}={}/{}", c.foreground, c.total)).collect();
+            let _ = writeln!(s, "{:<15}foreground/total voxels: {}", "", cells.join(" "));
+        }
+    }
+    for e in &plan.excluded {
+        let _ = writeln!(s, "excluded  {} #{} ({}): {}", e.split.name(), e.index, e.origin, e.reason);
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    let _ = writeln!(s, "(~ = resampled from the nearest finer level)");
+    s
+}

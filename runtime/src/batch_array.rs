@@ -1,0 +1,61 @@
+//! A typed view of one batch array whose shape is known at compile time.
+//!
+//! Generated loader crates instantiate [`BatchArray`] with their spec's shapes, so indexing
+//! compiles to constant strides.
+
+/// A `[B, C, Z, Y, X]` float32 array of a batch, with `C, Z, Y, X` as const generics.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchArray<'a, const C: usize, const Z: usize, const Y: usize, const X: usize> {
+    data: &'a [f32],
+}
+
+impl<'a, const C: usize, const Z: usize, const Y: usize, const X: usize> BatchArray<'a, C, Z, Y, X> {
+    /// Elements of one channel of one sample.
+    pub const CHANNEL_LEN: usize = Z * Y * X;
+    /// Elements of one sample.
+    pub const SAMPLE_LEN: usize = C * Z * Y * X;
+
+    /// Wrap a batch array.
+    ///
+    /// # Panics
+    /// If `data.len()` is not a whole number of samples of this shape (a generator bug).
+    pub fn new(data: &'a [f32]) -> Self {
+        assert!(
+            Self::SAMPLE_LEN > 0 && data.len() % Self::SAMPLE_LEN == 0,
+            "a batch array of {} values is not a whole number of [{C}, {Z}, {Y}, {X}] samples",
+            data.len()
+        );
+        BatchArray { data }
+    }
+
+    /// Samples in the batch.
+    pub fn batch_size(&self) -> usize {
+        self.data.len() / Self::SAMPLE_LEN
+    }
+
+    /// The whole array, row-major.
+    pub fn as_slice(&self) -> &'a [f32] {
+        self.data
+    }
+
+    /// The tensor shape `[B, C, Z, Y, X]`.
+    pub fn shape(&self) -> [usize; 5] {
+        [self.batch_size(), C, Z, Y, X]
+    }
+
+    /// Sample `b`: `C · Z · Y · X` values.
+    pub fn sample(&self, b: usize) -> &'a [f32] {
+        &self.data[b * Self::SAMPLE_LEN..(b + 1) * Self::SAMPLE_LEN]
+    }
+
+    /// Channel `c` of sample `b`: `Z · Y · X` values.
+    pub fn channel(&self, b: usize, c: usize) -> &'a [f32] {
+        let start = b * Self::SAMPLE_LEN + c * Self::CHANNEL_LEN;
+        &self.data[start..start + Self::CHANNEL_LEN]
+    }
+
+    /// One voxel.
+    pub fn get(&self, b: usize, c: usize, z: usize, y: usize, x: usize) -> f32 {
+        self.data[b * Self::SAMPLE_LEN + c * Self::CHANNEL_LEN + (z * Y + y) * X + x]
+    }
+}

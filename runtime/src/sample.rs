@@ -1,0 +1,311 @@
+//! Reading one sample: every input and target array of a dataset at one world centre, with
+//! one spatial transform shared by all arrays, then value transforms, written in place.
+//!
+//! Per array and source the reader chooses the cheapest exact path:
+//! - axis-aligned transform (identity, mirror, transpose) at a level whose voxel size equals
+//!   the request: the voxels are copied straight into the output with permuted or negative
+//!   strides (no interpolation, no temporary);
+//! - otherwise (resampling, rotation, elastic): the source window the transformed crop needs
+//!   is read once into scratch memory and sampled (nearest or trilinear) per output voxel.
+//!
+//! Target channels of classes the crop does not annotate are NaN (unknown); classes with a
+//! mutually exclusive annotated class are 0 where that class is present, NaN elsewhere.
+
+use std::sync::Arc;
+
+use cellmap_schema::{ArraySpec, Interpolation, Spec, ValueTransform};
+
+use crate::augment::{ElasticField, SampleGrid, SpatialDraw, ValueScratch, apply_value_transforms, gather};
+use crate::chunk_cache::ChunkCache;
+use crate::multiscale::Level;
+use crate::plan::{ClassPlan, Planned};
+use crate::rng::{Rng, SampleKey};
+use crate::sources::ClassSource;
+use crate::window::read_window;
+
+/// RNG stream of the spatial draw; value transforms use streams above it.
+pub const SPATIAL_STREAM: u64 = 0;
+
+/// Where a sample is written: one `channels · z · y · x` slice per array (inputs, then targets).
+pub trait SampleDest {
+    /// The slice of array `i`.
+    fn array(&mut self, i: usize) -> &mut [f32];
+}
+
+impl SampleDest for crate::pipeline::SampleOut<'_> {
+    fn array(&mut self, i: usize) -> &mut [f32] {
+        crate::pipeline::SampleOut::array(self, i)
+    }
+}
+
+impl SampleDest for Vec<Vec<f32>> {
+    fn array(&mut self, i: usize) -> &mut [f32] {
+        &mut self[i]
+    }
+}
+
+/// One sample to read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRequest {
+    /// Index into the plan's datasets.
+    pub dataset: usize,
+    /// World centre, nm.
+    pub centre_nm: [f64; 3],
+    /// Key of every random choice of this sample (transforms, noise).
+    pub key: SampleKey,
+    /// Apply the spec's spatial transforms (training) or not (validation, `sample`).
+    pub spatial: bool,
+    /// Apply the spec's value transforms.
+    pub values: bool,
+}
+
+/// A failed sample read, with the context a person needs.
+#[derive(Debug, thiserror::Error)]
+#[error("dataset `{dataset}`, array `{array}`{class}, centre {centre_nm:?} nm: {message}")]
+pub struct SampleReadError {
+    /// The dataset's raw location.
+    pub dataset: String,
+    /// The array.
+    pub array: String,
+    /// `, class `x`` when a class channel failed.
+    pub class: String,
+    /// The centre.
+    pub centre_nm: [f64; 3],
+    /// The cause (names the chunk for chunk failures).
+    pub message: String,
+}
+
+/// Per-worker scratch memory; grows only while warming up.
+#[derive(Debug, Default)]
+pub struct SampleScratch {
+    window: Vec<f32>,
+    values: ValueScratch,
+    elastic: ElasticField,
+}
+
+/// What a reader reports about one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadInfo {
+    /// Arrays (and classes) read with the strided copy path.
+    pub strided: u32,
+    /// Arrays (and classes) read with interpolation.
+    pub gathered: u32,
+}
+
+/// Reads samples of a planned spec into caller-provided memory.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    spec: Arc<Spec>,
+    planned: Arc<Planned>,
+    cache: Option<Arc<ChunkCache>>,
+}
+
+impl Reader {
+    /// A reader over a plan, sharing a chunk cache (or none).
+    pub fn new(spec: Arc<Spec>, planned: Arc<Planned>, cache: Option<Arc<ChunkCache>>) -> Self {
+        Reader { spec, planned, cache }
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The plan and its sources.
+    pub fn planned(&self) -> &Planned {
+        &self.planned
+    }
+
+    /// The shared chunk cache.
+    pub fn cache(&self) -> Option<&Arc<ChunkCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Scratch sized for the largest unrotated window of the plan (rotation grows it once).
+    pub fn scratch(&self) -> SampleScratch {
+        let largest = self.spec.inputs.iter().chain(&self.spec.targets).map(ArraySpec::voxels).max().unwrap_or(0);
+        SampleScratch {
+            window: Vec::with_capacity(largest * 2),
+            values: ValueScratch::with_capacity(largest),
+            elastic: ElasticField::with_capacity(largest),
+        }
+    }
+
+    /// Read one sample into `dest`.
+    pub fn read(
+        &self,
+        scratch: &mut SampleScratch,
+        request: &SampleRequest,
+        dest: &mut impl SampleDest,
+    ) -> Result<ReadInfo, SampleReadError> {
+        let spec = &*self.spec;
+        let plan = &self.planned.plan.datasets[request.dataset];
+        let sources = &self.planned.sources[request.dataset];
+        let draw = if request.spatial && !spec.augment.spatial.is_identity() {
+            let extent_nm = largest_extent_nm(spec);
+            let mut rng = Rng::new(request.key, SPATIAL_STREAM);
+            crate::augment::draw_spatial(&spec.augment.spatial, &mut rng, extent_nm)
+        } else {
+            SpatialDraw::identity()
+        };
+        let mut info = ReadInfo { strided: 0, gathered: 0 };
+        let fail = |array: &ArraySpec, class: Option<&str>, message: String| SampleReadError {
+            dataset: plan.raw.clone(),
+            array: array.name.clone(),
+            class: class.map(|c| format!(", class `{c}`")).unwrap_or_default(),
+            centre_nm: request.centre_nm,
+            message,
+        };
+
+        for (i, (array, lp)) in spec.inputs.iter().zip(&plan.inputs).enumerate() {
+            let level = &sources.raw.levels[lp.level];
+            let out = dest.array(i);
+            self.read_channel(scratch, level, array, array.interpolation, &draw, request, spec.sampling.pad_value_inputs, out, &mut info)
+                .map_err(|m| fail(array, None, m))?;
+            if request.values && !spec.augment.inputs.is_empty() {
+                let mut rng = Rng::new(request.key, 1 + i as u64);
+                apply_value_transforms(&spec.augment.inputs, out, array.shape_vox, &mut rng, &mut scratch.values)
+                    .map_err(|e| fail(array, None, e.to_string()))?;
+            }
+        }
+
+        let n_inputs = spec.inputs.len();
+        for (t, (array, classes)) in spec.targets.iter().zip(&plan.targets).enumerate() {
+            let out = dest.array(n_inputs + t);
+            let voxels = array.voxels();
+            for (c, (class_plan, source)) in classes.iter().zip(&sources.classes).enumerate() {
+                let channel = &mut out[c * voxels..(c + 1) * voxels];
+                let class = &spec.classes[c];
+                match (class_plan, source) {
+                    (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => {
+                        let level = &group.levels[lp.level];
+                        self.read_channel(
+                            scratch,
+                            level,
+                            array,
+                            array.interpolation,
+                            &draw,
+                            request,
+                            spec.sampling.pad_value_targets,
+                            channel,
+                            &mut info,
+                        )
+                        .map_err(|m| fail(array, Some(class), m))?;
+                        let transforms: &[ValueTransform] = spec.augment.targets_of(class);
+                        if !transforms.is_empty() {
+                            let mut rng = Rng::new(request.key, 1024 + (t as u64) * 256 + c as u64);
+                            apply_value_transforms(transforms, channel, array.shape_vox, &mut rng, &mut scratch.values)
+                                .map_err(|e| fail(array, Some(class), e.to_string()))?;
+                        }
+                    }
+                    _ => channel.fill(f32::NAN),
+                }
+            }
+            // True negatives: after every annotated channel is final.
+            for (c, class_plan) in classes.iter().enumerate() {
+                if let ClassPlan::Inferred(related) = class_plan {
+                    infer_negatives(out, voxels, c, related);
+                }
+            }
+        }
+        Ok(info)
+    }
+
+    /// Read one channel of one array from one level.
+    #[allow(clippy::too_many_arguments)]
+    fn read_channel(
+        &self,
+        scratch: &mut SampleScratch,
+        level: &Level,
+        array: &ArraySpec,
+        interpolation: Interpolation,
+        draw: &SpatialDraw,
+        request: &SampleRequest,
+        fill: f32,
+        out: &mut [f32],
+        info: &mut ReadInfo,
+    ) -> Result<(), String> {
+        let mut grid =
+            SampleGrid::new(request.centre_nm, array.shape_vox, array.voxel_size_nm, &draw.matrix, level.translation_nm, level.scale_nm);
+        let same_voxel_size = (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a]);
+        if same_voxel_size && draw.is_axis_aligned() {
+            // Whole voxels: snap the crop to the level's grid (the centre may sit between voxels).
+            for o in &mut grid.origin {
+                *o = (*o + 0.5).floor();
+            }
+            if let Some(map) = grid.as_strided() {
+                read_window(
+                    level,
+                    self.cache.as_deref(),
+                    map.src_start,
+                    map.src_shape,
+                    fill,
+                    out,
+                    map.dest_offset,
+                    map.dest_strides,
+                )
+                .map_err(|e| e.to_string())?;
+                info.strided += 1;
+                return Ok(());
+            }
+        }
+        let elastic = match &draw.elastic {
+            Some(e) => {
+                scratch.elastic.evaluate(e, array.shape_vox, array.voxel_size_nm);
+                Some(&scratch.elastic)
+            }
+            None => None,
+        };
+        let elastic_max = elastic.map_or([0.0; 3], ElasticField::max_abs_nm);
+        let (start, shape) = grid.source_window(interpolation, elastic_max);
+        // Clip the window to the level; points outside it get `fill` in the gather.
+        let mut lo = [0i64; 3];
+        let mut size = [0usize; 3];
+        for a in 0..3 {
+            let hi = (start[a] + shape[a] as i64).min(level.shape_vox[a] as i64);
+            lo[a] = start[a].max(0);
+            size[a] = (hi - lo[a]).max(0) as usize;
+        }
+        let voxels: usize = size.iter().product();
+        if voxels == 0 {
+            out.fill(fill);
+            info.gathered += 1;
+            return Ok(());
+        }
+        if scratch.window.len() < voxels {
+            scratch.window.resize(voxels, 0.0);
+        }
+        let window = &mut scratch.window[..voxels];
+        let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
+        read_window(level, self.cache.as_deref(), lo, size, fill, window, 0, strides).map_err(|e| e.to_string())?;
+        gather(window, lo, size, level.shape_vox, &grid, elastic, interpolation, fill, out).map_err(|e| e.to_string())?;
+        info.gathered += 1;
+        Ok(())
+    }
+}
+
+/// Channel `c` becomes 0 where any related channel is present (> 0), NaN elsewhere.
+fn infer_negatives(out: &mut [f32], voxels: usize, c: usize, related: &[usize]) {
+    let (before, rest) = out.split_at_mut(c * voxels);
+    let (channel, after) = rest.split_at_mut(voxels);
+    channel.fill(f32::NAN);
+    for &r in related {
+        let other = if r < c { &before[r * voxels..(r + 1) * voxels] } else { &after[(r - c - 1) * voxels..(r - c) * voxels] };
+        for (v, o) in channel.iter_mut().zip(other) {
+            if *o > 0.0 {
+                *v = 0.0;
+            }
+        }
+    }
+}
+
+/// The largest physical extent of any array of the spec, per axis (for the elastic lattice).
+pub fn largest_extent_nm(spec: &Spec) -> [f64; 3] {
+    let mut e = [0.0f64; 3];
+    for a in spec.inputs.iter().chain(&spec.targets) {
+        for (ax, v) in e.iter_mut().enumerate() {
+            *v = v.max(a.shape_vox[ax] as f64 * a.voxel_size_nm[ax]);
+        }
+    }
+    e
+}
