@@ -330,11 +330,7 @@ impl Level {
     /// Number of chunks (decode units) per axis.
     #[must_use]
     pub fn chunk_grid_shape(&self) -> [u64; 3] {
-        let mut g = [0; 3];
-        for a in 0..3 {
-            g[a] = self.shape_vox[a].div_ceil(self.chunk_shape_vox[a]);
-        }
-        g
+        [0, 1, 2].map(|a| self.shape_vox[a].div_ceil(self.chunk_shape_vox[a]))
     }
 }
 
@@ -527,7 +523,7 @@ fn parse_axes(location: &str, axes: Option<&Value>) -> Result<Vec<String>, OpenE
         kind.as_deref() == Some("channel") || (kind.is_none() && name == "c")
     };
     for (i, ax) in parsed.iter().enumerate() {
-        if !is_spatial(ax) && !(i == 0 && is_channel(ax)) {
+        if !(is_spatial(ax) || (i == 0 && is_channel(ax))) {
             return Err(OpenError::NonSpatialAxis {
                 location: location.to_string(),
                 axis: ax.0.clone(),

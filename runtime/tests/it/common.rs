@@ -148,12 +148,11 @@ pub(crate) fn write_array<T: Dt>(
     data
 }
 
+/// One level of [`ms_attrs`]: path, scale, optional translation.
+pub(crate) type LevelMeta<'a> = (&'a str, Vec<f64>, Option<Vec<f64>>);
+
 /// OME-NGFF `multiscales` metadata (the 0.4 `.zattrs` body, or the 0.5 `ome` body).
-pub(crate) fn ms_attrs(
-    zarr_format: u8,
-    axes: Value,
-    levels: &[(&str, Vec<f64>, Option<Vec<f64>>)],
-) -> Value {
+pub(crate) fn ms_attrs(zarr_format: u8, axes: Value, levels: &[LevelMeta<'_>]) -> Value {
     let datasets: Vec<Value> = levels
         .iter()
         .map(|(p, s, t)| {

@@ -1,5 +1,6 @@
 //! Integration tests of cellmap-runtime.
 
+mod alloc;
 mod common;
 mod fixture;
 mod multiscale;

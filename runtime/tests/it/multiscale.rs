@@ -5,7 +5,9 @@ use std::path::Path;
 use cellmap_runtime::{Box3, Multiscale, OpenError, SourceDtype, choose_level, crop_start_vox};
 use serde_json::json;
 
-use crate::common::{Fmt, blosc, ms_attrs, write_array, write_group, write_pyramid, zyx_axes};
+use crate::common::{
+    Fmt, LevelMeta, blosc, ms_attrs, write_array, write_group, write_pyramid, zyx_axes,
+};
 
 fn v2() -> Fmt {
     Fmt::V2 {
@@ -90,7 +92,7 @@ fn pyramid_with_scales(root: &Path, scales: &[[f64; 3]]) -> Multiscale {
         .enumerate()
         .map(|(i, s)| (format!("s{i}"), s.to_vec(), None))
         .collect();
-    let refs: Vec<(&str, Vec<f64>, Option<Vec<f64>>)> = levels
+    let refs: Vec<LevelMeta<'_>> = levels
         .iter()
         .map(|(p, s, t)| (p.as_str(), s.clone(), t.clone()))
         .collect();
