@@ -1,3 +1,9 @@
 //! Integration tests of cellmap-runtime.
 
+mod alloc;
+mod common;
+mod fixture;
+mod multiscale;
 mod pipeline;
+mod synth;
+mod window;

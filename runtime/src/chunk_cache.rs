@@ -1,0 +1,333 @@
+//! A decoded-chunk cache shared by every reader thread.
+//!
+//! Keys are `(level id, chunk indices)`; values are decoded chunks in their native element type
+//! ([`ChunkData`]), shared as `Arc`s so a hit costs a lock, a hash lookup and a reference-count
+//! increment, and never allocates. The cache is split into shards (one mutex each) to keep
+//! contention low; eviction is least-recently-used per shard, driven by one global byte budget.
+//! A budget of 0 disables caching. Two threads that miss the same chunk at once may both decode
+//! it; the first insert wins and both get identical data.
+//!
+//! ```
+//! use cellmap_runtime::ChunkCache;
+//! let cache = ChunkCache::new(256 << 20);
+//! assert_eq!(cache.stats().hits, 0);
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::multiscale::SourceDtype;
+
+/// A decoded chunk in its native element type, C order (`[c,] z, y, x`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChunkData {
+    /// `uint8` elements.
+    U8(Vec<u8>),
+    /// `uint16` elements.
+    U16(Vec<u16>),
+    /// `uint32` elements.
+    U32(Vec<u32>),
+    /// `uint64` elements.
+    U64(Vec<u64>),
+    /// `int8` elements.
+    I8(Vec<i8>),
+    /// `int16` elements.
+    I16(Vec<i16>),
+    /// `int32` elements.
+    I32(Vec<i32>),
+    /// `int64` elements.
+    I64(Vec<i64>),
+    /// `float32` elements.
+    F32(Vec<f32>),
+    /// `float64` elements.
+    F64(Vec<f64>),
+}
+
+impl ChunkData {
+    /// Number of elements.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Self::U8(v) => v.len(),
+            Self::U16(v) => v.len(),
+            Self::U32(v) => v.len(),
+            Self::U64(v) => v.len(),
+            Self::I8(v) => v.len(),
+            Self::I16(v) => v.len(),
+            Self::I32(v) => v.len(),
+            Self::I64(v) => v.len(),
+            Self::F32(v) => v.len(),
+            Self::F64(v) => v.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    #[must_use]
+    pub fn dtype(&self) -> SourceDtype {
+        match self {
+            Self::U8(_) => SourceDtype::U8,
+            Self::U16(_) => SourceDtype::U16,
+            Self::U32(_) => SourceDtype::U32,
+            Self::U64(_) => SourceDtype::U64,
+            Self::I8(_) => SourceDtype::I8,
+            Self::I16(_) => SourceDtype::I16,
+            Self::I32(_) => SourceDtype::I32,
+            Self::I64(_) => SourceDtype::I64,
+            Self::F32(_) => SourceDtype::F32,
+            Self::F64(_) => SourceDtype::F64,
+        }
+    }
+
+    /// Size of the decoded data in bytes.
+    #[must_use]
+    pub fn byte_len(&self) -> usize {
+        self.len() * self.dtype().size_bytes()
+    }
+}
+
+/// Cache key: an opened level ([`crate::Level::id`]) and spatial chunk indices `z y x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkKey {
+    /// The level's unique id.
+    pub level_id: u64,
+    /// Chunk indices `z y x` (decode units: inner chunks of sharded arrays).
+    pub chunk: [u64; 3],
+}
+
+/// Counters of a [`ChunkCache`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups that found the chunk.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+    /// Chunks dropped to stay within the budget.
+    pub evictions: u64,
+    /// Decoded bytes currently held.
+    pub bytes: u64,
+}
+
+struct Entry {
+    data: Arc<ChunkData>,
+    bytes: u64,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<ChunkKey, Entry>,
+}
+
+const SHARDS: usize = 16;
+
+/// A byte-budgeted, thread-safe cache of decoded chunks (see the module docs).
+pub struct ChunkCache {
+    budget_bytes: u64,
+    shards: Vec<Mutex<Shard>>,
+    clock: AtomicU64,
+    bytes: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache")
+            .field("budget_bytes", &self.budget_bytes)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChunkCache {
+    /// A cache holding at most `budget_bytes` of decoded data (0 = no caching).
+    #[must_use]
+    pub fn new(budget_bytes: u64) -> Self {
+        Self {
+            budget_bytes,
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            clock: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// The byte budget.
+    #[must_use]
+    pub fn budget_bytes(&self) -> u64 {
+        self.budget_bytes
+    }
+
+    /// Current counters.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn shard_index(key: &ChunkKey) -> usize {
+        // Cheap mix of the key; no hasher allocation.
+        let mut h = key.level_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for c in key.chunk {
+            h = (h ^ c).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let i = (h >> 59) as usize % SHARDS;
+        i
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
+        // A poisoned shard only means another thread panicked mid-update of plain data; the map
+        // is still consistent (every update is a single insert/remove).
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Look a chunk up, counting a hit or a miss. Never allocates.
+    pub fn get(&self, key: &ChunkKey) -> Option<Arc<ChunkData>> {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.lock(Self::shard_index(key));
+        if let Some(entry) = shard.map.get_mut(key) {
+            entry.last_used = tick;
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            Some(entry.data.clone())
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+
+    /// Insert a decoded chunk and return the cached copy (an existing entry wins). Chunks larger
+    /// than the whole budget are returned without being cached.
+    pub fn insert(&self, key: ChunkKey, data: Arc<ChunkData>) -> Arc<ChunkData> {
+        let bytes = data.byte_len() as u64;
+        if bytes > self.budget_bytes {
+            return data;
+        }
+        let own = Self::shard_index(&key);
+        {
+            let shard = self.lock(own);
+            if let Some(entry) = shard.map.get(&key) {
+                return entry.data.clone();
+            }
+        }
+        self.make_room(own, bytes);
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.lock(own);
+        if let Some(entry) = shard.map.get(&key) {
+            return entry.data.clone();
+        }
+        shard.map.insert(
+            key,
+            Entry {
+                data: data.clone(),
+                bytes,
+                last_used: tick,
+            },
+        );
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        data
+    }
+
+    /// Evict least-recently-used entries, own shard first, until `incoming` more bytes fit.
+    fn make_room(&self, own: usize, incoming: u64) {
+        for step in 0..SHARDS {
+            let i = (own + step) % SHARDS;
+            let mut shard = self.lock(i);
+            while self.bytes.load(Ordering::Relaxed) + incoming > self.budget_bytes {
+                let oldest = shard
+                    .map
+                    .iter()
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(k, _)| *k);
+                let Some(oldest) = oldest else { break };
+                if let Some(e) = shard.map.remove(&oldest) {
+                    self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if self.bytes.load(Ordering::Relaxed) + incoming <= self.budget_bytes {
+                return;
+            }
+        }
+    }
+
+    /// Drop every entry (counters other than `bytes` are kept).
+    pub fn clear(&self) {
+        for i in 0..SHARDS {
+            let mut shard = self.lock(i);
+            for (_, e) in shard.map.drain() {
+                self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> ChunkKey {
+        ChunkKey {
+            level_id: 7,
+            chunk: [i, 0, 0],
+        }
+    }
+
+    #[test]
+    fn budget_hits_and_eviction() {
+        let cache = ChunkCache::new(250);
+        assert!(cache.get(&key(0)).is_none());
+        cache.insert(key(0), Arc::new(ChunkData::U8(vec![1; 100])));
+        cache.insert(key(1), Arc::new(ChunkData::U16(vec![2; 50])));
+        assert_eq!(cache.stats().bytes, 200);
+        assert_eq!(
+            cache.get(&key(0)).as_deref(),
+            Some(&ChunkData::U8(vec![1; 100]))
+        );
+        // key(1) is now least recently used; a third chunk evicts it.
+        cache.insert(key(2), Arc::new(ChunkData::U8(vec![3; 100])));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.evictions, s.bytes), (1, 1, 1, 200));
+        assert!(cache.get(&key(1)).is_none());
+        assert!(cache.get(&key(0)).is_some());
+        // Larger than the budget: returned, not cached.
+        let big = cache.insert(key(3), Arc::new(ChunkData::U8(vec![0; 300])));
+        assert_eq!(big.len(), 300);
+        assert!(cache.get(&key(3)).is_none());
+        cache.clear();
+        assert_eq!(cache.stats().bytes, 0);
+    }
+
+    #[test]
+    fn zero_budget_caches_nothing() {
+        let cache = ChunkCache::new(0);
+        cache.insert(key(0), Arc::new(ChunkData::U8(vec![1])));
+        assert!(cache.get(&key(0)).is_none());
+        assert_eq!(cache.stats().bytes, 0);
+    }
+
+    #[test]
+    fn first_insert_wins() {
+        let cache = ChunkCache::new(1000);
+        cache.insert(key(0), Arc::new(ChunkData::U8(vec![1; 10])));
+        let got = cache.insert(key(0), Arc::new(ChunkData::U8(vec![2; 10])));
+        assert_eq!(*got, ChunkData::U8(vec![1; 10]));
+        assert_eq!(cache.stats().bytes, 10);
+    }
+}

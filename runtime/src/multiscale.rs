@@ -1,0 +1,687 @@
+//! Opening an OME-NGFF multiscale group: its scale levels, their geometry and their arrays.
+//!
+//! Supported: zarr v2 with OME-NGFF 0.4 (`.zgroup` + `.zattrs` → `multiscales[0]`) and zarr v3 with
+//! OME-NGFF 0.5 (`zarr.json` → `attributes.ome.multiscales[0]`), sharded arrays included.
+//! `axes` may be objects (`{name, type, unit}`) or plain strings. The last three axes must be the
+//! spatial axes `z y x` in that order; one leading channel axis (type `channel` or name `c`) is
+//! allowed and only its index 0 is read. Per-level `coordinateTransformations` give `scale` and an
+//! optional `translation` (missing = 0); the multiscale-level transformations are ignored, as in
+//! cellmap-data.
+//!
+//! # Geometry
+//!
+//! World coordinates are nanometres on the axes `z y x`. Voxel `i` of a level with scale `s` and
+//! translation `t` is **centred** at `t + i·s`; the level covers `[t − s/2, t + (n − ½)·s]`
+//! ([`Level::bounds_nm`]). A crop of `N` voxels centred at `c` starts at voxel
+//! `floor((c − t)/s − (N − 1)/2 + 0.5)` ([`crate::crop_start_vox`]). Note: cellmap-data 2026.3
+//! treats the translation as the voxel corner instead, shifting crops by up to one voxel and
+//! misaligning levels.
+//!
+//! ```no_run
+//! use cellmap_runtime::{Multiscale, choose_level};
+//! let ms = Multiscale::open("data/jrc.zarr/recon-1/em/fibsem-uint8")?;
+//! let choice = choose_level(&ms.levels, [8.0, 8.0, 8.0]);
+//! println!("{} at {:?} nm", ms.levels[choice.index].path, ms.levels[choice.index].scale_nm);
+//! # Ok::<(), cellmap_runtime::OpenError>(())
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use zarrs::array::data_type::{
+    Float32DataType, Float64DataType, Int8DataType, Int16DataType, Int32DataType, Int64DataType,
+    UInt8DataType, UInt16DataType, UInt32DataType, UInt64DataType,
+};
+use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
+use zarrs::storage::ReadableStorageTraits;
+
+use crate::geometry::Box3;
+use crate::store::{Store, open_store};
+
+/// Why a multiscale group could not be opened. Every variant names the location.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The location does not exist.
+    #[error(
+        "`{location}` does not exist (expected an OME-NGFF multiscale group, e.g. `…/recon-1/em/fibsem-uint8`)"
+    )]
+    NotFound {
+        /// The location as given.
+        location: String,
+    },
+    /// The location exists but is not a zarr group.
+    #[error(
+        "`{location}` is not a zarr group (no `.zgroup`, `.zattrs` or `zarr.json`); hint: point at the folder that holds `s0`, `s1`, …"
+    )]
+    NotAGroup {
+        /// The location as given.
+        location: String,
+    },
+    /// The location uses a scheme this build cannot read.
+    #[error(
+        "`{location}`: `{scheme}` locations are not supported by this build; use a filesystem path"
+    )]
+    UnsupportedScheme {
+        /// The location as given.
+        location: String,
+        /// The URL scheme, e.g. `http`.
+        scheme: String,
+    },
+    /// The storage layer failed.
+    #[error("reading `{location}` failed: {message}")]
+    Storage {
+        /// The location or key that failed.
+        location: String,
+        /// The storage error.
+        message: String,
+    },
+    /// A metadata document is not valid JSON.
+    #[error("`{location}` is not valid JSON: {message}")]
+    InvalidJson {
+        /// The document's location.
+        location: String,
+        /// The parser error.
+        message: String,
+    },
+    /// The group has no `multiscales` attribute.
+    #[error(
+        "`{location}` has no OME-NGFF `multiscales` attribute (expected `multiscales` in `.zattrs` for zarr v2 / OME-NGFF 0.4, or `ome.multiscales` in `zarr.json` for zarr v3 / 0.5); hint: is this a class folder without levels, or a parent group?"
+    )]
+    NoMultiscales {
+        /// The group's location.
+        location: String,
+    },
+    /// The `multiscales` metadata is malformed.
+    #[error("`{location}`: invalid OME-NGFF metadata: {message}")]
+    InvalidMetadata {
+        /// The group's location.
+        location: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// A non-spatial axis appears somewhere other than a leading channel position.
+    #[error(
+        "`{location}`: axis `{axis}` at index {index} is not spatial; expected the last three axes to be `z y x`, optionally after one leading channel axis"
+    )]
+    NonSpatialAxis {
+        /// The group's location.
+        location: String,
+        /// The axis name.
+        axis: String,
+        /// Its index in `axes`.
+        index: usize,
+    },
+    /// The axes are not `[c] z y x`.
+    #[error("`{location}`: unsupported axes {axes:?}; expected `[z, y, x]` or `[c, z, y, x]`")]
+    UnsupportedAxes {
+        /// The group's location.
+        location: String,
+        /// The axis names found.
+        axes: Vec<String>,
+    },
+    /// The array of a level has a different number of dimensions than the metadata's axes.
+    #[error(
+        "`{location}/{level}`: the array has {array_dims} dimensions but the metadata lists {metadata_axes} axes"
+    )]
+    AxisCountMismatch {
+        /// The group's location.
+        location: String,
+        /// The level path, e.g. `s0`.
+        level: String,
+        /// Number of axes in the metadata.
+        metadata_axes: usize,
+        /// Number of array dimensions.
+        array_dims: usize,
+    },
+    /// A level listed in `datasets` does not exist.
+    #[error("`{location}/{level}`: level listed in `multiscales` but missing on disk")]
+    MissingLevel {
+        /// The group's location.
+        location: String,
+        /// The level path.
+        level: String,
+    },
+    /// A level's array metadata exists but cannot be opened.
+    #[error("`{location}/{level}`: cannot open the array: {message}")]
+    LevelOpen {
+        /// The group's location.
+        location: String,
+        /// The level path.
+        level: String,
+        /// The zarrs error.
+        message: String,
+    },
+    /// A level's data type is not one we read.
+    #[error(
+        "`{location}/{level}`: unsupported data type `{dtype}`; expected one of uint8/16/32/64, int8/16/32/64, float32, float64"
+    )]
+    UnsupportedDtype {
+        /// The group's location.
+        location: String,
+        /// The level path.
+        level: String,
+        /// The data type as zarrs names it.
+        dtype: String,
+    },
+}
+
+/// Element type of a stored level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceDtype {
+    /// `uint8`.
+    U8,
+    /// `uint16`.
+    U16,
+    /// `uint32`.
+    U32,
+    /// `uint64`.
+    U64,
+    /// `int8`.
+    I8,
+    /// `int16`.
+    I16,
+    /// `int32`.
+    I32,
+    /// `int64`.
+    I64,
+    /// `float32`.
+    F32,
+    /// `float64`.
+    F64,
+}
+
+impl SourceDtype {
+    /// Bytes per element.
+    #[must_use]
+    pub fn size_bytes(self) -> usize {
+        match self {
+            Self::U8 | Self::I8 => 1,
+            Self::U16 | Self::I16 => 2,
+            Self::U32 | Self::I32 | Self::F32 => 4,
+            Self::U64 | Self::I64 | Self::F64 => 8,
+        }
+    }
+
+    /// The zarr v3 name (`uint8`, `float32`, …).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::U8 => "uint8",
+            Self::U16 => "uint16",
+            Self::U32 => "uint32",
+            Self::U64 => "uint64",
+            Self::I8 => "int8",
+            Self::I16 => "int16",
+            Self::I32 => "int32",
+            Self::I64 => "int64",
+            Self::F32 => "float32",
+            Self::F64 => "float64",
+        }
+    }
+
+    fn of(data_type: &zarrs::array::DataType) -> Option<Self> {
+        Some(if data_type.is::<UInt8DataType>() {
+            Self::U8
+        } else if data_type.is::<UInt16DataType>() {
+            Self::U16
+        } else if data_type.is::<UInt32DataType>() {
+            Self::U32
+        } else if data_type.is::<UInt64DataType>() {
+            Self::U64
+        } else if data_type.is::<Int8DataType>() {
+            Self::I8
+        } else if data_type.is::<Int16DataType>() {
+            Self::I16
+        } else if data_type.is::<Int32DataType>() {
+            Self::I32
+        } else if data_type.is::<Int64DataType>() {
+            Self::I64
+        } else if data_type.is::<Float32DataType>() {
+            Self::F32
+        } else if data_type.is::<Float64DataType>() {
+            Self::F64
+        } else {
+            return None;
+        })
+    }
+}
+
+impl std::fmt::Display for SourceDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The opened zarrs array of a level plus what decoding needs.
+pub(crate) struct LevelArray {
+    pub(crate) array: Array<dyn ReadableStorageTraits>,
+    /// Shard-index cache when the array is exclusively sharded (reads go per inner chunk).
+    pub(crate) sharded: Option<ArrayShardedReadableExtCache>,
+    /// `location/path`, for error messages.
+    pub(crate) array_location: String,
+}
+
+static NEXT_LEVEL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One scale level of a multiscale group.
+#[derive(Clone)]
+pub struct Level {
+    /// The level's path inside the group, e.g. `s0`.
+    pub path: String,
+    /// Voxel size (nm), `z y x`.
+    pub scale_nm: [f64; 3],
+    /// World position (nm) of the centre of voxel 0, `z y x`.
+    pub translation_nm: [f64; 3],
+    /// Spatial shape (voxels), `z y x`.
+    pub shape_vox: [u64; 3],
+    /// Spatial shape of the unit that is decoded at once (voxels): the chunk, or the inner chunk
+    /// of a sharded array.
+    pub chunk_shape_vox: [u64; 3],
+    /// Spatial shard shape (voxels) when the array is sharded.
+    pub shard_shape_vox: Option<[u64; 3]>,
+    /// Element type.
+    pub dtype: SourceDtype,
+    /// True when the array has a leading channel axis (index 0 is read).
+    pub has_channel_axis: bool,
+    /// Unique id of this opened level (cache keys).
+    pub id: u64,
+    pub(crate) array: Arc<LevelArray>,
+}
+
+impl std::fmt::Debug for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Level")
+            .field("path", &self.path)
+            .field("scale_nm", &self.scale_nm)
+            .field("translation_nm", &self.translation_nm)
+            .field("shape_vox", &self.shape_vox)
+            .field("chunk_shape_vox", &self.chunk_shape_vox)
+            .field("shard_shape_vox", &self.shard_shape_vox)
+            .field("dtype", &self.dtype)
+            .field("has_channel_axis", &self.has_channel_axis)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Level {
+    /// The world box the level covers: `[t − s/2, t + (n − ½)·s]` per axis.
+    #[must_use]
+    pub fn bounds_nm(&self) -> Box3 {
+        let mut b = Box3::new([0.0; 3], [0.0; 3]);
+        for a in 0..3 {
+            let (t, s) = (self.translation_nm[a], self.scale_nm[a]);
+            #[allow(clippy::cast_precision_loss)]
+            let n = self.shape_vox[a] as f64;
+            b.lo_nm[a] = t - s / 2.0;
+            b.hi_nm[a] = t + (n - 0.5) * s;
+        }
+        b
+    }
+
+    /// `location/path` of the level's array.
+    #[must_use]
+    pub fn array_location(&self) -> &str {
+        &self.array.array_location
+    }
+
+    /// Number of chunks (decode units) per axis.
+    #[must_use]
+    pub fn chunk_grid_shape(&self) -> [u64; 3] {
+        [0, 1, 2].map(|a| self.shape_vox[a].div_ceil(self.chunk_shape_vox[a]))
+    }
+}
+
+/// An opened OME-NGFF multiscale group.
+#[derive(Clone, Debug)]
+pub struct Multiscale {
+    /// The location as given.
+    pub location: String,
+    /// The levels in metadata order (normally finest first).
+    pub levels: Vec<Level>,
+    /// Zarr format version (2 or 3).
+    pub zarr_format: u8,
+    /// Axis names from the metadata, e.g. `["z", "y", "x"]` or `["c", "z", "y", "x"]`.
+    pub axes: Vec<String>,
+}
+
+/// The level [`choose_level`] picked for a requested voxel size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LevelChoice {
+    /// Index into the level list.
+    pub index: usize,
+    /// Every axis equals the request within 1e-6 relative.
+    pub exact: bool,
+    /// Even the finest level is coarser than the request (the caller should warn and resample).
+    pub finer_than_available: bool,
+}
+
+const REL_TOL: f64 = 1e-6;
+
+/// Pick the coarsest level whose scale is not coarser than `requested_nm` on any axis
+/// (1e-6 relative tolerance); if every level is coarser somewhere, the finest level with
+/// `finer_than_available = true`. "Coarsest" compares voxel volumes; ties keep the earlier level.
+///
+/// # Panics
+/// Never for a non-empty `levels`; with an empty slice it returns index 0 with
+/// `finer_than_available = true` (the caller owns non-emptiness: [`Multiscale::open`] guarantees it).
+#[must_use]
+pub fn choose_level(levels: &[Level], requested_nm: [f64; 3]) -> LevelChoice {
+    let volume = |l: &Level| l.scale_nm.iter().product::<f64>();
+    let not_coarser =
+        |l: &Level| (0..3).all(|a| l.scale_nm[a] <= requested_nm[a] * (1.0 + REL_TOL));
+    let mut best: Option<usize> = None;
+    for (i, l) in levels.iter().enumerate() {
+        if not_coarser(l) && best.is_none_or(|b| volume(l) > volume(&levels[b])) {
+            best = Some(i);
+        }
+    }
+    let (index, finer_than_available) = match best {
+        Some(i) => (i, false),
+        None => {
+            let mut finest = 0;
+            for (i, l) in levels.iter().enumerate() {
+                if volume(l) < volume(&levels[finest]) {
+                    finest = i;
+                }
+            }
+            (finest, true)
+        }
+    };
+    let exact = levels.get(index).is_some_and(|l| {
+        (0..3).all(|a| (l.scale_nm[a] - requested_nm[a]).abs() <= REL_TOL * requested_nm[a].abs())
+    });
+    LevelChoice {
+        index,
+        exact,
+        finer_than_available,
+    }
+}
+
+impl Multiscale {
+    /// Open the multiscale group at `location` (a filesystem path).
+    ///
+    /// # Errors
+    /// An [`OpenError`] naming the location for a missing path, a group without `multiscales`,
+    /// malformed metadata, unsupported axes, a missing level, a mismatched axis count or an
+    /// unsupported data type.
+    pub fn open(location: &str) -> Result<Multiscale, OpenError> {
+        let store = open_store(location)?;
+        let (zarr_format, multiscales) = read_multiscales(&store)?;
+        let ms = multiscales
+            .as_array()
+            .and_then(|a| a.first())
+            .ok_or_else(|| invalid(location, "`multiscales` must be a non-empty list"))?;
+        let axes = parse_axes(location, ms.get("axes"))?;
+        let has_channel = axes.len() == 4;
+        let datasets = ms
+            .get("datasets")
+            .and_then(Value::as_array)
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    location,
+                    "`multiscales[0].datasets` must be a non-empty list",
+                )
+            })?;
+        let mut levels = Vec::with_capacity(datasets.len());
+        for (i, ds) in datasets.iter().enumerate() {
+            let path = ds
+                .get("path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(location, &format!("`datasets[{i}].path` is missing")))?;
+            let (scale_nm, translation_nm) = parse_transforms(location, i, ds, axes.len())?;
+            levels.push(open_level(
+                &store,
+                path,
+                scale_nm,
+                translation_nm,
+                axes.len(),
+                has_channel,
+            )?);
+        }
+        Ok(Multiscale {
+            location: location.to_string(),
+            levels,
+            zarr_format,
+            axes,
+        })
+    }
+}
+
+fn invalid(location: &str, message: &str) -> OpenError {
+    OpenError::InvalidMetadata {
+        location: location.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn read_multiscales(store: &Store) -> Result<(u8, Value), OpenError> {
+    let location = &store.location;
+    if let Some(meta) = store.get_json("zarr.json")? {
+        let attrs = meta.get("attributes");
+        let ms = attrs
+            .and_then(|a| a.get("ome"))
+            .and_then(|o| o.get("multiscales"))
+            .or_else(|| attrs.and_then(|a| a.get("multiscales")));
+        return match ms {
+            Some(ms) => Ok((3, ms.clone())),
+            None => Err(OpenError::NoMultiscales {
+                location: location.clone(),
+            }),
+        };
+    }
+    let zattrs = store.get_json(".zattrs")?;
+    let zgroup = store.get_json(".zgroup")?;
+    match (zattrs, zgroup) {
+        (None, None) => Err(OpenError::NotAGroup {
+            location: location.clone(),
+        }),
+        (attrs, _) => match attrs.as_ref().and_then(|a| a.get("multiscales")) {
+            Some(ms) => Ok((2, ms.clone())),
+            None => Err(OpenError::NoMultiscales {
+                location: location.clone(),
+            }),
+        },
+    }
+}
+
+/// Axis names, validated to be `[c] z y x`.
+fn parse_axes(location: &str, axes: Option<&Value>) -> Result<Vec<String>, OpenError> {
+    let Some(list) = axes.and_then(Value::as_array) else {
+        // OME-NGFF < 0.4 had no axes; CellMap data is always z y x.
+        return Ok(vec!["z".into(), "y".into(), "x".into()]);
+    };
+    let mut parsed = Vec::with_capacity(list.len());
+    for (i, a) in list.iter().enumerate() {
+        let (name, kind) = match a {
+            Value::String(s) => (s.clone(), None),
+            Value::Object(o) => (
+                o.get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid(location, &format!("`axes[{i}].name` is missing")))?
+                    .to_string(),
+                o.get("type").and_then(Value::as_str).map(str::to_string),
+            ),
+            _ => {
+                return Err(invalid(
+                    location,
+                    &format!("`axes[{i}]` must be a string or an object"),
+                ));
+            }
+        };
+        parsed.push((name, kind));
+    }
+    let names: Vec<String> = parsed.iter().map(|(n, _)| n.clone()).collect();
+    let is_spatial = |(name, kind): &(String, Option<String>)| match kind.as_deref() {
+        Some(k) => k == "space",
+        None => matches!(name.as_str(), "z" | "y" | "x"),
+    };
+    let is_channel = |(name, kind): &(String, Option<String>)| {
+        kind.as_deref() == Some("channel") || (kind.is_none() && name == "c")
+    };
+    for (i, ax) in parsed.iter().enumerate() {
+        if !(is_spatial(ax) || (i == 0 && is_channel(ax))) {
+            return Err(OpenError::NonSpatialAxis {
+                location: location.to_string(),
+                axis: ax.0.clone(),
+                index: i,
+            });
+        }
+    }
+    let n = parsed.len();
+    let spatial_ok = n >= 3 && names[n - 3..] == ["z", "y", "x"];
+    let lead_ok = n == 3 || (n == 4 && is_channel(&parsed[0]));
+    if !spatial_ok || !lead_ok {
+        return Err(OpenError::UnsupportedAxes {
+            location: location.to_string(),
+            axes: names,
+        });
+    }
+    Ok(names)
+}
+
+/// The level's spatial scale and translation (last three entries).
+fn parse_transforms(
+    location: &str,
+    index: usize,
+    dataset: &Value,
+    n_axes: usize,
+) -> Result<([f64; 3], [f64; 3]), OpenError> {
+    let transforms = dataset
+        .get("coordinateTransformations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            invalid(
+                location,
+                &format!("`datasets[{index}].coordinateTransformations` is missing"),
+            )
+        })?;
+    let mut scale = None;
+    let mut translation = [0.0; 3];
+    for t in transforms {
+        let kind = t.get("type").and_then(Value::as_str).unwrap_or_default();
+        if kind != "scale" && kind != "translation" {
+            continue;
+        }
+        let values: Option<Vec<f64>> = t
+            .get(kind)
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_f64).collect());
+        let values = values.filter(|v| v.len() == n_axes).ok_or_else(|| {
+            invalid(
+                location,
+                &format!("`datasets[{index}]` {kind} must be a list of {n_axes} numbers"),
+            )
+        })?;
+        let last3 = [values[n_axes - 3], values[n_axes - 2], values[n_axes - 1]];
+        if kind == "scale" {
+            if last3.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(invalid(
+                    location,
+                    &format!("`datasets[{index}]` scale {last3:?} must be positive"),
+                ));
+            }
+            scale = Some(last3);
+        } else {
+            translation = last3;
+        }
+    }
+    let scale = scale.ok_or_else(|| {
+        invalid(
+            location,
+            &format!("`datasets[{index}]` has no `scale` coordinate transformation"),
+        )
+    })?;
+    Ok((scale, translation))
+}
+
+fn open_level(
+    store: &Store,
+    path: &str,
+    scale_nm: [f64; 3],
+    translation_nm: [f64; 3],
+    n_axes: usize,
+    has_channel_axis: bool,
+) -> Result<Level, OpenError> {
+    let location = &store.location;
+    let level_err = |message: String| OpenError::LevelOpen {
+        location: location.clone(),
+        level: path.to_string(),
+        message,
+    };
+    let node = format!("/{}", path.trim_matches('/'));
+    let array = match Array::open(store.storage.clone(), &node) {
+        Ok(a) => a,
+        Err(zarrs::array::ArrayCreateError::MissingMetadata) => {
+            return Err(OpenError::MissingLevel {
+                location: location.clone(),
+                level: path.to_string(),
+            });
+        }
+        Err(e) => return Err(level_err(e.to_string())),
+    };
+    if array.dimensionality() != n_axes {
+        return Err(OpenError::AxisCountMismatch {
+            location: location.clone(),
+            level: path.to_string(),
+            metadata_axes: n_axes,
+            array_dims: array.dimensionality(),
+        });
+    }
+    let dtype = SourceDtype::of(array.data_type()).ok_or_else(|| OpenError::UnsupportedDtype {
+        location: location.clone(),
+        level: path.to_string(),
+        dtype: format!("{:?}", array.data_type()),
+    })?;
+    if let Some(meta) = store.get_json(&format!("{}/zarr.json", path.trim_matches('/')))? {
+        let grid = meta
+            .get("chunk_grid")
+            .and_then(|g| g.get("name"))
+            .and_then(Value::as_str);
+        if grid != Some("regular") {
+            return Err(level_err(format!(
+                "chunk grid {grid:?} is not supported; expected `regular`"
+            )));
+        }
+    }
+    let spatial = |v: &[u64]| [v[n_axes - 3], v[n_axes - 2], v[n_axes - 1]];
+    let shape = array.shape().to_vec();
+    let zero = vec![0u64; n_axes];
+    let chunk: Vec<u64> = array
+        .chunk_shape(&zero)
+        .map_err(|e| level_err(e.to_string()))?
+        .iter()
+        .map(|c| c.get())
+        .collect();
+    let (sharded, chunk_shape_vox, shard_shape_vox) = if array.is_exclusively_sharded()
+        && let Some(sub) = array.effective_subchunk_shape()
+    {
+        let sub: Vec<u64> = sub.iter().map(|c| c.get()).collect();
+        (
+            Some(ArrayShardedReadableExtCache::new(&array)),
+            spatial(&sub),
+            Some(spatial(&chunk)),
+        )
+    } else {
+        (None, spatial(&chunk), None)
+    };
+    Ok(Level {
+        path: path.to_string(),
+        scale_nm,
+        translation_nm,
+        shape_vox: spatial(&shape),
+        chunk_shape_vox,
+        shard_shape_vox,
+        dtype,
+        has_channel_axis,
+        id: NEXT_LEVEL_ID.fetch_add(1, Ordering::Relaxed),
+        array: Arc::new(LevelArray {
+            array,
+            sharded,
+            array_location: format!("{location}/{}", path.trim_matches('/')),
+        }),
+    })
+}

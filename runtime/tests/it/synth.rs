@@ -1,0 +1,192 @@
+//! The synthetic dataset: layout, geometry, classes, determinism, refusal of non-empty folders.
+
+use cellmap_runtime::{
+    ChunkCache, Multiscale, SourceDtype, SynthError, SynthOptions, SynthSize, SynthVariant,
+    count_nonzero, read_window, write_synthetic,
+};
+
+fn small(force: bool) -> SynthOptions {
+    SynthOptions {
+        seed: 7,
+        size: SynthSize::Small,
+        variants: vec![SynthVariant::V2, SynthVariant::V3],
+        force,
+    }
+}
+
+fn read_all(level: &cellmap_runtime::Level) -> Vec<f32> {
+    let s = level.shape_vox.map(|v| v as usize);
+    let mut out = vec![0f32; s[0] * s[1] * s[2]];
+    read_window(
+        level,
+        None,
+        [0; 3],
+        s,
+        -1.0,
+        &mut out,
+        0,
+        [(s[1] * s[2]) as isize, s[2] as isize, 1],
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn writes_reopens_and_matches_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("synth");
+    let report = write_synthetic(&dir, &small(false)).unwrap();
+    assert_eq!(report.raw_shape_vox, vec![[96; 3], [48; 3], [24; 3]]);
+    assert_eq!(
+        report.raw_translation_nm,
+        vec![[40.0, 24.0, 16.0], [44.0, 28.0, 20.0], [52.0, 36.0, 28.0]]
+    );
+    assert_eq!(report.crops.len(), 2);
+    assert_eq!(report.crops[0].classes, ["mito", "er", "nuc", "pm"]);
+    assert_eq!(report.crops[1].classes, ["mito", "er", "nuc"]);
+    // crop1 starts at raw voxel [12, 20, 28]: t = t0 + 8·start.
+    assert_eq!(report.crops[0].translation_nm, [136.0, 184.0, 240.0]);
+    for c in &report.crops {
+        for (class, fg) in c.classes.iter().zip(&c.foreground_vox) {
+            assert!(*fg > 0, "{} {class} has no foreground", c.name);
+        }
+    }
+    let csv = std::fs::read_to_string(&report.datasplit_csv).unwrap();
+    assert_eq!(
+        csv,
+        "\"train\",\"v2/synth.zarr\",\"recon-1/em/fibsem-uint8\",\"v2/synth.zarr\",\"recon-1/labels/groundtruth/crop1/[mito,er,nuc,pm]\"\n\
+         \"validate\",\"v2/synth.zarr\",\"recon-1/em/fibsem-uint8\",\"v2/synth.zarr\",\"recon-1/labels/groundtruth/crop2/[mito,er,nuc]\"\n"
+    );
+    assert!(
+        std::fs::read_to_string(&report.spec_yaml)
+            .unwrap()
+            .contains("classes: [mito, er, nuc, pm]")
+    );
+    assert!(
+        !dir.join("v3/synth.zarr/recon-1/labels/groundtruth/crop2/pm")
+            .exists()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary folder left behind");
+
+    let mut raw_s0 = Vec::new();
+    for v in ["v2", "v3"] {
+        let zarr = dir.join(v).join("synth.zarr");
+        let raw = Multiscale::open(zarr.join("recon-1/em/fibsem-uint8").to_str().unwrap()).unwrap();
+        assert_eq!(raw.zarr_format, if v == "v2" { 2 } else { 3 });
+        assert_eq!(raw.levels.len(), 3);
+        for (k, l) in raw.levels.iter().enumerate() {
+            assert_eq!(l.path, format!("s{k}"));
+            assert_eq!(l.scale_nm, report.raw_scale_nm[k]);
+            assert_eq!(l.translation_nm, report.raw_translation_nm[k]);
+            assert_eq!(l.shape_vox, report.raw_shape_vox[k]);
+            assert_eq!(l.dtype, SourceDtype::U8);
+        }
+        if v == "v3" {
+            assert!(raw.levels[0].shard_shape_vox.is_some());
+        }
+        raw_s0.push(read_all(&raw.levels[0]));
+        for c in &report.crops {
+            for (class, fg) in c.classes.iter().zip(&c.foreground_vox) {
+                let loc = zarr.join(format!("recon-1/labels/groundtruth/{}/{class}", c.name));
+                let ms = Multiscale::open(loc.to_str().unwrap()).unwrap();
+                assert_eq!(ms.levels.len(), 2);
+                assert_eq!(ms.levels[0].translation_nm, c.translation_nm);
+                assert_eq!(
+                    ms.levels[1].translation_nm,
+                    c.translation_nm.map(|t| t + 4.0)
+                );
+                assert_eq!(ms.levels[0].shape_vox, c.shape_vox);
+                let want = if c.name == "crop1" && class == "nuc" {
+                    SourceDtype::U64
+                } else {
+                    SourceDtype::U8
+                };
+                assert_eq!(ms.levels[0].dtype, want);
+                assert_eq!(count_nonzero(&ms.levels[0]).unwrap(), *fg);
+            }
+        }
+    }
+    assert_eq!(raw_s0[0], raw_s0[1], "v2 and v3 raw agree");
+    // Raw depends on the labels: mean raw over crop1's mito voxels is dark, over nuc light.
+    let zarr = dir.join("v2/synth.zarr");
+    let raw = Multiscale::open(zarr.join("recon-1/em/fibsem-uint8").to_str().unwrap()).unwrap();
+    let cache = ChunkCache::new(16 << 20);
+    let mut raw_crop = vec![0f32; 64 * 64 * 64];
+    read_window(
+        &raw.levels[0],
+        Some(&cache),
+        [12, 20, 28],
+        [64; 3],
+        0.0,
+        &mut raw_crop,
+        0,
+        [4096, 64, 1],
+    )
+    .unwrap();
+    let mean_where = |class: &str| {
+        let ms = Multiscale::open(
+            zarr.join(format!("recon-1/labels/groundtruth/crop1/{class}"))
+                .to_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let lab = read_all(&ms.levels[0]);
+        let (sum, n) = lab
+            .iter()
+            .zip(&raw_crop)
+            .filter(|(l, _)| **l != 0.0)
+            .fold((0.0, 0.0), |(s, n), (_, r)| (s + r, n + 1.0));
+        sum / n
+    };
+    let (mito, nuc, pm) = (mean_where("mito"), mean_where("nuc"), mean_where("pm"));
+    assert!(
+        mito < 95.0 && nuc > 175.0 && pm < 75.0,
+        "mito {mito} nuc {nuc} pm {pm}"
+    );
+}
+
+#[test]
+fn deterministic_and_refuses_non_empty_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let opts = SynthOptions {
+        variants: vec![SynthVariant::V2],
+        ..small(false)
+    };
+    let a = write_synthetic(&dir, &opts).unwrap();
+    let err = write_synthetic(&dir, &opts).unwrap_err();
+    assert!(
+        matches!(&err, SynthError::NotEmpty { dir: d } if *d == dir),
+        "{err}"
+    );
+    let chunk = dir.join("v2/synth.zarr/recon-1/em/fibsem-uint8/s0/1/2/0");
+    let before = std::fs::read(&chunk).unwrap();
+    let b = write_synthetic(
+        &dir,
+        &SynthOptions {
+            force: true,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(&chunk).unwrap(),
+        before,
+        "same seed, same bytes"
+    );
+    assert_eq!(a.crops, b.crops);
+    let other =
+        write_synthetic(&tmp.path().join("seed8"), &SynthOptions { seed: 8, ..opts }).unwrap();
+    assert_ne!(other.crops, a.crops);
+    assert!(matches!(
+        write_synthetic(
+            &tmp.path().join("x"),
+            &SynthOptions {
+                variants: vec![],
+                ..small(false)
+            }
+        ),
+        Err(SynthError::NoVariant)
+    ));
+}

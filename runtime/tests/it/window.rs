@@ -1,0 +1,670 @@
+//! `read_window` against direct zarrs reads, voxel for voxel.
+
+use std::sync::Arc;
+
+use cellmap_runtime::{ChunkCache, Level, Multiscale, ReadError, count_nonzero, read_window};
+use serde_json::json;
+use zarrs::array::{Array, ArraySubset};
+use zarrs::filesystem::FilesystemStore;
+
+use crate::common::{Dt, Fmt, blosc, write_pyramid};
+
+/// The expected window: zarrs reads the in-bounds box, everything else is `fill`.
+fn expected<T: Dt>(
+    root: &std::path::Path,
+    level: &Level,
+    start: [i64; 3],
+    shape: [usize; 3],
+    fill: f32,
+) -> Vec<f32> {
+    let store = Arc::new(FilesystemStore::new(root).unwrap());
+    let array = Array::open(store, &format!("/{}", level.path)).unwrap();
+    let n = level.shape_vox.map(|v| v as i64);
+    let lo: Vec<i64> = (0..3).map(|a| start[a].clamp(0, n[a])).collect();
+    let hi: Vec<i64> = (0..3)
+        .map(|a| (start[a] + shape[a] as i64).clamp(0, n[a]))
+        .collect();
+    let mut out = vec![fill; shape.iter().product()];
+    if (0..3).any(|a| lo[a] >= hi[a]) {
+        return out;
+    }
+    let mut ranges: Vec<std::ops::Range<u64>> =
+        (0..3).map(|a| lo[a] as u64..hi[a] as u64).collect();
+    if level.has_channel_axis {
+        ranges.insert(0, 0..1);
+    }
+    let sub: Vec<T> = array
+        .retrieve_array_subset::<Vec<T>>(&ArraySubset::new_with_ranges(&ranges))
+        .unwrap();
+    let e: Vec<usize> = (0..3).map(|a| (hi[a] - lo[a]) as usize).collect();
+    for z in 0..e[0] {
+        for y in 0..e[1] {
+            for x in 0..e[2] {
+                let (wz, wy, wx) = (
+                    (lo[0] - start[0]) as usize + z,
+                    (lo[1] - start[1]) as usize + y,
+                    (lo[2] - start[2]) as usize + x,
+                );
+                out[(wz * shape[1] + wy) * shape[2] + wx] = sub[(z * e[1] + y) * e[2] + x].to_f32();
+            }
+        }
+    }
+    out
+}
+
+fn windows(level: &Level) -> Vec<([i64; 3], [usize; 3])> {
+    let n = level.shape_vox.map(|v| v as i64);
+    vec![
+        ([0, 0, 0], [8, 8, 8]),                       // aligned
+        ([3, 5, 7], [11, 6, 13]),                     // unaligned
+        ([-4, 2, -9], [10, 7, 12]),                   // partly before the start
+        ([n[0] - 5, n[1] - 3, n[2] - 6], [9, 8, 10]), // partly past the end
+        ([n[0] + 2, 0, 0], [4, 4, 4]),                // fully out of bounds
+        (
+            [-3, -3, -3],
+            [n[0] as usize + 6, n[1] as usize + 6, n[2] as usize + 6],
+        ), // covers it all
+    ]
+}
+
+fn check_store<T: Dt>(fmt: Fmt, chunks: [u64; 3], channels: Option<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ms");
+    write_pyramid::<T>(&root, &fmt, [37, 29, 41], chunks, channels);
+    let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
+    assert_eq!(ms.levels.len(), 2);
+    assert_eq!(ms.zarr_format, fmt.zarr_format());
+    let cache = ChunkCache::new(64 << 20);
+    for level in &ms.levels {
+        for (start, shape) in windows(level) {
+            let want = expected::<T>(&root, level, start, shape, -1.0);
+            let strides = [(shape[1] * shape[2]) as isize, shape[2] as isize, 1];
+            let mut got = vec![0f32; want.len()];
+            let r = read_window(level, None, start, shape, -1.0f32, &mut got, 0, strides).unwrap();
+            assert_eq!(
+                got, want,
+                "{} {:?} {start:?} {shape:?} (no cache)",
+                level.path, fmt
+            );
+            let inb = want.len() as u64 - count_fill(level, start, shape);
+            assert_eq!(r.voxels_in_bounds, inb);
+            let mut cached = vec![0f32; want.len()];
+            read_window(
+                level,
+                Some(&cache),
+                start,
+                shape,
+                -1.0f32,
+                &mut cached,
+                0,
+                strides,
+            )
+            .unwrap();
+            assert_eq!(cached, want, "{} {start:?} {shape:?} (cache)", level.path);
+        }
+    }
+}
+
+fn count_fill(level: &Level, start: [i64; 3], shape: [usize; 3]) -> u64 {
+    let mut inside = 1u64;
+    for a in 0..3 {
+        let lo = start[a].clamp(0, level.shape_vox[a] as i64);
+        let hi = (start[a] + shape[a] as i64).clamp(0, level.shape_vox[a] as i64);
+        inside *= (hi - lo).max(0) as u64;
+    }
+    shape.iter().product::<usize>() as u64 - inside
+}
+
+#[test]
+fn v2_blosc_lz4_shuffle_slash_u8() {
+    check_store::<u8>(
+        Fmt::V2 {
+            compressor: blosc("lz4", 1),
+            sep: "/",
+        },
+        [8, 8, 8],
+        None,
+    );
+}
+
+#[test]
+fn v2_blosc_zstd_bitshuffle_dot_u16() {
+    check_store::<u16>(
+        Fmt::V2 {
+            compressor: blosc("zstd", 2),
+            sep: ".",
+        },
+        [16, 8, 12],
+        None,
+    );
+}
+
+#[test]
+fn v2_gzip_u64() {
+    check_store::<u64>(
+        Fmt::V2 {
+            compressor: json!({"id": "gzip", "level": 5}),
+            sep: ".",
+        },
+        [10, 10, 10],
+        None,
+    );
+}
+
+#[test]
+fn v2_zstd_f32() {
+    check_store::<f32>(
+        Fmt::V2 {
+            compressor: json!({"id": "zstd", "level": 3}),
+            sep: "/",
+        },
+        [9, 16, 7],
+        None,
+    );
+}
+
+#[test]
+fn v2_uncompressed_channel_axis_u16() {
+    check_store::<u16>(
+        Fmt::V2 {
+            compressor: json!(null),
+            sep: "/",
+        },
+        [8, 8, 8],
+        Some(3),
+    );
+}
+
+#[test]
+fn v3_sharded_u8() {
+    check_store::<u8>(
+        Fmt::V3Sharded {
+            inner: vec![8, 8, 8],
+        },
+        [16, 16, 16],
+        None,
+    );
+}
+
+#[test]
+fn v3_sharded_channel_axis_f32() {
+    check_store::<f32>(
+        Fmt::V3Sharded {
+            inner: vec![1, 8, 4, 8],
+        },
+        [16, 8, 16],
+        Some(2),
+    );
+}
+
+#[test]
+fn v3_sharded_level_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pyramid::<u8>(
+        dir.path(),
+        &Fmt::V3Sharded {
+            inner: vec![8, 4, 8],
+        },
+        [37, 29, 41],
+        [16, 16, 16],
+        None,
+    );
+    let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
+    let s0 = &ms.levels[0];
+    assert_eq!(s0.chunk_shape_vox, [8, 4, 8]);
+    assert_eq!(s0.shard_shape_vox, Some([16, 16, 16]));
+    assert_eq!(s0.shape_vox, [37, 29, 41]);
+    assert_eq!(ms.levels[1].shape_vox, [19, 15, 21]);
+}
+
+/// Mirror and transpose through strides, against the plain read and an index formula.
+#[test]
+fn negative_and_permuted_strides() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pyramid::<u8>(
+        dir.path(),
+        &Fmt::V2 {
+            compressor: blosc("lz4", 1),
+            sep: "/",
+        },
+        [37, 29, 41],
+        [8, 8, 8],
+        None,
+    );
+    let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    let (start, [d0, d1, d2]) = ([-2i64, 3, 30], [9usize, 10, 14]);
+    let plain_strides = [(d1 * d2) as isize, d2 as isize, 1];
+    let mut plain = vec![0u8; d0 * d1 * d2];
+    read_window(
+        level,
+        None,
+        start,
+        [d0, d1, d2],
+        255u8,
+        &mut plain,
+        0,
+        plain_strides,
+    )
+    .unwrap();
+    let at = |z: usize, y: usize, x: usize| plain[(z * d1 + y) * d2 + x];
+
+    // Mirror z and x: dest[(d0-1-i), j, (d2-1-k)].
+    let mut mirrored = vec![0u8; plain.len()];
+    let offset = (d0 - 1) * d1 * d2 + (d2 - 1);
+    let strides = [-((d1 * d2) as isize), d2 as isize, -1];
+    for cache in [None, Some(ChunkCache::new(1 << 20))] {
+        read_window(
+            level,
+            cache.as_ref(),
+            start,
+            [d0, d1, d2],
+            255u8,
+            &mut mirrored,
+            offset,
+            strides,
+        )
+        .unwrap();
+        for i in 0..d0 {
+            for j in 0..d1 {
+                for k in 0..d2 {
+                    assert_eq!(
+                        mirrored[((d0 - 1 - i) * d1 + j) * d2 + (d2 - 1 - k)],
+                        at(i, j, k)
+                    );
+                }
+            }
+        }
+    }
+
+    // Transpose to (x, z, y) order: dest shape [d2, d0, d1], dest[k, i, j] = src[i, j, k].
+    let mut transposed = vec![0u8; plain.len()];
+    let strides = [d1 as isize, 1, (d0 * d1) as isize];
+    read_window(
+        level,
+        None,
+        start,
+        [d0, d1, d2],
+        255u8,
+        &mut transposed,
+        0,
+        strides,
+    )
+    .unwrap();
+    for i in 0..d0 {
+        for j in 0..d1 {
+            for k in 0..d2 {
+                assert_eq!(transposed[(k * d0 + i) * d1 + j], at(i, j, k));
+            }
+        }
+    }
+
+    // Mirror y and transpose y<->x, into a sub-box of a bigger buffer.
+    let mut big = vec![7u8; 4 + d0 * d1 * d2 + 9];
+    let strides = [(d1 * d2) as isize, -1, d1 as isize];
+    let offset = 4 + (d1 - 1);
+    read_window(
+        level,
+        None,
+        start,
+        [d0, d1, d2],
+        255u8,
+        &mut big,
+        offset,
+        strides,
+    )
+    .unwrap();
+    for i in 0..d0 {
+        for j in 0..d1 {
+            for k in 0..d2 {
+                assert_eq!(big[4 + i * d1 * d2 + k * d1 + (d1 - 1 - j)], at(i, j, k));
+            }
+        }
+    }
+    assert_eq!(&big[..4], &[7; 4]);
+    assert_eq!(&big[big.len() - 9..], &[7; 9]);
+}
+
+#[test]
+fn destination_and_dtype_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pyramid::<u16>(
+        dir.path(),
+        &Fmt::V2 {
+            compressor: blosc("lz4", 1),
+            sep: "/",
+        },
+        [16, 16, 16],
+        [8, 8, 8],
+        None,
+    );
+    let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    let mut small = vec![0f32; 63];
+    let err = read_window(
+        level,
+        None,
+        [0, 0, 0],
+        [4, 4, 4],
+        0.0,
+        &mut small,
+        0,
+        [16, 4, 1],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReadError::DestinationOutOfRange {
+                min_index: 0,
+                max_index: 63,
+                dest_len: 63,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = read_window(
+        level,
+        None,
+        [0, 0, 0],
+        [4, 4, 4],
+        0.0,
+        &mut small,
+        0,
+        [-16, 4, 1],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ReadError::DestinationOutOfRange { min_index: -48, .. }),
+        "{err}"
+    );
+    assert_eq!(small, vec![0.0; 63], "nothing written on error");
+    let mut bytes = vec![0u8; 64];
+    let err = read_window(
+        level,
+        None,
+        [0, 0, 0],
+        [4, 4, 4],
+        0u8,
+        &mut bytes,
+        0,
+        [16, 4, 1],
+    )
+    .unwrap_err();
+    assert!(matches!(err, ReadError::DtypeMismatch { .. }));
+    assert!(err.to_string().contains("uint16"), "{err}");
+}
+
+#[test]
+fn cache_counts_hits_on_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pyramid::<u8>(
+        dir.path(),
+        &Fmt::V2 {
+            compressor: blosc("zstd", 1),
+            sep: "/",
+        },
+        [32, 32, 32],
+        [8, 8, 8],
+        None,
+    );
+    let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    let cache = ChunkCache::new(1 << 20);
+    let mut a = vec![0f32; 10 * 10 * 10];
+    // Window [3, 13) on each axis touches chunks 0 and 1 per axis: 8 chunks.
+    read_window(
+        level,
+        Some(&cache),
+        [3, 3, 3],
+        [10, 10, 10],
+        0.0,
+        &mut a,
+        0,
+        [100, 10, 1],
+    )
+    .unwrap();
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.evictions, s.bytes), (0, 8, 0, 8 * 512));
+    let mut b = vec![1f32; 1000];
+    read_window(
+        level,
+        Some(&cache),
+        [3, 3, 3],
+        [10, 10, 10],
+        0.0,
+        &mut b,
+        0,
+        [100, 10, 1],
+    )
+    .unwrap();
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses), (8, 8));
+    assert_eq!(a, b);
+    // A tiny budget evicts but stays correct.
+    let tiny = ChunkCache::new(1024);
+    let mut c = vec![0f32; 1000];
+    read_window(
+        level,
+        Some(&tiny),
+        [3, 3, 3],
+        [10, 10, 10],
+        0.0,
+        &mut c,
+        0,
+        [100, 10, 1],
+    )
+    .unwrap();
+    assert_eq!(c, a);
+    assert_eq!(tiny.stats().evictions, 6);
+    assert_eq!(tiny.stats().bytes, 1024);
+}
+
+#[test]
+fn threads_share_one_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pyramid::<u16>(
+        dir.path(),
+        &Fmt::V3Sharded {
+            inner: vec![8, 8, 8],
+        },
+        [40, 40, 40],
+        [16, 16, 16],
+        None,
+    );
+    let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
+    let level = ms.levels[0].clone();
+    let cache = Arc::new(ChunkCache::new(1 << 20));
+    let mut reference = vec![0f32; 20 * 20 * 20];
+    read_window(
+        &level,
+        None,
+        [5, 6, 7],
+        [20, 20, 20],
+        0.0,
+        &mut reference,
+        0,
+        [400, 20, 1],
+    )
+    .unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (level, cache) = (level.clone(), cache.clone());
+            std::thread::spawn(move || {
+                let mut out = vec![0f32; 8000];
+                for _ in 0..5 {
+                    read_window(
+                        &level,
+                        Some(&cache),
+                        [5, 6, 7],
+                        [20, 20, 20],
+                        0.0,
+                        &mut out,
+                        0,
+                        [400, 20, 1],
+                    )
+                    .unwrap();
+                }
+                out
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), reference);
+    }
+    let s = cache.stats();
+    // 4 chunks per axis (8³ inner chunks, windows [5, 25), [6, 26), [7, 27)).
+    assert_eq!(s.hits + s.misses, 4 * 5 * 64);
+    assert!(s.misses >= 64 && s.misses <= 4 * 64, "{s:?}");
+}
+
+fn chunk_file(root: &std::path::Path, key: &str) -> std::path::PathBuf {
+    root.join("s0").join(key)
+}
+
+#[test]
+fn corrupt_truncated_and_missing_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_pyramid::<u8>(
+        root,
+        &Fmt::V2 {
+            compressor: blosc("lz4", 1),
+            sep: "/",
+        },
+        [16, 16, 16],
+        [8, 8, 8],
+        None,
+    );
+    // Garbage in chunk (0, 1, 0).
+    std::fs::write(
+        chunk_file(root, "0/1/0"),
+        b"this is not a blosc chunk at all",
+    )
+    .unwrap();
+    // Truncate chunk (1, 0, 0) to half its size.
+    let p = chunk_file(root, "1/0/0");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    // Remove chunk (1, 1, 1): it reads as the fill value 0.
+    std::fs::remove_file(chunk_file(root, "1/1/1")).unwrap();
+
+    let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    let mut out = vec![0f32; 512];
+    let err = read_window(
+        level,
+        None,
+        [0, 8, 0],
+        [8, 8, 8],
+        0.0,
+        &mut out,
+        0,
+        [64, 8, 1],
+    )
+    .unwrap_err();
+    match &err {
+        ReadError::Decode {
+            array, key, chunk, ..
+        } => {
+            assert!(array.ends_with("/s0"), "{array}");
+            assert_eq!(key, "s0/0/1/0");
+            assert_eq!(*chunk, [0, 1, 0]);
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("`s0/0/1/0`"), "{err}");
+    let cache = ChunkCache::new(1 << 20);
+    let err = read_window(
+        level,
+        Some(&cache),
+        [8, 0, 0],
+        [8, 8, 8],
+        0.0,
+        &mut out,
+        0,
+        [64, 8, 1],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ReadError::Decode { key, chunk: [1, 0, 0], .. } if key == "s0/1/0/0"),
+        "{err}"
+    );
+    let mut missing = vec![9f32; 512];
+    read_window(
+        level,
+        Some(&cache),
+        [8, 8, 8],
+        [8, 8, 8],
+        5.0,
+        &mut missing,
+        0,
+        [64, 8, 1],
+    )
+    .unwrap();
+    assert_eq!(missing, vec![0.0; 512]);
+    assert!(count_nonzero(level).is_err());
+}
+
+#[test]
+fn corrupt_shard_names_the_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_pyramid::<u8>(
+        root,
+        &Fmt::V3Sharded {
+            inner: vec![8, 8, 8],
+        },
+        [32, 32, 32],
+        [16, 16, 16],
+        None,
+    );
+    let p = root.join("s0/c/1/0/1");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
+    let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
+    let mut out = vec![0f32; 512];
+    // Inner chunk (2, 0, 3) lives in shard (1, 0, 1).
+    let err = read_window(
+        &ms.levels[0],
+        None,
+        [16, 0, 24],
+        [8, 8, 8],
+        0.0,
+        &mut out,
+        0,
+        [64, 8, 1],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ReadError::Decode { key, chunk: [2, 0, 3], .. } if key == "s0/c/1/0/1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn count_nonzero_matches_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d0, d1) = write_pyramid::<u8>(
+        dir.path(),
+        &Fmt::V2 {
+            compressor: blosc("lz4", 1),
+            sep: "/",
+        },
+        [19, 13, 11],
+        [8, 8, 8],
+        None,
+    );
+    let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
+    assert_eq!(
+        count_nonzero(&ms.levels[0]).unwrap(),
+        d0.iter().filter(|v| **v != 0).count() as u64
+    );
+    assert_eq!(
+        count_nonzero(&ms.levels[1]).unwrap(),
+        d1.iter().filter(|v| **v != 0).count() as u64
+    );
+    // A data set with zeros: 19*13*11 = 2717 voxels, value (7i) % 251 is 0 for i multiple of 251.
+    assert_eq!(d0.iter().filter(|v| **v == 0).count(), 11);
+}
