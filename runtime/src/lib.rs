@@ -1,29 +1,76 @@
-<<<<<<< HEAD
-//! cellmap-compile runtime: OME-NGFF access, geometry, sampling, augmentation and the batch pipeline.
-
-pub mod pipeline;
-
-pub use pipeline::{
-    ArrayLayout, BatchGuard, BatchLayout, Pipeline, PipelineError, PipelineOptions, PipelineStats, SampleError,
-    SampleJob, SampleMeta, SampleOut,
-};
-=======
-//! cellmap runtime.
+//! cellmap-compile runtime: OME-NGFF access, geometry, the plan, sampling, augmentation and the
+//! batch pipeline that feeds training.
 //!
-//! Storage half: [`Multiscale::open`] opens an OME-NGFF group, [`choose_level`] picks a scale
-//! level, [`read_window`] reads a voxel window into a strided buffer (optionally through a shared
-//! [`ChunkCache`]), and [`write_synthetic`] writes a small CellMap-layout dataset.
+//! ```text
+//! Spec ──plan()──► Planned { Plan, sources }      levels, boxes, centre grids, batch bytes
+//!      ──Loader::open()──► persistent workers filling a preallocated ring of batches
+//!      ──next_batch()──► Batch: [B, C, Z, Y, X] f32 arrays (+ torch tensors with `torch`)
+//! ```
+//!
+//! The storage layer: [`Multiscale::open`] opens an OME-NGFF group, [`choose_level`] picks a
+//! scale level, [`read_window`] reads a voxel window into a strided buffer through a shared
+//! [`ChunkCache`], and [`write_synthetic`] writes a small CellMap-layout dataset. The compute
+//! layer: [`draw_spatial`], [`SampleGrid`], [`gather`] and [`apply_value_transforms`]. The
+//! samplers: [`TrainSampler`] and validation tiles sharded with [`shard`].
+//!
+//! ```no_run
+//! use cellmap_runtime::{Loader, LoaderOptions};
+//! let spec = cellmap_schema::load(std::path::Path::new("spec.yaml")).expect("valid spec").spec;
+//! let mut loader = Loader::open(spec, LoaderOptions::train().expect("rank"))?;
+//! while let Some(batch) = loader.next_batch() {
+//!     let batch = batch?;
+//!     let raw = batch.array(0); // [B, 1, Z, Y, X]
+//!     # let _ = raw;
+//!     break;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub use cellmap_schema;
+
+mod alloc_count;
+mod augment;
+mod batch_array;
 mod chunk_cache;
 mod geometry;
+mod loader;
 mod multiscale;
+pub mod npy;
+mod pipeline;
+mod plan;
+mod rng;
+mod sample;
+mod sampler;
+mod sources;
 mod store;
 mod synth;
 mod window;
 
+pub use alloc_count::{CountingAllocator, allocations, peak_rss_bytes, rss_bytes, thread_count};
+pub use augment::elastic::{ElasticDraw, ElasticField};
+pub use augment::gather::{GatherError, copy_strided, gather, gather_labels_packed};
+pub use augment::grid::{SampleGrid, StridedMap};
+pub use augment::spatial::{SPATIAL_RNG_DRAWS, SpatialDraw, draw_spatial};
+pub use augment::value::{ValueError, ValueScratch, apply_value_transforms};
+pub use batch_array::BatchArray;
 pub use chunk_cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use geometry::{Box3, crop_start_vox, voxel_centre_nm};
+pub use loader::{Batch, Loader, LoaderError, LoaderJob, LoaderOptions};
 pub use multiscale::{Level, LevelChoice, Multiscale, OpenError, SourceDtype, choose_level};
+pub use pipeline::{
+    ArrayLayout, BatchGuard, BatchLayout, Pipeline, PipelineError, PipelineOptions, PipelineStats, SampleError,
+    SampleJob, SampleMeta, SampleOut,
+};
+pub use plan::{
+    CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions, Planned,
+    batch_layout, plan,
+};
+pub use rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
+pub use sample::{ReadInfo, Reader, SampleDest, SampleReadError, SampleRequest, SampleScratch};
+pub use sampler::{
+    DatasetGrid, DistError, DistInfo, EpochDraws, ForegroundIndex, SampleChoice, SamplerError, TrainSampler,
+    VOXEL_WEIGHT_FLOOR, shard,
+};
+pub use sources::{ClassSource, DatasetError, DatasetSources};
 pub use synth::{SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic};
 pub use window::{ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window};
->>>>>>> store

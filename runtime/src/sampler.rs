@@ -1,0 +1,387 @@
+//! Training-centre samplers over abstract per-dataset sample-centre grids.
+//!
+//! A dataset contributes a grid of candidate centres (`grid_shape`, possibly 10⁹ of them); no
+//! sampler ever lists them: a centre is a uniform integer below the grid size, unravelled, or the
+//! `k`-th set bit of a [`ForegroundIndex`].
+//!
+//! Determinism: sample `i` of epoch `e` on rank `r` is drawn from [`Rng`]s keyed by
+//! `(seed, e, r, i)`, so it is the same whatever thread asks and in whatever order. What must be
+//! sequential (the class-balanced greedy sequence) is precomputed by [`TrainSampler::epoch`] in
+//! `O(iterations_per_epoch)`; resuming at step `k` needs only that call. Different ranks key
+//! different streams, so their draws are independent.
+//!
+//! Random layout of one sample (stream [`STREAM_CENTRE`]): the dataset draw (for `uniform`, one
+//! unbiased integer below the total number of centres, which also fixes the centre), the
+//! foreground coin, then the centre (or the foreground rank) as an unbiased integer.
+//!
+//! ```
+//! use cellmap_runtime::{DatasetGrid, TrainSampler};
+//! use cellmap_schema::{PadPolicy, Sampling, Weighting};
+//! let sampling = Sampling {
+//!     seed: 1, iterations_per_epoch: 4, weighting: Weighting::Uniform, foreground: None,
+//!     pad: PadPolicy { train: true, validate: true }, pad_value_inputs: 0.0,
+//!     pad_value_targets: f32::NAN, validation_tiling: true,
+//! };
+//! let grid = DatasetGrid { grid_shape: [2, 3, 4], annotated: vec![true], foreground_voxels: vec![],
+//!     total_voxels: vec![], foreground: None };
+//! let sampler = TrainSampler::new(vec![grid], &sampling, 0, 1).unwrap();
+//! let epoch = sampler.epoch(0);
+//! let choice = epoch.get(3).unwrap();
+//! assert!(choice.grid_index[2] < 4);
+//! assert!(epoch.get(4).is_none());
+//! ```
+
+mod distributed;
+mod foreground;
+
+pub use distributed::{DistError, DistInfo, shard};
+pub use foreground::ForegroundIndex;
+
+use cellmap_schema::{Sampling, Weighting};
+
+use crate::rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, SampleKey};
+
+/// Floor of a dataset's `voxel_weighted` probability, as a fraction of the uniform share
+/// `1 / n_datasets` (cellmap-data clamps its dataset weights to at least 0.1).
+pub const VOXEL_WEIGHT_FLOOR: f64 = 0.1;
+
+/// Why a sampler could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SamplerError {
+    /// No dataset has a non-empty grid.
+    #[error("no training dataset has a sample centre (all {datasets} grids are empty)")]
+    NoCentres {
+        /// Datasets given.
+        datasets: usize,
+    },
+    /// Datasets disagree on the number of classes.
+    #[error("dataset {dataset} lists {got} classes in `{field}`, dataset 0 lists {expected}")]
+    ClassCount {
+        /// Offending dataset.
+        dataset: usize,
+        /// The field (`annotated`, `foreground_voxels` or `total_voxels`).
+        field: &'static str,
+        /// Its length.
+        got: usize,
+        /// Classes of dataset 0.
+        expected: usize,
+    },
+    /// `class_balanced` with no class annotated in any non-empty dataset.
+    #[error("`class_balanced` sampling needs a class annotated in some dataset; none is")]
+    NoAnnotatedClass,
+    /// The rank is not below the world size.
+    #[error("rank {rank} is not below the world size {world_size}")]
+    RankOutOfRange {
+        /// The rank.
+        rank: usize,
+        /// The world size.
+        world_size: usize,
+    },
+    /// A foreground index covers another grid than its dataset's.
+    #[error("dataset {dataset}: foreground index has grid `{index:?}`, the dataset `{grid:?}`")]
+    ForegroundShape {
+        /// Offending dataset.
+        dataset: usize,
+        /// Shape of the index.
+        index: [u64; 3],
+        /// Shape of the dataset grid.
+        grid: [u64; 3],
+    },
+    /// A foreground mask does not have one flag per centre.
+    #[error("foreground mask of grid `{grid_shape:?}` needs {expected} flags, got {got}")]
+    MaskLength {
+        /// The grid.
+        grid_shape: [u64; 3],
+        /// Centres of the grid.
+        expected: u64,
+        /// Flags given.
+        got: u64,
+    },
+    /// A grid's size overflows the address space.
+    #[error("grid `{grid_shape:?}` has too many centres to index")]
+    GridTooLarge {
+        /// The grid.
+        grid_shape: [u64; 3],
+    },
+}
+
+/// One training dataset (crop) as the sampler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetGrid {
+    /// Candidate centres per axis `[z, y, x]` (the plan's valid sample box at target resolution).
+    pub grid_shape: [u64; 3],
+    /// Per class: annotated in this crop.
+    pub annotated: Vec<bool>,
+    /// Per class: foreground voxels in this crop (`voxel_weighted` only; may be empty otherwise).
+    pub foreground_voxels: Vec<u64>,
+    /// Per class: annotated voxels in this crop (`voxel_weighted` only; may be empty otherwise).
+    pub total_voxels: Vec<u64>,
+    /// Foreground centres of the spec's foreground-bias class, if any.
+    pub foreground: Option<ForegroundIndex>,
+}
+
+impl DatasetGrid {
+    /// Number of candidate centres (saturating).
+    pub fn centres(&self) -> u64 {
+        self.grid_shape.iter().fold(1u64, |a, &n| a.saturating_mul(n))
+    }
+}
+
+/// One drawn training sample: a dataset and a centre of its grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SampleChoice {
+    /// Index into the sampler's datasets.
+    pub dataset: usize,
+    /// Centre in the dataset's grid, `[z, y, x]`.
+    pub grid_index: [u64; 3],
+    /// Whether the centre was drawn among foreground centres.
+    pub on_foreground: bool,
+}
+
+/// How datasets are chosen, precomputed at construction.
+#[derive(Debug, Clone)]
+enum Choice {
+    /// Prefix sums of grid sizes.
+    Uniform { cumulative: Vec<u64> },
+    /// Per class, the non-empty datasets annotating it; the active classes.
+    ClassBalanced { crops_of: Vec<Vec<usize>>, active: Vec<usize> },
+    /// Prefix sums of dataset probabilities.
+    Weighted { cumulative: Vec<f64> },
+}
+
+/// Draws training centres for one rank (see the module docs).
+#[derive(Debug, Clone)]
+pub struct TrainSampler {
+    grids: Vec<DatasetGrid>,
+    seed: u64,
+    iterations: u64,
+    foreground_fraction: f64,
+    rank: usize,
+    world_size: usize,
+    choice: Choice,
+}
+
+impl TrainSampler {
+    /// A sampler over `grids` with `sampling`'s seed, weighting, iterations and foreground bias
+    /// (the bias uses each dataset's [`DatasetGrid::foreground`]; datasets without one, or with no
+    /// foreground centre, fall back to uniform centres).
+    ///
+    /// `voxel_weighted`: class weight `w_c = bg_c / fg_c` over all datasets (1 when `fg_c = 0`),
+    /// dataset weight `Σ_c fg_c(ds) · w_c`, normalised to probabilities (uniform when all are 0),
+    /// each then raised to at least [`VOXEL_WEIGHT_FLOOR`]` / n` and renormalised.
+    ///
+    /// # Errors
+    /// [`SamplerError`] when the grids are inconsistent or empty, the rank is out of range, or
+    /// `class_balanced` finds no annotated class.
+    pub fn new(grids: Vec<DatasetGrid>, sampling: &Sampling, rank: usize, world_size: usize) -> Result<TrainSampler, SamplerError> {
+        if rank >= world_size {
+            return Err(SamplerError::RankOutOfRange { rank, world_size });
+        }
+        let classes = grids.first().map_or(0, |g| g.annotated.len());
+        for (i, g) in grids.iter().enumerate() {
+            if g.annotated.len() != classes {
+                return Err(SamplerError::ClassCount { dataset: i, field: "annotated", got: g.annotated.len(), expected: classes });
+            }
+            if let Some(f) = &g.foreground
+                && f.grid_shape() != g.grid_shape
+            {
+                return Err(SamplerError::ForegroundShape { dataset: i, index: f.grid_shape(), grid: g.grid_shape });
+            }
+        }
+        let sizes: Vec<u64> = grids.iter().map(DatasetGrid::centres).collect();
+        if sizes.iter().all(|&s| s == 0) {
+            return Err(SamplerError::NoCentres { datasets: grids.len() });
+        }
+        let choice = match sampling.weighting {
+            Weighting::Uniform => {
+                let mut total = 0u64;
+                let cumulative = sizes.iter().map(|&s| {
+                    total = total.saturating_add(s);
+                    total
+                });
+                Choice::Uniform { cumulative: cumulative.collect() }
+            }
+            Weighting::ClassBalanced => {
+                let mut crops_of = vec![Vec::new(); classes];
+                for (i, g) in grids.iter().enumerate().filter(|(i, _)| sizes[*i] > 0) {
+                    for (c, _) in g.annotated.iter().enumerate().filter(|(_, a)| **a) {
+                        crops_of[c].push(i);
+                    }
+                }
+                let active: Vec<usize> = (0..classes).filter(|&c| !crops_of[c].is_empty()).collect();
+                if active.is_empty() {
+                    return Err(SamplerError::NoAnnotatedClass);
+                }
+                Choice::ClassBalanced { crops_of, active }
+            }
+            Weighting::VoxelWeighted => Choice::Weighted { cumulative: voxel_weights(&grids, &sizes, classes)? },
+        };
+        Ok(TrainSampler {
+            grids,
+            seed: sampling.seed,
+            iterations: sampling.iterations_per_epoch,
+            foreground_fraction: sampling.foreground.as_ref().map_or(0.0, |f| f.fraction),
+            rank,
+            world_size,
+            choice,
+        })
+    }
+
+    /// The datasets, in the order of [`SampleChoice::dataset`].
+    pub fn grids(&self) -> &[DatasetGrid] {
+        &self.grids
+    }
+
+    /// This sampler's rank and world size.
+    pub fn rank(&self) -> (usize, usize) {
+        (self.rank, self.world_size)
+    }
+
+    /// Samples per epoch on this rank.
+    pub fn iterations_per_epoch(&self) -> u64 {
+        self.iterations
+    }
+
+    fn key(&self, epoch: u64, index: u64) -> SampleKey {
+        SampleKey { seed: self.seed, epoch, rank: self.rank as u64, index }
+    }
+
+    /// Prepares epoch `epoch`: precomputes the class-balanced crop sequence (other weightings need
+    /// nothing), after which any sample of the epoch can be drawn in any order.
+    pub fn epoch(&self, epoch: u64) -> EpochDraws<'_> {
+        let mut sequence = Vec::new();
+        if let Choice::ClassBalanced { crops_of, active } = &self.choice {
+            let mut rng = Rng::new(self.key(epoch, 0), STREAM_EPOCH);
+            let mut counts = vec![0u64; crops_of.len()];
+            let mut ties = Vec::with_capacity(active.len());
+            sequence.reserve(usize::try_from(self.iterations).unwrap_or(0));
+            for _ in 0..self.iterations {
+                let least = active.iter().map(|&c| counts[c]).min().unwrap_or(0);
+                ties.clear();
+                ties.extend(active.iter().copied().filter(|&c| counts[c] == least));
+                let class = ties[rng.below(ties.len() as u64) as usize];
+                let crops = &crops_of[class];
+                let crop = crops[rng.below(crops.len() as u64) as usize];
+                for (c, _) in self.grids[crop].annotated.iter().enumerate().filter(|(_, a)| **a) {
+                    counts[c] += 1;
+                }
+                sequence.push(crop as u32);
+            }
+        }
+        EpochDraws { sampler: self, epoch, sequence }
+    }
+}
+
+/// Dataset probabilities for `voxel_weighted`, as prefix sums.
+fn voxel_weights(grids: &[DatasetGrid], sizes: &[u64], classes: usize) -> Result<Vec<f64>, SamplerError> {
+    for (i, g) in grids.iter().enumerate() {
+        for (field, len) in [("foreground_voxels", g.foreground_voxels.len()), ("total_voxels", g.total_voxels.len())] {
+            if len != classes {
+                return Err(SamplerError::ClassCount { dataset: i, field, got: len, expected: classes });
+            }
+        }
+    }
+    let class_weight: Vec<f64> = (0..classes)
+        .map(|c| {
+            let fg: u64 = grids.iter().map(|g| g.foreground_voxels[c]).sum();
+            let total: u64 = grids.iter().map(|g| g.total_voxels[c]).sum();
+            if fg == 0 { 1.0 } else { total.saturating_sub(fg) as f64 / fg as f64 }
+        })
+        .collect();
+    let raw: Vec<f64> = grids
+        .iter()
+        .zip(sizes)
+        .map(|(g, &s)| {
+            if s == 0 {
+                return 0.0;
+            }
+            (0..classes).map(|c| g.foreground_voxels[c] as f64 * class_weight[c]).sum()
+        })
+        .collect();
+    let eligible = sizes.iter().filter(|&&s| s > 0).count() as f64;
+    let sum: f64 = raw.iter().sum();
+    let floor = VOXEL_WEIGHT_FLOOR / eligible;
+    let probs: Vec<f64> = raw
+        .iter()
+        .zip(sizes)
+        .map(|(&w, &s)| match (s, sum > 0.0) {
+            (0, _) => 0.0,
+            (_, true) => (w / sum).max(floor),
+            (_, false) => 1.0,
+        })
+        .collect();
+    let total: f64 = probs.iter().sum();
+    let mut acc = 0.0;
+    Ok(probs
+        .iter()
+        .map(|p| {
+            acc += p / total;
+            acc
+        })
+        .collect())
+}
+
+/// Unravels a row-major index of a grid of `shape`.
+fn unravel(linear: u64, shape: [u64; 3]) -> [u64; 3] {
+    let x = linear % shape[2].max(1);
+    let rest = linear / shape[2].max(1);
+    [rest / shape[1].max(1), rest % shape[1].max(1), x]
+}
+
+/// One epoch's draws on one rank, random-access by sample index.
+#[derive(Debug, Clone)]
+pub struct EpochDraws<'a> {
+    sampler: &'a TrainSampler,
+    epoch: u64,
+    /// Class-balanced crop per step (empty for other weightings).
+    sequence: Vec<u32>,
+}
+
+impl EpochDraws<'_> {
+    /// The epoch number.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The key of sample `i` of this epoch (for the sample's other random streams).
+    pub fn key(&self, i: u64) -> SampleKey {
+        self.sampler.key(self.epoch, i)
+    }
+
+    /// Sample `i` of the epoch, `None` when `i ≥ iterations_per_epoch`.
+    pub fn get(&self, i: u64) -> Option<SampleChoice> {
+        let s = self.sampler;
+        if i >= s.iterations {
+            return None;
+        }
+        let mut rng = Rng::new(s.key(self.epoch, i), STREAM_CENTRE);
+        let (dataset, uniform_centre) = match &s.choice {
+            Choice::Uniform { cumulative } => {
+                let g = rng.below(cumulative.last().copied().unwrap_or(0));
+                let d = cumulative.partition_point(|&c| c <= g);
+                let before = if d == 0 { 0 } else { cumulative[d - 1] };
+                (d, Some(g - before))
+            }
+            Choice::ClassBalanced { .. } => {
+                rng.next_u64();
+                (*self.sequence.get(usize::try_from(i).ok()?)? as usize, None)
+            }
+            Choice::Weighted { cumulative } => {
+                let u = rng.uniform();
+                let d = cumulative.partition_point(|&c| c <= u).min(cumulative.len() - 1);
+                // Rounding can leave a zero-probability dataset at the end: step back to a real one.
+                let d = (0..=d).rev().find(|&k| s.grids[k].centres() > 0).unwrap_or(d);
+                (d, None)
+            }
+        };
+        let grid = &s.grids[dataset];
+        let coin = rng.bernoulli(s.foreground_fraction);
+        let fg = grid.foreground.as_ref().filter(|f| coin && f.count() > 0);
+        let (linear, on_foreground) = match (fg, uniform_centre) {
+            (Some(f), _) => (f.select(rng.below(f.count()))?, true),
+            (None, Some(c)) => (c, false),
+            (None, None) => (rng.below(grid.centres()), false),
+        };
+        Some(SampleChoice { dataset, grid_index: unravel(linear, grid.grid_shape), on_foreground })
+    }
+}
