@@ -121,7 +121,7 @@ pub struct LoaderJob {
 
 enum JobKind {
     Train {
-        sampler: TrainSampler,
+        sampler: Arc<TrainSampler>,
         /// The epochs whose sequential draws are computed (current and next).
         epochs: Mutex<Vec<(u64, Arc<EpochDraws>)>>,
     },
@@ -139,13 +139,16 @@ impl LoaderJob {
                 let epoch = batch / self.batches_per_epoch;
                 let i = (batch % self.batches_per_epoch) * self.batch_size + position as u64;
                 let draws = self.epoch_draws(sampler, epochs, epoch);
-                let choice = if attempt == 0 {
-                    draws.get(i)
+                let pick = if attempt == 0 {
+                    i
                 } else {
                     // A replacement: a uniformly drawn draw of the same epoch, keyed by the attempt.
                     let mut rng = Rng::new(self.key(epoch, i), u64::from(attempt) << 32);
-                    draws.get(rng.below(draws.len()))
+                    rng.below(draws.len().max(1))
                 };
+                let choice = draws
+                    .get(pick % draws.len().max(1))
+                    .ok_or_else(|| format!("the sampler has no draw {pick} in epoch {epoch}"))?;
                 let plan_index = self.datasets[choice.dataset];
                 let grid = &self.reader.planned().plan.datasets[plan_index].grid;
                 Ok(Draw::Sample {
@@ -172,7 +175,7 @@ impl LoaderJob {
         }
     }
 
-    fn epoch_draws(&self, sampler: &TrainSampler, epochs: &Mutex<Vec<(u64, Arc<EpochDraws>)>>, epoch: u64) -> Arc<EpochDraws> {
+    fn epoch_draws(&self, sampler: &Arc<TrainSampler>, epochs: &Mutex<Vec<(u64, Arc<EpochDraws>)>>, epoch: u64) -> Arc<EpochDraws> {
         let mut cached = epochs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, d)) = cached.iter().find(|(e, _)| *e == epoch) {
             return Arc::clone(d);
@@ -275,8 +278,9 @@ impl Loader {
         let dist = options.dist;
         let kind = if split == Split::Train || !spec.sampling.validation_tiling {
             let grids: Vec<DatasetGrid> = datasets.iter().map(|&i| dataset_grid(&planned.plan, i, spec.classes.len())).collect();
-            let sampler = TrainSampler::new(&grids, &spec.sampling, dist.rank, dist.world_size)
+            let sampler = TrainSampler::new(grids, &spec.sampling, dist.rank, dist.world_size)
                 .map_err(|e| LoaderError::Sampler(e.to_string()))?;
+            let sampler = Arc::new(sampler);
             JobKind::Train { sampler, epochs: Mutex::new(Vec::new()) }
         } else {
             let all: Vec<(usize, u64)> =

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use cellmap_schema::ErrorPolicy;
 
 /// Shape of one array of a batch: `[B, channels, Z, Y, X]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ArrayLayout {
     /// Batch field name.
     pub name: String,
@@ -40,7 +40,7 @@ impl ArrayLayout {
 }
 
 /// Layout of every batch in the ring.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BatchLayout {
     /// Samples per batch.
     pub batch_size: usize,

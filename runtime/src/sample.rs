@@ -15,16 +15,17 @@ use std::sync::Arc;
 
 use cellmap_schema::{ArraySpec, Interpolation, Spec, ValueTransform};
 
-use crate::augment::{ElasticField, SampleGrid, SpatialDraw, ValueScratch, apply_value_transforms, gather};
+use crate::augment::elastic::ElasticField;
+use crate::augment::gather::gather;
+use crate::augment::grid::SampleGrid;
+use crate::augment::spatial::{SpatialDraw, draw_spatial};
+use crate::augment::value::{ValueScratch, apply_value_transforms};
 use crate::chunk_cache::ChunkCache;
 use crate::multiscale::Level;
 use crate::plan::{ClassPlan, Planned};
-use crate::rng::{Rng, SampleKey};
+use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 use crate::sources::ClassSource;
 use crate::window::read_window;
-
-/// RNG stream of the spatial draw; value transforms use streams above it.
-pub const SPATIAL_STREAM: u64 = 0;
 
 /// Where a sample is written: one `channels · z · y · x` slice per array (inputs, then targets).
 pub trait SampleDest {
@@ -143,8 +144,8 @@ impl Reader {
         let sources = &self.planned.sources[request.dataset];
         let draw = if request.spatial && !spec.augment.spatial.is_identity() {
             let extent_nm = largest_extent_nm(spec);
-            let mut rng = Rng::new(request.key, SPATIAL_STREAM);
-            crate::augment::draw_spatial(&spec.augment.spatial, &mut rng, extent_nm)
+            let mut rng = Rng::new(request.key, STREAM_SPATIAL);
+            draw_spatial(&spec.augment.spatial, &mut rng, extent_nm)
         } else {
             SpatialDraw::identity()
         };
@@ -163,7 +164,7 @@ impl Reader {
             self.read_channel(scratch, level, array, array.interpolation, &draw, request, spec.sampling.pad_value_inputs, out, &mut info)
                 .map_err(|m| fail(array, None, m))?;
             if request.values && !spec.augment.inputs.is_empty() {
-                let mut rng = Rng::new(request.key, 1 + i as u64);
+                let mut rng = Rng::new(request.key, STREAM_VALUE + i as u64);
                 apply_value_transforms(&spec.augment.inputs, out, array.shape_vox, &mut rng, &mut scratch.values)
                     .map_err(|e| fail(array, None, e.to_string()))?;
             }
@@ -193,7 +194,8 @@ impl Reader {
                         .map_err(|m| fail(array, Some(class), m))?;
                         let transforms: &[ValueTransform] = spec.augment.targets_of(class);
                         if !transforms.is_empty() {
-                            let mut rng = Rng::new(request.key, 1024 + (t as u64) * 256 + c as u64);
+                            let stream = STREAM_VALUE + (n_inputs + t * spec.classes.len() + c) as u64;
+                            let mut rng = Rng::new(request.key, stream);
                             apply_value_transforms(transforms, channel, array.shape_vox, &mut rng, &mut scratch.values)
                                 .map_err(|e| fail(array, Some(class), e.to_string()))?;
                         }
@@ -300,7 +302,7 @@ fn infer_negatives(out: &mut [f32], voxels: usize, c: usize, related: &[usize]) 
 }
 
 /// The largest physical extent of any array of the spec, per axis (for the elastic lattice).
-pub fn largest_extent_nm(spec: &Spec) -> [f64; 3] {
+pub(crate) fn largest_extent_nm(spec: &Spec) -> [f64; 3] {
     let mut e = [0.0f64; 3];
     for a in spec.inputs.iter().chain(&spec.targets) {
         for (ax, v) in e.iter_mut().enumerate() {

@@ -24,7 +24,7 @@
 //! };
 //! let grid = DatasetGrid { grid_shape: [2, 3, 4], annotated: vec![true], foreground_voxels: vec![],
 //!     total_voxels: vec![], foreground: None };
-//! let sampler = TrainSampler::new(vec![grid], &sampling, 0, 1).unwrap();
+//! let sampler = std::sync::Arc::new(TrainSampler::new(vec![grid], &sampling, 0, 1).unwrap());
 //! let epoch = sampler.epoch(0);
 //! let choice = epoch.get(3).unwrap();
 //! assert!(choice.grid_index[2] < 4);
@@ -36,6 +36,8 @@ mod foreground;
 
 pub use distributed::{DistError, DistInfo, shard};
 pub use foreground::ForegroundIndex;
+
+use std::sync::Arc;
 
 use cellmap_schema::{Sampling, Weighting};
 
@@ -248,7 +250,7 @@ impl TrainSampler {
 
     /// Prepares epoch `epoch`: precomputes the class-balanced crop sequence (other weightings need
     /// nothing), after which any sample of the epoch can be drawn in any order.
-    pub fn epoch(&self, epoch: u64) -> EpochDraws<'_> {
+    pub fn epoch(self: &Arc<Self>, epoch: u64) -> EpochDraws {
         let mut sequence = Vec::new();
         if let Choice::ClassBalanced { crops_of, active } = &self.choice {
             let mut rng = Rng::new(self.key(epoch, 0), STREAM_EPOCH);
@@ -268,7 +270,7 @@ impl TrainSampler {
                 sequence.push(crop as u32);
             }
         }
-        EpochDraws { sampler: self, epoch, sequence }
+        EpochDraws { sampler: Arc::clone(self), epoch, sequence }
     }
 }
 
@@ -330,14 +332,24 @@ fn unravel(linear: u64, shape: [u64; 3]) -> [u64; 3] {
 
 /// One epoch's draws on one rank, random-access by sample index.
 #[derive(Debug, Clone)]
-pub struct EpochDraws<'a> {
-    sampler: &'a TrainSampler,
+pub struct EpochDraws {
+    sampler: Arc<TrainSampler>,
     epoch: u64,
     /// Class-balanced crop per step (empty for other weightings).
     sequence: Vec<u32>,
 }
 
-impl EpochDraws<'_> {
+impl EpochDraws {
+    /// Samples in the epoch (`iterations_per_epoch`).
+    pub fn len(&self) -> u64 {
+        self.sampler.iterations
+    }
+
+    /// True when the epoch has no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The epoch number.
     pub fn epoch(&self) -> u64 {
         self.epoch
@@ -350,7 +362,7 @@ impl EpochDraws<'_> {
 
     /// Sample `i` of the epoch, `None` when `i ≥ iterations_per_epoch`.
     pub fn get(&self, i: u64) -> Option<SampleChoice> {
-        let s = self.sampler;
+        let s = &*self.sampler;
         if i >= s.iterations {
             return None;
         }
