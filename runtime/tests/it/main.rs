@@ -3,6 +3,7 @@
 mod alloc;
 mod common;
 mod fixture;
+mod loader;
 mod multiscale;
 mod pipeline;
 mod synth;
