@@ -85,6 +85,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Checked, Diagnostics> {
     if !schema_errors.is_empty() {
         return Err(Diagnostics(schema_errors));
     }
+    let mut doc = doc;
+    whole_floats_to_integers(&mut doc);
     let raw: RawSpec = serde_json::from_value(doc).map_err(|e| {
         Diagnostics(vec![Diagnostic::error(
             path,
@@ -114,5 +116,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Checked, Diagnostics> {
             errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             Err(Diagnostics(errors))
         }
+    }
+}
+
+/// `8.0` → `8`: the schema accepts whole floats as integers (JSON Schema does), so serde must too.
+/// Recursion is bounded by the parser's depth budget.
+fn whole_floats_to_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64()
+                && !n.is_i64()
+                && !n.is_u64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_floats_to_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(whole_floats_to_integers),
+        _ => {}
     }
 }

@@ -62,8 +62,8 @@ pub struct RawArrays {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawArray {
-    /// Crop shape in voxels, `[z, y, x]`, or `[y, x]` for a 2D array (z shape 1). Each ≥ 1.
-    #[schemars(length(min = 2, max = 3), inner(range(min = 1)))]
+    /// Crop shape in voxels, `[z, y, x]`, or `[y, x]` for a 2D array (z shape 1). Each in `[1, 1048576]`.
+    #[schemars(length(min = 2, max = 3), inner(range(min = 1, max = 1_048_576)))]
     pub shape: Vec<u64>,
     /// Voxel size in nm, `[z, y, x]`, or `[y, x]` for a 2D array (the z voxel size is then the y one).
     /// Finite and positive; same length as `shape`.
@@ -156,10 +156,11 @@ fn default_true() -> bool {
 pub struct RawSampling {
     /// Seed of every random choice. Default: `0`.
     #[serde(default)]
+    #[schemars(range(max = u64::MAX))]
     pub seed: u64,
     /// Samples (not batches) per epoch per rank. Default: `1000`.
     #[serde(default = "default_iterations")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = u64::MAX))]
     pub iterations_per_epoch: u64,
     /// How training centres are spread over datasets. Default: `uniform`.
     #[serde(default)]
@@ -505,8 +506,9 @@ pub struct RawRange {
 pub struct RawGaussianBlur {
     /// Sigma in voxels: one number for every axis, or `[z, y, x]` (`[y, x]`: no blur along z); each ≥ 0.
     pub sigma: RawSigma,
-    /// Kernel radius in voxels (kernel size `2r+1`). Default: `ceil(3·max sigma)`.
+    /// Kernel radius in voxels (kernel size `2r+1`), at most 1024. Default: `ceil(3·max sigma)`.
     #[serde(default)]
+    #[schemars(range(max = 1024))]
     pub radius: Option<u32>,
 }
 
@@ -544,17 +546,17 @@ fn default_cache_bytes() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLoader {
-    /// Samples per batch, ≥ 1. Default: `1`.
+    /// Samples per batch, in `[1, 65536]`. Default: `1`.
     #[serde(default = "default_batch_size")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 65_536))]
     pub batch_size: u32,
-    /// Worker threads, ≥ 1. Default: `2`.
+    /// Worker threads, in `[1, 1024]`. Default: `2`.
     #[serde(default = "default_workers")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1024))]
     pub workers: u32,
-    /// Batches in flight (ring slots), ≥ 1. Default: `4`.
+    /// Batches in flight (ring slots), in `[1, 1024]`. Default: `4`.
     #[serde(default = "default_prefetch")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1024))]
     pub prefetch: u32,
     /// Device of the batch tensors: `cpu`, `cuda` (device 0) or `cuda:N`. Default: `cpu`.
     #[serde(default = "default_device")]
@@ -565,6 +567,7 @@ pub struct RawLoader {
     pub pin_memory: Option<bool>,
     /// Byte budget of the shared decoded-chunk cache. Default: `1073741824` (1 GiB).
     #[serde(default = "default_cache_bytes")]
+    #[schemars(range(max = u64::MAX))]
     pub cache_bytes: u64,
     /// What to do with a sample that cannot be read. Default: `fail`.
     #[serde(default)]

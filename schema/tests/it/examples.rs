@@ -145,3 +145,19 @@ fn relations_are_made_symmetric_with_a_warning() {
         "`mito` excludes `er` but not the reverse; added `er: [mito]`"
     );
 }
+
+#[test]
+fn whole_floats_count_as_integers() {
+    let text = std::fs::read_to_string(root().join("examples/minimal.yaml"))
+        .unwrap()
+        .replace("batch_size: 8", "batch_size: 8.0")
+        .replace(
+            "shape: [128, 128, 128], scale: [8, 8, 8] }\n  targets",
+            "shape: [64.0, 128, 128], scale: [8, 8, 8] }\n  targets",
+        );
+    let s = cellmap_schema::parse(&text, &root().join("examples/x.yaml"))
+        .unwrap()
+        .spec;
+    assert_eq!(s.loader.batch_size, 8);
+    assert_eq!(s.inputs[0].shape_vox, [64, 128, 128]);
+}
