@@ -1,0 +1,194 @@
+//! `check --data`: a light check that the data a spec names exists and is OME-NGFF multiscale
+//! (zarr v2 `.zattrs` `multiscales`, or zarr v3 `zarr.json` `attributes.ome.multiscales`).
+
+use std::path::{Path, PathBuf};
+
+use cellmap_schema::{DatasetSpec, Diagnostic, Spec};
+
+/// A problem with the data named by one dataset.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DataError {
+    /// The group does not exist.
+    #[error("{origin}: {role} group `{path}` does not exist")]
+    Missing {
+        /// `file:line[:column]` where the dataset is declared.
+        origin: String,
+        /// `raw` or `class `x``.
+        role: String,
+        /// The group path.
+        path: String,
+    },
+    /// The group exists but has no multiscale metadata.
+    #[error("{origin}: {role} group `{path}` is not an OME-NGFF multiscale group: {reason}")]
+    NotMultiscale {
+        /// `file:line[:column]` where the dataset is declared.
+        origin: String,
+        /// `raw` or `class `x``.
+        role: String,
+        /// The group path.
+        path: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// No annotated class of a crop exists on disk.
+    #[error("{origin}: no class group found under `{template}`")]
+    NoClasses {
+        /// `file:line[:column]` where the dataset is declared.
+        origin: String,
+        /// The target template.
+        template: String,
+    },
+}
+
+impl DataError {
+    fn origin(&self) -> &str {
+        match self {
+            DataError::Missing { origin, .. }
+            | DataError::NotMultiscale { origin, .. }
+            | DataError::NoClasses { origin, .. } => origin,
+        }
+    }
+
+    /// A diagnostic located at the dataset's declaration.
+    pub(crate) fn into_diagnostic(self) -> Diagnostic {
+        let (file, line, column) = split_origin(self.origin());
+        let message = self.to_string();
+        let message = message
+            .split_once(": ")
+            .map_or(message.clone(), |(_, m)| m.to_owned());
+        Diagnostic::error(file, (line, column), "", message)
+            .hint("check the path; relative paths resolve against the spec file's folder")
+    }
+}
+
+/// Splits `file:line[:column]` from the right.
+fn split_origin(origin: &str) -> (PathBuf, usize, usize) {
+    let parts: Vec<&str> = origin.rsplitn(3, ':').collect();
+    match parts.as_slice() {
+        [c, l, f] if c.parse::<usize>().is_ok() && l.parse::<usize>().is_ok() => (
+            PathBuf::from(f),
+            l.parse().unwrap_or(1),
+            c.parse().unwrap_or(1),
+        ),
+        [l, rest @ ..] if l.parse::<usize>().is_ok() => {
+            let file = rest.iter().rev().copied().collect::<Vec<_>>().join(":");
+            (PathBuf::from(file), l.parse().unwrap_or(1), 1)
+        }
+        _ => (PathBuf::from(origin), 1, 1),
+    }
+}
+
+/// Why `path` is not a multiscale group, or `None` when it is one. `Err` when it does not exist.
+fn multiscale_problem(path: &Path) -> Result<Option<String>, ()> {
+    if !path.is_dir() {
+        return Err(());
+    }
+    let v3 = path.join("zarr.json");
+    let v2 = path.join(".zattrs");
+    let (file, pointer) = if v3.is_file() {
+        (v3, "/attributes/ome/multiscales")
+    } else if v2.is_file() {
+        (v2, "/multiscales")
+    } else {
+        return Ok(Some("neither `zarr.json` nor `.zattrs` found".to_owned()));
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => return Ok(Some(format!("cannot read `{}`: {e}", file.display()))),
+    };
+    let json: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(j) => j,
+        Err(e) => return Ok(Some(format!("`{}` is not JSON: {e}", file.display()))),
+    };
+    match json.pointer(pointer).and_then(serde_json::Value::as_array) {
+        Some(list) if !list.is_empty() => Ok(None),
+        _ => Ok(Some(format!(
+            "`{}` has no `{}` list",
+            file.display(),
+            &pointer[1..].replace('/', ".")
+        ))),
+    }
+}
+
+fn check_group(path: &str, role: String, origin: &str, out: &mut Vec<DataError>) {
+    match multiscale_problem(Path::new(path)) {
+        Ok(None) => {}
+        Ok(Some(reason)) => out.push(DataError::NotMultiscale {
+            origin: origin.to_owned(),
+            role,
+            path: path.to_owned(),
+            reason,
+        }),
+        Err(()) => out.push(DataError::Missing {
+            origin: origin.to_owned(),
+            role,
+            path: path.to_owned(),
+        }),
+    }
+}
+
+fn check_dataset(d: &DatasetSpec, classes: &[String], out: &mut Vec<DataError>) {
+    if d.raw.contains("://") {
+        return; // remote stores are checked by the runtime's reader
+    }
+    check_group(&d.raw, "raw".to_owned(), &d.origin, out);
+    let Some(t) = &d.targets else { return };
+    match &t.annotated {
+        Some(annotated) => {
+            for class in annotated {
+                check_group(
+                    &t.path_of(class),
+                    format!("class `{class}`"),
+                    &d.origin,
+                    out,
+                );
+            }
+        }
+        None => {
+            let found = classes
+                .iter()
+                .filter(|c| Path::new(&t.path_of(c)).is_dir())
+                .count();
+            if found == 0 {
+                out.push(DataError::NoClasses {
+                    origin: d.origin.clone(),
+                    template: t.template.clone(),
+                });
+            }
+            for class in classes.iter().filter(|c| Path::new(&t.path_of(c)).is_dir()) {
+                check_group(
+                    &t.path_of(class),
+                    format!("class `{class}`"),
+                    &d.origin,
+                    out,
+                );
+            }
+        }
+    }
+}
+
+/// Checks every dataset of a spec; returns all problems found.
+pub(crate) fn check(spec: &Spec) -> Vec<DataError> {
+    let mut out = Vec::new();
+    for d in &spec.datasets {
+        check_dataset(d, &spec.classes, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_split() {
+        assert_eq!(
+            split_origin("a/b.yaml:3:7"),
+            (PathBuf::from("a/b.yaml"), 3, 7)
+        );
+        assert_eq!(
+            split_origin("a/b.csv:12"),
+            (PathBuf::from("a/b.csv"), 12, 1)
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Integration tests of the `cellmap-compile` binary.
+
+mod check;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The workspace root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the binary in the workspace root.
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}

@@ -1,0 +1,275 @@
+//! cellmap-data's datasplit CSV: `split,raw_zarr_root,raw_ds_path,gt_zarr_root,gt_ds_path_with_[classes]`
+//! (5 columns) or `split,raw_path,gt_path` (3 columns), no header, `#` comments and empty lines skipped.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::spec::{DatasetSpec, Split, TargetTemplate};
+
+/// Largest datasplit CSV accepted, in bytes.
+const MAX_CSV_BYTES: u64 = 16 << 20;
+
+/// What a datasplit needs from its spec.
+pub(crate) struct DatasplitContext<'a> {
+    /// Folder relative paths resolve against.
+    pub(crate) base_dir: &'a Path,
+    /// Known classes.
+    pub(crate) classes: &'a [String],
+    /// `file:line:column` of the spec's `csv:` value.
+    pub(crate) origin: String,
+}
+
+/// Resolves a data path against the spec's folder; absolute paths and URLs are kept.
+pub(crate) fn resolve_path(base_dir: &Path, path: &str) -> String {
+    if path.contains("://") || Path::new(path).is_absolute() {
+        return path.to_owned();
+    }
+    let joined = base_dir.join(path);
+    std::path::absolute(&joined)
+        .unwrap_or(joined)
+        .display()
+        .to_string()
+}
+
+/// Splits a target path into a `{class}` template and its bracket class list, if any.
+/// `crop1/[mito,er]` → (`crop1/{class}`, `[mito, er]`); `crop1/{class}` → (`crop1/{class}`, none).
+pub(crate) fn bracket_template(path: &str) -> Result<(String, Option<Vec<String>>), String> {
+    if let (Some(open), Some(close)) = (path.find('['), path.rfind(']'))
+        && open < close
+    {
+        let inner = &path[open + 1..close];
+        let classes: Vec<String> = inner.split(',').map(|s| s.trim().to_owned()).collect();
+        if classes.iter().any(String::is_empty) {
+            return Err(format!("empty class name in bracket list `[{inner}]`"));
+        }
+        return Ok((
+            format!("{}{{class}}{}", &path[..open], &path[close + 1..]),
+            Some(classes),
+        ));
+    }
+    if path.contains("{class}") {
+        return Ok((path.to_owned(), None));
+    }
+    Err(format!("target path `{path}` names no classes"))
+}
+
+/// Numbers datasets per split from 0, train first, each split in file order.
+pub(crate) fn number(mut datasets: Vec<DatasetSpec>) -> Vec<DatasetSpec> {
+    datasets.sort_by_key(|d| d.split); // stable: keeps file order within a split
+    let mut counts = [0usize; 2];
+    for d in &mut datasets {
+        let slot = match d.split {
+            Split::Train => &mut counts[0],
+            Split::Validate => &mut counts[1],
+        };
+        d.index = *slot;
+        *slot += 1;
+    }
+    datasets
+}
+
+fn split_of(name: &str) -> Option<Split> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "train" | "training" => Some(Split::Train),
+        "validate" | "val" | "validation" => Some(Split::Validate),
+        _ => None,
+    }
+}
+
+fn join(root: &str, path: &str) -> String {
+    if root.is_empty() {
+        return path.to_owned();
+    }
+    if path.is_empty() {
+        return root.to_owned();
+    }
+    format!(
+        "{}/{}",
+        root.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+/// Reads and checks a datasplit CSV named `written` in the spec. Errors tied to the spec (not to a CSV
+/// line) have an empty `file`, for the caller to locate.
+pub(crate) fn read(
+    written: &str,
+    ctx: &DatasplitContext<'_>,
+) -> Result<Vec<DatasetSpec>, Vec<Diagnostic>> {
+    let csv_path: PathBuf = if Path::new(written).is_absolute() {
+        PathBuf::from(written)
+    } else {
+        ctx.base_dir.join(written)
+    };
+    let spec_error =
+        |message: String| Diagnostic::error(PathBuf::new(), (1, 1), "/data/csv", message);
+    let text = match read_limited(&csv_path) {
+        Ok(t) => t,
+        Err(message) => {
+            return Err(vec![
+                spec_error(format!("cannot read datasplit CSV `{written}`: {message}"))
+                    .hint("relative paths resolve against the spec file's folder"),
+            ]);
+        }
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut errors = Vec::new();
+    let mut datasets = Vec::new();
+    let named = format!("datasplit named at {}", ctx.origin);
+    let csv_error = |line: usize, message: String| {
+        Diagnostic::error(&csv_path, (line, 1), "/data/csv", message)
+    };
+    let mut first = true;
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e
+                    .position()
+                    .map_or(1, |p| usize::try_from(p.line()).unwrap_or(1));
+                errors.push(csv_error(line, format!("malformed CSV: {e}")).hint(named.clone()));
+                break;
+            }
+        };
+        let line = record
+            .position()
+            .map_or(1, |p| usize::try_from(p.line()).unwrap_or(1));
+        let is_first = std::mem::replace(&mut first, false);
+        let cols: Vec<&str> = record.iter().collect();
+        if cols.iter().all(|c| c.is_empty()) {
+            continue;
+        }
+        let Some(split) = split_of(cols.first().copied().unwrap_or("")) else {
+            let given = cols.first().copied().unwrap_or("");
+            let d = if is_first
+                && matches!(
+                    given.to_ascii_lowercase().as_str(),
+                    "split" | "set" | "subset" | "name"
+                ) {
+                csv_error(line, "datasplit CSV has a header row".to_owned()).hint(format!(
+                    "cellmap-data datasplits have no header; delete this line ({named})"
+                ))
+            } else {
+                csv_error(line, format!("unknown split `{given}`"))
+                    .expected("`train` or `validate` (also `val`, `validation`)")
+                    .hint(match did_you_mean(given, ["train", "validate"]) {
+                        Some(h) => format!("{h} ({named})"),
+                        None => named.clone(),
+                    })
+            };
+            errors.push(d);
+            continue;
+        };
+        let (raw, gt) = match cols.as_slice() {
+            [_, raw, gt] => (raw.to_string(), gt.to_string()),
+            [_, raw_root, raw_ds, gt_root, gt_ds] => (join(raw_root, raw_ds), join(gt_root, gt_ds)),
+            _ => {
+                errors.push(
+                    csv_error(line, format!("row has {} columns", cols.len()))
+                        .expected("5 columns `split,raw_zarr_root,raw_ds_path,gt_zarr_root,gt_ds_path` or 3 columns `split,raw_path,gt_path`")
+                        .hint(named.clone()),
+                );
+                continue;
+            }
+        };
+        if raw.is_empty() {
+            errors.push(csv_error(line, "empty raw path".to_owned()).hint(named.clone()));
+            continue;
+        }
+        let targets = if gt.is_empty() {
+            None
+        } else {
+            match bracket_template(&gt) {
+                Err(message) => {
+                    errors.push(
+                        csv_error(line, message)
+                            .expected("a `[mito,er]` bracket list or `{class}` in the path")
+                            .hint(named.clone()),
+                    );
+                    continue;
+                }
+                Ok((template, annotated)) => {
+                    for class in annotated
+                        .iter()
+                        .flatten()
+                        .filter(|c| !ctx.classes.contains(c))
+                    {
+                        errors.push(
+                            csv_error(line, format!("unknown class `{class}`"))
+                                .expected(format!(
+                                    "one of the spec's classes: {}",
+                                    ctx.classes.join(", ")
+                                ))
+                                .hint(named.clone()),
+                        );
+                    }
+                    Some(TargetTemplate {
+                        template: resolve_path(ctx.base_dir, &template),
+                        annotated,
+                    })
+                }
+            }
+        };
+        datasets.push(DatasetSpec {
+            split,
+            index: 0,
+            raw: resolve_path(ctx.base_dir, &raw),
+            targets,
+            origin: format!("{}:{line}", csv_path.display()),
+        });
+    }
+    if errors.is_empty() && datasets.is_empty() {
+        errors.push(spec_error(format!(
+            "datasplit CSV `{written}` lists no datasets"
+        )));
+    }
+    if errors.is_empty() {
+        Ok(number(datasets))
+    } else {
+        Err(errors)
+    }
+}
+
+fn read_limited(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "file not found".to_owned(),
+        _ => e.to_string(),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CSV_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_CSV_BYTES {
+        return Err(format!("over the limit of {MAX_CSV_BYTES} bytes"));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brackets() {
+        assert_eq!(
+            bracket_template("a.zarr/crop1/[mito, er]").unwrap(),
+            (
+                "a.zarr/crop1/{class}".to_owned(),
+                Some(vec!["mito".to_owned(), "er".to_owned()])
+            )
+        );
+        assert_eq!(
+            bracket_template("x/{class}").unwrap(),
+            ("x/{class}".to_owned(), None)
+        );
+        assert!(bracket_template("x/mito").is_err());
+        assert_eq!(join("/d/a.zarr/", "/recon-1/em"), "/d/a.zarr/recon-1/em");
+    }
+}

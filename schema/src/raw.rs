@@ -1,0 +1,600 @@
+//! The spec exactly as written in YAML: [`RawSpec`] and its parts.
+//!
+//! These types mirror the document one to one (serde + schemars). They carry the
+//! documentation and defaults that end up in `cellmap.schema.json`; the checks that
+//! the schema cannot express live in `validate.rs`, which turns a `RawSpec` into a
+//! [`crate::Spec`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A cellmap-compile spec as written in YAML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "cellmap-compile spec")]
+pub struct RawSpec {
+    /// Spec format version. Required; must be `1`.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: u32,
+    /// Name of the spec; becomes the generated crate's name. Lowercase letters, digits, `_` and `-`,
+    /// starting with a letter.
+    pub name: String,
+    /// Classes in channel order (the target tensor has one channel per class). Unique, at least one.
+    #[schemars(length(min = 1))]
+    pub classes: Vec<String>,
+    /// Mutually exclusive classes: `{mito: [er, nuc]}` means that where `er` or `nuc` is present, `mito` is
+    /// absent (used to infer true negatives in crops where a class is not annotated). Made symmetric with a
+    /// warning. Default: no relations.
+    #[serde(default)]
+    pub class_relations: BTreeMap<String, Vec<String>>,
+    /// Input and target arrays.
+    pub arrays: RawArrays,
+    /// Where the data is: a datasplit CSV or inline datasets.
+    pub data: RawData,
+    /// How sample centres are drawn. Default: every key at its default.
+    #[serde(default)]
+    pub sampling: RawSampling,
+    /// Spatial and value augmentation. Default: no spatial transforms, no input transforms, targets
+    /// binarized at 0.
+    #[serde(default)]
+    pub augment: RawAugment,
+    /// Loader settings. Default: every key at its default.
+    #[serde(default)]
+    pub loader: RawLoader,
+}
+
+/// Input and target arrays, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawArrays {
+    /// Input arrays (one batch field each), name → shape and scale. Several inputs at different scales
+    /// are allowed. At least one.
+    #[schemars(length(min = 1))]
+    pub inputs: BTreeMap<String, RawArray>,
+    /// Target arrays (one channel per class each), name → shape and scale. At least one.
+    #[schemars(length(min = 1))]
+    pub targets: BTreeMap<String, RawArray>,
+}
+
+/// One array: a crop of `shape` voxels at `scale` nm per voxel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawArray {
+    /// Crop shape in voxels, `[z, y, x]`, or `[y, x]` for a 2D array (z shape 1). Each in `[1, 1048576]`.
+    #[schemars(length(min = 2, max = 3), inner(range(min = 1, max = 1_048_576)))]
+    pub shape: Vec<u64>,
+    /// Voxel size in nm, `[z, y, x]`, or `[y, x]` for a 2D array (the z voxel size is then the y one).
+    /// Finite and positive; same length as `shape`.
+    #[schemars(length(min = 2, max = 3))]
+    pub scale: Vec<f64>,
+    /// Interpolation when resampling or rotating. Default: `linear` for inputs, `nearest` for targets.
+    #[serde(default)]
+    pub interpolation: Option<RawInterpolation>,
+    /// Element type of the batch tensor. Default: `float32`.
+    #[serde(default)]
+    pub dtype: RawDtype,
+}
+
+/// Interpolation mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawInterpolation {
+    /// Nearest neighbour.
+    Nearest,
+    /// Trilinear.
+    Linear,
+}
+
+/// Element type of a batch tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawDtype {
+    /// 32-bit float.
+    #[default]
+    Float32,
+    /// 16-bit float.
+    Float16,
+    /// 8-bit unsigned (inputs without value transforms only).
+    Uint8,
+}
+
+/// Where the data is: exactly one of `csv` and `datasets`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawData {
+    /// cellmap-data's datasplit CSV (no header; 5 columns `split,raw_zarr_root,raw_ds_path,gt_zarr_root,
+    /// gt_ds_path_with_[classes]` or 3 columns `split,raw_path,gt_path`). A relative path resolves against
+    /// the spec file's folder. Default: none (then `datasets` is required).
+    #[serde(default)]
+    pub csv: Option<String>,
+    /// Inline datasets, in order. Default: none (then `csv` is required).
+    #[serde(default)]
+    pub datasets: Option<Vec<RawDataset>>,
+}
+
+/// One inline dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDataset {
+    /// The split it belongs to.
+    pub split: RawSplit,
+    /// Path (or URL) of the raw multiscale group; relative paths resolve against the spec file's folder.
+    pub raw: String,
+    /// Path template of the label groups, containing `{class}` (or a `[mito,er]` bracket list naming the
+    /// annotated classes). Default: none (a raw-only dataset).
+    #[serde(default)]
+    pub targets: Option<String>,
+    /// Classes annotated in this crop. Default: the bracket list of `targets` if any, else discovered on
+    /// disk (a class is annotated when its group exists).
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
+}
+
+/// A data split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSplit {
+    /// Training data.
+    Train,
+    /// Validation data.
+    Validate,
+}
+
+fn default_iterations() -> u64 {
+    1000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How sample centres are drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSampling {
+    /// Seed of every random choice. Default: `0`.
+    #[serde(default)]
+    #[schemars(range(max = u64::MAX))]
+    pub seed: u64,
+    /// Samples (not batches) per epoch per rank. Default: `1000`.
+    #[serde(default = "default_iterations")]
+    #[schemars(range(min = 1, max = u64::MAX))]
+    pub iterations_per_epoch: u64,
+    /// How training centres are spread over datasets. Default: `uniform`.
+    #[serde(default)]
+    pub weighting: RawWeighting,
+    /// Whether crops may extend beyond the data: a bool for both splits, or `{train: bool, validate: bool}`.
+    /// Default: `false`.
+    #[serde(default)]
+    pub pad: RawPad,
+    /// Values of voxels outside the data. Default: inputs `0`, targets `nan` (unknown).
+    #[serde(default)]
+    pub pad_value: RawPadValue,
+    /// Validation iterates non-overlapping tiles (`true`) or random centres (`false`). Default: `true`.
+    #[serde(default = "default_true")]
+    pub validation_tiling: bool,
+    /// Draw a fraction of training centres on foreground voxels of one class. Default: none.
+    #[serde(default)]
+    pub foreground: Option<RawForeground>,
+}
+
+impl Default for RawSampling {
+    fn default() -> Self {
+        RawSampling {
+            seed: 0,
+            iterations_per_epoch: default_iterations(),
+            weighting: RawWeighting::default(),
+            pad: RawPad::default(),
+            pad_value: RawPadValue::default(),
+            validation_tiling: true,
+            foreground: None,
+        }
+    }
+}
+
+/// Dataset weighting for training centres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawWeighting {
+    /// Uniform over all datasets, weighted by their sample-grid sizes.
+    #[default]
+    Uniform,
+    /// Least-seen annotated class first (cellmap-data 2026.3).
+    ClassBalanced,
+    /// Dataset weights from foreground/background voxel counts (cellmap-data 2025).
+    VoxelWeighted,
+}
+
+/// Padding: one bool for both splits, or one per split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawPad {
+    /// The same for both splits.
+    Both(bool),
+    /// Per split.
+    PerSplit(RawPadPerSplit),
+}
+
+impl Default for RawPad {
+    fn default() -> Self {
+        RawPad::Both(false)
+    }
+}
+
+/// Padding per split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPadPerSplit {
+    /// Pad training crops. Default: `false`.
+    #[serde(default)]
+    pub train: bool,
+    /// Pad validation crops. Default: `false`.
+    #[serde(default)]
+    pub validate: bool,
+}
+
+/// Values of voxels outside the data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPadValue {
+    /// Value of input voxels outside the data. Default: `0`.
+    #[serde(default = "RawFloat::zero")]
+    pub inputs: RawFloat,
+    /// Value of target voxels outside the data. Default: `nan` (unknown).
+    #[serde(default = "RawFloat::nan")]
+    pub targets: RawFloat,
+}
+
+impl Default for RawPadValue {
+    fn default() -> Self {
+        RawPadValue {
+            inputs: RawFloat::zero(),
+            targets: RawFloat::nan(),
+        }
+    }
+}
+
+/// A number, or `nan` (also `.nan`, `NaN`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawFloat {
+    /// A finite number.
+    Number(f64),
+    /// Not a number.
+    Nan(RawNan),
+}
+
+impl RawFloat {
+    fn zero() -> Self {
+        RawFloat::Number(0.0)
+    }
+
+    fn nan() -> Self {
+        RawFloat::Nan(RawNan::Nan)
+    }
+
+    /// The value as `f32` (NaN for the `nan` spellings).
+    pub fn to_f32(self) -> f32 {
+        match self {
+            RawFloat::Number(v) => v as f32,
+            RawFloat::Nan(_) => f32::NAN,
+        }
+    }
+}
+
+/// Spellings of NaN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RawNan {
+    /// `nan`
+    #[serde(rename = "nan")]
+    Nan,
+    /// `.nan` (YAML's spelling)
+    #[serde(rename = ".nan")]
+    DotNan,
+    /// `NaN`
+    #[serde(rename = "NaN")]
+    CapitalNan,
+}
+
+/// Foreground-biased centres.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawForeground {
+    /// The class whose foreground voxels are used; one of `classes`.
+    pub class: String,
+    /// Fraction of training centres drawn on foreground, in `[0, 1]`.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub fraction: f64,
+}
+
+/// Spatial and value augmentation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAugment {
+    /// Spatial transforms, drawn once per training sample and applied to all its arrays. Default: none.
+    #[serde(default)]
+    pub spatial: RawSpatial,
+    /// Value transforms on every input, in order. Default: none.
+    #[serde(default)]
+    pub inputs: Vec<RawTransform>,
+    /// Value transforms on every target class, in order. Default: `[{binarize: {threshold: 0}}]`.
+    #[serde(default)]
+    pub targets: Option<Vec<RawTransform>>,
+    /// Per-class target transforms, replacing `targets` for that class. Keys are classes. Default: none.
+    #[serde(default)]
+    pub per_class: BTreeMap<String, Vec<RawTransform>>,
+}
+
+/// Spatial transforms.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpatial {
+    /// Flip probability per axis, each in `[0, 1]`. Default: no flips.
+    #[serde(default)]
+    pub mirror: RawMirror,
+    /// Axes that may be permuted among themselves, e.g. `[y, x]`. Default: none.
+    #[serde(default)]
+    pub transpose: Vec<RawAxis>,
+    /// Rotation angle range `[low, high]` in degrees about each axis. Default: no rotation.
+    #[serde(default)]
+    pub rotate: RawRotate,
+    /// Elastic deformation. Default: none.
+    #[serde(default)]
+    pub elastic: Option<RawElastic>,
+}
+
+/// Flip probability per axis.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    /// Probability of flipping z, in `[0, 1]`. Default: `0`.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub z: f64,
+    /// Probability of flipping y, in `[0, 1]`. Default: `0`.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub y: f64,
+    /// Probability of flipping x, in `[0, 1]`. Default: `0`.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub x: f64,
+}
+
+/// An axis name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAxis {
+    /// Slices.
+    Z,
+    /// Rows.
+    Y,
+    /// Columns.
+    X,
+}
+
+/// Rotation angle ranges in degrees, per axis.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRotate {
+    /// Angle range `[low, high]` in degrees about z (in the y-x plane), `low ≤ high`. Default: none.
+    #[serde(default)]
+    pub z: Option<[f64; 2]>,
+    /// Angle range `[low, high]` in degrees about y, `low ≤ high`. Default: none.
+    #[serde(default)]
+    pub y: Option<[f64; 2]>,
+    /// Angle range `[low, high]` in degrees about x, `low ≤ high`. Default: none.
+    #[serde(default)]
+    pub x: Option<[f64; 2]>,
+}
+
+fn default_probability() -> f64 {
+    1.0
+}
+
+/// Elastic deformation from a random control-point grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawElastic {
+    /// Control-point spacing in nm, `[z, y, x]` or `[y, x]`; positive.
+    #[schemars(length(min = 2, max = 3))]
+    pub spacing: Vec<f64>,
+    /// Standard deviation of control-point displacements in nm, ≥ 0.
+    #[schemars(range(min = 0.0))]
+    pub sigma: f64,
+    /// Probability that a sample is deformed, in `[0, 1]`. Default: `1`.
+    #[serde(default = "default_probability")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub probability: f64,
+}
+
+/// One value transform: a single-key mapping such as `{normalize: {shift: 0, scale: 255}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawTransform {
+    /// `x ← (x − shift) / scale`.
+    Normalize(RawNormalize),
+    /// `x ← 1 if x > threshold else 0`; NaN stays NaN.
+    Binarize(RawBinarize),
+    /// Replace NaN and infinities.
+    NanToNum(RawNanToNum),
+    /// Add Gaussian noise per voxel.
+    GaussianNoise(RawGaussianNoise),
+    /// `x ← r·x + (1 − r)·mean(x)`, `r ~ U(range)`, clamped to `[0, 1]`.
+    RandomContrast(RawRange),
+    /// `x ← clamp(x, 0, 1)^g`, `g ~ U(range)`.
+    RandomGamma(RawRange),
+    /// Separable Gaussian blur with replicate padding.
+    GaussianBlur(RawGaussianBlur),
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Parameters of `normalize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNormalize {
+    /// Subtracted first. Default: `0`.
+    #[serde(default)]
+    pub shift: f64,
+    /// Divided by; non-zero. Default: `1`.
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+/// Parameters of `binarize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBinarize {
+    /// Voxels above it become 1, the others 0. Default: `0`.
+    #[serde(default)]
+    pub threshold: f64,
+}
+
+/// Parameters of `nan_to_num`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNanToNum {
+    /// Replacement for NaN. Default: `0`.
+    #[serde(default)]
+    pub nan: f64,
+    /// Replacement for +∞. Default: none (kept).
+    #[serde(default)]
+    pub posinf: Option<f64>,
+    /// Replacement for −∞. Default: none (kept).
+    #[serde(default)]
+    pub neginf: Option<f64>,
+}
+
+fn default_noise_std() -> f64 {
+    0.1
+}
+
+/// Parameters of `gaussian_noise`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGaussianNoise {
+    /// Mean of the noise. Default: `0`.
+    #[serde(default)]
+    pub mean: f64,
+    /// Standard deviation of the noise, ≥ 0. Default: `0.1`.
+    #[serde(default = "default_noise_std")]
+    #[schemars(range(min = 0.0))]
+    pub std: f64,
+}
+
+fn default_range() -> [f64; 2] {
+    [0.5, 1.5]
+}
+
+/// Parameters of `random_contrast` and `random_gamma`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRange {
+    /// Range `[low, high]` the factor is drawn from, `0 < low ≤ high`. Default: `[0.5, 1.5]`.
+    #[serde(default = "default_range")]
+    pub range: [f64; 2],
+}
+
+/// Parameters of `gaussian_blur`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGaussianBlur {
+    /// Sigma in voxels: one number for every axis, or `[z, y, x]` (`[y, x]`: no blur along z); each ≥ 0.
+    pub sigma: RawSigma,
+    /// Kernel radius in voxels (kernel size `2r+1`), at most 1024. Default: `ceil(3·max sigma)`.
+    #[serde(default)]
+    #[schemars(range(max = 1024))]
+    pub radius: Option<u32>,
+}
+
+/// A blur sigma: one value or one per axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawSigma {
+    /// The same sigma along every axis.
+    Isotropic(f64),
+    /// Per axis, `[z, y, x]` or `[y, x]`.
+    PerAxis(#[schemars(length(min = 2, max = 3))] Vec<f64>),
+}
+
+fn default_batch_size() -> u32 {
+    1
+}
+
+fn default_workers() -> u32 {
+    2
+}
+
+fn default_prefetch() -> u32 {
+    4
+}
+
+fn default_device() -> String {
+    "cpu".to_owned()
+}
+
+fn default_cache_bytes() -> u64 {
+    1 << 30
+}
+
+/// Loader settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoader {
+    /// Samples per batch, in `[1, 65536]`. Default: `1`.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 65_536))]
+    pub batch_size: u32,
+    /// Worker threads, in `[1, 1024]`. Default: `2`.
+    #[serde(default = "default_workers")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub workers: u32,
+    /// Batches in flight (ring slots), in `[1, 1024]`. Default: `4`.
+    #[serde(default = "default_prefetch")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub prefetch: u32,
+    /// Device of the batch tensors: `cpu`, `cuda` (device 0) or `cuda:N`. Default: `cpu`.
+    #[serde(default = "default_device")]
+    #[schemars(regex(pattern = r"^(cpu|cuda(:[0-9]{1,3})?)$"))]
+    pub device: String,
+    /// Pin host buffers for faster transfers. Default: `true` when `device` is CUDA, else `false`.
+    #[serde(default)]
+    pub pin_memory: Option<bool>,
+    /// Byte budget of the shared decoded-chunk cache. Default: `1073741824` (1 GiB).
+    #[serde(default = "default_cache_bytes")]
+    #[schemars(range(max = u64::MAX))]
+    pub cache_bytes: u64,
+    /// What to do with a sample that cannot be read. Default: `fail`.
+    #[serde(default)]
+    pub on_error: RawOnError,
+}
+
+impl Default for RawLoader {
+    fn default() -> Self {
+        RawLoader {
+            batch_size: default_batch_size(),
+            workers: default_workers(),
+            prefetch: default_prefetch(),
+            device: default_device(),
+            pin_memory: None,
+            cache_bytes: default_cache_bytes(),
+            on_error: RawOnError::default(),
+        }
+    }
+}
+
+/// Policy for unreadable samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOnError {
+    /// Stop and return the error.
+    #[default]
+    Fail,
+    /// Replace the sample by another, count and log the event.
+    SkipAndLog,
+}

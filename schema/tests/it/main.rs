@@ -1,0 +1,13 @@
+//! Integration tests of cellmap-schema: examples, the committed schema, the invalid catalogue, fuzzing.
+
+mod catalogue;
+mod examples;
+mod fuzz;
+mod schema_file;
+
+use std::path::PathBuf;
+
+/// The workspace root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
