@@ -87,9 +87,18 @@ pub fn generate(
     vars.insert("batch_bytes", batch_bytes.to_string());
     vars.insert("batch_size", spec.loader.batch_size.to_string());
     Ok(vec![
-        GeneratedFile { path: "Cargo.toml".into(), contents: fill(include_str!("../../templates/Cargo.toml.in"), &vars) },
-        GeneratedFile { path: "README.md".into(), contents: fill(include_str!("../../templates/README.md.in"), &vars) },
-        GeneratedFile { path: "src/lib.rs".into(), contents: lib },
+        GeneratedFile {
+            path: "Cargo.toml".into(),
+            contents: fill(include_str!("../../templates/Cargo.toml.in"), &vars),
+        },
+        GeneratedFile {
+            path: "README.md".into(),
+            contents: fill(include_str!("../../templates/README.md.in"), &vars),
+        },
+        GeneratedFile {
+            path: "src/lib.rs".into(),
+            contents: lib,
+        },
     ])
 }
 
@@ -111,7 +120,14 @@ pub fn lib_rs(
 }
 
 fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
-    let doc = format!(" Loader for the cellmap spec `{}`: {} classes, {} input and {} target arrays, batches of {}.", spec.name, spec.classes.len(), spec.inputs.len(), spec.targets.len(), spec.loader.batch_size);
+    let doc = format!(
+        " Loader for the cellmap spec `{}`: {} classes, {} input and {} target arrays, batches of {}.",
+        spec.name,
+        spec.classes.len(),
+        spec.inputs.len(),
+        spec.targets.len(),
+        spec.loader.batch_size
+    );
     let n_classes = spec.classes.len();
     let class_names = &spec.classes;
     let class_consts = names.classes.iter().enumerate().map(|(i, ident)| {
@@ -131,7 +147,13 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
         .zip(&names.inputs)
         .map(|(a, n)| (a.name.clone(), Ident::new(n, Span::call_site()), 1, a.shape_vox, true))
         .chain(spec.targets.iter().zip(&names.targets).map(|(a, n)| {
-            (a.name.clone(), Ident::new(n, Span::call_site()), n_classes, a.shape_vox, false)
+            (
+                a.name.clone(),
+                Ident::new(n, Span::call_site()),
+                n_classes,
+                a.shape_vox,
+                false,
+            )
         }))
         .collect();
 
@@ -142,17 +164,20 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
         quote!(#[doc = #doc] pub const #konst: [usize; 4] = [#c, #z, #y, #x];)
     });
 
-    let accessors = arrays.iter().enumerate().map(|(i, (name, ident, c, [z, y, x], input))| {
-        let kind = if *input { "input" } else { "target" };
-        let doc = format!(" The {kind} array `{name}`: `[{batch_size}, {c}, {z}, {y}, {x}]` float32.");
-        let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
-        quote! {
-            #[doc = #doc]
-            pub fn #ident(&self) -> ::cellmap_runtime::BatchArray<'_, #c, #z, #y, #x> {
-                ::cellmap_runtime::BatchArray::new(self.inner.array(#i))
+    let accessors = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ident, c, [z, y, x], input))| {
+            let kind = if *input { "input" } else { "target" };
+            let doc = format!(" The {kind} array `{name}`: `[{batch_size}, {c}, {z}, {y}, {x}]` float32.");
+            let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
+            quote! {
+                #[doc = #doc]
+                pub fn #ident(&self) -> ::cellmap_runtime::BatchArray<'_, #c, #z, #y, #x> {
+                    ::cellmap_runtime::BatchArray::new(self.inner.array(#i))
+                }
             }
-        }
-    });
+        });
 
     let spec_value = spec_expr(spec);
 
@@ -300,13 +325,20 @@ fn classes_table(spec: &Spec, names: &crate::names::RustNames) -> String {
 
 fn arrays_table(spec: &Spec, names: &crate::names::RustNames) -> String {
     let b = spec.loader.batch_size;
-    let mut s = String::from("| array | accessor | kind | tensor shape | voxel size (nm) | bytes per batch |\n|---|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| array | accessor | kind | tensor shape | voxel size (nm) | bytes per batch |\n|---|---|---|---|---|---|\n",
+    );
     let rows = spec
         .inputs
         .iter()
         .zip(&names.inputs)
         .map(|(a, n)| (a, n, "input", 1))
-        .chain(spec.targets.iter().zip(&names.targets).map(|(a, n)| (a, n, "target", spec.classes.len())));
+        .chain(
+            spec.targets
+                .iter()
+                .zip(&names.targets)
+                .map(|(a, n)| (a, n, "target", spec.classes.len())),
+        );
     for (a, n, kind, c) in rows {
         let [z, y, x] = a.shape_vox;
         s.push_str(&format!(
@@ -323,7 +355,9 @@ fn renamed_table(names: &crate::names::RustNames) -> String {
     if names.renamed.is_empty() {
         return "No name needed changing.".to_owned();
     }
-    let mut s = String::from("Names that are not Rust identifiers were mapped deterministically:\n\n| spec name | Rust name |\n|---|---|\n");
+    let mut s = String::from(
+        "Names that are not Rust identifiers were mapped deterministically:\n\n| spec name | Rust name |\n|---|---|\n",
+    );
     for (from, to) in &names.renamed {
         s.push_str(&format!("| `{from}` | `{to}` |\n"));
     }

@@ -1,1 +1,19 @@
-//! cellmap codegen.
+//! cellmap-codegen: compiles a validated cellmap spec into a specialised loader crate.
+//!
+//! [`generate()`](generate::generate) turns a [`cellmap_schema::Spec`] into the files of a
+//! standalone crate (`Cargo.toml` and `README.md` from `templates/`, `src/lib.rs` built with
+//! `quote!` and formatted by prettyplease). The `cellmap-compile` binary wraps it.
+//!
+//! ```no_run
+//! use cellmap_codegen::generate::{RuntimeDep, generate};
+//! let text = std::fs::read_to_string("spec.yaml")?;
+//! let spec = cellmap_schema::parse(&text, std::path::Path::new("spec.yaml"))?.spec;
+//! let files = generate(&spec, &text, "spec.yaml", &RuntimeDep::Version("0.1.0".into()))?;
+//! assert!(files.iter().any(|f| f.path == "src/lib.rs"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod generate;
+mod literal;
+pub mod names;
+pub mod preview;

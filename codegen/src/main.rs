@@ -1,8 +1,13 @@
-//! `cellmap-compile`: checks cellmap specs and prints their JSON Schema.
+//! `cellmap-compile`: checks cellmap specs, plans and samples their data, benchmarks the loader
+//! and compiles specs into specialised loader crates.
 
 mod cli;
 
 use std::process::ExitCode;
+
+/// Counts allocations so that `bench` can report allocations per batch.
+#[global_allocator]
+static ALLOCATOR: cellmap_runtime::CountingAllocator = cellmap_runtime::CountingAllocator;
 
 fn main() -> ExitCode {
     cli::run()

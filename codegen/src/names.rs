@@ -38,7 +38,9 @@ pub struct RustNames {
 
 /// Two spec names map to one identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind} names `{first}` and `{second}` both become the Rust identifier `{ident}`; rename one of them in the spec")]
+#[error(
+    "{kind} names `{first}` and `{second}` both become the Rust identifier `{ident}`; rename one of them in the spec"
+)]
 pub struct NameError {
     /// `class` or `array`.
     pub kind: &'static str,
@@ -54,7 +56,13 @@ pub struct NameError {
 pub fn rust_ident(name: &str, reserved: &[&str]) -> String {
     let mut ident: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if ident.is_empty() {
         ident.push('_');
@@ -95,7 +103,12 @@ fn unique<'a>(
     for name in names {
         let ident = rust_ident(name, reserved);
         if let Some(first) = seen.get(&ident) {
-            return Err(NameError { kind, first: first.clone(), second: name.to_owned(), ident });
+            return Err(NameError {
+                kind,
+                first: first.clone(),
+                second: name.to_owned(),
+                ident,
+            });
         }
         seen.insert(ident.clone(), name.to_owned());
         if ident != name {

@@ -36,7 +36,11 @@ pub struct Image {
 
 impl Image {
     fn new(width: usize, height: usize) -> Self {
-        Image { width, height, rgb: vec![24; width * height * 3] }
+        Image {
+            width,
+            height,
+            rgb: vec![24; width * height * 3],
+        }
     }
 
     fn put(&mut self, x: usize, y: usize, c: [u8; 3]) {
@@ -79,7 +83,9 @@ pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
                 image.put(GAP + px, y0 + py, grey(v, lo, hi));
             }
         }
-        let (Some(target), Some(labels)) = (target, labels) else { continue };
+        let (Some(target), Some(labels)) = (target, labels) else {
+            continue;
+        };
         let voxels = target.voxels();
         // Raw behind the label tiles spans the target's extent (arrays share the centre).
         let extent = |a: usize, shape: [usize; 3], vs: [f64; 3]| shape[a] as f64 * vs[a];
@@ -102,7 +108,7 @@ pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
             let x0 = GAP + (c + 1) * (TILE + GAP);
             for py in 0..TILE {
                 for px in 0..TILE {
-                    let base = raw_under(py, px).map_or([0, 0, 0], |v| grey(v, lo, hi));
+                    let base = grey(raw_under(py, px), lo, hi);
                     let mut colour = base;
                     let mut unknown = false;
                     let picked = if c < classes { c..c + 1 } else { 0..classes };
@@ -116,7 +122,11 @@ pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
                     }
                     if unknown {
                         // Hatching: unknown (NaN) voxels show diagonal stripes over dimmed raw.
-                        colour = if (px + py) % 8 < 2 { [200, 200, 200] } else { blend(base, [40, 40, 40], 0.6) };
+                        colour = if (px + py) % 8 < 2 {
+                            [200, 200, 200]
+                        } else {
+                            blend(base, [40, 40, 40], 0.6)
+                        };
                     }
                     image.put(x0 + px, y0 + py, colour);
                 }
@@ -154,7 +164,11 @@ fn mid_slice(volume: &[f32], shape: [usize; 3]) -> Slice {
     let [z, y, x] = shape;
     let plane = y * x;
     let start = (z / 2) * plane;
-    Slice { values: volume[start..start + plane].to_vec(), height: y, width: x }
+    Slice {
+        values: volume[start..start + plane].to_vec(),
+        height: y,
+        width: x,
+    }
 }
 
 /// 1st and 99th percentile of the finite values.

@@ -193,9 +193,7 @@ impl ChunkCache {
     fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
         // A poisoned shard only means another thread panicked mid-update of plain data; the map
         // is still consistent (every update is a single insert/remove).
-        self.shards[i]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shards[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Look a chunk up, counting a hit or a miss. Never allocates.
@@ -250,11 +248,7 @@ impl ChunkCache {
             let i = (own + step) % SHARDS;
             let mut shard = self.lock(i);
             while self.bytes.load(Ordering::Relaxed) + incoming > self.budget_bytes {
-                let oldest = shard
-                    .map
-                    .iter()
-                    .min_by_key(|(_, e)| e.last_used)
-                    .map(|(k, _)| *k);
+                let oldest = shard.map.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k);
                 let Some(oldest) = oldest else { break };
                 if let Some(e) = shard.map.remove(&oldest) {
                     self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
@@ -296,10 +290,7 @@ mod tests {
         cache.insert(key(0), Arc::new(ChunkData::U8(vec![1; 100])));
         cache.insert(key(1), Arc::new(ChunkData::U16(vec![2; 50])));
         assert_eq!(cache.stats().bytes, 200);
-        assert_eq!(
-            cache.get(&key(0)).as_deref(),
-            Some(&ChunkData::U8(vec![1; 100]))
-        );
+        assert_eq!(cache.get(&key(0)).as_deref(), Some(&ChunkData::U8(vec![1; 100])));
         // key(1) is now least recently used; a third chunk evicts it.
         cache.insert(key(2), Arc::new(ChunkData::U8(vec![3; 100])));
         let s = cache.stats();

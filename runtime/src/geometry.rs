@@ -118,10 +118,7 @@ mod tests {
     fn boxes() {
         let a = Box3::new([0.0; 3], [10.0; 3]);
         let b = Box3::new([5.0, 0.0, 0.0], [20.0, 10.0, 10.0]);
-        assert_eq!(
-            a.intersection(&b),
-            Some(Box3::new([5.0, 0.0, 0.0], [10.0, 10.0, 10.0]))
-        );
+        assert_eq!(a.intersection(&b), Some(Box3::new([5.0, 0.0, 0.0], [10.0, 10.0, 10.0])));
         let c = Box3::new([10.0, 0.0, 0.0], [20.0, 10.0, 10.0]);
         assert_eq!(a.intersection(&c), None);
         assert!(a.contains([0.0, 9.99, 5.0]));

@@ -99,7 +99,12 @@ pub enum LoaderError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Draw {
     /// A sample of dataset `dataset` (plan index) at `centre_nm`.
-    Sample { dataset: usize, centre_nm: [f64; 3], idx: i64, split_index: usize },
+    Sample {
+        dataset: usize,
+        centre_nm: [f64; 3],
+        idx: i64,
+        split_index: usize,
+    },
     /// No sample (the tail of the last validation batch).
     Empty,
 }
@@ -163,7 +168,9 @@ impl LoaderJob {
                 if attempt > 0 {
                     return Err("a validation tile cannot be replaced by another".to_owned());
                 }
-                let Some(&(plan_index, tile)) = tiles.get(t as usize) else { return Ok(Draw::Empty) };
+                let Some(&(plan_index, tile)) = tiles.get(t as usize) else {
+                    return Ok(Draw::Empty);
+                };
                 let grid = &self.reader.planned().plan.datasets[plan_index].tiles;
                 Ok(Draw::Sample {
                     dataset: plan_index,
@@ -175,7 +182,12 @@ impl LoaderJob {
         }
     }
 
-    fn epoch_draws(&self, sampler: &Arc<TrainSampler>, epochs: &Mutex<Vec<(u64, Arc<EpochDraws>)>>, epoch: u64) -> Arc<EpochDraws> {
+    fn epoch_draws(
+        &self,
+        sampler: &Arc<TrainSampler>,
+        epochs: &Mutex<Vec<(u64, Arc<EpochDraws>)>>,
+        epoch: u64,
+    ) -> Arc<EpochDraws> {
         let mut cached = epochs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, d)) = cached.iter().find(|(e, _)| *e == epoch) {
             return Arc::clone(d);
@@ -188,7 +200,12 @@ impl LoaderJob {
     }
 
     fn key(&self, epoch: u64, index: u64) -> SampleKey {
-        SampleKey { seed: self.seed, epoch, rank: self.dist.rank as u64, index }
+        SampleKey {
+            seed: self.seed,
+            epoch,
+            rank: self.dist.rank as u64,
+            index,
+        }
     }
 }
 
@@ -218,12 +235,21 @@ impl SampleJob for LoaderJob {
             Draw::Empty => {
                 let spec = self.reader.spec();
                 for i in 0..out.arrays() {
-                    let fill = if i < spec.inputs.len() { spec.sampling.pad_value_inputs } else { f32::NAN };
+                    let fill = if i < spec.inputs.len() {
+                        spec.sampling.pad_value_inputs
+                    } else {
+                        f32::NAN
+                    };
                     out.array(i).fill(fill);
                 }
                 Ok(None)
             }
-            Draw::Sample { dataset, centre_nm, idx, split_index } => {
+            Draw::Sample {
+                dataset,
+                centre_nm,
+                idx,
+                split_index,
+            } => {
                 let epoch = match self.kind {
                     JobKind::Train { .. } => (self.first_batch + batch) / self.batches_per_epoch,
                     JobKind::Tiles { .. } => 0,
@@ -236,7 +262,11 @@ impl SampleJob for LoaderJob {
                     values: true,
                 };
                 self.reader.read(scratch, &request, out).map_err(|e| e.to_string())?;
-                Ok(Some(SampleMeta { idx, dataset: split_index as i32, centre_nm }))
+                Ok(Some(SampleMeta {
+                    idx,
+                    dataset: split_index as i32,
+                    centre_nm,
+                }))
             }
         }
     }
@@ -262,30 +292,51 @@ impl Loader {
     /// Start a loader over an existing plan (plans are shared between loaders of one spec).
     pub fn with_plan(spec: Arc<Spec>, planned: Arc<Planned>, options: LoaderOptions) -> Result<Self, LoaderError> {
         let split = options.split;
-        let datasets: Vec<usize> =
-            planned.plan.datasets.iter().enumerate().filter(|(_, d)| d.split == split).map(|(i, _)| i).collect();
+        let datasets: Vec<usize> = planned
+            .plan
+            .datasets
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.split == split)
+            .map(|(i, _)| i)
+            .collect();
         if datasets.is_empty() {
             return Err(LoaderError::EmptySplit(split.name()));
         }
         let cache = if options.no_cache {
             None
         } else {
-            Some(options.cache.clone().unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader.cache_bytes))))
+            Some(
+                options
+                    .cache
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader.cache_bytes))),
+            )
         };
         let reader = Reader::new(Arc::clone(&spec), Arc::clone(&planned), cache.clone());
         let batch_size = spec.loader.batch_size as u64;
         let batches_per_epoch = (spec.sampling.iterations_per_epoch / batch_size).max(1);
         let dist = options.dist;
         let kind = if split == Split::Train || !spec.sampling.validation_tiling {
-            let grids: Vec<DatasetGrid> = datasets.iter().map(|&i| dataset_grid(&planned.plan, i, spec.classes.len())).collect();
+            let grids: Vec<DatasetGrid> = datasets
+                .iter()
+                .map(|&i| dataset_grid(&planned.plan, i, spec.classes.len()))
+                .collect();
             let sampler = TrainSampler::new(grids, &spec.sampling, dist.rank, dist.world_size)
                 .map_err(|e| LoaderError::Sampler(e.to_string()))?;
             let sampler = Arc::new(sampler);
-            JobKind::Train { sampler, epochs: Mutex::new(Vec::new()) }
+            JobKind::Train {
+                sampler,
+                epochs: Mutex::new(Vec::new()),
+            }
         } else {
-            let all: Vec<(usize, u64)> =
-                datasets.iter().flat_map(|&i| (0..planned.plan.datasets[i].tiles.len()).map(move |t| (i, t))).collect();
-            let tiles = crate::sampler::shard(&all, dist.rank, dist.world_size).copied().collect();
+            let all: Vec<(usize, u64)> = datasets
+                .iter()
+                .flat_map(|&i| (0..planned.plan.datasets[i].tiles.len()).map(move |t| (i, t)))
+                .collect();
+            let tiles = crate::sampler::shard(&all, dist.rank, dist.world_size)
+                .copied()
+                .collect();
             JobKind::Tiles { tiles }
         };
         let first_batch = options.epoch * batches_per_epoch + options.step;
@@ -304,12 +355,23 @@ impl Loader {
             workers: options.workers.unwrap_or(spec.loader.workers),
             prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
             on_error: spec.loader.on_error,
-            max_attempts: if spec.loader.on_error == ErrorPolicy::Fail { 1 } else { MAX_ATTEMPTS },
+            max_attempts: if spec.loader.on_error == ErrorPolicy::Fail {
+                1
+            } else {
+                MAX_ATTEMPTS
+            },
             torch_memory: options.torch_memory,
             pin: options.torch_memory && spec.loader.pin_memory,
         };
         let pipeline = Pipeline::start(job, planned.plan.batch.clone(), &pipeline_options);
-        Ok(Loader { pipeline, spec, planned, cache, batches_per_epoch, first_batch })
+        Ok(Loader {
+            pipeline,
+            spec,
+            planned,
+            cache,
+            batches_per_epoch,
+            first_batch,
+        })
     }
 
     /// The next batch: endless for training, one pass for validation tiles.
@@ -320,7 +382,11 @@ impl Loader {
         self.pipeline.next_batch().map(|r| {
             r.map(|guard| {
                 let g = first + guard.number();
-                let (epoch, step) = if validation { (0, guard.number()) } else { (g / bpe, g % bpe) };
+                let (epoch, step) = if validation {
+                    (0, guard.number())
+                } else {
+                    (g / bpe, g % bpe)
+                };
                 Batch { guard, epoch, step }
             })
         })
@@ -422,11 +488,22 @@ impl Batch<'_> {
 fn dataset_grid(plan: &Plan, index: usize, classes: usize) -> DatasetGrid {
     let d = &plan.datasets[index];
     let annotated = d.targets.first().map_or(vec![false; classes], |t| {
-        t.iter().map(|c| matches!(c, crate::plan::ClassPlan::Annotated(_))).collect()
+        t.iter()
+            .map(|c| matches!(c, crate::plan::ClassPlan::Annotated(_)))
+            .collect()
     });
     let (foreground, total) = match &d.class_counts {
-        Some(counts) => (counts.iter().map(|c| c.foreground).collect(), counts.iter().map(|c| c.total).collect()),
+        Some(counts) => (
+            counts.iter().map(|c| c.foreground).collect(),
+            counts.iter().map(|c| c.total).collect(),
+        ),
         None => (vec![0; classes], vec![0; classes]),
     };
-    DatasetGrid { grid_shape: d.grid.shape, annotated, foreground_voxels: foreground, total_voxels: total, foreground: None }
+    DatasetGrid {
+        grid_shape: d.grid.shape,
+        annotated,
+        foreground_voxels: foreground,
+        total_voxels: total,
+        foreground: None,
+    }
 }

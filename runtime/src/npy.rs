@@ -14,7 +14,10 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> io::Result<()> {
     }
     let dims = match shape {
         [one] => format!("({one},)"),
-        _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
     // Magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
@@ -23,7 +26,8 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> io::Result<()> {
     header.push('\n');
     let mut out = io::BufWriter::new(std::fs::File::create(path)?);
     out.write_all(b"\x93NUMPY\x01\x00")?;
-    let len = u16::try_from(header.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header too long"))?;
+    let len =
+        u16::try_from(header.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header too long"))?;
     out.write_all(&len.to_le_bytes())?;
     out.write_all(header.as_bytes())?;
     for v in data {
@@ -62,7 +66,10 @@ pub fn read_f32(path: &Path) -> io::Result<(Vec<usize>, Vec<f32>)> {
     if body.len() != n * 4 {
         return Err(bad("data length does not match the shape"));
     }
-    let data = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Ok((shape, data))
 }
 
@@ -74,13 +81,20 @@ mod tests {
     fn round_trip_with_64_byte_aligned_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.npy");
-        let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).chain([f32::NAN]).take(24).collect();
+        let data: Vec<f32> = (0..24)
+            .map(|i| i as f32 * 0.5 - 3.0)
+            .chain([f32::NAN])
+            .take(24)
+            .collect();
         write_f32(&path, &[2, 3, 4], &data).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!((bytes.len() - 24 * 4) % 64, 0);
         let (shape, back) = read_f32(&path).unwrap();
         assert_eq!(shape, vec![2, 3, 4]);
-        assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), data.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            data.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         assert!(write_f32(&path, &[5], &data).is_err());
     }
 }

@@ -115,7 +115,11 @@ pub struct CentreGrid {
 
 impl CentreGrid {
     /// An empty grid.
-    pub const EMPTY: CentreGrid = CentreGrid { origin_nm: [0.0; 3], step_nm: [1.0; 3], shape: [0; 3] };
+    pub const EMPTY: CentreGrid = CentreGrid {
+        origin_nm: [0.0; 3],
+        step_nm: [1.0; 3],
+        shape: [0; 3],
+    };
 
     /// Number of centres.
     pub fn len(&self) -> u64 {
@@ -246,7 +250,12 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
                     dataset.split.name(),
                     dataset.index
                 ));
-                excluded.push(Excluded { split: dataset.split, index: dataset.index, origin: dataset.origin.clone(), reason });
+                excluded.push(Excluded {
+                    split: dataset.split,
+                    index: dataset.index,
+                    origin: dataset.origin.clone(),
+                    reason,
+                });
             }
         }
     }
@@ -259,7 +268,10 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
                 .map(|e| format!("  {}: #{}: {}", e.origin, e.index, e.reason))
                 .collect::<Vec<_>>()
                 .join("\n");
-            return Err(PlanError::NothingLeft { split: split.name(), reasons });
+            return Err(PlanError::NothingLeft {
+                split: split.name(),
+                reasons,
+            });
         }
     }
     let plan = Plan {
@@ -277,12 +289,20 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
 
 /// The batch layout of a spec: inputs `[B, 1, …]`, then targets `[B, classes, …]`.
 pub fn batch_layout(spec: &Spec) -> BatchLayout {
-    let inputs = spec.inputs.iter().map(|a| ArrayLayout { name: a.name.clone(), channels: 1, shape_vox: a.shape_vox });
-    let targets = spec
-        .targets
-        .iter()
-        .map(|a| ArrayLayout { name: a.name.clone(), channels: spec.classes.len(), shape_vox: a.shape_vox });
-    BatchLayout { batch_size: spec.loader.batch_size, arrays: inputs.chain(targets).collect() }
+    let inputs = spec.inputs.iter().map(|a| ArrayLayout {
+        name: a.name.clone(),
+        channels: 1,
+        shape_vox: a.shape_vox,
+    });
+    let targets = spec.targets.iter().map(|a| ArrayLayout {
+        name: a.name.clone(),
+        channels: spec.classes.len(),
+        shape_vox: a.shape_vox,
+    });
+    BatchLayout {
+        batch_size: spec.loader.batch_size,
+        arrays: inputs.chain(targets).collect(),
+    }
 }
 
 /// Plan one dataset; `Ok(Err(reason))` when it produces no sample.
@@ -332,15 +352,22 @@ fn plan_dataset(
 
     // Bounding box: raw ∩ every annotated class (at the levels read).
     let level_of = |group: &Multiscale, lp: &LevelPlan| group.levels[lp.level].bounds_nm();
-    let mut bbox = Some(inputs.first().map_or(opened.raw.levels[0].bounds_nm(), |lp| level_of(&opened.raw, lp)));
+    let mut bbox = Some(
+        inputs
+            .first()
+            .map_or(opened.raw.levels[0].bounds_nm(), |lp| level_of(&opened.raw, lp)),
+    );
     let annotated: Vec<(&Multiscale, &LevelPlan, &ArraySpec)> = targets
         .iter()
         .zip(&spec.targets)
         .flat_map(|(classes, array)| {
-            classes.iter().zip(&opened.classes).filter_map(move |(cp, source)| match (cp, source) {
-                (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => Some((group, lp, array)),
-                _ => None,
-            })
+            classes
+                .iter()
+                .zip(&opened.classes)
+                .filter_map(move |(cp, source)| match (cp, source) {
+                    (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => Some((group, lp, array)),
+                    _ => None,
+                })
         })
         .collect();
     for (group, lp, _) in &annotated {
@@ -413,11 +440,16 @@ fn plan_dataset(
             let lp = match targets.first().and_then(|t| t.get(c)) {
                 Some(ClassPlan::Annotated(lp)) => lp,
                 _ => {
-                    counts.push(ClassCount { foreground: 0, total: 0 });
+                    counts.push(ClassCount {
+                        foreground: 0,
+                        total: 0,
+                    });
                     continue;
                 }
             };
-            let ClassSource::Annotated(group) = source else { unreachable!("plans follow sources") };
+            let ClassSource::Annotated(group) = source else {
+                unreachable!("plans follow sources")
+            };
             let level = &group.levels[lp.level];
             let fg = count_nonzero(level).map_err(|source| PlanError::Count {
                 origin: ds.origin.clone(),
@@ -454,7 +486,11 @@ fn plan_dataset(
 
 /// Centres `t + k·r` of the reference level's grid inside `[lo, hi]` (lo inclusive, hi exclusive).
 fn centre_grid(reference: &LevelPlan, array: &ArraySpec, lo: [f64; 3], hi: [f64; 3]) -> CentreGrid {
-    let mut grid = CentreGrid { origin_nm: [0.0; 3], step_nm: array.voxel_size_nm, shape: [0; 3] };
+    let mut grid = CentreGrid {
+        origin_nm: [0.0; 3],
+        step_nm: array.voxel_size_nm,
+        shape: [0; 3],
+    };
     for a in 0..3 {
         let r = array.voxel_size_nm[a];
         let t = reference.translation_nm[a];
@@ -472,8 +508,19 @@ fn centre_grid(reference: &LevelPlan, array: &ArraySpec, lo: [f64; 3], hi: [f64;
 /// Non-overlapping tiles of the reference array covering the bounding box, first tile at its
 /// low corner. With padding the last tile may extend past the data; without, only whole tiles
 /// whose centre is valid are kept.
-fn tile_grid(reference: &LevelPlan, array: &ArraySpec, bbox: &Box3, pad: bool, lo: [f64; 3], hi: [f64; 3]) -> CentreGrid {
-    let mut grid = CentreGrid { origin_nm: [0.0; 3], step_nm: [0.0; 3], shape: [0; 3] };
+fn tile_grid(
+    reference: &LevelPlan,
+    array: &ArraySpec,
+    bbox: &Box3,
+    pad: bool,
+    lo: [f64; 3],
+    hi: [f64; 3],
+) -> CentreGrid {
+    let mut grid = CentreGrid {
+        origin_nm: [0.0; 3],
+        step_nm: [0.0; 3],
+        shape: [0; 3],
+    };
     for a in 0..3 {
         let r = array.voxel_size_nm[a];
         let n = array.shape_vox[a] as f64;

@@ -67,13 +67,23 @@ impl Rng {
         for word in [key.epoch, key.rank, key.index, stream] {
             h = mix64(h.wrapping_add(GAMMA) ^ mix64(word.wrapping_add(0x3C6E_F372_FE94_F82B)));
         }
-        Rng { base: h, counter: 0, spare: None, spare_f32: None }
+        Rng {
+            base: h,
+            counter: 0,
+            spare: None,
+            spare_f32: None,
+        }
     }
 
     /// A new independent generator seeded from this one's next output (consumes one `u64`).
     pub fn fork(&mut self) -> Rng {
         let seed = self.next_u64();
-        Rng { base: mix64(seed ^ 0xA54F_F53A_5F1D_36F1), counter: 0, spare: None, spare_f32: None }
+        Rng {
+            base: mix64(seed ^ 0xA54F_F53A_5F1D_36F1),
+            counter: 0,
+            spare: None,
+            spare_f32: None,
+        }
     }
 
     /// The next 64 uniformly distributed bits.
@@ -179,7 +189,12 @@ mod tests {
     use super::*;
 
     fn key(index: u64) -> SampleKey {
-        SampleKey { seed: 7, epoch: 3, rank: 1, index }
+        SampleKey {
+            seed: 7,
+            epoch: 3,
+            rank: 1,
+            index,
+        }
     }
 
     #[test]
@@ -201,7 +216,12 @@ mod tests {
         assert_ne!(base, first(SampleKey { epoch: 4, ..key(5) }, 2));
         assert_ne!(base, first(SampleKey { seed: 8, ..key(5) }, 2));
         // Swapping fields must not collide.
-        let swapped = SampleKey { seed: 7, epoch: 1, rank: 3, index: 5 };
+        let swapped = SampleKey {
+            seed: 7,
+            epoch: 1,
+            rank: 3,
+            index: 5,
+        };
         assert_ne!(base, first(swapped, 2));
     }
 

@@ -124,7 +124,14 @@ impl Reader {
 
     /// Scratch sized for the largest unrotated window of the plan (rotation grows it once).
     pub fn scratch(&self) -> SampleScratch {
-        let largest = self.spec.inputs.iter().chain(&self.spec.targets).map(ArraySpec::voxels).max().unwrap_or(0);
+        let largest = self
+            .spec
+            .inputs
+            .iter()
+            .chain(&self.spec.targets)
+            .map(ArraySpec::voxels)
+            .max()
+            .unwrap_or(0);
         SampleScratch {
             window: Vec::with_capacity(largest * 2),
             values: ValueScratch::with_capacity(largest),
@@ -149,7 +156,10 @@ impl Reader {
         } else {
             SpatialDraw::identity()
         };
-        let mut info = ReadInfo { strided: 0, gathered: 0 };
+        let mut info = ReadInfo {
+            strided: 0,
+            gathered: 0,
+        };
         let fail = |array: &ArraySpec, class: Option<&str>, message: String| SampleReadError {
             dataset: plan.raw.clone(),
             array: array.name.clone(),
@@ -161,12 +171,28 @@ impl Reader {
         for (i, (array, lp)) in spec.inputs.iter().zip(&plan.inputs).enumerate() {
             let level = &sources.raw.levels[lp.level];
             let out = dest.array(i);
-            self.read_channel(scratch, level, array, array.interpolation, &draw, request, spec.sampling.pad_value_inputs, out, &mut info)
-                .map_err(|m| fail(array, None, m))?;
+            self.read_channel(
+                scratch,
+                level,
+                array,
+                array.interpolation,
+                &draw,
+                request,
+                spec.sampling.pad_value_inputs,
+                out,
+                &mut info,
+            )
+            .map_err(|m| fail(array, None, m))?;
             if request.values && !spec.augment.inputs.is_empty() {
                 let mut rng = Rng::new(request.key, STREAM_VALUE + i as u64);
-                apply_value_transforms(&spec.augment.inputs, out, array.shape_vox, &mut rng, &mut scratch.values)
-                    .map_err(|e| fail(array, None, e.to_string()))?;
+                apply_value_transforms(
+                    &spec.augment.inputs,
+                    out,
+                    array.shape_vox,
+                    &mut rng,
+                    &mut scratch.values,
+                )
+                .map_err(|e| fail(array, None, e.to_string()))?;
             }
         }
 
@@ -227,9 +253,16 @@ impl Reader {
         out: &mut [f32],
         info: &mut ReadInfo,
     ) -> Result<(), String> {
-        let mut grid =
-            SampleGrid::new(request.centre_nm, array.shape_vox, array.voxel_size_nm, &draw.matrix, level.translation_nm, level.scale_nm);
-        let same_voxel_size = (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a]);
+        let mut grid = SampleGrid::new(
+            request.centre_nm,
+            array.shape_vox,
+            array.voxel_size_nm,
+            &draw.matrix,
+            level.translation_nm,
+            level.scale_nm,
+        );
+        let same_voxel_size =
+            (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a]);
         if same_voxel_size && draw.is_axis_aligned() {
             // Whole voxels: snap the crop to the level's grid (the centre may sit between voxels).
             for o in &mut grid.origin {
@@ -280,7 +313,18 @@ impl Reader {
         let window = &mut scratch.window[..voxels];
         let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
         read_window(level, self.cache.as_deref(), lo, size, fill, window, 0, strides).map_err(|e| e.to_string())?;
-        gather(window, lo, size, level.shape_vox, &grid, elastic, interpolation, fill, out).map_err(|e| e.to_string())?;
+        gather(
+            window,
+            lo,
+            size,
+            level.shape_vox,
+            &grid,
+            elastic,
+            interpolation,
+            fill,
+            out,
+        )
+        .map_err(|e| e.to_string())?;
         info.gathered += 1;
         Ok(())
     }
@@ -292,7 +336,11 @@ fn infer_negatives(out: &mut [f32], voxels: usize, c: usize, related: &[usize]) 
     let (channel, after) = rest.split_at_mut(voxels);
     channel.fill(f32::NAN);
     for &r in related {
-        let other = if r < c { &before[r * voxels..(r + 1) * voxels] } else { &after[(r - c - 1) * voxels..(r - c) * voxels] };
+        let other = if r < c {
+            &before[r * voxels..(r + 1) * voxels]
+        } else {
+            &after[(r - c - 1) * voxels..(r - c) * voxels]
+        };
         for (v, o) in channel.iter_mut().zip(other) {
             if *o > 0.0 {
                 *v = 0.0;

@@ -146,7 +146,10 @@ enum Choice {
     /// Prefix sums of grid sizes.
     Uniform { cumulative: Vec<u64> },
     /// Per class, the non-empty datasets annotating it; the active classes.
-    ClassBalanced { crops_of: Vec<Vec<usize>>, active: Vec<usize> },
+    ClassBalanced {
+        crops_of: Vec<Vec<usize>>,
+        active: Vec<usize>,
+    },
     /// Prefix sums of dataset probabilities.
     Weighted { cumulative: Vec<f64> },
 }
@@ -175,19 +178,33 @@ impl TrainSampler {
     /// # Errors
     /// [`SamplerError`] when the grids are inconsistent or empty, the rank is out of range, or
     /// `class_balanced` finds no annotated class.
-    pub fn new(grids: Vec<DatasetGrid>, sampling: &Sampling, rank: usize, world_size: usize) -> Result<TrainSampler, SamplerError> {
+    pub fn new(
+        grids: Vec<DatasetGrid>,
+        sampling: &Sampling,
+        rank: usize,
+        world_size: usize,
+    ) -> Result<TrainSampler, SamplerError> {
         if rank >= world_size {
             return Err(SamplerError::RankOutOfRange { rank, world_size });
         }
         let classes = grids.first().map_or(0, |g| g.annotated.len());
         for (i, g) in grids.iter().enumerate() {
             if g.annotated.len() != classes {
-                return Err(SamplerError::ClassCount { dataset: i, field: "annotated", got: g.annotated.len(), expected: classes });
+                return Err(SamplerError::ClassCount {
+                    dataset: i,
+                    field: "annotated",
+                    got: g.annotated.len(),
+                    expected: classes,
+                });
             }
             if let Some(f) = &g.foreground
                 && f.grid_shape() != g.grid_shape
             {
-                return Err(SamplerError::ForegroundShape { dataset: i, index: f.grid_shape(), grid: g.grid_shape });
+                return Err(SamplerError::ForegroundShape {
+                    dataset: i,
+                    index: f.grid_shape(),
+                    grid: g.grid_shape,
+                });
             }
         }
         let sizes: Vec<u64> = grids.iter().map(DatasetGrid::centres).collect();
@@ -201,7 +218,9 @@ impl TrainSampler {
                     total = total.saturating_add(s);
                     total
                 });
-                Choice::Uniform { cumulative: cumulative.collect() }
+                Choice::Uniform {
+                    cumulative: cumulative.collect(),
+                }
             }
             Weighting::ClassBalanced => {
                 let mut crops_of = vec![Vec::new(); classes];
@@ -216,7 +235,9 @@ impl TrainSampler {
                 }
                 Choice::ClassBalanced { crops_of, active }
             }
-            Weighting::VoxelWeighted => Choice::Weighted { cumulative: voxel_weights(&grids, &sizes, classes)? },
+            Weighting::VoxelWeighted => Choice::Weighted {
+                cumulative: voxel_weights(&grids, &sizes, classes)?,
+            },
         };
         Ok(TrainSampler {
             grids,
@@ -245,7 +266,12 @@ impl TrainSampler {
     }
 
     fn key(&self, epoch: u64, index: u64) -> SampleKey {
-        SampleKey { seed: self.seed, epoch, rank: self.rank as u64, index }
+        SampleKey {
+            seed: self.seed,
+            epoch,
+            rank: self.rank as u64,
+            index,
+        }
     }
 
     /// Prepares epoch `epoch`: precomputes the class-balanced crop sequence (other weightings need
@@ -270,16 +296,28 @@ impl TrainSampler {
                 sequence.push(crop as u32);
             }
         }
-        EpochDraws { sampler: Arc::clone(self), epoch, sequence }
+        EpochDraws {
+            sampler: Arc::clone(self),
+            epoch,
+            sequence,
+        }
     }
 }
 
 /// Dataset probabilities for `voxel_weighted`, as prefix sums.
 fn voxel_weights(grids: &[DatasetGrid], sizes: &[u64], classes: usize) -> Result<Vec<f64>, SamplerError> {
     for (i, g) in grids.iter().enumerate() {
-        for (field, len) in [("foreground_voxels", g.foreground_voxels.len()), ("total_voxels", g.total_voxels.len())] {
+        for (field, len) in [
+            ("foreground_voxels", g.foreground_voxels.len()),
+            ("total_voxels", g.total_voxels.len()),
+        ] {
             if len != classes {
-                return Err(SamplerError::ClassCount { dataset: i, field, got: len, expected: classes });
+                return Err(SamplerError::ClassCount {
+                    dataset: i,
+                    field,
+                    got: len,
+                    expected: classes,
+                });
             }
         }
     }
@@ -287,7 +325,11 @@ fn voxel_weights(grids: &[DatasetGrid], sizes: &[u64], classes: usize) -> Result
         .map(|c| {
             let fg: u64 = grids.iter().map(|g| g.foreground_voxels[c]).sum();
             let total: u64 = grids.iter().map(|g| g.total_voxels[c]).sum();
-            if fg == 0 { 1.0 } else { total.saturating_sub(fg) as f64 / fg as f64 }
+            if fg == 0 {
+                1.0
+            } else {
+                total.saturating_sub(fg) as f64 / fg as f64
+            }
         })
         .collect();
     let raw: Vec<f64> = grids
@@ -297,7 +339,9 @@ fn voxel_weights(grids: &[DatasetGrid], sizes: &[u64], classes: usize) -> Result
             if s == 0 {
                 return 0.0;
             }
-            (0..classes).map(|c| g.foreground_voxels[c] as f64 * class_weight[c]).sum()
+            (0..classes)
+                .map(|c| g.foreground_voxels[c] as f64 * class_weight[c])
+                .sum()
         })
         .collect();
     let eligible = sizes.iter().filter(|&&s| s > 0).count() as f64;
@@ -394,6 +438,10 @@ impl EpochDraws {
             (None, Some(c)) => (c, false),
             (None, None) => (rng.below(grid.centres()), false),
         };
-        Some(SampleChoice { dataset, grid_index: unravel(linear, grid.grid_shape), on_foreground })
+        Some(SampleChoice {
+            dataset,
+            grid_index: unravel(linear, grid.grid_shape),
+            on_foreground,
+        })
     }
 }

@@ -105,16 +105,29 @@ impl DatasetSources {
                         .filter_map(|r| spec.classes.iter().position(|k| k == r))
                         .filter(|&k| is_annotated[k])
                         .collect();
-                    if related.is_empty() { ClassSource::Unknown } else { ClassSource::Inferred(related) }
+                    if related.is_empty() {
+                        ClassSource::Unknown
+                    } else {
+                        ClassSource::Inferred(related)
+                    }
                 }
             })
             .collect();
-        Ok(DatasetSources { spec: dataset.clone(), raw, classes, warnings })
+        Ok(DatasetSources {
+            spec: dataset.clone(),
+            raw,
+            classes,
+            warnings,
+        })
     }
 
     /// Classes (indices) whose source is a label group.
     pub fn annotated(&self) -> impl Iterator<Item = usize> + '_ {
-        self.classes.iter().enumerate().filter(|(_, s)| matches!(s, ClassSource::Annotated(_))).map(|(c, _)| c)
+        self.classes
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, ClassSource::Annotated(_)))
+            .map(|(c, _)| c)
     }
 }
 

@@ -66,23 +66,18 @@ impl Store {
             location: self.location.clone(),
             message: e.to_string(),
         })?;
-        let bytes = self
-            .storage
-            .get(&store_key)
-            .map_err(|e| OpenError::Storage {
-                location: format!("{}/{key}", self.location),
-                message: e.to_string(),
-            })?;
+        let bytes = self.storage.get(&store_key).map_err(|e| OpenError::Storage {
+            location: format!("{}/{key}", self.location),
+            message: e.to_string(),
+        })?;
         match bytes {
             None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| OpenError::InvalidJson {
-                        location: format!("{}/{key}", self.location),
-                        message: e.to_string(),
-                    })
-            }
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| OpenError::InvalidJson {
+                    location: format!("{}/{key}", self.location),
+                    message: e.to_string(),
+                }),
         }
     }
 }

@@ -341,9 +341,7 @@ pub fn write_synthetic(dir: &Path, options: &SynthOptions) -> Result<SynthReport
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(io_err(dir))?;
         if entries.next().is_some() && !options.force {
-            return Err(SynthError::NotEmpty {
-                dir: dir.to_path_buf(),
-            });
+            return Err(SynthError::NotEmpty { dir: dir.to_path_buf() });
         }
     }
     let name = dir
@@ -434,8 +432,7 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
             ER => 105.0,
             _ => 150.0,
         };
-        let noise =
-            (mix(options.seed ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)) % 31) as f64 - 15.0;
+        let noise = (mix(options.seed ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)) % 31) as f64 - 15.0;
         *r = (base + noise).clamp(0.0, 255.0) as u8;
     }
     let mut raw_levels = vec![(raw, [d.raw; 3])];
@@ -503,11 +500,7 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
                 for z in 0..s {
                     for y in 0..s {
                         for x in 0..s {
-                            let (gz, gy, gx) = (
-                                z + start[0] as usize,
-                                y + start[1] as usize,
-                                x + start[2] as usize,
-                            );
+                            let (gz, gy, gx) = (z + start[0] as usize, y + start[1] as usize, x + start[2] as usize);
                             let c = codes[(gz * n + gy) * n + gx];
                             ids[(z * s + y) * s + x] = match (class.as_str(), c) {
                                 ("nuc", NUC1) => 1,
@@ -524,20 +517,12 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
                 if instance {
                     let ids1 = downsample(&ids, shape0, |v| v.iter().copied().max().unwrap_or(0));
                     w.array(&format!("{group}/s0"), shape0, Data::U64(&ids))?;
-                    w.array(
-                        &format!("{group}/s1"),
-                        shape0.map(|v| v / 2),
-                        Data::U64(&ids1),
-                    )?;
+                    w.array(&format!("{group}/s1"), shape0.map(|v| v / 2), Data::U64(&ids1))?;
                 } else {
                     let bin: Vec<u8> = ids.iter().map(|v| u8::from(*v != 0)).collect();
                     let bin1 = downsample(&bin, shape0, |v| v.iter().copied().max().unwrap_or(0));
                     w.array(&format!("{group}/s0"), shape0, Data::U8(&bin))?;
-                    w.array(
-                        &format!("{group}/s1"),
-                        shape0.map(|v| v / 2),
-                        Data::U8(&bin1),
-                    )?;
+                    w.array(&format!("{group}/s1"), shape0.map(|v| v / 2), Data::U8(&bin1))?;
                 }
             }
             if vi == 0 {

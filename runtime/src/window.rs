@@ -70,9 +70,7 @@ pub enum ReadError {
         message: String,
     },
     /// A decoded chunk has fewer elements than its shape needs.
-    #[error(
-        "`{array}`: chunk {chunk:?} (key `{key}`) decoded to {got} elements, expected {expected}"
-    )]
+    #[error("`{array}`: chunk {chunk:?} (key `{key}`) decoded to {got} elements, expected {expected}")]
     ChunkSize {
         /// The array location.
         array: String,
@@ -131,12 +129,7 @@ use sealed::Region;
 
 /// The hot loop: rows along x, contiguous when `dest_strides[2] == ±1`.
 #[inline]
-fn copy_generic<S: Copy, T: Copy>(
-    src: &[S],
-    r: &Region,
-    dest: &mut [T],
-    f: impl Fn(S) -> T + Copy,
-) -> bool {
+fn copy_generic<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl Fn(S) -> T + Copy) -> bool {
     let [_, cy, cx] = r.chunk_dims;
     let [ez, ey, ex] = r.extent;
     let [dz, dy, dx] = r.dest_strides;
@@ -255,13 +248,7 @@ fn validate_dest(
 }
 
 /// Write `fill` to every destination index of the window.
-fn fill_window<T: Copy>(
-    shape: [usize; 3],
-    base: isize,
-    strides: [isize; 3],
-    fill: T,
-    dest: &mut [T],
-) {
+fn fill_window<T: Copy>(shape: [usize; 3], base: isize, strides: [isize; 3], fill: T, dest: &mut [T]) {
     #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
     for i in 0..shape[0] {
         for j in 0..shape[1] {
@@ -292,23 +279,13 @@ fn chunk_key_string(level: &Level, chunk: [u64; 3]) -> String {
             stored[a] = chunk[a] * level.chunk_shape_vox[a] / shard[a].max(1);
         }
     }
-    level
-        .array
-        .array
-        .chunk_key(&full_indices(level, stored))
-        .to_string()
+    level.array.array.chunk_key(&full_indices(level, stored)).to_string()
 }
 
-fn retrieve<T: ElementOwned>(
-    level: &Level,
-    indices: &[u64],
-    options: &CodecOptions,
-) -> Result<Vec<T>, ArrayError> {
+fn retrieve<T: ElementOwned>(level: &Level, indices: &[u64], options: &CodecOptions) -> Result<Vec<T>, ArrayError> {
     let la = &level.array;
     match &la.sharded {
-        Some(cache) => la
-            .array
-            .retrieve_subchunk_opt::<Vec<T>>(cache, indices, options),
+        Some(cache) => la.array.retrieve_subchunk_opt::<Vec<T>>(cache, indices, options),
         None => la.array.retrieve_chunk_opt::<Vec<T>>(indices, options),
     }
 }
@@ -339,8 +316,7 @@ pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ReadErr
         chunk,
         message: e.to_string(),
     })?;
-    let expected =
-        usize::try_from(level.chunk_shape_vox.iter().product::<u64>()).unwrap_or(usize::MAX);
+    let expected = usize::try_from(level.chunk_shape_vox.iter().product::<u64>()).unwrap_or(usize::MAX);
     if data.len() < expected {
         return Err(ReadError::ChunkSize {
             array: level.array_location().to_string(),
@@ -354,11 +330,7 @@ pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ReadErr
 }
 
 /// Fetch a decoded chunk through the cache (or decode it when there is none).
-fn fetch(
-    level: &Level,
-    cache: Option<&ChunkCache>,
-    chunk: [u64; 3],
-) -> Result<Arc<ChunkData>, ReadError> {
+fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ReadError> {
     match cache {
         None => Ok(Arc::new(decode_chunk(level, chunk)?)),
         Some(cache) => {
@@ -432,16 +404,10 @@ pub fn read_window<T: WindowElem>(
 
     #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
     let c = level.chunk_shape_vox.map(|v| v as i64);
-    let chunk_dims = level
-        .chunk_shape_vox
-        .map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+    let chunk_dims = level.chunk_shape_vox.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
     let first = [lo[0] / c[0], lo[1] / c[1], lo[2] / c[2]];
     let last = [(hi[0] - 1) / c[0], (hi[1] - 1) / c[1], (hi[2] - 1) / c[2]];
-    #[allow(
-        clippy::cast_sign_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_possible_wrap
-    )]
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
     for cz in first[0]..=last[0] {
         for cy in first[1]..=last[1] {
             for cx in first[2]..=last[2] {
@@ -477,11 +443,7 @@ pub fn read_window<T: WindowElem>(
     Ok(WindowReport { voxels_in_bounds })
 }
 
-fn count_chunk<S: Copy + PartialEq + Default>(
-    src: &[S],
-    dims: [usize; 3],
-    extent: [usize; 3],
-) -> u64 {
+fn count_chunk<S: Copy + PartialEq + Default>(src: &[S], dims: [usize; 3], extent: [usize; 3]) -> u64 {
     let zero = S::default();
     let mut n = 0u64;
     for i in 0..extent[0] {
@@ -501,9 +463,7 @@ fn count_chunk<S: Copy + PartialEq + Default>(
 /// [`ReadError::Decode`]/[`ReadError::ChunkSize`] for a corrupt or truncated chunk.
 pub fn count_nonzero(level: &Level) -> Result<u64, ReadError> {
     let grid = level.chunk_grid_shape();
-    let dims = level
-        .chunk_shape_vox
-        .map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+    let dims = level.chunk_shape_vox.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
     let mut total = 0u64;
     for cz in 0..grid[0] {
         for cy in 0..grid[1] {

@@ -26,10 +26,7 @@ pub(crate) fn resolve_path(base_dir: &Path, path: &str) -> String {
         return path.to_owned();
     }
     let joined = base_dir.join(path);
-    std::path::absolute(&joined)
-        .unwrap_or(joined)
-        .display()
-        .to_string()
+    std::path::absolute(&joined).unwrap_or(joined).display().to_string()
 }
 
 /// Splits a target path into a `{class}` template and its bracket class list, if any.
@@ -84,26 +81,18 @@ fn join(root: &str, path: &str) -> String {
     if path.is_empty() {
         return root.to_owned();
     }
-    format!(
-        "{}/{}",
-        root.trim_end_matches('/'),
-        path.trim_start_matches('/')
-    )
+    format!("{}/{}", root.trim_end_matches('/'), path.trim_start_matches('/'))
 }
 
 /// Reads and checks a datasplit CSV named `written` in the spec. Errors tied to the spec (not to a CSV
 /// line) have an empty `file`, for the caller to locate.
-pub(crate) fn read(
-    written: &str,
-    ctx: &DatasplitContext<'_>,
-) -> Result<Vec<DatasetSpec>, Vec<Diagnostic>> {
+pub(crate) fn read(written: &str, ctx: &DatasplitContext<'_>) -> Result<Vec<DatasetSpec>, Vec<Diagnostic>> {
     let csv_path: PathBuf = if Path::new(written).is_absolute() {
         PathBuf::from(written)
     } else {
         ctx.base_dir.join(written)
     };
-    let spec_error =
-        |message: String| Diagnostic::error(PathBuf::new(), (1, 1), "/data/csv", message);
+    let spec_error = |message: String| Diagnostic::error(PathBuf::new(), (1, 1), "/data/csv", message);
     let text = match read_limited(&csv_path) {
         Ok(t) => t,
         Err(message) => {
@@ -122,24 +111,18 @@ pub(crate) fn read(
     let mut errors = Vec::new();
     let mut datasets = Vec::new();
     let named = format!("datasplit named at {}", ctx.origin);
-    let csv_error = |line: usize, message: String| {
-        Diagnostic::error(&csv_path, (line, 1), "/data/csv", message)
-    };
+    let csv_error = |line: usize, message: String| Diagnostic::error(&csv_path, (line, 1), "/data/csv", message);
     let mut first = true;
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e
-                    .position()
-                    .map_or(1, |p| usize::try_from(p.line()).unwrap_or(1));
+                let line = e.position().map_or(1, |p| usize::try_from(p.line()).unwrap_or(1));
                 errors.push(csv_error(line, format!("malformed CSV: {e}")).hint(named.clone()));
                 break;
             }
         };
-        let line = record
-            .position()
-            .map_or(1, |p| usize::try_from(p.line()).unwrap_or(1));
+        let line = record.position().map_or(1, |p| usize::try_from(p.line()).unwrap_or(1));
         let is_first = std::mem::replace(&mut first, false);
         let cols: Vec<&str> = record.iter().collect();
         if cols.iter().all(|c| c.is_empty()) {
@@ -147,11 +130,7 @@ pub(crate) fn read(
         }
         let Some(split) = split_of(cols.first().copied().unwrap_or("")) else {
             let given = cols.first().copied().unwrap_or("");
-            let d = if is_first
-                && matches!(
-                    given.to_ascii_lowercase().as_str(),
-                    "split" | "set" | "subset" | "name"
-                ) {
+            let d = if is_first && matches!(given.to_ascii_lowercase().as_str(), "split" | "set" | "subset" | "name") {
                 csv_error(line, "datasplit CSV has a header row".to_owned()).hint(format!(
                     "cellmap-data datasplits have no header; delete this line ({named})"
                 ))
@@ -195,17 +174,10 @@ pub(crate) fn read(
                     continue;
                 }
                 Ok((template, annotated)) => {
-                    for class in annotated
-                        .iter()
-                        .flatten()
-                        .filter(|c| !ctx.classes.contains(c))
-                    {
+                    for class in annotated.iter().flatten().filter(|c| !ctx.classes.contains(c)) {
                         errors.push(
                             csv_error(line, format!("unknown class `{class}`"))
-                                .expected(format!(
-                                    "one of the spec's classes: {}",
-                                    ctx.classes.join(", ")
-                                ))
+                                .expected(format!("one of the spec's classes: {}", ctx.classes.join(", ")))
                                 .hint(named.clone()),
                         );
                     }
@@ -225,9 +197,7 @@ pub(crate) fn read(
         });
     }
     if errors.is_empty() && datasets.is_empty() {
-        errors.push(spec_error(format!(
-            "datasplit CSV `{written}` lists no datasets"
-        )));
+        errors.push(spec_error(format!("datasplit CSV `{written}` lists no datasets")));
     }
     if errors.is_empty() {
         Ok(number(datasets))
@@ -248,8 +218,7 @@ fn read_limited(path: &Path) -> Result<String, String> {
     if bytes.len() as u64 > MAX_CSV_BYTES {
         return Err(format!("over the limit of {MAX_CSV_BYTES} bytes"));
     }
-    String::from_utf8(bytes)
-        .map_err(|e| format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
 }
 
 #[cfg(test)]
@@ -265,10 +234,7 @@ mod tests {
                 Some(vec!["mito".to_owned(), "er".to_owned()])
             )
         );
-        assert_eq!(
-            bracket_template("x/{class}").unwrap(),
-            ("x/{class}".to_owned(), None)
-        );
+        assert_eq!(bracket_template("x/{class}").unwrap(), ("x/{class}".to_owned(), None));
         assert!(bracket_template("x/mito").is_err());
         assert_eq!(join("/d/a.zarr/", "/recon-1/em"), "/d/a.zarr/recon-1/em");
     }

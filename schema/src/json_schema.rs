@@ -58,20 +58,12 @@ pub(crate) fn validate(doc: &Value, file: &Path, positions: &PositionIndex) -> V
     let suggested: Vec<(String, String)> = out
         .iter()
         .filter_map(|d| {
-            let key = d
-                .hint
-                .as_deref()?
-                .strip_prefix("did you mean `")?
-                .strip_suffix("`?")?;
+            let key = d.hint.as_deref()?.strip_prefix("did you mean `")?.strip_suffix("`?")?;
             let parent = d.pointer.rsplit_once('/')?.0;
             Some((parent.to_owned(), format!("missing required key `{key}`")))
         })
         .collect();
-    out.retain(|d| {
-        !suggested
-            .iter()
-            .any(|(p, m)| *p == d.pointer && *m == d.message)
-    });
+    out.retain(|d| !suggested.iter().any(|(p, m)| *p == d.pointer && *m == d.message));
     out.sort_by(|a, b| (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message)));
     out.dedup();
     out
@@ -157,19 +149,12 @@ fn convert(
         }
         ValidationErrorKind::Required { property } => {
             let name = show(property);
-            out.push(
-                diag(format!("missing required key `{name}`"))
-                    .hint(format!("add `{name}:` to this mapping")),
-            );
+            out.push(diag(format!("missing required key `{name}`")).hint(format!("add `{name}:` to this mapping")));
         }
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
                 TypeKind::Single(t) => kind_name(t).to_owned(),
-                TypeKind::Multiple(set) => set
-                    .iter()
-                    .map(|t| kind_name(&t))
-                    .collect::<Vec<_>>()
-                    .join(" or "),
+                TypeKind::Multiple(set) => set.iter().map(|t| kind_name(&t)).collect::<Vec<_>>().join(" or "),
             };
             out.push(not_expected(diag, instance, expected));
         }
@@ -179,46 +164,32 @@ fn convert(
                 .map(|a| a.iter().map(show).collect())
                 .unwrap_or_default();
             let given = show(instance);
-            let d = diag(format!("`{given}` is not an allowed value"))
-                .expected(format!("one of {}", list(&names)));
+            let d = diag(format!("`{given}` is not an allowed value")).expected(format!("one of {}", list(&names)));
             out.push(d.maybe_hint(did_you_mean(&given, names.iter().map(String::as_str))));
         }
         ValidationErrorKind::Constant { expected_value } => {
             out.push(
-                diag(format!("`{}` is not allowed", show(instance)))
-                    .expected(format!("`{}`", show(expected_value))),
+                diag(format!("`{}` is not allowed", show(instance))).expected(format!("`{}`", show(expected_value))),
             );
         }
-        ValidationErrorKind::Minimum { limit }
-        | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            out.push(
-                diag(format!("`{}` is below the minimum", show(instance)))
-                    .expected(format!("a value ≥ {limit}")),
-            );
+        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            out.push(diag(format!("`{}` is below the minimum", show(instance))).expected(format!("a value ≥ {limit}")));
         }
-        ValidationErrorKind::Maximum { limit }
-        | ValidationErrorKind::ExclusiveMaximum { limit } => {
-            out.push(
-                diag(format!("`{}` is above the maximum", show(instance)))
-                    .expected(format!("a value ≤ {limit}")),
-            );
+        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            out.push(diag(format!("`{}` is above the maximum", show(instance))).expected(format!("a value ≤ {limit}")));
         }
         ValidationErrorKind::MinItems { limit } => {
             out.push(
-                diag(format!("list has {} items, too few", array_len(instance)))
-                    .expected(format!("at least {limit}")),
+                diag(format!("list has {} items, too few", array_len(instance))).expected(format!("at least {limit}")),
             );
         }
         ValidationErrorKind::MaxItems { limit } => {
             out.push(
-                diag(format!("list has {} items, too many", array_len(instance)))
-                    .expected(format!("at most {limit}")),
+                diag(format!("list has {} items, too many", array_len(instance))).expected(format!("at most {limit}")),
             );
         }
         ValidationErrorKind::MinProperties { limit } => {
-            out.push(
-                diag("mapping is empty".to_owned()).expected(format!("at least {limit} entry")),
-            );
+            out.push(diag("mapping is empty".to_owned()).expected(format!("at least {limit} entry")));
         }
         ValidationErrorKind::Pattern { pattern } => {
             out.push(
@@ -233,11 +204,7 @@ fn convert(
     }
 }
 
-fn not_expected(
-    diag: impl Fn(String) -> Diagnostic,
-    instance: &Value,
-    expected: String,
-) -> Diagnostic {
+fn not_expected(diag: impl Fn(String) -> Diagnostic, instance: &Value, expected: String) -> Diagnostic {
     match instance.as_str() {
         Some(s @ (".nan" | ".inf" | "-.inf")) => diag(format!("non-finite number `{s}`"))
             .expected(expected)
@@ -256,11 +223,7 @@ fn array_len(v: &Value) -> usize {
 }
 
 fn list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// An `anyOf`/`oneOf` failure: report the branch that got furthest into the value, or, for a single-key
@@ -275,12 +238,8 @@ fn one_of(
 ) {
     let pointer = error.instance_path().as_str().to_owned();
     let instance = error.instance();
-    let depth = |errs: &Vec<ValidationError<'static>>| {
-        errs.iter()
-            .map(|e| e.instance_path().as_str().len())
-            .max()
-            .unwrap_or(0)
-    };
+    let depth =
+        |errs: &Vec<ValidationError<'static>>| errs.iter().map(|e| e.instance_path().as_str().len()).max().unwrap_or(0);
     let best = context
         .iter()
         .filter(|errs| !errs.is_empty())

@@ -69,8 +69,7 @@ pub fn load(path: &Path) -> Result<Checked, Diagnostics> {
             let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
             let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
             return Err(Diagnostics(vec![
-                Diagnostic::error(path, (line, column), "", "spec is not valid UTF-8")
-                    .hint("save the file as UTF-8"),
+                Diagnostic::error(path, (line, column), "", "spec is not valid UTF-8").hint("save the file as UTF-8"),
             ]));
         }
     };

@@ -54,12 +54,7 @@ impl Checker<'_> {
 
 /// Checks `raw` and builds the [`Spec`]; `source` is recorded in it, relative data paths resolve against
 /// `base_dir`.
-pub(crate) fn build(
-    raw: RawSpec,
-    c: &mut Checker<'_>,
-    source: PathBuf,
-    base_dir: &Path,
-) -> Option<Spec> {
+pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir: &Path) -> Option<Spec> {
     check_name(&raw.name, c);
     let classes = check_classes(&raw.classes, c);
     let class_relations = relations(&raw.class_relations, &classes, c);
@@ -173,11 +168,7 @@ fn check_name(name: &str, c: &mut Checker<'_>) {
             }
         })
         .collect();
-    if !suggestion
-        .chars()
-        .next()
-        .is_some_and(|f| f.is_ascii_lowercase())
-    {
+    if !suggestion.chars().next().is_some_and(|f| f.is_ascii_lowercase()) {
         suggestion.insert_str(0, "spec_");
     }
     let d = c.at("/name", format!("`{name}` is not a valid crate name"));
@@ -191,15 +182,9 @@ fn check_classes(raw: &[String], c: &mut Checker<'_>) -> Vec<String> {
     let mut seen = BTreeSet::new();
     for (i, class) in raw.iter().enumerate() {
         let pointer = format!("/classes/{i}");
-        if class.is_empty()
-            || class
-                .chars()
-                .any(|ch| "/\\{}[],".contains(ch) || ch.is_whitespace())
-        {
+        if class.is_empty() || class.chars().any(|ch| "/\\{}[],".contains(ch) || ch.is_whitespace()) {
             let d = c.at(&pointer, format!("invalid class name `{class}`"));
-            c.push(d.expected(
-                "a non-empty name without `/`, `\\`, braces, brackets, commas or spaces",
-            ));
+            c.push(d.expected("a non-empty name without `/`, `\\`, braces, brackets, commas or spaces"));
         } else if !seen.insert(class.as_str()) {
             let d = c.at(&pointer, format!("duplicate class `{class}`"));
             c.push(d.hint("each class is one channel; list it once"));
@@ -262,29 +247,19 @@ fn arrays(
     let mut out = Vec::new();
     for (name, a) in raw {
         let pointer = format!("/arrays/{group}/{}", escape_segment(name));
-        let ident = name
-            .chars()
-            .next()
-            .is_some_and(|f| f.is_ascii_lowercase() || f == '_')
+        let ident = name.chars().next().is_some_and(|f| f.is_ascii_lowercase() || f == '_')
             && name
                 .chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
         if !ident {
-            let d = c.at_key(
-                &pointer,
-                format!("array name `{name}` is not a valid field name"),
-            );
+            let d = c.at_key(&pointer, format!("array name `{name}` is not a valid field name"));
             c.push(d.expected("lowercase letters, digits and `_`, not starting with a digit"));
         }
         let mut ok = true;
         if a.shape.len() != a.scale.len() {
             let d = c.at(
                 &format!("{pointer}/scale"),
-                format!(
-                    "`scale` has {} values but `shape` has {}",
-                    a.scale.len(),
-                    a.shape.len()
-                ),
+                format!("`scale` has {} values but `shape` has {}", a.scale.len(), a.shape.len()),
             );
             c.push(d.expected(format!("{} values, one per axis of `shape`", a.shape.len())));
             ok = false;
@@ -309,10 +284,7 @@ fn arrays(
                     }
                 }
                 _ => {
-                    let d = c.at(
-                        &format!("{pointer}/shape/{i}"),
-                        format!("shape `{s}` is out of range"),
-                    );
+                    let d = c.at(&format!("{pointer}/shape/{i}"), format!("shape `{s}` is out of range"));
                     c.push(d.expected("1 ≤ shape ≤ 1048576 voxels"));
                     ok = false;
                 }
@@ -356,19 +328,13 @@ fn sampling(raw: &RawSampling, classes: &[String], c: &mut Checker<'_>) -> Sampl
         }
     });
     let pad = match raw.pad {
-        RawPad::Both(b) => PadPolicy {
-            train: b,
-            validate: b,
-        },
+        RawPad::Both(b) => PadPolicy { train: b, validate: b },
         RawPad::PerSplit(p) => PadPolicy {
             train: p.train,
             validate: p.validate,
         },
     };
-    for (key, v) in [
-        ("inputs", raw.pad_value.inputs),
-        ("targets", raw.pad_value.targets),
-    ] {
+    for (key, v) in [("inputs", raw.pad_value.inputs), ("targets", raw.pad_value.targets)] {
         if let RawFloat::Number(n) = v
             && (n as f32).is_infinite()
         {
@@ -501,9 +467,7 @@ fn transforms(raw: &[RawTransform], pointer: &str, c: &mut Checker<'_>) -> Vec<V
                     scale: n.scale,
                 }
             }
-            RawTransform::Binarize(b) => ValueTransform::Binarize {
-                threshold: b.threshold,
-            },
+            RawTransform::Binarize(b) => ValueTransform::Binarize { threshold: b.threshold },
             RawTransform::NanToNum(n) => ValueTransform::NanToNum {
                 nan: n.nan,
                 posinf: n.posinf,
@@ -531,10 +495,7 @@ fn transforms(raw: &[RawTransform], pointer: &str, c: &mut Checker<'_>) -> Vec<V
                     },
                 };
                 if sigma_vox.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
-                    let d = c.at(
-                        &format!("{p}/gaussian_blur/sigma"),
-                        "blur sigma must be finite and ≥ 0",
-                    );
+                    let d = c.at(&format!("{p}/gaussian_blur/sigma"), "blur sigma must be finite and ≥ 0");
                     c.push(d);
                 }
                 let max_sigma = sigma_vox.iter().fold(0.0f64, |m, s| m.max(*s));
@@ -542,10 +503,7 @@ fn transforms(raw: &[RawTransform], pointer: &str, c: &mut Checker<'_>) -> Vec<V
                     Some(r) => r as usize,
                     None => (3.0 * max_sigma).ceil().clamp(0.0, 1024.0) as usize,
                 };
-                ValueTransform::GaussianBlur {
-                    sigma_vox,
-                    radius_vox,
-                }
+                ValueTransform::GaussianBlur { sigma_vox, radius_vox }
             }
         });
     }
@@ -561,10 +519,7 @@ fn check_range(r: &RawRange, pointer: &str, c: &mut Checker<'_>) -> (f64, f64) {
                 .hint(format!("write `[{hi}, {lo}]`")),
         );
     } else if lo <= 0.0 {
-        let d = c.at(
-            pointer,
-            format!("range `[{lo}, {hi}]` includes factors ≤ 0"),
-        );
+        let d = c.at(pointer, format!("range `[{lo}, {hi}]` includes factors ≤ 0"));
         c.push(d.expected("0 < low ≤ high"));
     }
     (lo, hi)
@@ -574,10 +529,7 @@ fn loader(raw: &RawLoader, c: &mut Checker<'_>) -> LoaderSpec {
     let device = match raw.device.as_str() {
         "cpu" => Device::Cpu,
         "cuda" => Device::Cuda(0),
-        other => match other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse::<usize>().ok())
-        {
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) => Device::Cuda(n),
             None => {
                 let d = c.at("/loader/device", format!("unknown device `{other}`"));
@@ -600,12 +552,7 @@ fn loader(raw: &RawLoader, c: &mut Checker<'_>) -> LoaderSpec {
     }
 }
 
-fn inline_datasets(
-    list: &[RawDataset],
-    classes: &[String],
-    base_dir: &Path,
-    c: &mut Checker<'_>,
-) -> Vec<DatasetSpec> {
+fn inline_datasets(list: &[RawDataset], classes: &[String], base_dir: &Path, c: &mut Checker<'_>) -> Vec<DatasetSpec> {
     let mut out: Vec<DatasetSpec> = Vec::new();
     for (i, d) in list.iter().enumerate() {
         let pointer = format!("/data/datasets/{i}");
@@ -616,10 +563,7 @@ fn inline_datasets(
         let targets = match &d.targets {
             None => {
                 if d.classes.is_some() {
-                    let e = c.at(
-                        &format!("{pointer}/classes"),
-                        "`classes` given without `targets`",
-                    );
+                    let e = c.at(&format!("{pointer}/classes"), "`classes` given without `targets`");
                     c.push(e.hint("add the `targets` path template"));
                 }
                 None
@@ -629,9 +573,7 @@ fn inline_datasets(
                 match bracket_template(t) {
                     Err(message) => {
                         let e = c.at(&tp, message);
-                        c.push(
-                            e.expected("a path containing `{class}` or a `[mito,er]` bracket list"),
-                        );
+                        c.push(e.expected("a path containing `{class}` or a `[mito,er]` bracket list"));
                         None
                     }
                     Ok((template, bracket)) => {
@@ -653,12 +595,7 @@ fn inline_datasets(
                             (None, Some(list)) => {
                                 for (j, class) in list.iter().enumerate() {
                                     if !classes.contains(class) {
-                                        c.unknown_class(
-                                            &format!("{pointer}/classes/{j}"),
-                                            class,
-                                            classes,
-                                            false,
-                                        );
+                                        c.unknown_class(&format!("{pointer}/classes/{j}"), class, classes, false);
                                     }
                                 }
                                 Some(list.clone())

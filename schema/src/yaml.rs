@@ -40,8 +40,7 @@ impl PositionIndex {
 
     /// Position of the key of the entry at `pointer` (falling back to the value, then ancestors).
     pub(crate) fn key(&self, pointer: &str) -> (usize, usize) {
-        self.find(pointer)
-            .map_or((1, 1), |p| p.key.unwrap_or(p.value))
+        self.find(pointer).map_or((1, 1), |p| p.key.unwrap_or(p.value))
     }
 
     /// The pointer of the last node starting at or before `at` (for errors the parser stopped at).
@@ -79,46 +78,32 @@ pub(crate) fn precheck(text: &str, file: &Path) -> Result<(), Vec<Diagnostic>> {
                 file,
                 (1, 1),
                 "",
-                format!(
-                    "spec is {} bytes, over the limit of {MAX_SPEC_BYTES} bytes",
-                    text.len()
-                ),
+                format!("spec is {} bytes, over the limit of {MAX_SPEC_BYTES} bytes", text.len()),
             )
             .hint("a spec is a few KiB of YAML; is this the right file?"),
         ]);
     }
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let indent: String = line
-            .chars()
-            .take_while(|c| *c == ' ' || *c == '\t')
-            .collect();
+        let indent: String = line.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
         let rest = &line[indent.len()..];
         if let Some(col) = indent.chars().position(|c| c == '\t')
             && !rest.is_empty()
             && !rest.starts_with('#')
         {
             errors.push(
-                Diagnostic::error(
-                    file,
-                    (i + 1, col + 1),
-                    "",
-                    "tab character used for indentation",
-                )
-                .expected("spaces")
-                .hint("YAML forbids tabs in indentation; indent with spaces"),
+                Diagnostic::error(file, (i + 1, col + 1), "", "tab character used for indentation")
+                    .expected("spaces")
+                    .hint("YAML forbids tabs in indentation; indent with spaces"),
             );
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    let blank = text.lines().all(|l| {
-        l.trim().is_empty()
-            || l.trim_start().starts_with('#')
-            || l.trim() == "---"
-            || l.trim() == "..."
-    });
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---" || l.trim() == "...");
     if blank {
         return Err(vec![
             Diagnostic::error(file, (1, 1), "", "spec is empty")
@@ -160,10 +145,7 @@ fn options() -> Options {
 
 /// Parses the document into a JSON value (under budgets against alias bombs and deep nesting) and
 /// indexes the position of every node.
-pub(crate) fn parse(
-    text: &str,
-    file: &Path,
-) -> Result<(serde_json::Value, PositionIndex), Vec<Diagnostic>> {
+pub(crate) fn parse(text: &str, file: &Path) -> Result<(serde_json::Value, PositionIndex), Vec<Diagnostic>> {
     precheck(text, file)?;
     let value: serde_json::Value = match serde_saphyr::from_str_with_options(text, options()) {
         Ok(v) => v,
@@ -175,8 +157,7 @@ pub(crate) fn parse(
     };
     if value.is_null() {
         return Err(vec![
-            Diagnostic::error(file, (1, 1), "", "spec is empty")
-                .hint("start from examples/minimal.yaml"),
+            Diagnostic::error(file, (1, 1), "", "spec is empty").hint("start from examples/minimal.yaml"),
         ]);
     }
     Ok((value, index(text)))
@@ -286,10 +267,9 @@ fn index(text: &str) -> PositionIndex {
             }
             Some(Frame::Skip(_)) => continue,
         };
-        nodes.entry(pointer.clone()).or_insert(NodePosition {
-            key: key_at,
-            value: at,
-        });
+        nodes
+            .entry(pointer.clone())
+            .or_insert(NodePosition { key: key_at, value: at });
         match event {
             Event::MappingStart(..) => stack.push(Frame::Map { pointer, key: None }),
             Event::SequenceStart(..) => stack.push(Frame::Seq { pointer, next: 0 }),
@@ -319,9 +299,7 @@ mod tests {
 
     #[test]
     fn deep_block_nesting_is_refused_quickly() {
-        let text: String = (0..1000)
-            .map(|i| format!("{}k:\n", " ".repeat(i)))
-            .collect();
+        let text: String = (0..1000).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
         let err = parse(&text, Path::new("t.yaml")).unwrap_err();
         assert_eq!(err.len(), 1);
         assert!(err[0].pointer.starts_with("/k/k/k"), "{:?}", err[0]);

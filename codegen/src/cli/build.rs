@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::generate::{GeneratedFile, RuntimeDep, generate};
+use cellmap_codegen::generate::{GeneratedFile, RuntimeDep, generate};
 
 use super::{EXIT_INVALID, load_spec};
 
@@ -38,7 +38,10 @@ pub(crate) fn run(args: &BuildArgs) -> ExitCode {
         (None, None) => default_runtime(),
     };
     let text = std::fs::read_to_string(&args.spec).unwrap_or_default();
-    let label = args.spec.file_name().map_or_else(|| args.spec.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let label = args
+        .spec
+        .file_name()
+        .map_or_else(|| args.spec.display().to_string(), |f| f.to_string_lossy().into_owned());
     let files = match generate(&checked.spec, &text, &label, &runtime) {
         Ok(f) => f,
         Err(e) => {
@@ -63,12 +66,16 @@ pub(crate) fn default_runtime() -> RuntimeDep {
     let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime");
     match beside.canonicalize() {
         Ok(p) if p.join("Cargo.toml").exists() => RuntimeDep::Path(p.display().to_string()),
-        _ => RuntimeDep::Version(crate::generate::TOOL_VERSION.to_owned()),
+        _ => RuntimeDep::Version(cellmap_codegen::generate::TOOL_VERSION.to_owned()),
     }
 }
 
 fn absolute(p: &Path) -> PathBuf {
-    p.canonicalize().unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()))
+    p.canonicalize().unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    })
 }
 
 /// Write `files` into `out` atomically: into a temporary sibling folder, then renamed. An
@@ -76,14 +83,19 @@ fn absolute(p: &Path) -> PathBuf {
 pub(crate) fn write_crate(out: &Path, files: &[GeneratedFile], force: bool) -> Result<(), String> {
     let exists = out.exists();
     if exists && !force && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(format!("`{}` exists and is not empty; pass --force to replace it", out.display()));
+        return Err(format!(
+            "`{}` exists and is not empty; pass --force to replace it",
+            out.display()
+        ));
     }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
-    let name = out.file_name().map_or_else(|| "crate".to_owned(), |n| n.to_string_lossy().into_owned());
+    let name = out
+        .file_name()
+        .map_or_else(|| "crate".to_owned(), |n| n.to_string_lossy().into_owned());
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let write = || -> std::io::Result<()> {

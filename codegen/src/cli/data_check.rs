@@ -53,9 +53,7 @@ impl DataError {
     pub(crate) fn into_diagnostic(self) -> Diagnostic {
         let (file, line, column) = split_origin(self.origin());
         let message = self.to_string();
-        let message = message
-            .split_once(": ")
-            .map_or(message.clone(), |(_, m)| m.to_owned());
+        let message = message.split_once(": ").map_or(message.clone(), |(_, m)| m.to_owned());
         Diagnostic::error(file, (line, column), "", message)
             .hint("check the path; relative paths resolve against the spec file's folder")
     }
@@ -65,11 +63,9 @@ impl DataError {
 fn split_origin(origin: &str) -> (PathBuf, usize, usize) {
     let parts: Vec<&str> = origin.rsplitn(3, ':').collect();
     match parts.as_slice() {
-        [c, l, f] if c.parse::<usize>().is_ok() && l.parse::<usize>().is_ok() => (
-            PathBuf::from(f),
-            l.parse().unwrap_or(1),
-            c.parse().unwrap_or(1),
-        ),
+        [c, l, f] if c.parse::<usize>().is_ok() && l.parse::<usize>().is_ok() => {
+            (PathBuf::from(f), l.parse().unwrap_or(1), c.parse().unwrap_or(1))
+        }
         [l, rest @ ..] if l.parse::<usize>().is_ok() => {
             let file = rest.iter().rev().copied().collect::<Vec<_>>().join(":");
             (PathBuf::from(file), l.parse().unwrap_or(1), 1)
@@ -136,19 +132,11 @@ fn check_dataset(d: &DatasetSpec, classes: &[String], out: &mut Vec<DataError>) 
     match &t.annotated {
         Some(annotated) => {
             for class in annotated {
-                check_group(
-                    &t.path_of(class),
-                    format!("class `{class}`"),
-                    &d.origin,
-                    out,
-                );
+                check_group(&t.path_of(class), format!("class `{class}`"), &d.origin, out);
             }
         }
         None => {
-            let found = classes
-                .iter()
-                .filter(|c| Path::new(&t.path_of(c)).is_dir())
-                .count();
+            let found = classes.iter().filter(|c| Path::new(&t.path_of(c)).is_dir()).count();
             if found == 0 {
                 out.push(DataError::NoClasses {
                     origin: d.origin.clone(),
@@ -156,12 +144,7 @@ fn check_dataset(d: &DatasetSpec, classes: &[String], out: &mut Vec<DataError>) 
                 });
             }
             for class in classes.iter().filter(|c| Path::new(&t.path_of(c)).is_dir()) {
-                check_group(
-                    &t.path_of(class),
-                    format!("class `{class}`"),
-                    &d.origin,
-                    out,
-                );
+                check_group(&t.path_of(class), format!("class `{class}`"), &d.origin, out);
             }
         }
     }
@@ -182,13 +165,7 @@ mod tests {
 
     #[test]
     fn origins_split() {
-        assert_eq!(
-            split_origin("a/b.yaml:3:7"),
-            (PathBuf::from("a/b.yaml"), 3, 7)
-        );
-        assert_eq!(
-            split_origin("a/b.csv:12"),
-            (PathBuf::from("a/b.csv"), 12, 1)
-        );
+        assert_eq!(split_origin("a/b.yaml:3:7"), (PathBuf::from("a/b.yaml"), 3, 7));
+        assert_eq!(split_origin("a/b.csv:12"), (PathBuf::from("a/b.csv"), 12, 1));
     }
 }

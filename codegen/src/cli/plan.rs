@@ -25,7 +25,12 @@ pub(crate) fn run(args: &PlanArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let planned = match plan(&checked.spec, PlanOptions { count_classes: args.counts }) {
+    let planned = match plan(
+        &checked.spec,
+        PlanOptions {
+            count_classes: args.counts,
+        },
+    ) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -60,7 +65,12 @@ pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
             a.name, plan.batch.batch_size, a.channels, a.shape_vox[0], a.shape_vox[1], a.shape_vox[2], bytes
         );
     }
-    let _ = writeln!(s, "  batch bytes: {} ({:.2} MiB)", plan.batch_bytes, plan.batch_bytes as f64 / 1048576.0);
+    let _ = writeln!(
+        s,
+        "  batch bytes: {} ({:.2} MiB)",
+        plan.batch_bytes,
+        plan.batch_bytes as f64 / 1048576.0
+    );
     let _ = writeln!(
         s,
         "  ring: {} slots = {} bytes ({:.2} MiB), allocated once",
@@ -76,8 +86,11 @@ pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
     );
     for d in &plan.datasets {
         let size = d.bbox_nm.size_nm();
-        let levels: Vec<String> =
-            d.inputs.iter().map(|l| format!("{}{}", l.path, if l.resampled { "~" } else { "" })).collect();
+        let levels: Vec<String> = d
+            .inputs
+            .iter()
+            .map(|l| format!("{}{}", l.path, if l.resampled { "~" } else { "" }))
+            .collect();
         let class_cells: Vec<String> = d
             .targets
             .first()
@@ -104,13 +117,23 @@ pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
             class_cells.join(" ")
         );
         if let Some(counts) = &d.class_counts {
-            let cells: Vec<String> =
-                counts.iter().zip(classes).map(|(c, n)| format!("{n}={}/{}", c.foreground, c.total)).collect();
+            let cells: Vec<String> = counts
+                .iter()
+                .zip(classes)
+                .map(|(c, n)| format!("{n}={}/{}", c.foreground, c.total))
+                .collect();
             let _ = writeln!(s, "{:<15}foreground/total voxels: {}", "", cells.join(" "));
         }
     }
     for e in &plan.excluded {
-        let _ = writeln!(s, "excluded  {} #{} ({}): {}", e.split.name(), e.index, e.origin, e.reason);
+        let _ = writeln!(
+            s,
+            "excluded  {} #{} ({}): {}",
+            e.split.name(),
+            e.index,
+            e.origin,
+            e.reason
+        );
     }
     for w in &plan.warnings {
         let _ = writeln!(s, "warning: {w}");

@@ -32,7 +32,7 @@ pub(crate) fn run(args: &SynthArgs) -> ExitCode {
     }
     match write_synthetic(&args.dir, &options) {
         Ok(report) => {
-            println!("{report}");
+            print!("{}", describe(&report));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -40,4 +40,38 @@ pub(crate) fn run(args: &SynthArgs) -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+/// What was written, for people.
+pub(crate) fn describe(r: &cellmap_runtime::SynthReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "synthetic dataset in {} ({:.1} s)", r.dir.display(), r.seconds);
+    for z in &r.zarr_paths {
+        let _ = writeln!(s, "  zarr      {}", z.display());
+    }
+    for (k, ((shape, scale), t)) in r
+        .raw_shape_vox
+        .iter()
+        .zip(&r.raw_scale_nm)
+        .zip(&r.raw_translation_nm)
+        .enumerate()
+    {
+        let _ = writeln!(
+            s,
+            "  raw s{k}    {shape:?} voxels at {scale:?} nm, translation {t:?} nm"
+        );
+    }
+    for c in &r.crops {
+        let _ = writeln!(
+            s,
+            "  {:<9} {} split, classes [{}]",
+            c.name,
+            c.split,
+            c.classes.join(", ")
+        );
+    }
+    let _ = writeln!(s, "  datasplit {}", r.datasplit_csv.display());
+    let _ = writeln!(s, "  spec      {}", r.spec_yaml.display());
+    s
 }

@@ -27,10 +27,7 @@ fn every_invalid_spec_exits_1_with_its_golden_text() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let rel = format!(
-            "tests/specs/invalid/{}",
-            path.file_name().unwrap().to_string_lossy()
-        );
+        let rel = format!("tests/specs/invalid/{}", path.file_name().unwrap().to_string_lossy());
         let o = run(&["check", &rel]);
         assert_eq!(o.status.code(), Some(1), "{rel}");
         let golden = std::fs::read_to_string(path.with_extension("txt")).unwrap();
@@ -60,12 +57,7 @@ fn github_format_prints_annotations() {
 
 #[test]
 fn json_format_is_an_array() {
-    let o = run(&[
-        "check",
-        "--format",
-        "json",
-        "tests/specs/invalid/zero_shape.yaml",
-    ]);
+    let o = run(&["check", "--format", "json", "tests/specs/invalid/zero_shape.yaml"]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["pointer"], "/arrays/targets/labels/shape/2");

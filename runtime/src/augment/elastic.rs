@@ -59,7 +59,12 @@ impl ElasticDraw {
                 d
             })
             .collect();
-        Some(ElasticDraw { spacing_nm: elastic.spacing_nm, origin_nm, lattice_shape, displacement_nm })
+        Some(ElasticDraw {
+            spacing_nm: elastic.spacing_nm,
+            origin_nm,
+            lattice_shape,
+            displacement_nm,
+        })
     }
 
     /// The largest absolute control displacement per world axis (nm): a bound of the field.
@@ -122,7 +127,10 @@ impl ElasticField {
     /// A field with buffers for `voxels` output voxels.
     pub fn with_capacity(voxels: usize) -> ElasticField {
         let plane = || Vec::with_capacity(voxels);
-        ElasticField { displacement_nm: [plane(), plane(), plane()], ..ElasticField::default() }
+        ElasticField {
+            displacement_nm: [plane(), plane(), plane()],
+            ..ElasticField::default()
+        }
     }
 
     /// Evaluates `draw` at the voxel offsets of an output grid of `shape_vox` voxels of
@@ -156,7 +164,10 @@ impl ElasticField {
                 let out_start = (iz * ny + py) * line;
                 for (k, &iy) in idx.iter().enumerate() {
                     let src_start = (iz * ly + iy) * line;
-                    let (src, out) = (&self.contracted_x[src_start..src_start + line], &mut self.contracted_xy[out_start..out_start + line]);
+                    let (src, out) = (
+                        &self.contracted_x[src_start..src_start + line],
+                        &mut self.contracted_xy[out_start..out_start + line],
+                    );
                     for (o, s) in out.iter_mut().zip(src) {
                         *o += w[k] * s;
                     }
@@ -212,8 +223,20 @@ mod tests {
     use crate::rng::SampleKey;
 
     fn draw(sigma_nm: f64) -> ElasticDraw {
-        let spec = Elastic { spacing_nm: [40.0, 40.0, 40.0], sigma_nm, probability: 1.0 };
-        let mut rng = Rng::new(SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 }, 0);
+        let spec = Elastic {
+            spacing_nm: [40.0, 40.0, 40.0],
+            sigma_nm,
+            probability: 1.0,
+        };
+        let mut rng = Rng::new(
+            SampleKey {
+                seed: 1,
+                epoch: 0,
+                rank: 0,
+                index: 0,
+            },
+            0,
+        );
         ElasticDraw::draw(&spec, &mut rng, [160.0, 160.0, 160.0]).unwrap()
     }
 
@@ -249,10 +272,25 @@ mod tests {
 
     #[test]
     fn draw_consumes_fixed_rng_calls() {
-        let mut a = Rng::new(SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 }, 0);
+        let mut a = Rng::new(
+            SampleKey {
+                seed: 1,
+                epoch: 0,
+                rank: 0,
+                index: 0,
+            },
+            0,
+        );
         let mut b = a.clone();
-        let on = Elastic { spacing_nm: [8.0; 3], sigma_nm: 1.0, probability: 1.0 };
-        let off = Elastic { probability: 0.0, ..on.clone() };
+        let on = Elastic {
+            spacing_nm: [8.0; 3],
+            sigma_nm: 1.0,
+            probability: 1.0,
+        };
+        let off = Elastic {
+            probability: 0.0,
+            ..on.clone()
+        };
         assert!(ElasticDraw::draw(&on, &mut a, [100.0; 3]).is_some());
         assert!(ElasticDraw::draw(&off, &mut b, [10.0; 3]).is_none());
         assert_eq!(a.next_u64(), b.next_u64());

@@ -91,15 +91,29 @@ impl<'a, T: Copy> Window<'a, T> {
     fn new(src: &'a [T], start: [i64; 3], shape: [usize; 3], level_shape: [u64; 3]) -> Result<Self, GatherError> {
         let expected = shape.iter().product::<usize>();
         if src.len() != expected {
-            return Err(GatherError::SourceLength { shape, expected, len: src.len() });
+            return Err(GatherError::SourceLength {
+                shape,
+                expected,
+                len: src.len(),
+            });
         }
         let level = level_shape.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         for b in 0..3 {
             if start[b] < 0 || start[b].saturating_add(shape[b] as i64) > level[b] {
-                return Err(GatherError::WindowOutsideLevel { start, shape, level_shape });
+                return Err(GatherError::WindowOutsideLevel {
+                    start,
+                    shape,
+                    level_shape,
+                });
             }
         }
-        Ok(Window { src, start, shape, level, stride: [shape[1] * shape[2], shape[2], 1] })
+        Ok(Window {
+            src,
+            start,
+            shape,
+            level,
+            stride: [shape[1] * shape[2], shape[2], 1],
+        })
     }
 
     /// Window element of level voxel `q`, or the error naming it.
@@ -109,7 +123,11 @@ impl<'a, T: Copy> Window<'a, T> {
         for b in 0..3 {
             let local = q[b] - self.start[b];
             if local < 0 || local >= self.shape[b] as i64 {
-                return Err(GatherError::OutsideWindow { voxel: q, start: self.start, shape: self.shape });
+                return Err(GatherError::OutsideWindow {
+                    voxel: q,
+                    start: self.start,
+                    shape: self.shape,
+                });
             }
             idx += local as usize * self.stride[b];
         }
@@ -245,20 +263,32 @@ fn plan(grid: &SampleGrid, elastic: Option<&ElasticField>) -> Result<Plan, Gathe
     let mut margin = [0.0; 3];
     if let Some(field) = elastic {
         if field.shape() != grid.shape {
-            return Err(GatherError::ElasticShape { field: field.shape(), grid: grid.shape });
+            return Err(GatherError::ElasticShape {
+                field: field.shape(),
+                grid: grid.shape,
+            });
         }
         // f32 rounding of the stored field stays far below this slack.
         for b in 0..3 {
             margin[b] = field.max_abs_nm()[b] * inv_scale[b] * (1.0 + 1e-6) + 1e-6;
         }
     }
-    Ok(Plan { margin, inv_scale, shape: grid.shape })
+    Ok(Plan {
+        margin,
+        inv_scale,
+        shape: grid.shape,
+    })
 }
 
 fn check_out(len: usize, shape: [usize; 3], channels: usize) -> Result<(), GatherError> {
     let expected = shape.iter().product::<usize>() * channels;
     if len != expected {
-        return Err(GatherError::OutputLength { shape, channels, expected, len });
+        return Err(GatherError::OutputLength {
+            shape,
+            channels,
+            expected,
+            len,
+        });
     }
     Ok(())
 }
@@ -333,9 +363,8 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
             let row = (pz * ny + py) * nx;
             let out_row = &mut out[row..row + nx];
             // Window-local coordinates of px = 0; level coordinates are `local + start`.
-            let base = [0, 1, 2].map(|b| {
-                grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]
-            });
+            let base = [0, 1, 2]
+                .map(|b| grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]);
             let (lo, hi) = fast_range(base, s2, nx, lo_ok, hi_ok);
             let slow = |px: usize| {
                 let d = disp.at(row + px);
@@ -372,7 +401,11 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
                         let ux = base[2] + t * s2[2] + d[2];
                         // Inside the fast range `u ≥ 0`, so truncation is floor.
                         let (iz, iy, ix) = (uz as usize, uy as usize, ux as usize);
-                        let wgt = [(uz - iz as f64) as f32, (uy - iy as f64) as f32, (ux - ix as f64) as f32];
+                        let wgt = [
+                            (uz - iz as f64) as f32,
+                            (uy - iy as f64) as f32,
+                            (ux - ix as f64) as f32,
+                        ];
                         let i = iz * sz + iy * sy + ix;
                         let c = [
                             w.src[i].into(),
@@ -465,9 +498,8 @@ fn labels_rows<D: Displace>(
     for pz in 0..nz {
         for py in 0..ny {
             let row = (pz * ny + py) * nx;
-            let base = [0, 1, 2].map(|b| {
-                grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]
-            });
+            let base = [0, 1, 2]
+                .map(|b| grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]);
             let (lo, hi) = fast_range(base, s2, nx, lo_ok, hi_ok);
             for chunk_start in (0..nx).step_by(CHUNK) {
                 let chunk_end = (chunk_start + CHUNK).min(nx);
@@ -564,11 +596,23 @@ mod tests {
     fn linear_ramp_is_exact_and_fill_outside() {
         // Level 6³, value = z + 2y + 4x; grid at half-voxel offsets, partly outside the level.
         let level = [6u64; 3];
-        let src: Vec<f32> =
-            (0..216).map(|i| ((i / 36) + 2 * ((i / 6) % 6) + 4 * (i % 6)) as f32).collect();
+        let src: Vec<f32> = (0..216)
+            .map(|i| ((i / 36) + 2 * ((i / 6) % 6) + 4 * (i % 6)) as f32)
+            .collect();
         let g = SampleGrid::new([2.75, 2.5, 4.25], [4, 4, 4], [1.0; 3], &I, [0.0; 3], [1.0; 3]);
         let mut out = vec![0.0; 64];
-        gather(&src, [0; 3], [6; 3], level, &g, None, Interpolation::Linear, -1.0, &mut out).unwrap();
+        gather(
+            &src,
+            [0; 3],
+            [6; 3],
+            level,
+            &g,
+            None,
+            Interpolation::Linear,
+            -1.0,
+            &mut out,
+        )
+        .unwrap();
         for pz in 0..4 {
             for py in 0..4 {
                 for px in 0..4 {
@@ -591,11 +635,41 @@ mod tests {
         let src = vec![0u8; 8];
         let g = SampleGrid::new([2.0; 3], [3, 3, 3], [1.0; 3], &I, [0.0; 3], [1.0; 3]);
         let mut out = vec![0.0; 27];
-        let err = gather(&src, [0; 3], [2; 3], [10; 3], &g, None, Interpolation::Nearest, 0.0, &mut out);
+        let err = gather(
+            &src,
+            [0; 3],
+            [2; 3],
+            [10; 3],
+            &g,
+            None,
+            Interpolation::Nearest,
+            0.0,
+            &mut out,
+        );
         assert!(matches!(err, Err(GatherError::OutsideWindow { .. })));
-        let err = gather(&src, [9, 0, 0], [2; 3], [10; 3], &g, None, Interpolation::Nearest, 0.0, &mut out);
+        let err = gather(
+            &src,
+            [9, 0, 0],
+            [2; 3],
+            [10; 3],
+            &g,
+            None,
+            Interpolation::Nearest,
+            0.0,
+            &mut out,
+        );
         assert!(matches!(err, Err(GatherError::WindowOutsideLevel { .. })));
-        let err = gather(&src, [0; 3], [2; 3], [10; 3], &g, None, Interpolation::Nearest, 0.0, &mut out[..3]);
+        let err = gather(
+            &src,
+            [0; 3],
+            [2; 3],
+            [10; 3],
+            &g,
+            None,
+            Interpolation::Nearest,
+            0.0,
+            &mut out[..3],
+        );
         assert!(matches!(err, Err(GatherError::OutputLength { .. })));
     }
 

@@ -60,9 +60,16 @@ impl SampleGrid {
         let mut origin = [0.0; 3];
         for (b, o) in origin.iter_mut().enumerate() {
             *o = (centre_nm[b] - translation_nm[b]) / scale_nm[b]
-                - (0..3).map(|a| step[a][b] * (shape_vox[a] as f64 - 1.0) / 2.0).sum::<f64>();
+                - (0..3)
+                    .map(|a| step[a][b] * (shape_vox[a] as f64 - 1.0) / 2.0)
+                    .sum::<f64>();
         }
-        SampleGrid { origin, step, shape: shape_vox, scale_nm }
+        SampleGrid {
+            origin,
+            step,
+            shape: shape_vox,
+            scale_nm,
+        }
     }
 
     /// Output voxels of the grid.
@@ -180,7 +187,12 @@ impl SampleGrid {
                 dest_offset += span * out_strides[a];
             }
         }
-        Some(StridedMap { src_start, src_shape, dest_offset, dest_strides })
+        Some(StridedMap {
+            src_start,
+            src_shape,
+            dest_offset,
+            dest_strides,
+        })
     }
 }
 
@@ -198,7 +210,15 @@ mod tests {
         assert_eq!(g.source_window(Interpolation::Nearest, [0.0; 3]), ([20; 3], [10; 3]));
         assert_eq!(g.source_window(Interpolation::Linear, [0.0; 3]), ([20; 3], [11; 3]));
         let m = g.as_strided().unwrap();
-        assert_eq!(m, StridedMap { src_start: [20; 3], src_shape: [10; 3], dest_offset: 0, dest_strides: [100, 10, 1] });
+        assert_eq!(
+            m,
+            StridedMap {
+                src_start: [20; 3],
+                src_shape: [10; 3],
+                dest_offset: 0,
+                dest_strides: [100, 10, 1]
+            }
+        );
         // Half-voxel centre: floor(24.625 − 4.5 + 0.5) = 20; not integral → no strided map.
         let g = SampleGrid::new([100.5; 3], [10, 10, 10], [4.0; 3], &I, [2.0; 3], [4.0; 3]);
         assert_eq!(g.source_window(Interpolation::Nearest, [0.0; 3]).0, [20; 3]);
@@ -218,7 +238,8 @@ mod tests {
                 for px in 0..4 {
                     let u = g.index_of([pz, py, px]);
                     let q = [0, 1, 2].map(|b| u[b] as i64 - s.src_start[b]);
-                    let dest = s.dest_offset as isize + (0..3).map(|b| q[b] as isize * s.dest_strides[b]).sum::<isize>();
+                    let dest =
+                        s.dest_offset as isize + (0..3).map(|b| q[b] as isize * s.dest_strides[b]).sum::<isize>();
                     assert_eq!(dest as usize, pz * 12 + py * 4 + px);
                 }
             }
@@ -228,7 +249,14 @@ mod tests {
     #[test]
     fn anisotropic_rotation_about_z_keeps_z_window() {
         let m = crate::augment::spatial::rotation(0, 30.0);
-        let g = SampleGrid::new([800.0, 400.0, 400.0], [8, 32, 32], [16.0, 4.0, 4.0], &m, [0.0; 3], [16.0, 4.0, 4.0]);
+        let g = SampleGrid::new(
+            [800.0, 400.0, 400.0],
+            [8, 32, 32],
+            [16.0, 4.0, 4.0],
+            &m,
+            [0.0; 3],
+            [16.0, 4.0, 4.0],
+        );
         let (start, shape) = g.source_window(Interpolation::Nearest, [0.0; 3]);
         assert_eq!((start[0], shape[0]), (47, 8));
         assert!(shape[1] > 32 && shape[2] > 32);

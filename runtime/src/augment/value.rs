@@ -45,7 +45,10 @@ impl ValueScratch {
     /// Scratch for crops of up to `voxels` voxels.
     pub fn with_capacity(voxels: usize) -> ValueScratch {
         // A line is at most the crop's longest axis plus the kernel's two radii.
-        ValueScratch { line: Vec::with_capacity(voxels.min(1 << 16)), kernel: Vec::with_capacity(64) }
+        ValueScratch {
+            line: Vec::with_capacity(voxels.min(1 << 16)),
+            kernel: Vec::with_capacity(64),
+        }
     }
 }
 
@@ -63,7 +66,11 @@ pub fn apply_value_transforms(
 ) -> Result<(), ValueError> {
     let expected = shape.iter().product::<usize>();
     if data.len() != expected {
-        return Err(ValueError::ShapeMismatch { shape, expected, len: data.len() });
+        return Err(ValueError::ShapeMismatch {
+            shape,
+            expected,
+            len: data.len(),
+        });
     }
     for t in transforms {
         match *t {
@@ -156,7 +163,11 @@ fn blur_axis(data: &mut [f32], shape: [usize; 3], axis: usize, sigma: f64, radiu
         line.extend((0..n).map(at));
         line.extend((0..radius).map(|_| at(n - 1)));
         for j in 0..n {
-            let acc: f64 = line[j..j + kernel.len()].iter().zip(kernel.iter()).map(|(v, w)| v * w).sum();
+            let acc: f64 = line[j..j + kernel.len()]
+                .iter()
+                .zip(kernel.iter())
+                .map(|(v, w)| v * w)
+                .sum();
             data[first + j * stride] = acc as f32;
         }
     }
@@ -168,7 +179,15 @@ mod tests {
     use crate::rng::SampleKey;
 
     fn rng() -> Rng {
-        Rng::new(SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 }, 4)
+        Rng::new(
+            SampleKey {
+                seed: 1,
+                epoch: 0,
+                rank: 0,
+                index: 0,
+            },
+            4,
+        )
     }
 
     fn apply(t: ValueTransform, data: &mut [f32], shape: [usize; 3]) {
@@ -178,14 +197,29 @@ mod tests {
     #[test]
     fn pointwise_transforms_exact() {
         let mut d = [0.0, 127.5, 255.0, f32::NAN];
-        apply(ValueTransform::Normalize { shift: 127.5, scale: 127.5 }, &mut d, [1, 1, 4]);
+        apply(
+            ValueTransform::Normalize {
+                shift: 127.5,
+                scale: 127.5,
+            },
+            &mut d,
+            [1, 1, 4],
+        );
         assert_eq!(&d[..3], &[-1.0, 0.0, 1.0]);
         assert!(d[3].is_nan());
         apply(ValueTransform::Binarize { threshold: 0.0 }, &mut d, [1, 1, 4]);
         assert_eq!(&d[..3], &[0.0, 0.0, 1.0]);
         assert!(d[3].is_nan());
         let mut d = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 2.0];
-        apply(ValueTransform::NanToNum { nan: 0.5, posinf: None, neginf: Some(-3.0) }, &mut d, [1, 1, 4]);
+        apply(
+            ValueTransform::NanToNum {
+                nan: 0.5,
+                posinf: None,
+                neginf: Some(-3.0),
+            },
+            &mut d,
+            [1, 1, 4],
+        );
         assert_eq!(d, [0.5, f32::INFINITY, -3.0, 2.0]);
     }
 
@@ -203,18 +237,39 @@ mod tests {
     #[test]
     fn blur_constant_unchanged_and_impulse_kernel() {
         let mut d = vec![0.3f32; 5 * 6 * 7];
-        apply(ValueTransform::GaussianBlur { sigma_vox: [1.0, 2.0, 0.5], radius_vox: 3 }, &mut d, [5, 6, 7]);
+        apply(
+            ValueTransform::GaussianBlur {
+                sigma_vox: [1.0, 2.0, 0.5],
+                radius_vox: 3,
+            },
+            &mut d,
+            [5, 6, 7],
+        );
         assert!(d.iter().all(|v| *v == 0.3));
         // Impulse along x only: the row becomes the normalised kernel.
         let mut d = vec![0.0f32; 7];
         d[3] = 1.0;
-        apply(ValueTransform::GaussianBlur { sigma_vox: [0.0, 0.0, 1.0], radius_vox: 1 }, &mut d, [1, 1, 7]);
+        apply(
+            ValueTransform::GaussianBlur {
+                sigma_vox: [0.0, 0.0, 1.0],
+                radius_vox: 1,
+            },
+            &mut d,
+            [1, 1, 7],
+        );
         let e = (-0.5f64).exp();
         let (side, mid) = ((e / (1.0 + 2.0 * e)) as f32, (1.0 / (1.0 + 2.0 * e)) as f32);
         assert_eq!(d, vec![0.0, 0.0, side, mid, side, 0.0, 0.0]);
         // Replicate edges: a step at the border keeps its edge value.
         let mut d = vec![1.0f32, 0.0, 0.0];
-        apply(ValueTransform::GaussianBlur { sigma_vox: [0.0, 0.0, 1.0], radius_vox: 1 }, &mut d, [1, 1, 3]);
+        apply(
+            ValueTransform::GaussianBlur {
+                sigma_vox: [0.0, 0.0, 1.0],
+                radius_vox: 1,
+            },
+            &mut d,
+            [1, 1, 3],
+        );
         assert_eq!(d[0], ((1.0 + e) / (1.0 + 2.0 * e)) as f32);
     }
 
@@ -230,6 +285,13 @@ mod tests {
         assert!((mean - 1.5).abs() < 0.005, "{mean}");
         let mut short = [0.0f32; 2];
         let err = apply_value_transforms(&[], &mut short, [1, 1, 3], &mut rng(), &mut ValueScratch::default());
-        assert_eq!(err, Err(ValueError::ShapeMismatch { shape: [1, 1, 3], expected: 3, len: 2 }));
+        assert_eq!(
+            err,
+            Err(ValueError::ShapeMismatch {
+                shape: [1, 1, 3],
+                expected: 3,
+                len: 2
+            })
+        );
     }
 }

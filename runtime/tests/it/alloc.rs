@@ -46,9 +46,7 @@ fn warm_cache_reads_do_not_allocate() {
             compressor: crate::common::blosc("lz4", 1),
             sep: "/",
         },
-        Fmt::V3Sharded {
-            inner: vec![8, 8, 8],
-        },
+        Fmt::V3Sharded { inner: vec![8, 8, 8] },
     ] {
         let dir = tempfile::tempdir().unwrap();
         write_pyramid::<u16>(dir.path(), &fmt, [40, 40, 40], [16, 16, 16], None);

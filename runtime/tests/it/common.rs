@@ -11,10 +11,7 @@ use zarrs::filesystem::FilesystemStore;
 #[derive(Clone, Debug)]
 pub(crate) enum Fmt {
     /// zarr v2 with a compressor (`null` allowed) and a dimension separator.
-    V2 {
-        compressor: Value,
-        sep: &'static str,
-    },
+    V2 { compressor: Value, sep: &'static str },
     /// zarr v3 sharded: shard shape = chunk shape, inner chunk shape, zstd inner codec.
     V3Sharded { inner: Vec<u64> },
 }
@@ -55,9 +52,7 @@ pub(crate) fn write_group(root: &Path, rel: &str, zarr_format: u8, attrs: Option
 }
 
 /// `(v2 dtype, v3 dtype)` of an element type.
-pub(crate) trait Dt:
-    ElementOwned + Copy + PartialEq + std::fmt::Debug + Send + Sync + 'static
-{
+pub(crate) trait Dt: ElementOwned + Copy + PartialEq + std::fmt::Debug + Send + Sync + 'static {
     const V2: &'static str;
     const V3: &'static str;
     fn from_index(v: u64) -> Self;

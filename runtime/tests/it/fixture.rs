@@ -28,11 +28,7 @@ fn zarr_python_multiscale_reads_identically() {
     for z in 0..24 {
         for y in 0..20 {
             for x in 0..16 {
-                assert_eq!(
-                    out[(z * 20 + y) * 16 + x],
-                    formula(z, y, x),
-                    "s0 {z} {y} {x}"
-                );
+                assert_eq!(out[(z * 20 + y) * 16 + x], formula(z, y, x), "s0 {z} {y} {x}");
             }
         }
     }
@@ -59,17 +55,7 @@ fn zarr_python_gzip_uint16_reads_identically() {
     assert_eq!(s0.shape_vox, [24, 20, 16]);
     let mut out = vec![0f32; 10 * 9 * 8];
     // An unaligned window hanging over the end: fill 9999 outside.
-    read_window(
-        s0,
-        None,
-        [17, 13, 11],
-        [10, 9, 8],
-        9999.0,
-        &mut out,
-        0,
-        [72, 8, 1],
-    )
-    .unwrap();
+    read_window(s0, None, [17, 13, 11], [10, 9, 8], 9999.0, &mut out, 0, [72, 8, 1]).unwrap();
     for i in 0..10 {
         for j in 0..9 {
             for k in 0..8 {

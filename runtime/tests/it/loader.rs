@@ -10,8 +10,8 @@ use cellmap_runtime::{
     SynthVariant, plan, write_synthetic,
 };
 use cellmap_schema::{
-    ArraySpec, Augment, DatasetSpec, Device, ErrorPolicy, Interpolation, LoaderSpec, OutputDtype,
-    PadPolicy, Sampling, Spatial, Spec, Split, TargetTemplate, ValueTransform, Weighting,
+    ArraySpec, Augment, DatasetSpec, Device, ErrorPolicy, Interpolation, LoaderSpec, OutputDtype, PadPolicy, Sampling,
+    Spatial, Spec, Split, TargetTemplate, ValueTransform, Weighting,
 };
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
@@ -29,17 +29,34 @@ struct Fixture {
 fn synth(variant: SynthVariant) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("synth");
-    write_synthetic(&dir, &SynthOptions { seed: 3, size: SynthSize::Small, variants: vec![variant], force: false })
-        .unwrap();
+    write_synthetic(
+        &dir,
+        &SynthOptions {
+            seed: 3,
+            size: SynthSize::Small,
+            variants: vec![variant],
+            force: false,
+        },
+    )
+    .unwrap();
     let sub = match variant {
         SynthVariant::V2 => "v2",
         SynthVariant::V3 => "v3",
     };
-    Fixture { dir: dir.join(sub).join("synth.zarr"), _tmp: tmp }
+    Fixture {
+        dir: dir.join(sub).join("synth.zarr"),
+        _tmp: tmp,
+    }
 }
 
 fn array(name: &str, n: usize, interpolation: Interpolation) -> ArraySpec {
-    ArraySpec { name: name.into(), shape_vox: [n; 3], voxel_size_nm: [8.0; 3], interpolation, dtype: OutputDtype::Float32 }
+    ArraySpec {
+        name: name.into(),
+        shape_vox: [n; 3],
+        voxel_size_nm: [8.0; 3],
+        interpolation,
+        dtype: OutputDtype::Float32,
+    }
 }
 
 fn spec(zarr: &Path) -> Spec {
@@ -71,7 +88,10 @@ fn spec(zarr: &Path) -> Spec {
             iterations_per_epoch: 8,
             weighting: Weighting::Uniform,
             foreground: None,
-            pad: PadPolicy { train: false, validate: false },
+            pad: PadPolicy {
+                train: false,
+                validate: false,
+            },
             pad_value_inputs: 0.0,
             pad_value_targets: f32::NAN,
             validation_tiling: true,
@@ -95,7 +115,12 @@ fn spec(zarr: &Path) -> Spec {
 }
 
 fn options(split: Split) -> LoaderOptions {
-    let mut o = if split == Split::Train { LoaderOptions::train() } else { LoaderOptions::validate() }.unwrap();
+    let mut o = if split == Split::Train {
+        LoaderOptions::train()
+    } else {
+        LoaderOptions::validate()
+    }
+    .unwrap();
     o.dist = cellmap_runtime::DistInfo::single();
     o
 }
@@ -107,7 +132,9 @@ fn direct(group: &Path, start: [i64; 3], shape: [usize; 3]) -> Vec<f32> {
     let dims = array.shape().to_vec();
     let mut out = vec![f32::NAN; shape.iter().product()];
     let lo: Vec<u64> = (0..3).map(|a| start[a].clamp(0, dims[a] as i64) as u64).collect();
-    let hi: Vec<u64> = (0..3).map(|a| (start[a] + shape[a] as i64).clamp(0, dims[a] as i64) as u64).collect();
+    let hi: Vec<u64> = (0..3)
+        .map(|a| (start[a] + shape[a] as i64).clamp(0, dims[a] as i64) as u64)
+        .collect();
     if (0..3).any(|a| hi[a] <= lo[a]) {
         return out;
     }
@@ -116,7 +143,12 @@ fn direct(group: &Path, start: [i64; 3], shape: [usize; 3]) -> Vec<f32> {
     // Labels are uint8 except `nuc` of crop1 (uint64 instance ids).
     let values: Vec<f64> = match array.retrieve_array_subset::<Vec<u8>>(&subset) {
         Ok(v) => v.into_iter().map(f64::from).collect(),
-        Err(_) => array.retrieve_array_subset::<Vec<u64>>(&subset).unwrap().into_iter().map(|v| v as f64).collect(),
+        Err(_) => array
+            .retrieve_array_subset::<Vec<u64>>(&subset)
+            .unwrap()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
     };
     let e: Vec<usize> = (0..3).map(|a| (hi[a] - lo[a]) as usize).collect();
     for z in 0..e[0] {
@@ -138,11 +170,24 @@ fn start(centre: [f64; 3], t: [f64; 3], n: usize) -> [i64; 3] {
 }
 
 fn binarize(v: &[f32]) -> Vec<f32> {
-    v.iter().map(|x| if x.is_nan() { f32::NAN } else if *x > 0.0 { 1.0 } else { 0.0 }).collect()
+    v.iter()
+        .map(|x| {
+            if x.is_nan() {
+                f32::NAN
+            } else if *x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 fn same(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
 
 #[test]
@@ -158,17 +203,36 @@ fn plan_has_the_documented_grid_tiles_and_bytes() {
     let train = &p.datasets[0];
     // 64 label voxels per axis, 12-voxel crops: 53 centres, the first at t + 5·8 (voxel 5 ↔ window 0..12).
     assert_eq!(train.grid.shape, [53, 53, 53]);
-    assert_eq!(train.grid.origin_nm, [CROP1_T[0] + 40.0, CROP1_T[1] + 40.0, CROP1_T[2] + 40.0]);
-    assert_eq!(train.bbox_nm.lo_nm, [CROP1_T[0] - 4.0, CROP1_T[1] - 4.0, CROP1_T[2] - 4.0]);
-    assert_eq!(train.bbox_nm.hi_nm, [CROP1_T[0] + 508.0, CROP1_T[1] + 508.0, CROP1_T[2] + 508.0]);
+    assert_eq!(
+        train.grid.origin_nm,
+        [CROP1_T[0] + 40.0, CROP1_T[1] + 40.0, CROP1_T[2] + 40.0]
+    );
+    assert_eq!(
+        train.bbox_nm.lo_nm,
+        [CROP1_T[0] - 4.0, CROP1_T[1] - 4.0, CROP1_T[2] - 4.0]
+    );
+    assert_eq!(
+        train.bbox_nm.hi_nm,
+        [CROP1_T[0] + 508.0, CROP1_T[1] + 508.0, CROP1_T[2] + 508.0]
+    );
     let val = &p.datasets[1];
     // Without padding 5 whole 12-voxel tiles fit in 64 voxels per axis.
     assert_eq!(val.tiles.shape, [5, 5, 5]);
-    assert_eq!(val.tiles.origin_nm, [CROP2_T[0] + 44.0, CROP2_T[1] + 44.0, CROP2_T[2] + 44.0]);
+    assert_eq!(
+        val.tiles.origin_nm,
+        [CROP2_T[0] + 44.0, CROP2_T[1] + 44.0, CROP2_T[2] + 44.0]
+    );
     assert_eq!(val.tiles.step_nm, [96.0; 3]);
-    assert!(matches!(val.targets[0][3], ClassPlan::Unknown), "crop2 does not annotate pm");
+    assert!(
+        matches!(val.targets[0][3], ClassPlan::Unknown),
+        "crop2 does not annotate pm"
+    );
     let counts = train.class_counts.as_ref().unwrap();
-    assert!(counts.iter().all(|c| c.total == 64 * 64 * 64 && c.foreground > 0 && c.foreground < c.total));
+    assert!(
+        counts
+            .iter()
+            .all(|c| c.total == 64 * 64 * 64 && c.foreground > 0 && c.foreground < c.total)
+    );
 }
 
 #[test]
@@ -186,13 +250,19 @@ fn training_batches_equal_direct_reads_voxel_for_voxel() {
             for (b, m) in metas.iter().enumerate() {
                 assert_eq!(m.dataset, 0);
                 let raw = &batch.array(0)[b * 4096..(b + 1) * 4096];
-                assert!(same(raw, &direct(&raw_group, start(m.centre_nm, RAW_T0, 16), [16; 3])), "{variant:?} raw");
+                assert!(
+                    same(raw, &direct(&raw_group, start(m.centre_nm, RAW_T0, 16), [16; 3])),
+                    "{variant:?} raw"
+                );
                 for (c, class) in CLASSES.iter().enumerate() {
                     let group = f.dir.join("recon-1/labels/groundtruth/crop1").join(class);
                     let want = binarize(&direct(&group, start(m.centre_nm, CROP1_T, 12), [12; 3]));
                     let got = &batch.array(1)[(b * 4 + c) * 1728..(b * 4 + c + 1) * 1728];
                     assert!(same(got, &want), "{variant:?} class {class}");
-                    assert!(got.iter().all(|v| *v == 0.0 || *v == 1.0), "no NaN inside the crop without padding");
+                    assert!(
+                        got.iter().all(|v| *v == 0.0 || *v == 1.0),
+                        "no NaN inside the crop without padding"
+                    );
                 }
             }
         }
@@ -216,7 +286,11 @@ fn validation_tiles_cover_the_crop_and_mark_unknown_classes() {
         let batch = batch.unwrap();
         for (b, m) in batch.meta().enumerate() {
             if m.idx < 0 {
-                assert!(batch.array(1)[(b * 4) * 1728..(b * 4 + 4) * 1728].iter().all(|v| v.is_nan()));
+                assert!(
+                    batch.array(1)[(b * 4) * 1728..(b * 4 + 4) * 1728]
+                        .iter()
+                        .all(|v| v.is_nan())
+                );
                 continue;
             }
             let w = start(m.centre_nm, CROP2_T, 12);
@@ -238,7 +312,11 @@ fn validation_tiles_cover_the_crop_and_mark_unknown_classes() {
     seen.dedup();
     assert_eq!(seen.len(), 125, "tiles are distinct");
     let starts: BTreeSet<i64> = seen.iter().map(|w| w[2]).collect();
-    assert_eq!(starts, BTreeSet::from([0, 12, 24, 36, 48]), "tiles step by their size from the crop corner");
+    assert_eq!(
+        starts,
+        BTreeSet::from([0, 12, 24, 36, 48]),
+        "tiles step by their size from the crop corner"
+    );
     assert!(inferred_zeros > 0);
 }
 
@@ -262,7 +340,9 @@ fn batches_are_identical_for_any_worker_count_and_resume_exactly() {
         (0..n)
             .map(|_| {
                 let b = loader.next_batch().unwrap().unwrap();
-                (0..2).flat_map(|i| b.array(i).iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect()
+                (0..2)
+                    .flat_map(|i| b.array(i).iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                    .collect()
             })
             .collect()
     };
@@ -284,17 +364,32 @@ fn mirror_folds_into_the_read() {
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
     let centre = planned.plan.datasets[0].grid.centre([7, 9, 11]);
-    let mut out: Vec<Vec<f32>> = planned.plan.batch.arrays.iter().map(|a| vec![0.0; a.sample_len()]).collect();
+    let mut out: Vec<Vec<f32>> = planned
+        .plan
+        .batch
+        .arrays
+        .iter()
+        .map(|a| vec![0.0; a.sample_len()])
+        .collect();
     let request = SampleRequest {
         dataset: 0,
         centre_nm: centre,
-        key: SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 },
+        key: SampleKey {
+            seed: 1,
+            epoch: 0,
+            rank: 0,
+            index: 0,
+        },
         spatial: true,
         values: true,
     };
     let info = reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
     assert_eq!(info.gathered, 0, "a mirror is a strided copy");
-    let want = direct(&f.dir.join("recon-1/em/fibsem-uint8"), start(centre, RAW_T0, 16), [16; 3]);
+    let want = direct(
+        &f.dir.join("recon-1/em/fibsem-uint8"),
+        start(centre, RAW_T0, 16),
+        [16; 3],
+    );
     for z in 0..16 {
         for y in 0..16 {
             for x in 0..16 {
@@ -308,7 +403,10 @@ fn mirror_folds_into_the_read() {
 fn padding_fills_outside_the_data() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.sampling.pad = PadPolicy { train: true, validate: true };
+    s.sampling.pad = PadPolicy {
+        train: true,
+        validate: true,
+    };
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     // With padding any centre whose crop touches the box is valid: 64 + 11 centres per axis.
@@ -316,19 +414,38 @@ fn padding_fills_outside_the_data() {
     assert_eq!(planned.plan.datasets[1].tiles.shape, [6, 6, 6]);
     let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
     let centre = planned.plan.datasets[0].grid.centre([0, 0, 0]);
-    let mut out: Vec<Vec<f32>> = planned.plan.batch.arrays.iter().map(|a| vec![0.0; a.sample_len()]).collect();
+    let mut out: Vec<Vec<f32>> = planned
+        .plan
+        .batch
+        .arrays
+        .iter()
+        .map(|a| vec![0.0; a.sample_len()])
+        .collect();
     let request = SampleRequest {
         dataset: 0,
         centre_nm: centre,
-        key: SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 },
+        key: SampleKey {
+            seed: 1,
+            epoch: 0,
+            rank: 0,
+            index: 0,
+        },
         spatial: false,
         values: true,
     };
     reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
     let w = start(centre, CROP1_T, 12);
-    assert_eq!(w, [-11, -11, -11], "only the last voxel of the crop is inside the label array");
+    assert_eq!(
+        w,
+        [-11, -11, -11],
+        "only the last voxel of the crop is inside the label array"
+    );
     let labels = &out[1][..1728];
-    let want = binarize(&direct(&f.dir.join("recon-1/labels/groundtruth/crop1/mito"), w, [12; 3]));
+    let want = binarize(&direct(
+        &f.dir.join("recon-1/labels/groundtruth/crop1/mito"),
+        w,
+        [12; 3],
+    ));
     assert!(same(labels, &want));
     assert_eq!(labels.iter().filter(|v| !v.is_nan()).count(), 1);
 }

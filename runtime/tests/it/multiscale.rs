@@ -5,9 +5,7 @@ use std::path::Path;
 use cellmap_runtime::{Box3, Multiscale, OpenError, SourceDtype, choose_level, crop_start_vox};
 use serde_json::json;
 
-use crate::common::{
-    Fmt, LevelMeta, blosc, ms_attrs, write_array, write_group, write_pyramid, zyx_axes,
-};
+use crate::common::{Fmt, LevelMeta, blosc, ms_attrs, write_array, write_group, write_pyramid, zyx_axes};
 
 fn v2() -> Fmt {
     Fmt::V2 {
@@ -22,12 +20,7 @@ fn open(p: &Path) -> Result<Multiscale, OpenError> {
 
 #[test]
 fn opens_v2_and_v3_with_geometry() {
-    for fmt in [
-        v2(),
-        Fmt::V3Sharded {
-            inner: vec![4, 4, 4],
-        },
-    ] {
+    for fmt in [v2(), Fmt::V3Sharded { inner: vec![4, 4, 4] }] {
         let dir = tempfile::tempdir().unwrap();
         write_pyramid::<u8>(dir.path(), &fmt, [20, 18, 16], [8, 8, 8], None);
         let ms = open(dir.path()).unwrap();
@@ -43,10 +36,7 @@ fn opens_v2_and_v3_with_geometry() {
         assert_eq!(s0.dtype, SourceDtype::U8);
         assert_ne!(s0.id, s1.id);
         // Voxel-centre convention: s0 covers [t - 4, t + (n - 0.5)·8].
-        assert_eq!(
-            s0.bounds_nm(),
-            Box3::new([36.0, 20.0, 12.0], [196.0, 164.0, 140.0])
-        );
+        assert_eq!(s0.bounds_nm(), Box3::new([36.0, 20.0, 12.0], [196.0, 164.0, 140.0]));
         // s1's box is the same physical extent (it is a 2× downsampling of s0).
         assert_eq!(s1.bounds_nm(), s0.bounds_nm());
         assert!(s0.array_location().ends_with("/s0"));
@@ -125,10 +115,7 @@ fn choose_level_isotropic() {
 #[test]
 fn choose_level_anisotropic() {
     let dir = tempfile::tempdir().unwrap();
-    let ms = pyramid_with_scales(
-        dir.path(),
-        &[[8.0, 4.0, 4.0], [8.0, 8.0, 8.0], [16.0, 16.0, 16.0]],
-    );
+    let ms = pyramid_with_scales(dir.path(), &[[8.0, 4.0, 4.0], [8.0, 8.0, 8.0], [16.0, 16.0, 16.0]]);
     let c = |r: [f64; 3]| {
         let c = choose_level(&ms.levels, r);
         (c.index, c.exact, c.finer_than_available)
@@ -193,18 +180,12 @@ fn open_errors_name_the_path() {
     assert!(e.to_string().contains("multiscales"));
     let plain3 = base.join("plain3");
     write_group(&plain3, "", 3, None);
-    assert!(matches!(
-        expect_err(&plain3),
-        OpenError::NoMultiscales { .. }
-    ));
+    assert!(matches!(expect_err(&plain3), OpenError::NoMultiscales { .. }));
 
     let bad_json = base.join("badjson");
     write_group(&bad_json, "", 2, None);
     std::fs::write(bad_json.join(".zattrs"), "{not json").unwrap();
-    assert!(matches!(
-        expect_err(&bad_json),
-        OpenError::InvalidJson { .. }
-    ));
+    assert!(matches!(expect_err(&bad_json), OpenError::InvalidJson { .. }));
 
     let no_datasets = base.join("nodatasets");
     write_group(
@@ -247,31 +228,17 @@ fn open_errors_name_the_path() {
         &order,
         "",
         2,
-        Some(ms_attrs(
-            2,
-            json!(["x", "y", "z"]),
-            &[("s0", vec![8.0; 3], None)],
-        )),
+        Some(ms_attrs(2, json!(["x", "y", "z"]), &[("s0", vec![8.0; 3], None)])),
     );
-    assert!(matches!(
-        expect_err(&order),
-        OpenError::UnsupportedAxes { .. }
-    ));
+    assert!(matches!(expect_err(&order), OpenError::UnsupportedAxes { .. }));
     let two_d = base.join("2d");
     write_group(
         &two_d,
         "",
         2,
-        Some(ms_attrs(
-            2,
-            json!(["y", "x"]),
-            &[("s0", vec![8.0; 2], None)],
-        )),
+        Some(ms_attrs(2, json!(["y", "x"]), &[("s0", vec![8.0; 2], None)])),
     );
-    assert!(matches!(
-        expect_err(&two_d),
-        OpenError::UnsupportedAxes { .. }
-    ));
+    assert!(matches!(expect_err(&two_d), OpenError::UnsupportedAxes { .. }));
 
     let count = base.join("count");
     write_group(

@@ -1,8 +1,8 @@
 //! The synthetic dataset: layout, geometry, classes, determinism, refusal of non-empty folders.
 
 use cellmap_runtime::{
-    ChunkCache, Multiscale, SourceDtype, SynthError, SynthOptions, SynthSize, SynthVariant,
-    count_nonzero, read_window, write_synthetic,
+    ChunkCache, Multiscale, SourceDtype, SynthError, SynthOptions, SynthSize, SynthVariant, count_nonzero, read_window,
+    write_synthetic,
 };
 
 fn small(force: bool) -> SynthOptions {
@@ -62,10 +62,7 @@ fn writes_reopens_and_matches_the_report() {
             .unwrap()
             .contains("classes: [mito, er, nuc, pm]")
     );
-    assert!(
-        !dir.join("v3/synth.zarr/recon-1/labels/groundtruth/crop2/pm")
-            .exists()
-    );
+    assert!(!dir.join("v3/synth.zarr/recon-1/labels/groundtruth/crop2/pm").exists());
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary folder left behind");
 
@@ -92,10 +89,7 @@ fn writes_reopens_and_matches_the_report() {
                 let ms = Multiscale::open(loc.to_str().unwrap()).unwrap();
                 assert_eq!(ms.levels.len(), 2);
                 assert_eq!(ms.levels[0].translation_nm, c.translation_nm);
-                assert_eq!(
-                    ms.levels[1].translation_nm,
-                    c.translation_nm.map(|t| t + 4.0)
-                );
+                assert_eq!(ms.levels[1].translation_nm, c.translation_nm.map(|t| t + 4.0));
                 assert_eq!(ms.levels[0].shape_vox, c.shape_vox);
                 let want = if c.name == "crop1" && class == "nuc" {
                     SourceDtype::U64
@@ -140,10 +134,7 @@ fn writes_reopens_and_matches_the_report() {
         sum / n
     };
     let (mito, nuc, pm) = (mean_where("mito"), mean_where("nuc"), mean_where("pm"));
-    assert!(
-        mito < 95.0 && nuc > 175.0 && pm < 75.0,
-        "mito {mito} nuc {nuc} pm {pm}"
-    );
+    assert!(mito < 95.0 && nuc > 175.0 && pm < 75.0, "mito {mito} nuc {nuc} pm {pm}");
 }
 
 #[test]
@@ -156,10 +147,7 @@ fn deterministic_and_refuses_non_empty_dir() {
     };
     let a = write_synthetic(&dir, &opts).unwrap();
     let err = write_synthetic(&dir, &opts).unwrap_err();
-    assert!(
-        matches!(&err, SynthError::NotEmpty { dir: d } if *d == dir),
-        "{err}"
-    );
+    assert!(matches!(&err, SynthError::NotEmpty { dir: d } if *d == dir), "{err}");
     let chunk = dir.join("v2/synth.zarr/recon-1/em/fibsem-uint8/s0/1/2/0");
     let before = std::fs::read(&chunk).unwrap();
     let b = write_synthetic(
@@ -170,14 +158,9 @@ fn deterministic_and_refuses_non_empty_dir() {
         },
     )
     .unwrap();
-    assert_eq!(
-        std::fs::read(&chunk).unwrap(),
-        before,
-        "same seed, same bytes"
-    );
+    assert_eq!(std::fs::read(&chunk).unwrap(), before, "same seed, same bytes");
     assert_eq!(a.crops, b.crops);
-    let other =
-        write_synthetic(&tmp.path().join("seed8"), &SynthOptions { seed: 8, ..opts }).unwrap();
+    let other = write_synthetic(&tmp.path().join("seed8"), &SynthOptions { seed: 8, ..opts }).unwrap();
     assert_ne!(other.crops, a.crops);
     assert!(matches!(
         write_synthetic(

@@ -10,26 +10,17 @@ use zarrs::filesystem::FilesystemStore;
 use crate::common::{Dt, Fmt, blosc, write_pyramid};
 
 /// The expected window: zarrs reads the in-bounds box, everything else is `fill`.
-fn expected<T: Dt>(
-    root: &std::path::Path,
-    level: &Level,
-    start: [i64; 3],
-    shape: [usize; 3],
-    fill: f32,
-) -> Vec<f32> {
+fn expected<T: Dt>(root: &std::path::Path, level: &Level, start: [i64; 3], shape: [usize; 3], fill: f32) -> Vec<f32> {
     let store = Arc::new(FilesystemStore::new(root).unwrap());
     let array = Array::open(store, &format!("/{}", level.path)).unwrap();
     let n = level.shape_vox.map(|v| v as i64);
     let lo: Vec<i64> = (0..3).map(|a| start[a].clamp(0, n[a])).collect();
-    let hi: Vec<i64> = (0..3)
-        .map(|a| (start[a] + shape[a] as i64).clamp(0, n[a]))
-        .collect();
+    let hi: Vec<i64> = (0..3).map(|a| (start[a] + shape[a] as i64).clamp(0, n[a])).collect();
     let mut out = vec![fill; shape.iter().product()];
     if (0..3).any(|a| lo[a] >= hi[a]) {
         return out;
     }
-    let mut ranges: Vec<std::ops::Range<u64>> =
-        (0..3).map(|a| lo[a] as u64..hi[a] as u64).collect();
+    let mut ranges: Vec<std::ops::Range<u64>> = (0..3).map(|a| lo[a] as u64..hi[a] as u64).collect();
     if level.has_channel_axis {
         ranges.insert(0, 0..1);
     }
@@ -55,15 +46,12 @@ fn expected<T: Dt>(
 fn windows(level: &Level) -> Vec<([i64; 3], [usize; 3])> {
     let n = level.shape_vox.map(|v| v as i64);
     vec![
-        ([0, 0, 0], [8, 8, 8]),                       // aligned
-        ([3, 5, 7], [11, 6, 13]),                     // unaligned
-        ([-4, 2, -9], [10, 7, 12]),                   // partly before the start
-        ([n[0] - 5, n[1] - 3, n[2] - 6], [9, 8, 10]), // partly past the end
-        ([n[0] + 2, 0, 0], [4, 4, 4]),                // fully out of bounds
-        (
-            [-3, -3, -3],
-            [n[0] as usize + 6, n[1] as usize + 6, n[2] as usize + 6],
-        ), // covers it all
+        ([0, 0, 0], [8, 8, 8]),                                                    // aligned
+        ([3, 5, 7], [11, 6, 13]),                                                  // unaligned
+        ([-4, 2, -9], [10, 7, 12]),                                                // partly before the start
+        ([n[0] - 5, n[1] - 3, n[2] - 6], [9, 8, 10]),                              // partly past the end
+        ([n[0] + 2, 0, 0], [4, 4, 4]),                                             // fully out of bounds
+        ([-3, -3, -3], [n[0] as usize + 6, n[1] as usize + 6, n[2] as usize + 6]), // covers it all
     ]
 }
 
@@ -81,25 +69,11 @@ fn check_store<T: Dt>(fmt: Fmt, chunks: [u64; 3], channels: Option<u64>) {
             let strides = [(shape[1] * shape[2]) as isize, shape[2] as isize, 1];
             let mut got = vec![0f32; want.len()];
             let r = read_window(level, None, start, shape, -1.0f32, &mut got, 0, strides).unwrap();
-            assert_eq!(
-                got, want,
-                "{} {:?} {start:?} {shape:?} (no cache)",
-                level.path, fmt
-            );
+            assert_eq!(got, want, "{} {:?} {start:?} {shape:?} (no cache)", level.path, fmt);
             let inb = want.len() as u64 - count_fill(level, start, shape);
             assert_eq!(r.voxels_in_bounds, inb);
             let mut cached = vec![0f32; want.len()];
-            read_window(
-                level,
-                Some(&cache),
-                start,
-                shape,
-                -1.0f32,
-                &mut cached,
-                0,
-                strides,
-            )
-            .unwrap();
+            read_window(level, Some(&cache), start, shape, -1.0f32, &mut cached, 0, strides).unwrap();
             assert_eq!(cached, want, "{} {start:?} {shape:?} (cache)", level.path);
         }
     }
@@ -177,13 +151,7 @@ fn v2_uncompressed_channel_axis_u16() {
 
 #[test]
 fn v3_sharded_u8() {
-    check_store::<u8>(
-        Fmt::V3Sharded {
-            inner: vec![8, 8, 8],
-        },
-        [16, 16, 16],
-        None,
-    );
+    check_store::<u8>(Fmt::V3Sharded { inner: vec![8, 8, 8] }, [16, 16, 16], None);
 }
 
 #[test]
@@ -202,9 +170,7 @@ fn v3_sharded_level_shapes() {
     let dir = tempfile::tempdir().unwrap();
     write_pyramid::<u8>(
         dir.path(),
-        &Fmt::V3Sharded {
-            inner: vec![8, 4, 8],
-        },
+        &Fmt::V3Sharded { inner: vec![8, 4, 8] },
         [37, 29, 41],
         [16, 16, 16],
         None,
@@ -236,17 +202,7 @@ fn negative_and_permuted_strides() {
     let (start, [d0, d1, d2]) = ([-2i64, 3, 30], [9usize, 10, 14]);
     let plain_strides = [(d1 * d2) as isize, d2 as isize, 1];
     let mut plain = vec![0u8; d0 * d1 * d2];
-    read_window(
-        level,
-        None,
-        start,
-        [d0, d1, d2],
-        255u8,
-        &mut plain,
-        0,
-        plain_strides,
-    )
-    .unwrap();
+    read_window(level, None, start, [d0, d1, d2], 255u8, &mut plain, 0, plain_strides).unwrap();
     let at = |z: usize, y: usize, x: usize| plain[(z * d1 + y) * d2 + x];
 
     // Mirror z and x: dest[(d0-1-i), j, (d2-1-k)].
@@ -268,10 +224,7 @@ fn negative_and_permuted_strides() {
         for i in 0..d0 {
             for j in 0..d1 {
                 for k in 0..d2 {
-                    assert_eq!(
-                        mirrored[((d0 - 1 - i) * d1 + j) * d2 + (d2 - 1 - k)],
-                        at(i, j, k)
-                    );
+                    assert_eq!(mirrored[((d0 - 1 - i) * d1 + j) * d2 + (d2 - 1 - k)], at(i, j, k));
                 }
             }
         }
@@ -280,17 +233,7 @@ fn negative_and_permuted_strides() {
     // Transpose to (x, z, y) order: dest shape [d2, d0, d1], dest[k, i, j] = src[i, j, k].
     let mut transposed = vec![0u8; plain.len()];
     let strides = [d1 as isize, 1, (d0 * d1) as isize];
-    read_window(
-        level,
-        None,
-        start,
-        [d0, d1, d2],
-        255u8,
-        &mut transposed,
-        0,
-        strides,
-    )
-    .unwrap();
+    read_window(level, None, start, [d0, d1, d2], 255u8, &mut transposed, 0, strides).unwrap();
     for i in 0..d0 {
         for j in 0..d1 {
             for k in 0..d2 {
@@ -303,17 +246,7 @@ fn negative_and_permuted_strides() {
     let mut big = vec![7u8; 4 + d0 * d1 * d2 + 9];
     let strides = [(d1 * d2) as isize, -1, d1 as isize];
     let offset = 4 + (d1 - 1);
-    read_window(
-        level,
-        None,
-        start,
-        [d0, d1, d2],
-        255u8,
-        &mut big,
-        offset,
-        strides,
-    )
-    .unwrap();
+    read_window(level, None, start, [d0, d1, d2], 255u8, &mut big, offset, strides).unwrap();
     for i in 0..d0 {
         for j in 0..d1 {
             for k in 0..d2 {
@@ -341,17 +274,7 @@ fn destination_and_dtype_errors() {
     let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
     let level = &ms.levels[0];
     let mut small = vec![0f32; 63];
-    let err = read_window(
-        level,
-        None,
-        [0, 0, 0],
-        [4, 4, 4],
-        0.0,
-        &mut small,
-        0,
-        [16, 4, 1],
-    )
-    .unwrap_err();
+    let err = read_window(level, None, [0, 0, 0], [4, 4, 4], 0.0, &mut small, 0, [16, 4, 1]).unwrap_err();
     assert!(
         matches!(
             err,
@@ -364,34 +287,14 @@ fn destination_and_dtype_errors() {
         ),
         "{err}"
     );
-    let err = read_window(
-        level,
-        None,
-        [0, 0, 0],
-        [4, 4, 4],
-        0.0,
-        &mut small,
-        0,
-        [-16, 4, 1],
-    )
-    .unwrap_err();
+    let err = read_window(level, None, [0, 0, 0], [4, 4, 4], 0.0, &mut small, 0, [-16, 4, 1]).unwrap_err();
     assert!(
         matches!(err, ReadError::DestinationOutOfRange { min_index: -48, .. }),
         "{err}"
     );
     assert_eq!(small, vec![0.0; 63], "nothing written on error");
     let mut bytes = vec![0u8; 64];
-    let err = read_window(
-        level,
-        None,
-        [0, 0, 0],
-        [4, 4, 4],
-        0u8,
-        &mut bytes,
-        0,
-        [16, 4, 1],
-    )
-    .unwrap_err();
+    let err = read_window(level, None, [0, 0, 0], [4, 4, 4], 0u8, &mut bytes, 0, [16, 4, 1]).unwrap_err();
     assert!(matches!(err, ReadError::DtypeMismatch { .. }));
     assert!(err.to_string().contains("uint16"), "{err}");
 }
@@ -466,9 +369,7 @@ fn threads_share_one_cache() {
     let dir = tempfile::tempdir().unwrap();
     write_pyramid::<u16>(
         dir.path(),
-        &Fmt::V3Sharded {
-            inner: vec![8, 8, 8],
-        },
+        &Fmt::V3Sharded { inner: vec![8, 8, 8] },
         [40, 40, 40],
         [16, 16, 16],
         None,
@@ -538,11 +439,7 @@ fn corrupt_truncated_and_missing_chunks() {
         None,
     );
     // Garbage in chunk (0, 1, 0).
-    std::fs::write(
-        chunk_file(root, "0/1/0"),
-        b"this is not a blosc chunk at all",
-    )
-    .unwrap();
+    std::fs::write(chunk_file(root, "0/1/0"), b"this is not a blosc chunk at all").unwrap();
     // Truncate chunk (1, 0, 0) to half its size.
     let p = chunk_file(root, "1/0/0");
     let bytes = std::fs::read(&p).unwrap();
@@ -553,21 +450,9 @@ fn corrupt_truncated_and_missing_chunks() {
     let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
     let level = &ms.levels[0];
     let mut out = vec![0f32; 512];
-    let err = read_window(
-        level,
-        None,
-        [0, 8, 0],
-        [8, 8, 8],
-        0.0,
-        &mut out,
-        0,
-        [64, 8, 1],
-    )
-    .unwrap_err();
+    let err = read_window(level, None, [0, 8, 0], [8, 8, 8], 0.0, &mut out, 0, [64, 8, 1]).unwrap_err();
     match &err {
-        ReadError::Decode {
-            array, key, chunk, ..
-        } => {
+        ReadError::Decode { array, key, chunk, .. } => {
             assert!(array.ends_with("/s0"), "{array}");
             assert_eq!(key, "s0/0/1/0");
             assert_eq!(*chunk, [0, 1, 0]);
@@ -576,17 +461,7 @@ fn corrupt_truncated_and_missing_chunks() {
     }
     assert!(err.to_string().contains("`s0/0/1/0`"), "{err}");
     let cache = ChunkCache::new(1 << 20);
-    let err = read_window(
-        level,
-        Some(&cache),
-        [8, 0, 0],
-        [8, 8, 8],
-        0.0,
-        &mut out,
-        0,
-        [64, 8, 1],
-    )
-    .unwrap_err();
+    let err = read_window(level, Some(&cache), [8, 0, 0], [8, 8, 8], 0.0, &mut out, 0, [64, 8, 1]).unwrap_err();
     assert!(
         matches!(&err, ReadError::Decode { key, chunk: [1, 0, 0], .. } if key == "s0/1/0/0"),
         "{err}"
@@ -613,9 +488,7 @@ fn corrupt_shard_names_the_shard() {
     let root = dir.path();
     write_pyramid::<u8>(
         root,
-        &Fmt::V3Sharded {
-            inner: vec![8, 8, 8],
-        },
+        &Fmt::V3Sharded { inner: vec![8, 8, 8] },
         [32, 32, 32],
         [16, 16, 16],
         None,

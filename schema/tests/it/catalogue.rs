@@ -71,10 +71,7 @@ fn huge_file_is_refused_before_parsing() {
     let errors = cellmap_schema::load(&path).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(1));
     assert_eq!(errors.0.len(), 1);
-    assert_eq!(
-        errors.0[0].message,
-        "spec is over the limit of 1048576 bytes"
-    );
+    assert_eq!(errors.0[0].message, "spec is over the limit of 1048576 bytes");
     assert_eq!((errors.0[0].line, errors.0[0].column), (1, 1));
     let text = "a: 1\n".repeat(300_000);
     let errors = cellmap_schema::parse(&text, &path).unwrap_err();
@@ -88,10 +85,7 @@ fn huge_file_is_refused_before_parsing() {
 fn all_schema_errors_are_reported_at_once() {
     let text = std::fs::read_to_string(root().join("examples/minimal.yaml"))
         .unwrap()
-        .replace(
-            "scale: [8, 8, 8] }\n  targets",
-            "scale: [8, 8, -1, 3] }\n  targets",
-        )
+        .replace("scale: [8, 8, 8] }\n  targets", "scale: [8, 8, -1, 3] }\n  targets")
         .replace("batch_size: 8", "batch_size: 0\n  wrkers: 3");
     let errors = cellmap_schema::parse(&text, std::path::Path::new("spec.yaml")).unwrap_err();
     let got: Vec<(usize, usize, &str)> = errors

@@ -41,10 +41,7 @@ fn minimal_takes_defaults_and_reads_the_csv() {
     assert_eq!(s.sampling.pad_value_inputs, 0.0);
     assert!(s.sampling.pad_value_targets.is_nan());
     assert!(s.sampling.validation_tiling);
-    assert_eq!(
-        s.augment.targets,
-        [ValueTransform::Binarize { threshold: 0.0 }]
-    );
+    assert_eq!(s.augment.targets, [ValueTransform::Binarize { threshold: 0.0 }]);
     assert!(s.augment.inputs.is_empty());
     assert_eq!(s.loader.batch_size, 8);
     assert_eq!((s.loader.workers, s.loader.prefetch), (2, 4));
@@ -52,10 +49,7 @@ fn minimal_takes_defaults_and_reads_the_csv() {
     assert!(!s.loader.pin_memory);
     assert_eq!(s.loader.cache_bytes, 1 << 30);
     let splits: Vec<(Split, usize)> = s.datasets.iter().map(|d| (d.split, d.index)).collect();
-    assert_eq!(
-        splits,
-        [(Split::Train, 0), (Split::Train, 1), (Split::Validate, 0)]
-    );
+    assert_eq!(splits, [(Split::Train, 0), (Split::Train, 1), (Split::Validate, 0)]);
     let d = &s.datasets[1];
     let examples = std::path::absolute(root().join("examples")).unwrap();
     assert_eq!(
@@ -66,23 +60,14 @@ fn minimal_takes_defaults_and_reads_the_csv() {
             .to_string()
     );
     let t = d.targets.as_ref().unwrap();
-    assert_eq!(
-        t.annotated.as_deref(),
-        Some(&["mito".to_owned(), "pm".to_owned()][..])
-    );
+    assert_eq!(t.annotated.as_deref(), Some(&["mito".to_owned(), "pm".to_owned()][..]));
     assert!(t.template.ends_with("crop156/{class}"));
-    assert!(
-        d.origin.ends_with("examples/datasplit.csv:3"),
-        "{}",
-        d.origin
-    );
+    assert!(d.origin.ends_with("examples/datasplit.csv:3"), "{}", d.origin);
 }
 
 #[test]
 fn full_and_2d_resolve() {
-    let s = cellmap_schema::load(&root().join("examples/full.yaml"))
-        .unwrap()
-        .spec;
+    let s = cellmap_schema::load(&root().join("examples/full.yaml")).unwrap().spec;
     assert_eq!(
         s.inputs.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
         ["raw", "raw_16nm"]
@@ -112,9 +97,7 @@ fn full_and_2d_resolve() {
         s.datasets[0].origin
     );
 
-    let s = cellmap_schema::load(&root().join("examples/2d.yaml"))
-        .unwrap()
-        .spec;
+    let s = cellmap_schema::load(&root().join("examples/2d.yaml")).unwrap().spec;
     assert_eq!(s.inputs[0].shape_vox, [1, 256, 256]);
     assert_eq!(s.inputs[0].voxel_size_nm, [4.0, 4.0, 4.0]);
     assert_eq!(
@@ -136,10 +119,7 @@ fn relations_are_made_symmetric_with_a_warning() {
     let r = &checked.spec.class_relations;
     assert!(r["er"].contains("mito") && r["nuc"].contains("mito") && r["mito"].len() == 2);
     assert_eq!(checked.warnings.len(), 2);
-    assert_eq!(
-        (checked.warnings[0].line, checked.warnings[0].column),
-        (5, 26)
-    );
+    assert_eq!((checked.warnings[0].line, checked.warnings[0].column), (5, 26));
     assert_eq!(
         checked.warnings[0].message,
         "`mito` excludes `er` but not the reverse; added `er: [mito]`"

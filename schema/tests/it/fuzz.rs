@@ -57,11 +57,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), 1u8..=255).prop_map(|(a, b)| Mutation::Flip(a, b)),
         any::<usize>().prop_map(Mutation::DeleteLine),
         any::<usize>().prop_map(Mutation::DuplicateLine),
-        (
-            any::<usize>(),
-            "[\\[\\]{}:,&*!|>'\"#\\- \\t\\n.a-z0-9]{1,8}"
-        )
-            .prop_map(|(a, s)| Mutation::Insert(a, s)),
+        (any::<usize>(), "[\\[\\]{}:,&*!|>'\"#\\- \\t\\n.a-z0-9]{1,8}").prop_map(|(a, s)| Mutation::Insert(a, s)),
     ]
 }
 
