@@ -21,7 +21,7 @@ impl<'a, const C: usize, const Z: usize, const Y: usize, const X: usize> BatchAr
     /// If `data.len()` is not a whole number of samples of this shape (a generator bug).
     pub fn new(data: &'a [f32]) -> Self {
         assert!(
-            Self::SAMPLE_LEN > 0 && data.len() % Self::SAMPLE_LEN == 0,
+            Self::SAMPLE_LEN > 0 && data.len().is_multiple_of(Self::SAMPLE_LEN),
             "a batch array of {} values is not a whole number of [{C}, {Z}, {Y}, {X}] samples",
             data.len()
         );

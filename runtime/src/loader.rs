@@ -83,7 +83,7 @@ impl LoaderOptions {
 pub enum LoaderError {
     /// Planning failed.
     #[error(transparent)]
-    Plan(#[from] PlanError),
+    Plan(#[from] Box<PlanError>),
     /// The split has no dataset.
     #[error("the spec has no {0} dataset")]
     EmptySplit(&'static str),
@@ -285,7 +285,7 @@ pub struct Loader {
 impl Loader {
     /// Plan the spec's data and start a loader.
     pub fn open(spec: Spec, options: LoaderOptions) -> Result<Self, LoaderError> {
-        let planned = plan(&spec, PlanOptions::default())?;
+        let planned = plan(&spec, PlanOptions::default()).map_err(Box::new)?;
         Self::with_plan(Arc::new(spec), Arc::new(planned), options)
     }
 

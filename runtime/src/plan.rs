@@ -188,7 +188,7 @@ pub enum ClassPlan {
 pub enum PlanError {
     /// A dataset's groups could not be opened.
     #[error(transparent)]
-    Dataset(#[from] DatasetError),
+    Dataset(#[from] Box<DatasetError>),
     /// Counting class voxels failed.
     #[error("{origin}: counting voxels of class `{class}`: {source}")]
     Count {
@@ -198,7 +198,7 @@ pub enum PlanError {
         class: String,
         /// The read failure.
         #[source]
-        source: ReadError,
+        source: Box<ReadError>,
     },
     /// Every dataset of a split that the loader needs was excluded.
     #[error("no {split} dataset can produce a sample:\n{reasons}")]
@@ -236,7 +236,7 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
     let mut excluded = Vec::new();
     let mut warnings = Vec::new();
     for dataset in &spec.datasets {
-        let opened = DatasetSources::open(spec, dataset)?;
+        let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
         warnings.extend(opened.warnings.iter().map(|w| format!("{}: {w}", dataset.origin)));
         match plan_dataset(spec, &opened, count, &mut warnings)? {
             Ok(plan) => {
@@ -454,7 +454,7 @@ fn plan_dataset(
             let fg = count_nonzero(level).map_err(|source| PlanError::Count {
                 origin: ds.origin.clone(),
                 class: spec.classes[c].clone(),
-                source,
+                source: Box::new(source),
             })?;
             // Rescale counts from the level's voxels to the target's voxels.
             let ratio = level.scale_nm.iter().product::<f64>() / target_voxel_nm3;

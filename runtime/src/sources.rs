@@ -60,7 +60,7 @@ pub struct DatasetError {
     pub index: usize,
     /// What went wrong.
     #[source]
-    pub source: OpenError,
+    pub source: Box<OpenError>,
 }
 
 impl DatasetSources {
@@ -70,7 +70,7 @@ impl DatasetSources {
             origin: dataset.origin.clone(),
             split: dataset.split.name(),
             index: dataset.index,
-            source,
+            source: Box::new(source),
         };
         let raw = Multiscale::open(&dataset.raw).map_err(wrap)?;
         let mut warnings = Vec::new();
