@@ -14,5 +14,7 @@ mod window;
 pub use chunk_cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use geometry::{Box3, crop_start_vox, voxel_centre_nm};
 pub use multiscale::{Level, LevelChoice, Multiscale, OpenError, SourceDtype, choose_level};
-pub use synth::{SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic};
+pub use synth::{
+    SynthCrop, SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic,
+};
 pub use window::{ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window};
