@@ -59,9 +59,9 @@ pub enum OpenError {
         /// The location as given.
         location: String,
     },
-    /// The location uses a scheme this build cannot read.
+    /// The location uses a scheme this build cannot read (`http`/`https` need the `http` feature).
     #[error(
-        "`{location}`: `{scheme}` locations are not supported by this build; use a filesystem path"
+        "`{location}`: `{scheme}` locations are not supported by this build; use a filesystem path, or build with the `http` feature for http(s) URLs"
     )]
     UnsupportedScheme {
         /// The location as given.
@@ -401,7 +401,8 @@ pub fn choose_level(levels: &[Level], requested_nm: [f64; 3]) -> LevelChoice {
 }
 
 impl Multiscale {
-    /// Open the multiscale group at `location` (a filesystem path).
+    /// Open the multiscale group at `location` (a filesystem path, or an `http(s)://` URL with
+    /// the `http` feature).
     ///
     /// # Errors
     /// An [`OpenError`] naming the location for a missing path, a group without `multiscales`,

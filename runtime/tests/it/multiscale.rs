@@ -180,11 +180,20 @@ fn open_errors_name_the_path() {
     std::fs::create_dir(&empty).unwrap();
     assert!(matches!(expect_err(&empty), OpenError::NotAGroup { .. }));
 
-    let e = Multiscale::open("http://127.0.0.1:1/x.zarr").unwrap_err();
+    let e = Multiscale::open("s3://bucket/x.zarr").unwrap_err();
     assert!(
-        matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "http"),
+        matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "s3"),
         "{e}"
     );
+    #[cfg(not(feature = "http"))]
+    {
+        let e = Multiscale::open("http://127.0.0.1:1/x.zarr").unwrap_err();
+        assert!(
+            matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "http"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("`http` feature"), "{e}");
+    }
 
     let plain = base.join("plain");
     write_group(&plain, "", 2, Some(json!({"foo": 1})));
