@@ -57,8 +57,14 @@ pub(crate) fn open_store(location: &str) -> Result<Store, OpenError> {
         location: location.to_string(),
         message: e.to_string(),
     })?;
+    let trimmed = location.trim_end_matches('/');
     Ok(Store {
-        location: location.to_string(),
+        location: if trimmed.is_empty() {
+            location
+        } else {
+            trimmed
+        }
+        .to_string(),
         storage: Arc::new(store),
     })
 }

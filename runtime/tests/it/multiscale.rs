@@ -49,7 +49,12 @@ fn opens_v2_and_v3_with_geometry() {
         );
         // s1's box is the same physical extent (it is a 2× downsampling of s0).
         assert_eq!(s1.bounds_nm(), s0.bounds_nm());
-        assert!(s0.array_location().ends_with("/s0"));
+        assert_eq!(s0.array_location(), format!("{}/s0", dir.path().display()));
+        let slash = Multiscale::open(&format!("{}/", dir.path().display())).unwrap();
+        assert_eq!(
+            slash.levels[1].array_location(),
+            format!("{}/s1", dir.path().display())
+        );
     }
 }
 
