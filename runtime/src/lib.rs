@@ -72,5 +72,5 @@ pub use sampler::{
     VOXEL_WEIGHT_FLOOR, shard,
 };
 pub use sources::{ClassSource, DatasetError, DatasetSources};
-pub use synth::{SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic};
+pub use synth::{SynthCrop, SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic};
 pub use window::{ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window};

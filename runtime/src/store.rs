@@ -1,8 +1,8 @@
 //! Opening the storage behind a location string.
 //!
-//! A location is a filesystem path today. Every reader goes through [`open_store`], which returns a
-//! zarrs [`ReadableStorage`] rooted at the location, so another backend (an `http://` store) only
-//! adds a branch here.
+//! A location is a filesystem path, or (with the `http` cargo feature) an `http://`/`https://` URL
+//! read through `zarrs_http`. Every reader goes through [`open_store`], which returns a zarrs
+//! [`ReadableStorage`] rooted at the location, so another backend only adds a branch here.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,9 +27,13 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Open the storage rooted at `location` (a filesystem path).
+/// Open the storage rooted at `location`: a filesystem path, or with the `http` feature an
+/// `http://`/`https://` URL.
 pub(crate) fn open_store(location: &str) -> Result<Store, OpenError> {
-    if let Some(scheme) = ["http://", "https://", "s3://", "gs://"]
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return open_http(location);
+    }
+    if let Some(scheme) = ["s3://", "gs://"]
         .into_iter()
         .find(|s| location.starts_with(s))
     {
@@ -53,8 +57,14 @@ pub(crate) fn open_store(location: &str) -> Result<Store, OpenError> {
         location: location.to_string(),
         message: e.to_string(),
     })?;
+    let trimmed = location.trim_end_matches('/');
     Ok(Store {
-        location: location.to_string(),
+        location: if trimmed.is_empty() {
+            location
+        } else {
+            trimmed
+        }
+        .to_string(),
         storage: Arc::new(store),
     })
 }
@@ -80,4 +90,29 @@ impl Store {
                 }),
         }
     }
+}
+
+#[cfg(feature = "http")]
+fn open_http(location: &str) -> Result<Store, OpenError> {
+    let store = zarrs_http::HTTPStore::new(location.trim_end_matches('/')).map_err(|e| {
+        OpenError::Storage {
+            location: location.to_string(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(Store {
+        location: location.trim_end_matches('/').to_string(),
+        storage: Arc::new(store),
+    })
+}
+
+#[cfg(not(feature = "http"))]
+fn open_http(location: &str) -> Result<Store, OpenError> {
+    Err(OpenError::UnsupportedScheme {
+        location: location.to_string(),
+        scheme: location
+            .split_once("://")
+            .map_or("http", |(s, _)| s)
+            .to_string(),
+    })
 }

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde_json::{Value, json};
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
@@ -249,7 +250,7 @@ fn make_scene(n: u64, seed: u64) -> Scene {
         ],
         0.1 * n,
     );
-    let count = if n > 128.0 { 28 } else { 10 };
+    let count = if n > 128.0 { 40 } else { 14 };
     let mut mitos = Vec::with_capacity(count);
     let mut tries = 0;
     while mitos.len() < count && tries < 10_000 {
@@ -259,8 +260,8 @@ fn make_scene(n: u64, seed: u64) -> Scene {
             centre[1] + rng.uniform(-0.75, 0.75) * radius,
             centre[2] + rng.uniform(-0.75, 0.75) * radius,
         ];
-        let long = rng.uniform(0.04, 0.07) * n;
-        let short = 0.022 * n;
+        let long = rng.uniform(0.06, 0.09) * n;
+        let short = 0.03 * n;
         let axis = (rng.next_u64() % 3) as usize;
         let mut semi = [short; 3];
         semi[axis] = long;
@@ -415,13 +416,14 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
     let n = d.raw as usize;
     let scene = make_scene(d.raw, options.seed);
     let mut codes = vec![0u8; n * n * n];
-    for z in 0..n {
-        for y in 0..n {
-            for x in 0..n {
-                codes[(z * n + y) * n + x] = scene.code([z as f64, y as f64, x as f64]);
+    codes
+        .par_chunks_mut(n * n)
+        .enumerate()
+        .for_each(|(z, plane)| {
+            for (i, c) in plane.iter_mut().enumerate() {
+                *c = scene.code([z as f64, (i / n) as f64, (i % n) as f64]);
             }
-        }
-    }
+        });
     let mut raw = vec![0u8; n * n * n];
     for (i, (r, c)) in raw.iter_mut().zip(&codes).enumerate() {
         let base: f64 = match *c {

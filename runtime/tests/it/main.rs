@@ -3,6 +3,8 @@
 mod alloc;
 mod common;
 mod fixture;
+#[cfg(feature = "http")]
+mod http;
 mod loader;
 mod multiscale;
 mod pipeline;

@@ -39,7 +39,12 @@ fn opens_v2_and_v3_with_geometry() {
         assert_eq!(s0.bounds_nm(), Box3::new([36.0, 20.0, 12.0], [196.0, 164.0, 140.0]));
         // s1's box is the same physical extent (it is a 2× downsampling of s0).
         assert_eq!(s1.bounds_nm(), s0.bounds_nm());
-        assert!(s0.array_location().ends_with("/s0"));
+        assert_eq!(s0.array_location(), format!("{}/s0", dir.path().display()));
+        let slash = Multiscale::open(&format!("{}/", dir.path().display())).unwrap();
+        assert_eq!(
+            slash.levels[1].array_location(),
+            format!("{}/s1", dir.path().display())
+        );
     }
 }
 
@@ -167,11 +172,20 @@ fn open_errors_name_the_path() {
     std::fs::create_dir(&empty).unwrap();
     assert!(matches!(expect_err(&empty), OpenError::NotAGroup { .. }));
 
-    let e = Multiscale::open("http://127.0.0.1:1/x.zarr").unwrap_err();
+    let e = Multiscale::open("s3://bucket/x.zarr").unwrap_err();
     assert!(
-        matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "http"),
+        matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "s3"),
         "{e}"
     );
+    #[cfg(not(feature = "http"))]
+    {
+        let e = Multiscale::open("http://127.0.0.1:1/x.zarr").unwrap_err();
+        assert!(
+            matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "http"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("`http` feature"), "{e}");
+    }
 
     let plain = base.join("plain");
     write_group(&plain, "", 2, Some(json!({"foo": 1})));

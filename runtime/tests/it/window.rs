@@ -444,8 +444,13 @@ fn corrupt_truncated_and_missing_chunks() {
     let p = chunk_file(root, "1/0/0");
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-    // Remove chunk (1, 1, 1): it reads as the fill value 0.
+    // Remove chunk (1, 1, 1) and set the array's fill value to 7: the chunk reads as 7s.
     std::fs::remove_file(chunk_file(root, "1/1/1")).unwrap();
+    let meta_path = root.join("s0/.zarray");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["fill_value"] = json!(7);
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
 
     let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
     let level = &ms.levels[0];
@@ -466,19 +471,37 @@ fn corrupt_truncated_and_missing_chunks() {
         matches!(&err, ReadError::Decode { key, chunk: [1, 0, 0], .. } if key == "s0/1/0/0"),
         "{err}"
     );
-    let mut missing = vec![9f32; 512];
+    // The window [12, 16) per axis lies inside the missing chunk: the array fill value 7, not
+    // the caller's fill 5 (nothing is out of bounds).
+    let mut missing = vec![9f32; 64];
     read_window(
         level,
         Some(&cache),
-        [8, 8, 8],
-        [8, 8, 8],
+        [12, 12, 12],
+        [4, 4, 4],
         5.0,
         &mut missing,
         0,
-        [64, 8, 1],
+        [16, 4, 1],
     )
     .unwrap();
-    assert_eq!(missing, vec![0.0; 512]);
+    assert_eq!(missing, vec![7.0; 64]);
+    // [14, 18) per axis: 2³ voxels of the missing chunk, the rest out of bounds.
+    let mut edge = vec![9f32; 64];
+    let r = read_window(
+        level,
+        Some(&cache),
+        [14, 14, 14],
+        [4, 4, 4],
+        5.0,
+        &mut edge,
+        0,
+        [16, 4, 1],
+    )
+    .unwrap();
+    assert_eq!(r.voxels_in_bounds, 8);
+    assert_eq!(edge.iter().filter(|v| **v == 7.0).count(), 8);
+    assert_eq!(edge.iter().filter(|v| **v == 5.0).count(), 56);
     assert!(count_nonzero(level).is_err());
 }
 

@@ -1,0 +1,133 @@
+//! Reading groups over HTTP (`http` feature) from a tiny file server on 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cellmap_runtime::{ChunkCache, Multiscale, OpenError, read_window};
+
+use crate::common::{Fmt, blosc, write_pyramid};
+
+/// Serve the files under `root` (GET and HEAD; ranges are answered with the whole file, which
+/// HTTP allows). Returns the base URL and a request counter.
+fn serve(root: PathBuf) -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicU64::new(0));
+    let counter = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let root = root.clone();
+            std::thread::spawn(move || handle(stream, &root));
+        }
+    });
+    (url, requests)
+}
+
+fn handle(mut stream: TcpStream, root: &Path) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+            break;
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let rel = path.trim_start_matches('/');
+    let file = root.join(rel);
+    let body = if rel.split('/').any(|c| c == "..") || !file.is_file() {
+        None
+    } else {
+        std::fs::read(&file).ok()
+    };
+    let _ = match body {
+        Some(body) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).and_then(|()| {
+                if method == "GET" {
+                    stream.write_all(&body)
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        None => stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    };
+}
+
+#[test]
+fn http_reads_equal_filesystem_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pyramid::<u16>(
+        &dir.path().join("v2"),
+        &Fmt::V2 {
+            compressor: blosc("zstd", 1),
+            sep: "/",
+        },
+        [30, 20, 25],
+        [8, 8, 8],
+        None,
+    );
+    write_pyramid::<u8>(
+        &dir.path().join("v3"),
+        &Fmt::V3Sharded {
+            inner: vec![8, 8, 8],
+        },
+        [30, 20, 25],
+        [16, 16, 16],
+        None,
+    );
+    let (url, requests) = serve(dir.path().to_path_buf());
+    for v in ["v2", "v3"] {
+        let local = Multiscale::open(dir.path().join(v).to_str().unwrap()).unwrap();
+        let remote = Multiscale::open(&format!("{url}/{v}/")).unwrap();
+        assert_eq!(
+            remote.location,
+            format!("{url}/{v}/"),
+            "the location as given"
+        );
+        assert_eq!(remote.levels.len(), 2);
+        for (l, r) in local.levels.iter().zip(&remote.levels) {
+            assert_eq!(
+                (l.shape_vox, l.scale_nm, l.translation_nm, l.dtype),
+                (r.shape_vox, r.scale_nm, r.translation_nm, r.dtype)
+            );
+            assert_eq!(r.array_location(), format!("{url}/{v}/{}", r.path));
+            let cache = ChunkCache::new(1 << 20);
+            let (start, shape) = ([-2i64, 3, 5], [12usize, 15, 22]);
+            let mut a = vec![0f32; 12 * 15 * 22];
+            let mut b = vec![1f32; a.len()];
+            read_window(l, None, start, shape, -1.0, &mut a, 0, [330, 22, 1]).unwrap();
+            read_window(r, Some(&cache), start, shape, -1.0, &mut b, 0, [330, 22, 1]).unwrap();
+            assert_eq!(a, b, "{v} {}", l.path);
+            let before = requests.load(Ordering::Relaxed);
+            read_window(r, Some(&cache), start, shape, -1.0, &mut b, 0, [330, 22, 1]).unwrap();
+            assert_eq!(
+                requests.load(Ordering::Relaxed),
+                before,
+                "a warm cache makes no requests"
+            );
+            assert_eq!(a, b);
+        }
+    }
+    let e = Multiscale::open(&format!("{url}/nothing-here")).unwrap_err();
+    assert!(matches!(e, OpenError::NotAGroup { .. }), "{e}");
+    std::fs::remove_dir_all(dir.path().join("v2/s1")).unwrap();
+    let e = Multiscale::open(&format!("{url}/v2")).unwrap_err();
+    assert!(
+        matches!(&e, OpenError::MissingLevel { level, .. } if level == "s1"),
+        "{e}"
+    );
+}
