@@ -11,6 +11,6 @@ pub use augment::spatial::{SPATIAL_RNG_DRAWS, SpatialDraw, draw_spatial};
 pub use augment::value::{ValueError, ValueScratch, apply_value_transforms};
 pub use rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 pub use sampler::{
-    DatasetGrid, DistError, DistInfo, EpochDraws, ForegroundIndex, SampleChoice, SamplerError, TrainSampler,
-    VOXEL_WEIGHT_FLOOR, shard,
+    DatasetGrid, DistError, DistInfo, EpochDraws, ForegroundIndex, SampleChoice, SamplerError,
+    TrainSampler, VOXEL_WEIGHT_FLOOR, shard,
 };

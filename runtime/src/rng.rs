@@ -67,13 +67,23 @@ impl Rng {
         for word in [key.epoch, key.rank, key.index, stream] {
             h = mix64(h.wrapping_add(GAMMA) ^ mix64(word.wrapping_add(0x3C6E_F372_FE94_F82B)));
         }
-        Rng { base: h, counter: 0, spare: None, spare_f32: None }
+        Rng {
+            base: h,
+            counter: 0,
+            spare: None,
+            spare_f32: None,
+        }
     }
 
     /// A new independent generator seeded from this one's next output (consumes one `u64`).
     pub fn fork(&mut self) -> Rng {
         let seed = self.next_u64();
-        Rng { base: mix64(seed ^ 0xA54F_F53A_5F1D_36F1), counter: 0, spare: None, spare_f32: None }
+        Rng {
+            base: mix64(seed ^ 0xA54F_F53A_5F1D_36F1),
+            counter: 0,
+            spare: None,
+            spare_f32: None,
+        }
     }
 
     /// The next 64 uniformly distributed bits.
@@ -179,7 +189,12 @@ mod tests {
     use super::*;
 
     fn key(index: u64) -> SampleKey {
-        SampleKey { seed: 7, epoch: 3, rank: 1, index }
+        SampleKey {
+            seed: 7,
+            epoch: 3,
+            rank: 1,
+            index,
+        }
     }
 
     #[test]
@@ -201,7 +216,12 @@ mod tests {
         assert_ne!(base, first(SampleKey { epoch: 4, ..key(5) }, 2));
         assert_ne!(base, first(SampleKey { seed: 8, ..key(5) }, 2));
         // Swapping fields must not collide.
-        let swapped = SampleKey { seed: 7, epoch: 1, rank: 3, index: 5 };
+        let swapped = SampleKey {
+            seed: 7,
+            epoch: 1,
+            rank: 3,
+            index: 5,
+        };
         assert_ne!(base, first(swapped, 2));
     }
 
@@ -218,7 +238,10 @@ mod tests {
     fn distribution_sanity() {
         let mut rng = Rng::new(key(0), 0);
         let (m, v) = mean_var((0..100_000).map(|_| rng.uniform()));
-        assert!((m - 0.5).abs() < 0.005 && (v - 1.0 / 12.0).abs() < 0.002, "{m} {v}");
+        assert!(
+            (m - 0.5).abs() < 0.005 && (v - 1.0 / 12.0).abs() < 0.002,
+            "{m} {v}"
+        );
         let (m, v) = mean_var((0..100_000).map(|_| rng.normal()));
         assert!(m.abs() < 0.02 && (v - 1.0).abs() < 0.03, "{m} {v}");
         let (m, v) = mean_var((0..100_000).map(|_| f64::from(rng.normal_f32())));

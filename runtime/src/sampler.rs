@@ -123,7 +123,9 @@ pub struct DatasetGrid {
 impl DatasetGrid {
     /// Number of candidate centres (saturating).
     pub fn centres(&self) -> u64 {
-        self.grid_shape.iter().fold(1u64, |a, &n| a.saturating_mul(n))
+        self.grid_shape
+            .iter()
+            .fold(1u64, |a, &n| a.saturating_mul(n))
     }
 }
 
@@ -144,7 +146,10 @@ enum Choice {
     /// Prefix sums of grid sizes.
     Uniform { cumulative: Vec<u64> },
     /// Per class, the non-empty datasets annotating it; the active classes.
-    ClassBalanced { crops_of: Vec<Vec<usize>>, active: Vec<usize> },
+    ClassBalanced {
+        crops_of: Vec<Vec<usize>>,
+        active: Vec<usize>,
+    },
     /// Prefix sums of dataset probabilities.
     Weighted { cumulative: Vec<f64> },
 }
@@ -173,24 +178,40 @@ impl TrainSampler {
     /// # Errors
     /// [`SamplerError`] when the grids are inconsistent or empty, the rank is out of range, or
     /// `class_balanced` finds no annotated class.
-    pub fn new(grids: Vec<DatasetGrid>, sampling: &Sampling, rank: usize, world_size: usize) -> Result<TrainSampler, SamplerError> {
+    pub fn new(
+        grids: Vec<DatasetGrid>,
+        sampling: &Sampling,
+        rank: usize,
+        world_size: usize,
+    ) -> Result<TrainSampler, SamplerError> {
         if rank >= world_size {
             return Err(SamplerError::RankOutOfRange { rank, world_size });
         }
         let classes = grids.first().map_or(0, |g| g.annotated.len());
         for (i, g) in grids.iter().enumerate() {
             if g.annotated.len() != classes {
-                return Err(SamplerError::ClassCount { dataset: i, field: "annotated", got: g.annotated.len(), expected: classes });
+                return Err(SamplerError::ClassCount {
+                    dataset: i,
+                    field: "annotated",
+                    got: g.annotated.len(),
+                    expected: classes,
+                });
             }
             if let Some(f) = &g.foreground
                 && f.grid_shape() != g.grid_shape
             {
-                return Err(SamplerError::ForegroundShape { dataset: i, index: f.grid_shape(), grid: g.grid_shape });
+                return Err(SamplerError::ForegroundShape {
+                    dataset: i,
+                    index: f.grid_shape(),
+                    grid: g.grid_shape,
+                });
             }
         }
         let sizes: Vec<u64> = grids.iter().map(DatasetGrid::centres).collect();
         if sizes.iter().all(|&s| s == 0) {
-            return Err(SamplerError::NoCentres { datasets: grids.len() });
+            return Err(SamplerError::NoCentres {
+                datasets: grids.len(),
+            });
         }
         let choice = match sampling.weighting {
             Weighting::Uniform => {
@@ -199,7 +220,9 @@ impl TrainSampler {
                     total = total.saturating_add(s);
                     total
                 });
-                Choice::Uniform { cumulative: cumulative.collect() }
+                Choice::Uniform {
+                    cumulative: cumulative.collect(),
+                }
             }
             Weighting::ClassBalanced => {
                 let mut crops_of = vec![Vec::new(); classes];
@@ -208,13 +231,16 @@ impl TrainSampler {
                         crops_of[c].push(i);
                     }
                 }
-                let active: Vec<usize> = (0..classes).filter(|&c| !crops_of[c].is_empty()).collect();
+                let active: Vec<usize> =
+                    (0..classes).filter(|&c| !crops_of[c].is_empty()).collect();
                 if active.is_empty() {
                     return Err(SamplerError::NoAnnotatedClass);
                 }
                 Choice::ClassBalanced { crops_of, active }
             }
-            Weighting::VoxelWeighted => Choice::Weighted { cumulative: voxel_weights(&grids, &sizes, classes)? },
+            Weighting::VoxelWeighted => Choice::Weighted {
+                cumulative: voxel_weights(&grids, &sizes, classes)?,
+            },
         };
         Ok(TrainSampler {
             grids,
@@ -243,7 +269,12 @@ impl TrainSampler {
     }
 
     fn key(&self, epoch: u64, index: u64) -> SampleKey {
-        SampleKey { seed: self.seed, epoch, rank: self.rank as u64, index }
+        SampleKey {
+            seed: self.seed,
+            epoch,
+            rank: self.rank as u64,
+            index,
+        }
     }
 
     /// Prepares epoch `epoch`: precomputes the class-balanced crop sequence (other weightings need
@@ -262,22 +293,43 @@ impl TrainSampler {
                 let class = ties[rng.below(ties.len() as u64) as usize];
                 let crops = &crops_of[class];
                 let crop = crops[rng.below(crops.len() as u64) as usize];
-                for (c, _) in self.grids[crop].annotated.iter().enumerate().filter(|(_, a)| **a) {
+                for (c, _) in self.grids[crop]
+                    .annotated
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| **a)
+                {
                     counts[c] += 1;
                 }
                 sequence.push(crop as u32);
             }
         }
-        EpochDraws { sampler: self, epoch, sequence }
+        EpochDraws {
+            sampler: self,
+            epoch,
+            sequence,
+        }
     }
 }
 
 /// Dataset probabilities for `voxel_weighted`, as prefix sums.
-fn voxel_weights(grids: &[DatasetGrid], sizes: &[u64], classes: usize) -> Result<Vec<f64>, SamplerError> {
+fn voxel_weights(
+    grids: &[DatasetGrid],
+    sizes: &[u64],
+    classes: usize,
+) -> Result<Vec<f64>, SamplerError> {
     for (i, g) in grids.iter().enumerate() {
-        for (field, len) in [("foreground_voxels", g.foreground_voxels.len()), ("total_voxels", g.total_voxels.len())] {
+        for (field, len) in [
+            ("foreground_voxels", g.foreground_voxels.len()),
+            ("total_voxels", g.total_voxels.len()),
+        ] {
             if len != classes {
-                return Err(SamplerError::ClassCount { dataset: i, field, got: len, expected: classes });
+                return Err(SamplerError::ClassCount {
+                    dataset: i,
+                    field,
+                    got: len,
+                    expected: classes,
+                });
             }
         }
     }
@@ -285,7 +337,11 @@ fn voxel_weights(grids: &[DatasetGrid], sizes: &[u64], classes: usize) -> Result
         .map(|c| {
             let fg: u64 = grids.iter().map(|g| g.foreground_voxels[c]).sum();
             let total: u64 = grids.iter().map(|g| g.total_voxels[c]).sum();
-            if fg == 0 { 1.0 } else { total.saturating_sub(fg) as f64 / fg as f64 }
+            if fg == 0 {
+                1.0
+            } else {
+                total.saturating_sub(fg) as f64 / fg as f64
+            }
         })
         .collect();
     let raw: Vec<f64> = grids
@@ -295,7 +351,9 @@ fn voxel_weights(grids: &[DatasetGrid], sizes: &[u64], classes: usize) -> Result
             if s == 0 {
                 return 0.0;
             }
-            (0..classes).map(|c| g.foreground_voxels[c] as f64 * class_weight[c]).sum()
+            (0..classes)
+                .map(|c| g.foreground_voxels[c] as f64 * class_weight[c])
+                .sum()
         })
         .collect();
     let eligible = sizes.iter().filter(|&&s| s > 0).count() as f64;
@@ -368,9 +426,14 @@ impl EpochDraws<'_> {
             }
             Choice::Weighted { cumulative } => {
                 let u = rng.uniform();
-                let d = cumulative.partition_point(|&c| c <= u).min(cumulative.len() - 1);
+                let d = cumulative
+                    .partition_point(|&c| c <= u)
+                    .min(cumulative.len() - 1);
                 // Rounding can leave a zero-probability dataset at the end: step back to a real one.
-                let d = (0..=d).rev().find(|&k| s.grids[k].centres() > 0).unwrap_or(d);
+                let d = (0..=d)
+                    .rev()
+                    .find(|&k| s.grids[k].centres() > 0)
+                    .unwrap_or(d);
                 (d, None)
             }
         };
@@ -382,6 +445,10 @@ impl EpochDraws<'_> {
             (None, Some(c)) => (c, false),
             (None, None) => (rng.below(grid.centres()), false),
         };
-        Some(SampleChoice { dataset, grid_index: unravel(linear, grid.grid_shape), on_foreground })
+        Some(SampleChoice {
+            dataset,
+            grid_index: unravel(linear, grid.grid_shape),
+            on_foreground,
+        })
     }
 }

@@ -59,7 +59,12 @@ impl ElasticDraw {
                 d
             })
             .collect();
-        Some(ElasticDraw { spacing_nm: elastic.spacing_nm, origin_nm, lattice_shape, displacement_nm })
+        Some(ElasticDraw {
+            spacing_nm: elastic.spacing_nm,
+            origin_nm,
+            lattice_shape,
+            displacement_nm,
+        })
     }
 
     /// The largest absolute control displacement per world axis (nm): a bound of the field.
@@ -75,7 +80,12 @@ impl ElasticDraw {
 }
 
 /// Cubic B-spline weights and (clamped) lattice indices of every output coordinate of one axis.
-fn axis_table(draw: &ElasticDraw, axis: usize, n_vox: usize, voxel_nm: f64) -> Vec<([usize; 4], [f64; 4])> {
+fn axis_table(
+    draw: &ElasticDraw,
+    axis: usize,
+    n_vox: usize,
+    voxel_nm: f64,
+) -> Vec<([usize; 4], [f64; 4])> {
     let last = draw.lattice_shape[axis].saturating_sub(1) as i64;
     let centre = (n_vox as f64 - 1.0) / 2.0;
     (0..n_vox)
@@ -122,7 +132,10 @@ impl ElasticField {
     /// A field with buffers for `voxels` output voxels.
     pub fn with_capacity(voxels: usize) -> ElasticField {
         let plane = || Vec::with_capacity(voxels);
-        ElasticField { displacement_nm: [plane(), plane(), plane()], ..ElasticField::default() }
+        ElasticField {
+            displacement_nm: [plane(), plane(), plane()],
+            ..ElasticField::default()
+        }
     }
 
     /// Evaluates `draw` at the voxel offsets of an output grid of `shape_vox` voxels of
@@ -143,7 +156,9 @@ impl ElasticField {
             let out = &mut self.contracted_x[row * nx * 3..(row + 1) * nx * 3];
             for (px, (idx, w)) in tx.iter().enumerate() {
                 for a in 0..3 {
-                    out[px * 3 + a] = (0..4).map(|k| w[k] * f64::from(lattice_row[idx[k]][a])).sum();
+                    out[px * 3 + a] = (0..4)
+                        .map(|k| w[k] * f64::from(lattice_row[idx[k]][a]))
+                        .sum();
                 }
             }
         }
@@ -156,7 +171,10 @@ impl ElasticField {
                 let out_start = (iz * ny + py) * line;
                 for (k, &iy) in idx.iter().enumerate() {
                     let src_start = (iz * ly + iy) * line;
-                    let (src, out) = (&self.contracted_x[src_start..src_start + line], &mut self.contracted_xy[out_start..out_start + line]);
+                    let (src, out) = (
+                        &self.contracted_x[src_start..src_start + line],
+                        &mut self.contracted_xy[out_start..out_start + line],
+                    );
                     for (o, s) in out.iter_mut().zip(src) {
                         *o += w[k] * s;
                     }
@@ -173,7 +191,8 @@ impl ElasticField {
             for v in 0..plane {
                 let mut acc = [0.0f64; 3];
                 for k in 0..4 {
-                    let s = &self.contracted_xy[(idx[k] * plane + v) * 3..(idx[k] * plane + v) * 3 + 3];
+                    let s =
+                        &self.contracted_xy[(idx[k] * plane + v) * 3..(idx[k] * plane + v) * 3 + 3];
                     for a in 0..3 {
                         acc[a] += w[k] * s[a];
                     }
@@ -212,8 +231,20 @@ mod tests {
     use crate::rng::SampleKey;
 
     fn draw(sigma_nm: f64) -> ElasticDraw {
-        let spec = Elastic { spacing_nm: [40.0, 40.0, 40.0], sigma_nm, probability: 1.0 };
-        let mut rng = Rng::new(SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 }, 0);
+        let spec = Elastic {
+            spacing_nm: [40.0, 40.0, 40.0],
+            sigma_nm,
+            probability: 1.0,
+        };
+        let mut rng = Rng::new(
+            SampleKey {
+                seed: 1,
+                epoch: 0,
+                rank: 0,
+                index: 0,
+            },
+            0,
+        );
         ElasticDraw::draw(&spec, &mut rng, [160.0, 160.0, 160.0]).unwrap()
     }
 
@@ -238,8 +269,8 @@ mod tests {
         let mut field = ElasticField::new();
         field.evaluate(&d, [16, 16, 16], [10.0, 10.0, 10.0]);
         let bound = d.max_abs_nm();
-        for a in 0..3 {
-            assert!(field.max_abs_nm()[a] <= bound[a] + 1e-9);
+        for (a, bound) in bound.iter().enumerate() {
+            assert!(field.max_abs_nm()[a] <= bound + 1e-9);
             assert!(field.max_abs_nm()[a] > 0.0);
             // Neighbouring voxels (10 nm apart, a quarter of the spacing) differ far less than sigma.
             let c = field.component(a);
@@ -249,10 +280,25 @@ mod tests {
 
     #[test]
     fn draw_consumes_fixed_rng_calls() {
-        let mut a = Rng::new(SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 }, 0);
+        let mut a = Rng::new(
+            SampleKey {
+                seed: 1,
+                epoch: 0,
+                rank: 0,
+                index: 0,
+            },
+            0,
+        );
         let mut b = a.clone();
-        let on = Elastic { spacing_nm: [8.0; 3], sigma_nm: 1.0, probability: 1.0 };
-        let off = Elastic { probability: 0.0, ..on.clone() };
+        let on = Elastic {
+            spacing_nm: [8.0; 3],
+            sigma_nm: 1.0,
+            probability: 1.0,
+        };
+        let off = Elastic {
+            probability: 0.0,
+            ..on.clone()
+        };
         assert!(ElasticDraw::draw(&on, &mut a, [100.0; 3]).is_some());
         assert!(ElasticDraw::draw(&off, &mut b, [10.0; 3]).is_none());
         assert_eq!(a.next_u64(), b.next_u64());

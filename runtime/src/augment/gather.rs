@@ -30,7 +30,9 @@ pub enum GatherError {
         len: usize,
     },
     /// The output slice does not match the grid.
-    #[error("output of shape `{shape:?}` ({channels} channels) needs {expected} values, the slice holds {len}")]
+    #[error(
+        "output of shape `{shape:?}` ({channels} channels) needs {expected} values, the slice holds {len}"
+    )]
     OutputLength {
         /// Grid shape.
         shape: [usize; 3],
@@ -50,7 +52,9 @@ pub enum GatherError {
         grid: [usize; 3],
     },
     /// The window is not within the level (it must be clipped before reading).
-    #[error("source window at `{start:?}` of shape `{shape:?}` is not within the level of shape `{level_shape:?}`")]
+    #[error(
+        "source window at `{start:?}` of shape `{shape:?}` is not within the level of shape `{level_shape:?}`"
+    )]
     WindowOutsideLevel {
         /// Window start.
         start: [i64; 3],
@@ -60,7 +64,9 @@ pub enum GatherError {
         level_shape: [u64; 3],
     },
     /// A sample needs a level voxel that the window does not hold (the window was too small).
-    #[error("a sample needs level voxel `{voxel:?}`, outside the window at `{start:?}` of shape `{shape:?}`")]
+    #[error(
+        "a sample needs level voxel `{voxel:?}`, outside the window at `{start:?}` of shape `{shape:?}`"
+    )]
     OutsideWindow {
         /// The voxel needed.
         voxel: [i64; 3],
@@ -88,18 +94,37 @@ struct Window<'a, T> {
 }
 
 impl<'a, T: Copy> Window<'a, T> {
-    fn new(src: &'a [T], start: [i64; 3], shape: [usize; 3], level_shape: [u64; 3]) -> Result<Self, GatherError> {
+    fn new(
+        src: &'a [T],
+        start: [i64; 3],
+        shape: [usize; 3],
+        level_shape: [u64; 3],
+    ) -> Result<Self, GatherError> {
         let expected = shape.iter().product::<usize>();
         if src.len() != expected {
-            return Err(GatherError::SourceLength { shape, expected, len: src.len() });
+            return Err(GatherError::SourceLength {
+                shape,
+                expected,
+                len: src.len(),
+            });
         }
         let level = level_shape.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         for b in 0..3 {
             if start[b] < 0 || start[b].saturating_add(shape[b] as i64) > level[b] {
-                return Err(GatherError::WindowOutsideLevel { start, shape, level_shape });
+                return Err(GatherError::WindowOutsideLevel {
+                    start,
+                    shape,
+                    level_shape,
+                });
             }
         }
-        Ok(Window { src, start, shape, level, stride: [shape[1] * shape[2], shape[2], 1] })
+        Ok(Window {
+            src,
+            start,
+            shape,
+            level,
+            stride: [shape[1] * shape[2], shape[2], 1],
+        })
     }
 
     /// Window element of level voxel `q`, or the error naming it.
@@ -109,7 +134,11 @@ impl<'a, T: Copy> Window<'a, T> {
         for b in 0..3 {
             let local = q[b] - self.start[b];
             if local < 0 || local >= self.shape[b] as i64 {
-                return Err(GatherError::OutsideWindow { voxel: q, start: self.start, shape: self.shape });
+                return Err(GatherError::OutsideWindow {
+                    voxel: q,
+                    start: self.start,
+                    shape: self.shape,
+                });
             }
             idx += local as usize * self.stride[b];
         }
@@ -141,7 +170,10 @@ impl<T: Copy + Into<f32>> Window<'_, T> {
             let f = u[b].floor();
             w[b] = (u[b] - f) as f32;
             let i0 = f as i64;
-            i[b] = [i0.clamp(0, self.level[b] - 1), (i0 + 1).clamp(0, self.level[b] - 1)];
+            i[b] = [
+                i0.clamp(0, self.level[b] - 1),
+                (i0 + 1).clamp(0, self.level[b] - 1),
+            ];
         }
         let mut c = [0.0f32; 8];
         for (k, v) in c.iter_mut().enumerate() {
@@ -194,7 +226,13 @@ impl Displace for Displacement<'_> {
 /// loop may index without checks. `lo_ok`/`hi_ok` bound the window-local, undisplaced index
 /// (`lo_ok ≤ u < hi_ok`); `u(px) = base + px·s` is monotone in `px`, so checking the ends of the
 /// range proves every voxel between them.
-fn fast_range(base: [f64; 3], s: [f64; 3], n: usize, lo_ok: [f64; 3], hi_ok: [f64; 3]) -> (usize, usize) {
+fn fast_range(
+    base: [f64; 3],
+    s: [f64; 3],
+    n: usize,
+    lo_ok: [f64; 3],
+    hi_ok: [f64; 3],
+) -> (usize, usize) {
     if n == 0 {
         return (0, 0);
     }
@@ -217,7 +255,10 @@ fn fast_range(base: [f64; 3], s: [f64; 3], n: usize, lo_ok: [f64; 3], hi_ok: [f6
         lo = lo.max(t0.ceil());
         hi = hi.min(t1.floor());
     }
-    if !(lo <= hi) {
+    if lo
+        .partial_cmp(&hi)
+        .is_none_or(|o| o == std::cmp::Ordering::Greater)
+    {
         return (0, 0);
     }
     let (mut lo, mut hi) = (lo as usize, hi as usize);
@@ -245,20 +286,32 @@ fn plan(grid: &SampleGrid, elastic: Option<&ElasticField>) -> Result<Plan, Gathe
     let mut margin = [0.0; 3];
     if let Some(field) = elastic {
         if field.shape() != grid.shape {
-            return Err(GatherError::ElasticShape { field: field.shape(), grid: grid.shape });
+            return Err(GatherError::ElasticShape {
+                field: field.shape(),
+                grid: grid.shape,
+            });
         }
         // f32 rounding of the stored field stays far below this slack.
         for b in 0..3 {
             margin[b] = field.max_abs_nm()[b] * inv_scale[b] * (1.0 + 1e-6) + 1e-6;
         }
     }
-    Ok(Plan { margin, inv_scale, shape: grid.shape })
+    Ok(Plan {
+        margin,
+        inv_scale,
+        shape: grid.shape,
+    })
 }
 
 fn check_out(len: usize, shape: [usize; 3], channels: usize) -> Result<(), GatherError> {
     let expected = shape.iter().product::<usize>() * channels;
     if len != expected {
-        return Err(GatherError::OutputLength { shape, channels, expected, len });
+        return Err(GatherError::OutputLength {
+            shape,
+            channels,
+            expected,
+            len,
+        });
     }
     Ok(())
 }
@@ -286,7 +339,15 @@ pub fn gather<T: Copy + Into<f32>>(
     let plan = plan(grid, elastic)?;
     check_out(out.len(), plan.shape, 1)?;
     match elastic {
-        None => gather_rows(&window, grid, &plan, &NoDisplacement, interpolation, fill, out),
+        None => gather_rows(
+            &window,
+            grid,
+            &plan,
+            &NoDisplacement,
+            interpolation,
+            fill,
+            out,
+        ),
         Some(field) => {
             let disp = Displacement {
                 planes: [field.component(0), field.component(1), field.component(2)],
@@ -299,7 +360,11 @@ pub fn gather<T: Copy + Into<f32>>(
 
 /// Window-local bounds of the fast range: linear needs `0 ≤ u < n − 1` (both neighbours in the
 /// window), nearest `−0.5 ≤ u < n − 0.5`, both shrunk by the displacement margin.
-fn fast_bounds(shape: [usize; 3], margin: [f64; 3], interpolation: Interpolation) -> ([f64; 3], [f64; 3]) {
+fn fast_bounds(
+    shape: [usize; 3],
+    margin: [f64; 3],
+    interpolation: Interpolation,
+) -> ([f64; 3], [f64; 3]) {
     let mut lo = [0.0; 3];
     let mut hi = [0.0; 3];
     for b in 0..3 {
@@ -334,14 +399,17 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
             let out_row = &mut out[row..row + nx];
             // Window-local coordinates of px = 0; level coordinates are `local + start`.
             let base = [0, 1, 2].map(|b| {
-                grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]
+                grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b]
+                    - start[b]
             });
             let (lo, hi) = fast_range(base, s2, nx, lo_ok, hi_ok);
             let slow = |px: usize| {
                 let d = disp.at(row + px);
                 let u = [0, 1, 2].map(|b| base[b] + px as f64 * s2[b] + d[b] + start[b]);
                 match interpolation {
-                    Interpolation::Nearest => Ok(w.nearest_checked(u)?.map_or(fill, |i| w.src[i].into())),
+                    Interpolation::Nearest => {
+                        Ok(w.nearest_checked(u)?.map_or(fill, |i| w.src[i].into()))
+                    }
                     Interpolation::Linear => Ok(w.linear_checked(u)?.unwrap_or(fill)),
                 }
             };
@@ -372,7 +440,11 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
                         let ux = base[2] + t * s2[2] + d[2];
                         // Inside the fast range `u ≥ 0`, so truncation is floor.
                         let (iz, iy, ix) = (uz as usize, uy as usize, ux as usize);
-                        let wgt = [(uz - iz as f64) as f32, (uy - iy as f64) as f32, (ux - ix as f64) as f32];
+                        let wgt = [
+                            (uz - iz as f64) as f32,
+                            (uy - iy as f64) as f32,
+                            (ux - ix as f64) as f32,
+                        ];
                         let i = iz * sz + iy * sy + ix;
                         let c = [
                             w.src[i].into(),
@@ -420,13 +492,31 @@ pub fn gather_labels_packed(
     let plan = plan(grid, elastic)?;
     check_out(out.len(), plan.shape, classes)?;
     match elastic {
-        None => labels_rows(&window, grid, &plan, &NoDisplacement, classes, unknown_mask, fill, out),
+        None => labels_rows(
+            &window,
+            grid,
+            &plan,
+            &NoDisplacement,
+            classes,
+            unknown_mask,
+            fill,
+            out,
+        ),
         Some(field) => {
             let disp = Displacement {
                 planes: [field.component(0), field.component(1), field.component(2)],
                 inv_scale: plan.inv_scale,
             };
-            labels_rows(&window, grid, &plan, &disp, classes, unknown_mask, fill, out)
+            labels_rows(
+                &window,
+                grid,
+                &plan,
+                &disp,
+                classes,
+                unknown_mask,
+                fill,
+                out,
+            )
         }
     }
 }
@@ -452,7 +542,9 @@ fn labels_rows<D: Displace>(
             out[c * voxels..(c + 1) * voxels].fill(f32::NAN);
         }
     }
-    let known: Vec<usize> = (0..classes).filter(|c| unknown_mask >> c & 1 == 0).collect();
+    let known: Vec<usize> = (0..classes)
+        .filter(|c| unknown_mask >> c & 1 == 0)
+        .collect();
     if known.is_empty() {
         return Ok(());
     }
@@ -466,7 +558,8 @@ fn labels_rows<D: Displace>(
         for py in 0..ny {
             let row = (pz * ny + py) * nx;
             let base = [0, 1, 2].map(|b| {
-                grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]
+                grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b]
+                    - start[b]
             });
             let (lo, hi) = fast_range(base, s2, nx, lo_ok, hi_ok);
             for chunk_start in (0..nx).step_by(CHUNK) {
@@ -491,7 +584,8 @@ fn labels_rows<D: Displace>(
                 }
                 let len = chunk_end - chunk_start;
                 for &c in &known {
-                    let dest = &mut out[c * voxels + row + chunk_start..c * voxels + row + chunk_end];
+                    let dest =
+                        &mut out[c * voxels + row + chunk_start..c * voxels + row + chunk_end];
                     for ((o, &b), &ins) in dest.iter_mut().zip(&bytes[..len]).zip(&inside[..len]) {
                         let bit = f32::from((b >> c) & 1);
                         *o = if ins != 0 { bit } else { fill };
@@ -531,7 +625,9 @@ pub fn copy_strided<T: Copy + Into<f32>>(
             return Ok(());
         }
     }
-    if (0..3).any(|b| lo[b] > map.src_start[b] || hi[b] < map.src_start[b] + map.src_shape[b] as i64) {
+    if (0..3)
+        .any(|b| lo[b] > map.src_start[b] || hi[b] < map.src_start[b] + map.src_shape[b] as i64)
+    {
         out.fill(fill);
     }
     // Both corners inside the window imply the whole box is.
@@ -564,19 +660,38 @@ mod tests {
     fn linear_ramp_is_exact_and_fill_outside() {
         // Level 6³, value = z + 2y + 4x; grid at half-voxel offsets, partly outside the level.
         let level = [6u64; 3];
-        let src: Vec<f32> =
-            (0..216).map(|i| ((i / 36) + 2 * ((i / 6) % 6) + 4 * (i % 6)) as f32).collect();
-        let g = SampleGrid::new([2.75, 2.5, 4.25], [4, 4, 4], [1.0; 3], &I, [0.0; 3], [1.0; 3]);
+        let src: Vec<f32> = (0..216)
+            .map(|i| ((i / 36) + 2 * ((i / 6) % 6) + 4 * (i % 6)) as f32)
+            .collect();
+        let g = SampleGrid::new(
+            [2.75, 2.5, 4.25],
+            [4, 4, 4],
+            [1.0; 3],
+            &I,
+            [0.0; 3],
+            [1.0; 3],
+        );
         let mut out = vec![0.0; 64];
-        gather(&src, [0; 3], [6; 3], level, &g, None, Interpolation::Linear, -1.0, &mut out).unwrap();
+        gather(
+            &src,
+            [0; 3],
+            [6; 3],
+            level,
+            &g,
+            None,
+            Interpolation::Linear,
+            -1.0,
+            &mut out,
+        )
+        .unwrap();
         for pz in 0..4 {
             for py in 0..4 {
                 for px in 0..4 {
                     let u = g.index_of([pz, py, px]);
                     let v = out[pz * 16 + py * 4 + px];
-                    if u.iter().all(|&c| c >= -0.5 && c < 5.5) {
+                    if u.iter().all(|c| (-0.5..5.5).contains(c)) {
                         // Clamped neighbours beyond n−1 reproduce the edge value.
-                        let c = u.map(|c| c.min(5.0).max(0.0));
+                        let c = u.map(|c| c.clamp(0.0, 5.0));
                         assert_eq!(v, (c[0] + 2.0 * c[1] + 4.0 * c[2]) as f32, "{u:?}");
                     } else {
                         assert_eq!(v, -1.0, "{u:?}");
@@ -591,11 +706,41 @@ mod tests {
         let src = vec![0u8; 8];
         let g = SampleGrid::new([2.0; 3], [3, 3, 3], [1.0; 3], &I, [0.0; 3], [1.0; 3]);
         let mut out = vec![0.0; 27];
-        let err = gather(&src, [0; 3], [2; 3], [10; 3], &g, None, Interpolation::Nearest, 0.0, &mut out);
+        let err = gather(
+            &src,
+            [0; 3],
+            [2; 3],
+            [10; 3],
+            &g,
+            None,
+            Interpolation::Nearest,
+            0.0,
+            &mut out,
+        );
         assert!(matches!(err, Err(GatherError::OutsideWindow { .. })));
-        let err = gather(&src, [9, 0, 0], [2; 3], [10; 3], &g, None, Interpolation::Nearest, 0.0, &mut out);
+        let err = gather(
+            &src,
+            [9, 0, 0],
+            [2; 3],
+            [10; 3],
+            &g,
+            None,
+            Interpolation::Nearest,
+            0.0,
+            &mut out,
+        );
         assert!(matches!(err, Err(GatherError::WindowOutsideLevel { .. })));
-        let err = gather(&src, [0; 3], [2; 3], [10; 3], &g, None, Interpolation::Nearest, 0.0, &mut out[..3]);
+        let err = gather(
+            &src,
+            [0; 3],
+            [2; 3],
+            [10; 3],
+            &g,
+            None,
+            Interpolation::Nearest,
+            0.0,
+            &mut out[..3],
+        );
         assert!(matches!(err, Err(GatherError::OutputLength { .. })));
     }
 
@@ -605,7 +750,10 @@ mod tests {
         let src: Vec<u8> = (0..64).map(|i| (i % 4) as u8).collect();
         let g = SampleGrid::new([1.5, 1.5, 2.5], [1, 1, 4], [1.0; 3], &I, [0.0; 3], [1.0; 3]);
         let mut out = vec![0.0; 12];
-        gather_labels_packed(&src, [0; 3], [4; 3], [4; 3], &g, None, 3, 0b100, 7.0, &mut out).unwrap();
+        gather_labels_packed(
+            &src, [0; 3], [4; 3], [4; 3], &g, None, 3, 0b100, 7.0, &mut out,
+        )
+        .unwrap();
         // Grid x indices 1, 2, 3, 4 (outside).
         assert_eq!(&out[0..4], &[1.0, 0.0, 1.0, 7.0]);
         assert_eq!(&out[4..8], &[0.0, 1.0, 1.0, 7.0]);

@@ -60,9 +60,16 @@ impl SampleGrid {
         let mut origin = [0.0; 3];
         for (b, o) in origin.iter_mut().enumerate() {
             *o = (centre_nm[b] - translation_nm[b]) / scale_nm[b]
-                - (0..3).map(|a| step[a][b] * (shape_vox[a] as f64 - 1.0) / 2.0).sum::<f64>();
+                - (0..3)
+                    .map(|a| step[a][b] * (shape_vox[a] as f64 - 1.0) / 2.0)
+                    .sum::<f64>();
         }
-        SampleGrid { origin, step, shape: shape_vox, scale_nm }
+        SampleGrid {
+            origin,
+            step,
+            shape: shape_vox,
+            scale_nm,
+        }
     }
 
     /// Output voxels of the grid.
@@ -107,7 +114,11 @@ impl SampleGrid {
     /// 1e-6 voxel slack against rounding. So with the identity transform, no elastic and equal
     /// voxel sizes, the nearest window is exactly the crop's integer window, and the linear one
     /// adds only the upper (zero-weight) neighbour of the last voxel.
-    pub fn source_window(&self, interpolation: Interpolation, elastic_max_nm: [f64; 3]) -> ([i64; 3], [usize; 3]) {
+    pub fn source_window(
+        &self,
+        interpolation: Interpolation,
+        elastic_max_nm: [f64; 3],
+    ) -> ([i64; 3], [usize; 3]) {
         let (lo, hi) = self.index_range();
         let mut start = [0i64; 3];
         let mut shape = [0usize; 3];
@@ -117,8 +128,14 @@ impl SampleGrid {
             let exact = e == 0.0 && (0..3).all(|a| self.step[a][b].fract() == 0.0);
             let slack = if exact { 0.0 } else { WINDOW_SLACK };
             let (first, last) = match interpolation {
-                Interpolation::Nearest => ((lo[b] - e + 0.5 - slack).floor(), (hi[b] + e + 0.5 + slack).floor()),
-                Interpolation::Linear => ((lo[b] - e - slack).floor(), (hi[b] + e + slack).floor() + 1.0),
+                Interpolation::Nearest => (
+                    (lo[b] - e + 0.5 - slack).floor(),
+                    (hi[b] + e + 0.5 + slack).floor(),
+                ),
+                Interpolation::Linear => (
+                    (lo[b] - e - slack).floor(),
+                    (hi[b] + e + slack).floor() + 1.0,
+                ),
             };
             start[b] = first as i64;
             shape[b] = (last - first) as usize + 1;
@@ -157,12 +174,12 @@ impl SampleGrid {
             sign[a] = s;
         }
         let mut origin = [0i64; 3];
-        for b in 0..3 {
-            let r = self.origin[b].round();
-            if (self.origin[b] - r).abs() >= TOL {
+        for (o, &u) in origin.iter_mut().zip(&self.origin) {
+            let r = u.round();
+            if (u - r).abs() >= TOL {
                 return None;
             }
-            origin[b] = r as i64;
+            *o = r as i64;
         }
         let out_strides = [self.shape[1] * self.shape[2], self.shape[2], 1];
         let mut src_start = origin;
@@ -180,7 +197,12 @@ impl SampleGrid {
                 dest_offset += span * out_strides[a];
             }
         }
-        Some(StridedMap { src_start, src_shape, dest_offset, dest_strides })
+        Some(StridedMap {
+            src_start,
+            src_shape,
+            dest_offset,
+            dest_strides,
+        })
     }
 }
 
@@ -195,10 +217,24 @@ mod tests {
         // Centre 100 nm, scale 4, translation 2: (100−2)/4 − (N−1)/2 + 0.5 = 24.5 − 4.5 + 0.5 → 20 (N = 10).
         let g = SampleGrid::new([100.0; 3], [10, 10, 10], [4.0; 3], &I, [2.0; 3], [4.0; 3]);
         assert_eq!(g.origin, [20.0; 3]);
-        assert_eq!(g.source_window(Interpolation::Nearest, [0.0; 3]), ([20; 3], [10; 3]));
-        assert_eq!(g.source_window(Interpolation::Linear, [0.0; 3]), ([20; 3], [11; 3]));
+        assert_eq!(
+            g.source_window(Interpolation::Nearest, [0.0; 3]),
+            ([20; 3], [10; 3])
+        );
+        assert_eq!(
+            g.source_window(Interpolation::Linear, [0.0; 3]),
+            ([20; 3], [11; 3])
+        );
         let m = g.as_strided().unwrap();
-        assert_eq!(m, StridedMap { src_start: [20; 3], src_shape: [10; 3], dest_offset: 0, dest_strides: [100, 10, 1] });
+        assert_eq!(
+            m,
+            StridedMap {
+                src_start: [20; 3],
+                src_shape: [10; 3],
+                dest_offset: 0,
+                dest_strides: [100, 10, 1]
+            }
+        );
         // Half-voxel centre: floor(24.625 − 4.5 + 0.5) = 20; not integral → no strided map.
         let g = SampleGrid::new([100.5; 3], [10, 10, 10], [4.0; 3], &I, [2.0; 3], [4.0; 3]);
         assert_eq!(g.source_window(Interpolation::Nearest, [0.0; 3]).0, [20; 3]);
@@ -218,7 +254,10 @@ mod tests {
                 for px in 0..4 {
                     let u = g.index_of([pz, py, px]);
                     let q = [0, 1, 2].map(|b| u[b] as i64 - s.src_start[b]);
-                    let dest = s.dest_offset as isize + (0..3).map(|b| q[b] as isize * s.dest_strides[b]).sum::<isize>();
+                    let dest = s.dest_offset as isize
+                        + (0..3)
+                            .map(|b| q[b] as isize * s.dest_strides[b])
+                            .sum::<isize>();
                     assert_eq!(dest as usize, pz * 12 + py * 4 + px);
                 }
             }
@@ -228,7 +267,14 @@ mod tests {
     #[test]
     fn anisotropic_rotation_about_z_keeps_z_window() {
         let m = crate::augment::spatial::rotation(0, 30.0);
-        let g = SampleGrid::new([800.0, 400.0, 400.0], [8, 32, 32], [16.0, 4.0, 4.0], &m, [0.0; 3], [16.0, 4.0, 4.0]);
+        let g = SampleGrid::new(
+            [800.0, 400.0, 400.0],
+            [8, 32, 32],
+            [16.0, 4.0, 4.0],
+            &m,
+            [0.0; 3],
+            [16.0, 4.0, 4.0],
+        );
         let (start, shape) = g.source_window(Interpolation::Nearest, [0.0; 3]);
         assert_eq!((start[0], shape[0]), (47, 8));
         assert!(shape[1] > 32 && shape[2] > 32);

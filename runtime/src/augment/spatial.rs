@@ -58,7 +58,11 @@ impl SpatialDraw {
     /// arrays can be copied with strides instead of interpolated.
     pub fn is_axis_aligned(&self) -> bool {
         self.elastic.is_none()
-            && self.matrix.iter().flatten().all(|v| *v == 0.0 || v.abs() == 1.0)
+            && self
+                .matrix
+                .iter()
+                .flatten()
+                .all(|v| *v == 0.0 || v.abs() == 1.0)
     }
 }
 
@@ -90,7 +94,14 @@ pub(crate) fn rotation(axis: usize, angle_deg: f64) -> [[f64; 3]; 3] {
 
 /// The `index`-th permutation (lexicographic) of `0..k`, for `k ≤ 3`.
 fn nth_permutation(k: usize, index: usize) -> [usize; 3] {
-    const PERMS3: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    const PERMS3: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
     match k {
         2 => [[0, 1, 2], [1, 0, 2]][index % 2],
         3 => PERMS3[index % 6],
@@ -148,7 +159,10 @@ pub fn draw_spatial(spatial: &Spatial, rng: &mut Rng, extent_nm: [f64; 3]) -> Sp
             f[a][a] = -1.0;
         }
     }
-    let r = mat_mul(&rotation(2, angles_deg[2]), &mat_mul(&rotation(1, angles_deg[1]), &rotation(0, angles_deg[0])));
+    let r = mat_mul(
+        &rotation(2, angles_deg[2]),
+        &mat_mul(&rotation(1, angles_deg[1]), &rotation(0, angles_deg[0])),
+    );
     let mut matrix = mat_mul(&r, &mat_mul(&f, &p));
     // Snap floating residue (cos 90° = 6e-17) so quarter turns stay exact axis permutations.
     for v in matrix.iter_mut().flatten() {
@@ -158,7 +172,13 @@ pub fn draw_spatial(spatial: &Spatial, rng: &mut Rng, extent_nm: [f64; 3]) -> Sp
             *v = v.signum();
         }
     }
-    SpatialDraw { matrix, mirror, permutation, angles_deg, elastic }
+    SpatialDraw {
+        matrix,
+        mirror,
+        permutation,
+        angles_deg,
+        elastic,
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +188,15 @@ mod tests {
     use cellmap_schema::{Axis, Elastic};
 
     fn rng(i: u64) -> Rng {
-        Rng::new(SampleKey { seed: 3, epoch: 0, rank: 0, index: i }, 9)
+        Rng::new(
+            SampleKey {
+                seed: 3,
+                epoch: 0,
+                rank: 0,
+                index: i,
+            },
+            9,
+        )
     }
 
     #[test]
@@ -186,7 +214,11 @@ mod tests {
             mirror: [0.5; 3],
             transpose: vec![Axis::Y, Axis::X],
             rotate: [Some((-180.0, 180.0)), None, Some((0.0, 10.0))],
-            elastic: Some(Elastic { spacing_nm: [16.0; 3], sigma_nm: 2.0, probability: 1.0 }),
+            elastic: Some(Elastic {
+                spacing_nm: [16.0; 3],
+                sigma_nm: 2.0,
+                probability: 1.0,
+            }),
         };
         let mut r = rng(0);
         let d = draw_spatial(&full, &mut r, [64.0; 3]);
@@ -200,7 +232,10 @@ mod tests {
 
     #[test]
     fn transpose_only_permutes_listed_axes() {
-        let spec = Spatial { transpose: vec![Axis::X, Axis::Y], ..Spatial::default() };
+        let spec = Spatial {
+            transpose: vec![Axis::X, Axis::Y],
+            ..Spatial::default()
+        };
         let mut seen = std::collections::BTreeSet::new();
         for i in 0..200 {
             let d = draw_spatial(&spec, &mut rng(i), [1.0; 3]);
@@ -212,15 +247,22 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 2);
-        let all = Spatial { transpose: vec![Axis::Z, Axis::Y, Axis::X], ..Spatial::default() };
-        let seen: std::collections::BTreeSet<_> =
-            (0..300).map(|i| draw_spatial(&all, &mut rng(i), [1.0; 3]).permutation).collect();
+        let all = Spatial {
+            transpose: vec![Axis::Z, Axis::Y, Axis::X],
+            ..Spatial::default()
+        };
+        let seen: std::collections::BTreeSet<_> = (0..300)
+            .map(|i| draw_spatial(&all, &mut rng(i), [1.0; 3]).permutation)
+            .collect();
         assert_eq!(seen.len(), 6);
     }
 
     #[test]
     fn rotation_is_orthonormal_and_z_first() {
-        let spec = Spatial { rotate: [Some((30.0, 30.0)), Some((20.0, 20.0)), Some((10.0, 10.0))], ..Spatial::default() };
+        let spec = Spatial {
+            rotate: [Some((30.0, 30.0)), Some((20.0, 20.0)), Some((10.0, 10.0))],
+            ..Spatial::default()
+        };
         let d = draw_spatial(&spec, &mut rng(1), [1.0; 3]);
         assert_eq!(d.angles_deg, [30.0, 20.0, 10.0]);
         let mt = [0, 1, 2].map(|i| [0, 1, 2].map(|j| d.matrix[j][i]));

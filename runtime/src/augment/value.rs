@@ -45,7 +45,10 @@ impl ValueScratch {
     /// Scratch for crops of up to `voxels` voxels.
     pub fn with_capacity(voxels: usize) -> ValueScratch {
         // A line is at most the crop's longest axis plus the kernel's two radii.
-        ValueScratch { line: Vec::with_capacity(voxels.min(1 << 16)), kernel: Vec::with_capacity(64) }
+        ValueScratch {
+            line: Vec::with_capacity(voxels.min(1 << 16)),
+            kernel: Vec::with_capacity(64),
+        }
     }
 }
 
@@ -63,7 +66,11 @@ pub fn apply_value_transforms(
 ) -> Result<(), ValueError> {
     let expected = shape.iter().product::<usize>();
     if data.len() != expected {
-        return Err(ValueError::ShapeMismatch { shape, expected, len: data.len() });
+        return Err(ValueError::ShapeMismatch {
+            shape,
+            expected,
+            len: data.len(),
+        });
     }
     for t in transforms {
         match *t {
@@ -78,7 +85,11 @@ pub fn apply_value_transforms(
                     }
                 });
             }
-            ValueTransform::NanToNum { nan, posinf, neginf } => {
+            ValueTransform::NanToNum {
+                nan,
+                posinf,
+                neginf,
+            } => {
                 let nan = nan as f32;
                 let (pos, neg) = (posinf.map(|v| v as f32), neginf.map(|v| v as f32));
                 data.iter_mut().for_each(|x| {
@@ -91,7 +102,9 @@ pub fn apply_value_transforms(
                     }
                 });
             }
-            ValueTransform::GaussianNoise { mean, std } => add_noise(data, mean as f32, std as f32, rng),
+            ValueTransform::GaussianNoise { mean, std } => {
+                add_noise(data, mean as f32, std as f32, rng)
+            }
             ValueTransform::RandomContrast { range: (lo, hi) } => {
                 let r = rng.range(lo, hi);
                 let (sum, count) = data
@@ -108,10 +121,17 @@ pub fn apply_value_transforms(
             ValueTransform::RandomGamma { range: (lo, hi) } => {
                 let g = rng.range(lo, hi) as f32;
                 data.iter_mut().for_each(|x| {
-                    *x = if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0).powf(g) };
+                    *x = if x.is_nan() {
+                        0.0
+                    } else {
+                        x.clamp(0.0, 1.0).powf(g)
+                    };
                 });
             }
-            ValueTransform::GaussianBlur { sigma_vox, radius_vox } => {
+            ValueTransform::GaussianBlur {
+                sigma_vox,
+                radius_vox,
+            } => {
                 for axis in 0..3 {
                     if sigma_vox[axis] > 0.0 && radius_vox > 0 && shape[axis] > 1 {
                         blur_axis(data, shape, axis, sigma_vox[axis], radius_vox, scratch);
@@ -134,7 +154,14 @@ fn add_noise(data: &mut [f32], mean: f32, std: f32, rng: &mut Rng) {
 }
 
 /// Blurs along one axis with a normalised Gaussian of `sigma` and `radius`, replicate edges.
-fn blur_axis(data: &mut [f32], shape: [usize; 3], axis: usize, sigma: f64, radius: usize, scratch: &mut ValueScratch) {
+fn blur_axis(
+    data: &mut [f32],
+    shape: [usize; 3],
+    axis: usize,
+    sigma: f64,
+    radius: usize,
+    scratch: &mut ValueScratch,
+) {
     let kernel = &mut scratch.kernel;
     kernel.clear();
     kernel.extend((0..=2 * radius).map(|k| {
@@ -156,7 +183,11 @@ fn blur_axis(data: &mut [f32], shape: [usize; 3], axis: usize, sigma: f64, radiu
         line.extend((0..n).map(at));
         line.extend((0..radius).map(|_| at(n - 1)));
         for j in 0..n {
-            let acc: f64 = line[j..j + kernel.len()].iter().zip(kernel.iter()).map(|(v, w)| v * w).sum();
+            let acc: f64 = line[j..j + kernel.len()]
+                .iter()
+                .zip(kernel.iter())
+                .map(|(v, w)| v * w)
+                .sum();
             data[first + j * stride] = acc as f32;
         }
     }
@@ -168,24 +199,52 @@ mod tests {
     use crate::rng::SampleKey;
 
     fn rng() -> Rng {
-        Rng::new(SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 }, 4)
+        Rng::new(
+            SampleKey {
+                seed: 1,
+                epoch: 0,
+                rank: 0,
+                index: 0,
+            },
+            4,
+        )
     }
 
     fn apply(t: ValueTransform, data: &mut [f32], shape: [usize; 3]) {
-        apply_value_transforms(&[t], data, shape, &mut rng(), &mut ValueScratch::default()).unwrap();
+        apply_value_transforms(&[t], data, shape, &mut rng(), &mut ValueScratch::default())
+            .unwrap();
     }
 
     #[test]
     fn pointwise_transforms_exact() {
         let mut d = [0.0, 127.5, 255.0, f32::NAN];
-        apply(ValueTransform::Normalize { shift: 127.5, scale: 127.5 }, &mut d, [1, 1, 4]);
+        apply(
+            ValueTransform::Normalize {
+                shift: 127.5,
+                scale: 127.5,
+            },
+            &mut d,
+            [1, 1, 4],
+        );
         assert_eq!(&d[..3], &[-1.0, 0.0, 1.0]);
         assert!(d[3].is_nan());
-        apply(ValueTransform::Binarize { threshold: 0.0 }, &mut d, [1, 1, 4]);
+        apply(
+            ValueTransform::Binarize { threshold: 0.0 },
+            &mut d,
+            [1, 1, 4],
+        );
         assert_eq!(&d[..3], &[0.0, 0.0, 1.0]);
         assert!(d[3].is_nan());
         let mut d = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 2.0];
-        apply(ValueTransform::NanToNum { nan: 0.5, posinf: None, neginf: Some(-3.0) }, &mut d, [1, 1, 4]);
+        apply(
+            ValueTransform::NanToNum {
+                nan: 0.5,
+                posinf: None,
+                neginf: Some(-3.0),
+            },
+            &mut d,
+            [1, 1, 4],
+        );
         assert_eq!(d, [0.5, f32::INFINITY, -3.0, 2.0]);
     }
 
@@ -193,28 +252,57 @@ mod tests {
     fn contrast_and_gamma_exact() {
         // r is fixed by an empty range; mean of non-NaN = 0.5.
         let mut d = [0.25, 0.75, f32::NAN, 0.5];
-        apply(ValueTransform::RandomContrast { range: (2.0, 2.0) }, &mut d, [1, 2, 2]);
+        apply(
+            ValueTransform::RandomContrast { range: (2.0, 2.0) },
+            &mut d,
+            [1, 2, 2],
+        );
         assert_eq!(d, [0.0, 1.0, 0.0, 0.5]);
         let mut d = [-1.0, 0.25, 4.0, f32::NAN];
-        apply(ValueTransform::RandomGamma { range: (2.0, 2.0) }, &mut d, [1, 2, 2]);
+        apply(
+            ValueTransform::RandomGamma { range: (2.0, 2.0) },
+            &mut d,
+            [1, 2, 2],
+        );
         assert_eq!(d, [0.0, 0.0625, 1.0, 0.0]);
     }
 
     #[test]
     fn blur_constant_unchanged_and_impulse_kernel() {
         let mut d = vec![0.3f32; 5 * 6 * 7];
-        apply(ValueTransform::GaussianBlur { sigma_vox: [1.0, 2.0, 0.5], radius_vox: 3 }, &mut d, [5, 6, 7]);
+        apply(
+            ValueTransform::GaussianBlur {
+                sigma_vox: [1.0, 2.0, 0.5],
+                radius_vox: 3,
+            },
+            &mut d,
+            [5, 6, 7],
+        );
         assert!(d.iter().all(|v| *v == 0.3));
         // Impulse along x only: the row becomes the normalised kernel.
         let mut d = vec![0.0f32; 7];
         d[3] = 1.0;
-        apply(ValueTransform::GaussianBlur { sigma_vox: [0.0, 0.0, 1.0], radius_vox: 1 }, &mut d, [1, 1, 7]);
+        apply(
+            ValueTransform::GaussianBlur {
+                sigma_vox: [0.0, 0.0, 1.0],
+                radius_vox: 1,
+            },
+            &mut d,
+            [1, 1, 7],
+        );
         let e = (-0.5f64).exp();
         let (side, mid) = ((e / (1.0 + 2.0 * e)) as f32, (1.0 / (1.0 + 2.0 * e)) as f32);
         assert_eq!(d, vec![0.0, 0.0, side, mid, side, 0.0, 0.0]);
         // Replicate edges: a step at the border keeps its edge value.
         let mut d = vec![1.0f32, 0.0, 0.0];
-        apply(ValueTransform::GaussianBlur { sigma_vox: [0.0, 0.0, 1.0], radius_vox: 1 }, &mut d, [1, 1, 3]);
+        apply(
+            ValueTransform::GaussianBlur {
+                sigma_vox: [0.0, 0.0, 1.0],
+                radius_vox: 1,
+            },
+            &mut d,
+            [1, 1, 3],
+        );
         assert_eq!(d[0], ((1.0 + e) / (1.0 + 2.0 * e)) as f32);
     }
 
@@ -222,14 +310,30 @@ mod tests {
     fn noise_is_deterministic_and_scaled() {
         let mut a = vec![1.0f32; 10_001];
         let mut b = a.clone();
-        let t = ValueTransform::GaussianNoise { mean: 0.5, std: 0.1 };
+        let t = ValueTransform::GaussianNoise {
+            mean: 0.5,
+            std: 0.1,
+        };
         apply(t.clone(), &mut a, [1, 1, 10_001]);
         apply(t, &mut b, [1, 1, 10_001]);
         assert_eq!(a, b);
         let mean = a.iter().map(|v| f64::from(*v)).sum::<f64>() / a.len() as f64;
         assert!((mean - 1.5).abs() < 0.005, "{mean}");
         let mut short = [0.0f32; 2];
-        let err = apply_value_transforms(&[], &mut short, [1, 1, 3], &mut rng(), &mut ValueScratch::default());
-        assert_eq!(err, Err(ValueError::ShapeMismatch { shape: [1, 1, 3], expected: 3, len: 2 }));
+        let err = apply_value_transforms(
+            &[],
+            &mut short,
+            [1, 1, 3],
+            &mut rng(),
+            &mut ValueScratch::default(),
+        );
+        assert_eq!(
+            err,
+            Err(ValueError::ShapeMismatch {
+                shape: [1, 1, 3],
+                expected: 3,
+                len: 2
+            })
+        );
     }
 }

@@ -48,7 +48,11 @@ pub struct DistInfo {
 impl DistInfo {
     /// A single process.
     pub fn single() -> DistInfo {
-        DistInfo { rank: 0, world_size: 1, local_rank: 0 }
+        DistInfo {
+            rank: 0,
+            world_size: 1,
+            local_rank: 0,
+        }
     }
 
     /// Reads torchrun's `RANK`, `WORLD_SIZE` and `LOCAL_RANK`. Without `RANK` and `WORLD_SIZE`
@@ -68,26 +72,53 @@ impl DistInfo {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<DistInfo, DistError> {
         let parse = |name: &'static str| -> Result<Option<usize>, DistError> {
             var(name)
-                .map(|value| value.trim().parse::<usize>().map_err(|_| DistError::Malformed { name, value }))
+                .map(|value| {
+                    value
+                        .trim()
+                        .parse::<usize>()
+                        .map_err(|_| DistError::Malformed { name, value })
+                })
                 .transpose()
         };
         let (rank, world_size) = match (parse("RANK")?, parse("WORLD_SIZE")?) {
             (None, None) => return Ok(DistInfo::single()),
-            (Some(_), None) => return Err(DistError::Missing { missing: "WORLD_SIZE", present: "RANK" }),
-            (None, Some(_)) => return Err(DistError::Missing { missing: "RANK", present: "WORLD_SIZE" }),
+            (Some(_), None) => {
+                return Err(DistError::Missing {
+                    missing: "WORLD_SIZE",
+                    present: "RANK",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(DistError::Missing {
+                    missing: "RANK",
+                    present: "WORLD_SIZE",
+                });
+            }
             (Some(r), Some(w)) => (r, w),
         };
         if world_size == 0 {
             return Err(DistError::EmptyWorld);
         }
         if rank >= world_size {
-            return Err(DistError::RankOutOfRange { name: "RANK", rank, world_size });
+            return Err(DistError::RankOutOfRange {
+                name: "RANK",
+                rank,
+                world_size,
+            });
         }
         let local_rank = parse("LOCAL_RANK")?.unwrap_or(rank);
         if local_rank >= world_size {
-            return Err(DistError::RankOutOfRange { name: "LOCAL_RANK", rank: local_rank, world_size });
+            return Err(DistError::RankOutOfRange {
+                name: "LOCAL_RANK",
+                rank: local_rank,
+                world_size,
+            });
         }
-        Ok(DistInfo { rank, world_size, local_rank })
+        Ok(DistInfo {
+            rank,
+            world_size,
+            local_rank,
+        })
     }
 }
 
@@ -102,35 +133,73 @@ mod tests {
     use super::*;
 
     fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        move |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn reads_torchrun_environment() {
         assert_eq!(DistInfo::from_vars(vars(&[])), Ok(DistInfo::single()));
         assert_eq!(
-            DistInfo::from_vars(vars(&[("RANK", "5"), ("WORLD_SIZE", "8"), ("LOCAL_RANK", "1")])),
-            Ok(DistInfo { rank: 5, world_size: 8, local_rank: 1 })
+            DistInfo::from_vars(vars(&[
+                ("RANK", "5"),
+                ("WORLD_SIZE", "8"),
+                ("LOCAL_RANK", "1")
+            ])),
+            Ok(DistInfo {
+                rank: 5,
+                world_size: 8,
+                local_rank: 1
+            })
         );
         assert_eq!(
             DistInfo::from_vars(vars(&[("RANK", "2"), ("WORLD_SIZE", "3")])),
-            Ok(DistInfo { rank: 2, world_size: 3, local_rank: 2 })
+            Ok(DistInfo {
+                rank: 2,
+                world_size: 3,
+                local_rank: 2
+            })
         );
         assert_eq!(
             DistInfo::from_vars(vars(&[("RANK", "x1"), ("WORLD_SIZE", "3")])),
-            Err(DistError::Malformed { name: "RANK", value: "x1".into() })
+            Err(DistError::Malformed {
+                name: "RANK",
+                value: "x1".into()
+            })
         );
         assert_eq!(
             DistInfo::from_vars(vars(&[("RANK", "3"), ("WORLD_SIZE", "3")])),
-            Err(DistError::RankOutOfRange { name: "RANK", rank: 3, world_size: 3 })
+            Err(DistError::RankOutOfRange {
+                name: "RANK",
+                rank: 3,
+                world_size: 3
+            })
         );
         assert_eq!(
             DistInfo::from_vars(vars(&[("WORLD_SIZE", "3")])),
-            Err(DistError::Missing { missing: "RANK", present: "WORLD_SIZE" })
+            Err(DistError::Missing {
+                missing: "RANK",
+                present: "WORLD_SIZE"
+            })
         );
-        assert_eq!(DistInfo::from_vars(vars(&[("RANK", "0"), ("WORLD_SIZE", "0")])), Err(DistError::EmptyWorld));
-        let err = DistInfo::from_vars(vars(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "-1")])).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable `LOCAL_RANK` is `-1`, expected a non-negative integer");
+        assert_eq!(
+            DistInfo::from_vars(vars(&[("RANK", "0"), ("WORLD_SIZE", "0")])),
+            Err(DistError::EmptyWorld)
+        );
+        let err = DistInfo::from_vars(vars(&[
+            ("RANK", "0"),
+            ("WORLD_SIZE", "2"),
+            ("LOCAL_RANK", "-1"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable `LOCAL_RANK` is `-1`, expected a non-negative integer"
+        );
     }
 
     #[test]

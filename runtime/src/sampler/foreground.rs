@@ -22,7 +22,10 @@ impl ForegroundIndex {
     /// # Errors
     /// [`SamplerError::MaskLength`] when the iterator does not yield exactly one flag per centre,
     /// [`SamplerError::GridTooLarge`] when the grid does not fit in memory addressing.
-    pub fn from_mask(grid_shape: [u64; 3], mask: impl IntoIterator<Item = bool>) -> Result<ForegroundIndex, SamplerError> {
+    pub fn from_mask(
+        grid_shape: [u64; 3],
+        mask: impl IntoIterator<Item = bool>,
+    ) -> Result<ForegroundIndex, SamplerError> {
         let n = grid_voxels(grid_shape)?;
         let mut words = Vec::with_capacity(n.div_ceil(64));
         let (mut word, mut bit, mut seen) = (0u64, 0u32, 0u64);
@@ -39,7 +42,11 @@ impl ForegroundIndex {
             }
         }
         if seen != n as u64 {
-            return Err(SamplerError::MaskLength { grid_shape, expected: n as u64, got: seen });
+            return Err(SamplerError::MaskLength {
+                grid_shape,
+                expected: n as u64,
+                got: seen,
+            });
         }
         if bit > 0 {
             words.push(word);
@@ -54,11 +61,19 @@ impl ForegroundIndex {
     pub fn from_bytes(grid_shape: [u64; 3], mask: &[u8]) -> Result<ForegroundIndex, SamplerError> {
         let n = grid_voxels(grid_shape)?;
         if mask.len() != n {
-            return Err(SamplerError::MaskLength { grid_shape, expected: n as u64, got: mask.len() as u64 });
+            return Err(SamplerError::MaskLength {
+                grid_shape,
+                expected: n as u64,
+                got: mask.len() as u64,
+            });
         }
         let words = mask
             .chunks(64)
-            .map(|c| c.iter().enumerate().fold(0u64, |w, (i, &b)| w | (u64::from(b != 0) << i)))
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u64, |w, (i, &b)| w | (u64::from(b != 0) << i))
+            })
             .collect();
         Ok(ForegroundIndex::from_words(grid_shape, words))
     }
@@ -70,7 +85,12 @@ impl ForegroundIndex {
             block_before.push(count);
             count += block.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
         }
-        ForegroundIndex { grid_shape, words, block_before, count }
+        ForegroundIndex {
+            grid_shape,
+            words,
+            block_before,
+            count,
+        }
     }
 
     /// Shape of the grid the index covers.
@@ -85,7 +105,9 @@ impl ForegroundIndex {
 
     /// Whether the centre with row-major index `linear` is foreground (`false` beyond the grid).
     pub fn contains(&self, linear: u64) -> bool {
-        let word = usize::try_from(linear / 64).ok().and_then(|w| self.words.get(w));
+        let word = usize::try_from(linear / 64)
+            .ok()
+            .and_then(|w| self.words.get(w));
         word.is_some_and(|w| w >> (linear % 64) & 1 == 1)
     }
 
@@ -129,7 +151,7 @@ mod tests {
     fn select_walks_foreground_in_order() {
         let shape = [3, 7, 61];
         let n = 3 * 7 * 61;
-        let flag = |i: u64| i % 7 == 3 || i % 64 == 0;
+        let flag = |i: u64| i % 7 == 3 || i.is_multiple_of(64);
         let idx = ForegroundIndex::from_mask(shape, (0..n).map(flag)).unwrap();
         let expected: Vec<u64> = (0..n).filter(|&i| flag(i)).collect();
         assert_eq!(idx.count(), expected.len() as u64);

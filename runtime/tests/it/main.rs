@@ -1,0 +1,4 @@
+//! Integration tests of cellmap-runtime.
+
+mod augment;
+mod sampler;
