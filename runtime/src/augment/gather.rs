@@ -198,15 +198,16 @@ fn trilinear(c: [f32; 8], w: [f32; 3]) -> f32 {
 
 /// Per-voxel displacement in source index units (monomorphised away without elastic).
 trait Displace {
-    fn at(&self, v: usize) -> [f64; 3];
+    /// `u` displaced by the field at output voxel `v`.
+    fn add(&self, v: usize, u: [f64; 3]) -> [f64; 3];
 }
 
 struct NoDisplacement;
 
 impl Displace for NoDisplacement {
     #[inline(always)]
-    fn at(&self, _v: usize) -> [f64; 3] {
-        [0.0; 3]
+    fn add(&self, _v: usize, u: [f64; 3]) -> [f64; 3] {
+        u
     }
 }
 
@@ -217,8 +218,12 @@ struct Displacement<'a> {
 
 impl Displace for Displacement<'_> {
     #[inline(always)]
-    fn at(&self, v: usize) -> [f64; 3] {
-        [0, 1, 2].map(|b| f64::from(self.planes[b][v]) * self.inv_scale[b])
+    fn add(&self, v: usize, u: [f64; 3]) -> [f64; 3] {
+        [
+            u[0] + f64::from(self.planes[0][v]) * self.inv_scale[0],
+            u[1] + f64::from(self.planes[1][v]) * self.inv_scale[1],
+            u[2] + f64::from(self.planes[2][v]) * self.inv_scale[2],
+        ]
     }
 }
 
@@ -368,7 +373,12 @@ fn fast_bounds(
     let mut lo = [0.0; 3];
     let mut hi = [0.0; 3];
     for b in 0..3 {
-        let n = shape[b] as f64;
+        // The fast loops index with `u32` coordinates; larger windows take the checked path.
+        let n = if shape[b] <= u32::MAX as usize {
+            shape[b] as f64
+        } else {
+            0.0
+        };
         let (l, h) = match interpolation {
             Interpolation::Linear => (0.0, n - 1.0),
             Interpolation::Nearest => (-0.5, n - 0.5),
@@ -379,7 +389,104 @@ fn fast_bounds(
     (lo, hi)
 }
 
+/// `base + t·s` (written out: `array::map` does not always inline in the hot loops).
+#[inline(always)]
+fn along(base: [f64; 3], s: [f64; 3], t: f64) -> [f64; 3] {
+    [base[0] + t * s[0], base[1] + t * s[1], base[2] + t * s[2]]
+}
+
+/// Voxels per block of the fast linear loop: coordinates and weights of a block are computed
+/// first (independent, vectorisable), then its corner loads, then the blends (vectorisable).
+const BLOCK: usize = 64;
+
+/// The fast linear loop over output voxels `px0..px0 + out.len()` of one row, all inside the
+/// fast range (`0 ≤ u < n − 1` window-local on every axis, so truncation is floor and both
+/// neighbours are in the window).
+#[inline(always)]
+fn linear_fast<T: Copy + Into<f32>, D: Displace>(
+    w: &Window<'_, T>,
+    base: [f64; 3],
+    s2: [f64; 3],
+    disp: &D,
+    row: usize,
+    px0: usize,
+    out: &mut [f32],
+) {
+    let [sz, sy, _] = w.stride;
+    let mut idx = [0usize; BLOCK];
+    let mut wgt = [[0.0f32; BLOCK]; 3];
+    let mut c = [[0.0f32; BLOCK]; 8];
+    for (block, out) in out.chunks_mut(BLOCK).enumerate() {
+        let first = px0 + block * BLOCK;
+        let n = out.len();
+        for k in 0..n {
+            let t = (first + k) as f64;
+            let u = disp.add(row + first + k, along(base, s2, t));
+            let i = [u[0] as u32, u[1] as u32, u[2] as u32];
+            for b in 0..3 {
+                wgt[b][k] = (u[b] - f64::from(i[b])) as f32;
+            }
+            idx[k] = i[0] as usize * sz + i[1] as usize * sy + i[2] as usize;
+        }
+        for k in 0..n {
+            let i = idx[k];
+            let cell = &w.src[i..i + sz + sy + 2];
+            c[0][k] = cell[0].into();
+            c[1][k] = cell[1].into();
+            c[2][k] = cell[sy].into();
+            c[3][k] = cell[sy + 1].into();
+            c[4][k] = cell[sz].into();
+            c[5][k] = cell[sz + 1].into();
+            c[6][k] = cell[sz + sy].into();
+            c[7][k] = cell[sz + sy + 1].into();
+        }
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = trilinear(
+                [
+                    c[0][k], c[1][k], c[2][k], c[3][k], c[4][k], c[5][k], c[6][k], c[7][k],
+                ],
+                [wgt[0][k], wgt[1][k], wgt[2][k]],
+            );
+        }
+    }
+}
+
+/// Dispatches to a copy of the kernel compiled with AVX2 when the CPU has it: the same IEEE
+/// operations (Rust never contracts to FMA), so the same bits, only wider vectors.
 fn gather_rows<T: Copy + Into<f32>, D: Displace>(
+    w: &Window<'_, T>,
+    grid: &SampleGrid,
+    plan: &Plan,
+    disp: &D,
+    interpolation: Interpolation,
+    fill: f32,
+    out: &mut [f32],
+) -> Result<(), GatherError> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { gather_rows_avx2(w, grid, plan, disp, interpolation, fill, out) };
+    }
+    gather_rows_impl(w, grid, plan, disp, interpolation, fill, out)
+}
+
+/// The kernel compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gather_rows_avx2<T: Copy + Into<f32>, D: Displace>(
+    w: &Window<'_, T>,
+    grid: &SampleGrid,
+    plan: &Plan,
+    disp: &D,
+    interpolation: Interpolation,
+    fill: f32,
+    out: &mut [f32],
+) -> Result<(), GatherError> {
+    gather_rows_impl(w, grid, plan, disp, interpolation, fill, out)
+}
+
+#[inline(always)]
+fn gather_rows_impl<T: Copy + Into<f32>, D: Displace>(
     w: &Window<'_, T>,
     grid: &SampleGrid,
     plan: &Plan,
@@ -404,8 +511,8 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
             });
             let (lo, hi) = fast_range(base, s2, nx, lo_ok, hi_ok);
             let slow = |px: usize| {
-                let d = disp.at(row + px);
-                let u = [0, 1, 2].map(|b| base[b] + px as f64 * s2[b] + d[b] + start[b]);
+                let u = disp.add(row + px, along(base, s2, px as f64));
+                let u = [0, 1, 2].map(|b| u[b] + start[b]);
                 match interpolation {
                     Interpolation::Nearest => {
                         Ok(w.nearest_checked(u)?.map_or(fill, |i| w.src[i].into()))
@@ -422,42 +529,16 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
                     for (k, o) in fast.iter_mut().enumerate() {
                         let px = lo + k;
                         let t = px as f64;
-                        let d = disp.at(row + px);
+                        let u = disp.add(row + px, along(base, s2, t));
                         // Inside the fast range `u + 0.5 ≥ 0`, so truncation is floor.
-                        let iz = (base[0] + t * s2[0] + d[0] + 0.5) as usize;
-                        let iy = (base[1] + t * s2[1] + d[1] + 0.5) as usize;
-                        let ix = (base[2] + t * s2[2] + d[2] + 0.5) as usize;
+                        let iz = (u[0] + 0.5) as usize;
+                        let iy = (u[1] + 0.5) as usize;
+                        let ix = (u[2] + 0.5) as usize;
                         *o = w.src[iz * sz + iy * sy + ix].into();
                     }
                 }
                 Interpolation::Linear => {
-                    for (k, o) in fast.iter_mut().enumerate() {
-                        let px = lo + k;
-                        let t = px as f64;
-                        let d = disp.at(row + px);
-                        let uz = base[0] + t * s2[0] + d[0];
-                        let uy = base[1] + t * s2[1] + d[1];
-                        let ux = base[2] + t * s2[2] + d[2];
-                        // Inside the fast range `u ≥ 0`, so truncation is floor.
-                        let (iz, iy, ix) = (uz as usize, uy as usize, ux as usize);
-                        let wgt = [
-                            (uz - iz as f64) as f32,
-                            (uy - iy as f64) as f32,
-                            (ux - ix as f64) as f32,
-                        ];
-                        let i = iz * sz + iy * sy + ix;
-                        let c = [
-                            w.src[i].into(),
-                            w.src[i + 1].into(),
-                            w.src[i + sy].into(),
-                            w.src[i + sy + 1].into(),
-                            w.src[i + sz].into(),
-                            w.src[i + sz + 1].into(),
-                            w.src[i + sz + sy].into(),
-                            w.src[i + sz + sy + 1].into(),
-                        ];
-                        *o = trilinear(c, wgt);
-                    }
+                    linear_fast(w, base, s2, disp, row, lo, fast);
                 }
             }
         }
@@ -524,8 +605,47 @@ pub fn gather_labels_packed(
 /// Row chunk of the packed gather (bytes are staged on the stack, then unpacked per class).
 const CHUNK: usize = 256;
 
+/// Dispatches to a copy of the kernel compiled with AVX2 when the CPU has it: the same IEEE
+/// operations (Rust never contracts to FMA), so the same bits, only wider vectors.
 #[allow(clippy::too_many_arguments)]
 fn labels_rows<D: Displace>(
+    w: &Window<'_, u8>,
+    grid: &SampleGrid,
+    plan: &Plan,
+    disp: &D,
+    classes: usize,
+    unknown_mask: u8,
+    fill: f32,
+    out: &mut [f32],
+) -> Result<(), GatherError> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { labels_rows_avx2(w, grid, plan, disp, classes, unknown_mask, fill, out) };
+    }
+    labels_rows_impl(w, grid, plan, disp, classes, unknown_mask, fill, out)
+}
+
+/// The kernel compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+fn labels_rows_avx2<D: Displace>(
+    w: &Window<'_, u8>,
+    grid: &SampleGrid,
+    plan: &Plan,
+    disp: &D,
+    classes: usize,
+    unknown_mask: u8,
+    fill: f32,
+    out: &mut [f32],
+) -> Result<(), GatherError> {
+    labels_rows_impl(w, grid, plan, disp, classes, unknown_mask, fill, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn labels_rows_impl<D: Displace>(
     w: &Window<'_, u8>,
     grid: &SampleGrid,
     plan: &Plan,
@@ -542,10 +662,8 @@ fn labels_rows<D: Displace>(
             out[c * voxels..(c + 1) * voxels].fill(f32::NAN);
         }
     }
-    let known: Vec<usize> = (0..classes)
-        .filter(|c| unknown_mask >> c & 1 == 0)
-        .collect();
-    if known.is_empty() {
+    let known = !unknown_mask & (((1u16 << classes) - 1) as u8);
+    if known == 0 {
         return Ok(());
     }
     let (lo_ok, hi_ok) = fast_bounds(w.shape, plan.margin, Interpolation::Nearest);
@@ -554,6 +672,7 @@ fn labels_rows<D: Displace>(
     let start = w.start.map(|v| v as f64);
     let mut bytes = [0u8; CHUNK];
     let mut inside = [0u8; CHUNK];
+    let mut idx = [0usize; CHUNK];
     for pz in 0..nz {
         for py in 0..ny {
             let row = (pz * ny + py) * nx;
@@ -564,30 +683,46 @@ fn labels_rows<D: Displace>(
             let (lo, hi) = fast_range(base, s2, nx, lo_ok, hi_ok);
             for chunk_start in (0..nx).step_by(CHUNK) {
                 let chunk_end = (chunk_start + CHUNK).min(nx);
-                for px in chunk_start..chunk_end {
+                let (fast_lo, fast_hi) = (
+                    lo.clamp(chunk_start, chunk_end),
+                    hi.clamp(chunk_start, chunk_end)
+                        .max(lo.clamp(chunk_start, chunk_end)),
+                );
+                for px in (chunk_start..fast_lo).chain(fast_hi..chunk_end) {
                     let k = px - chunk_start;
-                    let d = disp.at(row + px);
                     let t = px as f64;
-                    if px >= lo && px < hi {
-                        let iz = (base[0] + t * s2[0] + d[0] + 0.5) as usize;
-                        let iy = (base[1] + t * s2[1] + d[1] + 0.5) as usize;
-                        let ix = (base[2] + t * s2[2] + d[2] + 0.5) as usize;
-                        bytes[k] = w.src[iz * sz + iy * sy + ix];
-                        inside[k] = 1;
-                    } else {
-                        let u = [0, 1, 2].map(|b| base[b] + t * s2[b] + d[b] + start[b]);
-                        match w.nearest_checked(u)? {
-                            Some(i) => (bytes[k], inside[k]) = (w.src[i], 1),
-                            None => (bytes[k], inside[k]) = (0, 0),
-                        }
-                    }
+                    let u = disp.add(row + px, along(base, s2, t));
+                    let u = [u[0] + start[0], u[1] + start[1], u[2] + start[2]];
+                    (bytes[k], inside[k]) = match w.nearest_checked(u)? {
+                        Some(i) => (w.src[i], 1),
+                        None => (0, 0),
+                    };
                 }
+                // Fast part: indices first (independent), then the loads.
+                let (k0, k1) = (fast_lo - chunk_start, fast_hi - chunk_start);
+                for (k, i) in idx[k0..k1].iter_mut().enumerate() {
+                    let px = fast_lo + k;
+                    let t = px as f64;
+                    let u = disp.add(row + px, along(base, s2, t));
+                    // Inside the fast range `u + 0.5 ≥ 0`, so truncation is floor.
+                    let q = [
+                        (u[0] + 0.5) as u32 as usize,
+                        (u[1] + 0.5) as u32 as usize,
+                        (u[2] + 0.5) as u32 as usize,
+                    ];
+                    *i = q[0] * sz + q[1] * sy + q[2];
+                }
+                for (b, &i) in bytes[k0..k1].iter_mut().zip(&idx[k0..k1]) {
+                    *b = w.src[i];
+                }
+                inside[k0..k1].fill(1);
                 let len = chunk_end - chunk_start;
-                for &c in &known {
+                for c in (0..classes).filter(|c| known >> c & 1 == 1) {
                     let dest =
                         &mut out[c * voxels + row + chunk_start..c * voxels + row + chunk_end];
+                    let mask = 1u8 << c;
                     for ((o, &b), &ins) in dest.iter_mut().zip(&bytes[..len]).zip(&inside[..len]) {
-                        let bit = f32::from((b >> c) & 1);
+                        let bit = if b & mask != 0 { 1.0 } else { 0.0 };
                         *o = if ins != 0 { bit } else { fill };
                     }
                 }
