@@ -141,6 +141,10 @@ impl ElasticField {
     /// Evaluates `draw` at the voxel offsets of an output grid of `shape_vox` voxels of
     /// `voxel_size_nm` centred on the crop centre (separable B-spline contraction: x, then y,
     /// then z; about 12 multiply-adds per voxel and axis).
+    ///
+    /// # Panics
+    /// If `draw.displacement_nm` does not hold one entry per lattice point (only possible for a
+    /// hand-built [`ElasticDraw`]).
     pub fn evaluate(&mut self, draw: &ElasticDraw, shape_vox: [usize; 3], voxel_size_nm: [f64; 3]) {
         let [nz, ny, nx] = shape_vox;
         let [lz, ly, lx] = draw.lattice_shape;
