@@ -126,7 +126,7 @@ pub struct LoaderJob {
 
 enum JobKind {
     Train {
-        sampler: Arc<TrainSampler>,
+        sampler: TrainSampler,
         /// The epochs whose sequential draws are computed (current and next).
         epochs: Mutex<Vec<(u64, Arc<EpochDraws>)>>,
     },
@@ -184,7 +184,7 @@ impl LoaderJob {
 
     fn epoch_draws(
         &self,
-        sampler: &Arc<TrainSampler>,
+        sampler: &TrainSampler,
         epochs: &Mutex<Vec<(u64, Arc<EpochDraws>)>>,
         epoch: u64,
     ) -> Arc<EpochDraws> {
@@ -324,7 +324,6 @@ impl Loader {
                 .collect();
             let sampler = TrainSampler::new(grids, &spec.sampling, dist.rank, dist.world_size)
                 .map_err(|e| LoaderError::Sampler(e.to_string()))?;
-            let sampler = Arc::new(sampler);
             JobKind::Train {
                 sampler,
                 epochs: Mutex::new(Vec::new()),

@@ -24,7 +24,7 @@
 //! };
 //! let grid = DatasetGrid { grid_shape: [2, 3, 4], annotated: vec![true], foreground_voxels: vec![],
 //!     total_voxels: vec![], foreground: None };
-//! let sampler = std::sync::Arc::new(TrainSampler::new(vec![grid], &sampling, 0, 1).unwrap());
+//! let sampler = TrainSampler::new(vec![grid], &sampling, 0, 1).unwrap();
 //! let epoch = sampler.epoch(0);
 //! let choice = epoch.get(3).unwrap();
 //! assert!(choice.grid_index[2] < 4);
@@ -157,13 +157,14 @@ enum Choice {
 /// Draws training centres for one rank (see the module docs).
 #[derive(Debug, Clone)]
 pub struct TrainSampler {
-    grids: Vec<DatasetGrid>,
+    // Shared, so that cloning a sampler (each epoch's draws hold one) costs two reference counts.
+    grids: Arc<[DatasetGrid]>,
     seed: u64,
     iterations: u64,
     foreground_fraction: f64,
     rank: usize,
     world_size: usize,
-    choice: Choice,
+    choice: Arc<Choice>,
 }
 
 impl TrainSampler {
@@ -240,13 +241,13 @@ impl TrainSampler {
             },
         };
         Ok(TrainSampler {
-            grids,
+            grids: grids.into(),
             seed: sampling.seed,
             iterations: sampling.iterations_per_epoch,
             foreground_fraction: sampling.foreground.as_ref().map_or(0.0, |f| f.fraction),
             rank,
             world_size,
-            choice,
+            choice: Arc::new(choice),
         })
     }
 
@@ -276,9 +277,9 @@ impl TrainSampler {
 
     /// Prepares epoch `epoch`: precomputes the class-balanced crop sequence (other weightings need
     /// nothing), after which any sample of the epoch can be drawn in any order.
-    pub fn epoch(self: &Arc<Self>, epoch: u64) -> EpochDraws {
+    pub fn epoch(&self, epoch: u64) -> EpochDraws {
         let mut sequence = Vec::new();
-        if let Choice::ClassBalanced { crops_of, active } = &self.choice {
+        if let Choice::ClassBalanced { crops_of, active } = &*self.choice {
             let mut rng = Rng::new(self.key(epoch, 0), STREAM_EPOCH);
             let mut counts = vec![0u64; crops_of.len()];
             let mut ties = Vec::with_capacity(active.len());
@@ -297,7 +298,7 @@ impl TrainSampler {
             }
         }
         EpochDraws {
-            sampler: Arc::clone(self),
+            sampler: self.clone(),
             epoch,
             sequence,
         }
@@ -377,7 +378,7 @@ fn unravel(linear: u64, shape: [u64; 3]) -> [u64; 3] {
 /// One epoch's draws on one rank, random-access by sample index.
 #[derive(Debug, Clone)]
 pub struct EpochDraws {
-    sampler: Arc<TrainSampler>,
+    sampler: TrainSampler,
     epoch: u64,
     /// Class-balanced crop per step (empty for other weightings).
     sequence: Vec<u32>,
@@ -406,12 +407,12 @@ impl EpochDraws {
 
     /// Sample `i` of the epoch, `None` when `i ≥ iterations_per_epoch`.
     pub fn get(&self, i: u64) -> Option<SampleChoice> {
-        let s = &*self.sampler;
+        let s = &self.sampler;
         if i >= s.iterations {
             return None;
         }
         let mut rng = Rng::new(s.key(self.epoch, i), STREAM_CENTRE);
-        let (dataset, uniform_centre) = match &s.choice {
+        let (dataset, uniform_centre) = match &*s.choice {
             Choice::Uniform { cumulative } => {
                 let g = rng.below(cumulative.last().copied().unwrap_or(0));
                 let d = cumulative.partition_point(|&c| c <= g);

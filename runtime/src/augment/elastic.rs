@@ -136,6 +136,10 @@ impl ElasticField {
     /// Evaluates `draw` at the voxel offsets of an output grid of `shape_vox` voxels of
     /// `voxel_size_nm` centred on the crop centre (separable B-spline contraction: x, then y,
     /// then z; about 12 multiply-adds per voxel and axis).
+    ///
+    /// # Panics
+    /// If `draw.displacement_nm` does not hold one entry per lattice point (only possible for a
+    /// hand-built [`ElasticDraw`]).
     pub fn evaluate(&mut self, draw: &ElasticDraw, shape_vox: [usize; 3], voxel_size_nm: [f64; 3]) {
         let [nz, ny, nx] = shape_vox;
         let [lz, ly, lx] = draw.lattice_shape;
@@ -261,8 +265,8 @@ mod tests {
         let mut field = ElasticField::new();
         field.evaluate(&d, [16, 16, 16], [10.0, 10.0, 10.0]);
         let bound = d.max_abs_nm();
-        for a in 0..3 {
-            assert!(field.max_abs_nm()[a] <= bound[a] + 1e-9);
+        for (a, bound) in bound.iter().enumerate() {
+            assert!(field.max_abs_nm()[a] <= bound + 1e-9);
             assert!(field.max_abs_nm()[a] > 0.0);
             // Neighbouring voxels (10 nm apart, a quarter of the spacing) differ far less than sigma.
             let c = field.component(a);

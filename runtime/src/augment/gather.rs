@@ -9,11 +9,21 @@
 //! the row whose every sample (and its interpolation neighbours) lies inside the window is
 //! computed up front, and that range runs through a branch-free inner loop (no floor calls, no
 //! bounds logic). Only the row ends near the window or level edge take the checked path.
+//! The fast loops work in blocks (coordinates, then loads, then blends) and are compiled twice,
+//! for the baseline target and for AVX2, picked at run time (bit-identical results). Measured:
+//! 128³ u8 raw (linear) + 4 packed classes (nearest) under a 30° rotation ≈ 40–49 samples/s on
+//! one core of the build VM (see the ignored `gather_throughput` test).
 
 use cellmap_schema::Interpolation;
 
 use crate::augment::elastic::ElasticField;
-use crate::augment::grid::{SampleGrid, StridedMap};
+use crate::augment::grid::SampleGrid;
+
+mod labels;
+mod strided;
+
+pub use labels::gather_labels_packed;
+pub use strided::copy_strided;
 
 /// Why a gather could not run. Every variant is a caller bug (inconsistent buffers), not a data
 /// problem.
@@ -184,15 +194,16 @@ fn trilinear(c: [f32; 8], w: [f32; 3]) -> f32 {
 
 /// Per-voxel displacement in source index units (monomorphised away without elastic).
 trait Displace {
-    fn at(&self, v: usize) -> [f64; 3];
+    /// `u` displaced by the field at output voxel `v`.
+    fn add(&self, v: usize, u: [f64; 3]) -> [f64; 3];
 }
 
 struct NoDisplacement;
 
 impl Displace for NoDisplacement {
     #[inline(always)]
-    fn at(&self, _v: usize) -> [f64; 3] {
-        [0.0; 3]
+    fn add(&self, _v: usize, u: [f64; 3]) -> [f64; 3] {
+        u
     }
 }
 
@@ -203,8 +214,12 @@ struct Displacement<'a> {
 
 impl Displace for Displacement<'_> {
     #[inline(always)]
-    fn at(&self, v: usize) -> [f64; 3] {
-        [0, 1, 2].map(|b| f64::from(self.planes[b][v]) * self.inv_scale[b])
+    fn add(&self, v: usize, u: [f64; 3]) -> [f64; 3] {
+        [
+            u[0] + f64::from(self.planes[0][v]) * self.inv_scale[0],
+            u[1] + f64::from(self.planes[1][v]) * self.inv_scale[1],
+            u[2] + f64::from(self.planes[2][v]) * self.inv_scale[2],
+        ]
     }
 }
 
@@ -235,7 +250,7 @@ fn fast_range(base: [f64; 3], s: [f64; 3], n: usize, lo_ok: [f64; 3], hi_ok: [f6
         lo = lo.max(t0.ceil());
         hi = hi.min(t1.floor());
     }
-    if !(lo <= hi) {
+    if lo.partial_cmp(&hi).is_none_or(|o| o == std::cmp::Ordering::Greater) {
         return (0, 0);
     }
     let (mut lo, mut hi) = (lo as usize, hi as usize);
@@ -333,7 +348,12 @@ fn fast_bounds(shape: [usize; 3], margin: [f64; 3], interpolation: Interpolation
     let mut lo = [0.0; 3];
     let mut hi = [0.0; 3];
     for b in 0..3 {
-        let n = shape[b] as f64;
+        // The fast loops index with `u32` coordinates; larger windows take the checked path.
+        let n = if shape[b] <= u32::MAX as usize {
+            shape[b] as f64
+        } else {
+            0.0
+        };
         let (l, h) = match interpolation {
             Interpolation::Linear => (0.0, n - 1.0),
             Interpolation::Nearest => (-0.5, n - 0.5),
@@ -344,7 +364,102 @@ fn fast_bounds(shape: [usize; 3], margin: [f64; 3], interpolation: Interpolation
     (lo, hi)
 }
 
+/// `base + t·s` (written out: `array::map` does not always inline in the hot loops).
+#[inline(always)]
+fn along(base: [f64; 3], s: [f64; 3], t: f64) -> [f64; 3] {
+    [base[0] + t * s[0], base[1] + t * s[1], base[2] + t * s[2]]
+}
+
+/// Voxels per block of the fast linear loop: coordinates and weights of a block are computed
+/// first (independent, vectorisable), then its corner loads, then the blends (vectorisable).
+const BLOCK: usize = 64;
+
+/// The fast linear loop over output voxels `px0..px0 + out.len()` of one row, all inside the
+/// fast range (`0 ≤ u < n − 1` window-local on every axis, so truncation is floor and both
+/// neighbours are in the window).
+#[inline(always)]
+fn linear_fast<T: Copy + Into<f32>, D: Displace>(
+    w: &Window<'_, T>,
+    base: [f64; 3],
+    s2: [f64; 3],
+    disp: &D,
+    row: usize,
+    px0: usize,
+    out: &mut [f32],
+) {
+    let [sz, sy, _] = w.stride;
+    let mut idx = [0usize; BLOCK];
+    let mut wgt = [[0.0f32; BLOCK]; 3];
+    let mut c = [[0.0f32; BLOCK]; 8];
+    for (block, out) in out.chunks_mut(BLOCK).enumerate() {
+        let first = px0 + block * BLOCK;
+        let n = out.len();
+        for k in 0..n {
+            let t = (first + k) as f64;
+            let u = disp.add(row + first + k, along(base, s2, t));
+            let i = [u[0] as u32, u[1] as u32, u[2] as u32];
+            for b in 0..3 {
+                wgt[b][k] = (u[b] - f64::from(i[b])) as f32;
+            }
+            idx[k] = i[0] as usize * sz + i[1] as usize * sy + i[2] as usize;
+        }
+        for k in 0..n {
+            let i = idx[k];
+            let cell = &w.src[i..i + sz + sy + 2];
+            c[0][k] = cell[0].into();
+            c[1][k] = cell[1].into();
+            c[2][k] = cell[sy].into();
+            c[3][k] = cell[sy + 1].into();
+            c[4][k] = cell[sz].into();
+            c[5][k] = cell[sz + 1].into();
+            c[6][k] = cell[sz + sy].into();
+            c[7][k] = cell[sz + sy + 1].into();
+        }
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = trilinear(
+                [c[0][k], c[1][k], c[2][k], c[3][k], c[4][k], c[5][k], c[6][k], c[7][k]],
+                [wgt[0][k], wgt[1][k], wgt[2][k]],
+            );
+        }
+    }
+}
+
+/// Dispatches to a copy of the kernel compiled with AVX2 when the CPU has it: the same IEEE
+/// operations (Rust never contracts to FMA), so the same bits, only wider vectors.
 fn gather_rows<T: Copy + Into<f32>, D: Displace>(
+    w: &Window<'_, T>,
+    grid: &SampleGrid,
+    plan: &Plan,
+    disp: &D,
+    interpolation: Interpolation,
+    fill: f32,
+    out: &mut [f32],
+) -> Result<(), GatherError> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { gather_rows_avx2(w, grid, plan, disp, interpolation, fill, out) };
+    }
+    gather_rows_impl(w, grid, plan, disp, interpolation, fill, out)
+}
+
+/// The kernel compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gather_rows_avx2<T: Copy + Into<f32>, D: Displace>(
+    w: &Window<'_, T>,
+    grid: &SampleGrid,
+    plan: &Plan,
+    disp: &D,
+    interpolation: Interpolation,
+    fill: f32,
+    out: &mut [f32],
+) -> Result<(), GatherError> {
+    gather_rows_impl(w, grid, plan, disp, interpolation, fill, out)
+}
+
+#[inline(always)]
+fn gather_rows_impl<T: Copy + Into<f32>, D: Displace>(
     w: &Window<'_, T>,
     grid: &SampleGrid,
     plan: &Plan,
@@ -367,8 +482,8 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
                 .map(|b| grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]);
             let (lo, hi) = fast_range(base, s2, nx, lo_ok, hi_ok);
             let slow = |px: usize| {
-                let d = disp.at(row + px);
-                let u = [0, 1, 2].map(|b| base[b] + px as f64 * s2[b] + d[b] + start[b]);
+                let u = disp.add(row + px, along(base, s2, px as f64));
+                let u = [0, 1, 2].map(|b| u[b] + start[b]);
                 match interpolation {
                     Interpolation::Nearest => Ok(w.nearest_checked(u)?.map_or(fill, |i| w.src[i].into())),
                     Interpolation::Linear => Ok(w.linear_checked(u)?.unwrap_or(fill)),
@@ -383,203 +498,17 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
                     for (k, o) in fast.iter_mut().enumerate() {
                         let px = lo + k;
                         let t = px as f64;
-                        let d = disp.at(row + px);
+                        let u = disp.add(row + px, along(base, s2, t));
                         // Inside the fast range `u + 0.5 ≥ 0`, so truncation is floor.
-                        let iz = (base[0] + t * s2[0] + d[0] + 0.5) as usize;
-                        let iy = (base[1] + t * s2[1] + d[1] + 0.5) as usize;
-                        let ix = (base[2] + t * s2[2] + d[2] + 0.5) as usize;
+                        let iz = (u[0] + 0.5) as usize;
+                        let iy = (u[1] + 0.5) as usize;
+                        let ix = (u[2] + 0.5) as usize;
                         *o = w.src[iz * sz + iy * sy + ix].into();
                     }
                 }
                 Interpolation::Linear => {
-                    for (k, o) in fast.iter_mut().enumerate() {
-                        let px = lo + k;
-                        let t = px as f64;
-                        let d = disp.at(row + px);
-                        let uz = base[0] + t * s2[0] + d[0];
-                        let uy = base[1] + t * s2[1] + d[1];
-                        let ux = base[2] + t * s2[2] + d[2];
-                        // Inside the fast range `u ≥ 0`, so truncation is floor.
-                        let (iz, iy, ix) = (uz as usize, uy as usize, ux as usize);
-                        let wgt = [
-                            (uz - iz as f64) as f32,
-                            (uy - iy as f64) as f32,
-                            (ux - ix as f64) as f32,
-                        ];
-                        let i = iz * sz + iy * sy + ix;
-                        let c = [
-                            w.src[i].into(),
-                            w.src[i + 1].into(),
-                            w.src[i + sy].into(),
-                            w.src[i + sy + 1].into(),
-                            w.src[i + sz].into(),
-                            w.src[i + sz + 1].into(),
-                            w.src[i + sz + sy].into(),
-                            w.src[i + sz + sy + 1].into(),
-                        ];
-                        *o = trilinear(c, wgt);
-                    }
+                    linear_fast(w, base, s2, disp, row, lo, fast);
                 }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Nearest-neighbour gather of up to 8 binary classes packed as the bits of one `u8` per voxel
-/// (bit `c` = class `c`) into `classes` output channels in one pass: `out` is `[c][z][y][x]`.
-/// Class `c` is all NaN when bit `c` of `unknown_mask` is set; voxels outside the level get
-/// `fill` in every other channel. Window rules as in [`gather`].
-///
-/// # Errors
-/// As [`gather`], plus [`GatherError::TooManyClasses`] for `classes > 8`.
-#[allow(clippy::too_many_arguments)]
-pub fn gather_labels_packed(
-    src: &[u8],
-    src_start: [i64; 3],
-    src_shape: [usize; 3],
-    level_shape: [u64; 3],
-    grid: &SampleGrid,
-    elastic: Option<&ElasticField>,
-    classes: usize,
-    unknown_mask: u8,
-    fill: f32,
-    out: &mut [f32],
-) -> Result<(), GatherError> {
-    if classes > 8 {
-        return Err(GatherError::TooManyClasses { classes });
-    }
-    let window = Window::new(src, src_start, src_shape, level_shape)?;
-    let plan = plan(grid, elastic)?;
-    check_out(out.len(), plan.shape, classes)?;
-    match elastic {
-        None => labels_rows(&window, grid, &plan, &NoDisplacement, classes, unknown_mask, fill, out),
-        Some(field) => {
-            let disp = Displacement {
-                planes: [field.component(0), field.component(1), field.component(2)],
-                inv_scale: plan.inv_scale,
-            };
-            labels_rows(&window, grid, &plan, &disp, classes, unknown_mask, fill, out)
-        }
-    }
-}
-
-/// Row chunk of the packed gather (bytes are staged on the stack, then unpacked per class).
-const CHUNK: usize = 256;
-
-#[allow(clippy::too_many_arguments)]
-fn labels_rows<D: Displace>(
-    w: &Window<'_, u8>,
-    grid: &SampleGrid,
-    plan: &Plan,
-    disp: &D,
-    classes: usize,
-    unknown_mask: u8,
-    fill: f32,
-    out: &mut [f32],
-) -> Result<(), GatherError> {
-    let [nz, ny, nx] = plan.shape;
-    let voxels = nz * ny * nx;
-    for c in 0..classes {
-        if unknown_mask >> c & 1 == 1 {
-            out[c * voxels..(c + 1) * voxels].fill(f32::NAN);
-        }
-    }
-    let known: Vec<usize> = (0..classes).filter(|c| unknown_mask >> c & 1 == 0).collect();
-    if known.is_empty() {
-        return Ok(());
-    }
-    let (lo_ok, hi_ok) = fast_bounds(w.shape, plan.margin, Interpolation::Nearest);
-    let s2 = grid.step[2];
-    let [sz, sy, _] = w.stride;
-    let start = w.start.map(|v| v as f64);
-    let mut bytes = [0u8; CHUNK];
-    let mut inside = [0u8; CHUNK];
-    for pz in 0..nz {
-        for py in 0..ny {
-            let row = (pz * ny + py) * nx;
-            let base = [0, 1, 2]
-                .map(|b| grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]);
-            let (lo, hi) = fast_range(base, s2, nx, lo_ok, hi_ok);
-            for chunk_start in (0..nx).step_by(CHUNK) {
-                let chunk_end = (chunk_start + CHUNK).min(nx);
-                for px in chunk_start..chunk_end {
-                    let k = px - chunk_start;
-                    let d = disp.at(row + px);
-                    let t = px as f64;
-                    if px >= lo && px < hi {
-                        let iz = (base[0] + t * s2[0] + d[0] + 0.5) as usize;
-                        let iy = (base[1] + t * s2[1] + d[1] + 0.5) as usize;
-                        let ix = (base[2] + t * s2[2] + d[2] + 0.5) as usize;
-                        bytes[k] = w.src[iz * sz + iy * sy + ix];
-                        inside[k] = 1;
-                    } else {
-                        let u = [0, 1, 2].map(|b| base[b] + t * s2[b] + d[b] + start[b]);
-                        match w.nearest_checked(u)? {
-                            Some(i) => (bytes[k], inside[k]) = (w.src[i], 1),
-                            None => (bytes[k], inside[k]) = (0, 0),
-                        }
-                    }
-                }
-                let len = chunk_end - chunk_start;
-                for &c in &known {
-                    let dest = &mut out[c * voxels + row + chunk_start..c * voxels + row + chunk_end];
-                    for ((o, &b), &ins) in dest.iter_mut().zip(&bytes[..len]).zip(&inside[..len]) {
-                        let bit = f32::from((b >> c) & 1);
-                        *o = if ins != 0 { bit } else { fill };
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Copies source voxels straight into `out` along a [`StridedMap`] (axis-aligned transforms:
-/// no interpolation). `src` is the window `[src_start, src_start + src_shape)` of the level,
-/// clipped to it; output voxels whose source voxel lies outside the level get `fill`.
-///
-/// # Errors
-/// As [`gather`]: inconsistent buffers, or a needed in-level voxel outside `src`.
-pub fn copy_strided<T: Copy + Into<f32>>(
-    map: &StridedMap,
-    src: &[T],
-    src_start: [i64; 3],
-    src_shape: [usize; 3],
-    level_shape: [u64; 3],
-    fill: f32,
-    out: &mut [f32],
-) -> Result<(), GatherError> {
-    let w = Window::new(src, src_start, src_shape, level_shape)?;
-    check_out(out.len(), map.src_shape, 1)?;
-    // The part of the map's box inside the level.
-    let mut lo = [0i64; 3];
-    let mut hi = [0i64; 3];
-    for b in 0..3 {
-        lo[b] = map.src_start[b].max(0);
-        hi[b] = (map.src_start[b] + map.src_shape[b] as i64).min(w.level[b]);
-        if lo[b] >= hi[b] {
-            out.fill(fill);
-            return Ok(());
-        }
-    }
-    if (0..3).any(|b| lo[b] > map.src_start[b] || hi[b] < map.src_start[b] + map.src_shape[b] as i64) {
-        out.fill(fill);
-    }
-    // Both corners inside the window imply the whole box is.
-    w.element(lo)?;
-    w.element([hi[0] - 1, hi[1] - 1, hi[2] - 1])?;
-    let [dz, dy, dx] = map.dest_strides;
-    for qz in lo[0]..hi[0] {
-        for qy in lo[1]..hi[1] {
-            let src_row = w.element([qz, qy, lo[2]])?;
-            let row_len = (hi[2] - lo[2]) as usize;
-            let first = map.dest_offset as isize
-                + (qz - map.src_start[0]) as isize * dz
-                + (qy - map.src_start[1]) as isize * dy
-                + (lo[2] - map.src_start[2]) as isize * dx;
-            for (k, &v) in w.src[src_row..src_row + row_len].iter().enumerate() {
-                out[(first + k as isize * dx) as usize] = v.into();
             }
         }
     }
@@ -618,9 +547,9 @@ mod tests {
                 for px in 0..4 {
                     let u = g.index_of([pz, py, px]);
                     let v = out[pz * 16 + py * 4 + px];
-                    if u.iter().all(|&c| c >= -0.5 && c < 5.5) {
+                    if u.iter().all(|c| (-0.5..5.5).contains(c)) {
                         // Clamped neighbours beyond n−1 reproduce the edge value.
-                        let c = u.map(|c| c.min(5.0).max(0.0));
+                        let c = u.map(|c| c.clamp(0.0, 5.0));
                         assert_eq!(v, (c[0] + 2.0 * c[1] + 4.0 * c[2]) as f32, "{u:?}");
                     } else {
                         assert_eq!(v, -1.0, "{u:?}");
@@ -671,18 +600,5 @@ mod tests {
             &mut out[..3],
         );
         assert!(matches!(err, Err(GatherError::OutputLength { .. })));
-    }
-
-    #[test]
-    fn packed_labels_unpack_bits_unknown_and_fill() {
-        // Level 4³ whose byte is the x index (bits 0 and 1 vary).
-        let src: Vec<u8> = (0..64).map(|i| (i % 4) as u8).collect();
-        let g = SampleGrid::new([1.5, 1.5, 2.5], [1, 1, 4], [1.0; 3], &I, [0.0; 3], [1.0; 3]);
-        let mut out = vec![0.0; 12];
-        gather_labels_packed(&src, [0; 3], [4; 3], [4; 3], &g, None, 3, 0b100, 7.0, &mut out).unwrap();
-        // Grid x indices 1, 2, 3, 4 (outside).
-        assert_eq!(&out[0..4], &[1.0, 0.0, 1.0, 7.0]);
-        assert_eq!(&out[4..8], &[0.0, 1.0, 1.0, 7.0]);
-        assert!(out[8..12].iter().all(|v| v.is_nan()));
     }
 }

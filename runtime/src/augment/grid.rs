@@ -164,12 +164,12 @@ impl SampleGrid {
             sign[a] = s;
         }
         let mut origin = [0i64; 3];
-        for b in 0..3 {
-            let r = self.origin[b].round();
-            if (self.origin[b] - r).abs() >= TOL {
+        for (o, &u) in origin.iter_mut().zip(&self.origin) {
+            let r = u.round();
+            if (u - r).abs() >= TOL {
                 return None;
             }
-            origin[b] = r as i64;
+            *o = r as i64;
         }
         let out_strides = [self.shape[1] * self.shape[2], self.shape[2], 1];
         let mut src_start = origin;

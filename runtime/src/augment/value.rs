@@ -154,8 +154,9 @@ fn blur_axis(data: &mut [f32], shape: [usize; 3], axis: usize, sigma: f64, radiu
     let strides = [shape[1] * shape[2], shape[2], 1];
     let (n, stride) = (shape[axis], strides[axis]);
     let line = &mut scratch.line;
-    // Every line along `axis` starts at an index whose `axis` coordinate is 0.
-    let starts = (0..data.len()).filter(|i| (i / stride) % n == 0);
+    // Row-major: lines along `axis` start at `o·(n·stride) + i` for `i < stride`.
+    let outer = data.len() / (n * stride);
+    let starts = (0..outer).flat_map(|o| (0..stride).map(move |i| o * n * stride + i));
     for first in starts {
         line.clear();
         let at = |j: usize| f64::from(data[first + j * stride]);

@@ -1,6 +1,7 @@
 //! Integration tests of cellmap-runtime.
 
 mod alloc;
+mod augment;
 mod common;
 mod fixture;
 #[cfg(feature = "http")]
@@ -8,5 +9,6 @@ mod http;
 mod loader;
 mod multiscale;
 mod pipeline;
+mod sampler;
 mod synth;
 mod window;
