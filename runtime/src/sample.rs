@@ -16,12 +16,12 @@ use std::sync::Arc;
 use cellmap_schema::{ArraySpec, Interpolation, Spec, ValueTransform};
 
 use crate::augment::elastic::ElasticField;
-use crate::augment::gather::gather;
+use crate::augment::gather::{gather, gather_labels_packed};
 use crate::augment::grid::SampleGrid;
 use crate::augment::spatial::{SpatialDraw, draw_spatial};
 use crate::augment::value::{ValueScratch, apply_value_transforms};
 use crate::chunk_cache::ChunkCache;
-use crate::multiscale::Level;
+use crate::multiscale::{Level, SourceDtype};
 use crate::plan::{ClassPlan, Planned};
 use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 use crate::sources::ClassSource;
@@ -80,6 +80,7 @@ pub struct SampleReadError {
 #[derive(Debug, Default)]
 pub struct SampleScratch {
     window: Vec<f32>,
+    packed: Vec<u8>,
     values: ValueScratch,
     elastic: ElasticField,
 }
@@ -99,12 +100,90 @@ pub struct Reader {
     spec: Arc<Spec>,
     planned: Arc<Planned>,
     cache: Option<Arc<ChunkCache>>,
+    /// Per dataset, per target array: the one-pass packed-labels plan, when it applies.
+    packed: Vec<Vec<Option<PackedTarget>>>,
+}
+
+/// Every annotated class of a target array shares one level geometry, has integer labels and
+/// is binarized (its only transform): the classes are packed as bits of one byte per voxel and
+/// gathered in one pass whenever interpolation is needed (rotation, elastic, resampling).
+#[derive(Debug, Clone)]
+struct PackedTarget {
+    /// `(class index, level index, threshold)` per annotated class.
+    classes: Vec<(usize, usize, f64)>,
+    /// Bits of the classes that are not annotated (NaN channels before inference).
+    unknown_mask: u8,
+}
+
+impl PackedTarget {
+    fn level<'a>(&self, sources: &'a crate::sources::DatasetSources) -> &'a Level {
+        let (c, level, _) = self.classes[0];
+        match &sources.classes[c] {
+            ClassSource::Annotated(group) => &group.levels[level],
+            // Only annotated classes are listed.
+            _ => unreachable!("packed targets list annotated classes only"),
+        }
+    }
+
+    fn plan(spec: &Spec, t: usize, targets: &[ClassPlan], sources: &crate::sources::DatasetSources) -> Option<Self> {
+        let array = &spec.targets[t];
+        if array.interpolation != Interpolation::Nearest || spec.classes.len() > 8 {
+            return None;
+        }
+        let mut classes = Vec::new();
+        let mut unknown_mask = 0u8;
+        let mut geometry: Option<([f64; 3], [f64; 3], [u64; 3])> = None;
+        for (c, (plan, source)) in targets.iter().zip(&sources.classes).enumerate() {
+            let (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) = (plan, source) else {
+                unknown_mask |= 1 << c;
+                continue;
+            };
+            let level = &group.levels[lp.level];
+            let g = (level.scale_nm, level.translation_nm, level.shape_vox);
+            if geometry.is_some_and(|first| first != g) || matches!(level.dtype, SourceDtype::F32 | SourceDtype::F64) {
+                return None;
+            }
+            geometry = Some(g);
+            let [ValueTransform::Binarize { threshold }] = spec.augment.targets_of(&spec.classes[c]) else {
+                return None;
+            };
+            classes.push((c, lp.level, *threshold));
+        }
+        (!classes.is_empty()).then_some(PackedTarget { classes, unknown_mask })
+    }
 }
 
 impl Reader {
     /// A reader over a plan, sharing a chunk cache (or none).
     pub fn new(spec: Arc<Spec>, planned: Arc<Planned>, cache: Option<Arc<ChunkCache>>) -> Self {
-        Reader { spec, planned, cache }
+        let packed = planned
+            .plan
+            .datasets
+            .iter()
+            .zip(&planned.sources)
+            .map(|(d, sources)| {
+                d.targets
+                    .iter()
+                    .enumerate()
+                    .map(|(t, targets)| PackedTarget::plan(&spec, t, targets, sources))
+                    .collect()
+            })
+            .collect();
+        Reader {
+            spec,
+            planned,
+            cache,
+            packed,
+        }
+    }
+
+    /// Read classes one by one even where the packed one-pass gather applies (the packed path
+    /// gives the same voxels; this exists to compare them).
+    pub fn without_packed_labels(mut self) -> Self {
+        for targets in &mut self.packed {
+            targets.fill(None);
+        }
+        self
     }
 
     /// The spec.
@@ -134,6 +213,7 @@ impl Reader {
             .unwrap_or(0);
         SampleScratch {
             window: Vec::with_capacity(largest * 2),
+            packed: Vec::with_capacity(largest * 2),
             values: ValueScratch::with_capacity(largest),
             elastic: ElasticField::with_capacity(largest),
         }
@@ -200,7 +280,19 @@ impl Reader {
         for (t, (array, classes)) in spec.targets.iter().zip(&plan.targets).enumerate() {
             let out = dest.array(n_inputs + t);
             let voxels = array.voxels();
+            let packed = match &self.packed[request.dataset][t] {
+                Some(p) if !self.is_strided(p.level(sources), array, &draw) => Some(p),
+                _ => None,
+            };
+            if let Some(p) = packed {
+                self.read_packed(scratch, p, sources, array, &draw, request, out)
+                    .map_err(|m| fail(array, None, m))?;
+                info.gathered += 1;
+            }
             for (c, (class_plan, source)) in classes.iter().zip(&sources.classes).enumerate() {
+                if packed.is_some() {
+                    break;
+                }
                 let channel = &mut out[c * voxels..(c + 1) * voxels];
                 let class = &spec.classes[c];
                 match (class_plan, source) {
@@ -237,6 +329,94 @@ impl Reader {
             }
         }
         Ok(info)
+    }
+
+    /// True when an array is read from `level` by the strided copy (no interpolation).
+    fn is_strided(&self, level: &Level, array: &ArraySpec, draw: &SpatialDraw) -> bool {
+        draw.is_axis_aligned()
+            && (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a])
+    }
+
+    /// Read every class of a target array in one packed nearest-neighbour gather.
+    #[allow(clippy::too_many_arguments)]
+    fn read_packed(
+        &self,
+        scratch: &mut SampleScratch,
+        packed: &PackedTarget,
+        sources: &crate::sources::DatasetSources,
+        array: &ArraySpec,
+        draw: &SpatialDraw,
+        request: &SampleRequest,
+        out: &mut [f32],
+    ) -> Result<(), String> {
+        let level = packed.level(sources);
+        let fill = self.spec.sampling.pad_value_targets;
+        let grid = SampleGrid::new(
+            request.centre_nm,
+            array.shape_vox,
+            array.voxel_size_nm,
+            &draw.matrix,
+            level.translation_nm,
+            level.scale_nm,
+        );
+        let elastic = match &draw.elastic {
+            Some(e) => {
+                scratch.elastic.evaluate(e, array.shape_vox, array.voxel_size_nm);
+                Some(&scratch.elastic)
+            }
+            None => None,
+        };
+        let elastic_max = elastic.map_or([0.0; 3], ElasticField::max_abs_nm);
+        let (start, shape) = grid.source_window(Interpolation::Nearest, elastic_max);
+        let (lo, size) = clip(start, shape, level.shape_vox);
+        let voxels: usize = size.iter().product();
+        if voxels == 0 {
+            let classes = self.spec.classes.len();
+            let channel = array.voxels();
+            for c in 0..classes {
+                let value = if packed.unknown_mask & (1 << c) != 0 {
+                    f32::NAN
+                } else {
+                    fill
+                };
+                out[c * channel..(c + 1) * channel].fill(value);
+            }
+            return Ok(());
+        }
+        if scratch.window.len() < voxels {
+            scratch.window.resize(voxels, 0.0);
+        }
+        scratch.packed.clear();
+        scratch.packed.resize(voxels, 0);
+        let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
+        for &(c, level_index, threshold) in &packed.classes {
+            let ClassSource::Annotated(group) = &sources.classes[c] else {
+                continue;
+            };
+            let class_level = &group.levels[level_index];
+            let window = &mut scratch.window[..voxels];
+            read_window(class_level, self.cache.as_deref(), lo, size, 0.0, window, 0, strides)
+                .map_err(|e| format!("class `{}`: {e}", self.spec.classes[c]))?;
+            let bit = 1u8 << c;
+            for (p, v) in scratch.packed.iter_mut().zip(window.iter()) {
+                if f64::from(*v) > threshold {
+                    *p |= bit;
+                }
+            }
+        }
+        gather_labels_packed(
+            &scratch.packed,
+            lo,
+            size,
+            level.shape_vox,
+            &grid,
+            elastic,
+            self.spec.classes.len(),
+            packed.unknown_mask,
+            fill,
+            out,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Read one channel of one array from one level.
@@ -293,14 +473,7 @@ impl Reader {
         };
         let elastic_max = elastic.map_or([0.0; 3], ElasticField::max_abs_nm);
         let (start, shape) = grid.source_window(interpolation, elastic_max);
-        // Clip the window to the level; points outside it get `fill` in the gather.
-        let mut lo = [0i64; 3];
-        let mut size = [0usize; 3];
-        for a in 0..3 {
-            let hi = (start[a] + shape[a] as i64).min(level.shape_vox[a] as i64);
-            lo[a] = start[a].max(0);
-            size[a] = (hi - lo[a]).max(0) as usize;
-        }
+        let (lo, size) = clip(start, shape, level.shape_vox);
         let voxels: usize = size.iter().product();
         if voxels == 0 {
             out.fill(fill);
@@ -328,6 +501,18 @@ impl Reader {
         info.gathered += 1;
         Ok(())
     }
+}
+
+/// The part of a window inside a level: points outside it get the fill value in the gather.
+fn clip(start: [i64; 3], shape: [usize; 3], level_shape: [u64; 3]) -> ([i64; 3], [usize; 3]) {
+    let mut lo = [0i64; 3];
+    let mut size = [0usize; 3];
+    for a in 0..3 {
+        let hi = (start[a] + shape[a] as i64).min(level_shape[a] as i64);
+        lo[a] = start[a].max(0);
+        size[a] = (hi - lo[a]).max(0) as usize;
+    }
+    (lo, size)
 }
 
 /// Channel `c` becomes 0 where any related channel is present (> 0), NaN elsewhere.

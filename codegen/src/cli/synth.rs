@@ -27,7 +27,11 @@ pub(crate) fn run(args: &SynthArgs) -> ExitCode {
     let options = SynthOptions {
         seed: args.seed,
         force: args.force,
-        size: if args.small { SynthSize::Small } else { SynthSize::Default },
+        size: if args.small {
+            SynthSize::Small
+        } else {
+            SynthSize::Default
+        },
         ..SynthOptions::default()
     };
     match write_synthetic(&args.dir, &options) {

@@ -449,3 +449,55 @@ fn padding_fills_outside_the_data() {
     assert!(same(labels, &want));
     assert_eq!(labels.iter().filter(|v| !v.is_nan()).count(), 1);
 }
+
+#[test]
+fn packed_label_gather_equals_per_class_reads_under_rotation_and_resampling() {
+    let f = synth(SynthVariant::V2);
+    for (voxel_nm, rotate) in [(8.0, Some((-40.0, 40.0))), (12.0, None), (8.0, None)] {
+        let mut s = spec(&f.dir);
+        s.targets[0].voxel_size_nm = [voxel_nm; 3];
+        s.augment.spatial.rotate = [rotate, None, rotate];
+        s.augment.spatial.mirror = [0.5; 3];
+        let s = Arc::new(s);
+        let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
+        let packed = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
+        let single = Reader::new(Arc::clone(&s), Arc::clone(&planned), None).without_packed_labels();
+        for (dataset, index) in [(0usize, [3u64, 20, 40]), (1, [0, 0, 0]), (0, [52, 52, 52])] {
+            let grid = &planned.plan.datasets[dataset].grid;
+            let index = index.map(|i| i.min(grid.shape[0] - 1));
+            let request = SampleRequest {
+                dataset,
+                centre_nm: grid.centre(index),
+                key: SampleKey {
+                    seed: 5,
+                    epoch: 0,
+                    rank: 0,
+                    index: index[0],
+                },
+                spatial: true,
+                values: true,
+            };
+            let mut a: Vec<Vec<f32>> = planned
+                .plan
+                .batch
+                .arrays
+                .iter()
+                .map(|l| vec![0.0; l.sample_len()])
+                .collect();
+            let mut b = a.clone();
+            let info = packed.read(&mut packed.scratch(), &request, &mut a).unwrap();
+            single.read(&mut single.scratch(), &request, &mut b).unwrap();
+            assert!(
+                same(&a[1], &b[1]),
+                "voxel {voxel_nm} rotate {rotate:?} dataset {dataset}"
+            );
+            // Raw (at 8 nm) is interpolated only under rotation; the labels, whenever they need
+            // interpolation, in one packed gather for all classes.
+            match (rotate.is_some(), voxel_nm != 8.0) {
+                (true, _) => assert_eq!((info.strided, info.gathered), (0, 2)),
+                (false, true) => assert_eq!((info.strided, info.gathered), (1, 1)),
+                (false, false) => assert_eq!((info.strided, info.gathered), (if dataset == 0 { 5 } else { 4 }, 0)),
+            }
+        }
+    }
+}
