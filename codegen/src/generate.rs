@@ -283,6 +283,16 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
                 Ok(Loader { inner })
             }
 
+            /// A loader over another spec with this crate's classes, arrays and batch size (the same
+            /// spec with its data moved, other sampling or augmentation settings, …).
+            pub fn with_spec(
+                spec: ::cellmap_runtime::cellmap_schema::Spec,
+                options: ::cellmap_runtime::LoaderOptions,
+            ) -> ::std::result::Result<Self, ::cellmap_runtime::LoaderError> {
+                ::cellmap_runtime::check_compatible(&self::spec(), &spec)?;
+                Ok(Loader { inner: ::cellmap_runtime::Loader::open(spec, options)? })
+            }
+
             /// The next batch (`None` after the last validation batch).
             pub fn next_batch(
                 &mut self,

@@ -93,6 +93,44 @@ pub enum LoaderError {
     /// RANK / WORLD_SIZE are malformed.
     #[error("distributed settings: {0}")]
     Dist(String),
+    /// A spec given to a generated loader does not have the loader's classes, arrays or batch size.
+    #[error("the spec does not match the compiled loader: {0}; rebuild the crate with `cellmap-compile build`")]
+    Incompatible(String),
+}
+
+/// Check that `actual` has the classes, arrays (names, shapes, voxel sizes) and batch size that
+/// code compiled for `expected` relies on; data locations, sampling and augmentation may differ.
+pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderError> {
+    if expected.classes != actual.classes {
+        return Err(LoaderError::Incompatible(format!(
+            "classes {:?} instead of {:?}",
+            actual.classes, expected.classes
+        )));
+    }
+    let shape = |a: &[cellmap_schema::ArraySpec]| -> Vec<(String, [usize; 3], [f64; 3])> {
+        a.iter()
+            .map(|a| (a.name.clone(), a.shape_vox, a.voxel_size_nm))
+            .collect()
+    };
+    for (kind, e, a) in [
+        ("inputs", &expected.inputs, &actual.inputs),
+        ("targets", &expected.targets, &actual.targets),
+    ] {
+        if shape(e) != shape(a) {
+            return Err(LoaderError::Incompatible(format!(
+                "{kind} {:?} instead of {:?}",
+                shape(a),
+                shape(e)
+            )));
+        }
+    }
+    if expected.loader.batch_size != actual.loader.batch_size {
+        return Err(LoaderError::Incompatible(format!(
+            "batch size {} instead of {}",
+            actual.loader.batch_size, expected.loader.batch_size
+        )));
+    }
+    Ok(())
 }
 
 /// What one batch position reads.

@@ -200,6 +200,9 @@ pub enum PlanError {
         #[source]
         source: Box<ReadError>,
     },
+    /// The spec asks for something this runtime does not produce.
+    #[error("{0}")]
+    Unsupported(String),
     /// Every dataset of a split that the loader needs was excluded.
     #[error("no {split} dataset can produce a sample:\n{reasons}")]
     NothingLeft {
@@ -228,6 +231,19 @@ pub struct Planned {
 
 /// Open the data of a spec and plan it.
 pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
+    if let Some(a) = spec
+        .inputs
+        .iter()
+        .chain(&spec.targets)
+        .find(|a| a.dtype != cellmap_schema::OutputDtype::Float32)
+    {
+        return Err(PlanError::Unsupported(format!(
+            "{}: array `{}` asks for dtype `{:?}`, but this runtime fills float32 batches only; set `dtype: float32` (or remove it)",
+            spec.source.display(),
+            a.name,
+            a.dtype
+        )));
+    }
     let layout = batch_layout(spec);
     let batch_bytes = layout.batch_bytes();
     let count = options.count_classes || spec.sampling.weighting == cellmap_schema::Weighting::VoxelWeighted;

@@ -1,6 +1,8 @@
 //! Integration tests of the `cellmap-compile` binary.
 
+mod build;
 mod check;
+mod golden;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

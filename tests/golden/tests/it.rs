@@ -1,0 +1,87 @@
+//! The checked-in generated loader of `tests/specs/synth.yaml` yields the same batches, bit for
+//! bit, as the generic runtime loader driven by the same spec.
+
+use std::path::Path;
+
+use cellmap_golden::synth;
+use cellmap_runtime::cellmap_schema::Split;
+use cellmap_runtime::{DistInfo, Loader, LoaderOptions, SynthOptions, SynthSize, SynthVariant, write_synthetic};
+
+fn options(split: Split) -> LoaderOptions {
+    let mut o = if split == Split::Train {
+        LoaderOptions::train()
+    } else {
+        LoaderOptions::validate()
+    }
+    .unwrap();
+    o.dist = DistInfo::single();
+    o
+}
+
+/// The golden spec, pointed at a fresh synthetic dataset in `dir`.
+fn spec_in(dir: &Path) -> cellmap_runtime::cellmap_schema::Spec {
+    let synth_options = SynthOptions {
+        seed: 3,
+        size: SynthSize::Small,
+        variants: vec![SynthVariant::V2],
+        force: false,
+    };
+    write_synthetic(&dir.join("data"), &synth_options).unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/synth.yaml")).unwrap();
+    let path = dir.join("synth.yaml");
+    std::fs::write(&path, &text).unwrap();
+    cellmap_schema::parse(&text, &path).unwrap().spec
+}
+
+#[test]
+fn generated_constants_describe_the_spec() {
+    let spec = synth::spec();
+    assert_eq!(synth::CLASSES, ["mito", "er", "nuc", "pm"]);
+    assert_eq!(synth::class::PM, 3);
+    assert_eq!(synth::shapes::RAW, [1, 24, 24, 24]);
+    assert_eq!(synth::shapes::LABELS, [4, 16, 16, 16]);
+    assert_eq!(synth::BATCH_BYTES, 3 * (24 * 24 * 24 + 4 * 16 * 16 * 16) * 4);
+    assert_eq!(cellmap_runtime::batch_layout(&spec).batch_bytes(), synth::BATCH_BYTES);
+    assert_eq!(synth::RING_BYTES, 2 * synth::BATCH_BYTES);
+}
+
+#[test]
+fn generated_batches_equal_generic_batches_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_in(tmp.path());
+    for split in [Split::Train, Split::Validate] {
+        let mut generic = Loader::open(spec.clone(), options(split)).unwrap();
+        let mut generated = synth::Loader::with_spec(spec.clone(), options(split)).unwrap();
+        assert_eq!(generic.batches_per_epoch(), generated.batches_per_epoch());
+        for _ in 0..6 {
+            let (Some(a), Some(b)) = (generic.next_batch(), generated.next_batch()) else {
+                break;
+            };
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let raw = b.raw();
+            assert_eq!(raw.shape(), [3, 1, 24, 24, 24]);
+            let labels = b.labels();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a.array(0)), bits(raw.as_slice()), "{split:?} raw");
+            assert_eq!(bits(a.array(1)), bits(labels.as_slice()), "{split:?} labels");
+            assert_eq!(a.meta().collect::<Vec<_>>(), b.meta().collect::<Vec<_>>());
+            let first = labels.channel(0, synth::class::NUC)[0];
+            assert_eq!(first.to_bits(), labels.get(0, synth::class::NUC, 0, 0, 0).to_bits());
+        }
+    }
+}
+
+#[test]
+fn a_spec_with_other_arrays_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = spec_in(tmp.path());
+    spec.targets[0].shape_vox = [8, 8, 8];
+    let err = synth::Loader::with_spec(spec, options(Split::Train))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("does not match the compiled loader") && err.contains("[8, 8, 8]"),
+        "{err}"
+    );
+}
