@@ -17,7 +17,7 @@ use cellmap_schema::{ErrorPolicy, Spec, Split};
 
 use crate::chunk_cache::{CacheStats, ChunkCache};
 use crate::pipeline::{BatchGuard, Pipeline, PipelineError, PipelineOptions, SampleJob, SampleMeta, SampleOut};
-use crate::plan::{Plan, PlanError, PlanOptions, Planned, plan};
+use crate::plan::{Plan, PlanError, PlanOptions, Planned, foreground_index, plan};
 use crate::rng::{Rng, SampleKey};
 use crate::sample::{Reader, SampleRequest, SampleScratch};
 use crate::sampler::{DatasetGrid, DistInfo, EpochDraws, TrainSampler};
@@ -356,10 +356,17 @@ impl Loader {
         let batches_per_epoch = (spec.sampling.iterations_per_epoch / batch_size).max(1);
         let dist = options.dist;
         let kind = if split == Split::Train || !spec.sampling.validation_tiling {
-            let grids: Vec<DatasetGrid> = datasets
-                .iter()
-                .map(|&i| dataset_grid(&planned.plan, i, spec.classes.len()))
-                .collect();
+            let mut grids: Vec<DatasetGrid> =
+                datasets.iter().map(|&i| dataset_grid(&planned.plan, i, spec.classes.len())).collect();
+            if let Some(bias) = &spec.sampling.foreground {
+                let class = spec.classes.iter().position(|c| *c == bias.class).unwrap_or(usize::MAX);
+                for (grid, &i) in grids.iter_mut().zip(&datasets) {
+                    let d = &planned.plan.datasets[i];
+                    grid.foreground = foreground_index(&spec, d, &planned.sources[i], class).map_err(|e| {
+                        LoaderError::Sampler(format!("{}: foreground of `{}`: {e}", d.origin, bias.class))
+                    })?;
+                }
+            }
             let sampler = TrainSampler::new(grids, &spec.sampling, dist.rank, dist.world_size)
                 .map_err(|e| LoaderError::Sampler(e.to_string()))?;
             JobKind::Train {

@@ -317,6 +317,12 @@ impl Level {
         b
     }
 
+    /// The array's user attributes (`.zattrs` of a v2 array, `attributes` of a v3 `zarr.json`).
+    #[must_use]
+    pub fn attributes(&self) -> &serde_json::Map<String, serde_json::Value> {
+        self.array.array.attributes()
+    }
+
     /// `location/path` of the level's array.
     #[must_use]
     pub fn array_location(&self) -> &str {

@@ -21,6 +21,10 @@
 //! labels), stepped by the reference array's voxel size, so that unrotated crops read whole
 //! voxels without interpolation.
 
+mod foreground;
+
+pub(crate) use foreground::foreground_index;
+
 use serde::Serialize;
 
 use cellmap_schema::{ArraySpec, Spec, Split};
@@ -466,12 +470,19 @@ fn plan_dataset(
             let ClassSource::Annotated(group) = source else {
                 unreachable!("plans follow sources")
             };
-            let level = &group.levels[lp.level];
-            let fg = count_nonzero(level).map_err(|source| PlanError::Count {
-                origin: ds.origin.clone(),
-                class: spec.classes[c].clone(),
-                source: Box::new(source),
-            })?;
+            // Metadata of s0 when present (no read), else count the level read.
+            let (level, fg) = match metadata_foreground(&group.levels[0], &spec.classes[c]) {
+                Some(fg) => (&group.levels[0], fg),
+                None => {
+                    let level = &group.levels[lp.level];
+                    let fg = count_nonzero(level).map_err(|source| PlanError::Count {
+                        origin: ds.origin.clone(),
+                        class: spec.classes[c].clone(),
+                        source: Box::new(source),
+                    })?;
+                    (level, fg)
+                }
+            };
             // Rescale counts from the level's voxels to the target's voxels.
             let ratio = level.scale_nm.iter().product::<f64>() / target_voxel_nm3;
             let total: u64 = level.shape_vox.iter().product();
@@ -563,4 +574,20 @@ fn tile_grid(
         grid.shape[a] = kept as u64;
     }
     grid
+}
+
+/// Foreground voxels of a class from its s0 array attributes, as CellMap tools write them:
+/// `cellmap.annotation.complement_counts.absent` (background voxels; foreground = size − absent)
+/// or `class_counts.<class>` (foreground voxels).
+fn metadata_foreground(s0: &crate::multiscale::Level, class: &str) -> Option<u64> {
+    let attrs = s0.attributes();
+    let size: u64 = s0.shape_vox.iter().product();
+    let absent = attrs
+        .get("cellmap")
+        .and_then(|c| c.pointer("/annotation/complement_counts/absent"))
+        .and_then(serde_json::Value::as_u64);
+    if let Some(absent) = absent.filter(|a| *a <= size) {
+        return Some(size - absent);
+    }
+    attrs.get("class_counts").and_then(|c| c.get(class)).and_then(serde_json::Value::as_u64).filter(|fg| *fg <= size)
 }

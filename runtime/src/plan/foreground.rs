@@ -1,0 +1,72 @@
+//! Foreground centres of one class in one dataset, for foreground-biased sampling.
+//!
+//! A centre of the dataset's grid is foreground when the class' label at the voxel nearest to it
+//! (at the level the plan reads) is above the class' binarize threshold (0 when it has none).
+//! The label is read one z-plane of centres at a time, so memory stays at one plane of the level
+//! plus one bit per centre, even for crops with 10⁹ centres.
+
+use cellmap_schema::{Spec, ValueTransform};
+
+use crate::plan::{ClassPlan, DatasetPlan};
+use crate::sampler::ForegroundIndex;
+use crate::sources::{ClassSource, DatasetSources};
+use crate::window::read_window;
+
+/// The foreground index of `class` in a planned dataset, or `None` when the dataset does not
+/// annotate the class (foreground-biased draws then fall back to uniform centres there).
+pub(crate) fn foreground_index(
+    spec: &Spec,
+    plan: &DatasetPlan,
+    sources: &DatasetSources,
+    class: usize,
+) -> Result<Option<ForegroundIndex>, String> {
+    let (Some(ClassPlan::Annotated(lp)), Some(ClassSource::Annotated(group))) =
+        (plan.targets.first().and_then(|t| t.get(class)), sources.classes.get(class))
+    else {
+        return Ok(None);
+    };
+    let level = &group.levels[lp.level];
+    let threshold = match spec.augment.targets_of(&spec.classes[class]).first() {
+        Some(ValueTransform::Binarize { threshold }) => *threshold,
+        _ => 0.0,
+    };
+    let grid = &plan.grid;
+    // Nearest level voxel of each grid index, per axis (the grid is separable).
+    let voxel = |a: usize, k: u64| -> i64 {
+        let c = grid.origin_nm[a] + k as f64 * grid.step_nm[a];
+        ((c - level.translation_nm[a]) / level.scale_nm[a] + 0.5).floor() as i64
+    };
+    let along = |a: usize| -> Vec<i64> { (0..grid.shape[a]).map(|k| voxel(a, k)).collect() };
+    let (ys, xs) = (along(1), along(2));
+    let inside = |v: i64, a: usize| v >= 0 && v < level.shape_vox[a] as i64;
+    let y_lo = ys.iter().copied().filter(|&v| inside(v, 1)).min();
+    let y_hi = ys.iter().copied().filter(|&v| inside(v, 1)).max();
+    let x_lo = xs.iter().copied().filter(|&v| inside(v, 2)).min();
+    let x_hi = xs.iter().copied().filter(|&v| inside(v, 2)).max();
+    let mut mask = Vec::with_capacity(grid.len() as usize);
+    let (Some(y0), Some(y1), Some(x0), Some(x1)) = (y_lo, y_hi, x_lo, x_hi) else {
+        return ForegroundIndex::from_mask(grid.shape, std::iter::repeat_n(false, grid.len() as usize))
+            .map(Some)
+            .map_err(|e| e.to_string());
+    };
+    let (h, w) = ((y1 - y0 + 1) as usize, (x1 - x0 + 1) as usize);
+    let mut plane = vec![0f32; h * w];
+    for kz in 0..grid.shape[0] {
+        let vz = voxel(0, kz);
+        if !inside(vz, 0) {
+            mask.extend(std::iter::repeat_n(false, ys.len() * xs.len()));
+            continue;
+        }
+        read_window(level, None, [vz, y0, x0], [1, h, w], 0.0, &mut plane, 0, [(h * w) as isize, w as isize, 1])
+            .map_err(|e| e.to_string())?;
+        for &vy in &ys {
+            for &vx in &xs {
+                let fg = inside(vy, 1)
+                    && inside(vx, 2)
+                    && f64::from(plane[(vy - y0) as usize * w + (vx - x0) as usize]) > threshold;
+                mask.push(fg);
+            }
+        }
+    }
+    ForegroundIndex::from_mask(grid.shape, mask).map(Some).map_err(|e| e.to_string())
+}
