@@ -314,9 +314,12 @@ impl<J: SampleJob> Pipeline<J> {
         let workers = (0..options.workers.max(1))
             .map(|w| {
                 let shared = Arc::clone(&shared);
+                // Scratch is allocated here, before `start` returns, so that a worker scheduled
+                // late still allocates nothing once batches flow.
+                let scratch = shared.job.scratch();
                 std::thread::Builder::new()
                     .name(format!("cellmap-worker-{w}"))
-                    .spawn(move || worker_main(&shared, w))
+                    .spawn(move || worker_main(&shared, w, scratch))
                     .unwrap_or_else(|e| panic!("cannot start worker thread: {e}"))
             })
             .collect();
@@ -538,8 +541,7 @@ fn wait<'a>(c: &Condvar, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
     c.wait(g).unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn worker_main<J: SampleJob>(shared: &Shared<J>, worker: usize) {
-    let mut scratch = shared.job.scratch();
+fn worker_main<J: SampleJob>(shared: &Shared<J>, worker: usize, mut scratch: J::Scratch) {
     let batch_size = shared.layout.batch_size as u64;
     let prefetch = shared.slots.len() as u64;
     loop {

@@ -88,5 +88,43 @@ fn main() {
     );
     assert_eq!(allocations, 0, "steady-state batches must not allocate");
     assert_eq!(threads_warm, threads_end, "the thread count must not grow");
-    println!("1 passed, 0 failed");
+    drop(p);
+    loader_on_synthetic_data();
+    println!("2 passed, 0 failed");
+}
+
+/// The real loader on the synthetic dataset, with mirror, transpose, rotation and noise: after
+/// warm-up (chunk cache and scratch filled), no batch allocates and no thread appears.
+fn loader_on_synthetic_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = cellmap_runtime::SynthOptions {
+        size: cellmap_runtime::SynthSize::Small,
+        variants: vec![cellmap_runtime::SynthVariant::V2],
+        ..Default::default()
+    };
+    let report = cellmap_runtime::write_synthetic(&tmp.path().join("synth"), &options).unwrap();
+    let mut spec = cellmap_schema::load(&report.spec_yaml).unwrap().spec;
+    spec.inputs[0].shape_vox = [24, 24, 24];
+    spec.targets[0].shape_vox = [16, 16, 16];
+    spec.augment.spatial.mirror = [0.5; 3];
+    spec.augment.spatial.transpose = vec![cellmap_schema::Axis::Y, cellmap_schema::Axis::X];
+    spec.augment.spatial.rotate = [Some((-30.0, 30.0)), None, None];
+    spec.augment.inputs = vec![cellmap_schema::ValueTransform::GaussianNoise { mean: 0.0, std: 1.0 }];
+    let mut options = cellmap_runtime::LoaderOptions::train().unwrap();
+    options.dist = cellmap_runtime::DistInfo::single();
+    let mut loader = cellmap_runtime::Loader::open(spec, options).unwrap();
+    for _ in 0..30 {
+        loader.next_batch().unwrap().unwrap();
+    }
+    let threads_warm = threads();
+    let before = cellmap_runtime::allocations();
+    let n = 100;
+    for _ in 0..n {
+        let batch = loader.next_batch().unwrap().unwrap();
+        assert_eq!(batch.len(), 4);
+    }
+    let allocations = cellmap_runtime::allocations() - before;
+    println!("loader: {allocations} allocations over {n} steady-state batches with rotation; threads {threads_warm} -> {}", threads());
+    assert_eq!(allocations, 0, "steady-state loader batches must not allocate");
+    assert_eq!(threads_warm, threads(), "the thread count must not grow");
 }
