@@ -73,4 +73,4 @@ pub use sampler::{
 };
 pub use sources::{ClassSource, DatasetError, DatasetSources};
 pub use synth::{SynthCrop, SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic};
-pub use window::{ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window};
+pub use window::{ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window, read_window_map};

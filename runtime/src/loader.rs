@@ -356,8 +356,10 @@ impl Loader {
         let batches_per_epoch = (spec.sampling.iterations_per_epoch / batch_size).max(1);
         let dist = options.dist;
         let kind = if split == Split::Train || !spec.sampling.validation_tiling {
-            let mut grids: Vec<DatasetGrid> =
-                datasets.iter().map(|&i| dataset_grid(&planned.plan, i, spec.classes.len())).collect();
+            let mut grids: Vec<DatasetGrid> = datasets
+                .iter()
+                .map(|&i| dataset_grid(&planned.plan, i, spec.classes.len()))
+                .collect();
             if let Some(bias) = &spec.sampling.foreground {
                 let class = spec.classes.iter().position(|c| *c == bias.class).unwrap_or(usize::MAX);
                 for (grid, &i) in grids.iter_mut().zip(&datasets) {

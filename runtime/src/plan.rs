@@ -589,5 +589,9 @@ fn metadata_foreground(s0: &crate::multiscale::Level, class: &str) -> Option<u64
     if let Some(absent) = absent.filter(|a| *a <= size) {
         return Some(size - absent);
     }
-    attrs.get("class_counts").and_then(|c| c.get(class)).and_then(serde_json::Value::as_u64).filter(|fg| *fg <= size)
+    attrs
+        .get("class_counts")
+        .and_then(|c| c.get(class))
+        .and_then(serde_json::Value::as_u64)
+        .filter(|fg| *fg <= size)
 }

@@ -25,7 +25,7 @@ use crate::multiscale::{Level, SourceDtype};
 use crate::plan::{ClassPlan, Planned};
 use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 use crate::sources::ClassSource;
-use crate::window::read_window;
+use crate::window::{read_window, read_window_map};
 
 /// Where a sample is written: one `channels · z · y · x` slice per array (inputs, then targets).
 pub trait SampleDest {
@@ -251,28 +251,26 @@ impl Reader {
         for (i, (array, lp)) in spec.inputs.iter().zip(&plan.inputs).enumerate() {
             let level = &sources.raw.levels[lp.level];
             let out = dest.array(i);
-            self.read_channel(
-                scratch,
-                level,
-                array,
-                array.interpolation,
-                &draw,
-                request,
-                spec.sampling.pad_value_inputs,
-                out,
-                &mut info,
-            )
-            .map_err(|m| fail(array, None, m))?;
-            if request.values && !spec.augment.inputs.is_empty() {
-                let mut rng = Rng::new(request.key, STREAM_VALUE + i as u64);
-                apply_value_transforms(
-                    &spec.augment.inputs,
+            let transforms: &[ValueTransform] = if request.values { &spec.augment.inputs } else { &[] };
+            let fused = self
+                .read_channel(
+                    scratch,
+                    level,
+                    array,
+                    array.interpolation,
+                    &draw,
+                    request,
+                    spec.sampling.pad_value_inputs,
+                    transforms.first(),
                     out,
-                    array.shape_vox,
-                    &mut rng,
-                    &mut scratch.values,
+                    &mut info,
                 )
-                .map_err(|e| fail(array, None, e.to_string()))?;
+                .map_err(|m| fail(array, None, m))?;
+            let transforms = &transforms[usize::from(fused)..];
+            if !transforms.is_empty() {
+                let mut rng = Rng::new(request.key, STREAM_VALUE + i as u64);
+                apply_value_transforms(transforms, out, array.shape_vox, &mut rng, &mut scratch.values)
+                    .map_err(|e| fail(array, None, e.to_string()))?;
             }
         }
 
@@ -298,19 +296,26 @@ impl Reader {
                 match (class_plan, source) {
                     (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => {
                         let level = &group.levels[lp.level];
-                        self.read_channel(
-                            scratch,
-                            level,
-                            array,
-                            array.interpolation,
-                            &draw,
-                            request,
-                            spec.sampling.pad_value_targets,
-                            channel,
-                            &mut info,
-                        )
-                        .map_err(|m| fail(array, Some(class), m))?;
-                        let transforms: &[ValueTransform] = spec.augment.targets_of(class);
+                        let transforms: &[ValueTransform] = if request.values {
+                            spec.augment.targets_of(class)
+                        } else {
+                            &[]
+                        };
+                        let fused = self
+                            .read_channel(
+                                scratch,
+                                level,
+                                array,
+                                array.interpolation,
+                                &draw,
+                                request,
+                                spec.sampling.pad_value_targets,
+                                transforms.first(),
+                                channel,
+                                &mut info,
+                            )
+                            .map_err(|m| fail(array, Some(class), m))?;
+                        let transforms = &transforms[usize::from(fused)..];
                         if !transforms.is_empty() {
                             let stream = STREAM_VALUE + (n_inputs + t * spec.classes.len() + c) as u64;
                             let mut rng = Rng::new(request.key, stream);
@@ -430,9 +435,10 @@ impl Reader {
         draw: &SpatialDraw,
         request: &SampleRequest,
         fill: f32,
+        first_transform: Option<&ValueTransform>,
         out: &mut [f32],
         info: &mut ReadInfo,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let mut grid = SampleGrid::new(
             request.centre_nm,
             array.shape_vox,
@@ -449,19 +455,40 @@ impl Reader {
                 *o = (*o + 0.5).floor();
             }
             if let Some(map) = grid.as_strided() {
-                read_window(
-                    level,
-                    self.cache.as_deref(),
-                    map.src_start,
-                    map.src_shape,
-                    fill,
-                    out,
-                    map.dest_offset,
-                    map.dest_strides,
-                )
-                .map_err(|e| e.to_string())?;
+                let cache = self.cache.as_deref();
+                let (start, shape, offset, strides) = (map.src_start, map.src_shape, map.dest_offset, map.dest_strides);
+                // A leading pointwise transform is applied by the copy itself (bit-identical to
+                // `apply_value_transforms`, one pass fewer over the output).
+                let fused = match first_transform {
+                    Some(&ValueTransform::Binarize { threshold }) => {
+                        let binarize = move |x: f32| {
+                            if x.is_nan() {
+                                x
+                            } else if f64::from(x) > threshold {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        };
+                        read_window_map(level, cache, start, shape, fill, out, offset, strides, binarize)
+                            .map_err(|e| e.to_string())?;
+                        true
+                    }
+                    Some(&ValueTransform::Normalize { shift, scale }) => {
+                        let (shift, scale) = (shift as f32, scale as f32);
+                        let normalize = move |x: f32| (x - shift) / scale;
+                        read_window_map(level, cache, start, shape, fill, out, offset, strides, normalize)
+                            .map_err(|e| e.to_string())?;
+                        true
+                    }
+                    _ => {
+                        read_window(level, cache, start, shape, fill, out, offset, strides)
+                            .map_err(|e| e.to_string())?;
+                        false
+                    }
+                };
                 info.strided += 1;
-                return Ok(());
+                return Ok(fused);
             }
         }
         let elastic = match &draw.elastic {
@@ -478,7 +505,7 @@ impl Reader {
         if voxels == 0 {
             out.fill(fill);
             info.gathered += 1;
-            return Ok(());
+            return Ok(false);
         }
         if scratch.window.len() < voxels {
             scratch.window.resize(voxels, 0.0);
@@ -499,7 +526,7 @@ impl Reader {
         )
         .map_err(|e| e.to_string())?;
         info.gathered += 1;
-        Ok(())
+        Ok(false)
     }
 }
 

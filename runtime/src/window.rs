@@ -365,6 +365,72 @@ pub fn read_window<T: WindowElem>(
     dest_offset: usize,
     dest_strides: [isize; 3],
 ) -> Result<WindowReport, ReadError> {
+    read_window_with(
+        level,
+        cache,
+        start_vox,
+        shape_vox,
+        fill,
+        dest,
+        dest_offset,
+        dest_strides,
+        T::copy_region,
+    )
+}
+
+/// [`read_window`] into `f32` with a per-voxel `map` applied while copying (and to `fill`), so
+/// that a pointwise value transform (binarize, normalize) costs no second pass over the output.
+#[allow(clippy::too_many_arguments)]
+pub fn read_window_map(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    start_vox: [i64; 3],
+    shape_vox: [usize; 3],
+    fill: f32,
+    dest: &mut [f32],
+    dest_offset: usize,
+    dest_strides: [isize; 3],
+    map: impl Fn(f32) -> f32 + Copy,
+) -> Result<WindowReport, ReadError> {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    let copy = |src: &ChunkData, r: &Region, dest: &mut [f32]| match src {
+        ChunkData::U8(v) => copy_generic(v, r, dest, |x| map(f32::from(x))),
+        ChunkData::U16(v) => copy_generic(v, r, dest, |x| map(f32::from(x))),
+        ChunkData::U32(v) => copy_generic(v, r, dest, |x| map(x as f32)),
+        ChunkData::U64(v) => copy_generic(v, r, dest, |x| map(x as f32)),
+        ChunkData::I8(v) => copy_generic(v, r, dest, |x| map(f32::from(x))),
+        ChunkData::I16(v) => copy_generic(v, r, dest, |x| map(f32::from(x))),
+        ChunkData::I32(v) => copy_generic(v, r, dest, |x| map(x as f32)),
+        ChunkData::I64(v) => copy_generic(v, r, dest, |x| map(x as f32)),
+        ChunkData::F32(v) => copy_generic(v, r, dest, map),
+        ChunkData::F64(v) => copy_generic(v, r, dest, |x| map(x as f32)),
+    };
+    read_window_with(
+        level,
+        cache,
+        start_vox,
+        shape_vox,
+        map(fill),
+        dest,
+        dest_offset,
+        dest_strides,
+        copy,
+    )
+}
+
+/// The window read, with the chunk-to-destination copy as a parameter (monomorphised per copy).
+#[allow(clippy::too_many_arguments)]
+fn read_window_with<T: WindowElem>(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    start_vox: [i64; 3],
+    shape_vox: [usize; 3],
+    fill: T,
+    dest: &mut [T],
+    dest_offset: usize,
+    dest_strides: [isize; 3],
+    copy: impl Fn(&ChunkData, &Region, &mut [T]) -> bool,
+) -> Result<WindowReport, ReadError> {
     if shape_vox.contains(&0) {
         return Ok(WindowReport::default());
     }
@@ -428,7 +494,7 @@ pub fn read_window<T: WindowElem>(
                     region.extent[a] = (r_hi - r_lo) as usize;
                     region.dest_base += (r_lo - start_vox[a]) as isize * dest_strides[a];
                 }
-                if !T::copy_region(&chunk, &region, dest) {
+                if !copy(&chunk, &region, dest) {
                     return Err(ReadError::ChunkSize {
                         array: level.array_location().to_string(),
                         key: chunk_key_string(level, cidx.map(|v| v as u64)),

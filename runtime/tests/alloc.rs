@@ -124,7 +124,10 @@ fn loader_on_synthetic_data() {
         assert_eq!(batch.len(), 4);
     }
     let allocations = cellmap_runtime::allocations() - before;
-    println!("loader: {allocations} allocations over {n} steady-state batches with rotation; threads {threads_warm} -> {}", threads());
+    println!(
+        "loader: {allocations} allocations over {n} steady-state batches with rotation; threads {threads_warm} -> {}",
+        threads()
+    );
     assert_eq!(allocations, 0, "steady-state loader batches must not allocate");
     assert_eq!(threads_warm, threads(), "the thread count must not grow");
 }

@@ -20,9 +20,10 @@ pub(crate) fn foreground_index(
     sources: &DatasetSources,
     class: usize,
 ) -> Result<Option<ForegroundIndex>, String> {
-    let (Some(ClassPlan::Annotated(lp)), Some(ClassSource::Annotated(group))) =
-        (plan.targets.first().and_then(|t| t.get(class)), sources.classes.get(class))
-    else {
+    let (Some(ClassPlan::Annotated(lp)), Some(ClassSource::Annotated(group))) = (
+        plan.targets.first().and_then(|t| t.get(class)),
+        sources.classes.get(class),
+    ) else {
         return Ok(None);
     };
     let level = &group.levels[lp.level];
@@ -57,8 +58,17 @@ pub(crate) fn foreground_index(
             mask.extend(std::iter::repeat_n(false, ys.len() * xs.len()));
             continue;
         }
-        read_window(level, None, [vz, y0, x0], [1, h, w], 0.0, &mut plane, 0, [(h * w) as isize, w as isize, 1])
-            .map_err(|e| e.to_string())?;
+        read_window(
+            level,
+            None,
+            [vz, y0, x0],
+            [1, h, w],
+            0.0,
+            &mut plane,
+            0,
+            [(h * w) as isize, w as isize, 1],
+        )
+        .map_err(|e| e.to_string())?;
         for &vy in &ys {
             for &vx in &xs {
                 let fg = inside(vy, 1)
@@ -68,5 +78,7 @@ pub(crate) fn foreground_index(
             }
         }
     }
-    ForegroundIndex::from_mask(grid.shape, mask).map(Some).map_err(|e| e.to_string())
+    ForegroundIndex::from_mask(grid.shape, mask)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }

@@ -511,7 +511,10 @@ fn packed_label_gather_equals_per_class_reads_under_rotation_and_resampling() {
 fn foreground_bias_one_puts_every_centre_on_the_class() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.sampling.foreground = Some(cellmap_schema::ForegroundBias { class: "mito".into(), fraction: 1.0 });
+    s.sampling.foreground = Some(cellmap_schema::ForegroundBias {
+        class: "mito".into(),
+        fraction: 1.0,
+    });
     s.sampling.iterations_per_epoch = 30;
     let mut loader = Loader::open(s, options(Split::Train)).unwrap();
     let mito = f.dir.join("recon-1/labels/groundtruth/crop1/mito");
@@ -520,7 +523,12 @@ fn foreground_bias_one_puts_every_centre_on_the_class() {
         let batch = loader.next_batch().unwrap().unwrap();
         for m in batch.meta() {
             let v: [i64; 3] = std::array::from_fn(|a| ((m.centre_nm[a] - CROP1_T[a]) / 8.0).round() as i64);
-            assert_eq!(direct(&mito, v, [1, 1, 1]), vec![1.0], "centre {:?} is on mito", m.centre_nm);
+            assert_eq!(
+                direct(&mito, v, [1, 1, 1]),
+                vec![1.0],
+                "centre {:?} is on mito",
+                m.centre_nm
+            );
             centres.insert(v);
         }
     }
@@ -531,8 +539,10 @@ fn foreground_bias_one_puts_every_centre_on_the_class() {
 fn class_counts_come_from_metadata_when_present() {
     let f = synth(SynthVariant::V2);
     let attrs = f.dir.join("recon-1/labels/groundtruth/crop1/er/s0/.zattrs");
-    let mut value: serde_json::Value =
-        std::fs::read_to_string(&attrs).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(serde_json::json!({}));
+    let mut value: serde_json::Value = std::fs::read_to_string(&attrs)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::json!({}));
     value["cellmap"] = serde_json::json!({ "annotation": { "complement_counts": { "absent": 262_000 } } });
     std::fs::write(&attrs, value.to_string()).unwrap();
     let planned = plan(&spec(&f.dir), PlanOptions { count_classes: true }).unwrap();
@@ -557,17 +567,34 @@ fn resampled_arrays_equal_nearest_reads_of_the_chosen_level() {
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let d = &planned.plan.datasets[0];
     assert_eq!((d.inputs[0].path.as_str(), d.inputs[0].resampled), ("s1", false));
-    let ClassPlan::Annotated(labels) = &d.targets[0][0] else { panic!("mito is annotated") };
+    let ClassPlan::Annotated(labels) = &d.targets[0][0] else {
+        panic!("mito is annotated")
+    };
     assert_eq!((labels.path.as_str(), labels.resampled), ("s0", true));
-    assert!(planned.plan.warnings.iter().any(|w| w.contains("finest level")), "{:?}", planned.plan.warnings);
+    assert!(
+        planned.plan.warnings.iter().any(|w| w.contains("finest level")),
+        "{:?}",
+        planned.plan.warnings
+    );
     let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
     for index in [[0u64, 0, 0], [5, 17, 3], [d.grid.shape[0] - 1, 0, d.grid.shape[2] - 1]] {
         let centre = d.grid.centre(index);
-        let mut out: Vec<Vec<f32>> = planned.plan.batch.arrays.iter().map(|a| vec![0.0; a.sample_len()]).collect();
+        let mut out: Vec<Vec<f32>> = planned
+            .plan
+            .batch
+            .arrays
+            .iter()
+            .map(|a| vec![0.0; a.sample_len()])
+            .collect();
         let request = SampleRequest {
             dataset: 0,
             centre_nm: centre,
-            key: SampleKey { seed: 1, epoch: 0, rank: 0, index: 0 },
+            key: SampleKey {
+                seed: 1,
+                epoch: 0,
+                rank: 0,
+                index: 0,
+            },
             spatial: false,
             values: true,
         };
@@ -575,18 +602,33 @@ fn resampled_arrays_equal_nearest_reads_of_the_chosen_level() {
         // Raw: the integer window of s1 (t = t0 + 4 nm, s = 16 nm).
         let t1 = [RAW_T0[0] + 4.0, RAW_T0[1] + 4.0, RAW_T0[2] + 4.0];
         let start1: [i64; 3] = std::array::from_fn(|a| ((centre[a] - t1[a]) / 16.0 - 2.5 + 0.5).floor() as i64);
-        assert!(same(&out[0], &direct_level(&f.dir.join("recon-1/em/fibsem-uint8"), "s1", start1, [6; 3])));
+        assert!(same(
+            &out[0],
+            &direct_level(&f.dir.join("recon-1/em/fibsem-uint8"), "s1", start1, [6; 3])
+        ));
         // Labels: output voxel j samples c + (j − 4.5)·4 nm; nearest s0 voxel floor((x − t)/8 + 0.5).
-        let nearest = |a: usize, j: usize| ((centre[a] + (j as f64 - 4.5) * 4.0 - CROP1_T[a]) / 8.0 + 0.5).floor() as i64;
+        let nearest =
+            |a: usize, j: usize| ((centre[a] + (j as f64 - 4.5) * 4.0 - CROP1_T[a]) / 8.0 + 0.5).floor() as i64;
         let lo: [i64; 3] = std::array::from_fn(|a| nearest(a, 0));
-        let window = binarize(&direct(&f.dir.join("recon-1/labels/groundtruth/crop1/mito"), lo, [6; 3]));
+        let window = binarize(&direct(
+            &f.dir.join("recon-1/labels/groundtruth/crop1/mito"),
+            lo,
+            [6; 3],
+        ));
         for z in 0..10 {
             for y in 0..10 {
                 for x in 0..10 {
-                    let (wz, wy, wx) = ((nearest(0, z) - lo[0]) as usize, (nearest(1, y) - lo[1]) as usize, (nearest(2, x) - lo[2]) as usize);
+                    let (wz, wy, wx) = (
+                        (nearest(0, z) - lo[0]) as usize,
+                        (nearest(1, y) - lo[1]) as usize,
+                        (nearest(2, x) - lo[2]) as usize,
+                    );
                     let want = window[(wz * 6 + wy) * 6 + wx];
                     let got = out[1][(z * 10 + y) * 10 + x];
-                    assert!(got.to_bits() == want.to_bits(), "{index:?} voxel {z},{y},{x}: {got} vs {want}");
+                    assert!(
+                        got.to_bits() == want.to_bits(),
+                        "{index:?} voxel {z},{y},{x}: {got} vs {want}"
+                    );
                 }
             }
         }
@@ -600,13 +642,27 @@ fn validation_tiles_of_four_ranks_are_disjoint_and_complete() {
     let mut all = Vec::new();
     for rank in 0..4 {
         let mut o = options(Split::Validate);
-        o.dist = cellmap_runtime::DistInfo { rank, world_size: 4, local_rank: rank };
+        o.dist = cellmap_runtime::DistInfo {
+            rank,
+            world_size: 4,
+            local_rank: rank,
+        };
         let mut loader = Loader::open(s.clone(), o).unwrap();
         let mut mine = Vec::new();
         while let Some(batch) = loader.next_batch() {
-            mine.extend(batch.unwrap().meta().filter(|m| m.idx >= 0).map(|m| m.centre_nm.map(f64::to_bits)));
+            mine.extend(
+                batch
+                    .unwrap()
+                    .meta()
+                    .filter(|m| m.idx >= 0)
+                    .map(|m| m.centre_nm.map(f64::to_bits)),
+            );
         }
-        assert!(mine.len() == 31 || mine.len() == 32, "125 tiles over 4 ranks: {}", mine.len());
+        assert!(
+            mine.len() == 31 || mine.len() == 32,
+            "125 tiles over 4 ranks: {}",
+            mine.len()
+        );
         all.extend(mine);
     }
     let distinct: BTreeSet<_> = all.iter().copied().collect();
@@ -620,5 +676,57 @@ fn a_split_whose_datasets_are_all_excluded_is_an_error_naming_each_reason() {
     s.targets[0].shape_vox = [80, 12, 12];
     let err = plan(&s, PlanOptions::default()).err().unwrap().to_string();
     assert!(err.contains("no train dataset can produce a sample"), "{err}");
-    assert!(err.contains("test.yaml:0:1") && err.contains("80-voxel crop") && err.contains("sampling.pad"), "{err}");
+    assert!(
+        err.contains("test.yaml:0:1") && err.contains("80-voxel crop") && err.contains("sampling.pad"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_leading_normalize_is_applied_by_the_copy_bit_for_bit() {
+    let f = synth(SynthVariant::V3);
+    let mut s = spec(&f.dir);
+    s.augment.inputs = vec![
+        ValueTransform::Normalize {
+            shift: 10.0,
+            scale: 255.0,
+        },
+        ValueTransform::Binarize { threshold: 0.25 },
+    ];
+    let s = Arc::new(s);
+    let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
+    let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
+    let centre = planned.plan.datasets[0].grid.centre([4, 8, 12]);
+    let mut out: Vec<Vec<f32>> = planned
+        .plan
+        .batch
+        .arrays
+        .iter()
+        .map(|a| vec![0.0; a.sample_len()])
+        .collect();
+    let request = SampleRequest {
+        dataset: 0,
+        centre_nm: centre,
+        key: SampleKey {
+            seed: 1,
+            epoch: 0,
+            rank: 0,
+            index: 0,
+        },
+        spatial: false,
+        values: true,
+    };
+    reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
+    let raw = direct(
+        &f.dir.join("recon-1/em/fibsem-uint8"),
+        start(centre, RAW_T0, 16),
+        [16; 3],
+    );
+    let want: Vec<f32> = raw
+        .iter()
+        .map(|v| (v - 10.0) / 255.0)
+        .map(|v| if f64::from(v) > 0.25 { 1.0 } else { 0.0 })
+        .collect();
+    assert!(same(&out[0], &want));
+    assert!(want.contains(&1.0) && want.contains(&0.0));
 }
