@@ -253,81 +253,111 @@ impl Reader {
         out: &mut [f32],
         info: &mut ReadInfo,
     ) -> Result<(), String> {
-        let mut grid = SampleGrid::new(
-            request.centre_nm,
-            array.shape_vox,
-            array.voxel_size_nm,
-            &draw.matrix,
-            level.translation_nm,
-            level.scale_nm,
-        );
-        let same_voxel_size =
-            (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a]);
-        if same_voxel_size && draw.is_axis_aligned() {
-            // Whole voxels: snap the crop to the level's grid (the centre may sit between voxels).
-            for o in &mut grid.origin {
-                *o = (*o + 0.5).floor();
-            }
-            if let Some(map) = grid.as_strided() {
-                read_window(
-                    level,
-                    self.cache.as_deref(),
-                    map.src_start,
-                    map.src_shape,
-                    fill,
-                    out,
-                    map.dest_offset,
-                    map.dest_strides,
-                )
-                .map_err(|e| e.to_string())?;
-                info.strided += 1;
-                return Ok(());
-            }
-        }
-        let elastic = match &draw.elastic {
-            Some(e) => {
-                scratch.elastic.evaluate(e, array.shape_vox, array.voxel_size_nm);
-                Some(&scratch.elastic)
-            }
-            None => None,
-        };
-        let elastic_max = elastic.map_or([0.0; 3], ElasticField::max_abs_nm);
-        let (start, shape) = grid.source_window(interpolation, elastic_max);
-        // Clip the window to the level; points outside it get `fill` in the gather.
-        let mut lo = [0i64; 3];
-        let mut size = [0usize; 3];
-        for a in 0..3 {
-            let hi = (start[a] + shape[a] as i64).min(level.shape_vox[a] as i64);
-            lo[a] = start[a].max(0);
-            size[a] = (hi - lo[a]).max(0) as usize;
-        }
-        let voxels: usize = size.iter().product();
-        if voxels == 0 {
-            out.fill(fill);
-            info.gathered += 1;
-            return Ok(());
-        }
-        if scratch.window.len() < voxels {
-            scratch.window.resize(voxels, 0.0);
-        }
-        let window = &mut scratch.window[..voxels];
-        let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
-        read_window(level, self.cache.as_deref(), lo, size, fill, window, 0, strides).map_err(|e| e.to_string())?;
-        gather(
-            window,
-            lo,
-            size,
-            level.shape_vox,
-            &grid,
-            elastic,
+        read_crop(
+            self.cache.as_deref(),
+            scratch,
+            level,
+            array,
             interpolation,
+            draw,
+            request.centre_nm,
             fill,
             out,
+            info,
         )
-        .map_err(|e| e.to_string())?;
-        info.gathered += 1;
-        Ok(())
     }
+}
+
+/// Read a crop of `array`'s shape and voxel size centred at `centre_nm` from one level, transformed
+/// by `draw`: a strided copy when voxel sizes match and the transform is axis-aligned, else a
+/// gather (resampling) from a window read into `scratch`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_crop(
+    cache: Option<&ChunkCache>,
+    scratch: &mut SampleScratch,
+    level: &Level,
+    array: &ArraySpec,
+    interpolation: Interpolation,
+    draw: &SpatialDraw,
+    centre_nm: [f64; 3],
+    fill: f32,
+    out: &mut [f32],
+    info: &mut ReadInfo,
+) -> Result<(), String> {
+    let mut grid = SampleGrid::new(
+        centre_nm,
+        array.shape_vox,
+        array.voxel_size_nm,
+        &draw.matrix,
+        level.translation_nm,
+        level.scale_nm,
+    );
+    let same_voxel_size =
+        (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a]);
+    if same_voxel_size && draw.is_axis_aligned() {
+        // Whole voxels: snap the crop to the level's grid (the centre may sit between voxels).
+        for o in &mut grid.origin {
+            *o = (*o + 0.5).floor();
+        }
+        if let Some(map) = grid.as_strided() {
+            read_window(
+                level,
+                cache,
+                map.src_start,
+                map.src_shape,
+                fill,
+                out,
+                map.dest_offset,
+                map.dest_strides,
+            )
+            .map_err(|e| e.to_string())?;
+            info.strided += 1;
+            return Ok(());
+        }
+    }
+    let elastic = match &draw.elastic {
+        Some(e) => {
+            scratch.elastic.evaluate(e, array.shape_vox, array.voxel_size_nm);
+            Some(&scratch.elastic)
+        }
+        None => None,
+    };
+    let elastic_max = elastic.map_or([0.0; 3], ElasticField::max_abs_nm);
+    let (start, shape) = grid.source_window(interpolation, elastic_max);
+    // Clip the window to the level; points outside it get `fill` in the gather.
+    let mut lo = [0i64; 3];
+    let mut size = [0usize; 3];
+    for a in 0..3 {
+        let hi = (start[a] + shape[a] as i64).min(level.shape_vox[a] as i64);
+        lo[a] = start[a].max(0);
+        size[a] = (hi - lo[a]).max(0) as usize;
+    }
+    let voxels: usize = size.iter().product();
+    if voxels == 0 {
+        out.fill(fill);
+        info.gathered += 1;
+        return Ok(());
+    }
+    if scratch.window.len() < voxels {
+        scratch.window.resize(voxels, 0.0);
+    }
+    let window = &mut scratch.window[..voxels];
+    let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
+    read_window(level, cache, lo, size, fill, window, 0, strides).map_err(|e| e.to_string())?;
+    gather(
+        window,
+        lo,
+        size,
+        level.shape_vox,
+        &grid,
+        elastic,
+        interpolation,
+        fill,
+        out,
+    )
+    .map_err(|e| e.to_string())?;
+    info.gathered += 1;
+    Ok(())
 }
 
 /// Channel `c` becomes 0 where any related channel is present (> 0), NaN elsewhere.

@@ -8,5 +8,6 @@ mod http;
 mod loader;
 mod multiscale;
 mod pipeline;
+mod predict;
 mod synth;
 mod window;
