@@ -454,3 +454,96 @@ print(json.dumps({"version": ms["version"], "axes": [x["name"] for x in ms["axes
     assert_eq!(v["first"].as_f64().unwrap(), f64::from(want[0]));
     assert_eq!(v["last"].as_f64().unwrap(), f64::from(*want.last().unwrap()));
 }
+
+/// Write throughput of [`Writer::write_batch`] against plain zarrs `store_chunk` calls (same
+/// metadata, same chunks, same data, same thread pool) in one run. Prints both; run with
+/// `cargo test -p cellmap-runtime --test it write_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints MB/s"]
+fn write_throughput_vs_plain_zarrs() {
+    use rayon::prelude::*;
+    use zarrs::array::Array;
+    use zarrs::filesystem::FilesystemStore;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = synth(tmp.path());
+    for format in [2u8, 3] {
+        let (mut best_writer, mut best_plain) = (f64::MAX, f64::MAX);
+        let mut summary = (0usize, 0f64);
+        // Alternate the two writers (plain first on even rounds) and keep each one's best time.
+        for round in 0..4 {
+            let out = tmp.path().join(format!("bench{format}-{round}.zarr"));
+            let predict = format!(
+                "  output: {}/{{class}}\n  classes: [mito]\n  zarr_format: {format}\n  region: {{ bounds_nm: [[0, 0, 0], [2048, 2048, 2048]] }}\n  tile: [64, 64, 64]\n",
+                out.display()
+            );
+            let s = spec(tmp.path(), &raw, 8.0, &predict, "[]");
+            let plan = Arc::new(PredictPlan::new(&s).unwrap());
+            let tiles: Vec<usize> = (0..plan.tile_count()).collect();
+            let per_tile = plan.model_channels * plan.tile_voxels();
+            // Smooth, prediction-like values (compressible, not constant), different per tile.
+            let data: Vec<f32> = (0..tiles.len() * per_tile)
+                .map(|i| {
+                    let x = i as f32;
+                    1.0 / (1.0 + (-(x * 0.0013).sin() * 6.0 - (x * 0.00007).cos() * 3.0).exp())
+                })
+                .collect();
+            let bytes = (tiles.len() * plan.tile_voxels() * 4) as f64;
+
+            let writer = Writer::create(plan.clone()).unwrap();
+            // Plain zarrs: a copy of the same group metadata, chunks stored with `store_chunk`.
+            let plain = tmp.path().join(format!("plain{format}-{round}.zarr/mito"));
+            let group = out.join("mito");
+            let meta: &[&str] = if format == 2 {
+                &[".zgroup", ".zattrs", "s0/.zarray"]
+            } else {
+                &["zarr.json", "s0/zarr.json"]
+            };
+            for f in meta {
+                std::fs::create_dir_all(plain.join(f).parent().unwrap()).unwrap();
+                std::fs::copy(group.join(f), plain.join(f)).unwrap();
+            }
+            let array = Array::open(Arc::new(FilesystemStore::new(&plain).unwrap()), "/s0").unwrap();
+            let time_writer = || {
+                let t0 = std::time::Instant::now();
+                for (ids, chunk) in tiles.chunks(8).zip(data.chunks(8 * per_tile)) {
+                    writer.write_batch(ids, chunk).unwrap();
+                }
+                t0.elapsed().as_secs_f64()
+            };
+            let time_plain = || {
+                let t0 = std::time::Instant::now();
+                tiles.par_iter().for_each(|&id| {
+                    let t = plan.tile(id).unwrap();
+                    // The written class `mito` is model channel 0.
+                    let chunk = &data[id * per_tile..id * per_tile + plan.tile_voxels()];
+                    array.store_chunk(&t.index, chunk).unwrap();
+                });
+                t0.elapsed().as_secs_f64()
+            };
+            let (writer_s, plain_s) = if round % 2 == 0 {
+                let p = time_plain();
+                (time_writer(), p)
+            } else {
+                let w = time_writer();
+                (w, time_plain())
+            };
+            best_writer = best_writer.min(writer_s);
+            best_plain = best_plain.min(plain_s);
+            summary = (tiles.len(), bytes);
+            assert!(files(&group) == files(&plain));
+        }
+        let (tiles, bytes) = summary;
+        let (writer_s, plain_s) = (best_writer, best_plain);
+        println!(
+            "zarr v{format}: {} tiles of 64³ f32 ({:.0} MB): Writer {:.1} MB/s ({:.2} s), plain zarrs {:.1} MB/s ({:.2} s), ratio {:.2}",
+            tiles,
+            bytes / 1e6,
+            bytes / 1e6 / writer_s,
+            writer_s,
+            bytes / 1e6 / plain_s,
+            plain_s,
+            plain_s / writer_s
+        );
+    }
+}
