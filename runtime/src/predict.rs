@@ -200,7 +200,9 @@ pub struct PredictUnit {
     pub name: String,
     /// The raw multiscale group read.
     pub raw: String,
-    /// The region (nm) as requested, clipped to nothing; the output grid starts at its lower corner.
+    /// The region (nm) as requested (for `raw`: the finest level's extent; for `validation`: the crop's
+    /// labelled box). The output grid starts at its lower corner; when the region is not a whole
+    /// number of output voxels, the last voxel reaches less than one voxel past its upper corner.
     pub region_nm: Box3,
     /// World centre (nm) of output voxel 0: the translation in the output metadata.
     pub translation_nm: [f64; 3],
