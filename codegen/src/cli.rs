@@ -6,6 +6,8 @@ mod check;
 mod data_check;
 mod demo;
 mod plan;
+mod predict;
+mod predict_plan;
 mod preview;
 mod sample;
 mod synth;
@@ -32,6 +34,10 @@ pub(crate) enum Command {
     Schema,
     /// Print the plan: chosen levels, boxes, sample centres, tiles and exact batch bytes.
     Plan(plan::PlanArgs),
+    /// Print the prediction plan: output volumes, tiles, shapes and bytes.
+    PredictPlan(predict_plan::PredictPlanArgs),
+    /// Write predictions tile by tile (resumable; ranks from torchrun's environment).
+    Predict(predict::PredictArgs),
     /// Write one sample (no spatial augmentation) as `.npy` files plus `sample.json`.
     Sample(sample::SampleArgs),
     /// Write a small synthetic CellMap-layout dataset with its datasplit CSV and spec.
@@ -116,6 +122,8 @@ pub(crate) fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plan(args) => plan::run(&args),
+        Command::PredictPlan(args) => predict_plan::run(&args),
+        Command::Predict(args) => predict::run(&args),
         Command::Sample(args) => sample::run(&args),
         Command::Synth(args) => synth::run(&args),
         Command::Preview(args) => preview::run(&args),

@@ -6,7 +6,8 @@ use quote::quote;
 
 use cellmap_schema::{
     ArraySpec, Augment, Axis, DatasetSpec, Device, Elastic, ErrorPolicy, ForegroundBias, Interpolation, LoaderSpec,
-    OutputDtype, Sampling, Spatial, Spec, Split, TargetTemplate, ValueTransform, Weighting,
+    OutputDtype, Predict, PredictDtype, PredictRegion, Sampling, Spatial, Spec, Split, TargetTemplate, ValueTransform,
+    Weighting,
 };
 
 /// Path of the schema crate as seen from a generated crate.
@@ -89,6 +90,7 @@ pub(crate) fn spec_expr(spec: &Spec) -> TokenStream {
     let sampling = sampling_expr(&spec.sampling);
     let augment = augment_expr(&spec.augment);
     let loader = loader_expr(&spec.loader);
+    let predict = option(&spec.predict, predict_expr);
     quote! {
         #s::Spec {
             version: #version,
@@ -102,6 +104,47 @@ pub(crate) fn spec_expr(spec: &Spec) -> TokenStream {
             sampling: #sampling,
             augment: #augment,
             loader: #loader,
+            predict: #predict,
+        }
+    }
+}
+
+fn predict_expr(p: &Predict) -> TokenStream {
+    let s = s();
+    let raw = strings(&p.raw);
+    let inputs = p.inputs.iter().map(|i| Literal::usize_unsuffixed(*i));
+    let output = string(&p.output);
+    let model_classes = strings(&p.model_classes);
+    let classes = p.classes.iter().map(|i| Literal::usize_unsuffixed(*i));
+    let voxel = f64_array(&p.voxel_size_nm);
+    let dtype = match p.dtype {
+        PredictDtype::Float32 => quote!(#s::PredictDtype::Float32),
+        PredictDtype::Uint8 => quote!(#s::PredictDtype::Uint8),
+    };
+    let zarr_format = p.zarr_format;
+    let region = match &p.region {
+        PredictRegion::Raw => quote!(#s::PredictRegion::Raw),
+        PredictRegion::Validation => quote!(#s::PredictRegion::Validation),
+        PredictRegion::Bounds { lo_nm, hi_nm } => {
+            let (lo, hi) = (f64_array(lo_nm), f64_array(hi_nm));
+            quote!(#s::PredictRegion::Bounds { lo_nm: #lo, hi_nm: #hi })
+        }
+    };
+    let tile = usize_array(&p.tile_vox);
+    let context = usize_array(&p.context_vox);
+    quote! {
+        #s::Predict {
+            raw: #raw,
+            inputs: ::std::vec![#(#inputs),*],
+            output: #output,
+            model_classes: #model_classes,
+            classes: ::std::vec![#(#classes),*],
+            voxel_size_nm: #voxel,
+            dtype: #dtype,
+            zarr_format: #zarr_format,
+            region: #region,
+            tile_vox: #tile,
+            context_vox: #context,
         }
     }
 }

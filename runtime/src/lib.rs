@@ -38,6 +38,7 @@ mod multiscale;
 pub mod npy;
 mod pipeline;
 mod plan;
+mod predict;
 mod rng;
 mod sample;
 mod sampler;
@@ -64,6 +65,10 @@ pub use pipeline::{
 pub use plan::{
     CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions, Planned,
     batch_layout, plan,
+};
+pub use predict::{
+    IdentityModel, PredictError, PredictInput, PredictPlan, PredictRun, PredictUnit, Tile, TileBatch, TileLoader,
+    WriteHook, Writer, run_identity, run_model,
 };
 pub use rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 pub use sample::{ReadInfo, Reader, SampleDest, SampleReadError, SampleRequest, SampleScratch};

@@ -279,7 +279,7 @@ impl Reader {
             let out = dest.array(n_inputs + t);
             let voxels = array.voxels();
             let packed = match &self.packed[request.dataset][t] {
-                Some(p) if !self.is_strided(p.level(sources), array, &draw) => Some(p),
+                Some(p) if !is_strided(p.level(sources), array, &draw) => Some(p),
                 _ => None,
             };
             if let Some(p) = packed {
@@ -334,12 +334,6 @@ impl Reader {
             }
         }
         Ok(info)
-    }
-
-    /// True when an array is read from `level` by the strided copy (no interpolation).
-    fn is_strided(&self, level: &Level, array: &ArraySpec, draw: &SpatialDraw) -> bool {
-        draw.is_axis_aligned()
-            && (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a])
     }
 
     /// Read every class of a target array in one packed nearest-neighbour gather.
@@ -439,95 +433,130 @@ impl Reader {
         out: &mut [f32],
         info: &mut ReadInfo,
     ) -> Result<bool, String> {
-        let mut grid = SampleGrid::new(
-            request.centre_nm,
-            array.shape_vox,
-            array.voxel_size_nm,
-            &draw.matrix,
-            level.translation_nm,
-            level.scale_nm,
-        );
-        let same_voxel_size =
-            (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a]);
-        if same_voxel_size && draw.is_axis_aligned() {
-            // Whole voxels: snap the crop to the level's grid (the centre may sit between voxels).
-            for o in &mut grid.origin {
-                *o = (*o + 0.5).floor();
-            }
-            if let Some(map) = grid.as_strided() {
-                let cache = self.cache.as_deref();
-                let (start, shape, offset, strides) = (map.src_start, map.src_shape, map.dest_offset, map.dest_strides);
-                // A leading pointwise transform is applied by the copy itself (bit-identical to
-                // `apply_value_transforms`, one pass fewer over the output).
-                let fused = match first_transform {
-                    Some(&ValueTransform::Binarize { threshold }) => {
-                        let binarize = move |x: f32| {
-                            if x.is_nan() {
-                                x
-                            } else if f64::from(x) > threshold {
-                                1.0
-                            } else {
-                                0.0
-                            }
-                        };
-                        read_window_map(level, cache, start, shape, fill, out, offset, strides, binarize)
-                            .map_err(|e| e.to_string())?;
-                        true
-                    }
-                    Some(&ValueTransform::Normalize { shift, scale }) => {
-                        let (shift, scale) = (shift as f32, scale as f32);
-                        let normalize = move |x: f32| (x - shift) / scale;
-                        read_window_map(level, cache, start, shape, fill, out, offset, strides, normalize)
-                            .map_err(|e| e.to_string())?;
-                        true
-                    }
-                    _ => {
-                        read_window(level, cache, start, shape, fill, out, offset, strides)
-                            .map_err(|e| e.to_string())?;
-                        false
-                    }
-                };
-                info.strided += 1;
-                return Ok(fused);
-            }
-        }
-        let elastic = match &draw.elastic {
-            Some(e) => {
-                scratch.elastic.evaluate(e, array.shape_vox, array.voxel_size_nm);
-                Some(&scratch.elastic)
-            }
-            None => None,
-        };
-        let elastic_max = elastic.map_or([0.0; 3], ElasticField::max_abs_nm);
-        let (start, shape) = grid.source_window(interpolation, elastic_max);
-        let (lo, size) = clip(start, shape, level.shape_vox);
-        let voxels: usize = size.iter().product();
-        if voxels == 0 {
-            out.fill(fill);
-            info.gathered += 1;
-            return Ok(false);
-        }
-        if scratch.window.len() < voxels {
-            scratch.window.resize(voxels, 0.0);
-        }
-        let window = &mut scratch.window[..voxels];
-        let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
-        read_window(level, self.cache.as_deref(), lo, size, fill, window, 0, strides).map_err(|e| e.to_string())?;
-        gather(
-            window,
-            lo,
-            size,
-            level.shape_vox,
-            &grid,
-            elastic,
+        read_crop(
+            self.cache.as_deref(),
+            scratch,
+            level,
+            array,
             interpolation,
+            draw,
+            request.centre_nm,
             fill,
+            first_transform,
             out,
+            info,
         )
-        .map_err(|e| e.to_string())?;
-        info.gathered += 1;
-        Ok(false)
     }
+}
+
+/// Read a crop of `array`'s shape and voxel size centred at `centre_nm` from one level, transformed
+/// by `draw`: a strided copy when voxel sizes match and the transform is axis-aligned (applying
+/// `first_transform` itself when it is a binarize or normalize: then it returns true), else a
+/// gather (resampling) from a window read into `scratch`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_crop(
+    cache: Option<&ChunkCache>,
+    scratch: &mut SampleScratch,
+    level: &Level,
+    array: &ArraySpec,
+    interpolation: Interpolation,
+    draw: &SpatialDraw,
+    centre_nm: [f64; 3],
+    fill: f32,
+    first_transform: Option<&ValueTransform>,
+    out: &mut [f32],
+    info: &mut ReadInfo,
+) -> Result<bool, String> {
+    let mut grid = SampleGrid::new(
+        centre_nm,
+        array.shape_vox,
+        array.voxel_size_nm,
+        &draw.matrix,
+        level.translation_nm,
+        level.scale_nm,
+    );
+    if is_strided(level, array, draw) {
+        // Whole voxels: snap the crop to the level's grid (the centre may sit between voxels).
+        for o in &mut grid.origin {
+            *o = (*o + 0.5).floor();
+        }
+        if let Some(map) = grid.as_strided() {
+            let (start, shape, offset, strides) = (map.src_start, map.src_shape, map.dest_offset, map.dest_strides);
+            // A leading pointwise transform is applied by the copy itself (bit-identical to
+            // `apply_value_transforms`, one pass fewer over the output).
+            let fused = match first_transform {
+                Some(&ValueTransform::Binarize { threshold }) => {
+                    let binarize = move |x: f32| {
+                        if x.is_nan() {
+                            x
+                        } else if f64::from(x) > threshold {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    };
+                    read_window_map(level, cache, start, shape, fill, out, offset, strides, binarize)
+                        .map_err(|e| e.to_string())?;
+                    true
+                }
+                Some(&ValueTransform::Normalize { shift, scale }) => {
+                    let (shift, scale) = (shift as f32, scale as f32);
+                    let normalize = move |x: f32| (x - shift) / scale;
+                    read_window_map(level, cache, start, shape, fill, out, offset, strides, normalize)
+                        .map_err(|e| e.to_string())?;
+                    true
+                }
+                _ => {
+                    read_window(level, cache, start, shape, fill, out, offset, strides).map_err(|e| e.to_string())?;
+                    false
+                }
+            };
+            info.strided += 1;
+            return Ok(fused);
+        }
+    }
+    let elastic = match &draw.elastic {
+        Some(e) => {
+            scratch.elastic.evaluate(e, array.shape_vox, array.voxel_size_nm);
+            Some(&scratch.elastic)
+        }
+        None => None,
+    };
+    let elastic_max = elastic.map_or([0.0; 3], ElasticField::max_abs_nm);
+    let (start, shape) = grid.source_window(interpolation, elastic_max);
+    let (lo, size) = clip(start, shape, level.shape_vox);
+    let voxels: usize = size.iter().product();
+    if voxels == 0 {
+        out.fill(fill);
+        info.gathered += 1;
+        return Ok(false);
+    }
+    if scratch.window.len() < voxels {
+        scratch.window.resize(voxels, 0.0);
+    }
+    let window = &mut scratch.window[..voxels];
+    let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
+    read_window(level, cache, lo, size, fill, window, 0, strides).map_err(|e| e.to_string())?;
+    gather(
+        window,
+        lo,
+        size,
+        level.shape_vox,
+        &grid,
+        elastic,
+        interpolation,
+        fill,
+        out,
+    )
+    .map_err(|e| e.to_string())?;
+    info.gathered += 1;
+    Ok(false)
+}
+
+/// True when an array is read from `level` by the strided copy (no interpolation).
+fn is_strided(level: &Level, array: &ArraySpec, draw: &SpatialDraw) -> bool {
+    draw.is_axis_aligned()
+        && (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a])
 }
 
 /// The part of a window inside a level: points outside it get the fill value in the gather.

@@ -43,6 +43,9 @@ pub struct RawSpec {
     /// Loader settings. Default: every key at its default.
     #[serde(default)]
     pub loader: RawLoader,
+    /// Tiled inference: what to read, where and how to write the predictions. Default: none.
+    #[serde(default)]
+    pub predict: Option<RawPredict>,
 }
 
 /// Input and target arrays, by name.
@@ -597,4 +600,110 @@ pub enum RawOnError {
     Fail,
     /// Replace the sample by another, count and log the event.
     SkipAndLog,
+}
+
+fn default_predict_output() -> String {
+    "predictions.zarr/{dataset}/{class}".to_owned()
+}
+
+/// Tiled inference: the model runs on tiles of the region, its valid output is written into OME-NGFF
+/// groups (one multiscale group per written class).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPredict {
+    /// Raw multiscale groups to predict on (relative paths resolve against the spec file's folder).
+    /// Not allowed with `region: validation` (which predicts on the validation datasets).
+    /// Default: the distinct raw groups of the spec's datasets, in order.
+    #[serde(default)]
+    pub raw: Option<Vec<String>>,
+    /// Input arrays fed to the model, names from `arrays.inputs`. Default: every input array.
+    #[serde(default)]
+    pub inputs: Option<Vec<String>>,
+    /// Output group path template; `{dataset}` becomes the raw container's name (e.g. `jrc_hela-2`,
+    /// suffixed `_N` when names repeat) and `{class}` the class name. `{class}` is required when more than
+    /// one class is written. A relative path resolves against the spec file's folder.
+    /// Default: `predictions.zarr/{dataset}/{class}`.
+    #[serde(default = "default_predict_output")]
+    pub output: String,
+    /// Classes the model emits, in channel order (may include classes not written). Default: `classes`.
+    #[serde(default)]
+    pub model_classes: Option<Vec<String>>,
+    /// Classes written, each one of `model_classes`. Default: every model class.
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
+    /// Output voxel size in nm, `[z, y, x]` or `[y, x]`. Default: the first target array's `scale`.
+    #[serde(default)]
+    #[schemars(length(min = 2, max = 3))]
+    pub scale: Option<Vec<f64>>,
+    /// Element type written. Default: `float32`.
+    #[serde(default)]
+    pub dtype: RawPredictDtype,
+    /// Zarr format of the output: `2` (OME-NGFF 0.4) or `3` (OME-NGFF 0.5). Default: `2`.
+    #[serde(default = "default_zarr_format")]
+    #[schemars(range(min = 2, max = 3))]
+    pub zarr_format: u8,
+    /// The region covered: `raw` (the whole raw volume), `validation` (each validation crop) or
+    /// `{bounds_nm: [[z0, y0, x0], [z1, y1, x1]]}` (a world box in nm). Default: `raw`.
+    #[serde(default)]
+    pub region: RawRegion,
+    /// Output tile shape in voxels, `[z, y, x]` or `[y, x]`; also the chunk shape of the output arrays.
+    /// Each in `[1, 65536]`. Default: the first target array's `shape`.
+    #[serde(default)]
+    #[schemars(length(min = 2, max = 3), inner(range(min = 1, max = 65_536)))]
+    pub tile: Option<Vec<u64>>,
+    /// Input voxels read beyond the output tile on each side, `[z, y, x]` or `[y, x]` (the same count for
+    /// every input array), each in `[0, 65536]`. Default: `[0, 0, 0]`.
+    #[serde(default)]
+    #[schemars(length(min = 2, max = 3), inner(range(max = 65_536)))]
+    pub context: Option<Vec<u64>>,
+}
+
+fn default_zarr_format() -> u8 {
+    2
+}
+
+/// Element type of predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPredictDtype {
+    /// 32-bit float, written as the model emits it.
+    #[default]
+    Float32,
+    /// 8-bit unsigned: `round(clamp(x, 0, 1) · 255)`.
+    Uint8,
+}
+
+/// The region predictions cover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRegion {
+    /// `raw` or `validation`.
+    Named(RawRegionName),
+    /// A world box.
+    Bounds(RawBounds),
+}
+
+impl Default for RawRegion {
+    fn default() -> Self {
+        RawRegion::Named(RawRegionName::Raw)
+    }
+}
+
+/// A named region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawRegionName {
+    /// The whole raw volume.
+    Raw,
+    /// Each validation crop's labelled box.
+    Validation,
+}
+
+/// A world box in nm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBounds {
+    /// `[[z0, y0, x0], [z1, y1, x1]]`: the lower and upper corners in nm (`[[y0, x0], [y1, x1]]` for 2D);
+    /// finite, lower < upper on every axis.
+    pub bounds_nm: [Vec<f64>; 2],
 }

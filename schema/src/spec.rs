@@ -71,6 +71,8 @@ pub struct Spec {
     pub augment: Augment,
     /// Loader settings.
     pub loader: LoaderSpec,
+    /// Tiled inference settings, when the spec has a `predict` section.
+    pub predict: Option<Predict>,
 }
 
 impl Spec {
@@ -390,4 +392,79 @@ pub struct LoaderSpec {
     pub cache_bytes: u64,
     /// Policy for unreadable samples.
     pub on_error: ErrorPolicy,
+}
+
+/// Tiled inference: read inputs around each output tile, run the model, write its valid output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Predict {
+    /// Raw multiscale groups to predict on (absolute paths or URLs), for [`PredictRegion::Raw`] and
+    /// [`PredictRegion::Bounds`]; empty for [`PredictRegion::Validation`], which predicts on the
+    /// validation datasets.
+    pub raw: Vec<String>,
+    /// Input arrays fed to the model: indices into [`Spec::inputs`], in spec order.
+    pub inputs: Vec<usize>,
+    /// Output group template with `{dataset}` and `{class}` placeholders (absolute or a URL).
+    pub output: String,
+    /// Classes the model emits, in channel order.
+    pub model_classes: Vec<String>,
+    /// Classes written: indices into `model_classes`, in the order given.
+    pub classes: Vec<usize>,
+    /// Output voxel size in nm, `[z, y, x]`.
+    pub voxel_size_nm: [f64; 3],
+    /// Element type written.
+    pub dtype: PredictDtype,
+    /// Zarr format of the output (2 or 3).
+    pub zarr_format: u8,
+    /// The region covered.
+    pub region: PredictRegion,
+    /// Output tile (and chunk) shape in voxels, `[z, y, x]`.
+    pub tile_vox: [usize; 3],
+    /// Input voxels read beyond the output tile on each side, `[z, y, x]`.
+    pub context_vox: [usize; 3],
+}
+
+impl Predict {
+    /// Names of the written classes, in write order.
+    pub fn class_names(&self) -> impl Iterator<Item = &str> {
+        self.classes
+            .iter()
+            .filter_map(|&c| self.model_classes.get(c).map(String::as_str))
+    }
+}
+
+/// Element type of predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictDtype {
+    /// 32-bit float, as the model emits it.
+    Float32,
+    /// 8-bit unsigned: `round(clamp(x, 0, 1) · 255)` (NaN → 0).
+    Uint8,
+}
+
+impl PredictDtype {
+    /// Bytes per element.
+    pub fn size_bytes(self) -> usize {
+        match self {
+            PredictDtype::Float32 => 4,
+            PredictDtype::Uint8 => 1,
+        }
+    }
+}
+
+/// The region predictions cover.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictRegion {
+    /// The whole raw volume (its finest level's extent).
+    Raw,
+    /// Each validation dataset's labelled box.
+    Validation,
+    /// A world box in nm.
+    Bounds {
+        /// Lower corner, `[z, y, x]`.
+        lo_nm: [f64; 3],
+        /// Upper corner, `[z, y, x]`.
+        hi_nm: [f64; 3],
+    },
 }

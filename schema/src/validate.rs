@@ -9,6 +9,8 @@ use crate::raw::*;
 use crate::spec::*;
 use crate::yaml::{PositionIndex, escape_segment};
 
+mod predict;
+
 /// Collects diagnostics while checking one spec.
 pub(crate) struct Checker<'a> {
     pub(crate) file: &'a Path,
@@ -34,11 +36,11 @@ impl Checker<'_> {
         format!("{}:{line}:{column}", self.file.display())
     }
 
-    fn push(&mut self, d: Diagnostic) {
+    pub(crate) fn push(&mut self, d: Diagnostic) {
         self.errors.push(d);
     }
 
-    fn unknown_class(&mut self, pointer: &str, class: &str, classes: &[String], key: bool) {
+    pub(crate) fn unknown_class(&mut self, pointer: &str, class: &str, classes: &[String], key: bool) {
         let message = format!("unknown class `{class}`");
         let d = if key {
             self.at_key(pointer, message)
@@ -131,6 +133,10 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
         }
         (None, Some(list)) => inline_datasets(list, &classes, base_dir, c),
     };
+    let predict = raw
+        .predict
+        .as_ref()
+        .map(|p| predict::predict(p, &classes, &inputs, &targets, &datasets, base_dir, c));
     if !c.errors.is_empty() {
         return None;
     }
@@ -146,6 +152,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
         sampling,
         augment,
         loader,
+        predict,
     })
 }
 

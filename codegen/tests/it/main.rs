@@ -3,6 +3,7 @@
 mod build;
 mod check;
 mod golden;
+mod predict;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -111,6 +111,7 @@ fn spec(zarr: &Path) -> Spec {
             cache_bytes: 64 << 20,
             on_error: ErrorPolicy::Fail,
         },
+        predict: None,
     }
 }
 

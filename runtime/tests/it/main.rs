@@ -9,6 +9,7 @@ mod http;
 mod loader;
 mod multiscale;
 mod pipeline;
+mod predict;
 mod sampler;
 mod synth;
 mod window;

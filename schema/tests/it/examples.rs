@@ -141,3 +141,60 @@ fn whole_floats_count_as_integers() {
     assert_eq!(s.loader.batch_size, 8);
     assert_eq!(s.inputs[0].shape_vox, [64, 128, 128]);
 }
+
+#[test]
+fn full_resolves_its_predict_section() {
+    use cellmap_schema::{PredictDtype, PredictRegion};
+    let s = cellmap_schema::load(&root().join("examples/full.yaml")).unwrap().spec;
+    let p = s.predict.expect("full.yaml has a predict section");
+    let examples = std::path::absolute(root().join("examples")).unwrap();
+    assert_eq!(
+        p.raw,
+        [examples
+            .join("data/cos7.zarr/recon-1/em/fibsem-uint8")
+            .display()
+            .to_string()]
+    );
+    assert_eq!(p.inputs, [0]);
+    assert_eq!(s.inputs[0].name, "raw");
+    assert_eq!(
+        p.output,
+        examples
+            .join("predictions.zarr/{dataset}/{class}")
+            .display()
+            .to_string()
+    );
+    assert_eq!(p.model_classes, ["mito", "er", "nuc", "pm"]);
+    assert_eq!(p.classes, [0, 2]);
+    assert_eq!(p.class_names().collect::<Vec<_>>(), ["mito", "nuc"]);
+    assert_eq!(p.voxel_size_nm, [8.0; 3]);
+    assert_eq!(p.dtype, PredictDtype::Uint8);
+    assert_eq!(p.zarr_format, 3);
+    assert_eq!(
+        p.region,
+        PredictRegion::Bounds {
+            lo_nm: [0.0; 3],
+            hi_nm: [4096.0; 3]
+        }
+    );
+    assert_eq!((p.tile_vox, p.context_vox), ([64; 3], [32; 3]));
+}
+
+#[test]
+fn predict_defaults_follow_the_spec() {
+    let text = "version: 1\nname: d\nclasses: [a, b]\narrays:\n  inputs:\n    raw: { shape: [96, 96, 96], scale: [4, 4, 4] }\n  targets:\n    t: { shape: [48, 48, 48], scale: [8, 8, 8] }\ndata:\n  datasets:\n    - { split: train, raw: /x.zarr/raw, targets: \"/x.zarr/c/{class}\" }\n    - { split: validate, raw: /x.zarr/raw, targets: \"/x.zarr/d/{class}\" }\npredict: {}\n";
+    let s = cellmap_schema::parse(text, std::path::Path::new("/specs/d.yaml"))
+        .unwrap()
+        .spec;
+    let p = s.predict.unwrap();
+    assert_eq!(p.raw, ["/x.zarr/raw"]);
+    assert_eq!(p.inputs, [0]);
+    assert_eq!(p.output, "/specs/predictions.zarr/{dataset}/{class}");
+    assert_eq!(p.model_classes, ["a", "b"]);
+    assert_eq!(p.classes, [0, 1]);
+    assert_eq!(p.voxel_size_nm, [8.0; 3]);
+    assert_eq!(p.dtype, cellmap_schema::PredictDtype::Float32);
+    assert_eq!(p.zarr_format, 2);
+    assert_eq!(p.region, cellmap_schema::PredictRegion::Raw);
+    assert_eq!((p.tile_vox, p.context_vox), ([48; 3], [0; 3]));
+}

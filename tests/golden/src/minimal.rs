@@ -138,6 +138,7 @@ pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
             cache_bytes: 1073741824u64,
             on_error: ::cellmap_runtime::cellmap_schema::ErrorPolicy::Fail,
         },
+        predict: ::std::option::Option::None,
     }
 }
 /// A batch: one accessor per array, in the spec's names. It borrows its ring slot until dropped.
