@@ -99,6 +99,10 @@ pub fn generate(
             path: "src/lib.rs".into(),
             contents: lib,
         },
+        GeneratedFile {
+            path: "examples/stream.rs".into(),
+            contents: stream_rs(spec_text, spec_label, &names)?,
+        },
     ])
 }
 

@@ -124,7 +124,7 @@ fn write_demo_spec(data: &Path) -> Result<PathBuf, String> {
 version: 1
 name: demo
 classes: [mito, er, nuc, pm]
-class_relations: { nuc: [pm] }
+class_relations: { nuc: [pm], pm: [nuc] }
 arrays:
   inputs:
     raw: { shape: [48, 48, 48], scale: [8, 8, 8] }
