@@ -49,6 +49,21 @@ pub struct LoaderOptions {
     pub no_cache: bool,
     /// Allocate ring memory as torch tensors (set by the torch interop).
     pub torch_memory: bool,
+    /// Test-only fault injection: called by a worker before it reads `(batch, position)`; a
+    /// panic inside it is a worker panic. Not part of the stable API.
+    #[doc(hidden)]
+    pub fault_hook: Option<FaultHook>,
+}
+
+/// A fault-injection callback, `(batch, position)`, run by a worker before each sample read.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct FaultHook(pub Arc<dyn Fn(u64, usize) + Send + Sync>);
+
+impl std::fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultHook")
+    }
 }
 
 impl LoaderOptions {
@@ -74,6 +89,7 @@ impl LoaderOptions {
             cache: None,
             no_cache: false,
             torch_memory: false,
+            fault_hook: None,
         })
     }
 }
@@ -122,6 +138,7 @@ pub struct LoaderJob {
     /// Plan indices of this split's datasets.
     datasets: Vec<usize>,
     kind: JobKind,
+    fault_hook: Option<FaultHook>,
 }
 
 enum JobKind {
@@ -231,6 +248,9 @@ impl SampleJob for LoaderJob {
         attempt: u32,
         out: &mut SampleOut<'_>,
     ) -> Result<Option<SampleMeta>, String> {
+        if let Some(hook) = &self.fault_hook {
+            (hook.0)(batch, position);
+        }
         match self.draw(batch, position, attempt)? {
             Draw::Empty => {
                 let spec = self.reader.spec();
@@ -350,6 +370,7 @@ impl Loader {
             batches_per_epoch,
             datasets,
             kind,
+            fault_hook: options.fault_hook.clone(),
         };
         let pipeline_options = PipelineOptions {
             workers: options.workers.unwrap_or(spec.loader.workers),

@@ -2,7 +2,9 @@
 
 mod alloc;
 mod common;
+mod faults;
 mod fixture;
+mod fuzz;
 #[cfg(feature = "http")]
 mod http;
 mod loader;
