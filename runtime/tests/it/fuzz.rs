@@ -215,6 +215,11 @@ proptest! {
         let seed = &seeds[s % seeds.len()];
         let which = f % seed.len();
         let contents = mutate(&seed[which].1, &edits);
+        if let Some(trace) = std::env::var_os("CELLMAP_FUZZ_TRACE") {
+            // A long local run: keep the case on disk, in case it aborts the process (OOM).
+            let text = format!("{}\n{}", seed[which].0.display(), String::from_utf8_lossy(&contents));
+            std::fs::write(trace, text).unwrap();
+        }
         let dir = tempfile::tempdir().unwrap();
         open_mutated(dir.path(), seed, which, &contents);
     }
@@ -224,10 +229,16 @@ proptest! {
 /// as a whole store, with the error it must now give.
 #[test]
 fn fuzz_regressions_give_errors_not_panics() {
-    let cases = [(
-        "inner_chunk_rank",
-        "inner_chunk_rank/s0`: cannot open the array: the sharding codec's inner chunk shape [32, 32] has 2 dimensions; the array has 3",
-    )];
+    let cases = [
+        (
+            "huge_chunk",
+            "huge_chunk/s0`: cannot open the array: chunk shape [4294967296, 32, 32] (35184372088832 bytes decoded, 1 per shard) exceeds the supported 1073741824 bytes per chunk and 16777216 chunks per shard",
+        ),
+        (
+            "inner_chunk_rank",
+            "inner_chunk_rank/s0`: cannot open the array: the sharding codec's inner chunk shape [32, 32] has 2 dimensions; the array has 3",
+        ),
+    ];
     let dir = root().join("tests/fuzz/regressions/metadata");
     let committed = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(committed, cases.len(), "every committed regression has a case here");
