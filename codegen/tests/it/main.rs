@@ -1,6 +1,7 @@
 //! Integration tests of the `cellmap-compile` binary.
 
 mod check;
+mod reliability;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
