@@ -24,12 +24,16 @@ pub(crate) struct SynthArgs {
 }
 
 pub(crate) fn run(args: &SynthArgs) -> ExitCode {
-    let mut options = SynthOptions::default();
-    options.seed = args.seed;
-    options.force = args.force;
-    if args.small {
-        options.size = SynthSize::Small;
-    }
+    let options = SynthOptions {
+        seed: args.seed,
+        force: args.force,
+        size: if args.small {
+            SynthSize::Small
+        } else {
+            SynthSize::Default
+        },
+        ..SynthOptions::default()
+    };
     match write_synthetic(&args.dir, &options) {
         Ok(report) => {
             print!("{}", describe(&report));

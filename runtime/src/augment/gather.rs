@@ -235,7 +235,7 @@ fn fast_range(base: [f64; 3], s: [f64; 3], n: usize, lo_ok: [f64; 3], hi_ok: [f6
         lo = lo.max(t0.ceil());
         hi = hi.min(t1.floor());
     }
-    if !(lo <= hi) {
+    if lo.partial_cmp(&hi).is_none_or(|o| o == std::cmp::Ordering::Greater) {
         return (0, 0);
     }
     let (mut lo, mut hi) = (lo as usize, hi as usize);
@@ -618,9 +618,9 @@ mod tests {
                 for px in 0..4 {
                     let u = g.index_of([pz, py, px]);
                     let v = out[pz * 16 + py * 4 + px];
-                    if u.iter().all(|&c| c >= -0.5 && c < 5.5) {
+                    if u.iter().all(|c| (-0.5..5.5).contains(c)) {
                         // Clamped neighbours beyond n−1 reproduce the edge value.
-                        let c = u.map(|c| c.min(5.0).max(0.0));
+                        let c = u.map(|c| c.clamp(0.0, 5.0));
                         assert_eq!(v, (c[0] + 2.0 * c[1] + 4.0 * c[2]) as f32, "{u:?}");
                     } else {
                         assert_eq!(v, -1.0, "{u:?}");

@@ -149,7 +149,7 @@ mod tests {
     fn select_walks_foreground_in_order() {
         let shape = [3, 7, 61];
         let n = 3 * 7 * 61;
-        let flag = |i: u64| i % 7 == 3 || i % 64 == 0;
+        let flag = |i: u64| i % 7 == 3 || i.is_multiple_of(64);
         let idx = ForegroundIndex::from_mask(shape, (0..n).map(flag)).unwrap();
         let expected: Vec<u64> = (0..n).filter(|&i| flag(i)).collect();
         assert_eq!(idx.count(), expected.len() as u64);
