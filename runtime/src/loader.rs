@@ -121,7 +121,7 @@ enum Draw {
         idx: i64,
         split_index: usize,
     },
-    /// No sample (the tail of the last validation batch).
+    /// No sample (the tail of the last validation batch, or an unreadable tile under `skip_and_log`).
     Empty,
 }
 
@@ -183,7 +183,9 @@ impl LoaderJob {
             JobKind::Tiles { tiles } => {
                 let t = batch * self.batch_size + position as u64;
                 if attempt > 0 {
-                    return Err("a validation tile cannot be replaced by another".to_owned());
+                    // A tile has no replacement: under `skip_and_log` an unreadable tile leaves
+                    // its position empty (counted and logged once), and the pass goes on.
+                    return Ok(Draw::Empty);
                 }
                 let Some(&(plan_index, tile)) = tiles.get(t as usize) else {
                     return Ok(Draw::Empty);

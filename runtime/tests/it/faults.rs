@@ -255,8 +255,11 @@ fn malformed_metadata_is_a_clear_error_at_open() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a truncated .zattrs opened"),
     };
-    assert!(msg.contains("recon-1/em/fibsem-uint8"), "{msg}");
-    assert!(msg.contains("not valid JSON"), "{msg}");
+    assert!(msg.starts_with("test.yaml:0:1: dataset train #0: `"), "{msg}");
+    assert!(
+        msg.contains("recon-1/em/fibsem-uint8/.zattrs` is not valid JSON: "),
+        "{msg}"
+    );
 
     // v3: a label level's `zarr.json` without its array fields.
     let f = synth(SynthVariant::V3);
@@ -266,7 +269,7 @@ fn malformed_metadata_is_a_clear_error_at_open() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a zarr.json without array fields opened"),
     };
-    assert!(msg.contains("crop1/mito/s0"), "{msg}");
+    assert!(msg.contains("crop1/mito/s0`: cannot open the array: "), "{msg}");
 }
 
 /// Label arrays of a float dataset.
@@ -500,4 +503,74 @@ fn a_training_and_a_validation_loader_share_one_cache_and_stay_exact() {
     assert_eq!(tiles, 125);
     let stats = cache.stats();
     assert!(stats.hits > 0, "{stats:?}");
+}
+
+/// True when tile `b` of a validation batch equals direct reads of `store` (crop2, no `pm`).
+fn tile_matches(batch: &Batch<'_>, b: usize, store: &Path) -> bool {
+    let Some(m) = batch.meta().nth(b) else { return false };
+    let raw = &batch.array(0)[b * 4096..(b + 1) * 4096];
+    let raw_group = store.join("recon-1/em/fibsem-uint8");
+    if !same(raw, &direct(&raw_group, start(m.centre_nm, RAW_T0, 16), [16; 3])) {
+        return false;
+    }
+    CLASSES.iter().enumerate().all(|(c, class)| {
+        let got = &batch.array(1)[(b * 4 + c) * 1728..(b * 4 + c + 1) * 1728];
+        if *class == "pm" {
+            return got.iter().all(|v| v.is_nan());
+        }
+        let group = store.join("recon-1/labels/groundtruth/crop2").join(class);
+        same(
+            got,
+            &binarize(&direct(&group, start(m.centre_nm, CROP2_T, 12), [12; 3])),
+        )
+    })
+}
+
+#[test]
+fn a_bad_chunk_in_a_validation_tile_fails_or_leaves_the_tile_empty() {
+    let d = prepare();
+    // Raw chunk [1, 1, 1] (voxels 32..64) lies under crop2: some validation tiles read it.
+    let victim = d.fixture.dir.join("recon-1/em/fibsem-uint8/s0/1/1/1");
+    damage(&victim, ChunkFault::RandomBytes);
+    let (dir, pristine) = (d.fixture.dir.clone(), d.pristine.clone());
+    let (tiles, empty, skipped, errors) = within("validation with a bad chunk", move || {
+        let mut loader = Loader::open(with_policy(&dir, ErrorPolicy::SkipAndLog), options(Split::Validate)).unwrap();
+        let (mut tiles, mut empty) = (0, 0);
+        while let Some(batch) = loader.next_batch() {
+            let batch = batch.unwrap();
+            for (b, m) in batch.meta().enumerate() {
+                if m.idx >= 0 {
+                    assert!(tile_matches(&batch, b, &pristine), "tile {}", m.idx);
+                    tiles += 1;
+                } else if batch.step() < 41 {
+                    // Not the tail of the last batch (125 tiles in batches of 3): a skipped tile.
+                    let raw = &batch.array(0)[b * 4096..(b + 1) * 4096];
+                    assert!(
+                        raw.iter().all(|v| *v == 0.0),
+                        "an empty position holds the input pad value"
+                    );
+                    empty += 1;
+                }
+            }
+        }
+        let skipped = loader.skipped_samples();
+        let mut loader = Loader::open(with_policy(&dir, ErrorPolicy::Fail), options(Split::Validate)).unwrap();
+        let mut errors = Vec::new();
+        while let Some(batch) = loader.next_batch() {
+            if let Err(e) = batch {
+                errors.push(e.to_string());
+            }
+        }
+        (tiles, empty, skipped, errors)
+    });
+    assert!(empty > 0, "some tiles read the bad chunk");
+    assert_eq!(tiles + empty, 125, "every tile is either read or skipped");
+    assert_eq!(skipped, empty as u64, "each skipped tile is counted once");
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(
+            e.contains("array `raw`") && e.contains("chunk [1, 1, 1] (key `s0/1/1/1`)"),
+            "{e}"
+        );
+    }
 }
