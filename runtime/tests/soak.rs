@@ -5,11 +5,16 @@
 //! A separate test binary (no libtest harness) so that no other test shares the process. CI runs
 //! the short form (`cargo test -p cellmap-runtime --test soak`: 500 batches); the long form is
 //! `cargo test -p cellmap-runtime --release --test soak -- --batches 10000`.
+//!
+//! Being alone in its process, it also checks that a loader whose worker panics (injected through
+//! `LoaderOptions::fault_hook`) leaves no thread behind once dropped.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use cellmap_runtime::{
-    Loader, LoaderOptions, SynthOptions, SynthSize, SynthVariant, rss_bytes, thread_count, write_synthetic,
+    FaultHook, Loader, LoaderOptions, PipelineError, SynthOptions, SynthSize, SynthVariant, rss_bytes, thread_count,
+    write_synthetic,
 };
 
 const SPEC: &str = r#"version: 1
@@ -63,9 +68,12 @@ fn main() {
     std::fs::write(&spec_path, SPEC).expect("spec");
     let spec = cellmap_schema::load(&spec_path).expect("valid soak spec").spec;
 
-    let mut o = LoaderOptions::train().expect("rank");
-    o.dist = cellmap_runtime::DistInfo::single();
-    let mut loader = Loader::open(spec, o).expect("loader");
+    let options = || {
+        let mut o = LoaderOptions::train().expect("rank");
+        o.dist = cellmap_runtime::DistInfo::single();
+        o
+    };
+    let mut loader = Loader::open(spec.clone(), options()).expect("loader");
     let started = Instant::now();
     let mut threads = None;
     let mut warm_rss = 0u64;
@@ -95,6 +103,10 @@ fn main() {
         last_rss = rss;
     }
     assert_eq!(loader.skipped_samples(), 0);
+    let workers = loader.worker_count();
+    drop(loader);
+    // After the soak: a panic's backtrace loads debug info, which would distort the RSS figures.
+    panicking_worker_leaves_no_thread(&spec, options());
     println!(
         "soak: {batches} batches in {:.1} s; RSS after warm-up ({warm_up} batches) {:.1} MiB, max {:.1} MiB, end {:.1} MiB; threads {} (workers {}); checksum {checksum:.3}",
         started.elapsed().as_secs_f64(),
@@ -102,6 +114,31 @@ fn main() {
         max_rss as f64 / 1048576.0,
         last_rss as f64 / 1048576.0,
         threads.unwrap_or(0),
-        loader.worker_count(),
+        workers,
     );
+}
+
+/// A worker panic is reported, and dropping the loader ends every thread it started.
+fn panicking_worker_leaves_no_thread(spec: &cellmap_schema::Spec, mut o: LoaderOptions) {
+    let before = thread_count().expect("/proc/self/task");
+    o.fault_hook = Some(FaultHook(Arc::new(|batch, position| {
+        if batch == 2 && position == 1 {
+            panic!("injected");
+        }
+    })));
+    let mut loader = Loader::open(spec.clone(), o).expect("loader");
+    assert_eq!(thread_count(), Some(before + 2), "two workers started");
+    let err = loop {
+        match loader.next_batch().expect("endless") {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(err, PipelineError::WorkerPanicked { ref message, .. } if message == "injected"),
+        "{err:?}"
+    );
+    drop(loader);
+    assert_eq!(thread_count(), Some(before), "every worker thread has ended");
+    println!("worker panic: reported, threads back to {before} after drop");
 }
