@@ -56,6 +56,8 @@ pub use augment::value::{ValueError, ValueScratch, apply_value_transforms};
 pub use batch_array::BatchArray;
 pub use chunk_cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use geometry::{Box3, crop_start_vox, voxel_centre_nm};
+#[doc(hidden)]
+pub use loader::FaultHook;
 pub use loader::{Batch, Loader, LoaderError, LoaderJob, LoaderOptions, check_compatible};
 pub use multiscale::{Level, LevelChoice, Multiscale, OpenError, SourceDtype, choose_level};
 pub use pipeline::{

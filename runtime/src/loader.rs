@@ -49,6 +49,21 @@ pub struct LoaderOptions {
     pub no_cache: bool,
     /// Allocate ring memory as torch tensors (set by the torch interop).
     pub torch_memory: bool,
+    /// Test-only fault injection: called by a worker before it reads `(batch, position)`; a
+    /// panic inside it is a worker panic. Not part of the stable API.
+    #[doc(hidden)]
+    pub fault_hook: Option<FaultHook>,
+}
+
+/// A fault-injection callback, `(batch, position)`, run by a worker before each sample read.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct FaultHook(pub Arc<dyn Fn(u64, usize) + Send + Sync>);
+
+impl std::fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultHook")
+    }
 }
 
 impl LoaderOptions {
@@ -74,6 +89,7 @@ impl LoaderOptions {
             cache: None,
             no_cache: false,
             torch_memory: false,
+            fault_hook: None,
         })
     }
 }
@@ -143,7 +159,7 @@ enum Draw {
         idx: i64,
         split_index: usize,
     },
-    /// No sample (the tail of the last validation batch).
+    /// No sample (the tail of the last validation batch, or an unreadable tile under `skip_and_log`).
     Empty,
 }
 
@@ -160,6 +176,7 @@ pub struct LoaderJob {
     /// Plan indices of this split's datasets.
     datasets: Vec<usize>,
     kind: JobKind,
+    fault_hook: Option<FaultHook>,
 }
 
 enum JobKind {
@@ -204,7 +221,9 @@ impl LoaderJob {
             JobKind::Tiles { tiles } => {
                 let t = batch * self.batch_size + position as u64;
                 if attempt > 0 {
-                    return Err("a validation tile cannot be replaced by another".to_owned());
+                    // A tile has no replacement: under `skip_and_log` an unreadable tile leaves
+                    // its position empty (counted and logged once), and the pass goes on.
+                    return Ok(Draw::Empty);
                 }
                 let Some(&(plan_index, tile)) = tiles.get(t as usize) else {
                     return Ok(Draw::Empty);
@@ -269,6 +288,9 @@ impl SampleJob for LoaderJob {
         attempt: u32,
         out: &mut SampleOut<'_>,
     ) -> Result<Option<SampleMeta>, String> {
+        if let Some(hook) = &self.fault_hook {
+            (hook.0)(batch, position);
+        }
         match self.draw(batch, position, attempt)? {
             Draw::Empty => {
                 let spec = self.reader.spec();
@@ -396,6 +418,7 @@ impl Loader {
             batches_per_epoch,
             datasets,
             kind,
+            fault_hook: options.fault_hook.clone(),
         };
         let pipeline_options = PipelineOptions {
             workers: options.workers.unwrap_or(spec.loader.workers),

@@ -591,6 +591,11 @@ fn parse_transforms(
     Ok((scale, translation))
 }
 
+/// Largest decoded chunk (decode unit) a level may have.
+const MAX_CHUNK_BYTES: u64 = 1 << 30;
+/// Most inner chunks a shard may hold (its index is 16 bytes per inner chunk).
+const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
+
 fn open_level(
     store: &Store,
     path: &str,
@@ -627,7 +632,7 @@ fn open_level(
     let dtype = SourceDtype::of(array.data_type()).ok_or_else(|| OpenError::UnsupportedDtype {
         location: location.clone(),
         level: path.to_string(),
-        dtype: format!("{:?}", array.data_type()),
+        dtype: array.data_type().to_string(),
     })?;
     if let Some(meta) = store.get_json(&format!("{}/zarr.json", path.trim_matches('/')))? {
         let grid = meta
@@ -649,10 +654,38 @@ fn open_level(
         .iter()
         .map(|c| c.get())
         .collect();
+    // Refuse decode units no machine can hold (a fill-value chunk is allocated whole): fuzz
+    // regression `tests/fuzz/regressions/metadata/huge_chunk`.
+    let unit: Vec<u64> = match array.effective_subchunk_shape() {
+        Some(sub) if array.is_exclusively_sharded() => sub.iter().map(|c| c.get()).collect(),
+        _ => chunk.clone(),
+    };
+    let unit_bytes = unit
+        .iter()
+        .try_fold(dtype.size_bytes() as u64, |acc, &n| acc.checked_mul(n))
+        .unwrap_or(u64::MAX);
+    let per_shard = chunk
+        .iter()
+        .zip(&unit)
+        .try_fold(1u64, |acc, (&c, &u)| acc.checked_mul(c.div_ceil(u.max(1))))
+        .unwrap_or(u64::MAX);
+    if unit_bytes > MAX_CHUNK_BYTES || per_shard > MAX_CHUNKS_PER_SHARD {
+        return Err(level_err(format!(
+            "chunk shape {unit:?} ({unit_bytes} bytes decoded, {per_shard} per shard) exceeds the supported {MAX_CHUNK_BYTES} bytes per chunk and {MAX_CHUNKS_PER_SHARD} chunks per shard"
+        )));
+    }
     let (sharded, chunk_shape_vox, shard_shape_vox) = if array.is_exclusively_sharded()
         && let Some(sub) = array.effective_subchunk_shape()
     {
         let sub: Vec<u64> = sub.iter().map(|c| c.get()).collect();
+        // zarrs panics on an inner chunk shape of the wrong dimensionality (fuzz regression
+        // `tests/fuzz/regressions/metadata/inner_chunk_rank`).
+        if sub.len() != n_axes {
+            return Err(level_err(format!(
+                "the sharding codec's inner chunk shape {sub:?} has {} dimensions; the array has {n_axes}",
+                sub.len()
+            )));
+        }
         (
             Some(ArrayShardedReadableExtCache::new(&array)),
             spatial(&sub),

@@ -366,18 +366,9 @@ pub fn write_synthetic(dir: &Path, options: &SynthOptions) -> Result<SynthReport
             return Err(e);
         }
     };
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut entries: Vec<&str> = vec!["datasplit.csv", "spec.yaml"];
-    entries.extend(options.variants.iter().map(|v| v.dir_name()));
-    for entry in entries {
-        let target = dir.join(entry);
-        if target.is_dir() {
-            std::fs::remove_dir_all(&target).map_err(io_err(&target))?;
-        } else if target.exists() {
-            std::fs::remove_file(&target).map_err(io_err(&target))?;
-        }
-        let source = tmp.join(entry);
-        std::fs::rename(&source, &target).map_err(io_err(&source))?;
+    if let Err(e) = swap_in(dir, &tmp, options) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
     }
     std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     let (raw_shape_vox, raw_scale_nm, raw_translation_nm, crops) = built;
@@ -396,6 +387,46 @@ pub fn write_synthetic(dir: &Path, options: &SynthOptions) -> Result<SynthReport
         crops,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Move the finished entries from `tmp` into `dir`. A replaced entry is first moved aside into
+/// `tmp/.replaced`; if any move fails, every entry swapped so far is put back, so `dir` keeps
+/// its previous contents.
+fn swap_in(dir: &Path, tmp: &Path, options: &SynthOptions) -> Result<(), SynthError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let aside = tmp.join(".replaced");
+    std::fs::create_dir_all(&aside).map_err(io_err(&aside))?;
+    let mut entries: Vec<&str> = vec!["datasplit.csv", "spec.yaml"];
+    entries.extend(options.variants.iter().map(|v| v.dir_name()));
+    // (entry, whether a previous version was moved aside)
+    let mut swapped: Vec<(&str, bool)> = Vec::new();
+    let rollback = |swapped: &[(&str, bool)]| {
+        for &(entry, had) in swapped.iter().rev() {
+            let target = dir.join(entry);
+            let _ = std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
+            if had {
+                let _ = std::fs::rename(aside.join(entry), &target);
+            }
+        }
+    };
+    for entry in entries {
+        let target = dir.join(entry);
+        let had = target.symlink_metadata().is_ok();
+        if had && let Err(e) = std::fs::rename(&target, aside.join(entry)) {
+            rollback(&swapped);
+            return Err(io_err(&target)(e));
+        }
+        let source = tmp.join(entry);
+        if let Err(e) = std::fs::rename(&source, &target) {
+            if had {
+                let _ = std::fs::rename(aside.join(entry), &target);
+            }
+            rollback(&swapped);
+            return Err(io_err(&source)(e));
+        }
+        swapped.push((entry, had));
+    }
+    Ok(())
 }
 
 type Built = (Vec<[u64; 3]>, Vec<[f64; 3]>, Vec<[f64; 3]>, Vec<SynthCrop>);

@@ -112,13 +112,116 @@ pub(crate) fn write_crate(out: &Path, files: &[GeneratedFile], force: bool) -> R
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(format!("cannot write `{}`: {e}", tmp.display()));
     }
-    if exists {
-        // Keep a target/ folder of the previous build, so rebuilding stays incremental.
-        let old_target = out.join("target");
-        if old_target.is_dir() {
-            let _ = std::fs::rename(&old_target, tmp.join("target"));
-        }
-        std::fs::remove_dir_all(out).map_err(|e| format!("cannot replace `{}`: {e}", out.display()))?;
+    let moved = |e: std::io::Error| format!("cannot move `{}` to `{}`: {e}", tmp.display(), out.display());
+    if !exists {
+        return std::fs::rename(&tmp, out).map_err(moved);
     }
-    std::fs::rename(&tmp, out).map_err(|e| format!("cannot move `{}` to `{}`: {e}", tmp.display(), out.display()))
+    // Keep a target/ folder of the previous build, so rebuilding stays incremental.
+    let old_target = out.join("target");
+    let kept_target = old_target.is_dir() && std::fs::rename(&old_target, tmp.join("target")).is_ok();
+    // Swap by renames: the previous crate is only deleted once the new one is in place; if the
+    // swap fails it is put back.
+    let backup = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&backup);
+    let restore_target = || {
+        if kept_target {
+            let _ = std::fs::rename(tmp.join("target"), &old_target);
+        }
+    };
+    if let Err(e) = std::fs::rename(out, &backup) {
+        restore_target();
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!("cannot replace `{}`: {e}", out.display()));
+    }
+    if let Err(e) = std::fs::rename(&tmp, out) {
+        let _ = std::fs::rename(&backup, out);
+        restore_target();
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(moved(e));
+    }
+    let _ = std::fs::remove_dir_all(&backup);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, contents: &str) -> GeneratedFile {
+        GeneratedFile {
+            path: path.to_owned(),
+            contents: contents.to_owned(),
+        }
+    }
+
+    /// Names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn previous_crate(out: &Path) {
+        std::fs::create_dir_all(out.join("target/debug")).unwrap();
+        std::fs::write(out.join("Cargo.toml"), "old").unwrap();
+        std::fs::write(out.join("target/debug/artifact"), "built").unwrap();
+    }
+
+    #[test]
+    fn an_existing_crate_is_kept_without_force() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("loader");
+        previous_crate(&out);
+        let err = write_crate(&out, &[file("Cargo.toml", "new")], false).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "`{}` exists and is not empty; pass --force to replace it",
+                out.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(out.join("Cargo.toml")).unwrap(), "old");
+        assert_eq!(names(tmp.path()), ["loader"]);
+    }
+
+    #[test]
+    fn force_replaces_the_crate_and_keeps_its_target_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("loader");
+        previous_crate(&out);
+        write_crate(&out, &[file("Cargo.toml", "new"), file("src/lib.rs", "//! x")], true).unwrap();
+        assert_eq!(names(&out), ["Cargo.toml", "src", "target"]);
+        assert_eq!(std::fs::read_to_string(out.join("Cargo.toml")).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(out.join("target/debug/artifact")).unwrap(),
+            "built"
+        );
+        assert_eq!(names(tmp.path()), ["loader"], "no temporary or backup folder is left");
+    }
+
+    #[test]
+    fn a_write_failing_half_way_leaves_the_previous_crate_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("loader");
+        previous_crate(&out);
+        // The second file cannot be created (a NUL byte in its name): the write stops half-way.
+        let files = [file("Cargo.toml", "new"), file("src/bad\0.rs", "")];
+        let err = write_crate(&out, &files, true).unwrap_err();
+        assert!(err.starts_with("cannot write `"), "{err}");
+        assert_eq!(names(&out), ["Cargo.toml", "target"]);
+        assert_eq!(std::fs::read_to_string(out.join("Cargo.toml")).unwrap(), "old");
+        assert_eq!(
+            std::fs::read_to_string(out.join("target/debug/artifact")).unwrap(),
+            "built"
+        );
+        assert_eq!(names(tmp.path()), ["loader"], "the half-written folder is removed");
+
+        // Without a previous crate, nothing is left at all.
+        let fresh = tmp.path().join("fresh");
+        write_crate(&fresh, &files, false).unwrap_err();
+        assert_eq!(names(tmp.path()), ["loader"]);
+    }
 }

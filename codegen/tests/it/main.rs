@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod golden;
 mod predict;
+mod reliability;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

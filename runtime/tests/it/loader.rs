@@ -16,17 +16,17 @@ use cellmap_schema::{
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
-const RAW_T0: [f64; 3] = [40.0, 24.0, 16.0];
-const CROP1_T: [f64; 3] = [136.0, 184.0, 240.0];
-const CROP2_T: [f64; 3] = [280.0, 232.0, 176.0];
-const CLASSES: [&str; 4] = ["mito", "er", "nuc", "pm"];
+pub(crate) const RAW_T0: [f64; 3] = [40.0, 24.0, 16.0];
+pub(crate) const CROP1_T: [f64; 3] = [136.0, 184.0, 240.0];
+pub(crate) const CROP2_T: [f64; 3] = [280.0, 232.0, 176.0];
+pub(crate) const CLASSES: [&str; 4] = ["mito", "er", "nuc", "pm"];
 
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
+pub(crate) struct Fixture {
+    pub(crate) _tmp: tempfile::TempDir,
+    pub(crate) dir: PathBuf,
 }
 
-fn synth(variant: SynthVariant) -> Fixture {
+pub(crate) fn synth(variant: SynthVariant) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("synth");
     write_synthetic(
@@ -49,7 +49,7 @@ fn synth(variant: SynthVariant) -> Fixture {
     }
 }
 
-fn array(name: &str, n: usize, interpolation: Interpolation) -> ArraySpec {
+pub(crate) fn array(name: &str, n: usize, interpolation: Interpolation) -> ArraySpec {
     ArraySpec {
         name: name.into(),
         shape_vox: [n; 3],
@@ -59,7 +59,7 @@ fn array(name: &str, n: usize, interpolation: Interpolation) -> ArraySpec {
     }
 }
 
-fn spec(zarr: &Path) -> Spec {
+pub(crate) fn spec(zarr: &Path) -> Spec {
     let root = zarr.display().to_string();
     let dataset = |split, index, crop: &str, annotated: &[&str]| DatasetSpec {
         split,
@@ -115,7 +115,7 @@ fn spec(zarr: &Path) -> Spec {
     }
 }
 
-fn options(split: Split) -> LoaderOptions {
+pub(crate) fn options(split: Split) -> LoaderOptions {
     let mut o = if split == Split::Train {
         LoaderOptions::train()
     } else {
@@ -127,7 +127,7 @@ fn options(split: Split) -> LoaderOptions {
 }
 
 /// A direct zarrs read of `shape` voxels from `start` of `group/s0`, as f32; NaN outside the array.
-fn direct(group: &Path, start: [i64; 3], shape: [usize; 3]) -> Vec<f32> {
+pub(crate) fn direct(group: &Path, start: [i64; 3], shape: [usize; 3]) -> Vec<f32> {
     direct_level(group, "s0", start, shape)
 }
 
@@ -171,11 +171,11 @@ fn direct_level(group: &Path, level: &str, start: [i64; 3], shape: [usize; 3]) -
 }
 
 /// The crop window start of the documented geometry: `floor((c − t)/s − (N − 1)/2 + 0.5)`.
-fn start(centre: [f64; 3], t: [f64; 3], n: usize) -> [i64; 3] {
+pub(crate) fn start(centre: [f64; 3], t: [f64; 3], n: usize) -> [i64; 3] {
     std::array::from_fn(|a| ((centre[a] - t[a]) / 8.0 - (n as f64 - 1.0) / 2.0 + 0.5).floor() as i64)
 }
 
-fn binarize(v: &[f32]) -> Vec<f32> {
+pub(crate) fn binarize(v: &[f32]) -> Vec<f32> {
     v.iter()
         .map(|x| {
             if x.is_nan() {
@@ -189,7 +189,7 @@ fn binarize(v: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-fn same(a: &[f32], b: &[f32]) -> bool {
+pub(crate) fn same(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b)

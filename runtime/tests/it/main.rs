@@ -3,7 +3,9 @@
 mod alloc;
 mod augment;
 mod common;
+mod faults;
 mod fixture;
+mod fuzz;
 #[cfg(feature = "http")]
 mod http;
 mod loader;
