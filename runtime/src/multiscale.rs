@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 use zarrs::array::data_type::{
-    Float32DataType, Float64DataType, Int8DataType, Int16DataType, Int32DataType, Int64DataType,
-    UInt8DataType, UInt16DataType, UInt32DataType, UInt64DataType,
+    Float32DataType, Float64DataType, Int8DataType, Int16DataType, Int32DataType, Int64DataType, UInt8DataType,
+    UInt16DataType, UInt32DataType, UInt64DataType,
 };
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
 use zarrs::storage::ReadableStorageTraits;
@@ -44,9 +44,7 @@ use crate::store::{Store, open_store};
 #[non_exhaustive]
 pub enum OpenError {
     /// The location does not exist.
-    #[error(
-        "`{location}` does not exist (expected an OME-NGFF multiscale group, e.g. `…/recon-1/em/fibsem-uint8`)"
-    )]
+    #[error("`{location}` does not exist (expected an OME-NGFF multiscale group, e.g. `…/recon-1/em/fibsem-uint8`)")]
     NotFound {
         /// The location as given.
         location: String,
@@ -122,9 +120,7 @@ pub enum OpenError {
         axes: Vec<String>,
     },
     /// The array of a level has a different number of dimensions than the metadata's axes.
-    #[error(
-        "`{location}/{level}`: the array has {array_dims} dimensions but the metadata lists {metadata_axes} axes"
-    )]
+    #[error("`{location}/{level}`: the array has {array_dims} dimensions but the metadata lists {metadata_axes} axes")]
     AxisCountMismatch {
         /// The group's location.
         location: String,
@@ -370,8 +366,7 @@ const REL_TOL: f64 = 1e-6;
 #[must_use]
 pub fn choose_level(levels: &[Level], requested_nm: [f64; 3]) -> LevelChoice {
     let volume = |l: &Level| l.scale_nm.iter().product::<f64>();
-    let not_coarser =
-        |l: &Level| (0..3).all(|a| l.scale_nm[a] <= requested_nm[a] * (1.0 + REL_TOL));
+    let not_coarser = |l: &Level| (0..3).all(|a| l.scale_nm[a] <= requested_nm[a] * (1.0 + REL_TOL));
     let mut best: Option<usize> = None;
     for (i, l) in levels.iter().enumerate() {
         if not_coarser(l) && best.is_none_or(|b| volume(l) > volume(&levels[b])) {
@@ -390,9 +385,9 @@ pub fn choose_level(levels: &[Level], requested_nm: [f64; 3]) -> LevelChoice {
             (finest, true)
         }
     };
-    let exact = levels.get(index).is_some_and(|l| {
-        (0..3).all(|a| (l.scale_nm[a] - requested_nm[a]).abs() <= REL_TOL * requested_nm[a].abs())
-    });
+    let exact = levels
+        .get(index)
+        .is_some_and(|l| (0..3).all(|a| (l.scale_nm[a] - requested_nm[a]).abs() <= REL_TOL * requested_nm[a].abs()));
     LevelChoice {
         index,
         exact,
@@ -421,12 +416,7 @@ impl Multiscale {
             .get("datasets")
             .and_then(Value::as_array)
             .filter(|d| !d.is_empty())
-            .ok_or_else(|| {
-                invalid(
-                    location,
-                    "`multiscales[0].datasets` must be a non-empty list",
-                )
-            })?;
+            .ok_or_else(|| invalid(location, "`multiscales[0].datasets` must be a non-empty list"))?;
         let mut levels = Vec::with_capacity(datasets.len());
         for (i, ds) in datasets.iter().enumerate() {
             let path = ds
@@ -507,10 +497,7 @@ fn parse_axes(location: &str, axes: Option<&Value>) -> Result<Vec<String>, OpenE
                 o.get("type").and_then(Value::as_str).map(str::to_string),
             ),
             _ => {
-                return Err(invalid(
-                    location,
-                    &format!("`axes[{i}]` must be a string or an object"),
-                ));
+                return Err(invalid(location, &format!("`axes[{i}]` must be a string or an object")));
             }
         };
         parsed.push((name, kind));
@@ -520,9 +507,8 @@ fn parse_axes(location: &str, axes: Option<&Value>) -> Result<Vec<String>, OpenE
         Some(k) => k == "space",
         None => matches!(name.as_str(), "z" | "y" | "x"),
     };
-    let is_channel = |(name, kind): &(String, Option<String>)| {
-        kind.as_deref() == Some("channel") || (kind.is_none() && name == "c")
-    };
+    let is_channel =
+        |(name, kind): &(String, Option<String>)| kind.as_deref() == Some("channel") || (kind.is_none() && name == "c");
     for (i, ax) in parsed.iter().enumerate() {
         if !(is_spatial(ax) || (i == 0 && is_channel(ax))) {
             return Err(OpenError::NonSpatialAxis {

@@ -33,10 +33,7 @@ pub(crate) fn open_store(location: &str) -> Result<Store, OpenError> {
     if location.starts_with("http://") || location.starts_with("https://") {
         return open_http(location);
     }
-    if let Some(scheme) = ["s3://", "gs://"]
-        .into_iter()
-        .find(|s| location.starts_with(s))
-    {
+    if let Some(scheme) = ["s3://", "gs://"].into_iter().find(|s| location.starts_with(s)) {
         return Err(OpenError::UnsupportedScheme {
             location: location.to_string(),
             scheme: scheme.trim_end_matches("://").to_string(),
@@ -59,12 +56,7 @@ pub(crate) fn open_store(location: &str) -> Result<Store, OpenError> {
     })?;
     let trimmed = location.trim_end_matches('/');
     Ok(Store {
-        location: if trimmed.is_empty() {
-            location
-        } else {
-            trimmed
-        }
-        .to_string(),
+        location: if trimmed.is_empty() { location } else { trimmed }.to_string(),
         storage: Arc::new(store),
     })
 }
@@ -94,11 +86,9 @@ impl Store {
 
 #[cfg(feature = "http")]
 fn open_http(location: &str) -> Result<Store, OpenError> {
-    let store = zarrs_http::HTTPStore::new(location.trim_end_matches('/')).map_err(|e| {
-        OpenError::Storage {
-            location: location.to_string(),
-            message: e.to_string(),
-        }
+    let store = zarrs_http::HTTPStore::new(location.trim_end_matches('/')).map_err(|e| OpenError::Storage {
+        location: location.to_string(),
+        message: e.to_string(),
     })?;
     Ok(Store {
         location: location.trim_end_matches('/').to_string(),
@@ -110,9 +100,6 @@ fn open_http(location: &str) -> Result<Store, OpenError> {
 fn open_http(location: &str) -> Result<Store, OpenError> {
     Err(OpenError::UnsupportedScheme {
         location: location.to_string(),
-        scheme: location
-            .split_once("://")
-            .map_or("http", |(s, _)| s)
-            .to_string(),
+        scheme: location.split_once("://").map_or("http", |(s, _)| s).to_string(),
     })
 }

@@ -416,14 +416,11 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
     let n = d.raw as usize;
     let scene = make_scene(d.raw, options.seed);
     let mut codes = vec![0u8; n * n * n];
-    codes
-        .par_chunks_mut(n * n)
-        .enumerate()
-        .for_each(|(z, plane)| {
-            for (i, c) in plane.iter_mut().enumerate() {
-                *c = scene.code([z as f64, (i / n) as f64, (i % n) as f64]);
-            }
-        });
+    codes.par_chunks_mut(n * n).enumerate().for_each(|(z, plane)| {
+        for (i, c) in plane.iter_mut().enumerate() {
+            *c = scene.code([z as f64, (i / n) as f64, (i % n) as f64]);
+        }
+    });
     let mut raw = vec![0u8; n * n * n];
     for (i, (r, c)) in raw.iter_mut().zip(&codes).enumerate() {
         let base: f64 = match *c {

@@ -62,8 +62,7 @@ fn handle(mut stream: TcpStream, root: &Path) {
                 }
             })
         }
-        None => stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
     };
 }
 
@@ -82,9 +81,7 @@ fn http_reads_equal_filesystem_reads() {
     );
     write_pyramid::<u8>(
         &dir.path().join("v3"),
-        &Fmt::V3Sharded {
-            inner: vec![8, 8, 8],
-        },
+        &Fmt::V3Sharded { inner: vec![8, 8, 8] },
         [30, 20, 25],
         [16, 16, 16],
         None,
@@ -93,11 +90,7 @@ fn http_reads_equal_filesystem_reads() {
     for v in ["v2", "v3"] {
         let local = Multiscale::open(dir.path().join(v).to_str().unwrap()).unwrap();
         let remote = Multiscale::open(&format!("{url}/{v}/")).unwrap();
-        assert_eq!(
-            remote.location,
-            format!("{url}/{v}/"),
-            "the location as given"
-        );
+        assert_eq!(remote.location, format!("{url}/{v}/"), "the location as given");
         assert_eq!(remote.levels.len(), 2);
         for (l, r) in local.levels.iter().zip(&remote.levels) {
             assert_eq!(

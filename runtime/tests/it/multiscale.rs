@@ -41,10 +41,7 @@ fn opens_v2_and_v3_with_geometry() {
         assert_eq!(s1.bounds_nm(), s0.bounds_nm());
         assert_eq!(s0.array_location(), format!("{}/s0", dir.path().display()));
         let slash = Multiscale::open(&format!("{}/", dir.path().display())).unwrap();
-        assert_eq!(
-            slash.levels[1].array_location(),
-            format!("{}/s1", dir.path().display())
-        );
+        assert_eq!(slash.levels[1].array_location(), format!("{}/s1", dir.path().display()));
     }
 }
 

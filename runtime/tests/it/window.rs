@@ -447,8 +447,7 @@ fn corrupt_truncated_and_missing_chunks() {
     // Remove chunk (1, 1, 1) and set the array's fill value to 7: the chunk reads as 7s.
     std::fs::remove_file(chunk_file(root, "1/1/1")).unwrap();
     let meta_path = root.join("s0/.zarray");
-    let mut meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
     meta["fill_value"] = json!(7);
     std::fs::write(&meta_path, meta.to_string()).unwrap();
 
