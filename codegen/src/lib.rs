@@ -14,6 +14,7 @@
 //! ```
 
 pub mod generate;
+pub mod import;
 mod literal;
 pub mod names;
 pub mod preview;

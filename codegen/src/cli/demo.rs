@@ -54,7 +54,11 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
 
     step(1, "synthetic dataset");
     let options = SynthOptions {
-        size: if args.small { SynthSize::Small } else { SynthSize::Default },
+        size: if args.small {
+            SynthSize::Small
+        } else {
+            SynthSize::Default
+        },
         force: true,
         ..SynthOptions::default()
     };
@@ -74,7 +78,11 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     let files = generate(&checked.spec, &text, "demo.yaml", &default_runtime()).map_err(|e| e.to_string())?;
     write_crate(&crate_dir, &files, true)?;
     println!("wrote {} ({} files)", crate_dir.display(), files.len());
-    let generated = if args.no_cargo { None } else { run_generated(&crate_dir, args.batches)? };
+    let generated = if args.no_cargo {
+        None
+    } else {
+        run_generated(&crate_dir, args.batches)?
+    };
 
     step(4, "stream batches through the loader");
     let mut options = LoaderOptions::train().map_err(|e| e.to_string())?;
@@ -97,7 +105,10 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
 
     println!("\nsummary");
     println!("  spec            {}", spec_path.display());
-    println!("  batch           {} samples, {} bytes", report.batch_size, report.batch_bytes);
+    println!(
+        "  batch           {} samples, {} bytes",
+        report.batch_size, report.batch_bytes
+    );
     println!("  generic loader  {:.1} samples/s", report.samples_per_s);
     match generated {
         Some(s) => println!("  generated crate {s:.1} samples/s ({})", crate_dir.display()),
@@ -148,7 +159,15 @@ loader:
 fn run_generated(crate_dir: &Path, batches: u64) -> Result<Option<f64>, String> {
     println!("building the generated crate with cargo (the first build compiles its dependencies)…");
     let status = Command::new("cargo")
-        .args(["run", "--quiet", "--release", "--example", "stream", "--", &batches.to_string()])
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--example",
+            "stream",
+            "--",
+            &batches.to_string(),
+        ])
         .current_dir(crate_dir)
         .env("CELLMAP_STREAM_JSON", "1")
         .output();
@@ -160,11 +179,15 @@ fn run_generated(crate_dir: &Path, batches: u64) -> Result<Option<f64>, String> 
         }
     };
     if !out.status.success() {
-        return Err(format!("the generated crate failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "the generated crate failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     print!("{stdout}");
     let last = stdout.lines().last().unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(last).map_err(|e| format!("unexpected output `{last}`: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(last).map_err(|e| format!("unexpected output `{last}`: {e}"))?;
     Ok(value.get("samples_per_s").and_then(serde_json::Value::as_f64))
 }
