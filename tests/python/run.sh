@@ -9,6 +9,7 @@ cd "$root"
 # shellcheck source=../../scripts/python-env.sh
 source scripts/python-env.sh
 py="$CELLMAP_PY_VENV/bin/python"
+export PATH="$CELLMAP_PY_VENV/bin:$PATH"  # maturin, for pip's build hook
 export PYO3_PYTHON="$py"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
