@@ -68,7 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--package", default="synth", help="the generated loader package (the spec's name)")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=0, help="stop each epoch after this many steps (0: a full epoch)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="stop each round after this many steps (0: a full epoch); the next round finishes the same epoch",
+    )
     parser.add_argument("--device", default=None, help="override the spec's device")
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
@@ -95,7 +100,7 @@ def main() -> None:
             if args.steps and step + 1 >= args.steps:
                 break
         seconds = time.perf_counter() - t
-        print(f"epoch {epoch}: loss {total / max(1, step + 1):.4f}, {samples / seconds:.1f} samples/s")
+        print(f"epoch {epoch}, {step + 1} steps: loss {total / max(1, step + 1):.4f}, {samples / seconds:.1f} samples/s")
 
 
 if __name__ == "__main__":
