@@ -5,6 +5,7 @@ mod build;
 mod check;
 mod data_check;
 mod demo;
+mod import;
 mod plan;
 mod predict;
 mod predict_plan;
@@ -48,6 +49,8 @@ pub(crate) enum Command {
     Bench(bench::BenchArgs),
     /// Write the specialised loader crate of a spec.
     Build(build::BuildArgs),
+    /// Turn a cellmap-data configuration (JSON) and its datasplit CSV into a spec.
+    Import(import::ImportArgs),
     /// Run everything end to end on synthetic data: synth, check, plan, build, bench, preview.
     Demo(demo::DemoArgs),
 }
@@ -130,5 +133,6 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Build(args) => build::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Import(args) => import::run(&args),
     }
 }

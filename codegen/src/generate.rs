@@ -12,6 +12,8 @@ use quote::{format_ident, quote};
 
 use cellmap_schema::Spec;
 
+pub mod python;
+
 use crate::literal::spec_expr;
 use crate::names::{NameError, rust_names};
 
@@ -33,6 +35,11 @@ pub enum GenerateError {
     /// A name cannot become a Rust identifier or crate name.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// An array name clashes with a key the Python batch dict already has.
+    #[error(
+        "array `{0}` clashes with a metadata key of the Python batch dict (`idx`, `dataset`, `centre_nm`); rename it in the spec"
+    )]
+    PythonName(String),
     /// The generated tokens did not parse (a bug in the generator).
     #[error("generated code does not parse (generator bug): {0}")]
     Syntax(String),

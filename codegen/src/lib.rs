@@ -2,7 +2,10 @@
 //!
 //! [`generate()`](generate::generate) turns a [`cellmap_schema::Spec`] into the files of a
 //! standalone crate (`Cargo.toml` and `README.md` from `templates/`, `src/lib.rs` built with
-//! `quote!` and formatted by prettyplease). The `cellmap-compile` binary wraps it.
+//! `quote!` and formatted by prettyplease). [`generate_python`](generate::python::generate_python)
+//! adds the Python package of a spec (a pyo3 extension plus `templates/` files), and
+//! [`import`](import::import) turns a cellmap-data configuration into a spec. The
+//! `cellmap-compile` binary wraps them.
 //!
 //! ```no_run
 //! use cellmap_codegen::generate::{RuntimeDep, generate};
@@ -14,6 +17,7 @@
 //! ```
 
 pub mod generate;
+pub mod import;
 mod literal;
 pub mod names;
 pub mod preview;

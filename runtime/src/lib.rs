@@ -58,11 +58,11 @@ pub use chunk_cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use geometry::{Box3, crop_start_vox, voxel_centre_nm};
 #[doc(hidden)]
 pub use loader::FaultHook;
-pub use loader::{Batch, Loader, LoaderError, LoaderJob, LoaderOptions, check_compatible};
+pub use loader::{Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, check_compatible};
 pub use multiscale::{Level, LevelChoice, Multiscale, OpenError, SourceDtype, choose_level};
 pub use pipeline::{
-    ArrayLayout, BatchGuard, BatchLayout, Pipeline, PipelineError, PipelineOptions, PipelineStats, SampleError,
-    SampleJob, SampleMeta, SampleOut,
+    ArrayLayout, BatchGuard, BatchLayout, BatchLease, Leased, Pipeline, PipelineError, PipelineOptions, PipelineStats,
+    SampleError, SampleJob, SampleMeta, SampleOut,
 };
 pub use plan::{
     CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions, Planned,

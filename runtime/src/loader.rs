@@ -12,11 +12,15 @@
 //! resuming at `(epoch, step)` starts exactly where an uninterrupted run would be.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use cellmap_schema::{ErrorPolicy, Spec, Split};
 
 use crate::chunk_cache::{CacheStats, ChunkCache};
-use crate::pipeline::{BatchGuard, Pipeline, PipelineError, PipelineOptions, SampleJob, SampleMeta, SampleOut};
+use crate::pipeline::{
+    BatchGuard, BatchLayout, BatchLease, Leased, Pipeline, PipelineError, PipelineOptions, SampleJob, SampleMeta,
+    SampleOut,
+};
 use crate::plan::{Plan, PlanError, PlanOptions, Planned, foreground_index, plan};
 use crate::rng::{Rng, SampleKey};
 use crate::sample::{Reader, SampleRequest, SampleScratch};
@@ -461,6 +465,29 @@ impl Loader {
         })
     }
 
+    /// The next batch as an owned [`OwnedBatch`] that keeps its ring slot reserved until it
+    /// is dropped (wherever it has been moved to), waiting at most `timeout` for it. Use this to
+    /// hand batches to another owner without copying (e.g. Python tensors through DLPack).
+    pub fn next_owned(&mut self, timeout: Duration) -> NextOwned {
+        let first = self.first_batch;
+        let bpe = self.batches_per_epoch;
+        let validation = self.pipeline.job().batches().is_some();
+        match self.pipeline.next_lease(timeout) {
+            Leased::Batch(lease) => {
+                let g = first + lease.number();
+                let (epoch, step) = if validation {
+                    (0, lease.number())
+                } else {
+                    (g / bpe, g % bpe)
+                };
+                NextOwned::Batch(OwnedBatch { lease, epoch, step })
+            }
+            Leased::Failed(e) => NextOwned::Failed(e),
+            Leased::End => NextOwned::End,
+            Leased::Pending { slot_held } => NextOwned::Pending { slot_held },
+        }
+    }
+
     /// Training batches per epoch (`max(1, iterations_per_epoch div batch_size)`); for
     /// validation tiles, the batches of the pass.
     pub fn batches_per_epoch(&self) -> u64 {
@@ -550,6 +577,67 @@ impl Batch<'_> {
     #[cfg(feature = "torch")]
     pub fn host_tensor(&self, i: usize) -> Option<&tch::Tensor> {
         self.guard.host_tensor(i)
+    }
+}
+
+/// The outcome of [`Loader::next_owned`].
+pub enum NextOwned {
+    /// The next batch.
+    Batch(OwnedBatch),
+    /// The next batch failed (the following call moves on to the batch after it).
+    Failed(PipelineError),
+    /// The validation pass is complete.
+    End,
+    /// Not ready within the timeout; `slot_held` is true when the ring slot the batch needs is
+    /// still held by an earlier [`OwnedBatch`], so it cannot complete until that one is dropped.
+    Pending {
+        /// An earlier, still-live batch holds the slot.
+        slot_held: bool,
+    },
+}
+
+/// A batch that owns the reservation of its ring slot until dropped; `Send + Sync`, so it can
+/// be shared through an `Arc` by everything that views its memory.
+pub struct OwnedBatch {
+    lease: BatchLease<LoaderJob>,
+    epoch: u64,
+    step: u64,
+}
+
+impl OwnedBatch {
+    /// The epoch of this batch (0 for validation).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The step within the epoch (the batch number for validation).
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Array `i` of the batch layout (inputs, then targets), `[B, C, Z, Y, X]` row-major.
+    pub fn array(&self, i: usize) -> &[f32] {
+        self.lease.array(i)
+    }
+
+    /// The batch layout (names and shapes of the arrays).
+    pub fn layout(&self) -> &BatchLayout {
+        self.lease.layout()
+    }
+
+    /// Per-position metadata (`idx` −1 marks an empty position).
+    pub fn meta(&self) -> impl ExactSizeIterator<Item = SampleMeta> + '_ {
+        self.lease.meta()
+    }
+
+    /// Positions holding a sample.
+    pub fn len(&self) -> usize {
+        self.lease.len()
+    }
+
+    /// True when no position holds a sample.
+    pub fn is_empty(&self) -> bool {
+        self.lease.is_empty()
     }
 }
 

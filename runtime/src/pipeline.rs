@@ -18,6 +18,7 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use cellmap_schema::ErrorPolicy;
 
@@ -368,44 +369,171 @@ impl<J: SampleJob> Pipeline<J> {
     /// Blocks until the batch is complete. The batch borrows its slot: drop it (or call
     /// [`BatchGuard::recycle`]) to let the workers refill the slot.
     pub fn next_batch(&mut self) -> Option<Result<BatchGuard<'_, J>, PipelineError>> {
-        let shared = &*self.shared;
-        let mut state = lock(&shared.state);
-        let batch = state.next_consume;
-        if shared.job.batches().is_some_and(|n| batch >= n) {
-            return None;
-        }
-        let slot = (batch % shared.slots.len() as u64) as usize;
-        loop {
-            if let Some(fatal) = &state.fatal {
-                return Some(Err(fatal.clone()));
-            }
-            if let Some(i) = state.errors.iter().position(|(b, _)| *b == batch) {
-                let (_, err) = state.errors.swap_remove(i);
-                // The failed batch is skipped: its slot stays with its (now cleared) error;
-                // wait for the workers to finish it so the ring stays consistent.
-                while !matches!(state.slots[slot], SlotState::Ready { batch: b } if b == batch) {
-                    if state.fatal.is_some() {
-                        break;
-                    }
-                    state = wait(&shared.done, state);
-                }
-                state.next_consume += 1;
-                release_slot(shared, &mut state, slot, batch);
-                return Some(Err(err));
-            }
-            if state.slots[slot] == (SlotState::Ready { batch }) {
-                state.slots[slot] = SlotState::Borrowed { batch };
-                state.next_consume += 1;
-                drop(state);
+        match take_next(&self.shared, None) {
+            Taken::Slot { slot, batch } => {
                 self.batches += 1;
-                return Some(Ok(BatchGuard {
+                Some(Ok(BatchGuard {
                     pipeline: self,
                     slot,
                     batch,
-                }));
+                }))
             }
-            state = wait(&shared.done, state);
+            Taken::Failed(e) => Some(Err(e)),
+            Taken::End => None,
+            // Unreachable without a deadline; reported as the end rather than a panic.
+            Taken::TimedOut { .. } => None,
         }
+    }
+
+    /// The next batch in order as an owned lease, waiting at most `timeout`.
+    ///
+    /// A [`BatchLease`] keeps its ring slot reserved until the lease (and every clone of an
+    /// `Arc` holding it) is dropped, independently of the pipeline's lifetime: this is what
+    /// zero-copy hand-off to another owner (a Python tensor) needs. While leases are held the
+    /// ring has fewer free slots; when every slot is leased the next batch cannot be filled and
+    /// this returns [`Leased::Pending`] with `slot_held` set.
+    pub fn next_lease(&mut self, timeout: Duration) -> Leased<J> {
+        match take_next(&self.shared, Some(timeout)) {
+            Taken::Slot { slot, batch } => {
+                self.batches += 1;
+                Leased::Batch(BatchLease {
+                    shared: Arc::clone(&self.shared),
+                    slot,
+                    batch,
+                })
+            }
+            Taken::Failed(e) => Leased::Failed(e),
+            Taken::End => Leased::End,
+            Taken::TimedOut { slot_held } => Leased::Pending { slot_held },
+        }
+    }
+}
+
+/// What [`take_next`] found.
+enum Taken {
+    Slot { slot: usize, batch: u64 },
+    Failed(PipelineError),
+    End,
+    TimedOut { slot_held: bool },
+}
+
+/// Take the next batch's slot for the consumer (marking it borrowed), waiting at most `timeout`.
+fn take_next<J: SampleJob>(shared: &Shared<J>, timeout: Option<Duration>) -> Taken {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut state = lock(&shared.state);
+    let batch = state.next_consume;
+    if shared.job.batches().is_some_and(|n| batch >= n) {
+        return Taken::End;
+    }
+    let slot = (batch % shared.slots.len() as u64) as usize;
+    loop {
+        if let Some(fatal) = &state.fatal {
+            return Taken::Failed(fatal.clone());
+        }
+        let ready = state.slots[slot] == (SlotState::Ready { batch });
+        if ready {
+            state.next_consume += 1;
+            if let Some(i) = state.errors.iter().position(|(b, _)| *b == batch) {
+                // The failed batch is skipped: its slot goes straight back to the workers.
+                let (_, err) = state.errors.swap_remove(i);
+                release_slot(shared, &mut state, slot, batch);
+                return Taken::Failed(err);
+            }
+            state.slots[slot] = SlotState::Borrowed { batch };
+            return Taken::Slot { slot, batch };
+        }
+        match deadline {
+            None => state = wait(&shared.done, state),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let slot_held = matches!(state.slots[slot], SlotState::Borrowed { batch: b } if b < batch);
+                    return Taken::TimedOut { slot_held };
+                }
+                state = shared
+                    .done
+                    .wait_timeout(state, left)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+        }
+    }
+}
+
+/// The outcome of [`Pipeline::next_lease`].
+pub enum Leased<J: SampleJob> {
+    /// The next batch.
+    Batch(BatchLease<J>),
+    /// The next batch failed (it is skipped; the following call moves on).
+    Failed(PipelineError),
+    /// A finite job has yielded all its batches.
+    End,
+    /// The batch is not complete yet. `slot_held` is true when its slot is still leased by an
+    /// earlier batch, so it cannot complete until that lease is dropped.
+    Pending {
+        /// The slot the batch needs is held by an earlier, still-live lease.
+        slot_held: bool,
+    },
+}
+
+/// A complete batch that owns a reservation of its ring slot until dropped.
+///
+/// Unlike [`BatchGuard`] it does not borrow the pipeline: it can be moved to another thread or
+/// shared through an `Arc`, and it keeps the slot's memory alive even after the pipeline stops.
+pub struct BatchLease<J: SampleJob> {
+    shared: Arc<Shared<J>>,
+    slot: usize,
+    batch: u64,
+}
+
+impl<J: SampleJob> BatchLease<J> {
+    /// Batch number since the pipeline started.
+    pub fn number(&self) -> u64 {
+        self.batch
+    }
+
+    /// The data of array `i` (`[B, C, Z, Y, X]`, row-major).
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    pub fn array(&self, i: usize) -> &[f32] {
+        let a = &self.shared.slots[self.slot].arrays[i];
+        // SAFETY: the slot is Borrowed until this lease is dropped: no worker writes it.
+        unsafe { std::slice::from_raw_parts(a.ptr, slot_len(a)) }
+    }
+
+    /// Number of arrays.
+    pub fn arrays(&self) -> usize {
+        self.shared.layout.arrays.len()
+    }
+
+    /// The batch layout.
+    pub fn layout(&self) -> &BatchLayout {
+        &self.shared.layout
+    }
+
+    /// Per-sample metadata, one entry per batch position.
+    pub fn meta(&self) -> impl ExactSizeIterator<Item = SampleMeta> + '_ {
+        // SAFETY: as in `array`.
+        self.shared.slots[self.slot].meta.iter().map(|m| unsafe { *m.get() })
+    }
+
+    /// Number of positions holding a sample.
+    pub fn len(&self) -> usize {
+        self.meta().filter(|m| m.idx >= 0).count()
+    }
+
+    /// True when no position holds a sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<J: SampleJob> Drop for BatchLease<J> {
+    fn drop(&mut self) {
+        let shared = &*self.shared;
+        let mut state = lock(&shared.state);
+        release_slot(shared, &mut state, self.slot, self.batch);
     }
 }
 

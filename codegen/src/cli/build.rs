@@ -1,8 +1,10 @@
-//! `cellmap-compile build SPEC -o DIR`: write the specialised loader crate of a spec.
+//! `cellmap-compile build SPEC -o DIR [--python]`: write the specialised loader crate of a spec
+//! (with `--python`, also its Python package: `pip install DIR`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use cellmap_codegen::generate::python::generate_python;
 use cellmap_codegen::generate::{GeneratedFile, RuntimeDep, generate};
 
 use super::{EXIT_INVALID, load_spec};
@@ -25,6 +27,9 @@ pub(crate) struct BuildArgs {
     /// Replace an existing output folder.
     #[arg(long)]
     force: bool,
+    /// Also write the Python package (a pyo3 extension built by maturin: `pip install DIR`).
+    #[arg(long)]
+    python: bool,
 }
 
 pub(crate) fn run(args: &BuildArgs) -> ExitCode {
@@ -42,7 +47,13 @@ pub(crate) fn run(args: &BuildArgs) -> ExitCode {
         .spec
         .file_name()
         .map_or_else(|| args.spec.display().to_string(), |f| f.to_string_lossy().into_owned());
-    let files = match generate(&checked.spec, &text, &label, &runtime) {
+    let generated = generate(&checked.spec, &text, &label, &runtime).and_then(|mut files| {
+        if args.python {
+            files.extend(generate_python(&checked.spec, &text, &label, &runtime)?);
+        }
+        Ok(files)
+    });
+    let files = match generated {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {}: {e}", args.spec.display());
@@ -52,6 +63,9 @@ pub(crate) fn run(args: &BuildArgs) -> ExitCode {
     match write_crate(&args.out, &files, args.force) {
         Ok(()) => {
             println!("wrote crate `{}` to {}", checked.spec.name, args.out.display());
+            if args.python {
+                println!("python package: pip install {}", args.out.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cellmap_runtime::{
-    ClassPlan, Loader, LoaderOptions, PlanOptions, Reader, SampleKey, SampleRequest, SynthOptions, SynthSize,
-    SynthVariant, plan, write_synthetic,
+    ClassPlan, Loader, LoaderOptions, NextOwned, PlanOptions, Reader, SampleKey, SampleRequest, SynthOptions,
+    SynthSize, SynthVariant, plan, write_synthetic,
 };
 use cellmap_schema::{
     ArraySpec, Augment, DatasetSpec, Device, ErrorPolicy, Interpolation, LoaderSpec, OutputDtype, PadPolicy, Sampling,
@@ -730,4 +730,54 @@ fn a_leading_normalize_is_applied_by_the_copy_bit_for_bit() {
         .collect();
     assert!(same(&out[0], &want));
     assert!(want.contains(&1.0) && want.contains(&0.0));
+}
+
+#[test]
+fn owned_batches_equal_borrowed_ones_and_end_a_validation_pass() {
+    let f = synth(SynthVariant::V2);
+    let s = spec(&f.dir);
+    for split in [Split::Train, Split::Validate] {
+        let mut borrowed = Loader::open(s.clone(), options(split)).unwrap();
+        let mut owned = Loader::open(s.clone(), options(split)).unwrap();
+        let passes = borrowed.batches_per_epoch();
+        let n = if split == Split::Train { 3 } else { passes };
+        let mut kept = Vec::new();
+        for k in 0..n {
+            let want = borrowed.next_batch().unwrap().unwrap();
+            let got = loop {
+                match owned.next_owned(std::time::Duration::from_secs(10)) {
+                    NextOwned::Batch(b) => break b,
+                    NextOwned::Pending { slot_held: false } => continue,
+                    NextOwned::Pending { slot_held: true } => panic!("a slot is held"),
+                    NextOwned::Failed(e) => panic!("{e}"),
+                    NextOwned::End => panic!("ended after {k} batches"),
+                }
+            };
+            assert_eq!((got.epoch(), got.step()), (want.epoch(), want.step()));
+            let key = |m: cellmap_runtime::SampleMeta| (m.idx, m.dataset, m.centre_nm.map(f64::to_bits));
+            assert_eq!(
+                got.meta().map(key).collect::<Vec<_>>(),
+                want.meta().map(key).collect::<Vec<_>>()
+            );
+            for i in 0..2 {
+                assert!(same(got.array(i), want.array(i)), "{split:?} batch {k} array {i}");
+            }
+            assert_eq!(got.layout().arrays.len(), 2);
+            // Keep the last owned batch alive past its loader.
+            if k + 1 == n {
+                kept.push((got, want.array(0).to_vec()));
+            }
+        }
+        if split == Split::Validate {
+            assert!(matches!(
+                owned.next_owned(std::time::Duration::from_secs(10)),
+                NextOwned::End
+            ));
+        }
+        drop(owned);
+        drop(borrowed);
+        let (last, data) = kept.pop().unwrap();
+        assert_eq!(last.step(), (n - 1) % passes);
+        assert!(same(last.array(0), &data));
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cellmap_runtime::{
-    ArrayLayout, BatchLayout, Pipeline, PipelineError, PipelineOptions, SampleJob, SampleMeta, SampleOut,
+    ArrayLayout, BatchLayout, Leased, Pipeline, PipelineError, PipelineOptions, SampleJob, SampleMeta, SampleOut,
 };
 use cellmap_schema::ErrorPolicy;
 
@@ -278,4 +278,66 @@ fn a_slow_consumer_holds_back_the_workers() {
     for n in 1..20 {
         assert_eq!(p.next_batch().unwrap().unwrap().number(), n);
     }
+}
+
+/// Unwrap a `Leased::Batch`, waiting up to 5 s.
+fn lease<J: SampleJob>(p: &mut Pipeline<J>) -> cellmap_runtime::BatchLease<J> {
+    match p.next_lease(Duration::from_secs(5)) {
+        Leased::Batch(b) => b,
+        Leased::Failed(e) => panic!("failed: {e}"),
+        Leased::End => panic!("end"),
+        Leased::Pending { slot_held } => panic!("pending (slot held: {slot_held})"),
+    }
+}
+
+#[test]
+fn leases_keep_their_slot_until_the_last_arc_is_dropped_and_outlive_the_pipeline() {
+    let mut p = Pipeline::start(job(None), layout(), &options(2, 2, ErrorPolicy::Fail));
+    let first = Arc::new(lease(&mut p));
+    let view = Arc::clone(&first);
+    let second = lease(&mut p);
+    assert_eq!((first.number(), second.number()), (0, 1));
+    assert_eq!(first.array(0)[0], value(0, 0, 0, 0));
+    assert_eq!(second.array(1)[20], value(1, 1, 1, 0));
+    assert_eq!(second.meta().map(|m| m.idx).collect::<Vec<_>>(), vec![10, 11, 12]);
+    drop(second);
+    // Batch 2 needs slot 0, which `first` (and its clone) still hold: it cannot be filled.
+    assert!(matches!(
+        p.next_lease(Duration::from_millis(50)),
+        Leased::Pending { slot_held: true }
+    ));
+    drop(first);
+    assert!(matches!(
+        p.next_lease(Duration::from_millis(50)),
+        Leased::Pending { slot_held: true }
+    ));
+    // The slot's contents are untouched while a view remains.
+    assert!(
+        view.array(0)
+            .iter()
+            .all(|v| *v == value(0, 0, 0, 0) || *v == value(0, 1, 0, 0) || *v == value(0, 2, 0, 0))
+    );
+    assert_eq!(view.array(0)[24], value(0, 1, 0, 0));
+    drop(view);
+    let third = lease(&mut p);
+    assert_eq!(third.number(), 2);
+    assert_eq!(third.array(0)[0], value(2, 0, 0, 0));
+    // A lease outlives its pipeline: memory stays valid, the drop does not block.
+    drop(p);
+    assert_eq!(third.array(1)[0], value(2, 0, 1, 0));
+    drop(third);
+}
+
+#[test]
+fn leases_end_a_finite_job_and_report_failures_in_order() {
+    fn fail_batch_one(batch: u64, _: usize, _: u32) -> bool {
+        batch == 1
+    }
+    let mut j = job(Some(3));
+    j.fail = fail_batch_one;
+    let mut p = Pipeline::start(j, layout(), &options(2, 2, ErrorPolicy::Fail));
+    assert_eq!(lease(&mut p).number(), 0);
+    assert!(matches!(p.next_lease(Duration::from_secs(5)), Leased::Failed(PipelineError::Sample(e)) if e.batch == 1));
+    assert_eq!(lease(&mut p).number(), 2);
+    assert!(matches!(p.next_lease(Duration::from_secs(5)), Leased::End));
 }
