@@ -21,12 +21,12 @@ const CROP1_T: [f64; 3] = [136.0, 184.0, 240.0];
 const CROP2_T: [f64; 3] = [280.0, 232.0, 176.0];
 const CLASSES: [&str; 4] = ["mito", "er", "nuc", "pm"];
 
-struct Fixture {
+pub(crate) struct Fixture {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
-fn synth(variant: SynthVariant) -> Fixture {
+pub(crate) fn synth(variant: SynthVariant) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("synth");
     write_synthetic(
@@ -59,7 +59,7 @@ fn array(name: &str, n: usize, interpolation: Interpolation) -> ArraySpec {
     }
 }
 
-fn spec(zarr: &Path) -> Spec {
+pub(crate) fn spec(zarr: &Path) -> Spec {
     let root = zarr.display().to_string();
     let dataset = |split, index, crop: &str, annotated: &[&str]| DatasetSpec {
         split,
@@ -114,7 +114,7 @@ fn spec(zarr: &Path) -> Spec {
     }
 }
 
-fn options(split: Split) -> LoaderOptions {
+pub(crate) fn options(split: Split) -> LoaderOptions {
     let mut o = if split == Split::Train {
         LoaderOptions::train()
     } else {

@@ -9,4 +9,6 @@ mod loader;
 mod multiscale;
 mod pipeline;
 mod synth;
+#[cfg(feature = "torch")]
+mod torch;
 mod window;
