@@ -109,9 +109,20 @@ pub fn draw_spatial(spatial: &Spatial, rng: &mut Rng, extent_nm: [f64; 3]) -> Sp
     // One u64 → an index in 0..6; 6 is a multiple of 1!, 2! and 3!, so `index % k!` is uniform
     // (bias below 2⁻⁶¹ from the 64-bit multiply).
     let perm_index = ((u128::from(rng.next_u64()) * 6) >> 64) as usize;
-    let mut listed: Vec<usize> = spatial.transpose.iter().map(|a| a.index()).collect();
-    listed.sort_unstable();
-    listed.dedup();
+    // The listed axes, sorted and without repeats (no allocation: this runs once per sample).
+    let mut present = [false; 3];
+    for a in &spatial.transpose {
+        if let Some(p) = present.get_mut(a.index()) {
+            *p = true;
+        }
+    }
+    let mut axes = [0usize; 3];
+    let mut n = 0;
+    for (axis, _) in present.iter().enumerate().filter(|(_, p)| **p) {
+        axes[n] = axis;
+        n += 1;
+    }
+    let listed = &axes[..n];
     let mut permutation = [0, 1, 2];
     if listed.len() >= 2 {
         let sigma = nth_permutation(listed.len(), perm_index);
