@@ -45,6 +45,8 @@ mod sampler;
 mod sources;
 mod store;
 mod synth;
+#[cfg(feature = "torch")]
+mod tensor;
 mod window;
 
 pub use alloc_count::{CountingAllocator, allocations, peak_rss_bytes, rss_bytes, thread_count};
@@ -80,4 +82,8 @@ pub use sampler::{
 };
 pub use sources::{ClassSource, DatasetError, DatasetSources};
 pub use synth::{SynthCrop, SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic};
+#[cfg(feature = "torch")]
+pub use tch;
+#[cfg(feature = "torch")]
+pub use tensor::{OwnedTorchBatch, TensorError, TorchBatch, TorchLoader, torch_device};
 pub use window::{ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window, read_window_map};

@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cellmap_schema::{ErrorPolicy, Spec, Split};
+use cellmap_schema::{Device, ErrorPolicy, Spec, Split};
 
 use crate::chunk_cache::{CacheStats, ChunkCache};
 use crate::pipeline::{
@@ -434,7 +434,8 @@ impl Loader {
                 MAX_ATTEMPTS
             },
             torch_memory: options.torch_memory,
-            pin: options.torch_memory && spec.loader.pin_memory,
+            // Pinning needs a CUDA runtime and only helps copies to a CUDA device.
+            pin: options.torch_memory && spec.loader.pin_memory && matches!(spec.loader.device, Device::Cuda(_)),
         };
         let pipeline = Pipeline::start(job, planned.plan.batch.clone(), &pipeline_options);
         Ok(Loader {
@@ -524,6 +525,17 @@ impl Loader {
         self.pipeline.ring_bytes()
     }
 
+    /// Ring slots (the prefetch depth); batch `n` of this loader borrows slot `n mod slot_count`.
+    pub fn slot_count(&self) -> usize {
+        self.pipeline.slot_count()
+    }
+
+    /// The torch tensor holding array `i` of ring slot `slot`.
+    #[cfg(feature = "torch")]
+    pub(crate) fn slot_tensor(&self, slot: usize, i: usize) -> Option<&tch::Tensor> {
+        self.pipeline.slot_tensor(slot, i)
+    }
+
     /// Worker threads (fixed for the loader's lifetime).
     pub fn worker_count(&self) -> usize {
         self.pipeline.worker_count()
@@ -551,6 +563,11 @@ impl Batch<'_> {
     /// The step within the epoch (the batch number for validation).
     pub fn step(&self) -> u64 {
         self.step
+    }
+
+    /// The ring slot this batch borrows.
+    pub fn slot(&self) -> usize {
+        self.guard.slot()
     }
 
     /// Array `i` of the batch layout (inputs, then targets), `[B, C, Z, Y, X]` row-major.

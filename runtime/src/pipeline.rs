@@ -351,6 +351,21 @@ impl<J: SampleJob> Pipeline<J> {
             .sum()
     }
 
+    /// Number of ring slots (the prefetch depth).
+    pub fn slot_count(&self) -> usize {
+        self.shared.slots.len()
+    }
+
+    /// The torch tensor holding array `i` of ring slot `slot` (1-D, `B · C · Z · Y · X` f32),
+    /// when the pipeline allocates torch memory.
+    #[cfg(feature = "torch")]
+    pub(crate) fn slot_tensor(&self, slot: usize, i: usize) -> Option<&tch::Tensor> {
+        match &self.shared.slots.get(slot)?.arrays.get(i)?.memory {
+            SlotMemory::Tensor(t) => Some(t),
+            SlotMemory::Host(_) => None,
+        }
+    }
+
     /// Number of worker threads (fixed for the pipeline's lifetime).
     pub fn worker_count(&self) -> usize {
         self.workers.len()
@@ -565,6 +580,11 @@ impl<J: SampleJob> BatchGuard<'_, J> {
         self.batch
     }
 
+    /// The ring slot this batch borrows (`number mod prefetch`).
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
     /// The data of array `i` (`[B, C, Z, Y, X]`, row-major).
     ///
     /// # Panics
@@ -642,7 +662,12 @@ fn allocate(len: usize, sample_len: usize, options: &PipelineOptions) -> SlotArr
     if options.torch_memory {
         let mut t = tch::Tensor::zeros([len as i64], (tch::Kind::Float, tch::Device::Cpu));
         if options.pin {
-            t = t.pin_memory(tch::Device::Cuda(0));
+            // Page-locked host memory for fast (DMA) copies to a CUDA device. Callers pin only
+            // when CUDA is available (the torch interop checks the device first); should pinning
+            // still fail, the memory stays pageable: copies are then slower, never wrong.
+            if let Ok(pinned) = t.f_pin_memory(tch::Device::Cuda(0)) {
+                t = pinned;
+            }
         }
         let ptr = t.data_ptr() as *mut f32;
         return SlotArray {

@@ -90,7 +90,8 @@ fn main() {
     assert_eq!(threads_warm, threads_end, "the thread count must not grow");
     drop(p);
     loader_on_synthetic_data();
-    println!("2 passed, 0 failed");
+    spatial_draws_do_not_allocate();
+    println!("3 passed, 0 failed");
 }
 
 /// The real loader on the synthetic dataset, with mirror, transpose, rotation and noise: after
@@ -130,4 +131,32 @@ fn loader_on_synthetic_data() {
     );
     assert_eq!(allocations, 0, "steady-state loader batches must not allocate");
     assert_eq!(threads_warm, threads(), "the thread count must not grow");
+}
+
+/// Drawing a sample's spatial transform (mirror, transpose of all axes, rotation) allocates nothing.
+fn spatial_draws_do_not_allocate() {
+    use cellmap_runtime::{Rng, STREAM_SPATIAL, SampleKey, draw_spatial};
+    use cellmap_schema::{Axis, Spatial};
+    let spatial = Spatial {
+        mirror: [0.5; 3],
+        transpose: vec![Axis::X, Axis::Z, Axis::Y, Axis::X],
+        rotate: [Some((-180.0, 180.0)); 3],
+        elastic: None,
+    };
+    let before = cellmap_runtime::allocations();
+    let mut permuted = 0;
+    for index in 0..1000 {
+        let key = SampleKey {
+            seed: 1,
+            epoch: 0,
+            rank: 0,
+            index,
+        };
+        let draw = draw_spatial(&spatial, &mut Rng::new(key, STREAM_SPATIAL), [1024.0; 3]);
+        permuted += usize::from(!draw.is_axis_aligned());
+    }
+    let allocations = cellmap_runtime::allocations() - before;
+    println!("draw_spatial: {allocations} allocations over 1000 draws");
+    assert_eq!(allocations, 0, "spatial draws must not allocate");
+    assert_eq!(permuted, 1000, "every draw rotates");
 }

@@ -14,4 +14,6 @@ mod pipeline;
 mod predict;
 mod sampler;
 mod synth;
+#[cfg(feature = "torch")]
+mod torch;
 mod window;

@@ -236,3 +236,86 @@ impl Loader {
         &self.inner
     }
 }
+/// Batches as tch tensors on the spec's device (feature `torch`; see `cellmap_runtime::TorchLoader`).
+#[cfg(feature = "torch")]
+pub mod torch {
+    /// A batch of tensors, lent until dropped (on the CPU they are views of the ring slot).
+    pub struct Batch<'a> {
+        inner: ::cellmap_runtime::TorchBatch<'a>,
+    }
+    impl Batch<'_> {
+        /// The array `raw` as a `[B, 1, 24, 24, 24]` float32 tensor on the loader's device.
+        pub fn raw(&self) -> &::cellmap_runtime::tch::Tensor {
+            match self.inner.array(0usize) {
+                ::std::option::Option::Some(t) => t,
+                ::std::option::Option::None => {
+                    ::std::unreachable!("array {} of the generated layout", 0usize)
+                }
+            }
+        }
+        /// The array `labels` as a `[B, 4, 16, 16, 16]` float32 tensor on the loader's device.
+        pub fn labels(&self) -> &::cellmap_runtime::tch::Tensor {
+            match self.inner.array(1usize) {
+                ::std::option::Option::Some(t) => t,
+                ::std::option::Option::None => {
+                    ::std::unreachable!("array {} of the generated layout", 1usize)
+                }
+            }
+        }
+        /// Sample indices, int64 `[B]` (−1 for an empty position).
+        pub fn idx(&self) -> &::cellmap_runtime::tch::Tensor {
+            self.inner.idx()
+        }
+        /// Epoch of this batch.
+        pub fn epoch(&self) -> u64 {
+            self.inner.epoch()
+        }
+        /// Step within the epoch.
+        pub fn step(&self) -> u64 {
+            self.inner.step()
+        }
+        /// The untyped batch (dataset ids, centres, copies).
+        pub fn untyped(&self) -> &::cellmap_runtime::TorchBatch<'_> {
+            &self.inner
+        }
+    }
+    /// The loader of this spec, yielding tensors.
+    pub struct Loader {
+        inner: ::cellmap_runtime::TorchLoader,
+    }
+    impl Loader {
+        /// Training batches, endless, rank and world size from torchrun's environment.
+        pub fn train() -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
+            Self::with_spec(super::spec(), ::cellmap_runtime::LoaderOptions::train()?)
+        }
+        /// One pass over this rank's validation tiles.
+        pub fn validate() -> ::std::result::Result<
+            Self,
+            ::cellmap_runtime::TensorError,
+        > {
+            Self::with_spec(super::spec(), ::cellmap_runtime::LoaderOptions::validate()?)
+        }
+        /// A loader over another spec with this crate's classes, arrays and batch size.
+        pub fn with_spec(
+            spec: ::cellmap_runtime::cellmap_schema::Spec,
+            options: ::cellmap_runtime::LoaderOptions,
+        ) -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
+            ::cellmap_runtime::check_compatible(&super::spec(), &spec)?;
+            Ok(Loader {
+                inner: ::cellmap_runtime::TorchLoader::open(spec, options)?,
+            })
+        }
+        /// The next batch (`None` after the last validation batch).
+        pub fn next_batch(
+            &mut self,
+        ) -> ::std::option::Option<
+            ::std::result::Result<Batch<'_>, ::cellmap_runtime::TensorError>,
+        > {
+            self.inner.next_batch().map(|r| r.map(|inner| Batch { inner }))
+        }
+        /// Batches per epoch.
+        pub fn batches_per_epoch(&self) -> u64 {
+            self.inner.loader().batches_per_epoch()
+        }
+    }
+}
