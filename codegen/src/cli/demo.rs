@@ -158,7 +158,14 @@ loader:
 /// Build and run the generated crate's `stream` example; its samples/s.
 fn run_generated(crate_dir: &Path, batches: u64) -> Result<Option<f64>, String> {
     println!("building the generated crate with cargo (the first build compiles its dependencies)…");
-    let status = Command::new("cargo")
+    // Reuse this tool's dependency versions and build folder, so that only the crate and the
+    // runtime are compiled again.
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    if lock.is_file() && !crate_dir.join("Cargo.lock").exists() {
+        let _ = std::fs::copy(&lock, crate_dir.join("Cargo.lock"));
+    }
+    let mut cargo = Command::new("cargo");
+    cargo
         .args([
             "run",
             "--quiet",
@@ -169,8 +176,17 @@ fn run_generated(crate_dir: &Path, batches: u64) -> Result<Option<f64>, String> 
             &batches.to_string(),
         ])
         .current_dir(crate_dir)
-        .env("CELLMAP_STREAM_JSON", "1")
-        .output();
+        .env("CELLMAP_STREAM_JSON", "1");
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+        // This binary lives in <target>/release/.
+        if let Some(target) = std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.to_path_buf()))
+        {
+            cargo.env("CARGO_TARGET_DIR", target);
+        }
+    }
+    let status = cargo.output();
     let out = match status {
         Ok(o) => o,
         Err(e) => {
