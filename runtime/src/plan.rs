@@ -457,18 +457,14 @@ fn plan_dataset(
         let mut counts = Vec::with_capacity(spec.classes.len());
         let target_voxel_nm3: f64 = spec.targets[0].voxel_size_nm.iter().product();
         for (c, source) in opened.classes.iter().enumerate() {
-            let lp = match targets.first().and_then(|t| t.get(c)) {
-                Some(ClassPlan::Annotated(lp)) => lp,
-                _ => {
-                    counts.push(ClassCount {
-                        foreground: 0,
-                        total: 0,
-                    });
-                    continue;
-                }
-            };
-            let ClassSource::Annotated(group) = source else {
-                unreachable!("plans follow sources")
+            let (Some(ClassPlan::Annotated(lp)), ClassSource::Annotated(group)) =
+                (targets.first().and_then(|t| t.get(c)), source)
+            else {
+                counts.push(ClassCount {
+                    foreground: 0,
+                    total: 0,
+                });
+                continue;
             };
             // Metadata of s0 when present (no read), else count the level read.
             let (level, fg) = match metadata_foreground(&group.levels[0], &spec.classes[c]) {

@@ -113,18 +113,11 @@ struct PackedTarget {
     classes: Vec<(usize, usize, f64)>,
     /// Bits of the classes that are not annotated (NaN channels before inference).
     unknown_mask: u8,
+    /// The level of the first annotated class; every other one has its geometry.
+    level: Level,
 }
 
 impl PackedTarget {
-    fn level<'a>(&self, sources: &'a crate::sources::DatasetSources) -> &'a Level {
-        let (c, level, _) = self.classes[0];
-        match &sources.classes[c] {
-            ClassSource::Annotated(group) => &group.levels[level],
-            // Only annotated classes are listed.
-            _ => unreachable!("packed targets list annotated classes only"),
-        }
-    }
-
     fn plan(spec: &Spec, t: usize, targets: &[ClassPlan], sources: &crate::sources::DatasetSources) -> Option<Self> {
         let array = &spec.targets[t];
         if array.interpolation != Interpolation::Nearest || spec.classes.len() > 8 {
@@ -133,6 +126,7 @@ impl PackedTarget {
         let mut classes = Vec::new();
         let mut unknown_mask = 0u8;
         let mut geometry: Option<([f64; 3], [f64; 3], [u64; 3])> = None;
+        let mut first_level = None;
         for (c, (plan, source)) in targets.iter().zip(&sources.classes).enumerate() {
             let (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) = (plan, source) else {
                 unknown_mask |= 1 << c;
@@ -144,12 +138,17 @@ impl PackedTarget {
                 return None;
             }
             geometry = Some(g);
+            first_level.get_or_insert_with(|| level.clone());
             let [ValueTransform::Binarize { threshold }] = spec.augment.targets_of(&spec.classes[c]) else {
                 return None;
             };
             classes.push((c, lp.level, *threshold));
         }
-        (!classes.is_empty()).then_some(PackedTarget { classes, unknown_mask })
+        Some(PackedTarget {
+            classes,
+            unknown_mask,
+            level: first_level?,
+        })
     }
 }
 
@@ -279,7 +278,7 @@ impl Reader {
             let out = dest.array(n_inputs + t);
             let voxels = array.voxels();
             let packed = match &self.packed[request.dataset][t] {
-                Some(p) if !is_strided(p.level(sources), array, &draw) => Some(p),
+                Some(p) if !is_strided(&p.level, array, &draw) => Some(p),
                 _ => None,
             };
             if let Some(p) = packed {
@@ -348,7 +347,7 @@ impl Reader {
         request: &SampleRequest,
         out: &mut [f32],
     ) -> Result<(), String> {
-        let level = packed.level(sources);
+        let level = &packed.level;
         let fill = self.spec.sampling.pad_value_targets;
         let grid = SampleGrid::new(
             request.centre_nm,
