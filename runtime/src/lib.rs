@@ -86,4 +86,7 @@ pub use synth::{SynthCrop, SynthError, SynthOptions, SynthReport, SynthSize, Syn
 pub use tch;
 #[cfg(feature = "torch")]
 pub use tensor::{OwnedTorchBatch, TensorError, TorchBatch, TorchLoader, torch_device};
-pub use window::{ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window, read_window_map};
+pub use window::{
+    ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window, read_window_binarize,
+    read_window_map,
+};

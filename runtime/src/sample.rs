@@ -25,7 +25,7 @@ use crate::multiscale::{Level, SourceDtype};
 use crate::plan::{ClassPlan, Planned};
 use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 use crate::sources::ClassSource;
-use crate::window::{read_window, read_window_map};
+use crate::window::{read_window, read_window_binarize, read_window_map};
 
 /// Where a sample is written: one `channels · z · y · x` slice per array (inputs, then targets).
 pub trait SampleDest {
@@ -485,16 +485,7 @@ pub(crate) fn read_crop(
             // `apply_value_transforms`, one pass fewer over the output).
             let fused = match first_transform {
                 Some(&ValueTransform::Binarize { threshold }) => {
-                    let binarize = move |x: f32| {
-                        if x.is_nan() {
-                            x
-                        } else if f64::from(x) > threshold {
-                            1.0
-                        } else {
-                            0.0
-                        }
-                    };
-                    read_window_map(level, cache, start, shape, fill, out, offset, strides, binarize)
+                    read_window_binarize(level, cache, start, shape, fill, out, offset, strides, threshold)
                         .map_err(|e| e.to_string())?;
                     true
                 }

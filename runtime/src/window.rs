@@ -459,6 +459,112 @@ pub fn read_window_map(
     )
 }
 
+/// [`read_window`] into `f32` binarized at `threshold` while copying: `1` where the value read
+/// (as `f32`) is above `threshold` in `f64`, `0` elsewhere, NaN kept — bit-identical to reading
+/// then applying a `binarize` transform, but an integer source is compared as an integer
+/// (`x >= k`, with `k` found once: the conversion to `f32` is monotone) and a float source
+/// against an `f32` threshold rounded down, so no value is converted to `f64`.
+#[allow(clippy::too_many_arguments)]
+pub fn read_window_binarize(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    start_vox: [i64; 3],
+    shape_vox: [usize; 3],
+    fill: f32,
+    dest: &mut [f32],
+    dest_offset: usize,
+    dest_strides: [isize; 3],
+    threshold: f64,
+) -> Result<WindowReport, ReadError> {
+    let above = |x: f32| f64::from(x) > threshold;
+    let binarize = move |x: f32| {
+        if x.is_nan() {
+            x
+        } else if above(x) {
+            1.0
+        } else {
+            0.0
+        }
+    };
+    // The largest f32 not above the threshold: for every f32 x, `f64(x) > t` iff `x > t32`.
+    let mut t32 = threshold as f32;
+    if f64::from(t32) > threshold {
+        t32 = t32.next_down();
+    }
+    let float = move |x: f32| {
+        if x.is_nan() {
+            x
+        } else if x > t32 {
+            1.0
+        } else {
+            0.0
+        }
+    };
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    let copy = |src: &ChunkData, r: &Region, dest: &mut [f32]| match src {
+        ChunkData::U8(v) => copy_generic(v, r, dest, int_binarize(|x: u8| above(f32::from(x)))),
+        ChunkData::U16(v) => copy_generic(v, r, dest, int_binarize(|x: u16| above(f32::from(x)))),
+        ChunkData::U32(v) => copy_generic(v, r, dest, int_binarize(|x: u32| above(x as f32))),
+        ChunkData::U64(v) => copy_generic(v, r, dest, int_binarize(|x: u64| above(x as f32))),
+        ChunkData::I8(v) => copy_generic(v, r, dest, int_binarize(|x: i8| above(f32::from(x)))),
+        ChunkData::I16(v) => copy_generic(v, r, dest, int_binarize(|x: i16| above(f32::from(x)))),
+        ChunkData::I32(v) => copy_generic(v, r, dest, int_binarize(|x: i32| above(x as f32))),
+        ChunkData::I64(v) => copy_generic(v, r, dest, int_binarize(|x: i64| above(x as f32))),
+        ChunkData::F32(v) => copy_generic(v, r, dest, float),
+        ChunkData::F64(v) => copy_generic(v, r, dest, |x| float(x as f32)),
+    };
+    read_window_with(
+        level,
+        cache,
+        start_vox,
+        shape_vox,
+        binarize(fill),
+        dest,
+        dest_offset,
+        dest_strides,
+        copy,
+    )
+}
+
+/// An integer type's value range, for the threshold search of [`int_binarize`].
+trait IntRange: Copy + PartialOrd {
+    const MIN: i128;
+    const MAX: i128;
+    fn from_i128(v: i128) -> Self;
+}
+
+macro_rules! int_range {
+    ($($t:ty),*) => {$(
+        impl IntRange for $t {
+            const MIN: i128 = <$t>::MIN as i128;
+            const MAX: i128 = <$t>::MAX as i128;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            fn from_i128(v: i128) -> Self {
+                v as $t
+            }
+        }
+    )*};
+}
+int_range!(u8, u16, u32, u64, i8, i16, i32, i64);
+
+/// `x ↦ 1 if above(x) else 0` as one integer comparison: `above` is monotone in `x` (a rounding
+/// conversion followed by a comparison), so it holds exactly from the first `k` where it does.
+fn int_binarize<T: IntRange>(above: impl Fn(T) -> bool) -> impl Fn(T) -> f32 + Copy {
+    let (mut lo, mut hi) = (T::MIN, T::MAX + 1);
+    // Invariant: above is false below `lo`, true from `hi` on.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if above(T::from_i128(mid)) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let never = lo > T::MAX;
+    let k = T::from_i128(lo.min(T::MAX));
+    move |x: T| if !never && x >= k { 1.0 } else { 0.0 }
+}
+
 /// The window read, with the chunk-to-destination copy as a parameter (monomorphised per copy).
 #[allow(clippy::too_many_arguments)]
 fn read_window_with<T: WindowElem>(

@@ -75,6 +75,51 @@ fn check_store<T: Dt>(fmt: Fmt, chunks: [u64; 3], channels: Option<u64>) {
             let mut cached = vec![0f32; want.len()];
             read_window(level, Some(&cache), start, shape, -1.0f32, &mut cached, 0, strides).unwrap();
             assert_eq!(cached, want, "{} {start:?} {shape:?} (cache)", level.path);
+            // Binarizing while copying equals binarizing after, bit for bit, whatever the threshold.
+            for threshold in [
+                -2.0,
+                -1.0,
+                0.0,
+                0.3,
+                7.0,
+                7.5,
+                100.25,
+                1e3 + 0.1,
+                16_777_216.5,
+                1e12,
+                1e30,
+            ] {
+                let binarized: Vec<f32> = want
+                    .iter()
+                    .map(|&x| {
+                        if x.is_nan() {
+                            x
+                        } else if f64::from(x) > threshold {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let mut got = vec![0f32; want.len()];
+                cellmap_runtime::read_window_binarize(
+                    level,
+                    Some(&cache),
+                    start,
+                    shape,
+                    -1.0,
+                    &mut got,
+                    0,
+                    strides,
+                    threshold,
+                )
+                .unwrap();
+                assert_eq!(
+                    got, binarized,
+                    "{} {start:?} {shape:?} threshold {threshold}",
+                    level.path
+                );
+            }
         }
     }
 }
