@@ -82,9 +82,15 @@ impl LoaderOptions {
     }
 
     fn for_split(split: Split) -> Result<Self, LoaderError> {
-        Ok(LoaderOptions {
+        let dist = DistInfo::from_env().map_err(|e| LoaderError::Dist(e.to_string()))?;
+        Ok(Self::new(split, dist))
+    }
+
+    /// Options for `split` on rank `dist`, from epoch 0 and step 0, every setting from the spec.
+    pub fn new(split: Split, dist: DistInfo) -> Self {
+        LoaderOptions {
             split,
-            dist: DistInfo::from_env().map_err(|e| LoaderError::Dist(e.to_string()))?,
+            dist,
             epoch: 0,
             step: 0,
             seed: None,
@@ -94,7 +100,7 @@ impl LoaderOptions {
             no_cache: false,
             torch_memory: false,
             fault_hook: None,
-        })
+        }
     }
 }
 

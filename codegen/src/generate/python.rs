@@ -368,18 +368,10 @@ fn native_tokens(spec: &Spec, crate_ident: &str) -> TokenStream {
                 step: u64,
             ) -> PyResult<Self> {
                 let split = parse_split(split)?;
-                let options = LoaderOptions {
-                    split,
-                    dist: dist(rank, world_size)?,
-                    epoch,
-                    step,
-                    seed,
-                    workers: None,
-                    prefetch: None,
-                    cache: None,
-                    no_cache: false,
-                    torch_memory: false,
-                };
+                let mut options = LoaderOptions::new(split, dist(rank, world_size)?);
+                options.epoch = epoch;
+                options.step = step;
+                options.seed = seed;
                 let spec = #krate::spec();
                 let for_loader = spec.clone();
                 let loader = py
