@@ -277,8 +277,9 @@ impl Reader {
         for (t, (array, classes)) in spec.targets.iter().zip(&plan.targets).enumerate() {
             let out = dest.array(n_inputs + t);
             let voxels = array.voxels();
+            // The packed gather binarizes, so it stands in for reads with value transforms only.
             let packed = match &self.packed[request.dataset][t] {
-                Some(p) if !is_strided(&p.level, array, &draw) => Some(p),
+                Some(p) if request.values && !is_strided(&p.level, array, &draw) => Some(p),
                 _ => None,
             };
             if let Some(p) = packed {
@@ -286,10 +287,8 @@ impl Reader {
                     .map_err(|m| fail(array, None, m))?;
                 info.gathered += 1;
             }
-            for (c, (class_plan, source)) in classes.iter().zip(&sources.classes).enumerate() {
-                if packed.is_some() {
-                    break;
-                }
+            let per_class = if packed.is_some() { &[][..] } else { classes.as_slice() };
+            for (c, (class_plan, source)) in per_class.iter().zip(&sources.classes).enumerate() {
                 let channel = &mut out[c * voxels..(c + 1) * voxels];
                 let class = &spec.classes[c];
                 match (class_plan, source) {

@@ -509,6 +509,55 @@ fn packed_label_gather_equals_per_class_reads_under_rotation_and_resampling() {
 }
 
 #[test]
+fn without_value_transforms_rotated_labels_keep_their_stored_values() {
+    // crop1's `nuc` holds instance ids 1 and 2; the packed gather binarizes, so it must not
+    // stand in for a read without value transforms (`sample --raw-values`).
+    let f = synth(SynthVariant::V2);
+    let mut s = spec(&f.dir);
+    s.augment.spatial.rotate = [Some((20.0, 20.0)), None, None];
+    let s = Arc::new(s);
+    let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
+    let packed = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
+    let single = Reader::new(Arc::clone(&s), Arc::clone(&planned), None).without_packed_labels();
+    let grid = &planned.plan.datasets[0].grid;
+    let mut found = 0;
+    for k in (0..grid.shape[0]).step_by(4) {
+        for j in (0..grid.shape[1]).step_by(4) {
+            for i in (0..grid.shape[2]).step_by(4) {
+                let request = SampleRequest {
+                    dataset: 0,
+                    centre_nm: grid.centre([k, j, i]),
+                    key: SampleKey {
+                        seed: 5,
+                        epoch: 0,
+                        rank: 0,
+                        index: 0,
+                    },
+                    spatial: true,
+                    values: false,
+                };
+                let mut a: Vec<Vec<f32>> = planned
+                    .plan
+                    .batch
+                    .arrays
+                    .iter()
+                    .map(|l| vec![0.0; l.sample_len()])
+                    .collect();
+                let mut b = a.clone();
+                single.read(&mut single.scratch(), &request, &mut b).unwrap();
+                if !b[1][2 * 1728..3 * 1728].contains(&2.0) {
+                    continue;
+                }
+                packed.read(&mut packed.scratch(), &request, &mut a).unwrap();
+                assert!(same(&a[1], &b[1]), "centre {:?}", request.centre_nm);
+                found += 1;
+            }
+        }
+    }
+    assert!(found > 0, "some crop shows nucleus 2");
+}
+
+#[test]
 fn foreground_bias_one_puts_every_centre_on_the_class() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
