@@ -25,7 +25,7 @@ use crate::multiscale::{Level, SourceDtype};
 use crate::plan::{ClassPlan, Planned};
 use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 use crate::sources::ClassSource;
-use crate::window::{read_window, read_window_binarize, read_window_map};
+use crate::window::{read_window, read_window_binarize, read_window_map, read_window_pack};
 
 /// Where a sample is written: one `channels · z · y · x` slice per array (inputs, then targets).
 pub trait SampleDest {
@@ -380,26 +380,23 @@ impl Reader {
             }
             return Ok(());
         }
-        if scratch.window.len() < voxels {
-            scratch.window.resize(voxels, 0.0);
-        }
         scratch.packed.clear();
         scratch.packed.resize(voxels, 0);
-        let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
         for &(c, level_index, threshold) in &packed.classes {
             let ClassSource::Annotated(group) = &sources.classes[c] else {
                 continue;
             };
             let class_level = &group.levels[level_index];
-            let window = &mut scratch.window[..voxels];
-            read_window(class_level, self.cache.as_deref(), lo, size, 0.0, window, 0, strides)
-                .map_err(|e| format!("class `{}`: {e}", self.spec.classes[c]))?;
-            let bit = 1u8 << c;
-            for (p, v) in scratch.packed.iter_mut().zip(window.iter()) {
-                if f64::from(*v) > threshold {
-                    *p |= bit;
-                }
-            }
+            read_window_pack(
+                class_level,
+                self.cache.as_deref(),
+                lo,
+                size,
+                &mut scratch.packed,
+                threshold,
+                1u8 << c,
+            )
+            .map_err(|e| format!("class `{}`: {e}", self.spec.classes[c]))?;
         }
         gather_labels_packed(
             &scratch.packed,

@@ -119,13 +119,30 @@ mod sealed {
         pub dest_strides: [isize; 3],
     }
 
+    /// What one call of a chunk copy covers.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Span<'a> {
+        /// A whole region (destinations whose x stride is not ±1).
+        Region(&'a Region),
+        /// One contiguous run of a row: `dest.len()` source elements from `src_offset`, written
+        /// back to front when `reversed` (a mirrored x axis).
+        Run {
+            /// Index of the run's first element in the chunk.
+            src_offset: usize,
+            /// Write the run back to front.
+            reversed: bool,
+        },
+    }
+
     pub trait Sealed: Sized {
-        /// Copy `region` of `src` into `dest`; false when the source type is not accepted or an
+        /// The zero of the type (row buffers start with it).
+        const ZERO: Self;
+        /// Copy `span` of `src` into `dest`; false when the source type is not accepted or an
         /// index is out of range (prevented by validation; never panics).
-        fn copy_region(src: &ChunkData, region: &Region, dest: &mut [Self]) -> bool;
+        fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [Self]) -> bool;
     }
 }
-use sealed::Region;
+use sealed::{Region, Span};
 
 /// Edge of the cubic tiles of [`copy_tiled`]: 16³ f32 destinations span 256 cache lines (16 KiB).
 const TILE: usize = 16;
@@ -133,7 +150,7 @@ const TILE: usize = 16;
 /// The hot loop: rows along x, contiguous when `dest_strides[2] == ±1`; a transposed destination
 /// (x not contiguous) is copied tile by tile instead.
 #[inline]
-fn copy_generic<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl Fn(S) -> T + Copy) -> bool {
+fn copy_generic<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl Fn(&mut T, S) + Copy) -> bool {
     let [_, cy, cx] = r.chunk_dims;
     let [ez, ey, ex] = r.extent;
     let [dz, dy, dx] = r.dest_strides;
@@ -155,7 +172,7 @@ fn copy_generic<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl
                         return false;
                     };
                     for (d, s) in d.iter_mut().zip(row) {
-                        *d = f(*s);
+                        f(d, *s);
                     }
                 }
                 -1 => {
@@ -165,7 +182,7 @@ fn copy_generic<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl
                         return false;
                     };
                     for (d, s) in d.iter_mut().rev().zip(row) {
-                        *d = f(*s);
+                        f(d, *s);
                     }
                 }
                 _ => {
@@ -174,7 +191,7 @@ fn copy_generic<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl
                         let Some(d) = dest.get_mut(di as usize) else {
                             return false;
                         };
-                        *d = f(*s);
+                        f(d, *s);
                         di += dx;
                     }
                 }
@@ -187,7 +204,7 @@ fn copy_generic<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl
 /// [`copy_generic`] for a destination whose x stride is not ±1 (a transposed read): row by row,
 /// each source row would write one element per destination cache line (and often per page);
 /// 16³ tiles keep the written lines in L1 until they are full.
-fn copy_tiled<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl Fn(S) -> T + Copy) -> bool {
+fn copy_tiled<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl Fn(&mut T, S) + Copy) -> bool {
     let [_, cy, cx] = r.chunk_dims;
     let [ez, ey, ex] = r.extent;
     let [dz, dy, dx] = r.dest_strides;
@@ -207,7 +224,7 @@ fn copy_tiled<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl F
                             let Some(d) = usize::try_from(di).ok().and_then(|di| dest.get_mut(di)) else {
                                 return false;
                             };
-                            *d = f(*s);
+                            f(d, *s);
                             di += dx;
                         }
                     }
@@ -218,21 +235,53 @@ fn copy_tiled<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl F
     true
 }
 
-impl sealed::Sealed for f32 {
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-    fn copy_region(src: &ChunkData, r: &Region, dest: &mut [f32]) -> bool {
-        match src {
-            ChunkData::U8(v) => copy_generic(v, r, dest, f32::from),
-            ChunkData::U16(v) => copy_generic(v, r, dest, f32::from),
-            ChunkData::U32(v) => copy_generic(v, r, dest, |x| x as f32),
-            ChunkData::U64(v) => copy_generic(v, r, dest, |x| x as f32),
-            ChunkData::I8(v) => copy_generic(v, r, dest, f32::from),
-            ChunkData::I16(v) => copy_generic(v, r, dest, f32::from),
-            ChunkData::I32(v) => copy_generic(v, r, dest, |x| x as f32),
-            ChunkData::I64(v) => copy_generic(v, r, dest, |x| x as f32),
-            ChunkData::F32(v) => copy_generic(v, r, dest, |x| x),
-            ChunkData::F64(v) => copy_generic(v, r, dest, |x| x as f32),
+/// One [`Span`] of a chunk: a region through [`copy_generic`], or a row run through one loop
+/// the compiler vectorises.
+#[inline]
+fn copy_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: impl Fn(&mut T, S) + Copy) -> bool {
+    match span {
+        Span::Region(r) => copy_generic(src, r, dest, f),
+        Span::Run { src_offset, reversed } => {
+            let Some(row) = src.get(src_offset..src_offset + dest.len()) else {
+                return false;
+            };
+            if reversed {
+                for (d, s) in dest.iter_mut().rev().zip(row) {
+                    f(d, *s);
+                }
+            } else {
+                for (d, s) in dest.iter_mut().zip(row) {
+                    f(d, *s);
+                }
+            }
+            true
         }
+    }
+}
+
+impl sealed::Sealed for f32 {
+    const ZERO: Self = 0.0;
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [f32]) -> bool {
+        map_span(src, span, dest, |x| x)
+    }
+}
+
+/// Copy a span into `f32`, applying `map` to every value converted to `f32`.
+#[inline]
+#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+fn map_span(src: &ChunkData, span: Span<'_>, dest: &mut [f32], map: impl Fn(f32) -> f32 + Copy) -> bool {
+    match src {
+        ChunkData::U8(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::U16(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::U32(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::U64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::I8(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::I16(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::I32(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::I64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::F32(v) => copy_span(v, span, dest, |d, x| *d = map(x)),
+        ChunkData::F64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
     }
 }
 
@@ -244,9 +293,10 @@ impl WindowElem for f32 {
 }
 
 impl sealed::Sealed for u8 {
-    fn copy_region(src: &ChunkData, r: &Region, dest: &mut [u8]) -> bool {
+    const ZERO: Self = 0;
+    fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [u8]) -> bool {
         match src {
-            ChunkData::U8(v) => copy_generic(v, r, dest, |x| x),
+            ChunkData::U8(v) => copy_span(v, span, dest, |d, x| *d = x),
             _ => false,
         }
     }
@@ -382,7 +432,7 @@ fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) -> Result<A
             if let Some(hit) = cache.get(&key) {
                 return Ok(hit);
             }
-            let data = Arc::new(decode_chunk(level, chunk)?);
+            let data = Arc::new(decode_chunk(level, chunk)?.narrowed());
             Ok(cache.insert(key, data))
         }
     }
@@ -406,17 +456,15 @@ pub fn read_window<T: WindowElem>(
     dest_offset: usize,
     dest_strides: [isize; 3],
 ) -> Result<WindowReport, ReadError> {
-    read_window_with(
-        level,
-        cache,
-        start_vox,
-        shape_vox,
-        fill,
-        dest,
-        dest_offset,
-        dest_strides,
-        T::copy_region,
-    )
+    if !T::accepts(level.dtype) && !shape_vox.contains(&0) {
+        return Err(ReadError::DtypeMismatch {
+            array: level.array_location().to_string(),
+            source_dtype: level.dtype,
+            dest: T::NAME,
+        });
+    }
+    let window = Window::new(level, start_vox, shape_vox, dest_offset, dest_strides)?;
+    window.read(cache, Some(fill), dest, Store::Stream, T::copy_span)
 }
 
 /// [`read_window`] into `f32` with a per-voxel `map` applied while copying (and to `fill`), so
@@ -433,30 +481,9 @@ pub fn read_window_map(
     dest_strides: [isize; 3],
     map: impl Fn(f32) -> f32 + Copy,
 ) -> Result<WindowReport, ReadError> {
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-    let copy = |src: &ChunkData, r: &Region, dest: &mut [f32]| match src {
-        ChunkData::U8(v) => copy_generic(v, r, dest, |x| map(f32::from(x))),
-        ChunkData::U16(v) => copy_generic(v, r, dest, |x| map(f32::from(x))),
-        ChunkData::U32(v) => copy_generic(v, r, dest, |x| map(x as f32)),
-        ChunkData::U64(v) => copy_generic(v, r, dest, |x| map(x as f32)),
-        ChunkData::I8(v) => copy_generic(v, r, dest, |x| map(f32::from(x))),
-        ChunkData::I16(v) => copy_generic(v, r, dest, |x| map(f32::from(x))),
-        ChunkData::I32(v) => copy_generic(v, r, dest, |x| map(x as f32)),
-        ChunkData::I64(v) => copy_generic(v, r, dest, |x| map(x as f32)),
-        ChunkData::F32(v) => copy_generic(v, r, dest, map),
-        ChunkData::F64(v) => copy_generic(v, r, dest, |x| map(x as f32)),
-    };
-    read_window_with(
-        level,
-        cache,
-        start_vox,
-        shape_vox,
-        map(fill),
-        dest,
-        dest_offset,
-        dest_strides,
-        copy,
-    )
+    let window = Window::new(level, start_vox, shape_vox, dest_offset, dest_strides)?;
+    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [f32]| map_span(src, span, dest, map);
+    window.read(cache, Some(map(fill)), dest, Store::Stream, copy)
 }
 
 /// [`read_window`] into `f32` binarized at `threshold` while copying: `1` where the value read
@@ -476,57 +503,122 @@ pub fn read_window_binarize(
     dest_strides: [isize; 3],
     threshold: f64,
 ) -> Result<WindowReport, ReadError> {
-    let above = |x: f32| f64::from(x) > threshold;
-    let binarize = move |x: f32| {
-        if x.is_nan() {
-            x
-        } else if above(x) {
-            1.0
-        } else {
-            0.0
-        }
+    let window = Window::new(level, start_vox, shape_vox, dest_offset, dest_strides)?;
+    let t = Thresholds::new(threshold);
+    let fill = if fill.is_nan() {
+        fill
+    } else {
+        f32::from(u8::from(f64::from(fill) > threshold))
     };
-    // The largest f32 not above the threshold: for every f32 x, `f64(x) > t` iff `x > t32`.
-    let mut t32 = threshold as f32;
-    if f64::from(t32) > threshold {
-        t32 = t32.next_down();
-    }
-    let float = move |x: f32| {
-        if x.is_nan() {
-            x
-        } else if x > t32 {
-            1.0
-        } else {
-            0.0
-        }
+    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [f32]| {
+        // NaN stays NaN; every other value becomes 1 or 0.
+        t.copy(
+            src,
+            span,
+            dest,
+            |d, x| *d = f32::from(u8::from(x)),
+            |d, x| *d = if x.is_nan() { x } else { f32::from(u8::from(x > t.f32)) },
+        )
     };
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-    let copy = |src: &ChunkData, r: &Region, dest: &mut [f32]| match src {
-        ChunkData::U8(v) => copy_generic(v, r, dest, int_binarize(|x: u8| above(f32::from(x)))),
-        ChunkData::U16(v) => copy_generic(v, r, dest, int_binarize(|x: u16| above(f32::from(x)))),
-        ChunkData::U32(v) => copy_generic(v, r, dest, int_binarize(|x: u32| above(x as f32))),
-        ChunkData::U64(v) => copy_generic(v, r, dest, int_binarize(|x: u64| above(x as f32))),
-        ChunkData::I8(v) => copy_generic(v, r, dest, int_binarize(|x: i8| above(f32::from(x)))),
-        ChunkData::I16(v) => copy_generic(v, r, dest, int_binarize(|x: i16| above(f32::from(x)))),
-        ChunkData::I32(v) => copy_generic(v, r, dest, int_binarize(|x: i32| above(x as f32))),
-        ChunkData::I64(v) => copy_generic(v, r, dest, int_binarize(|x: i64| above(x as f32))),
-        ChunkData::F32(v) => copy_generic(v, r, dest, float),
-        ChunkData::F64(v) => copy_generic(v, r, dest, |x| float(x as f32)),
-    };
-    read_window_with(
-        level,
-        cache,
-        start_vox,
-        shape_vox,
-        binarize(fill),
-        dest,
-        dest_offset,
-        dest_strides,
-        copy,
-    )
+    window.read(cache, Some(fill), dest, Store::Stream, copy)
 }
 
-/// An integer type's value range, for the threshold search of [`int_binarize`].
+/// ORs `bit` into `dest` (one byte per voxel, C order of `shape_vox`) wherever the value read
+/// is above `threshold` (as [`read_window_binarize`] decides it; NaN is not above). The window
+/// must lie inside the level: voxels outside would be left untouched.
+///
+/// # Errors
+/// As [`read_window`].
+pub(crate) fn read_window_pack(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    start_vox: [i64; 3],
+    shape_vox: [usize; 3],
+    dest: &mut [u8],
+    threshold: f64,
+    bit: u8,
+) -> Result<WindowReport, ReadError> {
+    #[allow(clippy::cast_possible_wrap)]
+    let strides = [(shape_vox[1] * shape_vox[2]) as isize, shape_vox[2] as isize, 1];
+    let window = Window::new(level, start_vox, shape_vox, 0, strides)?;
+    let t = Thresholds::new(threshold);
+    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [u8]| {
+        t.copy(
+            src,
+            span,
+            dest,
+            |d, x| *d |= bit * u8::from(x),
+            |d, x| *d |= bit * u8::from(x > t.f32),
+        )
+    };
+    window.read(cache, None, dest, Store::Normal, copy)
+}
+
+/// A binarize threshold resolved once per read for every source type: integers compare as
+/// `x >= k` (see [`int_threshold`]), floats against the largest `f32` not above the threshold.
+#[derive(Clone, Copy, Debug)]
+struct Thresholds {
+    u8: IntThreshold<u8>,
+    u16: IntThreshold<u16>,
+    u32: IntThreshold<u32>,
+    u64: IntThreshold<u64>,
+    i8: IntThreshold<i8>,
+    i16: IntThreshold<i16>,
+    i32: IntThreshold<i32>,
+    i64: IntThreshold<i64>,
+    /// For every f32 `x`: `f64(x) > threshold` iff `x > f32`.
+    f32: f32,
+}
+
+impl Thresholds {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    fn new(threshold: f64) -> Self {
+        let above = |x: f32| f64::from(x) > threshold;
+        let mut t32 = threshold as f32;
+        if f64::from(t32) > threshold {
+            t32 = t32.next_down();
+        }
+        Self {
+            u8: int_threshold(|x: u8| above(f32::from(x))),
+            u16: int_threshold(|x: u16| above(f32::from(x))),
+            u32: int_threshold(|x: u32| above(x as f32)),
+            u64: int_threshold(|x: u64| above(x as f32)),
+            i8: int_threshold(|x: i8| above(f32::from(x))),
+            i16: int_threshold(|x: i16| above(f32::from(x))),
+            i32: int_threshold(|x: i32| above(x as f32)),
+            i64: int_threshold(|x: i64| above(x as f32)),
+            f32: t32,
+        }
+    }
+
+    /// Copy a span, handing `int` whether each integer value is above the threshold and
+    /// `float` each float value (as `f32`).
+    #[inline]
+    #[allow(clippy::cast_possible_truncation)]
+    fn copy<T: Copy>(
+        &self,
+        src: &ChunkData,
+        span: Span<'_>,
+        dest: &mut [T],
+        int: impl Fn(&mut T, bool) + Copy,
+        float: impl Fn(&mut T, f32) + Copy,
+    ) -> bool {
+        match src {
+            ChunkData::U8(v) => copy_span(v, span, dest, |d, x| int(d, self.u8.test(x))),
+            ChunkData::U16(v) => copy_span(v, span, dest, |d, x| int(d, self.u16.test(x))),
+            ChunkData::U32(v) => copy_span(v, span, dest, |d, x| int(d, self.u32.test(x))),
+            ChunkData::U64(v) => copy_span(v, span, dest, |d, x| int(d, self.u64.test(x))),
+            ChunkData::I8(v) => copy_span(v, span, dest, |d, x| int(d, self.i8.test(x))),
+            ChunkData::I16(v) => copy_span(v, span, dest, |d, x| int(d, self.i16.test(x))),
+            ChunkData::I32(v) => copy_span(v, span, dest, |d, x| int(d, self.i32.test(x))),
+            ChunkData::I64(v) => copy_span(v, span, dest, |d, x| int(d, self.i64.test(x))),
+            ChunkData::F32(v) => copy_span(v, span, dest, float),
+            ChunkData::F64(v) => copy_span(v, span, dest, |d, x| float(d, x as f32)),
+        }
+    }
+}
+
+/// An integer type's value range, for the threshold search of [`int_threshold`].
 trait IntRange: Copy + PartialOrd {
     const MIN: i128;
     const MAX: i128;
@@ -547,9 +639,23 @@ macro_rules! int_range {
 }
 int_range!(u8, u16, u32, u64, i8, i16, i32, i64);
 
-/// `x ↦ 1 if above(x) else 0` as one integer comparison: `above` is monotone in `x` (a rounding
-/// conversion followed by a comparison), so it holds exactly from the first `k` where it does.
-fn int_binarize<T: IntRange>(above: impl Fn(T) -> bool) -> impl Fn(T) -> f32 + Copy {
+/// `above(x)` as one integer comparison `x >= k` (never true when `never`).
+#[derive(Clone, Copy, Debug)]
+struct IntThreshold<T> {
+    k: T,
+    never: bool,
+}
+
+impl<T: IntRange> IntThreshold<T> {
+    #[inline]
+    fn test(self, x: T) -> bool {
+        !self.never && x >= self.k
+    }
+}
+
+/// `above` is monotone in `x` (a rounding conversion followed by a comparison), so it holds
+/// exactly from the first `k` where it does; found by bisection.
+fn int_threshold<T: IntRange>(above: impl Fn(T) -> bool) -> IntThreshold<T> {
     let (mut lo, mut hi) = (T::MIN, T::MAX + 1);
     // Invariant: above is false below `lo`, true from `hi` on.
     while lo < hi {
@@ -560,100 +666,304 @@ fn int_binarize<T: IntRange>(above: impl Fn(T) -> bool) -> impl Fn(T) -> f32 + C
             lo = mid + 1;
         }
     }
-    let never = lo > T::MAX;
-    let k = T::from_i128(lo.min(T::MAX));
-    move |x: T| if !never && x >= k { 1.0 } else { 0.0 }
+    IntThreshold {
+        k: T::from_i128(lo.min(T::MAX)),
+        never: lo > T::MAX,
+    }
 }
 
-/// The window read, with the chunk-to-destination copy as a parameter (monomorphised per copy).
-#[allow(clippy::too_many_arguments)]
-fn read_window_with<T: WindowElem>(
-    level: &Level,
-    cache: Option<&ChunkCache>,
-    start_vox: [i64; 3],
-    shape_vox: [usize; 3],
-    fill: T,
-    dest: &mut [T],
-    dest_offset: usize,
-    dest_strides: [isize; 3],
-    copy: impl Fn(&ChunkData, &Region, &mut [T]) -> bool,
-) -> Result<WindowReport, ReadError> {
-    if shape_vox.contains(&0) {
-        return Ok(WindowReport::default());
-    }
-    if !T::accepts(level.dtype) {
-        return Err(ReadError::DtypeMismatch {
-            array: level.array_location().to_string(),
-            source_dtype: level.dtype,
-            dest: T::NAME,
-        });
-    }
-    validate_dest(shape_vox, dest_offset, dest_strides, dest.len())?;
-    #[allow(clippy::cast_possible_wrap)]
-    let base = dest_offset as isize;
+/// How finished destination rows are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Store {
+    /// Rows of large windows are assembled in a stack buffer and written with non-temporal
+    /// stores: whole cache lines go to memory without being read first, and the window (far
+    /// larger than the caches, about to be handed to the consumer) does not evict the chunk
+    /// cache's hot lines.
+    Stream,
+    /// Every run is written in place (small windows, scratch about to be read again, and
+    /// read-modify-write copies).
+    Normal,
+}
 
-    // In-bounds part of the window, in level voxels: [lo, hi).
-    let mut lo = [0i64; 3];
-    let mut hi = [0i64; 3];
-    let mut inside = true;
-    let mut voxels_in_bounds = 1u64;
-    for a in 0..3 {
+/// Windows at least this large (bytes) are written with [`Store::Stream`].
+const STREAM_MIN_BYTES: usize = 1 << 20;
+/// Longest row assembled in the stack buffer of [`Store::Stream`] (elements).
+const ROW_MAX: usize = 2048;
+/// Chunks along x held at once while rows are copied.
+const GROUP: usize = 8;
+
+/// A validated window read: the in-bounds box and the destination mapping.
+struct Window<'l> {
+    level: &'l Level,
+    start: [i64; 3],
+    shape: [usize; 3],
+    base: isize,
+    strides: [isize; 3],
+    /// In-bounds part of the window, level voxels `[lo, hi)`.
+    lo: [i64; 3],
+    hi: [i64; 3],
+    voxels_in_bounds: u64,
+}
+
+impl<'l> Window<'l> {
+    fn new(
+        level: &'l Level,
+        start: [i64; 3],
+        shape: [usize; 3],
+        dest_offset: usize,
+        strides: [isize; 3],
+    ) -> Result<Self, ReadError> {
+        let mut lo = [0i64; 3];
+        let mut hi = [0i64; 3];
+        let mut voxels_in_bounds = u64::from(!shape.contains(&0));
+        for a in 0..3 {
+            #[allow(clippy::cast_possible_wrap)]
+            let end = start[a].saturating_add(shape[a] as i64);
+            let n = i64::try_from(level.shape_vox[a]).unwrap_or(i64::MAX);
+            lo[a] = start[a].clamp(0, n);
+            hi[a] = end.clamp(0, n);
+            #[allow(clippy::cast_sign_loss)]
+            let len = (hi[a] - lo[a]).max(0) as u64;
+            voxels_in_bounds *= len;
+        }
         #[allow(clippy::cast_possible_wrap)]
-        let end = start_vox[a].saturating_add(shape_vox[a] as i64);
-        let n = i64::try_from(level.shape_vox[a]).unwrap_or(i64::MAX);
-        lo[a] = start_vox[a].clamp(0, n);
-        hi[a] = end.clamp(0, n);
-        inside &= lo[a] == start_vox[a] && hi[a] == end;
-        #[allow(clippy::cast_sign_loss)]
-        let len = (hi[a] - lo[a]).max(0) as u64;
-        voxels_in_bounds *= len;
-    }
-    if !inside {
-        fill_window(shape_vox, base, dest_strides, fill, dest);
-    }
-    if voxels_in_bounds == 0 {
-        return Ok(WindowReport { voxels_in_bounds });
+        Ok(Self {
+            level,
+            start,
+            shape,
+            base: dest_offset as isize,
+            strides,
+            lo,
+            hi,
+            voxels_in_bounds,
+        })
     }
 
-    #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
-    let c = level.chunk_shape_vox.map(|v| v as i64);
-    let chunk_dims = level.chunk_shape_vox.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
-    let first = [lo[0] / c[0], lo[1] / c[1], lo[2] / c[2]];
-    let last = [(hi[0] - 1) / c[0], (hi[1] - 1) / c[1], (hi[2] - 1) / c[2]];
+    /// Chunk `cidx`'s part of the in-bounds box, level voxels `[lo, hi)` per axis.
+    fn part(&self, cidx: [i64; 3], c: [i64; 3]) -> ([i64; 3], [i64; 3]) {
+        let mut lo = [0i64; 3];
+        let mut hi = [0i64; 3];
+        for a in 0..3 {
+            lo[a] = self.lo[a].max(cidx[a] * c[a]);
+            hi[a] = self.hi[a].min((cidx[a] + 1) * c[a]);
+        }
+        (lo, hi)
+    }
+
+    /// Destination index of level voxel `v`.
+    #[allow(clippy::cast_possible_truncation)]
+    fn dest_index(&self, v: [i64; 3]) -> isize {
+        let mut d = self.base;
+        for a in 0..3 {
+            d += (v[a] - self.start[a]) as isize * self.strides[a];
+        }
+        d
+    }
+
+    fn chunk_size_error(&self, cidx: [i64; 3], got: usize) -> ReadError {
+        #[allow(clippy::cast_sign_loss)]
+        let chunk = cidx.map(|v| v as u64);
+        ReadError::ChunkSize {
+            array: self.level.array_location().to_string(),
+            key: chunk_key_string(self.level, chunk),
+            chunk,
+            expected: usize::try_from(self.level.chunk_shape_vox.iter().product::<u64>()).unwrap_or(usize::MAX),
+            got,
+        }
+    }
+
+    /// Read the window into `dest` with `copy`; voxels outside the level get `fill` (or are
+    /// left as they are with `None`).
+    fn read<T: WindowElem>(
+        &self,
+        cache: Option<&ChunkCache>,
+        fill: Option<T>,
+        dest: &mut [T],
+        store: Store,
+        copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
+    ) -> Result<WindowReport, ReadError> {
+        if self.shape.contains(&0) {
+            return Ok(WindowReport::default());
+        }
+        validate_dest(self.shape, self.base.unsigned_abs(), self.strides, dest.len())?;
+        let inside = (0..3).all(|a| self.lo[a] == self.start[a] && self.hi[a] - self.lo[a] == self.shape[a] as i64);
+        if let (false, Some(fill)) = (inside, fill) {
+            fill_window(self.shape, self.base, self.strides, fill, dest);
+        }
+        let voxels_in_bounds = self.voxels_in_bounds;
+        if voxels_in_bounds == 0 {
+            return Ok(WindowReport { voxels_in_bounds });
+        }
+        if self.strides[2].unsigned_abs() == 1 {
+            let bytes = self.shape.iter().product::<usize>() * size_of::<T>();
+            let stream = store == Store::Stream && bytes >= STREAM_MIN_BYTES;
+            self.read_rows(cache, dest, stream, copy)?;
+        } else {
+            self.read_regions(cache, dest, copy)?;
+        }
+        Ok(WindowReport { voxels_in_bounds })
+    }
+
+    /// Destinations with contiguous rows (x stride ±1): for each chunk row along x, every
+    /// destination row is completed run by run before the next, so cache lines are written
+    /// whole and in order.
     #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
-    for cz in first[0]..=last[0] {
-        for cy in first[1]..=last[1] {
-            for cx in first[2]..=last[2] {
-                let cidx = [cz, cy, cx];
-                let chunk = fetch(level, cache, cidx.map(|v| v as u64))?;
-                let mut region = Region {
-                    chunk_dims,
-                    src_lo: [0; 3],
-                    extent: [0; 3],
-                    dest_base: base,
-                    dest_strides,
-                };
-                for a in 0..3 {
-                    let origin = cidx[a] * c[a];
-                    let r_lo = lo[a].max(origin);
-                    let r_hi = hi[a].min(origin + c[a]);
-                    region.src_lo[a] = (r_lo - origin) as usize;
-                    region.extent[a] = (r_hi - r_lo) as usize;
-                    region.dest_base += (r_lo - start_vox[a]) as isize * dest_strides[a];
-                }
-                if !copy(&chunk, &region, dest) {
-                    return Err(ReadError::ChunkSize {
-                        array: level.array_location().to_string(),
-                        key: chunk_key_string(level, cidx.map(|v| v as u64)),
-                        chunk: cidx.map(|v| v as u64),
-                        expected: chunk_dims.iter().product(),
-                        got: chunk.len(),
-                    });
+    fn read_rows<T: WindowElem>(
+        &self,
+        cache: Option<&ChunkCache>,
+        dest: &mut [T],
+        stream: bool,
+        copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
+    ) -> Result<(), ReadError> {
+        let level = self.level;
+        let c = level.chunk_shape_vox.map(|v| v as i64);
+        let dims = level.chunk_shape_vox.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+        let first = [0, 1, 2].map(|a| self.lo[a] / c[a]);
+        let last = [0, 1, 2].map(|a| (self.hi[a] - 1) / c[a]);
+        let reversed = self.strides[2] < 0;
+        let mut buf = [T::ZERO; ROW_MAX];
+        let mut streamed = false;
+        for cz in first[0]..=last[0] {
+            for cy in first[1]..=last[1] {
+                let mut cx0 = first[2];
+                while cx0 <= last[2] {
+                    let cx1 = (cx0 + GROUP as i64 - 1).min(last[2]);
+                    let mut chunks: [Option<Arc<ChunkData>>; GROUP] = Default::default();
+                    for (k, slot) in chunks.iter_mut().enumerate().take((cx1 - cx0 + 1) as usize) {
+                        *slot = Some(fetch(level, cache, [cz as u64, cy as u64, (cx0 + k as i64) as u64])?);
+                    }
+                    let (lo, hi) = self.part([cz, cy, cx0], c);
+                    let x_hi = self.hi[2].min((cx1 + 1) * c[2]);
+                    let width = (x_hi - lo[2]) as usize;
+                    let use_buf = stream && width <= ROW_MAX;
+                    streamed |= use_buf;
+                    for z in lo[0]..hi[0] {
+                        for y in lo[1]..hi[1] {
+                            // The destination row of voxels x in [lo[2], x_hi).
+                            let d_first = self.dest_index([z, y, lo[2]]);
+                            let row_start = if reversed {
+                                d_first - (width as isize - 1)
+                            } else {
+                                d_first
+                            };
+                            let row = &mut dest[row_start as usize..row_start as usize + width];
+                            for (k, chunk) in chunks.iter().enumerate() {
+                                let Some(chunk) = chunk else { break };
+                                let cx = cx0 + k as i64;
+                                let a = lo[2].max(cx * c[2]);
+                                let b = x_hi.min((cx + 1) * c[2]);
+                                let src_offset = (((z - cz * c[0]) as usize * dims[1] + (y - cy * c[1]) as usize)
+                                    * dims[2])
+                                    + (a - cx * c[2]) as usize;
+                                let (p, q) = if reversed {
+                                    ((x_hi - b) as usize, (x_hi - a) as usize)
+                                } else {
+                                    ((a - lo[2]) as usize, (b - lo[2]) as usize)
+                                };
+                                let target = if use_buf { &mut buf[p..q] } else { &mut row[p..q] };
+                                if !copy(chunk, Span::Run { src_offset, reversed }, target) {
+                                    return Err(self.chunk_size_error([cz, cy, cx], chunk.len()));
+                                }
+                            }
+                            if use_buf {
+                                store_stream(&buf[..width], row);
+                            }
+                        }
+                    }
+                    cx0 = cx1 + 1;
                 }
             }
         }
+        if streamed {
+            store_fence();
+        }
+        Ok(())
     }
-    Ok(WindowReport { voxels_in_bounds })
+
+    /// Destinations whose x stride is not ±1 (a transposed crop): chunk by chunk, region by
+    /// region (see [`copy_tiled`]).
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    fn read_regions<T: WindowElem>(
+        &self,
+        cache: Option<&ChunkCache>,
+        dest: &mut [T],
+        copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
+    ) -> Result<(), ReadError> {
+        let level = self.level;
+        let c = level.chunk_shape_vox.map(|v| v as i64);
+        let chunk_dims = level.chunk_shape_vox.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+        let first = [0, 1, 2].map(|a| self.lo[a] / c[a]);
+        let last = [0, 1, 2].map(|a| (self.hi[a] - 1) / c[a]);
+        for cz in first[0]..=last[0] {
+            for cy in first[1]..=last[1] {
+                for cx in first[2]..=last[2] {
+                    let cidx = [cz, cy, cx];
+                    let chunk = fetch(level, cache, cidx.map(|v| v as u64))?;
+                    let (lo, hi) = self.part(cidx, c);
+                    let region = Region {
+                        chunk_dims,
+                        src_lo: [0, 1, 2].map(|a| (lo[a] - cidx[a] * c[a]) as usize),
+                        extent: [0, 1, 2].map(|a| (hi[a] - lo[a]) as usize),
+                        dest_base: self.dest_index(lo),
+                        dest_strides: self.strides,
+                    };
+                    if !copy(&chunk, Span::Region(&region), dest) {
+                        return Err(self.chunk_size_error(cidx, chunk.len()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copy `src` into `dst` (equal lengths) with non-temporal stores for the 16-byte-aligned middle.
+#[inline]
+fn store_stream<T: WindowElem>(src: &[T], dst: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+        let len = src.len().min(dst.len());
+        let bytes = len * size_of::<T>();
+        let s = src.as_ptr().cast::<u8>();
+        let d = dst.as_mut_ptr().cast::<u8>();
+        // `T` is `f32` or `u8`, plain bytes, so a byte copy is an element copy; the head is a
+        // whole number of elements since `d` is aligned to `T` and 16 is a multiple of its size.
+        let head = d.align_offset(16).min(bytes);
+        let body = (bytes - head) / 16 * 16;
+        // SAFETY: `s` and `d` are valid for `bytes` bytes (both slices hold `len` elements of
+        // `T`, which has no padding) and do not overlap (`src` and `dst` are a shared and a
+        // mutable borrow); every `_mm_stream_si128` target `d + off` is 16-byte aligned
+        // (`head` aligns it) and `off + 16 <= head + body <= bytes`; SSE2 is part of x86_64.
+        unsafe {
+            std::ptr::copy_nonoverlapping(s, d, head);
+            let mut off = head;
+            while off < head + body {
+                _mm_stream_si128(
+                    d.add(off).cast::<__m128i>(),
+                    _mm_loadu_si128(s.add(off).cast::<__m128i>()),
+                );
+                off += 16;
+            }
+            std::ptr::copy_nonoverlapping(s.add(off), d.add(off), bytes - off);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let len = src.len().min(dst.len());
+        dst[..len].copy_from_slice(&src[..len]);
+    }
+}
+
+/// Orders the non-temporal stores of [`store_stream`] before every later store (the slot's
+/// hand-off to the consumer).
+#[inline]
+fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` has no preconditions; SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence();
+    }
 }
 
 fn count_chunk<S: Copy + PartialEq + Default>(src: &[S], dims: [usize; 3], extent: [usize; 3]) -> u64 {
@@ -750,7 +1060,7 @@ mod tests {
                 };
                 let n: usize = extent.iter().product();
                 let mut got = vec![-1.0f32; n];
-                assert!(copy_generic(&src, &region, &mut got, f32::from));
+                assert!(copy_generic(&src, &region, &mut got, |d, x| *d = f32::from(x)));
                 let mut want = vec![-1.0f32; n];
                 for i in 0..extent[0] {
                     for j in 0..extent[1] {
@@ -776,6 +1086,6 @@ mod tests {
             dest_strides: [1, 33, 33 * 19 + 1],
         };
         let mut short = vec![0f32; 100];
-        assert!(!copy_generic(&src, &region, &mut short, f32::from));
+        assert!(!copy_generic(&src, &region, &mut short, |d, x| *d = f32::from(x)));
     }
 }

@@ -135,12 +135,22 @@ pub(crate) fn write_array<T: Dt>(
     }
     let n: u64 = shape.iter().product();
     let data: Vec<T> = (0..n).map(|i| T::from_index(i * 7 + salt)).collect();
+    store_data(root, rel, shape, &data);
+    data
+}
+
+/// Write an array at `root/rel` (as [`write_array`] does) holding `data`.
+pub(crate) fn write_array_data<T: Dt>(root: &Path, rel: &str, fmt: &Fmt, shape: &[u64], chunks: &[u64], data: &[T]) {
+    write_array::<T>(root, rel, fmt, shape, chunks, 0);
+    store_data(root, rel, shape, data);
+}
+
+fn store_data<T: Dt>(root: &Path, rel: &str, shape: &[u64], data: &[T]) {
     let store = Arc::new(FilesystemStore::new(root).unwrap());
     let array = Array::open(store, &format!("/{rel}")).unwrap();
     array
-        .store_array_subset(&ArraySubset::new_with_shape(shape.to_vec()), &data)
+        .store_array_subset(&ArraySubset::new_with_shape(shape.to_vec()), data)
         .unwrap();
-    data
 }
 
 /// One level of [`ms_attrs`]: path, scale, optional translation.

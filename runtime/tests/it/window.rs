@@ -7,7 +7,7 @@ use serde_json::json;
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
-use crate::common::{Dt, Fmt, blosc, write_pyramid};
+use crate::common::{Dt, Fmt, blosc, ms_attrs, write_array_data, write_group, write_pyramid, zyx_axes};
 
 /// The expected window: zarrs reads the in-bounds box, everything else is `fill`.
 fn expected<T: Dt>(root: &std::path::Path, level: &Level, start: [i64; 3], shape: [usize; 3], fill: f32) -> Vec<f32> {
@@ -229,6 +229,146 @@ fn v3_sharded_level_shapes() {
 }
 
 /// Mirror and transpose through strides, against the plain read and an index formula.
+/// Windows of a megabyte and more take the row path with non-temporal stores; label chunks go
+/// through the cache narrowed to `uint8`/`uint16` where their values fit. Both must stay voxel
+/// exact: mixed chunk types along one row, more chunks along x than one pass holds, rows longer
+/// than the row buffer, unaligned and mirrored destinations, windows partly outside the level.
+#[test]
+fn large_windows_and_narrowed_chunks_match_zarrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let fmt = Fmt::V2 {
+        compressor: blosc("zstd", 1),
+        sep: ".",
+    };
+    // x < 150: small ids (chunks narrowed to u8); beyond: ids up to ~7e6 (u16 or kept as u64).
+    let value = |z: u64, y: u64, x: u64| {
+        if x < 150 {
+            (z * 7 + y * 3 + x) % 200
+        } else if x < 220 {
+            (z * 31 + y * 17 + x) * 40
+        } else {
+            (z * x + y) * 1000
+        }
+    };
+    let shapes = [[24u64, 40, 300], [4, 70, 2500]];
+    let chunks = [[16u64, 16, 20], [4, 8, 1000]];
+    for (i, (shape, chunk)) in shapes.iter().zip(&chunks).enumerate() {
+        let mut data = Vec::new();
+        for z in 0..shape[0] {
+            for y in 0..shape[1] {
+                for x in 0..shape[2] {
+                    data.push(value(z, y, x % 300));
+                }
+            }
+        }
+        let rel = format!("a{i}");
+        write_group(
+            root,
+            &rel,
+            2,
+            Some(ms_attrs(2, zyx_axes(), &[("s0", vec![8.0; 3], None)])),
+        );
+        write_array_data::<u64>(root, &format!("{rel}/s0"), &fmt, shape, chunk, &data);
+    }
+    let cases: [(usize, [i64; 3], [usize; 3]); 3] = [
+        (0, [-3, 2, -5], [30, 36, 290]),
+        (0, [1, 0, 0], [22, 40, 300]),
+        (1, [0, -2, 0], [4, 72, 2500]),
+    ];
+    for (i, start, shape) in cases {
+        let ms_root = root.join(format!("a{i}"));
+        let ms = Multiscale::open(ms_root.to_str().unwrap()).unwrap();
+        let level = &ms.levels[0];
+        let want = expected::<u64>(&ms_root, level, start, shape, -1.0);
+        let n = want.len();
+        assert!(n * 4 >= 1 << 20, "the window must be large enough to stream");
+        let cache = ChunkCache::new(256 << 20);
+        let [_, d1, d2] = shape;
+        // Plain, at an unaligned offset into a larger buffer; then mirrored along z and x.
+        let plain = ([(d1 * d2) as isize, d2 as isize, 1], 3usize);
+        let mirrored = (
+            [-((d1 * d2) as isize), d2 as isize, -1],
+            3 + (shape[0] - 1) * d1 * d2 + d2 - 1,
+        );
+        for (strides, offset) in [plain, mirrored] {
+            let at = |v: &[f32], z: usize, y: usize, x: usize| {
+                let d = offset as isize + z as isize * strides[0] + y as isize * strides[1] + x as isize * strides[2];
+                v[d as usize]
+            };
+            for cache in [None, Some(&cache), Some(&cache)] {
+                let mut got = vec![-7.0f32; n + 5];
+                read_window(level, cache, start, shape, -1.0f32, &mut got, offset, strides).unwrap();
+                let mut mismatches = 0;
+                for z in 0..shape[0] {
+                    for y in 0..d1 {
+                        for x in 0..d2 {
+                            mismatches += usize::from(at(&got, z, y, x) != want[(z * d1 + y) * d2 + x]);
+                        }
+                    }
+                }
+                assert_eq!(
+                    mismatches,
+                    0,
+                    "a{i} {start:?} {shape:?} {strides:?} cache {}",
+                    cache.is_some()
+                );
+                assert_eq!(&got[..3], &[-7.0; 3]);
+                assert_eq!(&got[n + 3..], &[-7.0; 2]);
+
+                let mut bin = vec![-7.0f32; n + 5];
+                cellmap_runtime::read_window_binarize(
+                    level, cache, start, shape, -1.0, &mut bin, offset, strides, 150.5,
+                )
+                .unwrap();
+                let mut mismatches = 0;
+                for z in 0..shape[0] {
+                    for y in 0..d1 {
+                        for x in 0..d2 {
+                            let w = want[(z * d1 + y) * d2 + x];
+                            let b = if f64::from(w) > 150.5 { 1.0 } else { 0.0 };
+                            mismatches += usize::from(at(&bin, z, y, x) != b);
+                        }
+                    }
+                }
+                assert_eq!(mismatches, 0, "binarize a{i} {start:?} {strides:?}");
+            }
+        }
+        // The cache holds every touched chunk narrowed to the smallest type of its values.
+        let c = chunks[i];
+        let elems = c.iter().product::<u64>();
+        let mut want_bytes = 0u64;
+        let range = |a: usize| {
+            let lo = start[a].max(0) as u64 / c[a];
+            let hi = ((start[a] + shape[a] as i64).min(shapes[i][a] as i64) as u64 - 1) / c[a];
+            lo..=hi
+        };
+        for cz in range(0) {
+            for cy in range(1) {
+                for cx in range(2) {
+                    let mut max = 0;
+                    for z in cz * c[0]..((cz + 1) * c[0]).min(shapes[i][0]) {
+                        for y in cy * c[1]..((cy + 1) * c[1]).min(shapes[i][1]) {
+                            for x in cx * c[2]..((cx + 1) * c[2]).min(shapes[i][2]) {
+                                max = max.max(value(z, y, x % 300));
+                            }
+                        }
+                    }
+                    want_bytes += elems
+                        * if max <= 255 {
+                            1
+                        } else if max <= 65_535 {
+                            2
+                        } else {
+                            8
+                        };
+                }
+            }
+        }
+        assert_eq!(cache.stats().bytes, want_bytes, "a{i}");
+    }
+}
+
 #[test]
 fn negative_and_permuted_strides() {
     let dir = tempfile::tempdir().unwrap();
