@@ -25,7 +25,7 @@ use crate::multiscale::{Level, SourceDtype};
 use crate::plan::{ClassPlan, Planned};
 use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 use crate::sources::ClassSource;
-use crate::window::{read_window, read_window_binarize, read_window_map, read_window_pack};
+use crate::window::{read_window, read_window_binarize, read_window_map, read_window_pack, read_window_scratch};
 
 /// Where a sample is written: one `channels · z · y · x` slice per array (inputs, then targets).
 pub trait SampleDest {
@@ -80,7 +80,8 @@ pub struct SampleReadError {
 #[derive(Debug, Default)]
 pub struct SampleScratch {
     window: Vec<f32>,
-    packed: Vec<u8>,
+    /// Byte scratch: packed class bits, or a uint8 source window.
+    bytes: Vec<u8>,
     values: ValueScratch,
     elastic: ElasticField,
 }
@@ -212,7 +213,7 @@ impl Reader {
             .unwrap_or(0);
         SampleScratch {
             window: Vec::with_capacity(largest * 2),
-            packed: Vec::with_capacity(largest * 2),
+            bytes: Vec::with_capacity(largest * 2),
             values: ValueScratch::with_capacity(largest),
             elastic: ElasticField::with_capacity(largest),
         }
@@ -380,8 +381,8 @@ impl Reader {
             }
             return Ok(());
         }
-        scratch.packed.clear();
-        scratch.packed.resize(voxels, 0);
+        scratch.bytes.clear();
+        scratch.bytes.resize(voxels, 0);
         for &(c, level_index, threshold) in &packed.classes {
             let ClassSource::Annotated(group) = &sources.classes[c] else {
                 continue;
@@ -392,14 +393,14 @@ impl Reader {
                 self.cache.as_deref(),
                 lo,
                 size,
-                &mut scratch.packed,
+                &mut scratch.bytes,
                 threshold,
                 1u8 << c,
             )
             .map_err(|e| format!("class `{}`: {e}", self.spec.classes[c]))?;
         }
         gather_labels_packed(
-            &scratch.packed,
+            &scratch.bytes,
             lo,
             size,
             level.shape_vox,
@@ -517,23 +518,43 @@ pub(crate) fn read_crop(
         info.gathered += 1;
         return Ok(false);
     }
-    if scratch.window.len() < voxels {
-        scratch.window.resize(voxels, 0.0);
+    // A uint8 level is gathered from a uint8 window: a quarter of the bytes to read and to keep
+    // in the caches while the rotated rows walk through it.
+    if level.dtype == SourceDtype::U8 {
+        if scratch.bytes.len() < voxels {
+            scratch.bytes.resize(voxels, 0);
+        }
+        let window = &mut scratch.bytes[..voxels];
+        read_window_scratch(level, cache, lo, size, 0u8, window).map_err(|e| e.to_string())?;
+        gather(
+            window,
+            lo,
+            size,
+            level.shape_vox,
+            &grid,
+            elastic,
+            interpolation,
+            fill,
+            out,
+        )
+    } else {
+        if scratch.window.len() < voxels {
+            scratch.window.resize(voxels, 0.0);
+        }
+        let window = &mut scratch.window[..voxels];
+        read_window_scratch(level, cache, lo, size, fill, window).map_err(|e| e.to_string())?;
+        gather(
+            window,
+            lo,
+            size,
+            level.shape_vox,
+            &grid,
+            elastic,
+            interpolation,
+            fill,
+            out,
+        )
     }
-    let window = &mut scratch.window[..voxels];
-    let strides = [(size[1] * size[2]) as isize, size[2] as isize, 1];
-    read_window(level, cache, lo, size, fill, window, 0, strides).map_err(|e| e.to_string())?;
-    gather(
-        window,
-        lo,
-        size,
-        level.shape_vox,
-        &grid,
-        elastic,
-        interpolation,
-        fill,
-        out,
-    )
     .map_err(|e| e.to_string())?;
     info.gathered += 1;
     Ok(false)

@@ -467,6 +467,33 @@ pub fn read_window<T: WindowElem>(
     window.read(cache, Some(fill), dest, Store::Stream, T::copy_span)
 }
 
+/// [`read_window`] for scratch memory that is read again right away (the source window of a
+/// gather): plain stores, so the window stays in the caches.
+///
+/// # Errors
+/// As [`read_window`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_window_scratch<T: WindowElem>(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    start_vox: [i64; 3],
+    shape_vox: [usize; 3],
+    fill: T,
+    dest: &mut [T],
+) -> Result<WindowReport, ReadError> {
+    if !T::accepts(level.dtype) && !shape_vox.contains(&0) {
+        return Err(ReadError::DtypeMismatch {
+            array: level.array_location().to_string(),
+            source_dtype: level.dtype,
+            dest: T::NAME,
+        });
+    }
+    #[allow(clippy::cast_possible_wrap)]
+    let strides = [(shape_vox[1] * shape_vox[2]) as isize, shape_vox[2] as isize, 1];
+    let window = Window::new(level, start_vox, shape_vox, 0, strides)?;
+    window.read(cache, Some(fill), dest, Store::Normal, T::copy_span)
+}
+
 /// [`read_window`] into `f32` with a per-voxel `map` applied while copying (and to `fill`), so
 /// that a pointwise value transform (binarize, normalize) costs no second pass over the output.
 #[allow(clippy::too_many_arguments)]
@@ -686,7 +713,7 @@ enum Store {
 }
 
 /// Windows at least this large (bytes) are written with [`Store::Stream`].
-const STREAM_MIN_BYTES: usize = 1 << 20;
+pub(crate) const STREAM_MIN_BYTES: usize = 1 << 20;
 /// Longest row assembled in the stack buffer of [`Store::Stream`] (elements).
 const ROW_MAX: usize = 2048;
 /// Chunks along x held at once while rows are copied.
@@ -919,7 +946,7 @@ impl<'l> Window<'l> {
 
 /// Copy `src` into `dst` (equal lengths) with non-temporal stores for the 16-byte-aligned middle.
 #[inline]
-fn store_stream<T: WindowElem>(src: &[T], dst: &mut [T]) {
+pub(crate) fn store_stream<T: WindowElem>(src: &[T], dst: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
@@ -958,7 +985,7 @@ fn store_stream<T: WindowElem>(src: &[T], dst: &mut [T]) {
 /// Orders the non-temporal stores of [`store_stream`] before every later store (the slot's
 /// hand-off to the consumer).
 #[inline]
-fn store_fence() {
+pub(crate) fn store_fence() {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `sfence` has no preconditions; SSE is part of x86_64.
     unsafe {

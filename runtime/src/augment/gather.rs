@@ -18,6 +18,7 @@ use cellmap_schema::Interpolation;
 
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
+use crate::window::{STREAM_MIN_BYTES, store_fence, store_stream};
 
 mod labels;
 mod strided;
@@ -157,7 +158,7 @@ impl<'a, T: Copy> Window<'a, T> {
     }
 }
 
-impl<T: Copy + Into<f32>> Window<'_, T> {
+impl<T: Copy + Into<f32> + Default> Window<'_, T> {
     /// Trilinear value at level index `u`, `None` outside the level.
     fn linear_checked(&self, u: [f64; 3]) -> Result<Option<f32>, GatherError> {
         if !self.inside_level(u) {
@@ -316,7 +317,7 @@ fn check_out(len: usize, shape: [usize; 3], channels: usize) -> Result<(), Gathe
 /// [`GatherError`] when the buffers are inconsistent, or a point inside the level needs a voxel
 /// outside `src` (the window was too small: use [`SampleGrid::source_window`]).
 #[allow(clippy::too_many_arguments)]
-pub fn gather<T: Copy + Into<f32>>(
+pub fn gather<T: Copy + Into<f32> + Default>(
     src: &[T],
     src_start: [i64; 3],
     src_shape: [usize; 3],
@@ -347,13 +348,14 @@ pub fn gather<T: Copy + Into<f32>>(
 fn fast_bounds(shape: [usize; 3], margin: [f64; 3], interpolation: Interpolation) -> ([f64; 3], [f64; 3]) {
     let mut lo = [0.0; 3];
     let mut hi = [0.0; 3];
+    // The fast loops compute element indices in 32 bits (`i32` coordinates, `u32` products: the
+    // conversions and multiplications vectorise); larger windows take the checked path.
+    let small = shape
+        .iter()
+        .try_fold(1usize, |n, &s| n.checked_mul(s))
+        .is_some_and(|n| n <= i32::MAX as usize);
     for b in 0..3 {
-        // The fast loops index with `u32` coordinates; larger windows take the checked path.
-        let n = if shape[b] <= u32::MAX as usize {
-            shape[b] as f64
-        } else {
-            0.0
-        };
+        let n = if small { shape[b] as f64 } else { 0.0 };
         let (l, h) = match interpolation {
             Interpolation::Linear => (0.0, n - 1.0),
             Interpolation::Nearest => (-0.5, n - 0.5),
@@ -370,6 +372,9 @@ fn along(base: [f64; 3], s: [f64; 3], t: f64) -> [f64; 3] {
     [base[0] + t * s[0], base[1] + t * s[1], base[2] + t * s[2]]
 }
 
+/// Longest output row staged for non-temporal stores.
+const ROW_BUF: usize = 1024;
+
 /// Voxels per block of the fast linear loop: coordinates and weights of a block are computed
 /// first (independent, vectorisable), then its corner loads, then the blends (vectorisable).
 const BLOCK: usize = 64;
@@ -378,7 +383,8 @@ const BLOCK: usize = 64;
 /// fast range (`0 ≤ u < n − 1` window-local on every axis, so truncation is floor and both
 /// neighbours are in the window).
 #[inline(always)]
-fn linear_fast<T: Copy + Into<f32>, D: Displace>(
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn linear_fast<T: Copy + Into<f32> + Default, D: Displace>(
     w: &Window<'_, T>,
     base: [f64; 3],
     s2: [f64; 3],
@@ -388,36 +394,53 @@ fn linear_fast<T: Copy + Into<f32>, D: Displace>(
     out: &mut [f32],
 ) {
     let [sz, sy, _] = w.stride;
-    let mut idx = [0usize; BLOCK];
+    // Below 2³¹ elements ([`fast_bounds`] leaves no fast range otherwise).
+    let (sz32, sy32) = (sz as u32, sy as u32);
+    let mut idx = [0u32; BLOCK];
     let mut wgt = [[0.0f32; BLOCK]; 3];
-    let mut c = [[0.0f32; BLOCK]; 8];
+    // Corners in the source type: the loads are plain moves, the conversions run vectorised
+    // in the blend loop.
+    let mut c = [[T::default(); BLOCK]; 8];
     for (block, out) in out.chunks_mut(BLOCK).enumerate() {
         let first = px0 + block * BLOCK;
         let n = out.len();
         for k in 0..n {
             let t = (first + k) as f64;
             let u = disp.add(row + first + k, along(base, s2, t));
-            let i = [u[0] as u32, u[1] as u32, u[2] as u32];
+            // Inside the fast range `0 ≤ u < n − 1`: truncation is floor.
+            let i = [u[0] as i32, u[1] as i32, u[2] as i32];
             for b in 0..3 {
                 wgt[b][k] = (u[b] - f64::from(i[b])) as f32;
             }
-            idx[k] = i[0] as usize * sz + i[1] as usize * sy + i[2] as usize;
+            idx[k] = (i[0] as u32)
+                .wrapping_mul(sz32)
+                .wrapping_add((i[1] as u32).wrapping_mul(sy32))
+                .wrapping_add(i[2] as u32);
         }
         for k in 0..n {
-            let i = idx[k];
+            let i = idx[k] as usize;
             let cell = &w.src[i..i + sz + sy + 2];
-            c[0][k] = cell[0].into();
-            c[1][k] = cell[1].into();
-            c[2][k] = cell[sy].into();
-            c[3][k] = cell[sy + 1].into();
-            c[4][k] = cell[sz].into();
-            c[5][k] = cell[sz + 1].into();
-            c[6][k] = cell[sz + sy].into();
-            c[7][k] = cell[sz + sy + 1].into();
+            c[0][k] = cell[0];
+            c[1][k] = cell[1];
+            c[2][k] = cell[sy];
+            c[3][k] = cell[sy + 1];
+            c[4][k] = cell[sz];
+            c[5][k] = cell[sz + 1];
+            c[6][k] = cell[sz + sy];
+            c[7][k] = cell[sz + sy + 1];
         }
         for (k, o) in out.iter_mut().enumerate() {
             *o = trilinear(
-                [c[0][k], c[1][k], c[2][k], c[3][k], c[4][k], c[5][k], c[6][k], c[7][k]],
+                [
+                    c[0][k].into(),
+                    c[1][k].into(),
+                    c[2][k].into(),
+                    c[3][k].into(),
+                    c[4][k].into(),
+                    c[5][k].into(),
+                    c[6][k].into(),
+                    c[7][k].into(),
+                ],
                 [wgt[0][k], wgt[1][k], wgt[2][k]],
             );
         }
@@ -426,7 +449,7 @@ fn linear_fast<T: Copy + Into<f32>, D: Displace>(
 
 /// Dispatches to a copy of the kernel compiled with AVX2 when the CPU has it: the same IEEE
 /// operations (Rust never contracts to FMA), so the same bits, only wider vectors.
-fn gather_rows<T: Copy + Into<f32>, D: Displace>(
+fn gather_rows<T: Copy + Into<f32> + Default, D: Displace>(
     w: &Window<'_, T>,
     grid: &SampleGrid,
     plan: &Plan,
@@ -446,7 +469,7 @@ fn gather_rows<T: Copy + Into<f32>, D: Displace>(
 /// The kernel compiled with AVX2 enabled.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn gather_rows_avx2<T: Copy + Into<f32>, D: Displace>(
+fn gather_rows_avx2<T: Copy + Into<f32> + Default, D: Displace>(
     w: &Window<'_, T>,
     grid: &SampleGrid,
     plan: &Plan,
@@ -459,7 +482,7 @@ fn gather_rows_avx2<T: Copy + Into<f32>, D: Displace>(
 }
 
 #[inline(always)]
-fn gather_rows_impl<T: Copy + Into<f32>, D: Displace>(
+fn gather_rows_impl<T: Copy + Into<f32> + Default, D: Displace>(
     w: &Window<'_, T>,
     grid: &SampleGrid,
     plan: &Plan,
@@ -473,10 +496,17 @@ fn gather_rows_impl<T: Copy + Into<f32>, D: Displace>(
     let s2 = grid.step[2];
     let [sz, sy, _] = w.stride;
     let start = w.start.map(|v| v as f64);
+    // Outputs larger than the caches: rows staged on the stack, then non-temporal stores.
+    let stream = size_of_val(out) >= STREAM_MIN_BYTES && nx <= ROW_BUF;
+    let mut buf = [0f32; ROW_BUF];
     for pz in 0..nz {
         for py in 0..ny {
             let row = (pz * ny + py) * nx;
-            let out_row = &mut out[row..row + nx];
+            let out_row = if stream {
+                &mut buf[..nx]
+            } else {
+                &mut out[row..row + nx]
+            };
             // Window-local coordinates of px = 0; level coordinates are `local + start`.
             let base = [0, 1, 2]
                 .map(|b| grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]);
@@ -500,9 +530,9 @@ fn gather_rows_impl<T: Copy + Into<f32>, D: Displace>(
                         let t = px as f64;
                         let u = disp.add(row + px, along(base, s2, t));
                         // Inside the fast range `u + 0.5 ≥ 0`, so truncation is floor.
-                        let iz = (u[0] + 0.5) as usize;
-                        let iy = (u[1] + 0.5) as usize;
-                        let ix = (u[2] + 0.5) as usize;
+                        let iz = (u[0] + 0.5) as i32 as usize;
+                        let iy = (u[1] + 0.5) as i32 as usize;
+                        let ix = (u[2] + 0.5) as i32 as usize;
                         *o = w.src[iz * sz + iy * sy + ix].into();
                     }
                 }
@@ -510,7 +540,13 @@ fn gather_rows_impl<T: Copy + Into<f32>, D: Displace>(
                     linear_fast(w, base, s2, disp, row, lo, fast);
                 }
             }
+            if stream {
+                store_stream(&buf[..nx], &mut out[row..row + nx]);
+            }
         }
+    }
+    if stream {
+        store_fence();
     }
     Ok(())
 }
@@ -555,6 +591,121 @@ mod tests {
                         assert_eq!(v, -1.0, "{u:?}");
                     }
                 }
+            }
+        }
+    }
+
+    /// Outputs of a megabyte and more are staged per row and written with non-temporal stores;
+    /// raw (linear, from `u8` and `f32` windows) and packed labels (nearest) must still equal the
+    /// checked per-voxel path, bit for bit, under a rotation, with the window inside a larger
+    /// level and parts of the grid outside it.
+    #[test]
+    fn large_rotated_outputs_equal_the_checked_path() {
+        let (a, b) = (0.61f64, 0.37f64);
+        let (rz, rx) = ([[1.0, 0.0, 0.0], [0.0, a.cos(), -a.sin()], [0.0, a.sin(), a.cos()]], b);
+        let m: [[f64; 3]; 3] = {
+            let ry = [[rx.cos(), 0.0, rx.sin()], [0.0, 1.0, 0.0], [-rx.sin(), 0.0, rx.cos()]];
+            let mut m = [[0.0; 3]; 3];
+            for i in 0..3 {
+                for j in 0..3 {
+                    m[i][j] = (0..3).map(|k| rz[i][k] * ry[k][j]).sum();
+                }
+            }
+            m
+        };
+        let level = [90u64, 100, 110];
+        let grid = SampleGrid::new([30.3, 50.1, 87.8], [66, 70, 72], [1.0; 3], &m, [0.0; 3], [1.0; 3]);
+        assert!(66 * 70 * 72 * 4 >= STREAM_MIN_BYTES);
+        let (start, shape) = grid.source_window(Interpolation::Linear, [0.0; 3]);
+        let lo = start.map(|v| v.max(0));
+        let size = [0, 1, 2].map(|b| ((start[b] + shape[b] as i64).min(level[b] as i64) - lo[b]) as usize);
+        let n: usize = size.iter().product();
+        let bytes: Vec<u8> = (0..n).map(|i| (i * 2_654_435_761 % 251) as u8).collect();
+        let floats: Vec<f32> = bytes.iter().map(|&v| f32::from(v) * 0.5 - 3.0).collect();
+
+        let reference = |pick: &dyn Fn([f64; 3]) -> f32| {
+            let [nz, ny, nx] = grid.shape;
+            let mut want = vec![0f32; nz * ny * nx];
+            for pz in 0..nz {
+                for py in 0..ny {
+                    let base = [0, 1, 2].map(|b| {
+                        grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - lo[b] as f64
+                    });
+                    for px in 0..nx {
+                        let u = along(base, grid.step[2], px as f64);
+                        want[(pz * ny + py) * nx + px] = pick([0, 1, 2].map(|b| u[b] + lo[b] as f64));
+                    }
+                }
+            }
+            want
+        };
+        let wb = Window::new(&bytes, lo, size, level).unwrap();
+        let wf = Window::new(&floats, lo, size, level).unwrap();
+        let want_b = reference(&|u| wb.linear_checked(u).unwrap().unwrap_or(-1.0));
+        let want_f = reference(&|u| wf.linear_checked(u).unwrap().unwrap_or(-1.0));
+        assert!(
+            want_b.iter().filter(|v| **v == -1.0).count() > 1000,
+            "part of the grid is outside the level"
+        );
+        let mut got = vec![0f32; want_b.len()];
+        gather(
+            &bytes,
+            lo,
+            size,
+            level,
+            &grid,
+            None,
+            Interpolation::Linear,
+            -1.0,
+            &mut got,
+        )
+        .unwrap();
+        assert!(
+            got.iter().zip(&want_b).all(|(g, w)| g.to_bits() == w.to_bits()),
+            "u8 linear"
+        );
+        gather(
+            &floats,
+            lo,
+            size,
+            level,
+            &grid,
+            None,
+            Interpolation::Linear,
+            -1.0,
+            &mut got,
+        )
+        .unwrap();
+        assert!(
+            got.iter().zip(&want_f).all(|(g, w)| g.to_bits() == w.to_bits()),
+            "f32 linear"
+        );
+
+        // Packed labels: 3 classes, class 1 unknown.
+        let (start, shape) = grid.source_window(Interpolation::Nearest, [0.0; 3]);
+        let lo2 = start.map(|v| v.max(0));
+        assert_eq!(lo2, lo);
+        let size2 = [0, 1, 2].map(|b| ((start[b] + shape[b] as i64).min(level[b] as i64) - lo[b]) as usize);
+        let packed: Vec<u8> = (0..size2.iter().product::<usize>())
+            .map(|i| (i * 40_503 % 8) as u8)
+            .collect();
+        let wp = Window::new(&packed, lo, size2, level).unwrap();
+        let mut out = vec![0f32; 3 * want_b.len()];
+        gather_labels_packed(&packed, lo, size2, level, &grid, None, 3, 0b010, 7.0, &mut out).unwrap();
+        for c in 0..3 {
+            let want = reference(&|u| match wp.nearest_checked(u).unwrap() {
+                None => 7.0,
+                Some(_) if c == 1 => f32::NAN,
+                Some(i) => f32::from(packed[i] >> c & 1),
+            });
+            let got = &out[c * want.len()..(c + 1) * want.len()];
+            if c == 1 {
+                assert!(got.iter().all(|v| v.is_nan()));
+            } else {
+                assert!(
+                    got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+                    "class {c}"
+                );
             }
         }
     }

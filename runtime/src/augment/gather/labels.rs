@@ -6,6 +6,7 @@ use super::{
 };
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
+use crate::window::{STREAM_MIN_BYTES, store_fence, store_stream};
 use cellmap_schema::Interpolation;
 
 /// Row chunk of the packed gather (bytes are staged on the stack, then unpacked per class).
@@ -116,7 +117,12 @@ fn labels_rows_impl<D: Displace>(
     let start = w.start.map(|v| v as f64);
     let mut bytes = [0u8; CHUNK];
     let mut inside = [0u8; CHUNK];
-    let mut idx = [0usize; CHUNK];
+    let mut idx = [0u32; CHUNK];
+    // Outputs larger than the caches go to memory with non-temporal stores (as window reads do).
+    let stream = voxels * size_of::<f32>() >= STREAM_MIN_BYTES;
+    let mut unpacked = [0f32; CHUNK];
+    #[allow(clippy::cast_possible_truncation)]
+    let (sz32, sy32) = (sz as u32, sy as u32);
     for pz in 0..nz {
         for py in 0..ny {
             let row = (pz * ny + py) * nx;
@@ -146,28 +152,35 @@ fn labels_rows_impl<D: Displace>(
                     let t = px as f64;
                     let u = disp.add(row + px, along(base, s2, t));
                     // Inside the fast range `u + 0.5 ≥ 0`, so truncation is floor.
-                    let q = [
-                        (u[0] + 0.5) as u32 as usize,
-                        (u[1] + 0.5) as u32 as usize,
-                        (u[2] + 0.5) as u32 as usize,
-                    ];
-                    *i = q[0] * sz + q[1] * sy + q[2];
+                    // Below 2³¹ elements ([`fast_bounds`]): 32-bit arithmetic, vectorised.
+                    let q = [(u[0] + 0.5) as i32, (u[1] + 0.5) as i32, (u[2] + 0.5) as i32];
+                    *i = (q[0] as u32)
+                        .wrapping_mul(sz32)
+                        .wrapping_add((q[1] as u32).wrapping_mul(sy32))
+                        .wrapping_add(q[2] as u32);
                 }
                 for (b, &i) in bytes[k0..k1].iter_mut().zip(&idx[k0..k1]) {
-                    *b = w.src[i];
+                    *b = w.src[i as usize];
                 }
                 inside[k0..k1].fill(1);
                 let len = chunk_end - chunk_start;
                 for c in (0..classes).filter(|c| known >> c & 1 == 1) {
                     let dest = &mut out[c * voxels + row + chunk_start..c * voxels + row + chunk_end];
                     let mask = 1u8 << c;
-                    for ((o, &b), &ins) in dest.iter_mut().zip(&bytes[..len]).zip(&inside[..len]) {
+                    let target = if stream { &mut unpacked[..len] } else { &mut *dest };
+                    for ((o, &b), &ins) in target.iter_mut().zip(&bytes[..len]).zip(&inside[..len]) {
                         let bit = if b & mask != 0 { 1.0 } else { 0.0 };
                         *o = if ins != 0 { bit } else { fill };
+                    }
+                    if stream {
+                        store_stream(&unpacked[..len], dest);
                     }
                 }
             }
         }
+    }
+    if stream {
+        store_fence();
     }
     Ok(())
 }
