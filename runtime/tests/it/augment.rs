@@ -35,7 +35,7 @@ fn level_of(shape: [usize; 3]) -> [u64; 3] {
 }
 
 /// Samples a whole level (scale 1, translation 0) on the grid of `matrix`.
-fn sample<T: Copy + Into<f32> + Default>(
+fn sample<T: Copy + Into<f32> + Default + 'static>(
     src: &[T],
     level: [usize; 3],
     centre: [f64; 3],

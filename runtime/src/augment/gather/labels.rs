@@ -1,6 +1,8 @@
 //! Packed binary labels: up to 8 classes as the bits of one byte per voxel, gathered with nearest
 //! neighbour into one `f32` channel per class in a single pass.
 
+#[cfg(target_arch = "x86_64")]
+use super::all_at_most;
 use super::{
     Displace, Displacement, GatherError, NoDisplacement, Plan, Window, along, check_out, fast_bounds, fast_range, plan,
 };
@@ -68,7 +70,7 @@ fn labels_rows<D: Displace>(
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { labels_rows_avx2(w, grid, plan, disp, classes, unknown_mask, fill, out) };
     }
-    labels_rows_impl(w, grid, plan, disp, classes, unknown_mask, fill, out)
+    labels_rows_impl(w, grid, plan, disp, classes, unknown_mask, fill, out, false)
 }
 
 /// The kernel compiled with AVX2 enabled.
@@ -85,9 +87,11 @@ fn labels_rows_avx2<D: Displace>(
     fill: f32,
     out: &mut [f32],
 ) -> Result<(), GatherError> {
-    labels_rows_impl(w, grid, plan, disp, classes, unknown_mask, fill, out)
+    labels_rows_impl(w, grid, plan, disp, classes, unknown_mask, fill, out, true)
 }
 
+/// The row loop; `avx2` is true only in the copy compiled with AVX2 (it unlocks the gather
+/// intrinsics of [`bytes_avx2`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn labels_rows_impl<D: Displace>(
@@ -99,6 +103,7 @@ fn labels_rows_impl<D: Displace>(
     unknown_mask: u8,
     fill: f32,
     out: &mut [f32],
+    avx2: bool,
 ) -> Result<(), GatherError> {
     let [nz, ny, nx] = plan.shape;
     let voxels = nz * ny * nx;
@@ -146,9 +151,16 @@ fn labels_rows_impl<D: Displace>(
                     };
                 }
                 // Fast part: indices first (independent), then the loads.
-                let (k0, k1) = (fast_lo - chunk_start, fast_hi - chunk_start);
+                let (mut k0, k1) = (fast_lo - chunk_start, fast_hi - chunk_start);
+                inside[k0..k1].fill(1);
+                #[cfg(target_arch = "x86_64")]
+                if avx2 && D::NONE {
+                    // SAFETY: `avx2` is true only in `labels_rows_avx2`, which runs after the CPU
+                    // was found to support AVX2.
+                    k0 += unsafe { bytes_avx2(w.src, w.stride, base, s2, fast_lo, &mut bytes[k0..k1]) };
+                }
                 for (k, i) in idx[k0..k1].iter_mut().enumerate() {
-                    let px = fast_lo + k;
+                    let px = chunk_start + k0 + k;
                     let t = px as f64;
                     let u = disp.add(row + px, along(base, s2, t));
                     // Inside the fast range `u + 0.5 ≥ 0`, so truncation is floor.
@@ -162,7 +174,6 @@ fn labels_rows_impl<D: Displace>(
                 for (b, &i) in bytes[k0..k1].iter_mut().zip(&idx[k0..k1]) {
                     *b = w.src[i as usize];
                 }
-                inside[k0..k1].fill(1);
                 let len = chunk_end - chunk_start;
                 for c in (0..classes).filter(|c| known >> c & 1 == 1) {
                     let dest = &mut out[c * voxels + row + chunk_start..c * voxels + row + chunk_end];
@@ -183,6 +194,69 @@ fn labels_rows_impl<D: Displace>(
         store_fence();
     }
     Ok(())
+}
+
+/// The nearest-neighbour byte loads of the fast range with AVX2, 8 voxels at a time: the same
+/// coordinates as the scalar loop (f64 `base + t·s`, `+ 0.5`, truncation), one 32-bit gather
+/// per 8 voxels keeping the low byte. Returns how many of `bytes` it wrote (a multiple of 8,
+/// stopping early where a gather would read past the end of `src`).
+///
+/// The voxels `px0..px0 + bytes.len()` must lie in the fast range for the values to be right;
+/// memory safety does not depend on it (every gather is bounds-checked against `src`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+fn bytes_avx2(src: &[u8], stride: [usize; 3], base: [f64; 3], s2: [f64; 3], px0: usize, bytes: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    let [sz, sy, _] = stride;
+    let ptr = src.as_ptr().cast::<i32>();
+    let (vsz, vsy) = (_mm256_set1_epi32(sz as i32), _mm256_set1_epi32(sy as i32));
+    let half = _mm256_set1_pd(0.5);
+    let b = [
+        _mm256_set1_pd(base[0]),
+        _mm256_set1_pd(base[1]),
+        _mm256_set1_pd(base[2]),
+    ];
+    let s = [_mm256_set1_pd(s2[0]), _mm256_set1_pd(s2[1]), _mm256_set1_pd(s2[2])];
+    let lanes = _mm256_set_pd(3.0, 2.0, 1.0, 0.0);
+    let Some(last) = src.len().checked_sub(4).and_then(|v| i32::try_from(v).ok()) else {
+        return 0;
+    };
+    let last = _mm256_set1_epi32(last);
+    let pick = _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1,
+    );
+    let mut done = 0;
+    while done + 8 <= bytes.len() {
+        let t0 = (px0 + done) as f64;
+        let t_lo = _mm256_add_pd(_mm256_set1_pd(t0), lanes);
+        let t_hi = _mm256_add_pd(_mm256_set1_pd(t0 + 4.0), lanes);
+        let mut q = [_mm256_setzero_si256(); 3];
+        for a in 0..3 {
+            let u_lo = _mm256_add_pd(_mm256_add_pd(b[a], _mm256_mul_pd(t_lo, s[a])), half);
+            let u_hi = _mm256_add_pd(_mm256_add_pd(b[a], _mm256_mul_pd(t_hi, s[a])), half);
+            q[a] = _mm256_set_m128i(_mm256_cvttpd_epi32(u_hi), _mm256_cvttpd_epi32(u_lo));
+        }
+        let idx = _mm256_add_epi32(
+            _mm256_add_epi32(_mm256_mullo_epi32(q[0], vsz), _mm256_mullo_epi32(q[1], vsy)),
+            q[2],
+        );
+        // Every lane `0 ≤ idx ≤ last` as one unsigned comparison (a negative index is huge).
+        if !all_at_most(idx, last) {
+            break;
+        }
+        // SAFETY: every lane's 4-byte read `idx .. idx + 4` lies in `src` (`idx ≤ len − 4`).
+        let g = unsafe { _mm256_i32gather_epi32::<1>(ptr, idx) };
+        // The low byte of every lane: bytes 0, 4, 8, 12 of each 128-bit half, then both halves'
+        // 4 bytes side by side.
+        let picked = _mm256_shuffle_epi8(g, pick);
+        let packed = _mm256_permutevar8x32_epi32(picked, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 4, 0));
+        let eight = _mm_cvtsi128_si64(_mm256_castsi256_si128(packed)).to_le_bytes();
+        bytes[done..done + 8].copy_from_slice(&eight);
+        done += 8;
+    }
+    done
 }
 
 #[cfg(test)]
