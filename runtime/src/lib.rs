@@ -88,5 +88,5 @@ pub use tch;
 pub use tensor::{OwnedTorchBatch, TensorError, TorchBatch, TorchLoader, torch_device};
 pub use window::{
     ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window, read_window_binarize,
-    read_window_map,
+    read_window_map, read_window_pack,
 };

@@ -124,12 +124,21 @@ mod sealed {
     pub enum Span<'a> {
         /// A whole region (destinations whose x stride is not ±1).
         Region(&'a Region),
-        /// One contiguous run of a row: `dest.len()` source elements from `src_offset`, written
-        /// back to front when `reversed` (a mirrored x axis).
-        Run {
-            /// Index of the run's first element in the chunk.
+        /// Contiguous runs of `len` elements on `rows` consecutive chunk rows: row `r` reads
+        /// from `src_offset + r·src_stride` and writes `dest[r·dest_stride ..][.. len]`, back to
+        /// front when `reversed` (a mirrored x axis).
+        Rows {
+            /// Index of the first run's first element in the chunk.
             src_offset: usize,
-            /// Write the run back to front.
+            /// Elements between the starts of consecutive source rows.
+            src_stride: usize,
+            /// Elements per run.
+            len: usize,
+            /// Runs.
+            rows: usize,
+            /// Elements between the starts of consecutive destination runs.
+            dest_stride: usize,
+            /// Write each run back to front.
             reversed: bool,
         },
     }
@@ -137,6 +146,8 @@ mod sealed {
     pub trait Sealed: Sized {
         /// The zero of the type (row buffers start with it).
         const ZERO: Self;
+        /// `dst |= src`, bit by bit (packed class masks).
+        fn or_into(src: &[Self], dst: &mut [Self]);
         /// Copy `span` of `src` into `dest`; false when the source type is not accepted or an
         /// index is out of range (prevented by validation; never panics).
         fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [Self]) -> bool;
@@ -241,20 +252,72 @@ fn copy_tiled<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl F
 fn copy_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: impl Fn(&mut T, S) + Copy) -> bool {
     match span {
         Span::Region(r) => copy_generic(src, r, dest, f),
-        Span::Run { src_offset, reversed } => {
-            let Some(row) = src.get(src_offset..src_offset + dest.len()) else {
+        Span::Rows {
+            src_offset,
+            src_stride,
+            len,
+            rows,
+            dest_stride,
+            reversed,
+        } => {
+            if rows == 0 {
+                return true;
+            }
+            let src_end = (rows - 1)
+                .checked_mul(src_stride)
+                .and_then(|v| v.checked_add(src_offset + len));
+            let dest_end = (rows - 1).checked_mul(dest_stride).and_then(|v| v.checked_add(len));
+            if src_end.is_none_or(|e| e > src.len()) || dest_end.is_none_or(|e| e > dest.len()) {
                 return false;
+            }
+            let runs = Runs {
+                src_offset,
+                src_stride,
+                len,
+                rows,
+                dest_stride,
+                reversed,
             };
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
-                unsafe { run_avx2(row, dest, reversed, f) };
+                unsafe { runs_avx2(src, dest, runs, f) };
                 return true;
             }
-            run(row, dest, reversed, f);
+            runs.copy(src, dest, f);
             true
         }
     }
+}
+
+/// The runs of a [`Span::Rows`] (bounds checked by the caller).
+#[derive(Clone, Copy)]
+struct Runs {
+    src_offset: usize,
+    src_stride: usize,
+    len: usize,
+    rows: usize,
+    dest_stride: usize,
+    reversed: bool,
+}
+
+impl Runs {
+    #[inline(always)]
+    fn copy<S: Copy, T: Copy>(self, src: &[S], dest: &mut [T], f: impl Fn(&mut T, S) + Copy) {
+        for r in 0..self.rows {
+            let s = self.src_offset + r * self.src_stride;
+            let d = r * self.dest_stride;
+            run(&src[s..s + self.len], &mut dest[d..d + self.len], self.reversed, f);
+        }
+    }
+}
+
+/// [`Runs::copy`] compiled with AVX2 (twice the vector width of the x86-64 baseline; the element
+/// operations are the same, so are the results).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn runs_avx2<S: Copy, T: Copy>(src: &[S], dest: &mut [T], runs: Runs, f: impl Fn(&mut T, S) + Copy) {
+    runs.copy(src, dest, f);
 }
 
 /// The row-run loop: `f` for every element, front to back or back to front.
@@ -271,16 +334,13 @@ fn run<S: Copy, T: Copy>(row: &[S], dest: &mut [T], reversed: bool, f: impl Fn(&
     }
 }
 
-/// [`run`] compiled with AVX2 (twice the vector width of the x86-64 baseline; the element
-/// operations are the same, so are the results).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn run_avx2<S: Copy, T: Copy>(row: &[S], dest: &mut [T], reversed: bool, f: impl Fn(&mut T, S) + Copy) {
-    run(row, dest, reversed, f);
-}
-
 impl sealed::Sealed for f32 {
     const ZERO: Self = 0.0;
+    fn or_into(src: &[Self], dst: &mut [Self]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f32::from_bits(d.to_bits() | s.to_bits());
+        }
+    }
     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
     fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [f32]) -> bool {
         map_span(src, span, dest, |x| x)
@@ -314,6 +374,11 @@ impl WindowElem for f32 {
 
 impl sealed::Sealed for u8 {
     const ZERO: Self = 0;
+    fn or_into(src: &[Self], dst: &mut [Self]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d |= *s;
+        }
+    }
     fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [u8]) -> bool {
         match src {
             ChunkData::U8(v) => copy_span(v, span, dest, |d, x| *d = x),
@@ -571,12 +636,13 @@ pub fn read_window_binarize(
 }
 
 /// ORs `bit` into `dest` (one byte per voxel, C order of `shape_vox`) wherever the value read
-/// is above `threshold` (as [`read_window_binarize`] decides it; NaN is not above). The window
-/// must lie inside the level: voxels outside would be left untouched.
+/// is above `threshold` (as [`read_window_binarize`] decides it; NaN is not above): up to 8
+/// binary classes packed as the bits of one byte per voxel, for a one-pass gather of all of
+/// them. Voxels outside the level are left untouched (clip the window to the level first).
 ///
 /// # Errors
-/// As [`read_window`].
-pub(crate) fn read_window_pack(
+/// As [`read_window`] (`dest` must hold the window's voxels).
+pub fn read_window_pack(
     level: &Level,
     cache: Option<&ChunkCache>,
     start_vox: [i64; 3],
@@ -594,11 +660,11 @@ pub(crate) fn read_window_pack(
             src,
             span,
             dest,
-            |d, x| *d |= bit * u8::from(x),
-            |d, x| *d |= bit * u8::from(x > t.f32),
+            |d, x| *d = bit * u8::from(x),
+            |d, x| *d = bit * u8::from(x > t.f32),
         )
     };
-    window.read(cache, None, dest, Store::Normal, copy)
+    window.read(cache, None, dest, Store::Or, copy)
 }
 
 /// A binarize threshold resolved once per read for every source type: integers compare as
@@ -720,23 +786,26 @@ fn int_threshold<T: IntRange>(above: impl Fn(T) -> bool) -> IntThreshold<T> {
     }
 }
 
-/// How finished destination rows are written.
+/// How finished destination rows are written. Rows are assembled in a stack buffer, several at
+/// once (one copy call per chunk covers many rows), then written out whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Store {
-    /// Rows of large windows are assembled in a stack buffer and written with non-temporal
-    /// stores: whole cache lines go to memory without being read first, and the window (far
-    /// larger than the caches, about to be handed to the consumer) does not evict the chunk
-    /// cache's hot lines.
+    /// Rows of large windows are written with non-temporal stores: whole cache lines go to
+    /// memory without being read first, and the window (far larger than the caches, about to
+    /// be handed to the consumer) does not evict the chunk cache's hot lines. Small windows
+    /// are copied.
     Stream,
-    /// Every run is written in place (small windows, scratch about to be read again, and
-    /// read-modify-write copies).
+    /// Copied (scratch about to be read again).
     Normal,
+    /// OR-ed into the destination (packed class bits).
+    Or,
 }
 
 /// Windows at least this large (bytes) are written with [`Store::Stream`].
 pub(crate) const STREAM_MIN_BYTES: usize = 1 << 20;
-/// Longest row assembled in the stack buffer of [`Store::Stream`] (elements).
-const ROW_MAX: usize = 2048;
+/// Elements of the stack buffer where rows are assembled ([`Store`]); rows longer than this are
+/// written in place, run by run (an [`Store::Or`] copy ORs them in).
+const STAGE: usize = 8192;
 /// Chunks along x held at once while rows are copied.
 const GROUP: usize = 8;
 
@@ -844,8 +913,11 @@ impl<'l> Window<'l> {
         }
         if self.strides[2].unsigned_abs() == 1 {
             let bytes = self.shape.iter().product::<usize>() * size_of::<T>();
-            let stream = store == Store::Stream && bytes >= STREAM_MIN_BYTES;
-            self.read_rows(cache, dest, stream, copy)?;
+            let store = match store {
+                Store::Stream if bytes < STREAM_MIN_BYTES => Store::Normal,
+                other => other,
+            };
+            self.read_rows(cache, dest, store, copy)?;
         } else {
             self.read_regions(cache, dest, copy)?;
         }
@@ -860,7 +932,7 @@ impl<'l> Window<'l> {
         &self,
         cache: Option<&ChunkCache>,
         dest: &mut [T],
-        stream: bool,
+        store: Store,
         copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<(), ReadError> {
         let level = self.level;
@@ -869,7 +941,7 @@ impl<'l> Window<'l> {
         let first = [0, 1, 2].map(|a| self.lo[a] / c[a]);
         let last = [0, 1, 2].map(|a| (self.hi[a] - 1) / c[a]);
         let reversed = self.strides[2] < 0;
-        let mut buf = [T::ZERO; ROW_MAX];
+        let mut stage = [T::ZERO; STAGE];
         let mut streamed = false;
         for cz in first[0]..=last[0] {
             for cy in first[1]..=last[1] {
@@ -883,18 +955,23 @@ impl<'l> Window<'l> {
                     let (lo, hi) = self.part([cz, cy, cx0], c);
                     let x_hi = self.hi[2].min((cx1 + 1) * c[2]);
                     let width = (x_hi - lo[2]) as usize;
-                    let use_buf = stream && width <= ROW_MAX;
-                    streamed |= use_buf;
+                    // Staged: several rows of the group at once, one copy call per chunk.
+                    let staged = width <= STAGE;
+                    streamed |= staged && store == Store::Stream;
+                    let rows_per_pass = if staged { (STAGE / width).max(1) } else { 1 };
+                    // Start of the destination row of voxels x in [lo[2], x_hi) at (z, y).
+                    let row_start = |z: i64, y: i64| {
+                        let d_first = self.dest_index([z, y, lo[2]]);
+                        (if reversed {
+                            d_first - (width as isize - 1)
+                        } else {
+                            d_first
+                        }) as usize
+                    };
                     for z in lo[0]..hi[0] {
-                        for y in lo[1]..hi[1] {
-                            // The destination row of voxels x in [lo[2], x_hi).
-                            let d_first = self.dest_index([z, y, lo[2]]);
-                            let row_start = if reversed {
-                                d_first - (width as isize - 1)
-                            } else {
-                                d_first
-                            };
-                            let row = &mut dest[row_start as usize..row_start as usize + width];
+                        let mut y = lo[1];
+                        while y < hi[1] {
+                            let rows = rows_per_pass.min((hi[1] - y) as usize);
                             for (k, chunk) in chunks.iter().enumerate() {
                                 let Some(chunk) = chunk else { break };
                                 let cx = cx0 + k as i64;
@@ -903,19 +980,64 @@ impl<'l> Window<'l> {
                                 let src_offset = (((z - cz * c[0]) as usize * dims[1] + (y - cy * c[1]) as usize)
                                     * dims[2])
                                     + (a - cx * c[2]) as usize;
-                                let (p, q) = if reversed {
-                                    ((x_hi - b) as usize, (x_hi - a) as usize)
+                                let p = if reversed {
+                                    (x_hi - b) as usize
                                 } else {
-                                    ((a - lo[2]) as usize, (b - lo[2]) as usize)
+                                    (a - lo[2]) as usize
                                 };
-                                let target = if use_buf { &mut buf[p..q] } else { &mut row[p..q] };
-                                if !copy(chunk, Span::Run { src_offset, reversed }, target) {
+                                let len = (b - a) as usize;
+                                let span = Span::Rows {
+                                    src_offset,
+                                    src_stride: dims[2],
+                                    len,
+                                    rows,
+                                    dest_stride: width,
+                                    reversed,
+                                };
+                                let ok = if staged {
+                                    copy(chunk, span, &mut stage[p..])
+                                } else {
+                                    let start = row_start(z, y) + p;
+                                    let run = &mut dest[start..start + len];
+                                    if store == Store::Or {
+                                        // Piece by piece through the stage, then OR-ed in.
+                                        let mut ok = true;
+                                        for o in (0..len).step_by(STAGE) {
+                                            let m = STAGE.min(len - o);
+                                            let piece = Span::Rows {
+                                                src_offset: src_offset + o,
+                                                src_stride: dims[2],
+                                                len: m,
+                                                rows: 1,
+                                                dest_stride: m,
+                                                reversed,
+                                            };
+                                            let d = if reversed { len - o - m } else { o };
+                                            ok &= copy(chunk, piece, &mut stage[..m]);
+                                            T::or_into(&stage[..m], &mut run[d..d + m]);
+                                        }
+                                        ok
+                                    } else {
+                                        copy(chunk, span, run)
+                                    }
+                                };
+                                if !ok {
                                     return Err(self.chunk_size_error([cz, cy, cx], chunk.len()));
                                 }
                             }
-                            if use_buf {
-                                store_stream(&buf[..width], row);
+                            if staged {
+                                for r in 0..rows {
+                                    let start = row_start(z, y + r as i64);
+                                    let (src, dst) =
+                                        (&stage[r * width..(r + 1) * width], &mut dest[start..start + width]);
+                                    match store {
+                                        Store::Stream => store_stream(src, dst),
+                                        Store::Normal => dst.copy_from_slice(src),
+                                        Store::Or => T::or_into(src, dst),
+                                    }
+                                }
                             }
+                            y += rows as i64;
                         }
                     }
                     cx0 = cx1 + 1;

@@ -369,6 +369,59 @@ fn large_windows_and_narrowed_chunks_match_zarrs() {
     }
 }
 
+/// Class bits OR-ed into one packed byte per voxel equal the thresholded values read by zarrs,
+/// both for rows assembled in the stack buffer and for runs longer than it (OR-ed piece by
+/// piece), with bits already set by another class kept.
+#[test]
+fn packed_class_bits_match_zarrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let fmt = Fmt::V2 {
+        compressor: blosc("zstd", 1),
+        sep: "/",
+    };
+    for (name, shape, chunks) in [
+        ("narrow", [6u64, 7, 50], [4u64, 4, 16]),
+        ("wide", [3, 3, 9000], [2, 2, 9000]),
+    ] {
+        let n = shape.iter().product::<u64>();
+        let a: Vec<u64> = (0..n).map(|i| i * 7919 % 13).collect();
+        let b: Vec<u64> = (0..n).map(|i| (i * 104_729 % 1000) * 100).collect();
+        for (class, data) in [("a", &a), ("b", &b)] {
+            let rel = format!("{name}/{class}");
+            write_group(
+                root,
+                &rel,
+                2,
+                Some(ms_attrs(2, zyx_axes(), &[("s0", vec![8.0; 3], None)])),
+            );
+            write_array_data::<u64>(root, &format!("{rel}/s0"), &fmt, &shape, &chunks, data);
+        }
+        let open = |class: &str| Multiscale::open(root.join(format!("{name}/{class}")).to_str().unwrap()).unwrap();
+        let (ma, mb) = (open("a"), open("b"));
+        let start = [1i64, 1, 3];
+        let size = [0, 1, 2].map(|k| shape[k] as usize - 1 - usize::from(k == 2) * 5);
+        let voxels: usize = size.iter().product();
+        let cache = ChunkCache::new(64 << 20);
+        let mut packed = vec![0b1000_0000u8; voxels];
+        cellmap_runtime::read_window_pack(&ma.levels[0], Some(&cache), start, size, &mut packed, 6.5, 0b01).unwrap();
+        cellmap_runtime::read_window_pack(&mb.levels[0], None, start, size, &mut packed, 50_000.0, 0b10).unwrap();
+        let mut mismatches = 0;
+        for z in 0..size[0] {
+            for y in 0..size[1] {
+                for x in 0..size[2] {
+                    let i = (((start[0] as usize + z) * shape[1] as usize + start[1] as usize + y) * shape[2] as usize)
+                        + start[2] as usize
+                        + x;
+                    let want = 0b1000_0000 | u8::from(a[i] as f64 > 6.5) | (u8::from(b[i] as f64 > 50_000.0) << 1);
+                    mismatches += usize::from(packed[(z * size[1] + y) * size[2] + x] != want);
+                }
+            }
+        }
+        assert_eq!(mismatches, 0, "{name}");
+    }
+}
+
 #[test]
 fn negative_and_permuted_strides() {
     let dir = tempfile::tempdir().unwrap();
