@@ -161,31 +161,135 @@ impl Rng {
     /// Two independent standard normal `f32`s from one `u64` (24 + 24 bits; `u1` in `(0, 1]`).
     #[inline]
     fn normal_pair_f32(&mut self) -> (f32, f32) {
-        let bits = self.next_u64();
-        let scale = 1.0 / (1u32 << 24) as f32;
-        let u1 = ((bits >> 40) as f32 + 1.0) * scale;
-        let u2 = ((bits >> 16) & 0xFF_FFFF) as f32 * scale;
-        let r = (-2.0 * u1.ln()).sqrt();
-        let (s, c) = (std::f32::consts::TAU * u2).sin_cos();
-        (r * c, r * s)
+        let [a, b] = box_muller(self.next_u64());
+        (a, b)
     }
 
-    /// Fills `out` with `mean + std·N(0, 1)` draws, two per `u64` (the per-voxel noise path).
+    /// Fills `out` with `mean + std·N(0, 1)` draws, two per `u64` (the per-voxel noise path):
+    /// Box–Muller on 24 + 24 random bits with a polynomial logarithm and sine/cosine (errors
+    /// below 1e-6 relative, far under the noise itself), in blocks whose loops vectorise — about
+    /// ten times the speed of calling `ln` and `sin_cos` per pair.
     pub fn fill_normal_f32(&mut self, out: &mut [f32], mean: f32, std: f32) {
-        let mut pairs = out.chunks_exact_mut(2);
-        for pair in &mut pairs {
-            let (a, b) = self.normal_pair_f32();
-            pair[0] = mean + std * a;
-            pair[1] = mean + std * b;
-        }
-        if let [last] = pairs.into_remainder() {
-            *last = mean + std * self.normal_pair_f32().0;
+        const PAIRS: usize = 64;
+        let mut bits = [0u64; PAIRS];
+        let mut pair = [[0f32; 2]; PAIRS];
+        for block in out.chunks_mut(2 * PAIRS) {
+            let n = block.len().div_ceil(2);
+            for (k, b) in bits[..n].iter_mut().enumerate() {
+                let c = self.counter.wrapping_add(k as u64 + 1);
+                *b = mix64(self.base.wrapping_add(c.wrapping_mul(GAMMA)));
+            }
+            self.counter = self.counter.wrapping_add(n as u64);
+            for (p, &b) in pair[..n].iter_mut().zip(&bits[..n]) {
+                *p = box_muller(b);
+            }
+            for (o, &v) in block.iter_mut().zip(pair[..n].as_flattened()) {
+                *o = mean + std * v;
+            }
         }
     }
 }
 
+/// Two standard normals from 24 + 24 random bits: `r = √(−2 ln u1)`, `(r cos θ, r sin θ)` with
+/// `u1 ∈ (0, 1]` and `θ = 2π u2`.
+#[inline(always)]
+#[allow(clippy::cast_precision_loss)]
+fn box_muller(bits: u64) -> [f32; 2] {
+    let scale = 1.0 / (1u32 << 24) as f32;
+    let u1 = ((bits >> 40) as f32 + 1.0) * scale;
+    let u2 = ((bits >> 16) & 0xFF_FFFF) as f32 * scale;
+    let r = (-2.0 * ln_f32(u1)).sqrt();
+    let (s, c) = sin_cos_turns(u2);
+    [r * c, r * s]
+}
+
+/// Natural logarithm of a positive, finite, normal `f32`: `x = m·2^e` with `m ∈ [√½, √2)`, then
+/// `ln m = 2·atanh(s)`, `s = (m − 1)/(m + 1)`, by its odd series to `s⁹` (`|s| ≤ 0.172`:
+/// relative error below 1e-7). Branch-free, so loops of it vectorise.
+#[inline(always)]
+#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)]
+fn ln_f32(x: f32) -> f32 {
+    let bits = x.to_bits();
+    // Exponent relative to [√½, √2): bias the mantissa by (1 − √½) so the split lands there.
+    let e = ((bits.wrapping_add(0x004A_FB0D) >> 23) as i32) - 127;
+    let m = f32::from_bits(bits.wrapping_sub((e as u32) << 23));
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let series = s * (2.0 + s2 * (2.0 / 3.0 + s2 * (2.0 / 5.0 + s2 * (2.0 / 7.0 + s2 * (2.0 / 9.0)))));
+    e as f32 * std::f32::consts::LN_2 + series
+}
+
+/// `(sin 2πt, cos 2πt)` for `t ∈ [0, 1)`: reduced to the nearest quarter turn `q`, so the
+/// remaining angle lies in `[−π/4, π/4]`, where Taylor polynomials to degree 9 (sine) and 10
+/// (cosine) are accurate to 1e-7; then rotated by `q` quarter turns. Branch-free.
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn sin_cos_turns(t: f32) -> (f32, f32) {
+    let q = (t * 4.0 + 0.5).floor();
+    let a = (t - q * 0.25) * std::f32::consts::TAU;
+    let a2 = a * a;
+    let sin = a * (1.0 + a2 * (-1.0 / 6.0 + a2 * (1.0 / 120.0 + a2 * (-1.0 / 5040.0 + a2 * (1.0 / 362_880.0)))));
+    let cos =
+        1.0 + a2 * (-0.5 + a2 * (1.0 / 24.0 + a2 * (-1.0 / 720.0 + a2 * (1.0 / 40_320.0 + a2 * (-1.0 / 3_628_800.0)))));
+    // sin(a + qπ/2), cos(a + qπ/2) for q = 0, 1, 2, 3: (s, c), (c, −s), (−s, −c), (−c, s).
+    let q = (q as u32) & 3;
+    let (s, c) = if q & 1 == 1 { (cos, sin) } else { (sin, cos) };
+    let s = if q & 2 == 2 { -s } else { s };
+    let c = if (q + 1) & 2 == 2 { -c } else { c };
+    (s, c)
+}
+
 #[cfg(test)]
 mod tests {
+    /// The polynomial logarithm and sine/cosine of the noise path agree with the standard
+    /// library to 1e-6 relative (absolute near zero) over their whole input range.
+    #[test]
+    fn polynomial_ln_and_sin_cos_match_std() {
+        let scale = 1.0 / (1u32 << 24) as f32;
+        let mut worst = (0.0f64, 0.0f64);
+        for i in (0..1u32 << 24).step_by(997).chain([0, 1, 2, (1 << 24) - 1]) {
+            let u1 = (i as f32 + 1.0) * scale;
+            let want = f64::from(u1).ln();
+            let err = (f64::from(ln_f32(u1)) - want).abs() / want.abs().max(1e-3);
+            worst.0 = worst.0.max(err);
+            let t = i as f32 * scale;
+            let (s, c) = sin_cos_turns(t);
+            let (ws, wc) = (std::f64::consts::TAU * f64::from(t)).sin_cos();
+            worst.1 = worst.1.max((f64::from(s) - ws).abs()).max((f64::from(c) - wc).abs());
+        }
+        assert!(worst.0 < 1e-6, "ln relative error {}", worst.0);
+        assert!(worst.1 < 1e-6, "sin/cos error {}", worst.1);
+    }
+
+    /// Filled noise has the asked mean and standard deviation, Gaussian tails (about 4.55 % of
+    /// draws beyond 2σ), the same values when the calls are split at an even length, and it advances
+    /// the stream by one `u64` per pair.
+    #[test]
+    fn filled_noise_is_gaussian_and_chunking_independent() {
+        let mut rng = Rng::new(key(9), 4);
+        let mut a = vec![0f32; 200_001];
+        rng.fill_normal_f32(&mut a, 1.5, 0.25);
+        let after = rng.next_u64();
+        let n = a.len() as f64;
+        let mean = a.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+        let var = a.iter().map(|v| (f64::from(*v) - mean).powi(2)).sum::<f64>() / n;
+        assert!((mean - 1.5).abs() < 0.002, "{mean}");
+        assert!((var.sqrt() - 0.25).abs() < 0.002, "{}", var.sqrt());
+        let tails = a.iter().filter(|v| (f64::from(**v) - 1.5).abs() > 0.5).count() as f64 / n;
+        assert!((tails - 0.0455).abs() < 0.002, "{tails}");
+        let mut rng = Rng::new(key(9), 4);
+        let mut b = vec![0f32; a.len()];
+        let (first, rest) = b.split_at_mut(130);
+        rng.fill_normal_f32(first, 1.5, 0.25);
+        rng.fill_normal_f32(rest, 1.5, 0.25);
+        assert_eq!(a, b);
+        let mut c = Rng::new(key(9), 4);
+        for _ in 0..a.len().div_ceil(2) {
+            c.next_u64();
+        }
+        assert_eq!(after, c.next_u64());
+    }
+
     use super::*;
 
     fn key(index: u64) -> SampleKey {
