@@ -170,6 +170,23 @@ impl Rng {
     /// below 1e-6 relative, far under the noise itself), in blocks whose loops vectorise — about
     /// ten times the speed of calling `ln` and `sin_cos` per pair.
     pub fn fill_normal_f32(&mut self, out: &mut [f32], mean: f32, std: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { self.fill_normal_avx2(out, mean, std) };
+        }
+        self.fill_normal_impl(out, mean, std);
+    }
+
+    /// [`Rng::fill_normal_f32`] compiled with AVX2 (same operations, so the same values).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn fill_normal_avx2(&mut self, out: &mut [f32], mean: f32, std: f32) {
+        self.fill_normal_impl(out, mean, std);
+    }
+
+    #[inline(always)]
+    fn fill_normal_impl(&mut self, out: &mut [f32], mean: f32, std: f32) {
         const PAIRS: usize = 64;
         let mut bits = [0u64; PAIRS];
         let mut pair = [[0f32; 2]; PAIRS];
@@ -219,20 +236,23 @@ fn ln_f32(x: f32) -> f32 {
     e as f32 * std::f32::consts::LN_2 + series
 }
 
-/// `(sin 2πt, cos 2πt)` for `t ∈ [0, 1)`: reduced to the nearest quarter turn `q`, so the
+/// `(sin 2πt, cos 2πt)` for `t ∈ [0, 1]`: reduced to the nearest quarter turn `q`, so the
 /// remaining angle lies in `[−π/4, π/4]`, where Taylor polynomials to degree 9 (sine) and 10
 /// (cosine) are accurate to 1e-7; then rotated by `q` quarter turns. Branch-free.
 #[inline(always)]
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn sin_cos_turns(t: f32) -> (f32, f32) {
-    let q = (t * 4.0 + 0.5).floor();
+    // The nearest quarter turn, rounded by the 1.5·2²³ trick (no `floor` call; ties may go
+    // either way, both leave the angle within ±π/4).
+    const ROUND: f32 = 12_582_912.0;
+    let q = (t * 4.0 + ROUND) - ROUND;
     let a = (t - q * 0.25) * std::f32::consts::TAU;
     let a2 = a * a;
     let sin = a * (1.0 + a2 * (-1.0 / 6.0 + a2 * (1.0 / 120.0 + a2 * (-1.0 / 5040.0 + a2 * (1.0 / 362_880.0)))));
     let cos =
         1.0 + a2 * (-0.5 + a2 * (1.0 / 24.0 + a2 * (-1.0 / 720.0 + a2 * (1.0 / 40_320.0 + a2 * (-1.0 / 3_628_800.0)))));
     // sin(a + qπ/2), cos(a + qπ/2) for q = 0, 1, 2, 3: (s, c), (c, −s), (−s, −c), (−c, s).
-    let q = (q as u32) & 3;
+    let q = (q as i32 as u32) & 3;
     let (s, c) = if q & 1 == 1 { (cos, sin) } else { (sin, cos) };
     let s = if q & 2 == 2 { -s } else { s };
     let c = if (q + 1) & 2 == 2 { -c } else { c };
