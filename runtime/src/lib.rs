@@ -49,7 +49,7 @@ mod synth;
 mod tensor;
 mod window;
 
-pub use alloc_count::{CountingAllocator, allocations, peak_rss_bytes, rss_bytes, thread_count};
+pub use alloc_count::{CountingAllocator, allocations, cpu_seconds, peak_rss_bytes, rss_bytes, thread_count};
 pub use augment::elastic::{ElasticDraw, ElasticField};
 pub use augment::gather::{GatherError, copy_strided, gather, gather_labels_packed};
 pub use augment::grid::{SampleGrid, StridedMap};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cellmap_runtime::{Loader, LoaderOptions, allocations, peak_rss_bytes, thread_count};
+use cellmap_runtime::{Loader, LoaderOptions, allocations, cpu_seconds, peak_rss_bytes, thread_count};
 use cellmap_schema::Split;
 
 use super::{EXIT_INVALID, SplitArg, load_spec};
@@ -49,6 +49,9 @@ pub(crate) struct BenchReport {
     pub(crate) floor_samples_per_s: f64,
     pub(crate) floor_ratio: f64,
     pub(crate) workers: usize,
+    /// CPU cores busy on average while the measured batches were loaded (CPU seconds of the
+    /// whole process over wall seconds).
+    pub(crate) cpu_cores: Option<f64>,
     pub(crate) threads_start: Option<usize>,
     pub(crate) threads_end: Option<usize>,
     pub(crate) plan_seconds: f64,
@@ -124,14 +127,19 @@ pub(crate) fn bench(
         bar
     });
     let stats_before = loader.cache_stats();
-    let allocs_before = allocations();
+    let cpu_before = cpu_seconds();
     let t = Instant::now();
     let mut measured = 0u64;
+    // Every allocation of the process (workers included) while batches are measured, less
+    // those of the progress bar.
+    let allocs_before = allocations();
+    let mut bar_allocs = 0u64;
     while measured < batches {
         if !next(&mut loader)? {
             break;
         }
         measured += 1;
+        let before = allocations();
         if let Some(bar) = &bar {
             bar.inc(1);
             let s = t.elapsed().as_secs_f64().max(1e-9);
@@ -141,9 +149,11 @@ pub(crate) fn bench(
                 (measured * batch_bytes) as f64 / s / 1e6
             ));
         }
+        bar_allocs += allocations() - before;
     }
+    let allocs = allocations() - allocs_before - bar_allocs;
     let elapsed = t.elapsed().max(Duration::from_nanos(1)).as_secs_f64();
-    let allocs = allocations() - allocs_before;
+    let cpu_cores = cpu_before.zip(cpu_seconds()).map(|(a, b)| (b - a) / elapsed);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -170,6 +180,7 @@ pub(crate) fn bench(
         floor_samples_per_s: floor,
         floor_ratio: samples_per_s / floor,
         workers: loader.worker_count(),
+        cpu_cores,
         threads_start,
         threads_end: thread_count(),
         plan_seconds,
@@ -220,4 +231,7 @@ fn print_table(r: &BenchReport) {
     println!("{:<24} {:>14.1}", "floor samples/s", r.floor_samples_per_s);
     println!("{:<24} {:>13.1}%", "of the floor", r.floor_ratio * 100.0);
     println!("{:<24} {:>14}", "workers", r.workers);
+    if let Some(c) = r.cpu_cores {
+        println!("{:<24} {:>14.2}", "CPU cores busy", c);
+    }
 }
