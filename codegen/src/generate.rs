@@ -432,7 +432,7 @@ pub fn stream_rs(spec_text: &str, spec_label: &str, names: &crate::names::RustNa
             let batches: u64 = ::std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(40);
             let mut loader = #krate::Loader::train()?;
             // Warm-up: fill the chunk cache and the scratch memory.
-            for _ in 0..3 {
+            for _ in 0..20 {
                 if let Some(batch) = loader.next_batch() {
                     batch?;
                 }

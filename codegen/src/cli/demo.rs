@@ -87,7 +87,8 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     step(4, "stream batches through the loader");
     let mut options = LoaderOptions::train().map_err(|e| e.to_string())?;
     options.dist = cellmap_runtime::DistInfo::single();
-    let report = bench(checked.spec.clone(), options, 3, args.batches, true)?;
+    // The same 20 warm-up batches as the generated crate's `stream` example.
+    let report = bench(checked.spec.clone(), options, 20, args.batches, true)?;
     println!(
         "{} batches, {:.1} samples/s, {:.0} MB/s, {:.2} allocations/batch, peak RSS {:.0} MiB, cache hits {:.0}%",
         report.batches,

@@ -235,6 +235,7 @@ impl Displace for Displacement<'_> {
 /// loop may index without checks. `lo_ok`/`hi_ok` bound the window-local, undisplaced index
 /// (`lo_ok ≤ u < hi_ok`); `u(px) = base + px·s` is monotone in `px`, so checking the ends of the
 /// range proves every voxel between them.
+#[inline(always)]
 fn fast_range(base: [f64; 3], s: [f64; 3], n: usize, lo_ok: [f64; 3], hi_ok: [f64; 3]) -> (usize, usize) {
     if n == 0 {
         return (0, 0);

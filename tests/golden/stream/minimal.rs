@@ -10,7 +10,7 @@ fn main() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error
         .and_then(|a| a.parse().ok())
         .unwrap_or(40);
     let mut loader = demo::Loader::train()?;
-    for _ in 0..3 {
+    for _ in 0..20 {
         if let Some(batch) = loader.next_batch() {
             batch?;
         }
