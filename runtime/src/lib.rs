@@ -53,7 +53,7 @@ pub use alloc_count::{CountingAllocator, allocations, cpu_seconds, peak_rss_byte
 pub use augment::elastic::{ElasticDraw, ElasticField};
 pub use augment::gather::{GatherError, copy_strided, gather, gather_labels_packed};
 pub use augment::grid::{SampleGrid, StridedMap};
-pub use augment::spatial::{SPATIAL_RNG_DRAWS, SpatialDraw, draw_spatial};
+pub use augment::spatial::{SPATIAL_RNG_DRAWS, SpatialDraw, draw_spatial, draw_spatial_into};
 pub use augment::value::{ValueError, ValueScratch, apply_value_transforms};
 pub use batch_array::BatchArray;
 pub use chunk_cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};

@@ -18,7 +18,7 @@ use cellmap_schema::{ArraySpec, Interpolation, Spec, ValueTransform};
 use crate::augment::elastic::ElasticField;
 use crate::augment::gather::{gather, gather_labels_packed};
 use crate::augment::grid::SampleGrid;
-use crate::augment::spatial::{SpatialDraw, draw_spatial};
+use crate::augment::spatial::{SpatialDraw, draw_spatial_into};
 use crate::augment::value::{ValueScratch, apply_value_transforms};
 use crate::chunk_cache::ChunkCache;
 use crate::multiscale::{Level, SourceDtype};
@@ -82,6 +82,10 @@ pub struct SampleScratch {
     window: Vec<f32>,
     /// Byte scratch: packed class bits, or a uint8 source window.
     bytes: Vec<u8>,
+    /// The last sample's spatial transform (its elastic lattice memory is reused).
+    draw: SpatialDraw,
+    /// The elastic lattice memory while a sample draws no deformation.
+    lattice: Vec<[f32; 3]>,
     values: ValueScratch,
     elastic: ElasticField,
 }
@@ -214,6 +218,8 @@ impl Reader {
         SampleScratch {
             window: Vec::with_capacity(largest * 2),
             bytes: Vec::with_capacity(largest * 2),
+            draw: SpatialDraw::identity(),
+            lattice: Vec::new(),
             values: ValueScratch::with_capacity(largest),
             elastic: ElasticField::with_capacity(largest),
         }
@@ -227,15 +233,40 @@ impl Reader {
         dest: &mut impl SampleDest,
     ) -> Result<ReadInfo, SampleReadError> {
         let spec = &*self.spec;
-        let plan = &self.planned.plan.datasets[request.dataset];
-        let sources = &self.planned.sources[request.dataset];
-        let draw = if request.spatial && !spec.augment.spatial.is_identity() {
+        // The draw lives in the scratch between samples (its elastic lattice keeps its memory).
+        let mut draw = std::mem::take(&mut scratch.draw);
+        if request.spatial && !spec.augment.spatial.is_identity() {
             let extent_nm = largest_extent_nm(spec);
             let mut rng = Rng::new(request.key, STREAM_SPATIAL);
-            draw_spatial(&spec.augment.spatial, &mut rng, extent_nm)
+            draw_spatial_into(
+                &spec.augment.spatial,
+                &mut rng,
+                extent_nm,
+                &mut draw,
+                &mut scratch.lattice,
+            );
+        } else if let Some(previous) = draw.elastic.take() {
+            scratch.lattice = previous.displacement_nm;
+            draw = SpatialDraw::identity();
         } else {
-            SpatialDraw::identity()
-        };
+            draw = SpatialDraw::identity();
+        }
+        let result = self.read_with(scratch, request, dest, &draw);
+        scratch.draw = draw;
+        result
+    }
+
+    /// [`Reader::read`] with the sample's spatial transform drawn.
+    fn read_with(
+        &self,
+        scratch: &mut SampleScratch,
+        request: &SampleRequest,
+        dest: &mut impl SampleDest,
+        draw: &SpatialDraw,
+    ) -> Result<ReadInfo, SampleReadError> {
+        let spec = &*self.spec;
+        let plan = &self.planned.plan.datasets[request.dataset];
+        let sources = &self.planned.sources[request.dataset];
         let mut info = ReadInfo {
             strided: 0,
             gathered: 0,
@@ -258,7 +289,7 @@ impl Reader {
                     level,
                     array,
                     array.interpolation,
-                    &draw,
+                    draw,
                     request,
                     spec.sampling.pad_value_inputs,
                     transforms.first(),
@@ -280,11 +311,11 @@ impl Reader {
             let voxels = array.voxels();
             // The packed gather binarizes, so it stands in for reads with value transforms only.
             let packed = match &self.packed[request.dataset][t] {
-                Some(p) if request.values && !is_strided(&p.level, array, &draw) => Some(p),
+                Some(p) if request.values && !is_strided(&p.level, array, draw) => Some(p),
                 _ => None,
             };
             if let Some(p) = packed {
-                self.read_packed(scratch, p, sources, array, &draw, request, out)
+                self.read_packed(scratch, p, sources, array, draw, request, out)
                     .map_err(|m| fail(array, None, m))?;
                 info.gathered += 1;
             }
@@ -306,7 +337,7 @@ impl Reader {
                                 level,
                                 array,
                                 array.interpolation,
-                                &draw,
+                                draw,
                                 request,
                                 spec.sampling.pad_value_targets,
                                 transforms.first(),

@@ -89,14 +89,16 @@ fn main() {
     assert_eq!(allocations, 0, "steady-state batches must not allocate");
     assert_eq!(threads_warm, threads_end, "the thread count must not grow");
     drop(p);
-    loader_on_synthetic_data();
+    loader_on_synthetic_data(false);
+    loader_on_synthetic_data(true);
     spatial_draws_do_not_allocate();
-    println!("3 passed, 0 failed");
+    println!("4 passed, 0 failed");
 }
 
-/// The real loader on the synthetic dataset, with mirror, transpose, rotation and noise: after
-/// warm-up (chunk cache and scratch filled), no batch allocates and no thread appears.
-fn loader_on_synthetic_data() {
+/// The real loader on the synthetic dataset, with mirror, transpose, rotation and noise (and,
+/// with `elastic`, a deformation drawn for half the samples): after warm-up (chunk cache and
+/// scratch filled), no batch allocates and no thread appears.
+fn loader_on_synthetic_data(elastic: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let options = cellmap_runtime::SynthOptions {
         size: cellmap_runtime::SynthSize::Small,
@@ -111,6 +113,13 @@ fn loader_on_synthetic_data() {
     spec.augment.spatial.transpose = vec![cellmap_schema::Axis::Y, cellmap_schema::Axis::X];
     spec.augment.spatial.rotate = [Some((-30.0, 30.0)), None, None];
     spec.augment.inputs = vec![cellmap_schema::ValueTransform::GaussianNoise { mean: 0.0, std: 1.0 }];
+    if elastic {
+        spec.augment.spatial.elastic = Some(cellmap_schema::Elastic {
+            spacing_nm: [64.0; 3],
+            sigma_nm: 4.0,
+            probability: 0.5,
+        });
+    }
     let mut options = cellmap_runtime::LoaderOptions::train().unwrap();
     options.dist = cellmap_runtime::DistInfo::single();
     let mut loader = cellmap_runtime::Loader::open(spec, options).unwrap();
@@ -126,7 +135,8 @@ fn loader_on_synthetic_data() {
     }
     let allocations = cellmap_runtime::allocations() - before;
     println!(
-        "loader: {allocations} allocations over {n} steady-state batches with rotation; threads {threads_warm} -> {}",
+        "loader: {allocations} allocations over {n} steady-state batches with rotation{}; threads {threads_warm} -> {}",
+        if elastic { " and elastic" } else { "" },
         threads()
     );
     assert_eq!(allocations, 0, "steady-state loader batches must not allocate");

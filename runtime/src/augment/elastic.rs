@@ -34,6 +34,17 @@ impl ElasticDraw {
     /// Consumes exactly two `u64`s of `rng` (the coin and the seed of a forked generator for the
     /// lattice), so the streams drawn after it do not depend on the lattice size.
     pub fn draw(elastic: &Elastic, rng: &mut Rng, extent_nm: [f64; 3]) -> Option<ElasticDraw> {
+        Self::draw_into(elastic, rng, extent_nm, &mut Vec::new())
+    }
+
+    /// [`ElasticDraw::draw`] with the lattice written into `lattice`'s memory (moved into the
+    /// draw; left in `lattice` when no deformation is drawn).
+    pub fn draw_into(
+        elastic: &Elastic,
+        rng: &mut Rng,
+        extent_nm: [f64; 3],
+        lattice: &mut Vec<[f32; 3]>,
+    ) -> Option<ElasticDraw> {
         let apply = rng.bernoulli(elastic.probability);
         let mut lattice_rng = rng.fork();
         if !apply {
@@ -50,20 +61,19 @@ impl ElasticDraw {
         }
         let nodes = lattice_shape.iter().product::<usize>();
         let sigma = elastic.sigma_nm;
-        let displacement_nm = (0..nodes)
-            .map(|_| {
-                let mut d = [0.0f32; 3];
-                for v in &mut d {
-                    *v = (sigma * lattice_rng.normal()) as f32;
-                }
-                d
-            })
-            .collect();
+        lattice.clear();
+        lattice.extend((0..nodes).map(|_| {
+            let mut d = [0.0f32; 3];
+            for v in &mut d {
+                *v = (sigma * lattice_rng.normal()) as f32;
+            }
+            d
+        }));
         Some(ElasticDraw {
             spacing_nm: elastic.spacing_nm,
             origin_nm,
             lattice_shape,
-            displacement_nm,
+            displacement_nm: std::mem::take(lattice),
         })
     }
 
@@ -80,34 +90,33 @@ impl ElasticDraw {
 }
 
 /// Cubic B-spline weights and (clamped) lattice indices of every output coordinate of one axis.
-fn axis_table(draw: &ElasticDraw, axis: usize, n_vox: usize, voxel_nm: f64) -> Vec<([usize; 4], [f64; 4])> {
+fn axis_table(draw: &ElasticDraw, axis: usize, n_vox: usize, voxel_nm: f64, table: &mut Vec<([usize; 4], [f64; 4])>) {
     let last = draw.lattice_shape[axis].saturating_sub(1) as i64;
     let centre = (n_vox as f64 - 1.0) / 2.0;
-    (0..n_vox)
-        .map(|p| {
-            let offset_nm = (p as f64 - centre) * voxel_nm;
-            let t = (offset_nm - draw.origin_nm[axis]) / draw.spacing_nm[axis];
-            let i = t.floor();
-            let f = t - i;
-            let f2 = f * f;
-            let f3 = f2 * f;
-            let w = [
-                (1.0 - f).powi(3) / 6.0,
-                (3.0 * f3 - 6.0 * f2 + 4.0) / 6.0,
-                (-3.0 * f3 + 3.0 * f2 + 3.0 * f + 1.0) / 6.0,
-                f3 / 6.0,
-            ];
-            let i = i as i64;
-            let idx = [0, 1, 2, 3].map(|k| (i - 1 + k).clamp(0, last) as usize);
-            (idx, w)
-        })
-        .collect()
+    table.clear();
+    table.extend((0..n_vox).map(|p| {
+        let offset_nm = (p as f64 - centre) * voxel_nm;
+        let t = (offset_nm - draw.origin_nm[axis]) / draw.spacing_nm[axis];
+        let i = t.floor();
+        let f = t - i;
+        let f2 = f * f;
+        let f3 = f2 * f;
+        let w = [
+            (1.0 - f).powi(3) / 6.0,
+            (3.0 * f3 - 6.0 * f2 + 4.0) / 6.0,
+            (-3.0 * f3 + 3.0 * f2 + 3.0 * f + 1.0) / 6.0,
+            f3 / 6.0,
+        ];
+        let i = i as i64;
+        let idx = [0, 1, 2, 3].map(|k| (i - 1 + k).clamp(0, last) as usize);
+        (idx, w)
+    }));
 }
 
 /// The displacement field of one [`ElasticDraw`] evaluated on one array's output grid.
 ///
 /// Buffers are kept between evaluations: after the first sample of a given shape, evaluating
-/// allocates nothing except the three small per-axis weight tables.
+/// allocates nothing.
 #[derive(Debug, Clone, Default)]
 pub struct ElasticField {
     shape: [usize; 3],
@@ -116,6 +125,8 @@ pub struct ElasticField {
     max_abs_nm: [f64; 3],
     contracted_x: Vec<f64>,
     contracted_xy: Vec<f64>,
+    /// B-spline weights and lattice indices per output coordinate, per axis.
+    tables: [Vec<([usize; 4], [f64; 4])>; 3],
 }
 
 impl ElasticField {
@@ -143,9 +154,11 @@ impl ElasticField {
     pub fn evaluate(&mut self, draw: &ElasticDraw, shape_vox: [usize; 3], voxel_size_nm: [f64; 3]) {
         let [nz, ny, nx] = shape_vox;
         let [lz, ly, lx] = draw.lattice_shape;
-        let tz = axis_table(draw, 0, nz, voxel_size_nm[0]);
-        let ty = axis_table(draw, 1, ny, voxel_size_nm[1]);
-        let tx = axis_table(draw, 2, nx, voxel_size_nm[2]);
+        let mut tables = std::mem::take(&mut self.tables);
+        for (a, table) in tables.iter_mut().enumerate() {
+            axis_table(draw, a, shape_vox[a], voxel_size_nm[a], table);
+        }
+        let [tz, ty, tx] = &tables;
         self.shape = shape_vox;
         // contracted_x[(iz·ly + iy)·nx + px][axis]
         self.contracted_x.clear();
@@ -200,6 +213,7 @@ impl ElasticField {
             }
         }
         self.max_abs_nm = max;
+        self.tables = tables;
     }
 
     /// Output shape of the last evaluation.

@@ -61,6 +61,12 @@ impl SpatialDraw {
     }
 }
 
+impl Default for SpatialDraw {
+    fn default() -> Self {
+        SpatialDraw::identity()
+    }
+}
+
 const IDENTITY: [[f64; 3]; 3] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
 
 /// `a · b`.
@@ -101,6 +107,24 @@ fn nth_permutation(k: usize, index: usize) -> [usize; 3] {
 /// composition and the fixed random-stream layout). `extent_nm` is the largest crop extent of the
 /// sample's arrays (output frame), which the elastic lattice must cover.
 pub fn draw_spatial(spatial: &Spatial, rng: &mut Rng, extent_nm: [f64; 3]) -> SpatialDraw {
+    let mut draw = SpatialDraw::identity();
+    draw_spatial_into(spatial, rng, extent_nm, &mut draw, &mut Vec::new());
+    draw
+}
+
+/// [`draw_spatial`] into `out`, reusing the memory of its elastic lattice (or of `spare`, which
+/// keeps it while a sample draws no deformation): after warm-up the per-sample draw allocates
+/// nothing.
+pub fn draw_spatial_into(
+    spatial: &Spatial,
+    rng: &mut Rng,
+    extent_nm: [f64; 3],
+    out: &mut SpatialDraw,
+    spare: &mut Vec<[f32; 3]>,
+) {
+    if let Some(previous) = out.elastic.take() {
+        *spare = previous.displacement_nm;
+    }
     let mut mirror = [false; 3];
     for (m, p) in mirror.iter_mut().zip(spatial.mirror) {
         *m = rng.bernoulli(p);
@@ -140,7 +164,7 @@ pub fn draw_spatial(spatial: &Spatial, rng: &mut Rng, extent_nm: [f64; 3]) -> Sp
     }
 
     let elastic = match &spatial.elastic {
-        Some(e) => ElasticDraw::draw(e, rng, extent_nm),
+        Some(e) => ElasticDraw::draw_into(e, rng, extent_nm, spare),
         None => {
             rng.next_u64();
             rng.next_u64();
@@ -171,13 +195,13 @@ pub fn draw_spatial(spatial: &Spatial, rng: &mut Rng, extent_nm: [f64; 3]) -> Sp
             *v = v.signum();
         }
     }
-    SpatialDraw {
+    *out = SpatialDraw {
         matrix,
         mirror,
         permutation,
         angles_deg,
         elastic,
-    }
+    };
 }
 
 #[cfg(test)]
