@@ -761,8 +761,24 @@ struct Thresholds {
 }
 
 impl Thresholds {
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    /// The thresholds of `threshold`, computed once per thread and threshold (the bisections
+    /// cost about a microsecond, as much as copying a small window).
     fn new(threshold: f64) -> Self {
+        thread_local! {
+            static LAST: std::cell::Cell<Option<(u64, Thresholds)>> = const { std::cell::Cell::new(None) };
+        }
+        LAST.with(|last| match last.get() {
+            Some((bits, t)) if bits == threshold.to_bits() => t,
+            _ => {
+                let t = Self::compute(threshold);
+                last.set(Some((threshold.to_bits(), t)));
+                t
+            }
+        })
+    }
+
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    fn compute(threshold: f64) -> Self {
         let above = |x: f32| f64::from(x) > threshold;
         let mut t32 = threshold as f32;
         if f64::from(t32) > threshold {
@@ -880,9 +896,12 @@ enum Store {
 
 /// Windows at least this large (bytes) are written with [`Store::Stream`].
 pub(crate) const STREAM_MIN_BYTES: usize = 1 << 20;
-/// Elements of the stack buffer where rows are assembled ([`Store`]); rows longer than this are
-/// written in place, run by run (an [`Store::Or`] copy ORs them in).
+/// Elements of the stack buffer where rows are assembled ([`Store`]); rows longer than this (and
+/// the rows of small windows) are written in place, run by run (an [`Store::Or`] copy ORs them in
+/// through a small buffer).
 const STAGE: usize = 8192;
+/// Windows at least this large (bytes) are assembled in the stack buffer of [`STAGE`] elements.
+const STAGE_MIN_BYTES: usize = 256 << 10;
 /// Chunks along x held at once while rows are copied.
 const GROUP: usize = 8;
 
@@ -994,7 +1013,11 @@ impl<'l> Window<'l> {
                 Store::Stream if bytes < STREAM_MIN_BYTES => Store::Normal,
                 other => other,
             };
-            self.read_rows(cache, dest, store, copy)?;
+            if bytes >= STAGE_MIN_BYTES {
+                self.read_rows::<T, STAGE>(cache, dest, store, copy)?;
+            } else {
+                self.read_rows::<T, 0>(cache, dest, store, copy)?;
+            }
         } else {
             self.read_regions(cache, dest, copy)?;
         }
@@ -1005,7 +1028,7 @@ impl<'l> Window<'l> {
     /// destination row is completed run by run before the next, so cache lines are written
     /// whole and in order.
     #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
-    fn read_rows<T: WindowElem>(
+    fn read_rows<T: WindowElem, const N: usize>(
         &self,
         cache: Option<&ChunkCache>,
         dest: &mut [T],
@@ -1018,7 +1041,9 @@ impl<'l> Window<'l> {
         let first = [0, 1, 2].map(|a| self.lo[a] / c[a]);
         let last = [0, 1, 2].map(|a| (self.hi[a] - 1) / c[a]);
         let reversed = self.strides[2] < 0;
-        let mut stage = [T::ZERO; STAGE];
+        // Zeroing the stack buffer costs as much as copying a small window: small windows go
+        // without one (`N = 0`), run by run in place.
+        let mut stage = [T::ZERO; N];
         let mut streamed = false;
         for cz in first[0]..=last[0] {
             for cy in first[1]..=last[1] {
@@ -1033,9 +1058,9 @@ impl<'l> Window<'l> {
                     let x_hi = self.hi[2].min((cx1 + 1) * c[2]);
                     let width = (x_hi - lo[2]) as usize;
                     // Staged: several rows of the group at once, one copy call per chunk.
-                    let staged = width <= STAGE;
+                    let staged = width <= N;
                     streamed |= staged && store == Store::Stream;
-                    let rows_per_pass = if staged { (STAGE / width).max(1) } else { 1 };
+                    let rows_per_pass = if staged { (N / width).max(1) } else { 1 };
                     // Start of the destination row of voxels x in [lo[2], x_hi) at (z, y).
                     let row_start = |z: i64, y: i64| {
                         let d_first = self.dest_index([z, y, lo[2]]);
@@ -1077,10 +1102,12 @@ impl<'l> Window<'l> {
                                     let start = row_start(z, y) + p;
                                     let run = &mut dest[start..start + len];
                                     if store == Store::Or {
-                                        // Piece by piece through the stage, then OR-ed in.
+                                        // Piece by piece through a small buffer, then OR-ed in.
+                                        const PIECE: usize = 256;
+                                        let mut piece_buf = [T::ZERO; PIECE];
                                         let mut ok = true;
-                                        for o in (0..len).step_by(STAGE) {
-                                            let m = STAGE.min(len - o);
+                                        for o in (0..len).step_by(PIECE) {
+                                            let m = PIECE.min(len - o);
                                             let piece = Span::Rows {
                                                 src_offset: src_offset + o,
                                                 src_stride: dims[2],
@@ -1090,8 +1117,8 @@ impl<'l> Window<'l> {
                                                 reversed,
                                             };
                                             let d = if reversed { len - o - m } else { o };
-                                            ok &= copy(chunk, piece, &mut stage[..m]);
-                                            T::or_into(&stage[..m], &mut run[d..d + m]);
+                                            ok &= copy(chunk, piece, &mut piece_buf[..m]);
+                                            T::or_into(&piece_buf[..m], &mut run[d..d + m]);
                                         }
                                         ok
                                     } else {

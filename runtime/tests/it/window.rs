@@ -370,8 +370,8 @@ fn large_windows_and_narrowed_chunks_match_zarrs() {
 }
 
 /// Class bits OR-ed into one packed byte per voxel equal the thresholded values read by zarrs,
-/// both for rows assembled in the stack buffer and for runs longer than it (OR-ed piece by
-/// piece), with bits already set by another class kept.
+/// for small windows (runs OR-ed in piece by piece, also runs longer than a piece) and large
+/// ones (rows assembled in the stack buffer), with bits already set by another class kept.
 #[test]
 fn packed_class_bits_match_zarrs() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,6 +383,7 @@ fn packed_class_bits_match_zarrs() {
     for (name, shape, chunks) in [
         ("narrow", [6u64, 7, 50], [4u64, 4, 16]),
         ("wide", [3, 3, 9000], [2, 2, 9000]),
+        ("large", [40, 44, 200], [16, 16, 64]),
     ] {
         let n = shape.iter().product::<u64>();
         let a: Vec<u64> = (0..n).map(|i| i * 7919 % 13).collect();
