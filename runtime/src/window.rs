@@ -900,8 +900,9 @@ pub(crate) const STREAM_MIN_BYTES: usize = 1 << 20;
 /// the rows of small windows) are written in place, run by run (an [`Store::Or`] copy ORs them in
 /// through a small buffer).
 const STAGE: usize = 8192;
-/// Windows at least this large (bytes) are assembled in the stack buffer of [`STAGE`] elements.
-const STAGE_MIN_BYTES: usize = 256 << 10;
+/// Windows at least this large (bytes) are assembled in the stack buffer of [`STAGE`] elements
+/// (below it, zeroing the buffer costs more than it saves).
+const STAGE_MIN_BYTES: usize = 32 << 10;
 /// Chunks along x held at once while rows are copied.
 const GROUP: usize = 8;
 
