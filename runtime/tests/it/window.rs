@@ -369,6 +369,58 @@ fn large_windows_and_narrowed_chunks_match_zarrs() {
     }
 }
 
+/// A uint8 window of a megabyte and more read into uint8 (non-temporal byte stores, unaligned
+/// and mirrored destinations) equals zarrs' read.
+#[test]
+fn large_uint8_windows_match_zarrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let fmt = Fmt::V2 {
+        compressor: blosc("lz4", 1),
+        sep: ".",
+    };
+    let shape = [20u64, 70, 900];
+    let data: Vec<u8> = (0..shape.iter().product::<u64>())
+        .map(|i| (i * 2_654_435_761 % 251) as u8)
+        .collect();
+    write_group(
+        root,
+        "raw",
+        2,
+        Some(ms_attrs(2, zyx_axes(), &[("s0", vec![8.0; 3], None)])),
+    );
+    write_array_data::<u8>(root, "raw/s0", &fmt, &shape, &[8, 32, 128], &data);
+    let ms_root = root.join("raw");
+    let ms = Multiscale::open(ms_root.to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    let (start, size) = ([-1i64, 3, -7], [21usize, 64, 905]);
+    assert!(size.iter().product::<usize>() >= 1 << 20);
+    let want = expected::<u8>(&ms_root, level, start, size, 255.0);
+    let n = want.len();
+    let [d0, d1, d2] = size;
+    let cache = ChunkCache::new(64 << 20);
+    for (strides, offset) in [
+        ([(d1 * d2) as isize, d2 as isize, 1], 5usize),
+        ([(d1 * d2) as isize, -(d2 as isize), -1], 5 + (d1 - 1) * d2 + d2 - 1),
+    ] {
+        let mut got = vec![7u8; n + 9];
+        read_window(level, Some(&cache), start, size, 255u8, &mut got, offset, strides).unwrap();
+        let mut mismatches = 0;
+        for z in 0..d0 {
+            for y in 0..d1 {
+                for x in 0..d2 {
+                    let d =
+                        offset as isize + z as isize * strides[0] + y as isize * strides[1] + x as isize * strides[2];
+                    mismatches += usize::from(f32::from(got[d as usize]) != want[(z * d1 + y) * d2 + x]);
+                }
+            }
+        }
+        assert_eq!(mismatches, 0, "{strides:?}");
+        assert_eq!(&got[..5], &[7; 5]);
+        assert_eq!(&got[n + 5..], &[7; 4]);
+    }
+}
+
 /// Class bits OR-ed into one packed byte per voxel equal the thresholded values read by zarrs,
 /// for small windows (runs OR-ed in piece by piece, also runs longer than a piece) and large
 /// ones (rows assembled in the stack buffer), with bits already set by another class kept.
