@@ -552,43 +552,72 @@ pub(crate) fn read_crop(
     // A uint8 level is gathered from a uint8 window: a quarter of the bytes to read and to keep
     // in the caches while the rotated rows walk through it.
     if level.dtype == SourceDtype::U8 {
-        if scratch.bytes.len() < voxels {
-            scratch.bytes.resize(voxels, 0);
-        }
-        let window = &mut scratch.bytes[..voxels];
-        read_window_scratch(level, cache, lo, size, 0u8, window).map_err(|e| e.to_string())?;
-        gather(
-            window,
+        gather_window(
+            &mut scratch.bytes,
+            0,
+            level,
+            cache,
             lo,
             size,
-            level.shape_vox,
             &grid,
             elastic,
             interpolation,
             fill,
             out,
-        )
+        )?;
     } else {
-        if scratch.window.len() < voxels {
-            scratch.window.resize(voxels, 0.0);
-        }
-        let window = &mut scratch.window[..voxels];
-        read_window_scratch(level, cache, lo, size, fill, window).map_err(|e| e.to_string())?;
-        gather(
-            window,
+        gather_window(
+            &mut scratch.window,
+            fill,
+            level,
+            cache,
             lo,
             size,
-            level.shape_vox,
             &grid,
             elastic,
             interpolation,
             fill,
             out,
-        )
+        )?;
     }
-    .map_err(|e| e.to_string())?;
     info.gathered += 1;
     Ok(false)
+}
+
+/// Read the source window `[lo, lo + size)` into `buf` (grown as needed; `zero` pads it, and
+/// fills voxels outside the level) and gather `out` from it.
+#[allow(clippy::too_many_arguments)]
+fn gather_window<T: crate::window::WindowElem + Into<f32> + Default>(
+    buf: &mut Vec<T>,
+    zero: T,
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    lo: [i64; 3],
+    size: [usize; 3],
+    grid: &SampleGrid,
+    elastic: Option<&ElasticField>,
+    interpolation: Interpolation,
+    fill: f32,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let voxels: usize = size.iter().product();
+    if buf.len() < voxels {
+        buf.resize(voxels, zero);
+    }
+    let window = &mut buf[..voxels];
+    read_window_scratch(level, cache, lo, size, zero, window).map_err(|e| e.to_string())?;
+    gather(
+        window,
+        lo,
+        size,
+        level.shape_vox,
+        grid,
+        elastic,
+        interpolation,
+        fill,
+        out,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// True when an array is read from `level` by the strided copy (no interpolation).

@@ -133,23 +133,26 @@ mod sealed {
     pub enum Span<'a> {
         /// A whole region (destinations whose x stride is not ±1).
         Region(&'a Region),
-        /// Contiguous runs of `len` elements on `rows` consecutive chunk rows: row `r` reads
-        /// from `src_offset + r·src_stride` and writes `dest[r·dest_stride ..][.. len]`, back to
-        /// front when `reversed` (a mirrored x axis).
-        Rows {
-            /// Index of the first run's first element in the chunk.
-            src_offset: usize,
-            /// Elements between the starts of consecutive source rows.
-            src_stride: usize,
-            /// Elements per run.
-            len: usize,
-            /// Runs.
-            rows: usize,
-            /// Elements between the starts of consecutive destination runs.
-            dest_stride: usize,
-            /// Write each run back to front.
-            reversed: bool,
-        },
+        /// Contiguous runs on consecutive chunk rows.
+        Rows(Runs),
+    }
+
+    /// `rows` runs of `len` elements: run `r` reads from `src_offset + r·src_stride` and writes
+    /// `dest[r·dest_stride ..][.. len]`, back to front when `reversed` (a mirrored x axis).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Runs {
+        /// Index of the first run's first element in the chunk.
+        pub src_offset: usize,
+        /// Elements between the starts of consecutive source rows.
+        pub src_stride: usize,
+        /// Elements per run.
+        pub len: usize,
+        /// Runs.
+        pub rows: usize,
+        /// Elements between the starts of consecutive destination runs.
+        pub dest_stride: usize,
+        /// Write each run back to front.
+        pub reversed: bool,
     }
 
     pub trait Sealed: Sized {
@@ -162,7 +165,7 @@ mod sealed {
         fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [Self]) -> bool;
     }
 }
-use sealed::{Region, Span};
+use sealed::{Region, Runs, Span};
 
 /// Edge of the cubic tiles of [`copy_tiled`]: 16³ f32 destinations span 256 cache lines (16 KiB).
 const TILE: usize = 16;
@@ -329,32 +332,19 @@ fn copy_tiled<S: Copy, T: Copy>(src: &[S], r: &Region, dest: &mut [T], f: impl F
 fn copy_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: impl Fn(&mut T, S) + Copy) -> bool {
     match span {
         Span::Region(r) => copy_generic(src, r, dest, f),
-        Span::Rows {
-            src_offset,
-            src_stride,
-            len,
-            rows,
-            dest_stride,
-            reversed,
-        } => {
-            if rows == 0 {
+        Span::Rows(runs) => {
+            if runs.rows == 0 {
                 return true;
             }
-            let src_end = (rows - 1)
-                .checked_mul(src_stride)
-                .and_then(|v| v.checked_add(src_offset + len));
-            let dest_end = (rows - 1).checked_mul(dest_stride).and_then(|v| v.checked_add(len));
+            let src_end = (runs.rows - 1)
+                .checked_mul(runs.src_stride)
+                .and_then(|v| v.checked_add(runs.src_offset + runs.len));
+            let dest_end = (runs.rows - 1)
+                .checked_mul(runs.dest_stride)
+                .and_then(|v| v.checked_add(runs.len));
             if src_end.is_none_or(|e| e > src.len()) || dest_end.is_none_or(|e| e > dest.len()) {
                 return false;
             }
-            let runs = Runs {
-                src_offset,
-                src_stride,
-                len,
-                rows,
-                dest_stride,
-                reversed,
-            };
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
@@ -368,16 +358,6 @@ fn copy_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: imp
 }
 
 /// The runs of a [`Span::Rows`] (bounds checked by the caller).
-#[derive(Clone, Copy)]
-struct Runs {
-    src_offset: usize,
-    src_stride: usize,
-    len: usize,
-    rows: usize,
-    dest_stride: usize,
-    reversed: bool,
-}
-
 impl Runs {
     #[inline(always)]
     fn copy<S: Copy, T: Copy>(self, src: &[S], dest: &mut [T], f: impl Fn(&mut T, S) + Copy) {
@@ -906,6 +886,17 @@ const STAGE_MIN_BYTES: usize = 32 << 10;
 /// Chunks along x held at once while rows are copied.
 const GROUP: usize = 8;
 
+/// The chunk grid around a window's in-bounds box.
+struct Chunks {
+    /// Chunk shape (voxels).
+    c: [i64; 3],
+    /// Chunk shape as element counts.
+    dims: [usize; 3],
+    /// First and last chunk index touched, per axis.
+    first: [i64; 3],
+    last: [i64; 3],
+}
+
 /// A validated window read: the in-bounds box and the destination mapping.
 struct Window<'l> {
     level: &'l Level,
@@ -951,6 +942,21 @@ impl<'l> Window<'l> {
             hi,
             voxels_in_bounds,
         })
+    }
+
+    /// The chunks the in-bounds box touches.
+    #[allow(clippy::cast_possible_wrap)]
+    fn chunks(&self) -> Chunks {
+        let c = self.level.chunk_shape_vox.map(|v| v as i64);
+        Chunks {
+            c,
+            dims: self
+                .level
+                .chunk_shape_vox
+                .map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
+            first: [0, 1, 2].map(|a| self.lo[a] / c[a]),
+            last: [0, 1, 2].map(|a| (self.hi[a] - 1) / c[a]),
+        }
     }
 
     /// Chunk `cidx`'s part of the in-bounds box, level voxels `[lo, hi)` per axis.
@@ -1037,10 +1043,7 @@ impl<'l> Window<'l> {
         copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<(), ReadError> {
         let level = self.level;
-        let c = level.chunk_shape_vox.map(|v| v as i64);
-        let dims = level.chunk_shape_vox.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
-        let first = [0, 1, 2].map(|a| self.lo[a] / c[a]);
-        let last = [0, 1, 2].map(|a| (self.hi[a] - 1) / c[a]);
+        let Chunks { c, dims, first, last } = self.chunks();
         let reversed = self.strides[2] < 0;
         // Zeroing the stack buffer costs as much as copying a small window: small windows go
         // without one (`N = 0`), run by run in place.
@@ -1089,14 +1092,14 @@ impl<'l> Window<'l> {
                                     (a - lo[2]) as usize
                                 };
                                 let len = (b - a) as usize;
-                                let span = Span::Rows {
+                                let span = Span::Rows(Runs {
                                     src_offset,
                                     src_stride: dims[2],
                                     len,
                                     rows,
                                     dest_stride: width,
                                     reversed,
-                                };
+                                });
                                 let ok = if staged {
                                     copy(chunk, span, &mut stage[p..])
                                 } else {
@@ -1109,14 +1112,14 @@ impl<'l> Window<'l> {
                                         let mut ok = true;
                                         for o in (0..len).step_by(PIECE) {
                                             let m = PIECE.min(len - o);
-                                            let piece = Span::Rows {
+                                            let piece = Span::Rows(Runs {
                                                 src_offset: src_offset + o,
                                                 src_stride: dims[2],
                                                 len: m,
                                                 rows: 1,
                                                 dest_stride: m,
                                                 reversed,
-                                            };
+                                            });
                                             let d = if reversed { len - o - m } else { o };
                                             ok &= copy(chunk, piece, &mut piece_buf[..m]);
                                             T::or_into(&piece_buf[..m], &mut run[d..d + m]);
@@ -1165,10 +1168,12 @@ impl<'l> Window<'l> {
         copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<(), ReadError> {
         let level = self.level;
-        let c = level.chunk_shape_vox.map(|v| v as i64);
-        let chunk_dims = level.chunk_shape_vox.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
-        let first = [0, 1, 2].map(|a| self.lo[a] / c[a]);
-        let last = [0, 1, 2].map(|a| (self.hi[a] - 1) / c[a]);
+        let Chunks {
+            c,
+            dims: chunk_dims,
+            first,
+            last,
+        } = self.chunks();
         for cz in first[0]..=last[0] {
             for cy in first[1]..=last[1] {
                 for cx in first[2]..=last[2] {
