@@ -598,30 +598,31 @@ pub fn read_window<T: WindowElem>(
     dest_offset: usize,
     dest_strides: [isize; 3],
 ) -> Result<WindowReport, ReadError> {
-    if !T::accepts(level.dtype) && !shape_vox.contains(&0) {
-        return Err(ReadError::DtypeMismatch {
-            array: level.array_location().to_string(),
-            source_dtype: level.dtype,
-            dest: T::NAME,
-        });
-    }
-    let window = Window::new(level, start_vox, shape_vox, dest_offset, dest_strides)?;
-    window.read(cache, Some(fill), dest, Store::Stream, T::copy_span)
+    read_window_stored(
+        level,
+        cache,
+        start_vox,
+        shape_vox,
+        fill,
+        dest,
+        dest_offset,
+        dest_strides,
+        Store::Stream,
+    )
 }
 
-/// [`read_window`] for scratch memory that is read again right away (the source window of a
-/// gather): plain stores, so the window stays in the caches.
-///
-/// # Errors
-/// As [`read_window`].
+/// [`read_window`] with the way finished rows are stored chosen by the caller.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn read_window_scratch<T: WindowElem>(
+fn read_window_stored<T: WindowElem>(
     level: &Level,
     cache: Option<&ChunkCache>,
     start_vox: [i64; 3],
     shape_vox: [usize; 3],
     fill: T,
     dest: &mut [T],
+    dest_offset: usize,
+    dest_strides: [isize; 3],
+    store: Store,
 ) -> Result<WindowReport, ReadError> {
     if !T::accepts(level.dtype) && !shape_vox.contains(&0) {
         return Err(ReadError::DtypeMismatch {
@@ -630,10 +631,36 @@ pub(crate) fn read_window_scratch<T: WindowElem>(
             dest: T::NAME,
         });
     }
+    let window = Window::new(level, start_vox, shape_vox, dest_offset, dest_strides)?;
+    window.read(cache, Some(fill), dest, store, T::copy_span)
+}
+
+/// [`read_window`] for scratch memory that is read again right away (the source window of a
+/// gather): plain stores, so the window stays in the caches.
+///
+/// # Errors
+/// As [`read_window`].
+pub(crate) fn read_window_scratch<T: WindowElem>(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    start_vox: [i64; 3],
+    shape_vox: [usize; 3],
+    fill: T,
+    dest: &mut [T],
+) -> Result<WindowReport, ReadError> {
     #[allow(clippy::cast_possible_wrap)]
     let strides = [(shape_vox[1] * shape_vox[2]) as isize, shape_vox[2] as isize, 1];
-    let window = Window::new(level, start_vox, shape_vox, 0, strides)?;
-    window.read(cache, Some(fill), dest, Store::Normal, T::copy_span)
+    read_window_stored(
+        level,
+        cache,
+        start_vox,
+        shape_vox,
+        fill,
+        dest,
+        0,
+        strides,
+        Store::Normal,
+    )
 }
 
 /// [`read_window`] into `f32` with a per-voxel `map` applied while copying (and to `fill`), so

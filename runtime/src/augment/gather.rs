@@ -580,6 +580,65 @@ fn continue_row(stream: bool, buf: &[f32], out: &mut [f32], row: usize, nx: usiz
     }
 }
 
+/// What the AVX2 kernels need of one output row: its source coordinates `base + t·s` for 8
+/// voxels at a time (the f64 arithmetic of [`along`], so the same values) and the window's
+/// element strides `sz`, `sy` (below 2³¹).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(super) struct Row8 {
+    base: [std::arch::x86_64::__m256d; 3],
+    step: [std::arch::x86_64::__m256d; 3],
+    lanes: std::arch::x86_64::__m256d,
+    /// `sz` in every lane.
+    pub(super) sz: std::arch::x86_64::__m256i,
+    /// `sy` in every lane.
+    pub(super) sy: std::arch::x86_64::__m256i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Row8 {
+    /// The row starting at window-local `base`, advancing by `s2` per voxel, in a window of
+    /// element `stride`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+    pub(super) fn new(base: [f64; 3], s2: [f64; 3], stride: [usize; 3]) -> Row8 {
+        use std::arch::x86_64::{_mm256_set_pd, _mm256_set1_epi32, _mm256_set1_pd};
+        Row8 {
+            base: base.map(|v| _mm256_set1_pd(v)),
+            step: s2.map(|v| _mm256_set1_pd(v)),
+            lanes: _mm256_set_pd(3.0, 2.0, 1.0, 0.0),
+            sz: _mm256_set1_epi32(stride[0] as i32),
+            sy: _mm256_set1_epi32(stride[1] as i32),
+        }
+    }
+
+    /// Coordinates of voxels `t0 .. t0 + 8` per axis, as lanes 0–3 and 4–7.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) fn coords(&self, t0: f64) -> [[std::arch::x86_64::__m256d; 2]; 3] {
+        use std::arch::x86_64::{_mm256_add_pd, _mm256_mul_pd, _mm256_set1_pd};
+        let t_lo = _mm256_add_pd(_mm256_set1_pd(t0), self.lanes);
+        let t_hi = _mm256_add_pd(_mm256_set1_pd(t0 + 4.0), self.lanes);
+        [0, 1, 2].map(|a| {
+            [
+                _mm256_add_pd(self.base[a], _mm256_mul_pd(t_lo, self.step[a])),
+                _mm256_add_pd(self.base[a], _mm256_mul_pd(t_hi, self.step[a])),
+            ]
+        })
+    }
+
+    /// Element index `i[0]·sz + i[1]·sy + i[2]` per lane (32-bit).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) fn index(&self, i: [std::arch::x86_64::__m256i; 3]) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::{_mm256_add_epi32, _mm256_mullo_epi32};
+        _mm256_add_epi32(
+            _mm256_add_epi32(_mm256_mullo_epi32(i[0], self.sz), _mm256_mullo_epi32(i[1], self.sy)),
+            i[2],
+        )
+    }
+}
+
 /// True when every lane of `v`, read as unsigned, is at most the same lane of `limit`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -618,33 +677,20 @@ fn linear_u8_avx2(src: &[u8], stride: [usize; 3], base: [f64; 3], s2: [f64; 3], 
     let len = src.len();
     let ptr = src.as_ptr().cast::<i32>();
     let mut done = 0;
-    let (vsz, vsy) = (_mm256_set1_epi32(sz as i32), _mm256_set1_epi32(sy as i32));
-    let off_y = _mm256_set1_epi32(sy as i32);
-    let off_z = _mm256_set1_epi32(sz as i32);
-    let off_zy = _mm256_set1_epi32((sz + sy) as i32);
+    let row = Row8::new(base, s2, stride);
+    let off_zy = _mm256_add_epi32(row.sz, row.sy);
     let byte = _mm256_set1_epi32(0xff);
-    let b = [
-        _mm256_set1_pd(base[0]),
-        _mm256_set1_pd(base[1]),
-        _mm256_set1_pd(base[2]),
-    ];
-    let s = [_mm256_set1_pd(s2[0]), _mm256_set1_pd(s2[1]), _mm256_set1_pd(s2[2])];
-    let lanes = _mm256_set_pd(3.0, 2.0, 1.0, 0.0);
     // The largest first-corner index whose 4-byte gathers stay inside `src`.
     let Some(last) = len.checked_sub(sz + sy + 4).and_then(|v| i32::try_from(v).ok()) else {
         return 0;
     };
     let last = _mm256_set1_epi32(last);
     while done + 8 <= out.len() {
-        let t0 = (px0 + done) as f64;
-        let t_lo = _mm256_add_pd(_mm256_set1_pd(t0), lanes);
-        let t_hi = _mm256_add_pd(_mm256_set1_pd(t0 + 4.0), lanes);
+        let u = row.coords((px0 + done) as f64);
         let mut i = [_mm256_setzero_si256(); 3];
         let mut wgt = [_mm256_setzero_ps(); 3];
         for a in 0..3 {
-            // `base + t·s`, as `along` computes it.
-            let u_lo = _mm256_add_pd(b[a], _mm256_mul_pd(t_lo, s[a]));
-            let u_hi = _mm256_add_pd(b[a], _mm256_mul_pd(t_hi, s[a]));
+            let [u_lo, u_hi] = u[a];
             let i_lo = _mm256_cvttpd_epi32(u_lo);
             let i_hi = _mm256_cvttpd_epi32(u_hi);
             let w_lo = _mm256_cvtpd_ps(_mm256_sub_pd(u_lo, _mm256_cvtepi32_pd(i_lo)));
@@ -652,11 +698,7 @@ fn linear_u8_avx2(src: &[u8], stride: [usize; 3], base: [f64; 3], s2: [f64; 3], 
             i[a] = _mm256_set_m128i(i_hi, i_lo);
             wgt[a] = _mm256_set_m128(w_hi, w_lo);
         }
-        let idx = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_mullo_epi32(i[0], vsz), _mm256_mullo_epi32(i[1], vsy)),
-            i[2],
-        );
-        // The largest byte a gather reads is `max(idx) + sz + sy + 3`.
+        let idx = row.index(i);
         // Every lane `0 ≤ idx ≤ last` as one unsigned comparison (a negative index is huge).
         if !all_at_most(idx, last) {
             break;
@@ -666,8 +708,8 @@ fn linear_u8_avx2(src: &[u8], stride: [usize; 3], base: [f64; 3], s2: [f64; 3], 
         let (g00, g01, g10, g11) = unsafe {
             (
                 _mm256_i32gather_epi32::<1>(ptr, idx),
-                _mm256_i32gather_epi32::<1>(ptr, _mm256_add_epi32(idx, off_y)),
-                _mm256_i32gather_epi32::<1>(ptr, _mm256_add_epi32(idx, off_z)),
+                _mm256_i32gather_epi32::<1>(ptr, _mm256_add_epi32(idx, row.sy)),
+                _mm256_i32gather_epi32::<1>(ptr, _mm256_add_epi32(idx, row.sz)),
                 _mm256_i32gather_epi32::<1>(ptr, _mm256_add_epi32(idx, off_zy)),
             )
         };

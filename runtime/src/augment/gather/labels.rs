@@ -1,11 +1,11 @@
 //! Packed binary labels: up to 8 classes as the bits of one byte per voxel, gathered with nearest
 //! neighbour into one `f32` channel per class in a single pass.
 
-#[cfg(target_arch = "x86_64")]
-use super::all_at_most;
 use super::{
     Displace, Displacement, GatherError, NoDisplacement, Plan, Window, along, check_out, fast_bounds, fast_range, plan,
 };
+#[cfg(target_arch = "x86_64")]
+use super::{Row8, all_at_most};
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
 use crate::window::{STREAM_MIN_BYTES, store_fence, store_stream};
@@ -208,17 +208,9 @@ fn labels_rows_impl<D: Displace>(
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 fn bytes_avx2(src: &[u8], stride: [usize; 3], base: [f64; 3], s2: [f64; 3], px0: usize, bytes: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    let [sz, sy, _] = stride;
     let ptr = src.as_ptr().cast::<i32>();
-    let (vsz, vsy) = (_mm256_set1_epi32(sz as i32), _mm256_set1_epi32(sy as i32));
+    let row = Row8::new(base, s2, stride);
     let half = _mm256_set1_pd(0.5);
-    let b = [
-        _mm256_set1_pd(base[0]),
-        _mm256_set1_pd(base[1]),
-        _mm256_set1_pd(base[2]),
-    ];
-    let s = [_mm256_set1_pd(s2[0]), _mm256_set1_pd(s2[1]), _mm256_set1_pd(s2[2])];
-    let lanes = _mm256_set_pd(3.0, 2.0, 1.0, 0.0);
     let Some(last) = src.len().checked_sub(4).and_then(|v| i32::try_from(v).ok()) else {
         return 0;
     };
@@ -229,19 +221,14 @@ fn bytes_avx2(src: &[u8], stride: [usize; 3], base: [f64; 3], s2: [f64; 3], px0:
     );
     let mut done = 0;
     while done + 8 <= bytes.len() {
-        let t0 = (px0 + done) as f64;
-        let t_lo = _mm256_add_pd(_mm256_set1_pd(t0), lanes);
-        let t_hi = _mm256_add_pd(_mm256_set1_pd(t0 + 4.0), lanes);
-        let mut q = [_mm256_setzero_si256(); 3];
-        for a in 0..3 {
-            let u_lo = _mm256_add_pd(_mm256_add_pd(b[a], _mm256_mul_pd(t_lo, s[a])), half);
-            let u_hi = _mm256_add_pd(_mm256_add_pd(b[a], _mm256_mul_pd(t_hi, s[a])), half);
-            q[a] = _mm256_set_m128i(_mm256_cvttpd_epi32(u_hi), _mm256_cvttpd_epi32(u_lo));
-        }
-        let idx = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_mullo_epi32(q[0], vsz), _mm256_mullo_epi32(q[1], vsy)),
-            q[2],
-        );
+        let u = row.coords((px0 + done) as f64);
+        let q = u.map(|[lo, hi]| {
+            _mm256_set_m128i(
+                _mm256_cvttpd_epi32(_mm256_add_pd(hi, half)),
+                _mm256_cvttpd_epi32(_mm256_add_pd(lo, half)),
+            )
+        });
+        let idx = row.index(q);
         // Every lane `0 ≤ idx ≤ last` as one unsigned comparison (a negative index is huge).
         if !all_at_most(idx, last) {
             break;
