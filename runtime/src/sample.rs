@@ -107,6 +107,8 @@ pub struct Reader {
     cache: Option<Arc<ChunkCache>>,
     /// Per dataset, per target array: the one-pass packed-labels plan, when it applies.
     packed: Vec<Vec<Option<PackedTarget>>>,
+    /// The largest extent of the spec's arrays (nm), which an elastic lattice covers.
+    extent_nm: [f64; 3],
 }
 
 /// Every annotated class of a target array shares one level geometry, has integer labels and
@@ -174,6 +176,7 @@ impl Reader {
             })
             .collect();
         Reader {
+            extent_nm: largest_extent_nm(&spec),
             spec,
             planned,
             cache,
@@ -236,20 +239,16 @@ impl Reader {
         // The draw lives in the scratch between samples (its elastic lattice keeps its memory).
         let mut draw = std::mem::take(&mut scratch.draw);
         if request.spatial && !spec.augment.spatial.is_identity() {
-            let extent_nm = largest_extent_nm(spec);
             let mut rng = Rng::new(request.key, STREAM_SPATIAL);
             draw_spatial_into(
                 &spec.augment.spatial,
                 &mut rng,
-                extent_nm,
+                self.extent_nm,
                 &mut draw,
                 &mut scratch.lattice,
             );
-        } else if let Some(previous) = draw.elastic.take() {
-            scratch.lattice = previous.displacement_nm;
-            draw = SpatialDraw::identity();
         } else {
-            draw = SpatialDraw::identity();
+            draw.reset(&mut scratch.lattice);
         }
         let result = self.read_with(scratch, request, dest, &draw);
         scratch.draw = draw;

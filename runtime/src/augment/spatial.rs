@@ -54,6 +54,15 @@ impl SpatialDraw {
         }
     }
 
+    /// Back to the identity, moving the memory of an elastic lattice into `spare` (for the next
+    /// draw to reuse).
+    pub fn reset(&mut self, spare: &mut Vec<[f32; 3]>) {
+        if let Some(previous) = self.elastic.take() {
+            *spare = previous.displacement_nm;
+        }
+        *self = SpatialDraw::identity();
+    }
+
     /// True when the transform only permutes and flips axes (no rotation residue, no elastic), so
     /// arrays can be copied with strides instead of interpolated.
     pub fn is_axis_aligned(&self) -> bool {
@@ -122,9 +131,7 @@ pub fn draw_spatial_into(
     out: &mut SpatialDraw,
     spare: &mut Vec<[f32; 3]>,
 ) {
-    if let Some(previous) = out.elastic.take() {
-        *spare = previous.displacement_nm;
-    }
+    out.reset(spare);
     let mut mirror = [false; 3];
     for (m, p) in mirror.iter_mut().zip(spatial.mirror) {
         *m = rng.bernoulli(p);
