@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
+use cellmap_runtime::Plan;
 use cellmap_schema::Spec;
 
 pub mod python;
 
-use crate::literal::spec_expr;
+use crate::literal::{plan_expr, spec_expr};
 use crate::names::{NameError, rust_names};
 
 /// The tool version written into `@generated` headers.
@@ -65,15 +66,18 @@ pub fn spec_hash(text: &str) -> String {
 }
 
 /// Generate the crate's files for a validated spec. `spec_text` is the spec file's text (hashed
-/// into the header), `spec_label` how the header names the spec (e.g. its file name).
+/// into the header), `spec_label` how the header names the spec (e.g. its file name). With a
+/// `plan` (of this spec's data, see [`cellmap_runtime::plan`]) the crate embeds it and its
+/// loaders open the data against it instead of planning again; without one they plan at start.
 pub fn generate(
     spec: &Spec,
     spec_text: &str,
     spec_label: &str,
     runtime: &RuntimeDep,
+    plan: Option<&Plan>,
 ) -> Result<Vec<GeneratedFile>, GenerateError> {
     let names = rust_names(spec)?;
-    let lib = lib_rs(spec, spec_text, spec_label, &names)?;
+    let lib = lib_rs(spec, spec_text, spec_label, &names, plan)?;
     let batch_bytes = cellmap_runtime::batch_layout(spec).batch_bytes();
     let mut vars = BTreeMap::new();
     vars.insert("name", spec.name.clone());
@@ -93,6 +97,7 @@ pub fn generate(
     vars.insert("renamed", renamed_table(&names));
     vars.insert("batch_bytes", batch_bytes.to_string());
     vars.insert("batch_size", spec.loader.batch_size.to_string());
+    vars.insert("plan", plan_note(plan));
     Ok(vec![
         GeneratedFile {
             path: "Cargo.toml".into(),
@@ -119,8 +124,9 @@ pub fn lib_rs(
     spec_text: &str,
     spec_label: &str,
     names: &crate::names::RustNames,
+    plan: Option<&Plan>,
 ) -> Result<String, GenerateError> {
-    let tokens = lib_tokens(spec, names);
+    let tokens = lib_tokens(spec, names, plan);
     let file: syn::File = syn::parse2(tokens).map_err(|e| GenerateError::Syntax(e.to_string()))?;
     let body = prettyplease::unparse(&file);
     Ok(format!(
@@ -130,7 +136,7 @@ pub fn lib_rs(
     ))
 }
 
-fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
+fn lib_tokens(spec: &Spec, names: &crate::names::RustNames, plan: Option<&Plan>) -> TokenStream {
     let doc = format!(
         " Loader for the cellmap spec `{}`: {} classes, {} input and {} target arrays, batches of {}.",
         spec.name,
@@ -191,7 +197,35 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
         });
 
     let spec_value = spec_expr(spec);
-    let torch_module = torch_tokens(&arrays);
+    let torch_module = torch_tokens(&arrays, plan.is_some());
+    let (plan_fn, open_doc, open_loader) = match plan {
+        Some(plan) => {
+            let plan_value = plan_expr(plan);
+            let datasets = plan.datasets.len();
+            let doc = format!(
+                " The plan of the spec's data made by `cellmap-compile build` ({datasets} datasets: the levels \
+                 read, centre grids, validation tiles and, for voxel weighting, class counts). Loaders open the data and check it \
+                 against this plan instead of planning again."
+            );
+            (
+                quote! {
+                    #[doc = #doc]
+                    pub fn plan() -> ::cellmap_runtime::Plan {
+                        #plan_value
+                    }
+                },
+                " Start the untyped runtime loader of this spec over the embedded [`plan()`]: the data \
+                 is opened and checked against it (an error names what changed), not planned again.",
+                quote!(::cellmap_runtime::Loader::open_planned(spec(), plan(), options)),
+            )
+        }
+        None => (
+            TokenStream::new(),
+            " Start the untyped runtime loader of this spec. This crate was generated without its \
+             data, so the loader plans the data when it starts.",
+            quote!(::cellmap_runtime::Loader::open(spec(), options)),
+        ),
+    };
 
     quote! {
         #![doc = #doc]
@@ -229,6 +263,15 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
         /// The validated spec this crate was generated from.
         pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
             #spec_value
+        }
+
+        #plan_fn
+
+        #[doc = #open_doc]
+        pub fn open_loader(
+            options: ::cellmap_runtime::LoaderOptions,
+        ) -> ::std::result::Result<::cellmap_runtime::Loader, ::cellmap_runtime::LoaderError> {
+            #open_loader
         }
 
         /// A batch: one accessor per array, in the spec's names. It borrows its ring slot until dropped.
@@ -290,7 +333,7 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
             pub fn with_options(
                 options: ::cellmap_runtime::LoaderOptions,
             ) -> ::std::result::Result<Self, ::cellmap_runtime::LoaderError> {
-                let inner = ::cellmap_runtime::Loader::open(spec(), options)?;
+                let inner = open_loader(options)?;
                 debug_assert_eq!(inner.plan().batch_bytes, BATCH_BYTES);
                 Ok(Loader { inner })
             }
@@ -329,7 +372,16 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames) -> TokenStream {
 
 /// The `torch` module of a generated crate (feature `torch`): the same loader yielding tch
 /// tensors on the spec's device, one accessor per array.
-fn torch_tokens(arrays: &[(String, Ident, usize, [usize; 3], bool)]) -> TokenStream {
+fn torch_tokens(arrays: &[(String, Ident, usize, [usize; 3], bool)], planned: bool) -> TokenStream {
+    let open_torch = if planned {
+        quote!(::cellmap_runtime::TorchLoader::open_planned(
+            super::spec(),
+            super::plan(),
+            options
+        ))
+    } else {
+        quote!(::cellmap_runtime::TorchLoader::open(super::spec(), options))
+    };
     let accessors = arrays.iter().enumerate().map(|(i, (name, ident, c, [z, y, x], _))| {
         let doc = format!(" The array `{name}` as a `[B, {c}, {z}, {y}, {x}]` float32 tensor on the loader's device.");
         quote! {
@@ -384,12 +436,19 @@ fn torch_tokens(arrays: &[(String, Ident, usize, [usize; 3], bool)]) -> TokenStr
             impl Loader {
                 /// Training batches, endless, rank and world size from torchrun's environment.
                 pub fn train() -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
-                    Self::with_spec(super::spec(), ::cellmap_runtime::LoaderOptions::train()?)
+                    Self::with_options(::cellmap_runtime::LoaderOptions::train()?)
                 }
 
                 /// One pass over this rank's validation tiles.
                 pub fn validate() -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
-                    Self::with_spec(super::spec(), ::cellmap_runtime::LoaderOptions::validate()?)
+                    Self::with_options(::cellmap_runtime::LoaderOptions::validate()?)
+                }
+
+                /// A loader with explicit options (split, rank, world size, resume epoch and step, …).
+                pub fn with_options(
+                    options: ::cellmap_runtime::LoaderOptions,
+                ) -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
+                    Ok(Loader { inner: #open_torch? })
                 }
 
                 /// A loader over another spec with this crate's classes, arrays and batch size.
@@ -430,7 +489,9 @@ pub fn stream_rs(spec_text: &str, spec_label: &str, names: &crate::names::RustNa
 
         fn main() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error>> {
             let batches: u64 = ::std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(40);
+            let opening = Instant::now();
             let mut loader = #krate::Loader::train()?;
+            let open_seconds = opening.elapsed().as_secs_f64();
             // Warm-up: fill the chunk cache and the scratch memory.
             for _ in 0..20 {
                 if let Some(batch) = loader.next_batch() {
@@ -447,9 +508,15 @@ pub fn stream_rs(spec_text: &str, spec_label: &str, names: &crate::names::RustNa
             let seconds = start.elapsed().as_secs_f64().max(1e-9);
             let rate = samples as f64 / seconds;
             if ::std::env::var_os("CELLMAP_STREAM_JSON").is_some() {
-                println!("{{\"samples\": {samples}, \"seconds\": {seconds:.3}, \"samples_per_s\": {rate:.2}}}");
+                println!(
+                    "{{\"samples\": {samples}, \"seconds\": {seconds:.3}, \"samples_per_s\": {rate:.2}, \"open_seconds\": {open_seconds:.4}}}"
+                );
             } else {
-                println!("{samples} samples in {seconds:.2} s: {rate:.1} samples/s ({} bytes per batch)", #krate::BATCH_BYTES);
+                println!(
+                    "loader started in {:.1} ms; {samples} samples in {seconds:.2} s: {rate:.1} samples/s ({} bytes per batch)",
+                    open_seconds * 1e3,
+                    #krate::BATCH_BYTES
+                );
             }
             Ok(())
         }
@@ -460,6 +527,22 @@ pub fn stream_rs(spec_text: &str, spec_label: &str, names: &crate::names::RustNa
         spec_hash(spec_text),
         prettyplease::unparse(&file)
     ))
+}
+
+/// The README's sentence on the embedded plan.
+fn plan_note(plan: Option<&Plan>) -> String {
+    match plan {
+        Some(plan) => format!(
+            "The crate embeds the plan of the spec's data (`plan()`: {} datasets, the levels read, centre grids, \
+             validation tiles and, for voxel weighting, class counts): its loaders open the data and check it against the plan (an error \
+             names what changed, e.g. a level's shape) instead of planning again. Rebuild the crate when the data \
+             changes.",
+            plan.datasets.len()
+        ),
+        None => "The crate was generated without its data (`cellmap-compile build --no-plan`, or the data was not \
+                 readable then): its loaders plan the data when they start."
+            .to_owned(),
+    }
 }
 
 fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {

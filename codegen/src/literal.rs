@@ -1,6 +1,10 @@
 //! Rust expressions that rebuild a validated [`Spec`] (embedded in generated crates, so they
 //! never parse YAML at run time).
 
+mod plan;
+
+pub(crate) use plan::plan_expr;
+
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 

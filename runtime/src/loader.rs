@@ -359,6 +359,13 @@ impl Loader {
         Self::with_plan(Arc::new(spec), Arc::new(planned), options)
     }
 
+    /// Start a loader over a plan made earlier for `spec` (a generated crate's embedded plan):
+    /// the data is opened and checked against the plan ([`Planned::open`]), not planned again.
+    pub fn open_planned(spec: Spec, plan: Plan, options: LoaderOptions) -> Result<Self, LoaderError> {
+        let planned = Planned::open(&spec, plan).map_err(Box::new)?;
+        Self::with_plan(Arc::new(spec), Arc::new(planned), options)
+    }
+
     /// Start a loader over an existing plan (plans are shared between loaders of one spec).
     pub fn with_plan(spec: Arc<Spec>, planned: Arc<Planned>, options: LoaderOptions) -> Result<Self, LoaderError> {
         let split = options.split;

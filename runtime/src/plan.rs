@@ -215,6 +215,16 @@ pub enum PlanError {
         /// One line per excluded dataset.
         reasons: String,
     },
+    /// A plan made earlier (embedded in a generated crate) no longer describes the data.
+    #[error(
+        "{origin}: the data changed since this plan was made: {what}; plan again (rebuild the loader crate: `cellmap-compile build SPEC -o DIR --force`)"
+    )]
+    Stale {
+        /// Where the dataset is declared.
+        origin: String,
+        /// What differs.
+        what: String,
+    },
 }
 
 /// Settings of planning.
@@ -305,6 +315,121 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
         warnings,
     };
     Ok(Planned { plan, sources })
+}
+
+impl Planned {
+    /// Open the data of a plan made earlier for `spec` (the plan a generated crate embeds)
+    /// without planning again: no class voxels are counted and no centre grid is computed. Every
+    /// level the plan reads is checked against the data's metadata (path, voxel size,
+    /// translation, shape), and every class must still be annotated, inferred or unknown as
+    /// planned.
+    ///
+    /// # Errors
+    /// [`PlanError::Dataset`] when a group cannot be opened, [`PlanError::Stale`] when the data
+    /// or the spec no longer match the plan.
+    pub fn open(spec: &Spec, plan: Plan) -> Result<Planned, PlanError> {
+        let stale = |origin: &str, what: String| PlanError::Stale {
+            origin: origin.to_owned(),
+            what,
+        };
+        let layout = batch_layout(spec);
+        if plan.batch != layout || plan.prefetch != spec.loader.prefetch {
+            return Err(stale(
+                &spec.source.display().to_string(),
+                "the spec's arrays, batch size or prefetch differ from the plan's".to_owned(),
+            ));
+        }
+        let mut sources = Vec::with_capacity(plan.datasets.len());
+        for planned in &plan.datasets {
+            let Some(dataset) = spec
+                .datasets
+                .iter()
+                .find(|d| d.split == planned.split && d.index == planned.index)
+            else {
+                return Err(stale(
+                    &planned.origin,
+                    format!("the spec has no {} dataset #{}", planned.split.name(), planned.index),
+                ));
+            };
+            let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
+            check_levels(&opened, planned, &spec.classes).map_err(|what| stale(&planned.origin, what))?;
+            sources.push(opened);
+        }
+        Ok(Planned { plan, sources })
+    }
+}
+
+/// The levels and class sources a dataset plan reads, compared with the opened data.
+fn check_levels(opened: &DatasetSources, planned: &DatasetPlan, classes: &[String]) -> Result<(), String> {
+    let same = |group: &Multiscale, lp: &LevelPlan| -> Result<(), String> {
+        let Some(level) = group.levels.get(lp.level) else {
+            return Err(format!(
+                "`{}` has {} levels, the plan reads level {} (`{}`)",
+                group.location,
+                group.levels.len(),
+                lp.level,
+                lp.path
+            ));
+        };
+        let found = (&level.path, level.scale_nm, level.translation_nm, level.shape_vox);
+        let expected = (&lp.path, lp.scale_nm, lp.translation_nm, lp.shape_vox);
+        if group.location != lp.group || found != expected {
+            return Err(format!(
+                "level {} of `{}` is `{}` with voxel size {:?} nm, translation {:?} nm and shape {:?}; the plan has `{}`, {:?} nm, {:?} nm, {:?}",
+                lp.level,
+                group.location,
+                level.path,
+                level.scale_nm,
+                level.translation_nm,
+                level.shape_vox,
+                lp.path,
+                lp.scale_nm,
+                lp.translation_nm,
+                lp.shape_vox
+            ));
+        }
+        Ok(())
+    };
+    if opened.raw.location != planned.raw {
+        return Err(format!(
+            "raw is `{}`, the plan has `{}`",
+            opened.raw.location, planned.raw
+        ));
+    }
+    for lp in &planned.inputs {
+        same(&opened.raw, lp)?;
+    }
+    let names = classes;
+    for classes in &planned.targets {
+        if classes.len() != opened.classes.len() {
+            return Err(format!(
+                "the spec has {} classes, the plan {}",
+                opened.classes.len(),
+                classes.len()
+            ));
+        }
+        for ((cp, source), name) in classes.iter().zip(&opened.classes).zip(names) {
+            match (cp, source) {
+                (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => same(group, lp)?,
+                (ClassPlan::Inferred(a), ClassSource::Inferred(b)) if a == b => {}
+                (ClassPlan::Unknown, ClassSource::Unknown) => {}
+                (cp, _) => {
+                    let now = match source {
+                        ClassSource::Annotated(_) => "annotated",
+                        ClassSource::Inferred(_) => "inferred from related classes",
+                        ClassSource::Unknown => "unknown",
+                    };
+                    let then = match cp {
+                        ClassPlan::Annotated(_) => "annotated",
+                        ClassPlan::Inferred(_) => "inferred from related classes",
+                        ClassPlan::Unknown => "unknown",
+                    };
+                    return Err(format!("class `{name}` is {now} in the data, {then} in the plan"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The batch layout of a spec: inputs `[B, 1, …]`, then targets `[B, classes, …]`.

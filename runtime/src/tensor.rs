@@ -98,6 +98,13 @@ impl TorchLoader {
         Self::with_plan(std::sync::Arc::new(spec), std::sync::Arc::new(planned), options)
     }
 
+    /// Start over a plan made earlier for `spec` (see [`Loader::open_planned`]).
+    pub fn open_planned(spec: Spec, plan: crate::plan::Plan, options: LoaderOptions) -> Result<Self, TensorError> {
+        torch_device(&spec)?;
+        let planned = Planned::open(&spec, plan).map_err(|e| LoaderError::Plan(Box::new(e)))?;
+        Self::with_plan(std::sync::Arc::new(spec), std::sync::Arc::new(planned), options)
+    }
+
     /// Start over an existing plan (see [`Loader::with_plan`]).
     pub fn with_plan(
         spec: std::sync::Arc<Spec>,

@@ -30,6 +30,10 @@ pub(crate) struct BuildArgs {
     /// Also write the Python package (a pyo3 extension built by maturin: `pip install DIR`).
     #[arg(long)]
     python: bool,
+    /// Do not plan the data now: the crate's loaders plan it when they start (for building
+    /// where the data is not readable). By default the plan is embedded in the crate.
+    #[arg(long)]
+    no_plan: bool,
 }
 
 pub(crate) fn run(args: &BuildArgs) -> ExitCode {
@@ -47,7 +51,12 @@ pub(crate) fn run(args: &BuildArgs) -> ExitCode {
         .spec
         .file_name()
         .map_or_else(|| args.spec.display().to_string(), |f| f.to_string_lossy().into_owned());
-    let generated = generate(&checked.spec, &text, &label, &runtime).and_then(|mut files| {
+    let plan = if args.no_plan {
+        None
+    } else {
+        plan_for_crate(&checked.spec)
+    };
+    let generated = generate(&checked.spec, &text, &label, &runtime, plan.as_ref()).and_then(|mut files| {
         if args.python {
             files.extend(generate_python(&checked.spec, &text, &label, &runtime)?);
         }
@@ -71,6 +80,22 @@ pub(crate) fn run(args: &BuildArgs) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// The plan a generated crate embeds: what `Loader::open` would plan (the same options), or
+/// `None` with a note when the data cannot be planned here (the crate then plans at start).
+pub(crate) fn plan_for_crate(spec: &cellmap_runtime::cellmap_schema::Spec) -> Option<cellmap_runtime::Plan> {
+    match cellmap_runtime::plan(spec, cellmap_runtime::PlanOptions::default()) {
+        Ok(planned) => Some(planned.plan),
+        Err(e) => {
+            eprintln!(
+                "note: {}: the data cannot be planned here, so the crate will plan it when its loader starts \
+                 (pass --no-plan to skip this step):\n  {e}",
+                spec.source.display()
+            );
+            None
         }
     }
 }

@@ -75,7 +75,9 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     step(3, "compile the spec into a loader crate");
     let crate_dir = args.dir.join("crate");
     let text = std::fs::read_to_string(&spec_path).map_err(|e| e.to_string())?;
-    let files = generate(&checked.spec, &text, "demo.yaml", &default_runtime()).map_err(|e| e.to_string())?;
+    let embedded = super::build::plan_for_crate(&checked.spec);
+    let files = generate(&checked.spec, &text, "demo.yaml", &default_runtime(), embedded.as_ref())
+        .map_err(|e| e.to_string())?;
     write_crate(&crate_dir, &files, true)?;
     println!("wrote {} ({} files)", crate_dir.display(), files.len());
     let generated = if args.no_cargo {
@@ -110,9 +112,17 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         "  batch           {} samples, {} bytes",
         report.batch_size, report.batch_bytes
     );
-    println!("  generic loader  {:.1} samples/s", report.samples_per_s);
+    println!(
+        "  generic loader  {:.1} samples/s, started in {:.1} ms (plans the data)",
+        report.samples_per_s,
+        report.plan_seconds * 1e3
+    );
     match generated {
-        Some(s) => println!("  generated crate {s:.1} samples/s ({})", crate_dir.display()),
+        Some((s, open)) => println!(
+            "  generated crate {s:.1} samples/s, started in {:.1} ms (plan embedded) ({})",
+            open * 1e3,
+            crate_dir.display()
+        ),
         None => println!("  generated crate {} (not built: --no-cargo)", crate_dir.display()),
     }
     println!("  preview         {}", png.display());
@@ -156,8 +166,8 @@ loader:
     Ok(path)
 }
 
-/// Build and run the generated crate's `stream` example; its samples/s.
-fn run_generated(crate_dir: &Path, batches: u64) -> Result<Option<f64>, String> {
+/// Build and run the generated crate's `stream` example; its samples/s and loader start seconds.
+fn run_generated(crate_dir: &Path, batches: u64) -> Result<Option<(f64, f64)>, String> {
     println!("building the generated crate with cargo (the first build compiles its dependencies)…");
     // Reuse this tool's dependency versions and build folder, so that only the crate and the
     // runtime are compiled again.
@@ -206,5 +216,6 @@ fn run_generated(crate_dir: &Path, batches: u64) -> Result<Option<f64>, String> 
     let last = stdout.lines().last().unwrap_or_default();
     let value: serde_json::Value =
         serde_json::from_str(last).map_err(|e| format!("unexpected output `{last}`: {e}"))?;
-    Ok(value.get("samples_per_s").and_then(serde_json::Value::as_f64))
+    let field = |k: &str| value.get(k).and_then(serde_json::Value::as_f64);
+    Ok(field("samples_per_s").zip(field("open_seconds")))
 }

@@ -373,9 +373,8 @@ fn native_tokens(spec: &Spec, crate_ident: &str) -> TokenStream {
                 options.step = step;
                 options.seed = seed;
                 let spec = #krate::spec();
-                let for_loader = spec.clone();
                 let loader = py
-                    .detach(move || Loader::open(for_loader, options))
+                    .detach(move || #krate::open_loader(options))
                     .map_err(loader_error)?;
                 Ok(NativeLoader { loader, spec, split })
             }

@@ -830,3 +830,68 @@ fn owned_batches_equal_borrowed_ones_and_end_a_validation_pass() {
         assert!(same(last.array(0), &data));
     }
 }
+
+#[test]
+fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refused() {
+    let f = synth(SynthVariant::V2);
+    let mut s = spec(&f.dir);
+    s.sampling.weighting = Weighting::VoxelWeighted;
+    s.augment.spatial.rotate = [Some((-30.0, 30.0)), None, None];
+    let earlier = plan(&s, PlanOptions::default()).unwrap().plan;
+    assert!(
+        earlier.datasets[0].class_counts.is_some(),
+        "voxel weighting plans class counts"
+    );
+    let bits = |loader: &mut Loader| -> Vec<Vec<u32>> {
+        (0..3)
+            .map(|_| {
+                let b = loader.next_batch().unwrap().unwrap();
+                (0..2).flat_map(|i| b.array(i).iter().map(|v| v.to_bits())).collect()
+            })
+            .collect()
+    };
+    for split in [Split::Train, Split::Validate] {
+        let mut planning = Loader::open(s.clone(), options(split)).unwrap();
+        let mut planned = Loader::open_planned(s.clone(), earlier.clone(), options(split)).unwrap();
+        assert_eq!(planned.plan(), planning.plan());
+        assert_eq!(bits(&mut planned), bits(&mut planning), "{split:?}");
+    }
+
+    // A level whose shape changed since the plan was made.
+    let mut changed = earlier.clone();
+    let ClassPlan::Annotated(level) = &mut changed.datasets[0].targets[0][1] else {
+        panic!("er is annotated in crop1")
+    };
+    level.shape_vox[0] += 1;
+    let err = Loader::open_planned(s.clone(), changed, options(Split::Train))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("test.yaml:0:1: the data changed since this plan was made"),
+        "{err}"
+    );
+    assert!(err.contains("crop1/er"), "{err}");
+    assert!(err.contains("cellmap-compile build"), "{err}");
+
+    // A class annotated now but inferred in the plan.
+    let mut changed = earlier.clone();
+    changed.datasets[0].targets[0][3] = ClassPlan::Inferred(vec![2]);
+    let err = Loader::open_planned(s.clone(), changed, options(Split::Train))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("class `pm` is annotated in the data, inferred from related classes in the plan"),
+        "{err}"
+    );
+
+    // A spec with another batch size than the plan's.
+    let mut other = s.clone();
+    other.loader.batch_size = 4;
+    let err = Loader::open_planned(other, earlier, options(Split::Train))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("batch size"), "{err}");
+}

@@ -126,6 +126,12 @@ pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
         predict: ::std::option::Option::None,
     }
 }
+/// Start the untyped runtime loader of this spec. This crate was generated without its data, so the loader plans the data when it starts.
+pub fn open_loader(
+    options: ::cellmap_runtime::LoaderOptions,
+) -> ::std::result::Result<::cellmap_runtime::Loader, ::cellmap_runtime::LoaderError> {
+    ::cellmap_runtime::Loader::open(spec(), options)
+}
 /// A batch: one accessor per array, in the spec's names. It borrows its ring slot until dropped.
 pub struct Batch<'a> {
     inner: ::cellmap_runtime::Batch<'a>,
@@ -183,7 +189,7 @@ impl Loader {
     pub fn with_options(
         options: ::cellmap_runtime::LoaderOptions,
     ) -> ::std::result::Result<Self, ::cellmap_runtime::LoaderError> {
-        let inner = ::cellmap_runtime::Loader::open(spec(), options)?;
+        let inner = open_loader(options)?;
         debug_assert_eq!(inner.plan().batch_bytes, BATCH_BYTES);
         Ok(Loader { inner })
     }
@@ -265,14 +271,22 @@ pub mod torch {
     impl Loader {
         /// Training batches, endless, rank and world size from torchrun's environment.
         pub fn train() -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
-            Self::with_spec(super::spec(), ::cellmap_runtime::LoaderOptions::train()?)
+            Self::with_options(::cellmap_runtime::LoaderOptions::train()?)
         }
         /// One pass over this rank's validation tiles.
         pub fn validate() -> ::std::result::Result<
             Self,
             ::cellmap_runtime::TensorError,
         > {
-            Self::with_spec(super::spec(), ::cellmap_runtime::LoaderOptions::validate()?)
+            Self::with_options(::cellmap_runtime::LoaderOptions::validate()?)
+        }
+        /// A loader with explicit options (split, rank, world size, resume epoch and step, …).
+        pub fn with_options(
+            options: ::cellmap_runtime::LoaderOptions,
+        ) -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
+            Ok(Loader {
+                inner: ::cellmap_runtime::TorchLoader::open(super::spec(), options)?,
+            })
         }
         /// A loader over another spec with this crate's classes, arrays and batch size.
         pub fn with_spec(

@@ -147,6 +147,110 @@ pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
         predict: ::std::option::Option::None,
     }
 }
+/// The plan of the spec's data made by `cellmap-compile build` (2 datasets: the levels read, centre grids, validation tiles and, for voxel weighting, class counts). Loaders open the data and check it against this plan instead of planning again.
+pub fn plan() -> ::cellmap_runtime::Plan {
+    ::cellmap_runtime::Plan {
+        name: ::std::string::String::from("synth"),
+        batch: ::cellmap_runtime::BatchLayout {
+            batch_size: 3usize,
+            arrays: ::std::vec![
+                ::cellmap_runtime::ArrayLayout { name :
+                ::std::string::String::from("raw"), channels : 1usize, shape_vox : [24,
+                24, 24] }, ::cellmap_runtime::ArrayLayout { name :
+                ::std::string::String::from("labels"), channels : 4usize, shape_vox :
+                [16, 16, 16] }
+            ],
+        },
+        batch_bytes: 362496u64,
+        prefetch: 2usize,
+        ring_bytes: 724992u64,
+        datasets: ::std::vec![
+            ::cellmap_runtime::DatasetPlan { split :
+            ::cellmap_runtime::cellmap_schema::Split::Train, index : 0usize, origin :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/synth.yaml:15:7"),
+            raw :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/em/fibsem-uint8"),
+            inputs : ::std::vec![::cellmap_runtime::LevelPlan { group :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/em/fibsem-uint8"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [40f64, 24f64, 16f64], shape_vox : [96u64,
+            96u64, 96u64], resampled : false, }], targets :
+            ::std::vec![::std::vec![::cellmap_runtime::ClassPlan::Annotated(::cellmap_runtime::LevelPlan
+            { group :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop1/mito"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [136f64, 184f64, 240f64], shape_vox : [64u64,
+            64u64, 64u64], resampled : false, }),
+            ::cellmap_runtime::ClassPlan::Annotated(::cellmap_runtime::LevelPlan { group
+            :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop1/er"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [136f64, 184f64, 240f64], shape_vox : [64u64,
+            64u64, 64u64], resampled : false, }),
+            ::cellmap_runtime::ClassPlan::Annotated(::cellmap_runtime::LevelPlan { group
+            :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop1/nuc"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [136f64, 184f64, 240f64], shape_vox : [64u64,
+            64u64, 64u64], resampled : false, }),
+            ::cellmap_runtime::ClassPlan::Annotated(::cellmap_runtime::LevelPlan { group
+            :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop1/pm"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [136f64, 184f64, 240f64], shape_vox : [64u64,
+            64u64, 64u64], resampled : false, })]], bbox_nm : ::cellmap_runtime::Box3 {
+            lo_nm : [132f64, 180f64, 236f64], hi_nm : [644f64, 692f64, 748f64] }, grid :
+            ::cellmap_runtime::CentreGrid { origin_nm : [192f64, 240f64, 296f64], step_nm
+            : [8f64, 8f64, 8f64], shape : [49u64, 49u64, 49u64] }, tiles :
+            ::cellmap_runtime::CentreGrid { origin_nm : [196f64, 244f64, 300f64], step_nm
+            : [128f64, 128f64, 128f64], shape : [4u64, 4u64, 4u64] }, class_counts :
+            ::std::option::Option::None, pad : false, }, ::cellmap_runtime::DatasetPlan {
+            split : ::cellmap_runtime::cellmap_schema::Split::Validate, index : 0usize,
+            origin :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/synth.yaml:18:7"),
+            raw :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/em/fibsem-uint8"),
+            inputs : ::std::vec![::cellmap_runtime::LevelPlan { group :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/em/fibsem-uint8"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [40f64, 24f64, 16f64], shape_vox : [96u64,
+            96u64, 96u64], resampled : false, }], targets :
+            ::std::vec![::std::vec![::cellmap_runtime::ClassPlan::Annotated(::cellmap_runtime::LevelPlan
+            { group :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop2/mito"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [280f64, 232f64, 176f64], shape_vox : [64u64,
+            64u64, 64u64], resampled : false, }),
+            ::cellmap_runtime::ClassPlan::Annotated(::cellmap_runtime::LevelPlan { group
+            :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop2/er"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [280f64, 232f64, 176f64], shape_vox : [64u64,
+            64u64, 64u64], resampled : false, }),
+            ::cellmap_runtime::ClassPlan::Annotated(::cellmap_runtime::LevelPlan { group
+            :
+            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop2/nuc"),
+            level : 0usize, path : ::std::string::String::from("s0"), scale_nm : [8f64,
+            8f64, 8f64], translation_nm : [280f64, 232f64, 176f64], shape_vox : [64u64,
+            64u64, 64u64], resampled : false, }),
+            ::cellmap_runtime::ClassPlan::Inferred(::std::vec![2usize])]], bbox_nm :
+            ::cellmap_runtime::Box3 { lo_nm : [276f64, 228f64, 172f64], hi_nm : [788f64,
+            740f64, 684f64] }, grid : ::cellmap_runtime::CentreGrid { origin_nm :
+            [336f64, 288f64, 232f64], step_nm : [8f64, 8f64, 8f64], shape : [47u64,
+            49u64, 49u64] }, tiles : ::cellmap_runtime::CentreGrid { origin_nm : [340f64,
+            292f64, 236f64], step_nm : [128f64, 128f64, 128f64], shape : [3u64, 4u64,
+            4u64] }, class_counts : ::std::option::Option::None, pad : false, }
+        ],
+        excluded: ::std::vec![],
+        warnings: ::std::vec![],
+    }
+}
+/// Start the untyped runtime loader of this spec over the embedded [`plan()`]: the data is opened and checked against it (an error names what changed), not planned again.
+pub fn open_loader(
+    options: ::cellmap_runtime::LoaderOptions,
+) -> ::std::result::Result<::cellmap_runtime::Loader, ::cellmap_runtime::LoaderError> {
+    ::cellmap_runtime::Loader::open_planned(spec(), plan(), options)
+}
 /// A batch: one accessor per array, in the spec's names. It borrows its ring slot until dropped.
 pub struct Batch<'a> {
     inner: ::cellmap_runtime::Batch<'a>,
@@ -204,7 +308,7 @@ impl Loader {
     pub fn with_options(
         options: ::cellmap_runtime::LoaderOptions,
     ) -> ::std::result::Result<Self, ::cellmap_runtime::LoaderError> {
-        let inner = ::cellmap_runtime::Loader::open(spec(), options)?;
+        let inner = open_loader(options)?;
         debug_assert_eq!(inner.plan().batch_bytes, BATCH_BYTES);
         Ok(Loader { inner })
     }
@@ -286,14 +390,26 @@ pub mod torch {
     impl Loader {
         /// Training batches, endless, rank and world size from torchrun's environment.
         pub fn train() -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
-            Self::with_spec(super::spec(), ::cellmap_runtime::LoaderOptions::train()?)
+            Self::with_options(::cellmap_runtime::LoaderOptions::train()?)
         }
         /// One pass over this rank's validation tiles.
         pub fn validate() -> ::std::result::Result<
             Self,
             ::cellmap_runtime::TensorError,
         > {
-            Self::with_spec(super::spec(), ::cellmap_runtime::LoaderOptions::validate()?)
+            Self::with_options(::cellmap_runtime::LoaderOptions::validate()?)
+        }
+        /// A loader with explicit options (split, rank, world size, resume epoch and step, …).
+        pub fn with_options(
+            options: ::cellmap_runtime::LoaderOptions,
+        ) -> ::std::result::Result<Self, ::cellmap_runtime::TensorError> {
+            Ok(Loader {
+                inner: ::cellmap_runtime::TorchLoader::open_planned(
+                    super::spec(),
+                    super::plan(),
+                    options,
+                )?,
+            })
         }
         /// A loader over another spec with this crate's classes, arrays and batch size.
         pub fn with_spec(

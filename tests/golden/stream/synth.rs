@@ -9,7 +9,9 @@ fn main() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(40);
+    let opening = Instant::now();
     let mut loader = synth::Loader::train()?;
+    let open_seconds = opening.elapsed().as_secs_f64();
     for _ in 0..20 {
         if let Some(batch) = loader.next_batch() {
             batch?;
@@ -26,12 +28,12 @@ fn main() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error
     let rate = samples as f64 / seconds;
     if ::std::env::var_os("CELLMAP_STREAM_JSON").is_some() {
         println!(
-            "{{\"samples\": {samples}, \"seconds\": {seconds:.3}, \"samples_per_s\": {rate:.2}}}"
+            "{{\"samples\": {samples}, \"seconds\": {seconds:.3}, \"samples_per_s\": {rate:.2}, \"open_seconds\": {open_seconds:.4}}}"
         );
     } else {
         println!(
-            "{samples} samples in {seconds:.2} s: {rate:.1} samples/s ({} bytes per batch)",
-            synth::BATCH_BYTES
+            "loader started in {:.1} ms; {samples} samples in {seconds:.2} s: {rate:.1} samples/s ({} bytes per batch)",
+            open_seconds * 1e3, synth::BATCH_BYTES
         );
     }
     Ok(())

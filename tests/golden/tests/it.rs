@@ -46,6 +46,19 @@ fn generated_constants_describe_the_spec() {
 }
 
 #[test]
+fn the_embedded_plan_equals_the_runtime_plan_of_the_same_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_in(tmp.path());
+    let planned = cellmap_runtime::plan(&spec, cellmap_runtime::PlanOptions::default()).unwrap();
+    // The golden file names the checkout as `$WORKSPACE`; the data here lives in `tmp`.
+    let embedded =
+        format!("{:?}", synth::plan()).replace("$WORKSPACE/codegen/../tests/specs", &tmp.path().display().to_string());
+    assert_eq!(embedded, format!("{:?}", planned.plan));
+    assert_eq!(synth::plan().batch_bytes, synth::BATCH_BYTES);
+    assert_eq!(synth::plan().datasets.len(), 2);
+}
+
+#[test]
 fn generated_batches_equal_generic_batches_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = spec_in(tmp.path());

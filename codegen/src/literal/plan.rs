@@ -1,0 +1,155 @@
+//! Rust expressions that rebuild a [`Plan`] (embedded in generated crates, so that their loaders
+//! open the data without planning it again).
+
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+
+use cellmap_runtime::{ArrayLayout, Box3, CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan};
+
+use super::{f64_array, option, split_expr, string, strings, usize_array};
+
+/// Path of the runtime crate as seen from a generated crate.
+fn r() -> TokenStream {
+    quote!(::cellmap_runtime)
+}
+
+fn u64_array(v: &[u64; 3]) -> TokenStream {
+    let [a, b, c] = v.map(Literal::u64_suffixed);
+    quote!([#a, #b, #c])
+}
+
+/// The expression `cellmap_runtime::Plan { … }` equal to `plan`.
+pub(crate) fn plan_expr(plan: &Plan) -> TokenStream {
+    let r = r();
+    let name = string(&plan.name);
+    let batch_size = Literal::usize_suffixed(plan.batch.batch_size);
+    let arrays = plan.batch.arrays.iter().map(array_layout_expr);
+    let batch_bytes = Literal::u64_suffixed(plan.batch_bytes);
+    let prefetch = Literal::usize_suffixed(plan.prefetch);
+    let ring_bytes = Literal::u64_suffixed(plan.ring_bytes);
+    let datasets = plan.datasets.iter().map(dataset_expr);
+    let excluded = plan.excluded.iter().map(excluded_expr);
+    let warnings = strings(&plan.warnings);
+    quote! {
+        #r::Plan {
+            name: #name,
+            batch: #r::BatchLayout {
+                batch_size: #batch_size,
+                arrays: ::std::vec![#(#arrays),*],
+            },
+            batch_bytes: #batch_bytes,
+            prefetch: #prefetch,
+            ring_bytes: #ring_bytes,
+            datasets: ::std::vec![#(#datasets),*],
+            excluded: ::std::vec![#(#excluded),*],
+            warnings: #warnings,
+        }
+    }
+}
+
+fn array_layout_expr(a: &ArrayLayout) -> TokenStream {
+    let r = r();
+    let name = string(&a.name);
+    let channels = Literal::usize_suffixed(a.channels);
+    let shape = usize_array(&a.shape_vox);
+    quote!(#r::ArrayLayout { name: #name, channels: #channels, shape_vox: #shape })
+}
+
+fn dataset_expr(d: &DatasetPlan) -> TokenStream {
+    let r = r();
+    let split = split_expr(d.split);
+    let index = Literal::usize_suffixed(d.index);
+    let origin = string(&d.origin);
+    let raw = string(&d.raw);
+    let inputs = d.inputs.iter().map(level_expr);
+    let targets = d.targets.iter().map(|classes| {
+        let classes = classes.iter().map(class_expr);
+        quote!(::std::vec![#(#classes),*])
+    });
+    let bbox = box_expr(&d.bbox_nm);
+    let grid = grid_expr(&d.grid);
+    let tiles = grid_expr(&d.tiles);
+    let counts = option(&d.class_counts, |counts| {
+        let counts = counts.iter().map(count_expr);
+        quote!(::std::vec![#(#counts),*])
+    });
+    let pad = d.pad;
+    quote! {
+        #r::DatasetPlan {
+            split: #split,
+            index: #index,
+            origin: #origin,
+            raw: #raw,
+            inputs: ::std::vec![#(#inputs),*],
+            targets: ::std::vec![#(#targets),*],
+            bbox_nm: #bbox,
+            grid: #grid,
+            tiles: #tiles,
+            class_counts: #counts,
+            pad: #pad,
+        }
+    }
+}
+
+fn level_expr(l: &LevelPlan) -> TokenStream {
+    let r = r();
+    let group = string(&l.group);
+    let level = Literal::usize_suffixed(l.level);
+    let path = string(&l.path);
+    let scale = f64_array(&l.scale_nm);
+    let translation = f64_array(&l.translation_nm);
+    let shape = u64_array(&l.shape_vox);
+    let resampled = l.resampled;
+    quote! {
+        #r::LevelPlan {
+            group: #group,
+            level: #level,
+            path: #path,
+            scale_nm: #scale,
+            translation_nm: #translation,
+            shape_vox: #shape,
+            resampled: #resampled,
+        }
+    }
+}
+
+fn class_expr(c: &ClassPlan) -> TokenStream {
+    let r = r();
+    match c {
+        ClassPlan::Annotated(l) => {
+            let l = level_expr(l);
+            quote!(#r::ClassPlan::Annotated(#l))
+        }
+        ClassPlan::Inferred(related) => {
+            let related = related.iter().map(|i| Literal::usize_suffixed(*i));
+            quote!(#r::ClassPlan::Inferred(::std::vec![#(#related),*]))
+        }
+        ClassPlan::Unknown => quote!(#r::ClassPlan::Unknown),
+    }
+}
+
+fn box_expr(b: &Box3) -> TokenStream {
+    let r = r();
+    let (lo, hi) = (f64_array(&b.lo_nm), f64_array(&b.hi_nm));
+    quote!(#r::Box3 { lo_nm: #lo, hi_nm: #hi })
+}
+
+fn grid_expr(g: &CentreGrid) -> TokenStream {
+    let r = r();
+    let (origin, step, shape) = (f64_array(&g.origin_nm), f64_array(&g.step_nm), u64_array(&g.shape));
+    quote!(#r::CentreGrid { origin_nm: #origin, step_nm: #step, shape: #shape })
+}
+
+fn count_expr(c: &ClassCount) -> TokenStream {
+    let r = r();
+    let (foreground, total) = (Literal::u64_suffixed(c.foreground), Literal::u64_suffixed(c.total));
+    quote!(#r::ClassCount { foreground: #foreground, total: #total })
+}
+
+fn excluded_expr(e: &Excluded) -> TokenStream {
+    let r = r();
+    let split = split_expr(e.split);
+    let index = Literal::usize_suffixed(e.index);
+    let (origin, reason) = (string(&e.origin), string(&e.reason));
+    quote!(#r::Excluded { split: #split, index: #index, origin: #origin, reason: #reason })
+}
