@@ -8,6 +8,13 @@
 //! mirror_transpose, rotate, elastic   warm cache, spatial transforms drawn per sample
 //! ```
 //!
+//! and, in the group `start`, what a loader does before its first batch with voxel weighting:
+//!
+//! ```text
+//! plan            open the data and plan it (levels, grids, tiles, class voxel counts)
+//! open_planned    open the data against a plan made earlier (a generated crate's embedded plan)
+//! ```
+//!
 //! Every group reports `Throughput::Elements(samples)`, so criterion prints samples/s and the
 //! ratios against `zarrs_decode` can be read off the same run: `cargo bench --bench loader`.
 
@@ -16,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cellmap_runtime::{
-    ChunkCache, Multiscale, PlanOptions, Reader, SampleKey, SampleRequest, SynthOptions, crop_start_vox, plan,
+    ChunkCache, Multiscale, PlanOptions, Planned, Reader, SampleKey, SampleRequest, SynthOptions, crop_start_vox, plan,
     write_synthetic,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -210,5 +217,28 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(loader, benches);
+/// Planning at start against opening the data over an earlier plan, for a voxel-weighted spec
+/// (its plan counts the foreground voxels of every class in every crop).
+fn start(c: &mut Criterion) {
+    let setup = setup();
+    let path = setup.dir.join("start.yaml");
+    let yaml = spec_yaml("").replace("  seed: 42\n", "  seed: 42\n  weighting: voxel_weighted\n");
+    std::fs::write(&path, yaml).expect("write spec");
+    let spec = cellmap_schema::load(&path).expect("valid spec").spec;
+    let earlier = plan(&spec, PlanOptions::default()).expect("plan").plan;
+    assert!(earlier.datasets.iter().all(|d| d.class_counts.is_some()));
+    let mut g = c.benchmark_group("start");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function("plan", |b| {
+        b.iter(|| plan(&spec, PlanOptions::default()).expect("plan").plan.datasets.len())
+    });
+    g.bench_function("open_planned", |b| {
+        b.iter(|| Planned::open(&spec, earlier.clone()).expect("open").plan.datasets.len())
+    });
+    g.finish();
+}
+
+criterion_group!(loader, benches, start);
 criterion_main!(loader);
