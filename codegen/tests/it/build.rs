@@ -114,3 +114,44 @@ fn two_names_with_one_identifier_are_an_error_naming_both() {
     assert!(!out.exists());
     let _ = root();
 }
+
+#[test]
+fn build_embeds_the_plan_when_the_data_is_readable_and_says_so_when_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let synth = run(&["synth", &tmp.path().join("data").display().to_string()]);
+    assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
+    let spec = tmp.path().join("data/spec.yaml").display().to_string();
+    let lib = |out: &Path| std::fs::read_to_string(out.join("src/lib.rs")).unwrap();
+
+    let planned = tmp.path().join("planned");
+    let o = run(&["build", &spec, "-o", &planned.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("note:"));
+    let text = lib(&planned);
+    assert!(text.contains("pub fn plan() -> ::cellmap_runtime::Plan {"), "{text}");
+    assert!(text.contains("::cellmap_runtime::Loader::open_planned(spec(), plan(), options)"));
+    let readme = std::fs::read_to_string(planned.join("README.md")).unwrap();
+    assert!(
+        readme.contains("The crate embeds the plan of the spec's data (`plan()`: 2 datasets"),
+        "{readme}"
+    );
+
+    let unplanned = tmp.path().join("unplanned");
+    let o = run(&["build", &spec, "-o", &unplanned.display().to_string(), "--no-plan"]);
+    assert!(o.status.success());
+    assert!(!lib(&unplanned).contains("pub fn plan()"));
+    assert!(lib(&unplanned).contains("::cellmap_runtime::Loader::open(spec(), options)"));
+
+    // Without its data the crate is still written, and the note says why it has no plan.
+    std::fs::remove_dir_all(tmp.path().join("data/v2")).unwrap();
+    let missing = tmp.path().join("missing");
+    let o = run(&["build", &spec, "-o", &missing.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("the data cannot be planned here, so the crate will plan it"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("v2"), "{stderr}");
+    assert_eq!(lib(&missing), lib(&unplanned));
+}
