@@ -145,3 +145,30 @@ fn an_unavailable_cuda_device_is_an_error() {
     );
     assert!(message.starts_with(&want), "{message}");
 }
+
+#[test]
+fn a_torch_loader_over_an_earlier_plan_yields_the_same_tensors() {
+    let fx = synth(SynthVariant::V2);
+    let spec = spec(&fx.dir);
+    let earlier = cellmap_runtime::plan(&spec, cellmap_runtime::PlanOptions::default())
+        .unwrap()
+        .plan;
+    let mut planning = TorchLoader::open(spec.clone(), options(Split::Train)).unwrap();
+    let mut planned = TorchLoader::open_planned(spec.clone(), earlier.clone(), options(Split::Train)).unwrap();
+    for _ in 0..3 {
+        let (a, b) = (
+            planning.next_batch().unwrap().unwrap(),
+            planned.next_batch().unwrap().unwrap(),
+        );
+        for i in 0..2 {
+            assert_eq!(f32s(a.array(i).unwrap()), f32s(b.array(i).unwrap()));
+        }
+    }
+    let mut stale = earlier;
+    stale.datasets[0].inputs[0].translation_nm[2] += 8.0;
+    let err = TorchLoader::open_planned(spec, stale, options(Split::Train))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("the data changed since this plan was made"), "{err}");
+}
