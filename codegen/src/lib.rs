@@ -11,7 +11,9 @@
 //! use cellmap_codegen::generate::{RuntimeDep, generate};
 //! let text = std::fs::read_to_string("spec.yaml")?;
 //! let spec = cellmap_schema::parse(&text, std::path::Path::new("spec.yaml"))?.spec;
-//! let files = generate(&spec, &text, "spec.yaml", &RuntimeDep::Version("0.1.0".into()), None)?;
+//! // The plan of the spec's data, embedded in the crate (`None`: the crate plans at start).
+//! let plan = cellmap_runtime::plan(&spec, cellmap_runtime::PlanOptions::default())?.plan;
+//! let files = generate(&spec, &text, "spec.yaml", &RuntimeDep::Version("0.1.0".into()), Some(&plan))?;
 //! assert!(files.iter().any(|f| f.path == "src/lib.rs"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
