@@ -33,6 +33,7 @@ mod augment;
 mod batch_array;
 mod chunk_cache;
 mod geometry;
+mod huge_pages;
 mod loader;
 mod multiscale;
 pub mod npy;
@@ -58,6 +59,7 @@ pub use augment::value::{ValueError, ValueScratch, apply_value_transforms};
 pub use batch_array::BatchArray;
 pub use chunk_cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use geometry::{Box3, crop_start_vox, voxel_centre_nm};
+pub use huge_pages::HostBuffer;
 #[doc(hidden)]
 pub use loader::FaultHook;
 pub use loader::{Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, check_compatible};

@@ -181,7 +181,7 @@ struct SlotArray {
 
 /// Who owns a slot array's memory.
 enum SlotMemory {
-    Host(Box<[UnsafeCell<f32>]>),
+    Host(crate::huge_pages::HostBuffer),
     #[cfg(feature = "torch")]
     Tensor(tch::Tensor),
 }
@@ -677,8 +677,8 @@ fn allocate(len: usize, sample_len: usize, options: &PipelineOptions) -> SlotArr
         };
     }
     let _ = options;
-    let memory: Box<[UnsafeCell<f32>]> = (0..len).map(|_| UnsafeCell::new(0.0)).collect();
-    let ptr = UnsafeCell::raw_get(memory.as_ptr());
+    let memory = crate::huge_pages::HostBuffer::zeroed(len);
+    let ptr = memory.as_ptr();
     SlotArray {
         ptr,
         sample_len,

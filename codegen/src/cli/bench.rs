@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cellmap_runtime::{Loader, LoaderOptions, allocations, cpu_seconds, peak_rss_bytes, thread_count};
+use cellmap_runtime::{HostBuffer, Loader, LoaderOptions, allocations, cpu_seconds, peak_rss_bytes, thread_count};
 use cellmap_schema::Split;
 
 use super::{EXIT_INVALID, SplitArg, load_spec};
@@ -188,11 +188,13 @@ pub(crate) fn bench(
 }
 
 /// Samples/s of the memory-bandwidth floor: `workers` threads converting cached uint8 voxels
-/// into the float32 bytes of one batch, best of several runs.
+/// into the float32 bytes of one batch, best of several runs. The batch is written to memory of
+/// the same kind as the loader's ring ([`HostBuffer`]: huge pages where the kernel offers them).
 pub(crate) fn memory_floor_samples_per_s(batch_bytes: u64, batch_size: usize, workers: usize) -> f64 {
     let n = (batch_bytes / 4) as usize;
     let source: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
-    let mut dest = vec![0f32; n];
+    let mut ring = HostBuffer::zeroed(n);
+    let dest = ring.as_mut_slice();
     let workers = workers.max(1);
     let part = n.div_ceil(workers).max(1);
     let mut best = f64::INFINITY;
