@@ -360,7 +360,7 @@ impl Planned {
 }
 
 /// The levels and class sources a dataset plan reads, compared with the opened data.
-fn check_levels(opened: &DatasetSources, planned: &DatasetPlan, classes: &[String]) -> Result<(), String> {
+fn check_levels(opened: &DatasetSources, planned: &DatasetPlan, names: &[String]) -> Result<(), String> {
     let same = |group: &Multiscale, lp: &LevelPlan| -> Result<(), String> {
         let Some(level) = group.levels.get(lp.level) else {
             return Err(format!(
@@ -399,7 +399,13 @@ fn check_levels(opened: &DatasetSources, planned: &DatasetPlan, classes: &[Strin
     for lp in &planned.inputs {
         same(&opened.raw, lp)?;
     }
-    let names = classes;
+    let describe = |related: &[usize]| {
+        let related: Vec<&str> = related
+            .iter()
+            .map(|&i| names.get(i).map_or("?", String::as_str))
+            .collect();
+        format!("inferred from {related:?}")
+    };
     for classes in &planned.targets {
         if classes.len() != opened.classes.len() {
             return Err(format!(
@@ -415,14 +421,14 @@ fn check_levels(opened: &DatasetSources, planned: &DatasetPlan, classes: &[Strin
                 (ClassPlan::Unknown, ClassSource::Unknown) => {}
                 (cp, _) => {
                     let now = match source {
-                        ClassSource::Annotated(_) => "annotated",
-                        ClassSource::Inferred(_) => "inferred from related classes",
-                        ClassSource::Unknown => "unknown",
+                        ClassSource::Annotated(_) => "annotated".to_owned(),
+                        ClassSource::Inferred(related) => describe(related),
+                        ClassSource::Unknown => "unknown".to_owned(),
                     };
                     let then = match cp {
-                        ClassPlan::Annotated(_) => "annotated",
-                        ClassPlan::Inferred(_) => "inferred from related classes",
-                        ClassPlan::Unknown => "unknown",
+                        ClassPlan::Annotated(_) => "annotated".to_owned(),
+                        ClassPlan::Inferred(related) => describe(related),
+                        ClassPlan::Unknown => "unknown".to_owned(),
                     };
                     return Err(format!("class `{name}` is {now} in the data, {then} in the plan"));
                 }

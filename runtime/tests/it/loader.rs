@@ -882,7 +882,7 @@ fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refus
         .unwrap()
         .to_string();
     assert!(
-        err.contains("class `pm` is annotated in the data, inferred from related classes in the plan"),
+        err.contains("class `pm` is annotated in the data, inferred from [\"nuc\"] in the plan"),
         "{err}"
     );
 
