@@ -189,6 +189,10 @@ pub struct LoaderJob {
     fault_hook: Option<FaultHook>,
 }
 
+/// Epoch draws a training loader keeps: the previous, the current and the next epoch, plus a spare
+/// that is refilled rather than reallocated.
+const EPOCHS_CACHED: usize = 4;
+
 enum JobKind {
     Train {
         sampler: TrainSampler,
@@ -259,9 +263,23 @@ impl LoaderJob {
         if let Some((_, d)) = cached.iter().find(|(e, _)| *e == epoch) {
             return Arc::clone(d);
         }
+        // Workers straddle an epoch boundary with prefetch: the epochs from `epoch − 1` on stay.
+        // An older one that no worker holds any more is refilled in place (no allocation once
+        // the cache has warmed up); otherwise a new one is made.
+        let stale = |e: u64| e + 1 < epoch;
+        if let Some((e, d)) = cached.iter_mut().find(|(e, d)| stale(*e) && Arc::strong_count(d) == 1)
+            && let Some(draws) = Arc::get_mut(d)
+        {
+            sampler.epoch_into(epoch, draws);
+            *e = epoch;
+            return Arc::clone(d);
+        }
         let draws = Arc::new(sampler.epoch(epoch));
-        // Keep the two most recent epochs: workers straddle an epoch boundary with prefetch.
-        cached.retain(|(e, _)| *e + 1 >= epoch);
+        // Bounded: stale epochs beyond the spare are dropped (a worker still holding one keeps
+        // its own reference).
+        if cached.len() >= EPOCHS_CACHED {
+            cached.retain(|(e, _)| !stale(*e));
+        }
         cached.push((epoch, Arc::clone(&draws)));
         draws
     }
@@ -412,7 +430,7 @@ impl Loader {
                 .map_err(|e| LoaderError::Sampler(e.to_string()))?;
             JobKind::Train {
                 sampler,
-                epochs: Mutex::new(Vec::new()),
+                epochs: Mutex::new(Vec::with_capacity(EPOCHS_CACHED + 1)),
             }
         } else {
             let all: Vec<(usize, u64)> = datasets

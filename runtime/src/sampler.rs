@@ -278,12 +278,32 @@ impl TrainSampler {
     /// Prepares epoch `epoch`: precomputes the class-balanced crop sequence (other weightings need
     /// nothing), after which any sample of the epoch can be drawn in any order.
     pub fn epoch(&self, epoch: u64) -> EpochDraws {
-        let mut sequence = Vec::new();
+        let mut draws = EpochDraws {
+            sampler: self.clone(),
+            epoch,
+            sequence: Vec::new(),
+            counts: Vec::new(),
+            ties: Vec::new(),
+        };
+        self.epoch_into(epoch, &mut draws);
+        draws
+    }
+
+    /// [`TrainSampler::epoch`] into existing draws (of any epoch of this sampler), reusing their
+    /// memory: once they have held an epoch, refilling them allocates nothing.
+    pub fn epoch_into(&self, epoch: u64, draws: &mut EpochDraws) {
+        // A clone of the sampler is two reference counts, no allocation.
+        draws.sampler = self.clone();
+        draws.epoch = epoch;
+        draws.sequence.clear();
         if let Choice::ClassBalanced { crops_of, active } = &*self.choice {
             let mut rng = Rng::new(self.key(epoch, 0), STREAM_EPOCH);
-            let mut counts = vec![0u64; crops_of.len()];
-            let mut ties = Vec::with_capacity(active.len());
-            sequence.reserve(usize::try_from(self.iterations).unwrap_or(0));
+            let (counts, ties) = (&mut draws.counts, &mut draws.ties);
+            counts.clear();
+            counts.resize(crops_of.len(), 0);
+            ties.clear();
+            ties.reserve(active.len());
+            draws.sequence.reserve(usize::try_from(self.iterations).unwrap_or(0));
             for _ in 0..self.iterations {
                 let least = active.iter().map(|&c| counts[c]).min().unwrap_or(0);
                 ties.clear();
@@ -294,13 +314,8 @@ impl TrainSampler {
                 for (c, _) in self.grids[crop].annotated.iter().enumerate().filter(|(_, a)| **a) {
                     counts[c] += 1;
                 }
-                sequence.push(crop as u32);
+                draws.sequence.push(crop as u32);
             }
-        }
-        EpochDraws {
-            sampler: self.clone(),
-            epoch,
-            sequence,
         }
     }
 }
@@ -382,6 +397,10 @@ pub struct EpochDraws {
     epoch: u64,
     /// Class-balanced crop per step (empty for other weightings).
     sequence: Vec<u32>,
+    /// Scratch of the class-balanced draw: samples per class so far.
+    counts: Vec<u64>,
+    /// Scratch of the class-balanced draw: the classes with the fewest samples.
+    ties: Vec<usize>,
 }
 
 impl EpochDraws {

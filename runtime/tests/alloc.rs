@@ -89,16 +89,17 @@ fn main() {
     assert_eq!(allocations, 0, "steady-state batches must not allocate");
     assert_eq!(threads_warm, threads_end, "the thread count must not grow");
     drop(p);
-    loader_on_synthetic_data(false);
-    loader_on_synthetic_data(true);
+    loader_on_synthetic_data(false, true);
+    loader_on_synthetic_data(true, false);
     spatial_draws_do_not_allocate();
     println!("4 passed, 0 failed");
 }
 
 /// The real loader on the synthetic dataset, with mirror, transpose, rotation and noise (and,
-/// with `elastic`, a deformation drawn for half the samples): after warm-up (chunk cache and
-/// scratch filled), no batch allocates and no thread appears.
-fn loader_on_synthetic_data(elastic: bool) {
+/// with `elastic`, a deformation drawn for half the samples; with `class_balanced`, that weighting
+/// over epochs of 4 batches, so the measured batches cross 25 epoch boundaries): after warm-up
+/// (chunk cache, scratch and epoch draws filled), no batch allocates and no thread appears.
+fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let options = cellmap_runtime::SynthOptions {
         size: cellmap_runtime::SynthSize::Small,
@@ -113,6 +114,10 @@ fn loader_on_synthetic_data(elastic: bool) {
     spec.augment.spatial.transpose = vec![cellmap_schema::Axis::Y, cellmap_schema::Axis::X];
     spec.augment.spatial.rotate = [Some((-30.0, 30.0)), None, None];
     spec.augment.inputs = vec![cellmap_schema::ValueTransform::GaussianNoise { mean: 0.0, std: 1.0 }];
+    if class_balanced {
+        spec.sampling.weighting = cellmap_schema::Weighting::ClassBalanced;
+        spec.sampling.iterations_per_epoch = 16;
+    }
     if elastic {
         spec.augment.spatial.elastic = Some(cellmap_schema::Elastic {
             spacing_nm: [64.0; 3],
@@ -135,8 +140,13 @@ fn loader_on_synthetic_data(elastic: bool) {
     }
     let allocations = cellmap_runtime::allocations() - before;
     println!(
-        "loader: {allocations} allocations over {n} steady-state batches with rotation{}; threads {threads_warm} -> {}",
+        "loader: {allocations} allocations over {n} steady-state batches with rotation{}{}; threads {threads_warm} -> {}",
         if elastic { " and elastic" } else { "" },
+        if class_balanced {
+            ", class-balanced epochs of 4 batches"
+        } else {
+            ""
+        },
         threads()
     );
     assert_eq!(allocations, 0, "steady-state loader batches must not allocate");

@@ -895,3 +895,37 @@ fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refus
         .to_string();
     assert!(err.contains("batch size"), "{err}");
 }
+
+#[test]
+fn class_balanced_epochs_drawn_into_recycled_memory_equal_a_fresh_start() {
+    let f = synth(SynthVariant::V2);
+    let mut s = spec(&f.dir);
+    s.sampling.weighting = Weighting::ClassBalanced;
+    s.sampling.iterations_per_epoch = 6; // batch 3: 2 batches per epoch
+    // Two training crops with different classes, so the epoch's crop sequence matters.
+    let mut second = s.datasets[1].clone();
+    second.split = Split::Train;
+    second.index = 1;
+    if let Some(t) = &mut second.targets {
+        t.annotated = Some(vec!["nuc".into()]);
+    }
+    s.datasets.push(second);
+    let metas = |loader: &mut Loader, n: usize| -> Vec<Vec<cellmap_runtime::SampleMeta>> {
+        (0..n)
+            .map(|_| loader.next_batch().unwrap().unwrap().meta().collect())
+            .collect()
+    };
+    // Epochs 0–4 from the start: epochs 2, 3 and 4 reuse the memory of older ones.
+    let mut running = Loader::open(s.clone(), options(Split::Train)).unwrap();
+    let all = metas(&mut running, 10);
+    for epoch in [2u64, 4] {
+        let mut o = options(Split::Train);
+        o.epoch = epoch;
+        let mut fresh = Loader::open(s.clone(), o).unwrap();
+        let at = (epoch * 2) as usize;
+        assert_eq!(metas(&mut fresh, 2), all[at..at + 2].to_vec(), "epoch {epoch}");
+    }
+    assert_ne!(all[0..2], all[2..4], "epochs draw different samples");
+    let crops: BTreeSet<i32> = all.iter().flatten().map(|m| m.dataset).collect();
+    assert_eq!(crops.len(), 2, "both crops are drawn: {crops:?}");
+}

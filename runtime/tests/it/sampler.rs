@@ -125,6 +125,26 @@ fn class_balanced_ties_the_least_seen_classes() {
 }
 
 #[test]
+fn refilled_epoch_draws_equal_fresh_ones() {
+    let grids = vec![
+        grid([4, 4, 4], &[true, true, false]),
+        grid([2, 3, 4], &[false, true, true]),
+        grid([3, 3, 3], &[true, false, false]),
+    ];
+    for weighting in [Weighting::ClassBalanced, Weighting::Uniform] {
+        let sampler = TrainSampler::new(grids.clone(), &sampling(weighting, 50, Some(0.0)), 0, 1).unwrap();
+        let mut reused = sampler.epoch(7);
+        for epoch in [3, 0, 3, 12] {
+            sampler.epoch_into(epoch, &mut reused);
+            assert_eq!(reused.epoch(), epoch);
+            let refilled: Vec<SampleChoice> = (0..50).map(|i| reused.get(i).unwrap()).collect();
+            assert_eq!(refilled, draws(&sampler, epoch), "{weighting:?} epoch {epoch}");
+        }
+        assert_ne!(draws(&sampler, 0), draws(&sampler, 3), "epochs differ");
+    }
+}
+
+#[test]
 fn class_balanced_needs_an_annotated_class() {
     let grids = vec![grid([4, 4, 4], &[false, false]), grid([0, 4, 4], &[true, false])];
     let err = TrainSampler::new(grids, &sampling(Weighting::ClassBalanced, 10, None), 0, 1).unwrap_err();
