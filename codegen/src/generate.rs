@@ -204,9 +204,8 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames, plan: Option<&Plan>)
             let plan_value = plan_expr(plan);
             let datasets = plan.datasets.len();
             let doc = format!(
-                " The plan of the spec's data made by `cellmap-compile build` ({datasets} datasets: the levels \
-                 read, centre grids, validation tiles and, for voxel weighting, class counts). Loaders open the data and check it \
-                 against this plan instead of planning again."
+                " The plan of the spec's data made by `cellmap-compile build` ({datasets} datasets: {PLAN_HOLDS}). \
+                 Loaders open the data and check it against this plan instead of planning again."
             );
             (
                 quote! {
@@ -530,14 +529,16 @@ pub fn stream_rs(spec_text: &str, spec_label: &str, names: &crate::names::RustNa
     ))
 }
 
+/// What an embedded plan holds, as the crate's docs and README say it.
+const PLAN_HOLDS: &str = "the levels read, centre grids, validation tiles and, for voxel weighting, class counts";
+
 /// The README's sentence on the embedded plan.
 fn plan_note(plan: Option<&Plan>) -> String {
     match plan {
         Some(plan) => format!(
-            "The crate embeds the plan of the spec's data (`plan()`: {} datasets, the levels read, centre grids, \
-             validation tiles and, for voxel weighting, class counts): its loaders open the data and check it against the plan (an error \
-             names what changed, e.g. a level's shape) instead of planning again. Rebuild the crate when the data \
-             changes.",
+            "The crate embeds the plan of the spec's data (`plan()`: {} datasets, {PLAN_HOLDS}): its loaders \
+             open the data and check it against the plan (an error names what changed, e.g. a level's shape) \
+             instead of planning again. Rebuild the crate when the data changes.",
             plan.datasets.len()
         ),
         None => "The crate was generated without its data (`cellmap-compile build --no-plan`, or the data was not \
