@@ -8,8 +8,13 @@
 use cellmap_schema::Interpolation;
 
 /// Slack (in source voxels) added to window bounds so that rounding in the gather never needs a
-/// voxel outside the window.
-const WINDOW_SLACK: f64 = 1e-6;
+/// voxel outside the window: the gather computes window-local coordinates in `f32` (four
+/// roundings of values below the window's extent `E`: at most `2.4e-7 · E` voxels), so the
+/// slack is `WINDOW_SLACK + WINDOW_SLACK_PER_VOXEL · E`, four times that bound and more.
+const WINDOW_SLACK: f64 = 1e-3;
+
+/// See [`WINDOW_SLACK`].
+const WINDOW_SLACK_PER_VOXEL: f64 = 1e-6;
 
 /// Continuous source indices of an output grid: `u(p) = origin + Σ_a p_a · step[a]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,7 +94,7 @@ impl SampleGrid {
     }
 
     /// Extremes of `u` over the output grid, per source axis.
-    fn index_range(&self) -> ([f64; 3], [f64; 3]) {
+    pub(crate) fn index_range(&self) -> ([f64; 3], [f64; 3]) {
         let mut lo = self.origin;
         let mut hi = self.origin;
         for a in 0..3 {
@@ -110,19 +115,17 @@ impl SampleGrid {
     /// can touch with `interpolation`, when elastic displacements stay within `elastic_max_nm`
     /// per world axis (`[0; 3]` without elastic). The caller clips it to the level and reads it.
     ///
-    /// Axes whose steps are all integral (and no elastic) are bounded exactly; others get a
-    /// 1e-6 voxel slack against rounding. So with the identity transform, no elastic and equal
-    /// voxel sizes, the nearest window is exactly the crop's integer window, and the linear one
-    /// adds only the upper (zero-weight) neighbour of the last voxel.
+    /// Every bound gets a slack of a thousandth of a voxel (and a millionth of the window's
+    /// extent) against the rounding of the gather's `f32` coordinates. So with the identity
+    /// transform, no elastic and equal voxel sizes, the nearest window is exactly the crop's
+    /// integer window, and the linear one adds the (zero-weight) neighbours on both sides.
     pub fn source_window(&self, interpolation: Interpolation, elastic_max_nm: [f64; 3]) -> ([i64; 3], [usize; 3]) {
         let (lo, hi) = self.index_range();
         let mut start = [0i64; 3];
         let mut shape = [0usize; 3];
         for b in 0..3 {
             let e = elastic_max_nm[b] / self.scale_nm[b];
-            // Integral steps without elastic: `u` is computed exactly, no slack needed.
-            let exact = e == 0.0 && (0..3).all(|a| self.step[a][b].fract() == 0.0);
-            let slack = if exact { 0.0 } else { WINDOW_SLACK };
+            let slack = WINDOW_SLACK + WINDOW_SLACK_PER_VOXEL * (hi[b] - lo[b] + 2.0 * e + 2.0);
             let (first, last) = match interpolation {
                 Interpolation::Nearest => ((lo[b] - e + 0.5 - slack).floor(), (hi[b] + e + 0.5 + slack).floor()),
                 Interpolation::Linear => ((lo[b] - e - slack).floor(), (hi[b] + e + slack).floor() + 1.0),
@@ -208,7 +211,7 @@ mod tests {
         let g = SampleGrid::new([100.0; 3], [10, 10, 10], [4.0; 3], &I, [2.0; 3], [4.0; 3]);
         assert_eq!(g.origin, [20.0; 3]);
         assert_eq!(g.source_window(Interpolation::Nearest, [0.0; 3]), ([20; 3], [10; 3]));
-        assert_eq!(g.source_window(Interpolation::Linear, [0.0; 3]), ([20; 3], [11; 3]));
+        assert_eq!(g.source_window(Interpolation::Linear, [0.0; 3]), ([19; 3], [12; 3]));
         let m = g.as_strided().unwrap();
         assert_eq!(
             m,
@@ -258,7 +261,8 @@ mod tests {
             [16.0, 4.0, 4.0],
         );
         let (start, shape) = g.source_window(Interpolation::Nearest, [0.0; 3]);
-        assert_eq!((start[0], shape[0]), (47, 8));
+        // z samples 47 ..= 54 (origin 46.5 rounds up); the rounding slack adds plane 46.
+        assert_eq!((start[0], shape[0]), (46, 9));
         assert!(shape[1] > 32 && shape[2] > 32);
     }
 }
