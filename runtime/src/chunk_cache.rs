@@ -26,6 +26,10 @@ use crate::multiscale::SourceDtype;
 pub enum ChunkData {
     /// `uint8` elements.
     U8(Vec<u8>),
+    /// `uint8` elements that are all equal (see [`ChunkData::tagged`]): a copy writes the value
+    /// without reading the chunk (an empty class in a label crop, the padding around an EM
+    /// volume).
+    UniformU8(Vec<u8>),
     /// `uint16` elements.
     U16(Vec<u16>),
     /// `uint32` elements.
@@ -51,7 +55,7 @@ impl ChunkData {
     #[must_use]
     pub fn len(&self) -> usize {
         match self {
-            Self::U8(v) => v.len(),
+            Self::U8(v) | Self::UniformU8(v) => v.len(),
             Self::U16(v) => v.len(),
             Self::U32(v) => v.len(),
             Self::U64(v) => v.len(),
@@ -74,7 +78,7 @@ impl ChunkData {
     #[must_use]
     pub fn dtype(&self) -> SourceDtype {
         match self {
-            Self::U8(_) => SourceDtype::U8,
+            Self::U8(_) | Self::UniformU8(_) => SourceDtype::U8,
             Self::U16(_) => SourceDtype::U16,
             Self::U32(_) => SourceDtype::U32,
             Self::U64(_) => SourceDtype::U64,
@@ -118,6 +122,17 @@ impl ChunkData {
             Self::I16(v) => narrow(v, false, Self::I16),
             Self::I32(v) => narrow(v, true, Self::I32),
             Self::I64(v) => narrow(v, true, Self::I64),
+            other => other,
+        }
+    }
+
+    /// The chunk as the cache keeps it: [`ChunkData::narrowed`], then a `uint8` chunk whose
+    /// elements are all equal tagged [`ChunkData::UniformU8`] (one pass over the chunk, once
+    /// per decode).
+    #[must_use]
+    pub fn tagged(self) -> Self {
+        match self.narrowed() {
+            Self::U8(v) if v.first().is_some_and(|&f| v.iter().all(|&x| x == f)) => Self::UniformU8(v),
             other => other,
         }
     }

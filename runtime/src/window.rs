@@ -357,6 +357,38 @@ fn copy_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: imp
     }
 }
 
+/// [`copy_span`] for a chunk whose elements all equal `src[0]`: rows are filled with the value
+/// `f` makes of it, without reading the chunk (a region goes through [`copy_generic`]). `f` must
+/// write the whole element, as every copy closure does.
+#[inline]
+fn fill_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: impl Fn(&mut T, S) + Copy) -> bool {
+    let Span::Rows(runs) = span else {
+        return copy_span(src, span, dest, f);
+    };
+    if runs.rows == 0 {
+        return true;
+    }
+    let src_end = (runs.rows - 1)
+        .checked_mul(runs.src_stride)
+        .and_then(|v| v.checked_add(runs.src_offset + runs.len));
+    let dest_end = (runs.rows - 1)
+        .checked_mul(runs.dest_stride)
+        .and_then(|v| v.checked_add(runs.len));
+    let (Some(src_end), Some(dest_end)) = (src_end, dest_end) else {
+        return false;
+    };
+    if src_end > src.len() || dest_end > dest.len() || runs.len == 0 {
+        return src_end <= src.len() && dest_end <= dest.len();
+    }
+    let mut value = dest[0];
+    f(&mut value, src[0]);
+    for r in 0..runs.rows {
+        let d = r * runs.dest_stride;
+        dest[d..d + runs.len].fill(value);
+    }
+    true
+}
+
 /// The runs of a [`Span::Rows`] (bounds checked by the caller).
 impl Runs {
     #[inline(always)]
@@ -410,6 +442,7 @@ impl sealed::Sealed for f32 {
 fn map_span(src: &ChunkData, span: Span<'_>, dest: &mut [f32], map: impl Fn(f32) -> f32 + Copy) -> bool {
     match src {
         ChunkData::U8(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::UniformU8(v) => fill_span(v, span, dest, |d, x| *d = map(f32::from(x))),
         ChunkData::U16(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
         ChunkData::U32(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
         ChunkData::U64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
@@ -439,6 +472,7 @@ impl sealed::Sealed for u8 {
     fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [u8]) -> bool {
         match src {
             ChunkData::U8(v) => copy_span(v, span, dest, |d, x| *d = x),
+            ChunkData::UniformU8(v) => fill_span(v, span, dest, |d, x| *d = x),
             _ => false,
         }
     }
@@ -565,7 +599,7 @@ pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ReadErr
 /// Fetch a decoded chunk through the cache (or decode it when there is none).
 fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ReadError> {
     match cache {
-        None => Ok(Arc::new(decode_chunk(level, chunk)?)),
+        None => Ok(Arc::new(decode_chunk(level, chunk)?.tagged())),
         Some(cache) => {
             let key = ChunkKey {
                 level_id: level.id,
@@ -574,7 +608,7 @@ fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) -> Result<A
             if let Some(hit) = cache.get(&key) {
                 return Ok(hit);
             }
-            let data = Arc::new(decode_chunk(level, chunk)?.narrowed());
+            let data = Arc::new(decode_chunk(level, chunk)?.tagged());
             Ok(cache.insert(key, data))
         }
     }
@@ -818,6 +852,7 @@ impl Thresholds {
     ) -> bool {
         match src {
             ChunkData::U8(v) => copy_span(v, span, dest, |d, x| int(d, self.u8.test(x))),
+            ChunkData::UniformU8(v) => fill_span(v, span, dest, |d, x| int(d, self.u8.test(x))),
             ChunkData::U16(v) => copy_span(v, span, dest, |d, x| int(d, self.u16.test(x))),
             ChunkData::U32(v) => copy_span(v, span, dest, |d, x| int(d, self.u32.test(x))),
             ChunkData::U64(v) => copy_span(v, span, dest, |d, x| int(d, self.u64.test(x))),
@@ -1306,7 +1341,7 @@ pub fn count_nonzero(level: &Level) -> Result<u64, ReadError> {
                     extent[a] = usize::try_from(e).unwrap_or(usize::MAX);
                 }
                 total += match decode_chunk(level, cidx)? {
-                    ChunkData::U8(v) => count_chunk(&v, dims, extent),
+                    ChunkData::U8(v) | ChunkData::UniformU8(v) => count_chunk(&v, dims, extent),
                     ChunkData::U16(v) => count_chunk(&v, dims, extent),
                     ChunkData::U32(v) => count_chunk(&v, dims, extent),
                     ChunkData::U64(v) => count_chunk(&v, dims, extent),

@@ -475,6 +475,109 @@ fn packed_class_bits_match_zarrs() {
     }
 }
 
+/// Chunks whose voxels all hold one value are kept tagged ([`ChunkData::UniformU8`]) and filled
+/// without being read: every read path (copy to `u8`, to `f32` mapped, binarized, packed bits),
+/// small windows and large streamed ones, forward and mirrored, still equals zarrs' values, with
+/// uniform chunks of 0 and of 200 (also in a `uint64` array narrowed to `uint8`) among mixed ones.
+#[test]
+fn uniform_chunks_match_zarrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let fmt = Fmt::V2 {
+        compressor: blosc("zstd", 1),
+        sep: "/",
+    };
+    let (shape, chunks) = ([40u64, 44, 200], [16u64, 16, 64]);
+    let value = |i: u64| {
+        let (z, y, x) = (i / (shape[1] * shape[2]), i / shape[2] % shape[1], i % shape[2]);
+        match (z / chunks[0] + y / chunks[1] + x / chunks[2]) % 3 {
+            0 => 0,
+            1 => 200,
+            _ => i * 2_654_435_761 % 251,
+        }
+    };
+    let n = shape.iter().product::<u64>();
+    let bytes: Vec<u8> = (0..n).map(|i| value(i) as u8).collect();
+    let wide: Vec<u64> = (0..n).map(value).collect();
+    for name in ["u8", "u64"] {
+        write_group(
+            root,
+            name,
+            2,
+            Some(ms_attrs(2, zyx_axes(), &[("s0", vec![8.0; 3], None)])),
+        );
+    }
+    write_array_data::<u8>(root, "u8/s0", &fmt, &shape, &chunks, &bytes);
+    write_array_data::<u64>(root, "u64/s0", &fmt, &shape, &chunks, &wide);
+    let open = |name: &str| Multiscale::open(root.join(name).to_str().unwrap()).unwrap();
+    let (m8, m64) = (open("u8"), open("u64"));
+    let (l8, l64) = (&m8.levels[0], &m64.levels[0]);
+    let cache = ChunkCache::new(64 << 20);
+    // A uniform chunk is tagged once decoded; a mixed one is not.
+    let tagged = |c: [u64; 3]| {
+        let data = cellmap_runtime::decode_chunk(l64, c).unwrap().tagged();
+        matches!(data, cellmap_runtime::ChunkData::UniformU8(_))
+    };
+    assert!(tagged([0, 0, 0]) && tagged([0, 0, 1]) && !tagged([0, 0, 2]));
+    for (start, size) in [([1i64, 2, 3], [5usize, 6, 70]), ([-2, 1, -5], [42, 43, 210])] {
+        let want = expected::<u8>(&root.join("u8"), l8, start, size, 9.0);
+        let [d0, d1, d2] = size;
+        let voxels = d0 * d1 * d2;
+        for (strides, offset) in [
+            ([(d1 * d2) as isize, d2 as isize, 1], 0usize),
+            ([(d1 * d2) as isize, -(d2 as isize), -1], (d1 - 1) * d2 + d2 - 1),
+        ] {
+            let at = |z: usize, y: usize, x: usize| {
+                (offset as isize + z as isize * strides[0] + y as isize * strides[1] + x as isize * strides[2]) as usize
+            };
+            let mut got8 = vec![0u8; voxels];
+            read_window(l8, Some(&cache), start, size, 9u8, &mut got8, offset, strides).unwrap();
+            let mut mapped = vec![0f32; voxels];
+            cellmap_runtime::read_window_map(l64, Some(&cache), start, size, 9.0, &mut mapped, offset, strides, |v| {
+                v * 0.5 - 1.0
+            })
+            .unwrap();
+            let mut binary = vec![0f32; voxels];
+            cellmap_runtime::read_window_binarize(l64, None, start, size, 9.0, &mut binary, offset, strides, 100.0)
+                .unwrap();
+            let mut mismatches = 0;
+            for z in 0..d0 {
+                for y in 0..d1 {
+                    for x in 0..d2 {
+                        let w = want[(z * d1 + y) * d2 + x];
+                        let d = at(z, y, x);
+                        mismatches += usize::from(f32::from(got8[d]) != w);
+                        mismatches += usize::from(mapped[d] != w * 0.5 - 1.0);
+                        mismatches += usize::from(binary[d] != f32::from(u8::from(f64::from(w) > 100.0)));
+                    }
+                }
+            }
+            assert_eq!(mismatches, 0, "{start:?} {strides:?}");
+        }
+        // Packed bits: only in-level voxels are written.
+        let (lo, hi) = (
+            [0, 1, 2].map(|a| start[a].max(0)),
+            [0, 1, 2].map(|a| (start[a] + size[a] as i64).min(shape[a] as i64)),
+        );
+        let inner = [0, 1, 2].map(|a| (hi[a] - lo[a]) as usize);
+        let mut packed = vec![0b100u8; inner.iter().product()];
+        cellmap_runtime::read_window_pack(l64, Some(&cache), lo, inner, &mut packed, 100.0, 0b01).unwrap();
+        let mut mismatches = 0;
+        for z in 0..inner[0] {
+            for y in 0..inner[1] {
+                for x in 0..inner[2] {
+                    let i = ((lo[0] as u64 + z as u64) * shape[1] + lo[1] as u64 + y as u64) * shape[2]
+                        + lo[2] as u64
+                        + x as u64;
+                    let want = 0b100 | u8::from(value(i) > 100);
+                    mismatches += usize::from(packed[(z * inner[1] + y) * inner[2] + x] != want);
+                }
+            }
+        }
+        assert_eq!(mismatches, 0, "packed {start:?}");
+    }
+}
+
 #[test]
 fn negative_and_permuted_strides() {
     let dir = tempfile::tempdir().unwrap();
