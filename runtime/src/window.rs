@@ -13,7 +13,9 @@
 //! written out whole — with non-temporal stores for windows of 1 MiB and more, which go to
 //! memory without first reading the lines they overwrite. Cached integer chunks are narrowed
 //! to `uint8`/`uint16` when their values fit ([`ChunkData::narrowed`]), so `uint64` label
-//! volumes with small ids stream an eighth of the bytes. Transposed destinations go chunk by
+//! volumes with small ids stream an eighth of the bytes, and a `uint8` chunk whose voxels all
+//! hold one value is tagged ([`ChunkData::tagged`]): its rows are filled with that value without
+//! being read (an empty class, the padding around a volume). Transposed destinations go chunk by
 //! chunk, in 16 × 16 blocks turned through a stack tile (contiguous reads and writes).
 //!
 //! ```no_run
@@ -336,13 +338,7 @@ fn copy_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: imp
             if runs.rows == 0 {
                 return true;
             }
-            let src_end = (runs.rows - 1)
-                .checked_mul(runs.src_stride)
-                .and_then(|v| v.checked_add(runs.src_offset + runs.len));
-            let dest_end = (runs.rows - 1)
-                .checked_mul(runs.dest_stride)
-                .and_then(|v| v.checked_add(runs.len));
-            if src_end.is_none_or(|e| e > src.len()) || dest_end.is_none_or(|e| e > dest.len()) {
+            if !runs.fit(src.len(), dest.len()) {
                 return false;
             }
             #[cfg(target_arch = "x86_64")]
@@ -365,20 +361,11 @@ fn fill_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: imp
     let Span::Rows(runs) = span else {
         return copy_span(src, span, dest, f);
     };
-    if runs.rows == 0 {
+    if runs.rows == 0 || runs.len == 0 {
         return true;
     }
-    let src_end = (runs.rows - 1)
-        .checked_mul(runs.src_stride)
-        .and_then(|v| v.checked_add(runs.src_offset + runs.len));
-    let dest_end = (runs.rows - 1)
-        .checked_mul(runs.dest_stride)
-        .and_then(|v| v.checked_add(runs.len));
-    let (Some(src_end), Some(dest_end)) = (src_end, dest_end) else {
+    if !runs.fit(src.len(), dest.len()) {
         return false;
-    };
-    if src_end > src.len() || dest_end > dest.len() || runs.len == 0 {
-        return src_end <= src.len() && dest_end <= dest.len();
     }
     let mut value = dest[0];
     f(&mut value, src[0]);
@@ -391,6 +378,18 @@ fn fill_span<S: Copy, T: Copy>(src: &[S], span: Span<'_>, dest: &mut [T], f: imp
 
 /// The runs of a [`Span::Rows`] (bounds checked by the caller).
 impl Runs {
+    /// Whether every run (at least one) lies in a source of `src_len` and a destination of
+    /// `dest_len` elements.
+    fn fit(self, src_len: usize, dest_len: usize) -> bool {
+        let last = self.rows.saturating_sub(1);
+        let src_end = last
+            .checked_mul(self.src_stride)
+            .and_then(|v| v.checked_add(self.src_offset))
+            .and_then(|v| v.checked_add(self.len));
+        let dest_end = last.checked_mul(self.dest_stride).and_then(|v| v.checked_add(self.len));
+        src_end.is_some_and(|e| e <= src_len) && dest_end.is_some_and(|e| e <= dest_len)
+    }
+
     #[inline(always)]
     fn copy<S: Copy, T: Copy>(self, src: &[S], dest: &mut [T], f: impl Fn(&mut T, S) + Copy) {
         for r in 0..self.rows {
