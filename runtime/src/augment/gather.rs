@@ -640,7 +640,13 @@ fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace>(
                     if let (true, true, Some(src)) = (avx2, D::NONE, bytes) {
                         // SAFETY: `avx2` is true only in `gather_rows_avx2`, which runs after the
                         // CPU was found to support AVX2.
-                        let done = unsafe { linear_u8_avx2(src, w.stride, offset, base, s2, lo, fast) };
+                        let geometry = RowGeometry {
+                            base,
+                            step: s2,
+                            stride: w.stride,
+                            offset,
+                        };
+                        let done = unsafe { linear_u8_avx2(src, &geometry, lo, fast) };
                         let fast = &mut fast[done..];
                         linear_fast(w, base, s2, disp, row, lo + done, fast);
                         continue_row(stream, &buf, out, row, nx);
@@ -666,6 +672,21 @@ fn continue_row(stream: bool, buf: &[f32], out: &mut [f32], row: usize, nx: usiz
     }
 }
 
+/// One output row as the intrinsic kernels see it: coordinates `base + t·step` ([`along`]) and
+/// the window's element `stride` and `offset` ([`element32`]).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(super) struct RowGeometry {
+    /// Coordinates of voxel 0 ([`row_origin`]).
+    pub(super) base: [f32; 3],
+    /// Coordinate change per voxel.
+    pub(super) step: [f32; 3],
+    /// Element strides of the window.
+    pub(super) stride: [usize; 3],
+    /// [`Window::offset32`].
+    pub(super) offset: u32,
+}
+
 /// What the AVX2 kernels need of one output row: its source coordinates `base + t·s` for 8
 /// voxels at a time (the `f32` arithmetic of [`along`], so the same values) and the window's
 /// element strides `sz`, `sy` (below 2³¹).
@@ -685,19 +706,18 @@ pub(super) struct Row8 {
 
 #[cfg(target_arch = "x86_64")]
 impl Row8 {
-    /// The row starting at window-local `base`, advancing by `s2` per voxel, in a window of
-    /// element `stride`.
+    /// The row's constants, broadcast to every lane.
     #[target_feature(enable = "avx2")]
     #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
-    pub(super) fn new(base: [f32; 3], s2: [f32; 3], stride: [usize; 3], offset: u32) -> Row8 {
+    pub(super) fn new(row: &RowGeometry) -> Row8 {
         use std::arch::x86_64::{_mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_ps};
         Row8 {
-            base: base.map(|v| _mm256_set1_ps(v)),
-            step: s2.map(|v| _mm256_set1_ps(v)),
+            base: row.base.map(|v| _mm256_set1_ps(v)),
+            step: row.step.map(|v| _mm256_set1_ps(v)),
             lanes: _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0),
-            sz: _mm256_set1_epi32(stride[0] as i32),
-            sy: _mm256_set1_epi32(stride[1] as i32),
-            offset: _mm256_set1_epi32(offset as i32),
+            sz: _mm256_set1_epi32(row.stride[0] as i32),
+            sy: _mm256_set1_epi32(row.stride[1] as i32),
+            offset: _mm256_set1_epi32(row.offset as i32),
         }
     }
 
@@ -759,21 +779,12 @@ fn as_bytes<T: 'static>(src: &[T]) -> Option<&[u8]> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
-#[allow(clippy::too_many_arguments)]
-fn linear_u8_avx2(
-    src: &[u8],
-    stride: [usize; 3],
-    offset: u32,
-    base: [f32; 3],
-    s2: [f32; 3],
-    px0: usize,
-    out: &mut [f32],
-) -> usize {
+fn linear_u8_avx2(src: &[u8], geometry: &RowGeometry, px0: usize, out: &mut [f32]) -> usize {
     use std::arch::x86_64::*;
-    let [sz, sy, _] = stride;
+    let [sz, sy, _] = geometry.stride;
     let len = src.len();
     let mut done = 0;
-    let row = Row8::new(base, s2, stride, offset);
+    let row = Row8::new(geometry);
     // The largest first-corner index whose 2-byte loads stay inside `src`.
     let Some(last) = len.checked_sub(sz + sy + 2).and_then(|v| i32::try_from(v).ok()) else {
         return 0;

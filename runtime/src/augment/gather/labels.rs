@@ -6,7 +6,7 @@ use super::{
     fast_range, plan, row_origin,
 };
 #[cfg(target_arch = "x86_64")]
-use super::{Row8, all_at_most};
+use super::{Row8, RowGeometry, all_at_most};
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
 use crate::window::{STREAM_MIN_BYTES, store_fence, store_stream};
@@ -156,7 +156,13 @@ fn labels_rows_impl<D: Displace>(
                 if avx2 && D::NONE {
                     // SAFETY: `avx2` is true only in `labels_rows_avx2`, which runs after the CPU
                     // was found to support AVX2.
-                    k0 += unsafe { bytes_avx2(w.src, w.stride, offset, base, s2, fast_lo, &mut bytes[k0..k1]) };
+                    let geometry = RowGeometry {
+                        base,
+                        step: s2,
+                        stride: w.stride,
+                        offset,
+                    };
+                    k0 += unsafe { bytes_avx2(w.src, &geometry, fast_lo, &mut bytes[k0..k1]) };
                 }
                 for (k, i) in idx[k0..k1].iter_mut().enumerate() {
                     let px = chunk_start + k0 + k;
@@ -202,18 +208,9 @@ fn labels_rows_impl<D: Displace>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
-#[allow(clippy::too_many_arguments)]
-fn bytes_avx2(
-    src: &[u8],
-    stride: [usize; 3],
-    offset: u32,
-    base: [f32; 3],
-    s2: [f32; 3],
-    px0: usize,
-    bytes: &mut [u8],
-) -> usize {
+fn bytes_avx2(src: &[u8], geometry: &RowGeometry, px0: usize, bytes: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    let row = Row8::new(base, s2, stride, offset);
+    let row = Row8::new(geometry);
     let half = _mm256_set1_ps(0.5);
     let Some(last) = src.len().checked_sub(1).and_then(|v| i32::try_from(v).ok()) else {
         return 0;
