@@ -162,7 +162,7 @@ fn labels_rows_impl<D: Displace>(
                         stride: w.stride,
                         offset,
                     };
-                    k0 += unsafe { bytes_avx2(w.src, &geometry, fast_lo, &mut bytes[k0..k1]) };
+                    k0 += unsafe { bytes_avx2(w.src, &geometry, fast_lo, &mut bytes[k0..k1], &mut idx[k0..k1]) };
                 }
                 for (k, i) in idx[k0..k1].iter_mut().enumerate() {
                     let px = chunk_start + k0 + k;
@@ -199,7 +199,7 @@ fn labels_rows_impl<D: Displace>(
 
 /// The nearest-neighbour byte loads of the fast range with AVX2: the same coordinates as the
 /// scalar loop (`f32` `base + t·s`, `+ 0.5`, truncation) 8 voxels at a time, all indices of the
-/// chunk first, then scalar byte loads (faster than `vpgatherdd` on the AMD Zen cores we
+/// chunk first (into `idx`, the caller's scratch), then scalar byte loads (faster than `vpgatherdd` on the AMD Zen cores we
 /// measured). Returns how many of `bytes` it wrote (a multiple of 8, stopping early where a
 /// load would read past the end of `src`).
 ///
@@ -208,7 +208,7 @@ fn labels_rows_impl<D: Displace>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
-fn bytes_avx2(src: &[u8], geometry: &RowGeometry, px0: usize, bytes: &mut [u8]) -> usize {
+fn bytes_avx2(src: &[u8], geometry: &RowGeometry, px0: usize, bytes: &mut [u8], idx: &mut [u32]) -> usize {
     use std::arch::x86_64::*;
     let row = Row8::new(geometry);
     let half = _mm256_set1_ps(0.5);
@@ -217,9 +217,8 @@ fn bytes_avx2(src: &[u8], geometry: &RowGeometry, px0: usize, bytes: &mut [u8]) 
     };
     let last = _mm256_set1_epi32(last);
     let mut done = 0;
-    let mut idx = [0u32; CHUNK];
     let ptr = src.as_ptr();
-    let n = bytes.len().min(CHUNK);
+    let n = bytes.len().min(idx.len());
     while done + 8 <= n {
         let u = row.coords(px0 + done);
         let q = u.map(|u| _mm256_cvttps_epi32(_mm256_add_ps(u, half)));
@@ -228,7 +227,7 @@ fn bytes_avx2(src: &[u8], geometry: &RowGeometry, px0: usize, bytes: &mut [u8]) 
         if !all_at_most(v, last) {
             break;
         }
-        // SAFETY: 8 `u32` at `done` fit `idx` (`done + 8 <= n <= CHUNK`).
+        // SAFETY: 8 `u32` at `done` fit `idx` (`done + 8 <= n <= idx.len()`).
         unsafe { _mm256_storeu_si256(idx.as_mut_ptr().add(done).cast(), v) };
         done += 8;
     }
