@@ -1327,10 +1327,11 @@ fn store_stream_lines<T: WindowElem>(src: &[T], dst: &mut [T]) {
     let bytes = len * size_of::<T>();
     let s = src.as_ptr().cast::<u8>();
     let d = dst.as_mut_ptr().cast::<u8>();
-    // As in `store_stream`: `T` is `f32` or `u8`, so the head is a whole number of elements.
+    // As in `store_stream_pieces`: `T` is `f32` or `u8`, so the head is a whole number of elements.
     let head = d.align_offset(64).min(bytes);
     let body = (bytes - head) / 64 * 64;
-    // SAFETY: `s` and `d` are valid for `bytes` bytes and do not overlap (see `store_stream`);
+    // SAFETY: `s` and `d` are valid for `bytes` bytes and do not overlap (see
+    // `store_stream_pieces`);
     // every `_mm512_stream_si512` target `d + off` is 64-byte aligned (`head` aligns it) and
     // `off + 64 <= head + body <= bytes`; the CPU supports AVX-512F (this function's caller
     // checked).

@@ -261,9 +261,9 @@ impl Displace for Displacement<'_> {
 }
 
 /// Output voxels `[lo, hi)` of one row whose samples are all safely inside the window: the fast
-/// loop may index without checks. `lo_ok`/`hi_ok` bound the window-local, undisplaced index
-/// (`lo_ok ≤ u < hi_ok`); `u(px) = base + px·s` is monotone in `px`, so checking the ends of the
-/// range proves every voxel between them.
+/// loop may index without checks. `lo_ok`/`hi_ok` bound the undisplaced coordinate
+/// (`lo_ok ≤ v < hi_ok`, [`fast_bounds`]); `v(px) = base + px·s` is monotone in `px` (so is its
+/// rounding), so checking the ends of the range proves every voxel between them.
 #[inline(always)]
 fn fast_range(base: [f32; 3], s: [f32; 3], n: usize, lo_ok: [f32; 3], hi_ok: [f32; 3]) -> (usize, usize) {
     if n == 0 {
@@ -313,6 +313,8 @@ struct Plan {
     margin: [f64; 3],
     inv_scale: [f32; 3],
     shape: [usize; 3],
+    /// Coordinate change per voxel along an output row (`grid.step[2]` in `f32`).
+    step: [f32; 3],
     /// The level voxel the `f32` coordinates count from: one below the lowest voxel any sample
     /// can reach, so every sample has `v > 0` (truncation is floor) and `v` stays below the
     /// grid's extent (precision does not depend on where the window or level lie), and so the
@@ -343,6 +345,7 @@ fn plan(grid: &SampleGrid, elastic: Option<&ElasticField>) -> Result<Plan, Gathe
         margin,
         inv_scale: inv_scale.map(|v| v as f32),
         shape: grid.shape,
+        step: grid.step[2].map(|v| v as f32),
         anchor,
     })
 }
@@ -455,7 +458,7 @@ fn f32_at_most(v: f64) -> f32 {
     if f64::from(f) > v { f.next_down() } else { f }
 }
 
-/// Window-local coordinates `base + t·s` in `f32`: every path (the AVX2 kernels, the blocked
+/// Coordinates `v = base + t·s` in `f32`: every path (the AVX2 kernels, the blocked
 /// loops, the checked per-voxel path) computes a voxel's coordinates with exactly these two
 /// operations, so they agree to the bit. Written out: `array::map` does not always inline in
 /// the hot loops.
@@ -464,12 +467,12 @@ fn along(base: [f32; 3], s: [f32; 3], t: f32) -> [f32; 3] {
     [base[0] + t * s[0], base[1] + t * s[1], base[2] + t * s[2]]
 }
 
-/// Window-local `f32` origin of output row `(pz, py)` (the affine map evaluated in `f64`, then
-/// rounded once) and the per-voxel step of the grid.
+/// Coordinates `v` (level index minus `anchor`) of voxel 0 of output row `(pz, py)`: the affine
+/// map evaluated in `f64`, then rounded once to `f32`.
 #[inline(always)]
 #[allow(clippy::cast_possible_truncation)]
-fn row_origin(grid: &SampleGrid, start: [f64; 3], pz: usize, py: usize) -> [f32; 3] {
-    [0, 1, 2].map(|b| (grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - start[b]) as f32)
+fn row_origin(grid: &SampleGrid, anchor: [f64; 3], pz: usize, py: usize) -> [f32; 3] {
+    [0, 1, 2].map(|b| (grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - anchor[b]) as f32)
 }
 
 /// Longest output row staged for non-temporal stores.
@@ -594,8 +597,7 @@ fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace>(
     let bytes = as_bytes(w.src);
     let [nz, ny, nx] = plan.shape;
     let (lo_ok, hi_ok) = fast_bounds(w, plan.margin, interpolation);
-    #[allow(clippy::cast_possible_truncation)]
-    let s2 = grid.step[2].map(|v| v as f32);
+    let s2 = plan.step;
     let [sz, sy, _] = w.stride;
     let anchor = w.anchor.map(|v| v as f64);
     let offset = w.offset32();

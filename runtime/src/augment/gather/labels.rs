@@ -119,8 +119,7 @@ fn labels_rows_impl<D: Displace>(
         return Ok(());
     }
     let (lo_ok, hi_ok) = fast_bounds(w, plan.margin, Interpolation::Nearest);
-    #[allow(clippy::cast_possible_truncation)]
-    let s2 = grid.step[2].map(|v| v as f32);
+    let s2 = plan.step;
     let [sz, sy, _] = w.stride;
     let anchor = w.anchor.map(|v| v as f64);
     let offset = w.offset32();
