@@ -1292,29 +1292,12 @@ pub(crate) fn store_stream<T: WindowElem>(src: &[T], dst: &mut [T]) {
 #[cfg(target_arch = "x86_64")]
 fn store_stream_pieces<T: WindowElem>(src: &[T], dst: &mut [T]) {
     use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
-    let len = src.len().min(dst.len());
-    let bytes = len * size_of::<T>();
-    let s = src.as_ptr().cast::<u8>();
-    let d = dst.as_mut_ptr().cast::<u8>();
-    // `T` is `f32` or `u8`, plain bytes, so a byte copy is an element copy; the head is a
-    // whole number of elements since `d` is aligned to `T` and 16 is a multiple of its size.
-    let head = d.align_offset(16).min(bytes);
-    let body = (bytes - head) / 16 * 16;
-    // SAFETY: `s` and `d` are valid for `bytes` bytes (both slices hold `len` elements of
-    // `T`, which has no padding) and do not overlap (`src` and `dst` are a shared and a
-    // mutable borrow); every `_mm_stream_si128` target `d + off` is 16-byte aligned
-    // (`head` aligns it) and `off + 16 <= head + body <= bytes`; SSE2 is part of x86_64.
+    // SAFETY: the store writes 16 bytes to a 16-byte aligned `d`, both valid for 16 bytes
+    // (`stream_aligned`'s contract); SSE2 is part of x86_64.
     unsafe {
-        std::ptr::copy_nonoverlapping(s, d, head);
-        let mut off = head;
-        while off < head + body {
-            _mm_stream_si128(
-                d.add(off).cast::<__m128i>(),
-                _mm_loadu_si128(s.add(off).cast::<__m128i>()),
-            );
-            off += 16;
-        }
-        std::ptr::copy_nonoverlapping(s.add(off), d.add(off), bytes - off);
+        stream_aligned::<T, 16>(src, dst, |d, s| {
+            _mm_stream_si128(d.cast::<__m128i>(), _mm_loadu_si128(s.cast::<__m128i>()));
+        });
     }
 }
 
@@ -1323,27 +1306,48 @@ fn store_stream_pieces<T: WindowElem>(src: &[T], dst: &mut [T]) {
 #[target_feature(enable = "avx512f")]
 fn store_stream_lines<T: WindowElem>(src: &[T], dst: &mut [T]) {
     use std::arch::x86_64::{__m512i, _mm512_loadu_si512, _mm512_stream_si512};
+    // SAFETY: the store writes 64 bytes to a 64-byte aligned `d`, both valid for 64 bytes
+    // (`stream_aligned`'s contract); the CPU supports AVX-512F (this function's caller checked,
+    // and the closure inherits the function's target features).
+    unsafe {
+        stream_aligned::<T, 64>(src, dst, |d, s| {
+            _mm512_stream_si512(d.cast::<__m512i>(), _mm512_loadu_si512(s.cast::<__m512i>()));
+        });
+    }
+}
+
+/// The copy both non-temporal widths share: `dst`'s bytes before its first `LINE`-aligned byte
+/// and after its last whole aligned `LINE` are copied plainly; every whole aligned `LINE` between
+/// goes through `stream(d, s)` (`d` in `dst`, `s` at the same offset in `src`).
+///
+/// # Safety
+/// `stream(d, s)` must copy `LINE` bytes from `s` to `d` and be sound whenever `d` is
+/// `LINE`-aligned and both are valid for `LINE` bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn stream_aligned<T: WindowElem, const LINE: usize>(
+    src: &[T],
+    dst: &mut [T],
+    stream: impl Fn(*mut u8, *const u8),
+) {
     let len = src.len().min(dst.len());
     let bytes = len * size_of::<T>();
     let s = src.as_ptr().cast::<u8>();
     let d = dst.as_mut_ptr().cast::<u8>();
-    // As in `store_stream_pieces`: `T` is `f32` or `u8`, so the head is a whole number of elements.
-    let head = d.align_offset(64).min(bytes);
-    let body = (bytes - head) / 64 * 64;
-    // SAFETY: `s` and `d` are valid for `bytes` bytes and do not overlap (see
-    // `store_stream_pieces`);
-    // every `_mm512_stream_si512` target `d + off` is 64-byte aligned (`head` aligns it) and
-    // `off + 64 <= head + body <= bytes`; the CPU supports AVX-512F (this function's caller
-    // checked).
+    // `T` is `f32` or `u8`, plain bytes, so a byte copy is an element copy; the head is a whole
+    // number of elements since `d` is aligned to `T` and `LINE` is a multiple of its size.
+    let head = d.align_offset(LINE).min(bytes);
+    let body = (bytes - head) / LINE * LINE;
+    // SAFETY: `s` and `d` are valid for `bytes` bytes (both slices hold `len` elements of `T`,
+    // which has no padding) and do not overlap (`src` and `dst` are a shared and a mutable
+    // borrow); every `stream` target `d + off` is `LINE`-aligned (`head` aligns it) and
+    // `off + LINE <= head + body <= bytes`.
     unsafe {
         std::ptr::copy_nonoverlapping(s, d, head);
         let mut off = head;
         while off < head + body {
-            _mm512_stream_si512(
-                d.add(off).cast::<__m512i>(),
-                _mm512_loadu_si512(s.add(off).cast::<__m512i>()),
-            );
-            off += 64;
+            stream(d.add(off), s.add(off));
+            off += LINE;
         }
         std::ptr::copy_nonoverlapping(s.add(off), d.add(off), bytes - off);
     }
