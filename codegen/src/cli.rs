@@ -13,6 +13,17 @@ mod preview;
 mod sample;
 mod synth;
 
+pub use preview::preview;
+
+/// What `check --data` finds wrong with the data a valid spec names, as diagnostics.
+pub fn data_diagnostics(spec: &cellmap_schema::Spec) -> Vec<cellmap_schema::Diagnostic> {
+    data_check::check(spec)
+        .into_iter()
+        .map(|e| e.into_diagnostic())
+        .collect()
+}
+pub use sample::{SampleOut, read_sample};
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -105,9 +116,18 @@ pub(crate) const EXIT_INVALID: u8 = 1;
 /// Exit code of a usage error.
 pub(crate) const EXIT_USAGE: u8 = 2;
 
-/// Parses the arguments and runs the subcommand.
-pub(crate) fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+/// Parses the process's arguments and runs the subcommand.
+pub fn run() -> ExitCode {
+    run_from(std::env::args_os())
+}
+
+/// Parses `args` (the first is the program name) and runs the subcommand.
+pub fn run_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -5,7 +5,7 @@
 //! `quote!` and formatted by prettyplease). [`generate_python`](generate::python::generate_python)
 //! adds the Python package of a spec (a pyo3 extension plus `templates/` files), and
 //! [`import`](import::import) turns a cellmap-data configuration into a spec. The
-//! `cellmap-compile` binary wraps them.
+//! `cellmap-compile` command line is [`cli`] (the binary, and the Python package's console script).
 //!
 //! ```no_run
 //! use cellmap_codegen::generate::{RuntimeDep, generate};
@@ -18,6 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod cli;
 pub mod generate;
 pub mod import;
 mod literal;

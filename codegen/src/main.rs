@@ -1,8 +1,6 @@
 //! `cellmap-compile`: checks cellmap specs, plans and samples their data, benchmarks the loader
 //! and compiles specs into specialised loader crates.
 
-mod cli;
-
 use std::process::ExitCode;
 
 /// Counts allocations so that `bench` can report allocations per batch.
@@ -10,5 +8,5 @@ use std::process::ExitCode;
 static ALLOCATOR: cellmap_runtime::CountingAllocator = cellmap_runtime::CountingAllocator;
 
 fn main() -> ExitCode {
-    cli::run()
+    cellmap_codegen::cli::run()
 }

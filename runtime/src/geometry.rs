@@ -39,7 +39,7 @@ pub fn voxel_centre_nm(index: i64, translation_nm: f64, scale_nm: f64) -> f64 {
 
 /// An axis-aligned box in world coordinates (nm, axes `z y x`), half-open in spirit:
 /// `lo_nm` inclusive, `hi_nm` exclusive.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Box3 {
     /// Lower corner (nm), `z y x`.
     pub lo_nm: [f64; 3],

@@ -69,15 +69,15 @@ pub use pipeline::{
     SampleError, SampleJob, SampleMeta, SampleOut,
 };
 pub use plan::{
-    CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions, Planned,
-    batch_layout, plan,
+    CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions, PlanOrigin,
+    Planned, batch_layout, default_plan_cache_dir, plan, plan_cache_path, plan_cached,
 };
 pub use predict::{
     IdentityModel, PredictError, PredictInput, PredictPlan, PredictRun, PredictUnit, Tile, TileBatch, TileLoader,
     WriteHook, Writer, run_identity, run_model,
 };
 pub use rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
-pub use sample::{ReadInfo, Reader, SampleDest, SampleReadError, SampleRequest, SampleScratch};
+pub use sample::{ReadInfo, Reader, SampleDest, SampleReadError, SampleRequest, SampleScratch, read_level_crop};
 pub use sampler::{
     DatasetGrid, DistError, DistInfo, EpochDraws, ForegroundIndex, SampleChoice, SamplerError, TrainSampler,
     VOXEL_WEIGHT_FLOOR, shard,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use cellmap_schema::ErrorPolicy;
 
 /// Shape of one array of a batch: `[B, channels, Z, Y, X]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArrayLayout {
     /// Batch field name.
     pub name: String,
@@ -41,7 +41,7 @@ impl ArrayLayout {
 }
 
 /// Layout of every batch in the ring.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchLayout {
     /// Samples per batch.
     pub batch_size: usize,

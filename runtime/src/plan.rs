@@ -21,11 +21,14 @@
 //! labels), stepped by the reference array's voxel size, so that unrotated crops read whole
 //! voxels without interpolation.
 
+mod cache;
 mod foreground;
+
+pub use cache::{PlanOrigin, default_plan_cache_dir, plan_cache_path, plan_cached};
 
 pub(crate) use foreground::foreground_index;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use cellmap_schema::{ArraySpec, Spec, Split};
 
@@ -39,7 +42,7 @@ use crate::window::{ReadError, count_nonzero};
 const EPS: f64 = 1e-9;
 
 /// The plan of a spec. See the module docs for the geometry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// The spec's name.
     pub name: String,
@@ -67,7 +70,7 @@ impl Plan {
 }
 
 /// A dataset left out of the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Excluded {
     /// Its split.
     pub split: Split,
@@ -80,7 +83,7 @@ pub struct Excluded {
 }
 
 /// The plan of one dataset.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetPlan {
     /// Its split.
     pub split: Split,
@@ -107,7 +110,7 @@ pub struct DatasetPlan {
 }
 
 /// A regular grid of centres: `origin + index·step`, `index < shape` per axis.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CentreGrid {
     /// Centre of index `[0, 0, 0]`, nm.
     pub origin_nm: [f64; 3],
@@ -148,7 +151,7 @@ impl CentreGrid {
 }
 
 /// Foreground and total voxels of one class in one dataset, at the first target array's voxel size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassCount {
     /// Voxels where the label is non-zero.
     pub foreground: u64,
@@ -157,7 +160,7 @@ pub struct ClassCount {
 }
 
 /// The level read for one array of one dataset.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LevelPlan {
     /// Location of the multiscale group.
     pub group: String,
@@ -176,7 +179,7 @@ pub struct LevelPlan {
 }
 
 /// Where one class channel of one target array comes from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClassPlan {
     /// Read from this level of the class' label group.

@@ -475,6 +475,51 @@ impl Reader {
     }
 }
 
+/// Read one crop of `array`'s shape and voxel size centred at `centre_nm` (nm, z y x) from
+/// `level`, without augmentation: whole voxels copied when the voxel sizes match, else
+/// resampled (`array.interpolation`); `fill` outside the level. `out` holds `array.voxels()`
+/// values, C order. For single arrays read outside a spec's plan (cellmap-data's `CellMapImage`).
+///
+/// # Errors
+/// A message naming the failing chunk, or the length of `out` when it does not fit.
+pub fn read_level_crop(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    array: &ArraySpec,
+    centre_nm: [f64; 3],
+    fill: f32,
+    out: &mut [f32],
+) -> Result<(), String> {
+    if out.len() != array.voxels() {
+        return Err(format!(
+            "a crop of {:?} voxels needs {} values, got {}",
+            array.shape_vox,
+            array.voxels(),
+            out.len()
+        ));
+    }
+    let mut scratch = SampleScratch::default();
+    let mut info = ReadInfo {
+        strided: 0,
+        gathered: 0,
+    };
+    let draw = SpatialDraw::identity();
+    read_crop(
+        cache,
+        &mut scratch,
+        level,
+        array,
+        array.interpolation,
+        &draw,
+        centre_nm,
+        fill,
+        None,
+        out,
+        &mut info,
+    )
+    .map(|_| ())
+}
+
 /// Read a crop of `array`'s shape and voxel size centred at `centre_nm` from one level, transformed
 /// by `draw`: a strided copy when voxel sizes match and the transform is axis-aligned (applying
 /// `first_transform` itself when it is a binarize or normalize: then it returns true), else a

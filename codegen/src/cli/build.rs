@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cellmap_codegen::generate::python::generate_python;
-use cellmap_codegen::generate::{GeneratedFile, RuntimeDep, generate};
+use crate::generate::python::generate_python;
+use crate::generate::{GeneratedFile, RuntimeDep, generate};
 
 use super::{EXIT_INVALID, load_spec};
 
@@ -105,7 +105,7 @@ pub(crate) fn default_runtime() -> RuntimeDep {
     let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime");
     match beside.canonicalize() {
         Ok(p) if p.join("Cargo.toml").exists() => RuntimeDep::Path(p.display().to_string()),
-        _ => RuntimeDep::Version(cellmap_codegen::generate::TOOL_VERSION.to_owned()),
+        _ => RuntimeDep::Version(crate::generate::TOOL_VERSION.to_owned()),
     }
 }
 

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use cellmap_codegen::generate::generate;
+use crate::generate::generate;
 use cellmap_runtime::{LoaderOptions, PlanOptions, SynthOptions, SynthSize, plan, write_synthetic};
 
 use super::bench::bench;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cellmap_codegen::import::{IterationUnit, import, name_from_path};
+use crate::import::{IterationUnit, import, name_from_path};
 
 use super::EXIT_INVALID;
 

@@ -41,13 +41,11 @@ pub(crate) fn run(args: &PreviewArgs) -> ExitCode {
     }
 }
 
-/// Draw batch `which` of a split into `out`.
-pub(crate) fn preview(
-    spec: cellmap_schema::Spec,
-    split: Split,
-    which: u64,
-    out: &std::path::Path,
-) -> Result<(), String> {
+/// Draw batch `which` of a split of `spec` as a PNG grid into `out`.
+///
+/// # Errors
+/// A message naming what failed: opening the loader, reading the batch, writing the PNG.
+pub fn preview(spec: cellmap_schema::Spec, split: Split, which: u64, out: &std::path::Path) -> Result<(), String> {
     let mut options = LoaderOptions::train().map_err(|e| e.to_string())?;
     options.split = split;
     options.step = which;
@@ -60,7 +58,7 @@ pub(crate) fn preview(
         None => return Err(format!("the {} split yields no batch", split.name())),
     };
     let arrays: Vec<&[f32]> = (0..loader_arrays(&spec_copy)).map(|i| batch.array(i)).collect();
-    let image = cellmap_codegen::preview::render(&spec_copy, &arrays, batch.len());
+    let image = crate::preview::render(&spec_copy, &arrays, batch.len());
     image.write_png(out).map_err(|e| format!("`{}`: {e}", out.display()))
 }
 

@@ -1,0 +1,214 @@
+//! `NativeLoader`: the generic Rust loader behind `cellmap_compile.Loader`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use cellmap_runtime::{
+    DistInfo, Loader, LoaderOptions, NextOwned, OwnedBatch, PlanOptions, PlanOrigin, Planned, default_plan_cache_dir,
+    plan, plan_cached,
+};
+use cellmap_schema::{Device, Spec, Split};
+
+use crate::dlpack::f32_capsule;
+use crate::errors::{SlotsHeldError, cellmap_error};
+
+/// How long to wait for a batch between signal checks.
+const POLL: Duration = Duration::from_millis(50);
+/// How long a batch may wait on a slot held by an earlier batch before giving up.
+const HELD_PATIENCE: Duration = Duration::from_millis(500);
+
+/// One batch as Python values: epoch, step, one capsule per array, idx, dataset, centre_nm.
+type PyBatch = (u64, u64, Vec<Py<PyAny>>, Vec<i64>, Vec<i64>, Vec<(f64, f64, f64)>);
+
+/// Rank and world size: both given, or both from torchrun's environment.
+pub(crate) fn dist(rank: Option<usize>, world_size: Option<usize>) -> PyResult<DistInfo> {
+    let info = match (rank, world_size) {
+        (None, None) => DistInfo::from_env().map_err(cellmap_error)?,
+        (Some(rank), Some(world_size)) => DistInfo {
+            rank,
+            world_size,
+            local_rank: std::env::var("LOCAL_RANK")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+        },
+        _ => {
+            return Err(PyValueError::new_err(
+                "pass both `rank` and `world_size`, or neither to read torchrun's `RANK` and `WORLD_SIZE`",
+            ));
+        }
+    };
+    if info.world_size == 0 || info.rank >= info.world_size {
+        return Err(PyValueError::new_err(format!(
+            "rank {} is not below world size {}",
+            info.rank, info.world_size
+        )));
+    }
+    Ok(info)
+}
+
+/// Plan `spec`'s data, over the plan cache in `cache_dir` (or the default folder) when there is one.
+pub(crate) fn open_plan(spec: &Spec, cache_dir: Option<PathBuf>) -> Result<(Planned, PlanOrigin), String> {
+    match cache_dir.or_else(default_plan_cache_dir) {
+        Some(dir) => plan_cached(spec, PlanOptions::default(), &dir).map_err(|e| e.to_string()),
+        None => plan(spec, PlanOptions::default())
+            .map(|p| (p, PlanOrigin::Planned))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The Rust loader behind the Python `Loader`: an endless training stream or one validation
+/// pass, yielding batches as DLPack capsules.
+#[pyclass(module = "cellmap_compile._native")]
+pub(crate) struct NativeLoader {
+    loader: Loader,
+    spec: Arc<Spec>,
+    origin: PlanOrigin,
+}
+
+#[pymethods]
+impl NativeLoader {
+    /// Validate the spec, plan its data (or open it over the cached plan) and start the workers;
+    /// the GIL is released meanwhile.
+    #[new]
+    #[pyo3(signature = (text, source, split = "train", rank = None, world_size = None, seed = None, epoch = 0, step = 0, cache_dir = None))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, mirrored one to one.
+    fn new(
+        py: Python<'_>,
+        text: &str,
+        source: &str,
+        split: &str,
+        rank: Option<usize>,
+        world_size: Option<usize>,
+        seed: Option<u64>,
+        epoch: u64,
+        step: u64,
+        cache_dir: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let split: Split = crate::spec::split(split)?;
+        let spec = Arc::new(crate::spec::parse(py, text, source)?.spec);
+        let mut options = LoaderOptions::new(split, dist(rank, world_size)?);
+        options.epoch = epoch;
+        options.step = step;
+        options.seed = seed;
+        let opened = Arc::clone(&spec);
+        let (loader, origin) = py
+            .detach(move || -> Result<(Loader, PlanOrigin), String> {
+                let (planned, origin) = open_plan(&opened, cache_dir)?;
+                let loader = Loader::with_plan(opened, Arc::new(planned), options).map_err(|e| e.to_string())?;
+                Ok((loader, origin))
+            })
+            .map_err(cellmap_error)?;
+        Ok(NativeLoader { loader, spec, origin })
+    }
+
+    /// The next batch, or `None` after the last validation batch. Waits with the GIL released,
+    /// checking for signals (Ctrl-C) every 50 ms.
+    fn next_batch(&mut self, py: Python<'_>) -> PyResult<Option<PyBatch>> {
+        let mut held_since: Option<Instant> = None;
+        loop {
+            let loader = &mut self.loader;
+            match py.detach(|| loader.next_owned(POLL)) {
+                NextOwned::Batch(batch) => return batch_values(py, Arc::new(batch)).map(Some),
+                NextOwned::Failed(e) => return Err(cellmap_error(e)),
+                NextOwned::End => return Ok(None),
+                NextOwned::Pending { slot_held } => {
+                    py.check_signals()?;
+                    if !slot_held {
+                        held_since = None;
+                    } else if held_since.get_or_insert_with(Instant::now).elapsed() > HELD_PATIENCE {
+                        return Err(SlotsHeldError::new_err(format!(
+                            "all {} ring slots are held by tensors of earlier batches that are still alive; \
+                             drop them (keep `.clone()`s of what you store), use handoff=\"copy\", or raise \
+                             `loader.prefetch` in the spec",
+                            self.loader.slot_count()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Batches per epoch (training) or of the pass (validation).
+    fn batches_per_epoch(&self) -> u64 {
+        self.loader.batches_per_epoch()
+    }
+
+    /// Ring slots.
+    fn prefetch(&self) -> usize {
+        self.loader.slot_count()
+    }
+
+    /// The spec's device: `cpu` or `cuda:N`.
+    fn device(&self) -> String {
+        match self.spec.loader.device {
+            Device::Cpu => "cpu".to_owned(),
+            Device::Cuda(n) => format!("cuda:{n}"),
+        }
+    }
+
+    /// Whether the spec asks for pinned host memory.
+    fn pin_memory(&self) -> bool {
+        self.spec.loader.pin_memory
+    }
+
+    /// The arrays in batch order: `(name, channels, [z, y, x])`.
+    fn arrays(&self) -> Vec<(String, usize, [usize; 3])> {
+        self.loader
+            .plan()
+            .batch
+            .arrays
+            .iter()
+            .map(|a| (a.name.clone(), a.channels, a.shape_vox))
+            .collect()
+    }
+
+    /// The plan as JSON (as `cellmap-compile plan --json` prints it).
+    fn plan_json(&self) -> PyResult<String> {
+        serde_json::to_string(self.loader.plan()).map_err(cellmap_error)
+    }
+
+    /// The validated spec as JSON.
+    fn spec_json(&self) -> PyResult<String> {
+        serde_json::to_string(&*self.spec).map_err(cellmap_error)
+    }
+
+    /// `"cache"` or `"planned"`: where this loader's plan came from.
+    fn plan_origin(&self) -> &'static str {
+        self.origin.name()
+    }
+
+    /// Samples skipped under `on_error: skip_and_log`.
+    fn skipped_samples(&self) -> u64 {
+        self.loader.skipped_samples()
+    }
+}
+
+/// A batch as `(epoch, step, capsules, idx, dataset, centre_nm)`.
+fn batch_values(py: Python<'_>, batch: Arc<OwnedBatch>) -> PyResult<PyBatch> {
+    let layout = batch.layout();
+    let mut arrays = Vec::with_capacity(layout.arrays.len());
+    for (i, a) in layout.arrays.iter().enumerate() {
+        let [z, y, x] = a.shape_vox;
+        let shape = [layout.batch_size, a.channels, z, y, x];
+        let data = batch.array(i).as_ptr();
+        // SAFETY: array `i` of the batch holds `B·C·Z·Y·X` floats in its ring slot, which the
+        // workers do not write while an `Arc` of the batch (moved into the capsule) is alive.
+        arrays.push(unsafe { f32_capsule(py, Arc::clone(&batch), data, &shape) }?);
+    }
+    let meta: Vec<_> = batch.meta().collect();
+    Ok((
+        batch.epoch(),
+        batch.step(),
+        arrays,
+        meta.iter().map(|m| m.idx).collect(),
+        meta.iter().map(|m| i64::from(m.dataset)).collect(),
+        meta.iter()
+            .map(|m| (m.centre_nm[0], m.centre_nm[1], m.centre_nm[2]))
+            .collect(),
+    ))
+}

@@ -1,0 +1,29 @@
+//! Specs given from Python: text (YAML or JSON) and the path it came from.
+
+use std::path::Path;
+
+use pyo3::prelude::*;
+
+use cellmap_schema::{Checked, Split};
+
+use crate::errors::spec_error;
+
+/// The source name of a spec built in Python (relative paths resolve against the current folder).
+pub(crate) const DICT_SOURCE: &str = "<dict>";
+
+/// Parse and validate a spec; an invalid one raises `SpecError` with every diagnostic.
+pub(crate) fn parse(py: Python<'_>, text: &str, source: &str) -> PyResult<Checked> {
+    py.detach(|| cellmap_schema::parse(text, Path::new(source)))
+        .map_err(|diagnostics| spec_error(py, &diagnostics.0))
+}
+
+/// A split from its name.
+pub(crate) fn split(name: &str) -> PyResult<Split> {
+    match name {
+        "train" => Ok(Split::Train),
+        "validate" | "val" | "validation" => Ok(Split::Validate),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "unknown split `{other}` (expected `train` or `validate`)"
+        ))),
+    }
+}
