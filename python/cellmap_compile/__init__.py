@@ -20,15 +20,16 @@ import gc
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import torch
 
-from . import _native
+from . import _native, cli
 from ._native import CellmapError, SlotsHeldError, SpecError
 
 __all__ = [
     "CellmapError",
+    "SpecText",
     "Loader",
     "Predictor",
     "SlotsHeldError",
@@ -46,15 +47,22 @@ __version__: str = _native.VERSION
 #: Keys of the batch dict besides the arrays.
 META_KEYS: tuple[str, ...] = tuple(_native.META_KEYS)
 
-SpecLike = "str | os.PathLike[str] | Mapping[str, Any]"
+class SpecText(NamedTuple):
+    """A spec's text and the path it stands for (relative data paths resolve against that
+    path's folder; messages name it with line and column), e.g. a spec compiled into a package."""
+
+    text: str
+    source: str
 
 
-def spec_source(spec: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[str, str]:
-    """``(text, source)`` of a spec given as a path or as a dict of the spec's keys.
+def spec_source(spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText) -> tuple[str, str]:
+    """``(text, source)`` of a spec given as a path, a dict of the spec's keys or a :class:`SpecText`.
 
     A dict is passed on as JSON with the source ``"<dict>"`` (relative data paths resolve against
     the current directory). A path is read as it is (messages name it with line and column).
     """
+    if isinstance(spec, SpecText):
+        return spec.text, spec.source
     if isinstance(spec, Mapping):
         return json.dumps(spec, default=_json_default), "<dict>"
     if isinstance(spec, (str, os.PathLike)):
@@ -78,7 +86,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"a spec value of type {type(value).__name__} cannot be written as JSON: {value!r}")
 
 
-def check(spec: str | os.PathLike[str] | Mapping[str, Any], *, data: bool = False) -> list[dict[str, Any]]:
+def check(spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText, *, data: bool = False) -> list[dict[str, Any]]:
     """Every diagnostic of a spec (errors and warnings; an empty list when it is valid).
 
     Each is a dict with ``severity``, ``message``, ``file``, ``line``, ``column``, ``pointer``,
@@ -88,18 +96,18 @@ def check(spec: str | os.PathLike[str] | Mapping[str, Any], *, data: bool = Fals
     return _native.check(*spec_source(spec), data)
 
 
-def normalized_spec(spec: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+def normalized_spec(spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText) -> dict[str, Any]:
     """The validated spec with every default filled in; raises :class:`SpecError`."""
     return json.loads(_native.normalized_spec(*spec_source(spec)))
 
 
-def plan(spec: str | os.PathLike[str] | Mapping[str, Any], *, counts: bool = False) -> dict[str, Any]:
+def plan(spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText, *, counts: bool = False) -> dict[str, Any]:
     """The plan (levels, boxes, centre grids, tiles, exact batch bytes) as ``plan --json`` prints it."""
     return json.loads(_native.plan_json(*spec_source(spec), counts))
 
 
 def sample(
-    spec: str | os.PathLike[str] | Mapping[str, Any],
+    spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText,
     split: str = "train",
     dataset: int = 0,
     center: tuple[float, float, float] | list[float] = (0.0, 0.0, 0.0),
@@ -125,7 +133,7 @@ def sample(
 
 
 def preview(
-    spec: str | os.PathLike[str] | Mapping[str, Any],
+    spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText,
     path: str | os.PathLike[str],
     *,
     split: str = "train",
@@ -175,6 +183,9 @@ class Loader:
             when the ring has at least two slots, else ``"copy"``.
         cache_dir: Where plans are cached (default ``$CELLMAP_CACHE_DIR`` or
             ``~/.cache/cellmap-compile/plans``).
+        plan: A plan made earlier for this spec (``plan()``'s dict or its JSON), e.g. the one a
+            package built with ``cellmap-compile build --python`` embeds: the data is checked
+            against it instead of planned, and a plan the data no longer matches is an error.
 
     Each batch dict holds one float32 tensor ``[B, C, Z, Y, X]`` per array (:attr:`arrays`) on
     ``device``, plus CPU tensors ``idx`` (int64 ``[B]``, sample index in its epoch or tile
@@ -189,7 +200,7 @@ class Loader:
 
     def __init__(
         self,
-        spec: str | os.PathLike[str] | Mapping[str, Any],
+        spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText,
         split: str = "train",
         *,
         rank: int | None = None,
@@ -200,11 +211,13 @@ class Loader:
         device: str | torch.device | None = None,
         handoff: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        plan: str | Mapping[str, Any] | None = None,
     ) -> None:
         text, source = spec_source(spec)
         self._open_args = (text, source, split, rank, world_size, seed)
         self._cache_dir = None if cache_dir is None else os.fspath(cache_dir)
-        self._native = _native.NativeLoader(*self._open_args, epoch, step, self._cache_dir)
+        self._plan = plan if plan is None or isinstance(plan, str) else json.dumps(plan)
+        self._native = _native.NativeLoader(*self._open_args, epoch, step, self._cache_dir, self._plan)
         #: The split this loader reads.
         self.split = split
         #: Device of the array tensors.
@@ -236,7 +249,8 @@ class Loader:
 
     @property
     def plan_origin(self) -> str:
-        """``"cache"`` when the loader opened over a cached plan, ``"planned"`` when it planned."""
+        """Where the plan came from: ``"cache"`` (the plan cache), ``"planned"`` (planned now) or
+        ``"embedded"`` (the ``plan`` argument)."""
         return self._native.plan_origin()
 
     @property
@@ -255,7 +269,7 @@ class Loader:
         ``iter()`` finishes that epoch. A validation iterator reads one pass.
         """
         if self._pass_done:
-            self._native = _native.NativeLoader(*self._open_args, 0, 0, self._cache_dir)
+            self._native = _native.NativeLoader(*self._open_args, 0, 0, self._cache_dir, self._plan)
             self._pass_done = False
         while self._step < len(self):
             batch = self._next()
@@ -303,6 +317,10 @@ class Loader:
         """The plan (levels, boxes, centre grids, tiles, batch bytes) as a dict."""
         return json.loads(self._native.plan_json())
 
+    def preview(self, path: str | os.PathLike[str], step: int = 0) -> None:
+        """Draw batch ``step`` of this loader's split as a PNG grid at ``path``."""
+        preview(SpecText(*self._open_args[:2]), path, split=self.split, step=step)
+
     def __repr__(self) -> str:
         return (
             f"Loader(spec={self.spec.get('name')!r}, split={self.split!r}, epoch={self.epoch}, "
@@ -326,7 +344,7 @@ class Predictor:
 
     def __init__(
         self,
-        spec: str | os.PathLike[str] | Mapping[str, Any],
+        spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText,
         *,
         batch_size: int = 1,
         rank: int | None = None,

@@ -80,7 +80,10 @@ class NativeLoader:
         epoch: int = 0,
         step: int = 0,
         cache_dir: str | None = None,
-    ) -> None: ...
+        plan: str | None = None,
+    ) -> None:
+        """``plan``: a plan made earlier (JSON, a generated package's embedded plan): the data is
+        checked against it instead of planned; a stale one is an error."""
     def next_batch(
         self,
     ) -> tuple[int, int, list[Any], list[int], list[int], list[tuple[float, float, float]]] | None:
@@ -96,7 +99,7 @@ class NativeLoader:
     def plan_json(self) -> str: ...
     def spec_json(self) -> str: ...
     def plan_origin(self) -> str:
-        """``"cache"`` (opened over a cached plan) or ``"planned"``."""
+        """``"cache"`` (opened over a cached plan), ``"planned"`` or ``"embedded"``."""
     def skipped_samples(self) -> int: ...
 
 class NativeImage:

@@ -61,6 +61,13 @@ pub(crate) fn open_plan(spec: &Spec, cache_dir: Option<PathBuf>) -> Result<(Plan
     }
 }
 
+/// Open `spec`'s data over a plan made earlier (a generated package's embedded plan, JSON): the
+/// data is checked against it, not planned again; a stale plan is an error.
+fn open_embedded(spec: &Spec, json: &str) -> Result<Planned, String> {
+    let plan = serde_json::from_str(json).map_err(|e| format!("the embedded plan cannot be read: {e}"))?;
+    Planned::open(spec, plan).map_err(|e| e.to_string())
+}
+
 /// The Rust loader behind the Python `Loader`: an endless training stream or one validation
 /// pass, yielding batches as DLPack capsules.
 #[pyclass(module = "cellmap_compile._native")]
@@ -75,7 +82,7 @@ impl NativeLoader {
     /// Validate the spec, plan its data (or open it over the cached plan) and start the workers;
     /// the GIL is released meanwhile.
     #[new]
-    #[pyo3(signature = (text, source, split = "train", rank = None, world_size = None, seed = None, epoch = 0, step = 0, cache_dir = None))]
+    #[pyo3(signature = (text, source, split = "train", rank = None, world_size = None, seed = None, epoch = 0, step = 0, cache_dir = None, plan = None))]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, mirrored one to one.
     fn new(
         py: Python<'_>,
@@ -88,6 +95,7 @@ impl NativeLoader {
         epoch: u64,
         step: u64,
         cache_dir: Option<PathBuf>,
+        plan: Option<String>,
     ) -> PyResult<Self> {
         let split: Split = crate::spec::split(split)?;
         let spec = Arc::new(crate::spec::parse(py, text, source)?.spec);
@@ -98,7 +106,10 @@ impl NativeLoader {
         let opened = Arc::clone(&spec);
         let (loader, origin) = py
             .detach(move || -> Result<(Loader, PlanOrigin), String> {
-                let (planned, origin) = open_plan(&opened, cache_dir)?;
+                let (planned, origin) = match plan {
+                    Some(json) => (open_embedded(&opened, &json)?, PlanOrigin::Embedded),
+                    None => open_plan(&opened, cache_dir)?,
+                };
                 let loader = Loader::with_plan(opened, Arc::new(planned), options).map_err(|e| e.to_string())?;
                 Ok((loader, origin))
             })
@@ -177,7 +188,7 @@ impl NativeLoader {
         serde_json::to_string(&*self.spec).map_err(cellmap_error)
     }
 
-    /// `"cache"` or `"planned"`: where this loader's plan came from.
+    /// `"cache"`, `"planned"` or `"embedded"`: where this loader's plan came from.
     fn plan_origin(&self) -> &'static str {
         self.origin.name()
     }

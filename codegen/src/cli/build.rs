@@ -27,7 +27,8 @@ pub(crate) struct BuildArgs {
     /// Replace an existing output folder.
     #[arg(long)]
     force: bool,
-    /// Also write the Python package (a pyo3 extension built by maturin: `pip install DIR`).
+    /// Also write the Python package: pure Python over `cellmap_compile`, with the spec and plan
+    /// compiled in (`pip install DIR`, no Rust toolchain needed).
     #[arg(long)]
     python: bool,
     /// Do not plan the data now: the crate's loaders plan it when they start (for building
@@ -58,7 +59,7 @@ pub(crate) fn run(args: &BuildArgs) -> ExitCode {
     };
     let generated = generate(&checked.spec, &text, &label, &runtime, plan.as_ref()).and_then(|mut files| {
         if args.python {
-            files.extend(generate_python(&checked.spec, &text, &label, &runtime)?);
+            files.extend(generate_python(&checked.spec, &text, &label, plan.as_ref())?);
         }
         Ok(files)
     });

@@ -24,14 +24,17 @@ pub enum PlanOrigin {
     Cache,
     /// Planned now (no cached plan, or a stale or unreadable one); the cache was written.
     Planned,
+    /// Opened over a plan the caller kept (a generated package's embedded plan).
+    Embedded,
 }
 
 impl PlanOrigin {
-    /// `"cache"` or `"planned"`.
+    /// `"cache"`, `"planned"` or `"embedded"`.
     pub fn name(self) -> &'static str {
         match self {
             PlanOrigin::Cache => "cache",
             PlanOrigin::Planned => "planned",
+            PlanOrigin::Embedded => "embedded",
         }
     }
 }

@@ -1,11 +1,12 @@
-"""Tests of a generated Python loader package against the `cellmap-compile` CLI.
+"""Tests of a package built with `cellmap-compile build --python` (pure Python over the
+installed `cellmap_compile` wheel, spec and plan compiled in) against the `cellmap-compile` CLI.
 
-Run by tests/python/run.sh, which synthesises data, writes the spec `pytest-spec.yaml`, builds
+Run by python/tests/run.sh, which synthesises data, writes the spec `pyloader.yaml`, builds
 and installs the package `pyloader` and sets:
   CELLMAP_COMPILE  the cellmap-compile binary
   CELLMAP_SPEC     the spec the package was built from
   CELLMAP_DATA     the folder holding the synthetic data (moved away by one test)
-Plain asserts, no pytest: `python test_module.py` runs every `test_*` function in order.
+Plain asserts, no pytest: `python generated_package.py` runs every `test_*` function in order.
 """
 
 from __future__ import annotations
