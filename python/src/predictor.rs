@@ -127,7 +127,7 @@ impl NativePredictor {
     /// Write the model's outputs for `tiles`: float32 `[B, model_channels, Z, Y, X]` bytes
     /// (native byte order, C order).
     fn write_tiles(&self, py: Python<'_>, tiles: Vec<usize>, outputs: &[u8]) -> PyResult<()> {
-        if outputs.len() % 4 != 0 {
+        if !outputs.len().is_multiple_of(4) {
             return Err(PyValueError::new_err(format!(
                 "outputs are float32 values: {} bytes is not a multiple of 4",
                 outputs.len()
