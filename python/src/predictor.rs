@@ -66,9 +66,14 @@ impl NativePredictor {
         self.writer.pending(self.dist)
     }
 
-    /// Tiles written so far.
-    fn tiles_completed(&self) -> u64 {
-        self.writer.tiles_completed()
+    /// Tiles written so far, by this run and earlier ones (every rank's).
+    fn tiles_completed(&self) -> usize {
+        let everyone = DistInfo {
+            rank: 0,
+            world_size: 1,
+            local_rank: 0,
+        };
+        self.plan.tile_count() - self.writer.pending(everyone).len()
     }
 
     /// Where a tile lies.

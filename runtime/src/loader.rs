@@ -426,7 +426,10 @@ impl Loader {
                     })?;
                 }
             }
-            let sampler = TrainSampler::new(grids, &spec.sampling, dist.rank, dist.world_size)
+            // The seed override draws the centres too, not only the augmentation.
+            let mut sampling = spec.sampling.clone();
+            sampling.seed = options.seed.unwrap_or(sampling.seed);
+            let sampler = TrainSampler::new(grids, &sampling, dist.rank, dist.world_size)
                 .map_err(|e| LoaderError::Sampler(e.to_string()))?;
             JobKind::Train {
                 sampler,

@@ -6,7 +6,9 @@
 //! size, translation and shape; every class annotated, inferred or unknown as planned); a plan
 //! the data no longer matches is never used: it is planned again and the file replaced. As with
 //! the embedded plan, voxel contents are not re-read, so class counts (voxel-weighted sampling)
-//! follow a relabelled crop only after its metadata changes or the cache file is removed.
+//! follow a relabelled crop only after its metadata changes or the cache file is removed. A plan
+//! that excluded a dataset is not reused: the reason (a crop too small, a class missing) may be
+//! gone, so such a spec is planned at every open.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -100,7 +102,7 @@ pub fn plan_cached(spec: &Spec, options: PlanOptions, dir: &Path) -> Result<(Pla
     if let Some(file) = cached {
         // A count the caller asks for must be in the plan.
         let counted = !options.count_classes || file.plan.datasets.iter().all(|d| d.class_counts.is_some());
-        if counted {
+        if counted && accounts_for_every_dataset(spec, &file.plan) {
             match Planned::open(spec, file.plan) {
                 Ok(planned) => return Ok((planned, PlanOrigin::Cache)),
                 Err(PlanError::Stale { .. }) => {}
@@ -122,6 +124,17 @@ pub fn plan_cached(spec: &Spec, options: PlanOptions, dir: &Path) -> Result<(Pla
         ));
     }
     Ok((planned, PlanOrigin::Planned))
+}
+
+/// Whether a cached plan planned every dataset of the spec and excluded none: an exclusion
+/// (a crop too small, an unreadable class) may no longer hold, and [`Planned::open`] checks only
+/// the datasets a plan reads, so a plan with exclusions is planned again.
+fn accounts_for_every_dataset(spec: &Spec, plan: &Plan) -> bool {
+    let mut planned: Vec<_> = plan.datasets.iter().map(|d| (d.split, d.index)).collect();
+    let mut declared: Vec<_> = spec.datasets.iter().map(|d| (d.split, d.index)).collect();
+    planned.sort_unstable();
+    declared.sort_unstable();
+    plan.excluded.is_empty() && planned == declared
 }
 
 /// Write `file` to a temporary file beside `path`, then rename it into place, so that a reader
