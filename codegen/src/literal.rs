@@ -5,6 +5,8 @@ mod plan;
 
 pub(crate) use plan::plan_expr;
 
+use std::collections::BTreeMap;
+
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
@@ -238,19 +240,32 @@ fn augment_expr(a: &Augment) -> TokenStream {
     let spatial = spatial_expr(&a.spatial);
     let inputs = transforms_expr(&a.inputs);
     let targets = transforms_expr(&a.targets);
-    let per_class = a.per_class.iter().map(|(k, v)| {
-        let k = string(k);
-        let v = transforms_expr(v);
-        quote!((#k, #v))
-    });
+    let per_class = per_class_expr(&a.per_class);
+    let v = &a.validate;
+    let (validate_inputs, validate_targets) = (transforms_expr(&v.inputs), transforms_expr(&v.targets));
+    let validate_per_class = per_class_expr(&v.per_class);
     quote! {
         #s::Augment {
             spatial: #spatial,
             inputs: #inputs,
             targets: #targets,
-            per_class: ::std::collections::BTreeMap::from([#(#per_class),*]),
+            per_class: #per_class,
+            validate: #s::ValidationTransforms {
+                inputs: #validate_inputs,
+                targets: #validate_targets,
+                per_class: #validate_per_class,
+            },
         }
     }
+}
+
+fn per_class_expr(v: &BTreeMap<String, Vec<ValueTransform>>) -> TokenStream {
+    let entries = v.iter().map(|(k, v)| {
+        let k = string(k);
+        let v = transforms_expr(v);
+        quote!((#k, #v))
+    });
+    quote!(::std::collections::BTreeMap::from([#(#entries),*]))
 }
 
 fn spatial_expr(v: &Spatial) -> TokenStream {

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use cellmap_schema::{ArraySpec, Interpolation, Spec, ValueTransform};
+use cellmap_schema::{ArraySpec, Interpolation, Spec, Split, ValueTransform};
 
 use crate::augment::elastic::ElasticField;
 use crate::augment::gather::{gather, gather_labels_packed};
@@ -56,7 +56,9 @@ pub struct SampleRequest {
     pub key: SampleKey,
     /// Apply the spec's spatial transforms (training) or not (validation, `sample`).
     pub spatial: bool,
-    /// Apply the spec's value transforms.
+    /// Apply the value transforms of the dataset's split ([`cellmap_schema::Augment::inputs_for`] and
+    /// [`cellmap_schema::Augment::targets_for`]: a validation dataset gets `augment.validate`, by default
+    /// the deterministic training transforms) or none (the stored values).
     pub values: bool,
 }
 
@@ -105,7 +107,8 @@ pub struct Reader {
     spec: Arc<Spec>,
     planned: Arc<Planned>,
     cache: Option<Arc<ChunkCache>>,
-    /// Per dataset, per target array: the one-pass packed-labels plan, when it applies.
+    /// Per dataset, per target array: the one-pass packed-labels plan (with the target transforms
+    /// of the dataset's split), when it applies.
     packed: Vec<Vec<Option<PackedTarget>>>,
     /// The largest extent of the spec's arrays (nm), which an elastic lattice covers.
     extent_nm: [f64; 3],
@@ -125,7 +128,13 @@ struct PackedTarget {
 }
 
 impl PackedTarget {
-    fn plan(spec: &Spec, t: usize, targets: &[ClassPlan], sources: &crate::sources::DatasetSources) -> Option<Self> {
+    fn plan(
+        spec: &Spec,
+        split: Split,
+        t: usize,
+        targets: &[ClassPlan],
+        sources: &crate::sources::DatasetSources,
+    ) -> Option<Self> {
         let array = &spec.targets[t];
         if array.interpolation != Interpolation::Nearest || spec.classes.len() > 8 {
             return None;
@@ -146,7 +155,7 @@ impl PackedTarget {
             }
             geometry = Some(g);
             first_level.get_or_insert_with(|| level.clone());
-            let [ValueTransform::Binarize { threshold }] = spec.augment.targets_of(&spec.classes[c]) else {
+            let [ValueTransform::Binarize { threshold }] = spec.augment.targets_for(split, &spec.classes[c]) else {
                 return None;
             };
             classes.push((c, lp.level, *threshold));
@@ -171,7 +180,7 @@ impl Reader {
                 d.targets
                     .iter()
                     .enumerate()
-                    .map(|(t, targets)| PackedTarget::plan(&spec, t, targets, sources))
+                    .map(|(t, targets)| PackedTarget::plan(&spec, d.split, t, targets, sources))
                     .collect()
             })
             .collect();
@@ -281,7 +290,11 @@ impl Reader {
         for (i, (array, lp)) in spec.inputs.iter().zip(&plan.inputs).enumerate() {
             let level = &sources.raw.levels[lp.level];
             let out = dest.array(i);
-            let transforms: &[ValueTransform] = if request.values { &spec.augment.inputs } else { &[] };
+            let transforms: &[ValueTransform] = if request.values {
+                spec.augment.inputs_for(plan.split)
+            } else {
+                &[]
+            };
             let fused = self
                 .read_channel(
                     scratch,
@@ -326,7 +339,7 @@ impl Reader {
                     (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => {
                         let level = &group.levels[lp.level];
                         let transforms: &[ValueTransform] = if request.values {
-                            spec.augment.targets_of(class)
+                            spec.augment.targets_for(plan.split, class)
                         } else {
                             &[]
                         };

@@ -319,15 +319,37 @@ pub struct RawAugment {
     /// Spatial transforms, drawn once per training sample and applied to all its arrays. Default: none.
     #[serde(default)]
     pub spatial: RawSpatial,
-    /// Value transforms on every input, in order. Default: none.
+    /// Value transforms on every input of a training sample, in order. Default: none.
     #[serde(default)]
     pub inputs: Vec<RawTransform>,
-    /// Value transforms on every target class, in order. Default: `[{binarize: {threshold: 0}}]`.
+    /// Value transforms on every target class of a training sample, in order. Default:
+    /// `[{binarize: {threshold: 0}}]`.
     #[serde(default)]
     pub targets: Option<Vec<RawTransform>>,
-    /// Per-class target transforms, replacing `targets` for that class. Keys are classes. Default: none.
+    /// Per-class target transforms, replacing `targets` for that class. Keys are classes. Validation
+    /// samples apply only the deterministic entries of each list. Default: none.
     #[serde(default)]
     pub per_class: BTreeMap<String, Vec<RawTransform>>,
+    /// Value transforms of validation samples. Default: the deterministic entries (`normalize`,
+    /// `nan_to_num`, `binarize`, `gaussian_blur`) of `inputs`, `targets` and `per_class`; the random ones
+    /// (`gaussian_noise`, `random_contrast`, `random_gamma`) are training-only.
+    #[serde(default)]
+    pub validate: RawValidateTransforms,
+}
+
+/// Value transforms of validation samples; a list given here may contain random transforms.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawValidateTransforms {
+    /// Value transforms on every input of a validation sample, in order. Default: the deterministic
+    /// entries of `augment.inputs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<RawTransform>>,
+    /// Value transforms on every target class of a validation sample, in order (a class listed in
+    /// `augment.per_class` keeps the deterministic entries of its own list). Default: the deterministic
+    /// entries of `augment.targets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<RawTransform>>,
 }
 
 /// Spatial transforms.

@@ -255,15 +255,54 @@ impl PadPolicy {
 pub struct Augment {
     /// Spatial transforms (training only).
     pub spatial: Spatial,
-    /// Value transforms on every input, in order.
+    /// Value transforms on every input of a training sample, in order.
     pub inputs: Vec<ValueTransform>,
-    /// Value transforms on every target class, in order (default: binarize at 0).
+    /// Value transforms on every target class of a training sample, in order (default: binarize at 0).
     pub targets: Vec<ValueTransform>,
-    /// Per-class target transforms, replacing `targets` for that class.
+    /// Per-class target transforms of training samples, replacing `targets` for that class.
     pub per_class: BTreeMap<String, Vec<ValueTransform>>,
+    /// Value transforms of validation samples, resolved (see [`ValidationTransforms`]).
+    pub validate: ValidationTransforms,
 }
 
 impl Augment {
+    /// The value transforms on every input of a sample of `split`.
+    pub fn inputs_for(&self, split: Split) -> &[ValueTransform] {
+        match split {
+            Split::Train => &self.inputs,
+            Split::Validate => &self.validate.inputs,
+        }
+    }
+
+    /// The value transforms on class `class` of a target of a sample of `split`.
+    pub fn targets_for(&self, split: Split, class: &str) -> &[ValueTransform] {
+        match split {
+            Split::Train => self.targets_of(class),
+            Split::Validate => self.validate.targets_of(class),
+        }
+    }
+
+    /// The target transforms of one class in a training sample (`targets_for(Split::Train, class)`).
+    pub fn targets_of(&self, class: &str) -> &[ValueTransform] {
+        self.per_class.get(class).map_or(&self.targets, |v| v)
+    }
+}
+
+/// The value transforms of validation samples, resolved from `augment.validate`: each list is the one
+/// given there, or else the deterministic entries (see [`ValueTransform::is_random`]) of the training
+/// list. Validation measures the model on the data as it is, so training noise stays out unless asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct ValidationTransforms {
+    /// On every input: `augment.validate.inputs`, else the deterministic entries of `augment.inputs`.
+    pub inputs: Vec<ValueTransform>,
+    /// On every target class without a `per_class` entry: `augment.validate.targets`, else the
+    /// deterministic entries of `augment.targets`.
+    pub targets: Vec<ValueTransform>,
+    /// Per class: the deterministic entries of its `augment.per_class` list (same keys).
+    pub per_class: BTreeMap<String, Vec<ValueTransform>>,
+}
+
+impl ValidationTransforms {
     /// The target transforms of one class.
     pub fn targets_of(&self, class: &str) -> &[ValueTransform] {
         self.per_class.get(class).map_or(&self.targets, |v| v)
@@ -353,6 +392,24 @@ pub enum ValueTransform {
         /// Kernel radius in voxels (kernel size `2r+1`).
         radius_vox: usize,
     },
+}
+
+impl ValueTransform {
+    /// True for the transforms that draw random numbers (`gaussian_noise`, `random_contrast`,
+    /// `random_gamma`): training-only unless `augment.validate` lists them. The others (`normalize`,
+    /// `binarize`, `nan_to_num`, `gaussian_blur` with its fixed sigma) give the same output for the same
+    /// input.
+    pub fn is_random(&self) -> bool {
+        match self {
+            ValueTransform::GaussianNoise { .. }
+            | ValueTransform::RandomContrast { .. }
+            | ValueTransform::RandomGamma { .. } => true,
+            ValueTransform::Normalize { .. }
+            | ValueTransform::Binarize { .. }
+            | ValueTransform::NanToNum { .. }
+            | ValueTransform::GaussianBlur { .. } => false,
+        }
+    }
 }
 
 /// Where batch tensors live.

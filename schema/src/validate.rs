@@ -85,7 +85,15 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     }
     let sampling = sampling(&raw.sampling, &classes, c);
     let augment = augment(&raw.augment, &classes, c);
-    if !augment.inputs.is_empty() {
+    // Validation inputs are the deterministic part of `augment.inputs` unless listed explicitly.
+    let transformed = if !augment.inputs.is_empty() {
+        Some("augment.inputs")
+    } else if !augment.validate.inputs.is_empty() {
+        Some("augment.validate.inputs")
+    } else {
+        None
+    };
+    if let Some(key) = transformed {
         for i in inputs.iter().filter(|i| i.dtype == OutputDtype::Uint8) {
             let d = c.at(
                 &format!("/arrays/inputs/{}/dtype", escape_segment(&i.name)),
@@ -93,7 +101,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
             );
             c.push(
                 d.expected("`float32` or `float16`")
-                    .hint("remove `augment.inputs` or use a float dtype"),
+                    .hint(format!("remove `{key}` or use a float dtype")),
             );
         }
     }
@@ -446,6 +454,22 @@ fn augment(raw: &RawAugment, classes: &[String], c: &mut Checker<'_>) -> Augment
         }
         per_class.insert(class.clone(), transforms(list, &pointer, c));
     }
+    let deterministic =
+        |list: &[ValueTransform]| -> Vec<ValueTransform> { list.iter().filter(|t| !t.is_random()).cloned().collect() };
+    let validate = ValidationTransforms {
+        inputs: match raw.validate.inputs.as_deref() {
+            Some(list) => transforms(list, "/augment/validate/inputs", c),
+            None => deterministic(&inputs),
+        },
+        targets: match raw.validate.targets.as_deref() {
+            Some(list) => transforms(list, "/augment/validate/targets", c),
+            None => deterministic(&targets),
+        },
+        per_class: per_class
+            .iter()
+            .map(|(class, list)| (class.clone(), deterministic(list)))
+            .collect(),
+    };
     Augment {
         spatial: Spatial {
             mirror: [s.mirror.z, s.mirror.y, s.mirror.x],
@@ -456,6 +480,7 @@ fn augment(raw: &RawAugment, classes: &[String], c: &mut Checker<'_>) -> Augment
         inputs,
         targets,
         per_class,
+        validate,
     }
 }
 

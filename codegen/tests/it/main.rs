@@ -5,6 +5,7 @@ mod check;
 mod golden;
 mod predict;
 mod reliability;
+mod sample;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -3,12 +3,13 @@
 //! Each input is the crop of `window_vox` voxels centred on the unclipped tile, read from the raw
 //! level [`choose_level`] picks for the input's voxel size (a strided copy when the voxel size
 //! matches, resampled with the input's interpolation otherwise); voxels outside the raw data get
-//! the spec's input pad value. The spec's deterministic input transforms (`normalize`, `binarize`,
-//! `nan_to_num`, `gaussian_blur`) are applied; random ones (noise, contrast, gamma) are not.
+//! the spec's input pad value. The deterministic entries (`normalize`, `binarize`, `nan_to_num`,
+//! `gaussian_blur`) of the validation input transforms (`augment.validate.inputs`, by default those of
+//! `augment.inputs`) are applied; random ones (noise, contrast, gamma) are not.
 
 use std::sync::Arc;
 
-use cellmap_schema::{ArraySpec, OutputDtype, Spec, ValueTransform};
+use cellmap_schema::{ArraySpec, OutputDtype, Spec, Split, ValueTransform};
 
 use super::{PredictError, PredictPlan};
 use crate::augment::spatial::SpatialDraw;
@@ -112,17 +113,9 @@ impl TileLoader {
             .collect();
         let transforms = spec
             .augment
-            .inputs
+            .inputs_for(Split::Validate)
             .iter()
-            .filter(|t| {
-                matches!(
-                    t,
-                    ValueTransform::Normalize { .. }
-                        | ValueTransform::Binarize { .. }
-                        | ValueTransform::NanToNum { .. }
-                        | ValueTransform::GaussianBlur { .. }
-                )
-            })
+            .filter(|t| !t.is_random())
             .cloned()
             .collect();
         let sample_len: Vec<usize> = arrays.iter().map(ArraySpec::voxels).collect();

@@ -11,7 +11,7 @@ use cellmap_runtime::{
 };
 use cellmap_schema::{
     ArraySpec, Augment, DatasetSpec, Device, ErrorPolicy, Interpolation, LoaderSpec, OutputDtype, PadPolicy, Sampling,
-    Spatial, Spec, Split, TargetTemplate, ValueTransform, Weighting,
+    Spatial, Spec, Split, TargetTemplate, ValidationTransforms, ValueTransform, Weighting,
 };
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
@@ -101,6 +101,10 @@ pub(crate) fn spec(zarr: &Path) -> Spec {
             inputs: vec![],
             targets: vec![ValueTransform::Binarize { threshold: 0.0 }],
             per_class: BTreeMap::new(),
+            validate: ValidationTransforms {
+                targets: vec![ValueTransform::Binarize { threshold: 0.0 }],
+                ..ValidationTransforms::default()
+            },
         },
         loader: LoaderSpec {
             batch_size: 3,

@@ -13,6 +13,7 @@ mod multiscale;
 mod pipeline;
 mod predict;
 mod sampler;
+mod split_values;
 mod synth;
 #[cfg(feature = "torch")]
 mod torch;

@@ -79,6 +79,24 @@ fn full_and_2d_resolve() {
         [ValueTransform::Binarize { threshold: 2.0 }]
     );
     assert_eq!(
+        s.augment.inputs_for(Split::Validate),
+        [
+            ValueTransform::Normalize {
+                shift: 0.0,
+                scale: 255.0
+            },
+            ValueTransform::NanToNum {
+                nan: 0.0,
+                posinf: Some(1.0),
+                neginf: Some(0.0)
+            }
+        ]
+    );
+    assert_eq!(
+        s.augment.targets_for(Split::Validate, "er"),
+        [ValueTransform::Binarize { threshold: 2.0 }]
+    );
+    assert_eq!(
         s.augment.inputs[4],
         ValueTransform::GaussianBlur {
             sigma_vox: [0.5, 1.0, 1.0],

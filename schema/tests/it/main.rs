@@ -1,5 +1,6 @@
 //! Integration tests of cellmap-schema: examples, the committed schema, the invalid catalogue, fuzzing.
 
+mod augment;
 mod catalogue;
 mod examples;
 mod fuzz;

@@ -113,6 +113,19 @@ pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
                 0f64 }
             ],
             per_class: ::std::collections::BTreeMap::from([]),
+            validate: ::cellmap_runtime::cellmap_schema::ValidationTransforms {
+                inputs: ::std::vec![
+                    ::cellmap_runtime::cellmap_schema::ValueTransform::Normalize { shift
+                    : 0f64, scale : 255f64 },
+                    ::cellmap_runtime::cellmap_schema::ValueTransform::GaussianBlur {
+                    sigma_vox : [0f64, 1f64, 1f64], radius_vox : 3 }
+                ],
+                targets: ::std::vec![
+                    ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize {
+                    threshold : 0f64 }
+                ],
+                per_class: ::std::collections::BTreeMap::from([]),
+            },
         },
         loader: ::cellmap_runtime::cellmap_schema::LoaderSpec {
             batch_size: 16usize,

@@ -134,6 +134,17 @@ pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
                 0f64 }
             ],
             per_class: ::std::collections::BTreeMap::from([]),
+            validate: ::cellmap_runtime::cellmap_schema::ValidationTransforms {
+                inputs: ::std::vec![
+                    ::cellmap_runtime::cellmap_schema::ValueTransform::Normalize { shift
+                    : 0f64, scale : 255f64 }
+                ],
+                targets: ::std::vec![
+                    ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize {
+                    threshold : 0f64 }
+                ],
+                per_class: ::std::collections::BTreeMap::from([]),
+            },
         },
         loader: ::cellmap_runtime::cellmap_schema::LoaderSpec {
             batch_size: 3usize,
