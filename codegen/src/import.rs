@@ -1,29 +1,44 @@
-//! cellmap-data configuration (JSON) + datasplit CSV → a spec (`cellmap-compile import`).
+//! A training configuration (JSON) + datasplit CSV → a spec (`cellmap-compile import`).
 //!
-//! The configuration holds the keyword arguments users pass to `CellMapDataSplit` and
-//! `CellMapDataLoader` today, as JSON:
+//! Two kinds of configuration are read ([`ConfigKind`]); which one is detected from its names, or
+//! given with [`ImportOptions::kind`]:
 //!
-//! | cellmap-data key | spec key |
+//! - **cellmap-data**: the keyword arguments users pass to `CellMapDataSplit` and
+//!   `CellMapDataLoader` today, as JSON;
+//! - **the CellMap segmentation challenge's train config**: the names a config module defines for
+//!   `cellmap_segmentation_challenge.train(path)` (`input_array_info`, `datasplit_path`,
+//!   `random_seed`, `use_mutual_exclusion`, `model`, `learning_rate`, …), as JSON. It is translated
+//!   to cellmap-data's keywords as the challenge's `train()` and `get_dataloader` do
+//!   (see `import/challenge.rs`), with `train()`'s defaults for the names it leaves out.
+//!
+//! | key | spec key |
 //! |---|---|
 //! | `input_arrays` / `target_arrays` `{name: {shape, scale}}` | `arrays.inputs` / `arrays.targets` |
+//! | `input_array_info` / `target_array_info` (challenge) `{shape, scale}` | `arrays.inputs.input` / `arrays.targets.output` |
 //! | `classes` | `classes` |
 //! | `class_relation_dict` | `class_relations` |
+//! | `use_mutual_exclusion` (challenge) | `class_relations` from the challenge's class table |
 //! | `spatial_transforms` `{mirror: {axes}, transpose: {axes}, rotate: {axes}}` | `augment.spatial` |
-//! | `pad` (bool, `"train"`, `"validate"`) | `sampling.pad` |
+//! | `train_raw_value_transforms` / `val_raw_value_transforms` / `target_value_transforms` as lists in the spec's syntax | `augment.inputs` / `augment.validate.inputs` / `augment.targets` |
+//! | `pad` (bool, `"train"`, `"validate"`) | `sampling.pad` (challenge: `true`, as its `get_dataloader`) |
 //! | `iterations_per_epoch` | `sampling.iterations_per_epoch` (samples; see [`IterationUnit`]) |
 //! | `weighted_sampler` | `sampling.weighting: class_balanced` |
-//! | `seed` (or `rng_seed`) | `sampling.seed` |
-//! | `batch_size`, `num_workers`, `prefetch_factor`, `device`, `pin_memory` | `loader.*` |
-//! | `csv_path` (or `--csv`) | `data.csv` |
+//! | `seed` (or `rng_seed`; challenge: `random_seed`) | `sampling.seed` |
+//! | `random_validation`, `validation_time_limit`, `validation_batch_limit` (challenge) | `sampling.validation_tiling: false` |
+//! | `batch_size`, `num_workers`, `prefetch_factor`, `device`, `pin_memory` (challenge: also in `dataloader_kwargs`) | `loader.*` |
+//! | `csv_path` (challenge: `datasplit_path`; or `--csv`) | `data.csv` |
 //!
-//! Keys that have no effect here (`persistent_workers`, `is_train`, `force_has_data`, …) are
-//! accepted and reported as notes; any other key is an error naming it.
+//! Keys that have no effect here (`persistent_workers`, `is_train`, …; for a challenge config
+//! `model`, `learning_rate`, `epochs`, …) are accepted and reported as notes with the reason; any
+//! other key is an error naming it and the known keys.
+
+mod challenge;
 
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-/// Keys accepted without effect, with the reason reported as a note.
+/// cellmap-data keys accepted without effect, with the reason reported as a note.
 const IGNORED: &[(&str, &str)] = &[
     ("persistent_workers", "workers are always persistent"),
     ("is_train", "the split is chosen when the loader is opened"),
@@ -47,8 +62,52 @@ const IGNORED: &[(&str, &str)] = &[
 pub enum IterationUnit {
     /// Samples per epoch (cellmap-data 2026.3, `CellMapDataLoader` with a weighted sampler).
     Samples,
-    /// Batches per epoch (cellmap-data 2025 and the segmentation challenge's train configs).
+    /// Batches per epoch (cellmap-data 2025 and the segmentation challenge's train configs, whose
+    /// training loop draws `iterations_per_epoch` batches per epoch).
     Batches,
+}
+
+/// What kind of configuration is imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// Keyword arguments of cellmap-data's `CellMapDataSplit` / `CellMapDataLoader`.
+    CellmapData,
+    /// The names of a CellMap segmentation challenge train config (read by the challenge's
+    /// `train()`); its `iterations_per_epoch` counts batches.
+    Challenge,
+}
+
+impl ConfigKind {
+    /// How this kind's `iterations_per_epoch` counts when the caller does not say.
+    pub fn default_unit(self) -> IterationUnit {
+        match self {
+            ConfigKind::CellmapData => IterationUnit::Samples,
+            ConfigKind::Challenge => IterationUnit::Batches,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ConfigKind::CellmapData => "cellmap-data",
+            ConfigKind::Challenge => "challenge train config",
+        }
+    }
+}
+
+/// How [`import_with`] reads a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions<'a> {
+    /// The datasplit CSV as the spec names it; `None`: the configuration's `csv_path`
+    /// (`datasplit_path`).
+    pub csv: Option<&'a str>,
+    /// The spec's name.
+    pub name: &'a str,
+    /// The kind of configuration; `None`: a challenge config when it uses a name only challenge
+    /// configs have (`input_array_info`, `datasplit_path`, `random_seed`, `model`, …), else
+    /// cellmap-data.
+    pub kind: Option<ConfigKind>,
+    /// How `iterations_per_epoch` counts; `None`: the kind's [`ConfigKind::default_unit`].
+    pub unit: Option<IterationUnit>,
 }
 
 /// What an import produced.
@@ -56,8 +115,11 @@ pub enum IterationUnit {
 pub struct Imported {
     /// The spec as YAML text.
     pub yaml: String,
-    /// Notes on keys accepted without effect.
+    /// Notes for the user: keys accepted without effect (with the reason), defaults and choices
+    /// the import made.
     pub notes: Vec<String>,
+    /// The kind of configuration read.
+    pub kind: ConfigKind,
 }
 
 /// Why a configuration cannot be imported.
@@ -67,12 +129,22 @@ pub enum ImportError {
     #[error("the configuration must be a JSON object of cellmap-data arguments: {0}")]
     NotAnObject(String),
     /// A key cellmap-compile does not know.
-    #[error("unknown cellmap-data key `{key}` (known: {known})")]
+    #[error("unknown {} key `{key}` (known: {known})", kind.describe())]
     UnknownKey {
         /// The key.
         key: String,
         /// The keys that are understood.
         known: String,
+        /// The kind of configuration it was read as.
+        kind: ConfigKind,
+    },
+    /// Two keys give the same setting.
+    #[error("`{first}` and `{second}` set the same thing; keep one")]
+    Conflict {
+        /// One key.
+        first: String,
+        /// The other.
+        second: String,
     },
     /// A key has a value of the wrong form.
     #[error("`{key}`: {message}")]
@@ -87,13 +159,16 @@ pub enum ImportError {
     Missing(&'static str),
 }
 
-/// Keys that map to spec keys.
+/// cellmap-data keys that map to spec keys.
 const KNOWN: &[&str] = &[
     "input_arrays",
     "target_arrays",
     "classes",
     "class_relation_dict",
     "spatial_transforms",
+    "train_raw_value_transforms",
+    "val_raw_value_transforms",
+    "target_value_transforms",
     "pad",
     "iterations_per_epoch",
     "weighted_sampler",
@@ -114,31 +189,97 @@ fn invalid(key: &str, message: impl Into<String>) -> ImportError {
     }
 }
 
-/// Turn a cellmap-data configuration into spec YAML named `name`, reading its datasets from
-/// `csv` (as written into the spec; a `csv_path` key is used when `csv` is `None`).
+/// Turn a cellmap-data or challenge configuration into spec YAML named `name`, reading its datasets
+/// from `csv` (as written into the spec; the configuration's `csv_path` or `datasplit_path` is used
+/// when `csv` is `None`). `unit` says how a cellmap-data configuration's `iterations_per_epoch`
+/// counts; a challenge train config always counts batches (its training loop draws that many
+/// batches per epoch). The kind is detected as [`ImportOptions::kind`] describes.
 pub fn import(config: &str, csv: Option<&str>, name: &str, unit: IterationUnit) -> Result<Imported, ImportError> {
-    let value: Value = serde_json::from_str(config).map_err(|e| ImportError::NotAnObject(e.to_string()))?;
-    let Value::Object(config) = value else {
-        return Err(ImportError::NotAnObject(
-            "got a JSON value that is not an object".to_owned(),
-        ));
+    let value = parse_object(config)?;
+    let kind = detect(&value);
+    let unit = match kind {
+        ConfigKind::CellmapData => unit,
+        ConfigKind::Challenge => IterationUnit::Batches,
     };
+    convert(
+        value,
+        &ImportOptions {
+            csv,
+            name,
+            kind: Some(kind),
+            unit: Some(unit),
+        },
+    )
+}
+
+/// [`import`] with every choice explicit.
+pub fn import_with(config: &str, options: &ImportOptions<'_>) -> Result<Imported, ImportError> {
+    convert(parse_object(config)?, options)
+}
+
+fn parse_object(config: &str) -> Result<Map<String, Value>, ImportError> {
+    let value: Value = serde_json::from_str(config).map_err(|e| ImportError::NotAnObject(e.to_string()))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ImportError::NotAnObject(
+            "got a JSON value that is not an object".to_owned(),
+        )),
+    }
+}
+
+fn detect(config: &Map<String, Value>) -> ConfigKind {
+    if challenge::is_challenge(config) {
+        ConfigKind::Challenge
+    } else {
+        ConfigKind::CellmapData
+    }
+}
+
+fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Imported, ImportError> {
+    let kind = options.kind.unwrap_or_else(|| detect(&config));
+    let unit = options.unit.unwrap_or_else(|| kind.default_unit());
     let mut notes = Vec::new();
+    let known = |kind: ConfigKind| -> Vec<&'static str> {
+        let mut known: Vec<&str> = KNOWN.iter().chain(IGNORED.iter().map(|(k, _)| k)).copied().collect();
+        if kind == ConfigKind::Challenge {
+            known.extend(challenge::KEYS);
+            known.extend(challenge::IGNORED.iter().map(|(k, _)| k));
+        }
+        known.sort_unstable();
+        known
+    };
+    let accepted = known(kind);
     for key in config.keys() {
-        if let Some((_, why)) = IGNORED.iter().find(|(k, _)| k == key) {
-            notes.push(format!("`{key}` has no effect: {why}"));
-        } else if !KNOWN.contains(&key.as_str()) {
-            let mut known: Vec<&str> = KNOWN.iter().chain(IGNORED.iter().map(|(k, _)| k)).copied().collect();
-            known.sort_unstable();
+        if !accepted.contains(&key.as_str()) {
             return Err(ImportError::UnknownKey {
                 key: key.clone(),
-                known: known.join(", "),
+                known: accepted.join(", "),
+                kind,
             });
         }
+        if let Some((_, why)) = IGNORED
+            .iter()
+            .chain(if kind == ConfigKind::Challenge {
+                challenge::IGNORED
+            } else {
+                &[]
+            })
+            .find(|(k, _)| k == key)
+        {
+            notes.push(format!("`{key}` has no effect: {why}"));
+        }
     }
+    let (config, validation_tiling) = match kind {
+        ConfigKind::CellmapData => (config, None),
+        ConfigKind::Challenge => {
+            let t = challenge::translate(config, options.csv.is_some(), &mut notes)?;
+            (t.config, t.validation_tiling)
+        }
+    };
+
     let mut spec = Map::new();
     spec.insert("version".into(), json!(1));
-    spec.insert("name".into(), json!(name));
+    spec.insert("name".into(), json!(options.name));
     let classes = config.get("classes").ok_or(ImportError::Missing("classes"))?;
     let classes = string_list("classes", classes)?;
     spec.insert("classes".into(), json!(classes));
@@ -150,7 +291,9 @@ pub fn import(config: &str, csv: Option<&str>, name: &str, unit: IterationUnit) 
         for (k, v) in rel {
             out.insert(k.clone(), json!(string_list(&format!("class_relation_dict.{k}"), v)?));
         }
-        spec.insert("class_relations".into(), Value::Object(out));
+        if !out.is_empty() {
+            spec.insert("class_relations".into(), Value::Object(out));
+        }
     }
     let inputs = arrays(
         "input_arrays",
@@ -162,7 +305,7 @@ pub fn import(config: &str, csv: Option<&str>, name: &str, unit: IterationUnit) 
         arrays_out.insert("targets".into(), arrays("target_arrays", t)?);
     }
     spec.insert("arrays".into(), Value::Object(arrays_out));
-    let csv = match (csv, config.get("csv_path")) {
+    let csv = match (options.csv, config.get("csv_path")) {
         (Some(c), _) => c.to_owned(),
         (None, Some(Value::String(c))) => c.clone(),
         (None, Some(_)) => return Err(invalid("csv_path", "expected a path")),
@@ -178,7 +321,14 @@ pub fn import(config: &str, csv: Option<&str>, name: &str, unit: IterationUnit) 
         let n = uint("iterations_per_epoch", n)?;
         let samples = match unit {
             IterationUnit::Samples => n,
-            IterationUnit::Batches => n * batch_size.unwrap_or(1),
+            IterationUnit::Batches => {
+                let b = batch_size.unwrap_or(1);
+                notes.push(format!(
+                    "`iterations_per_epoch` counts batches: {n} batches of {b} = {} samples per epoch (`sampling.iterations_per_epoch`)",
+                    n * b
+                ));
+                n * b
+            }
         };
         sampling.insert("iterations_per_epoch".into(), json!(samples));
     }
@@ -197,16 +347,44 @@ pub fn import(config: &str, csv: Option<&str>, name: &str, unit: IterationUnit) 
         };
         sampling.insert("pad".into(), pad);
     }
+    if let Some(tiling) = validation_tiling {
+        sampling.insert("validation_tiling".into(), json!(tiling));
+    }
     spec.insert("sampling".into(), Value::Object(sampling));
     let mut augment = Map::new();
     if let Some(st) = config.get("spatial_transforms").filter(|v| !v.is_null()) {
         augment.insert("spatial".into(), spatial(st)?);
     }
+    let mut transforms = |key: &str, what: &str, default: &str| -> Option<Value> {
+        match config.get(key) {
+            None | Some(Value::Null) => None,
+            Some(list @ Value::Array(_)) => Some(list.clone()),
+            Some(_) => {
+                notes.push(format!(
+                    "`{key}` is a Python transform, not a list in the spec's syntax (e.g. `[{{\"normalize\": {{\"scale\": 255}}}}]`): {what} get {default}; write them in the spec"
+                ));
+                None
+            }
+        }
+    };
     // cellmap-data's default raw transforms: ToDtype(float, scale=True) (÷255 for uint8), NaNtoNum(nan=0).
-    augment.insert(
-        "inputs".into(),
-        json!([{"normalize": {"shift": 0, "scale": 255}}, {"nan_to_num": {"nan": 0}}]),
-    );
+    let inputs = transforms(
+        "train_raw_value_transforms",
+        "training inputs",
+        "cellmap-data's default (÷ 255, NaN → 0)",
+    )
+    .unwrap_or_else(|| json!([{"normalize": {"shift": 0, "scale": 255}}, {"nan_to_num": {"nan": 0}}]));
+    augment.insert("inputs".into(), inputs);
+    if let Some(targets) = transforms("target_value_transforms", "targets", "the default (binarized at 0)") {
+        augment.insert("targets".into(), targets);
+    }
+    if let Some(validate) = transforms(
+        "val_raw_value_transforms",
+        "validation inputs",
+        "the deterministic entries of `augment.inputs`",
+    ) {
+        augment.insert("validate".into(), json!({ "inputs": validate }));
+    }
     spec.insert("augment".into(), Value::Object(augment));
     let mut loader = Map::new();
     if let Some(b) = batch_size {
@@ -223,7 +401,13 @@ pub fn import(config: &str, csv: Option<&str>, name: &str, unit: IterationUnit) 
         let d = d
             .as_str()
             .ok_or_else(|| invalid("device", "expected a string such as \"cuda\""))?;
-        loader.insert("device".into(), json!(d));
+        if d == "cpu" || d == "cuda" || d.starts_with("cuda:") {
+            loader.insert("device".into(), json!(d));
+        } else {
+            notes.push(format!(
+                "`device: {d}`: batches are made on `cpu` or `cuda`; `loader.device` stays `cpu`"
+            ));
+        }
     }
     if let Some(p) = config.get("pin_memory") {
         let p = p
@@ -232,11 +416,19 @@ pub fn import(config: &str, csv: Option<&str>, name: &str, unit: IterationUnit) 
         loader.insert("pin_memory".into(), json!(p));
     }
     spec.insert("loader".into(), Value::Object(loader));
-    let header = "# Imported from a cellmap-data configuration by `cellmap-compile import`.\n\
-                  # augment.inputs is cellmap-data's default raw transform (uint8 ÷ 255, NaN → 0).\n";
+    let source = match kind {
+        ConfigKind::CellmapData => "a cellmap-data configuration",
+        ConfigKind::Challenge => "a CellMap segmentation challenge train config",
+    };
+    let header = format!(
+        "# Imported from {source} by `cellmap-compile import`.\n\
+         # augment.inputs is cellmap-data's default raw transform (uint8 ÷ 255, NaN → 0) unless the\n\
+         # configuration listed its own; validation applies only its deterministic entries.\n"
+    );
     Ok(Imported {
         yaml: format!("{header}{}", yaml(&Value::Object(spec), 0)),
         notes,
+        kind,
     })
 }
 

@@ -4,7 +4,7 @@
 //! standalone crate (`Cargo.toml` and `README.md` from `templates/`, `src/lib.rs` built with
 //! `quote!` and formatted by prettyplease). [`generate_python`](generate::python::generate_python)
 //! adds the Python package of a spec (pure Python over the `cellmap_compile` package), and
-//! [`import`](import::import) turns a cellmap-data configuration into a spec. The
+//! [`import`](import::import) turns a cellmap-data or segmentation-challenge configuration into a spec. The
 //! `cellmap-compile` command line is [`cli`] (the binary, and the Python package's console script).
 //!
 //! ```no_run

@@ -1,11 +1,12 @@
 //! `cellmap-compile import CONFIG.json --csv datasplit.csv -o spec.yaml`: a cellmap-data
-//! configuration (the arguments of `CellMapDataSplit` / `CellMapDataLoader`, as JSON) plus its
-//! datasplit CSV → a spec, validated before it is written.
+//! configuration (the arguments of `CellMapDataSplit` / `CellMapDataLoader`, as JSON) or a CellMap
+//! segmentation challenge train config (its names, as JSON) plus its datasplit CSV → a spec,
+//! validated before it is written.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::import::{IterationUnit, import, name_from_path};
+use crate::import::{ConfigKind, ImportOptions, IterationUnit, import_with, name_from_path};
 
 use super::EXIT_INVALID;
 
@@ -18,12 +19,24 @@ pub(crate) enum UnitArg {
     Batches,
 }
 
+/// The kind of configuration, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum KindArg {
+    /// A challenge config when it uses a name only those have (`input_array_info`, `model`, …).
+    Auto,
+    /// Keyword arguments of `CellMapDataSplit` / `CellMapDataLoader`.
+    CellmapData,
+    /// A CellMap segmentation challenge train config.
+    Challenge,
+}
+
 /// Arguments of `import`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ImportArgs {
-    /// The cellmap-data configuration (a JSON object of its keyword arguments).
+    /// The configuration: a JSON object of cellmap-data keyword arguments or of a challenge train
+    /// config's names.
     config: PathBuf,
-    /// The datasplit CSV (default: the configuration's `csv_path`).
+    /// The datasplit CSV (default: the configuration's `csv_path` or `datasplit_path`).
     #[arg(long)]
     csv: Option<PathBuf>,
     /// The spec to write.
@@ -32,9 +45,13 @@ pub(crate) struct ImportArgs {
     /// The spec's name (default: the configuration file's stem).
     #[arg(long)]
     name: Option<String>,
-    /// How the configuration's `iterations_per_epoch` counts.
-    #[arg(long, value_enum, default_value_t = UnitArg::Samples)]
-    iterations: UnitArg,
+    /// How the configuration's `iterations_per_epoch` counts (default: samples for cellmap-data,
+    /// batches for a challenge config).
+    #[arg(long, value_enum)]
+    iterations: Option<UnitArg>,
+    /// The kind of configuration.
+    #[arg(long = "from", value_enum, default_value_t = KindArg::Auto)]
+    kind: KindArg,
     /// Replace an existing spec file.
     #[arg(long)]
     force: bool,
@@ -54,12 +71,20 @@ fn run_import(args: &ImportArgs) -> Result<(), String> {
     let text = std::fs::read_to_string(&args.config).map_err(|e| format!("`{}`: {e}", args.config.display()))?;
     let csv = args.csv.as_deref().map(|c| csv_reference(c, &args.out));
     let name = args.name.clone().unwrap_or_else(|| name_from_path(&args.config));
-    let unit = match args.iterations {
-        UnitArg::Samples => IterationUnit::Samples,
-        UnitArg::Batches => IterationUnit::Batches,
+    let options = ImportOptions {
+        csv: csv.as_deref(),
+        name: &name,
+        kind: match args.kind {
+            KindArg::Auto => None,
+            KindArg::CellmapData => Some(ConfigKind::CellmapData),
+            KindArg::Challenge => Some(ConfigKind::Challenge),
+        },
+        unit: args.iterations.map(|u| match u {
+            UnitArg::Samples => IterationUnit::Samples,
+            UnitArg::Batches => IterationUnit::Batches,
+        }),
     };
-    let imported =
-        import(&text, csv.as_deref(), &name, unit).map_err(|e| format!("`{}`: {e}", args.config.display()))?;
+    let imported = import_with(&text, &options).map_err(|e| format!("`{}`: {e}", args.config.display()))?;
     for note in &imported.notes {
         eprintln!("note: {note}");
     }

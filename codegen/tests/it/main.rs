@@ -3,6 +3,7 @@
 mod build;
 mod check;
 mod golden;
+mod import;
 mod predict;
 mod reliability;
 mod sample;
