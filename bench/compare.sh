@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cellmap-data 2026.3.20.1935 (PyPI, with torch 2.13.0) against cellmap-compile on the same
 # synthetic data and settings: 128³ raw + 4 classes at 8 nm, batch 8; no augmentation, then
-# mirror+transpose+rotate; cellmap-data num_workers 0 and 2, ours workers 1 and 2.
+# mirror+transpose+rotate; cellmap-data num_workers 0 and 2, ours workers 1 and 2, and
+# cellmap_compile.compat: cellmap-data's own script with the import changed (same num_workers).
 # Prints one table and writes bench/results.json and docs/bench.png.
 #   bench/compare.sh [DATA_DIR]     (default: a fresh temporary directory)
 # The venv (~4.7 GB, the full torch wheel with its nvidia-* deps) is cached under ~/.cache.
@@ -27,5 +28,11 @@ if [ ! -f "$data/datasplit.csv" ]; then
   "$bin" synth "$data"
 fi
 
-"$venv/bin/python" bench/compare_cellmap_data.py --data "$data" --bin "$bin" \
+# cellmap_compile.compat is measured in the same venv: the release wheel of python/, installed there.
+"$venv/bin/pip" install --quiet --disable-pip-version-check 'maturin>=1.9,<2'
+wheels="$(mktemp -d)"
+"$venv/bin/maturin" build --quiet --release --manifest-path python/Cargo.toml --out "$wheels"
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "$wheels"/cellmap_compile-*.whl
+
+"$venv/bin/python" bench/compare_cellmap_data.py --data "$data" --bin "$bin" --compat \
   --out bench/results.json --plot docs/bench.png

@@ -86,10 +86,15 @@ def tree_cpu_seconds() -> float:
     return total
 
 
-def measure_python(data: str, augment: bool, workers: int, batches: int, warmup: int) -> dict:
-    """Runs in a child process: samples/s of cellmap-data's train loader."""
+def measure_python(data: str, augment: bool, workers: int, batches: int, warmup: int, module: str) -> dict:
+    """Runs in a child process: samples/s of the train loader of `module`: cellmap-data, or
+    cellmap_compile.compat (the same script with the import changed)."""
+    import importlib
+
     import torch
-    from cellmap_data import CellMapDataLoader, CellMapDataSplit
+
+    api = importlib.import_module(module)
+    CellMapDataLoader, CellMapDataSplit = api.CellMapDataLoader, api.CellMapDataSplit
 
     torch.manual_seed(0)
     os.chdir(data)  # the datasplit CSV holds paths relative to the data directory
@@ -113,7 +118,7 @@ def measure_python(data: str, augment: bool, workers: int, batches: int, warmup:
         weighted_sampler=False,
     )
     setup_s = time.perf_counter() - t0
-    it = iter(loader)
+    it = (batch for _ in range(10**9) for batch in loader)  # epochs back to back
     shape = None
     for _ in range(warmup):
         batch = next(it)
@@ -147,7 +152,7 @@ def measure_ours(binary: str, data: str, augment: bool, workers: int, batches: i
 
 
 def child(args: argparse.Namespace) -> None:
-    r = measure_python(args.data, args.augment, args.workers, args.batches, args.warmup)
+    r = measure_python(args.data, args.augment, args.workers, args.batches, args.warmup, args.module)
     print(json.dumps(r))
 
 
@@ -191,6 +196,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--batches", type=int, default=4, help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--module", default="cellmap_data", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--compat",
+        action="store_true",
+        help="also measure cellmap_compile.compat (cellmap-data's script with the import changed)",
+    )
     args = p.parse_args()
     if args.child:
         child(args)
@@ -205,6 +216,14 @@ def main() -> None:
         py = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         print(f"cellmap-compile {augment:<24} workers {our_workers} ...", file=sys.stderr, flush=True)
         ours = measure_ours(args.bin, data, aug, our_workers, max(30, batches), 5)
+        compat = None
+        if args.compat:
+            print(f"compat          {augment:<24} num_workers {py_workers} ...", file=sys.stderr, flush=True)
+            ccmd = [sys.executable, os.path.abspath(__file__), "--child", "--data", data, "--workers", str(py_workers)]
+            ccmd += ["--batches", str(max(30, batches)), "--warmup", "5", "--module", "cellmap_compile.compat"]
+            ccmd += ["--augment"] if aug else []
+            out = subprocess.run(ccmd, check=True, capture_output=True, text=True).stdout
+            compat = json.loads(out.strip().splitlines()[-1])
         rows.append(
             {
                 "augment": augment,
@@ -217,6 +236,10 @@ def main() -> None:
                 "cellmap_compile_samples_per_s": ours["samples_per_s"],
                 "cellmap_compile": ours,
                 "ratio": ours["samples_per_s"] / py["samples_per_s"],
+                "compat_samples_per_s": compat["samples_per_s"] if compat else None,
+                "compat_cpu_cores": compat["cpu_cores"] if compat else None,
+                "compat_ratio": compat["samples_per_s"] / py["samples_per_s"] if compat else None,
+                "compat_vs_bench": compat["samples_per_s"] / ours["samples_per_s"] if compat else None,
                 # Samples per CPU-second of each loader (all its threads and worker processes):
                 # num_workers=0 still keeps more than one core busy in cellmap-data.
                 "ratio_per_cpu_second": (ours["samples_per_s"] / ours["cpu_cores"])
@@ -236,6 +259,13 @@ def main() -> None:
             f"{r['cellmap_data_samples_per_s']:>13.2f} {r['cellmap_compile_samples_per_s']:>16.1f} {r['ratio']:>7.1f}×"
             f" {cores:>19} {r['ratio_per_cpu_second'] or float('nan'):>9.1f}×"
         )
+    if args.compat:
+        print(f"\n{'cellmap_compile.compat':<25} {'num_workers':>15} {'samples/s':>13} {'vs cellmap-data':>16} {'vs bench':>9}")
+        for r in rows:
+            print(
+                f"{r['augment']:<25} {r['py_workers']:>15} {r['compat_samples_per_s']:>13.1f}"
+                f" {r['compat_ratio']:>15.1f}× {r['compat_vs_bench']:>8.3f}×"
+            )
     meta = {"cpus": os.cpu_count(), "batch_size": BATCH, "shape_vox": SHAPE, "scale_nm": SCALE, "classes": CLASSES}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

@@ -25,10 +25,10 @@ echo "building the wheel (maturin build --release)"
 wheel=$(ls "$work"/dist/cellmap_compile-*.whl)
 echo "wheel: $(basename "$wheel") ($(du -h "$wheel" | cut -f1))"
 
-echo "a fresh venv with the wheel, torch 2.13.0, torchvision, numpy, pytest"
+echo "a fresh venv with the wheel, torch 2.13.0, torchvision, numpy, pytest, matplotlib, zarr 2"
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check \
-  torch==2.13.0 torchvision==0.28.0 numpy pytest "$wheel"
+  torch==2.13.0 torchvision==0.28.0 numpy pytest matplotlib "zarr>=2.18,<3" "$wheel"
 
 # Nothing of Rust on PATH from here on: the wheel must be self-contained.
 clean_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v -e '\.cargo' -e rustup | paste -sd: -)

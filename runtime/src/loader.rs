@@ -206,6 +206,14 @@ enum JobKind {
 }
 
 impl LoaderJob {
+    /// Batches of a whole validation pass, or `None` for the endless training stream.
+    fn pass_batches(&self) -> Option<u64> {
+        match &self.kind {
+            JobKind::Train { .. } => None,
+            JobKind::Tiles { tiles } => Some((tiles.len() as u64).div_ceil(self.batch_size)),
+        }
+    }
+
     fn draw(&self, batch: u64, position: usize, attempt: u32) -> Result<Draw, String> {
         let batch = self.first_batch + batch;
         match &self.kind {
@@ -301,11 +309,10 @@ impl SampleJob for LoaderJob {
         self.reader.scratch()
     }
 
+    /// Batches left in the pass: a validation loader opened at step `s` yields the pass's
+    /// batches from `s` on.
     fn batches(&self) -> Option<u64> {
-        match &self.kind {
-            JobKind::Train { .. } => None,
-            JobKind::Tiles { tiles } => Some((tiles.len() as u64).div_ceil(self.batch_size)),
-        }
+        self.pass_batches().map(|n| n.saturating_sub(self.first_batch))
     }
 
     fn fill(
@@ -445,7 +452,11 @@ impl Loader {
                 .collect();
             JobKind::Tiles { tiles }
         };
-        let first_batch = options.epoch * batches_per_epoch + options.step;
+        // A validation pass is the same at every epoch: only the step says where to resume it.
+        let first_batch = match kind {
+            JobKind::Train { .. } => options.epoch * batches_per_epoch + options.step,
+            JobKind::Tiles { .. } => options.step,
+        };
         let job = LoaderJob {
             reader,
             split,
@@ -490,11 +501,7 @@ impl Loader {
         self.pipeline.next_batch().map(|r| {
             r.map(|guard| {
                 let g = first + guard.number();
-                let (epoch, step) = if validation {
-                    (0, guard.number())
-                } else {
-                    (g / bpe, g % bpe)
-                };
+                let (epoch, step) = if validation { (0, g) } else { (g / bpe, g % bpe) };
                 Batch { guard, epoch, step }
             })
         })
@@ -510,11 +517,7 @@ impl Loader {
         match self.pipeline.next_lease(timeout) {
             Leased::Batch(lease) => {
                 let g = first + lease.number();
-                let (epoch, step) = if validation {
-                    (0, lease.number())
-                } else {
-                    (g / bpe, g % bpe)
-                };
+                let (epoch, step) = if validation { (0, g) } else { (g / bpe, g % bpe) };
                 NextOwned::Batch(OwnedBatch { lease, epoch, step })
             }
             Leased::Failed(e) => NextOwned::Failed(e),
@@ -526,7 +529,7 @@ impl Loader {
     /// Training batches per epoch (`max(1, iterations_per_epoch div batch_size)`); for
     /// validation tiles, the batches of the pass.
     pub fn batches_per_epoch(&self) -> u64 {
-        self.pipeline.job().batches().unwrap_or(self.batches_per_epoch)
+        self.pipeline.job().pass_batches().unwrap_or(self.batches_per_epoch)
     }
 
     /// The spec.
