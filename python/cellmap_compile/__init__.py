@@ -159,8 +159,27 @@ def import_config(
     ``iterations`` says whether ``iterations_per_epoch`` counts ``"samples"`` (cellmap-data
     2026.3) or ``"batches"`` (the challenge's train configs).
     """
+    for key in ("train_raw_value_transforms", "val_raw_value_transforms", "target_value_transforms"):
+        if callable(kwargs.get(key)):
+            kwargs[key] = _transforms_as_spec(key, kwargs[key])
     config = json.dumps(kwargs, default=_json_default)
     return _native.import_config(config, None if csv is None else os.fspath(csv), name, iterations)
+
+
+def _transforms_as_spec(key: str, transform: Any) -> list[dict[str, Any]]:
+    """A cellmap-data transform chain (torchvision ``Compose``, cellmap-data's transforms) as spec
+    value transforms; a transform the spec cannot express is an error naming it."""
+    from .compat._spec import map_value_transforms
+
+    mapped = map_value_transforms(transform, random_ok=True)
+    if mapped.python:
+        names = ", ".join(type(t).__name__ for t in mapped.python)
+        raise ValueError(
+            f"`{key}`: {names} has no spec equivalent; a spec holds normalize, nan_to_num, binarize, "
+            "gaussian_noise, random_contrast, random_gamma and gaussian_blur. Remove it from the "
+            "chain (and apply it in your training loop), or use cellmap_compile.compat, which runs it in Python"
+        )
+    return mapped.spec
 
 
 class Loader:

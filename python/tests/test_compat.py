@@ -856,3 +856,35 @@ class TestWriter:
         )
         with pytest.raises(TypeError, match="bogus"):
             writer.loader(batch_size=2, bogus=True)
+
+
+def test_import_config_turns_transform_objects_into_spec_transforms(tmp_path):
+    """`cellmap_compile.import_config` takes cellmap-data's keyword arguments as written in Python,
+    transform objects included; one without a spec equivalent is an error naming it."""
+    import cellmap_compile as cc
+    from cellmap_compile.compat.transforms.augment import Binarize, GaussianNoise, NaNtoNum
+
+    (tmp_path / "datasplit.csv").write_text('"train","/data/a.zarr/raw","/data/a.zarr/labels/[mito]"\n')
+    arrays = {"raw": {"shape": [8, 8, 8], "scale": [8, 8, 8]}}
+    text, notes = cc.import_config(
+        tmp_path / "datasplit.csv",
+        name="imported",
+        input_arrays=arrays,
+        target_arrays={"labels": {"shape": [8, 8, 8], "scale": [8, 8, 8]}},
+        classes=["mito"],
+        train_raw_value_transforms=T.Compose(
+            [T.ToDtype(torch.float, scale=True), GaussianNoise(std=0.25), NaNtoNum({"nan": 0})]
+        ),
+        val_raw_value_transforms=T.Compose([T.ToDtype(torch.float, scale=True), NaNtoNum({"nan": 0})]),
+        target_value_transforms=T.Compose([T.ToDtype(torch.float), Binarize(0.5)]),
+    )
+    spec = cc.normalized_spec(cc.SpecText(text, str(tmp_path / "spec.yaml")))
+    noise = {"gaussian_noise": {"mean": 0.0, "std": 0.25}}
+    inputs = spec["augment"]["inputs"]
+    assert inputs[0] == noise and list(inputs[1]) == ["nan_to_num"] and inputs[1]["nan_to_num"]["nan"] == 0.0
+    assert [next(iter(t)) for t in spec["augment"]["validate"]["inputs"]] == ["nan_to_num"]
+    assert spec["augment"]["targets"] == [{"binarize": {"threshold": 0.5}}]
+    with pytest.raises(ValueError, match=r"`train_raw_value_transforms`: Lambda has no spec equivalent"):
+        cc.import_config(
+            None, input_arrays=arrays, classes=["mito"], train_raw_value_transforms=T.Lambda(lambda x: x)
+        )
