@@ -73,6 +73,8 @@ pub(crate) enum SplitArg {
     Train,
     /// Validation data.
     Validate,
+    /// Held-out test data (read like validation data).
+    Test,
 }
 
 impl From<SplitArg> for cellmap_schema::Split {
@@ -80,6 +82,7 @@ impl From<SplitArg> for cellmap_schema::Split {
         match s {
             SplitArg::Train => cellmap_schema::Split::Train,
             SplitArg::Validate => cellmap_schema::Split::Validate,
+            SplitArg::Test => cellmap_schema::Split::Test,
         }
     }
 }

@@ -177,6 +177,7 @@ fn split_expr(split: Split) -> TokenStream {
     match split {
         Split::Train => quote!(#s::Split::Train),
         Split::Validate => quote!(#s::Split::Validate),
+        Split::Test => quote!(#s::Split::Test),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Draw a batch as a PNG grid: one row per sample, the mid z-slice of the first input, then one
 //! tile per class (raw in grey, the class in colour where it is 1, hatched where it is NaN =
-//! unknown), then all classes over raw.
+//! unknown), then all classes over raw. A header row names the columns (the input, each class
+//! after a swatch of its colour, `all`), so the header is also the legend of the overlay colours.
+
+mod font;
 
 use std::path::Path;
 
@@ -10,6 +13,14 @@ use cellmap_schema::Spec;
 const TILE: usize = 160;
 /// Gap between tiles in pixels.
 const GAP: usize = 4;
+/// Height of the header row (column names and class colours) in pixels, above the first gap.
+pub const HEADER: usize = 24;
+/// Background colour.
+const BACKGROUND: [u8; 3] = [24, 24, 24];
+/// Colour of the header text.
+const TEXT: [u8; 3] = [230, 230, 230];
+/// Pixels between a class swatch and its name.
+const SWATCH_GAP: usize = 4;
 
 /// Class colours (RGB), cycled.
 const COLOURS: [[u8; 3]; 8] = [
@@ -39,13 +50,41 @@ impl Image {
         Image {
             width,
             height,
-            rgb: vec![24; width * height * 3],
+            rgb: BACKGROUND.repeat(width * height),
         }
     }
 
     fn put(&mut self, x: usize, y: usize, c: [u8; 3]) {
         let i = (y * self.width + x) * 3;
         self.rgb[i..i + 3].copy_from_slice(&c);
+    }
+
+    /// The colour at `(x, y)`.
+    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.width + x) * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+
+    fn fill(&mut self, x: usize, y: usize, width: usize, height: usize, c: [u8; 3]) {
+        for py in y..(y + height).min(self.height) {
+            for px in x..(x + width).min(self.width) {
+                self.put(px, py, c);
+            }
+        }
+    }
+
+    /// Draw `text` in the 5×7 font, each font pixel a `scale`×`scale` block, top left at `(x, y)`.
+    fn text(&mut self, x: usize, y: usize, text: &str, scale: usize, c: [u8; 3]) {
+        for (i, ch) in text.chars().enumerate() {
+            let gx = x + i * font::ADVANCE * scale;
+            for row in 0..font::HEIGHT {
+                for col in 0..font::WIDTH {
+                    if font::is_set(ch, row, col) {
+                        self.fill(gx + col * scale, y + row * scale, scale, scale, c);
+                    }
+                }
+            }
+        }
     }
 
     /// Write as an 8-bit RGB PNG.
@@ -66,14 +105,22 @@ pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
     let classes = spec.classes.len();
     let has_targets = !spec.targets.is_empty();
     let columns = 1 + if has_targets { classes + 1 } else { 0 };
-    let mut image = Image::new(columns * (TILE + GAP) + GAP, samples * (TILE + GAP) + GAP);
+    let mut image = Image::new(columns * (TILE + GAP) + GAP, HEADER + samples * (TILE + GAP) + GAP);
     let Some(input) = spec.inputs.first() else { return image };
+    for (column, (name, swatch)) in header_labels(spec).into_iter().enumerate() {
+        let label = Label::fit(GAP + column * (TILE + GAP), &name, swatch);
+        if let Some(c) = label.swatch {
+            let side = label.swatch_side();
+            image.fill(label.x, label.y, side, side, c);
+        }
+        image.text(label.text_x(), label.y, &label.text, label.scale, TEXT);
+    }
     let raw = arrays[0];
     let raw_voxels = input.voxels();
     let target = spec.targets.first();
     let labels = target.map(|_| arrays[spec.inputs.len()]);
     for s in 0..samples {
-        let y0 = GAP + s * (TILE + GAP);
+        let y0 = HEADER + GAP + s * (TILE + GAP);
         let raw_slice = mid_slice(&raw[s * raw_voxels..(s + 1) * raw_voxels], input.shape_vox);
         let (lo, hi) = percentiles(&raw_slice.values);
         // Column 0: raw over its own extent.
@@ -136,6 +183,80 @@ pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
     image
 }
 
+/// The header label of each column: the first input's name, each class with its colour, `all`.
+fn header_labels(spec: &Spec) -> Vec<(String, Option<[u8; 3]>)> {
+    let mut out: Vec<(String, Option<[u8; 3]>)> = spec
+        .inputs
+        .first()
+        .map(|i| (i.name.clone(), None))
+        .into_iter()
+        .collect();
+    if !spec.targets.is_empty() {
+        out.extend(
+            spec.classes
+                .iter()
+                .enumerate()
+                .map(|(k, c)| (c.clone(), Some(COLOURS[k % COLOURS.len()]))),
+        );
+        out.push(("all".to_owned(), None));
+    }
+    out
+}
+
+/// Where a column's label goes: a square swatch as tall as a digit (for a class), then the text,
+/// centred over the column; font scale 2 where the label fits, else 1, else cut with `..`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Label {
+    text: String,
+    swatch: Option<[u8; 3]>,
+    scale: usize,
+    /// Left edge of the swatch (or of the text without one).
+    x: usize,
+    /// Top of the swatch and of the text.
+    y: usize,
+}
+
+impl Label {
+    fn fit(column_x: usize, text: &str, swatch: Option<[u8; 3]>) -> Label {
+        let width = |text: &str, scale: usize| {
+            let swatch_w = if swatch.is_some() {
+                font::CAP * scale + SWATCH_GAP
+            } else {
+                0
+            };
+            swatch_w + font::text_width(text) * scale
+        };
+        let (text, scale) = if width(text, 2) <= TILE {
+            (text.to_owned(), 2)
+        } else if width(text, 1) <= TILE {
+            (text.to_owned(), 1)
+        } else {
+            let mut cut: String = text.chars().collect();
+            while !cut.is_empty() && width(&format!("{cut}.."), 1) > TILE {
+                cut.pop();
+            }
+            (format!("{cut}.."), 1)
+        };
+        Label {
+            x: column_x + (TILE - width(&text, scale).min(TILE)) / 2,
+            y: HEADER - 2 - font::HEIGHT * scale,
+            text,
+            swatch,
+            scale,
+        }
+    }
+
+    /// Side of the swatch in pixels: the height of a digit.
+    fn swatch_side(&self) -> usize {
+        font::CAP * self.scale
+    }
+
+    /// Left edge of the text.
+    fn text_x(&self) -> usize {
+        self.x + self.swatch.map_or(0, |_| self.swatch_side() + SWATCH_GAP)
+    }
+}
+
 /// One z-slice of a `[z, y, x]` volume.
 struct Slice {
     values: Vec<f32>,
@@ -195,4 +316,98 @@ fn grey(v: Option<f32>, lo: f32, hi: f32) -> [u8; 3] {
 
 fn blend(a: [u8; 3], b: [u8; 3], alpha: f32) -> [u8; 3] {
     std::array::from_fn(|i| (f32::from(a[i]) * (1.0 - alpha) + f32::from(b[i]) * alpha) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = "version: 1\nname: p\nclasses: [mito, er, a_very_long_class_name_indeed_1]\narrays:\n  inputs: {raw: {shape: [4, 8, 8], scale: [8, 8, 8]}}\n  targets: {labels: {shape: [4, 8, 8], scale: [8, 8, 8]}}\ndata:\n  datasets: [{split: train, raw: /d/a.zarr/raw, targets: '/d/a.zarr/crop1/{class}'}]\n";
+
+    /// `text` at font scale `scale` with its top left at `(x, y)`: whether pixel `(px, py)` is ink.
+    fn ink(text: &str, scale: usize, (x, y): (usize, usize), (px, py): (usize, usize)) -> bool {
+        if px < x || py < y {
+            return false;
+        }
+        let (dx, dy) = ((px - x) / scale, (py - y) / scale);
+        let Some(c) = text.chars().nth(dx / font::ADVANCE) else {
+            return false;
+        };
+        font::is_set(c, dy, dx % font::ADVANCE)
+    }
+
+    #[test]
+    fn the_header_names_every_column_and_shows_each_class_colour() {
+        let spec = cellmap_schema::parse(SPEC, Path::new("p.yaml")).unwrap().spec;
+        let raw = vec![0.5f32; 2 * 256];
+        let labels = vec![1.0f32; 2 * 3 * 256];
+        let image = render(&spec, &[&raw, &labels], 2);
+        assert_eq!(image.width, 5 * (TILE + GAP) + GAP);
+        assert_eq!(
+            image.height,
+            HEADER + 2 * (TILE + GAP) + GAP,
+            "the grid grows by the header"
+        );
+        let column = |k: usize| GAP + k * (TILE + GAP);
+
+        // Every header pixel is background except the text, drawn exactly as its glyphs, and the
+        // class swatches. "raw": 3 glyphs at scale 2 = 34 pixels, centred: (160 − 34) / 2 = 63.
+        // "mito": a 14-pixel swatch, 4 pixels, 46 pixels of text: 64 centred at 48.
+        let expected = |px: usize, py: usize| -> [u8; 3] {
+            let y = HEADER - 2 - 18;
+            if ink("raw", 2, (column(0) + 63, y), (px, py)) {
+                return TEXT;
+            }
+            let swatch_x = column(1) + 48;
+            if (swatch_x..swatch_x + 14).contains(&px) && (y..y + 14).contains(&py) {
+                return COLOURS[0];
+            }
+            if ink("mito", 2, (swatch_x + 18, y), (px, py)) {
+                return TEXT;
+            }
+            // "er": 14 + 4 + 22 = 40 pixels, at 60.
+            if (column(2) + 60..column(2) + 74).contains(&px) && (y..y + 14).contains(&py) {
+                return COLOURS[1];
+            }
+            if ink("er", 2, (column(2) + 78, y), (px, py)) {
+                return TEXT;
+            }
+            // Too long for scale 2 or 1: cut to fit 160 pixels at scale 1 with a 7-pixel swatch.
+            let (long, y1) = ("a_very_long_class_name_..", HEADER - 2 - 9);
+            let long_x = column(3) + (TILE - (7 + 4 + font::text_width(long))) / 2;
+            if (long_x..long_x + 7).contains(&px) && (y1..y1 + 7).contains(&py) {
+                return COLOURS[2];
+            }
+            if ink(long, 1, (long_x + 11, y1), (px, py)) {
+                return TEXT;
+            }
+            if ink("all", 2, (column(4) + 63, y), (px, py)) {
+                return TEXT;
+            }
+            BACKGROUND
+        };
+        let mut text_pixels = 0;
+        for py in 0..HEADER + GAP {
+            for px in 0..image.width {
+                let want = expected(px, py);
+                assert_eq!(image.pixel(px, py), want, "header pixel ({px}, {py})");
+                text_pixels += usize::from(want == TEXT);
+            }
+        }
+        assert!(text_pixels > 200, "{text_pixels}");
+        // The tiles start below the header: raw is uniform grey there, the class tiles coloured.
+        assert_ne!(image.pixel(column(0), HEADER + GAP), BACKGROUND);
+        assert_eq!(image.pixel(column(0), HEADER + GAP - 1), BACKGROUND);
+    }
+
+    #[test]
+    fn labels_shrink_then_cut_to_fit_a_column() {
+        let short = Label::fit(0, "nuc", None);
+        assert_eq!((short.scale, short.text.as_str()), (2, "nuc"));
+        let medium = Label::fit(0, "endoplasmic_reticulum", Some([1, 2, 3]));
+        assert_eq!((medium.scale, medium.text.as_str()), (1, "endoplasmic_reticulum"));
+        let long = Label::fit(0, &"x".repeat(40), Some([1, 2, 3]));
+        assert_eq!(long.scale, 1);
+        assert!(long.text.ends_with("..") && 7 + SWATCH_GAP + font::text_width(&long.text) <= TILE);
+    }
 }

@@ -81,6 +81,12 @@ impl LoaderOptions {
         Self::for_split(Split::Validate)
     }
 
+    /// The test split (read like validation: tiles, no augmentation), rank and world size from the
+    /// environment.
+    pub fn test() -> Result<Self, LoaderError> {
+        Self::for_split(Split::Test)
+    }
+
     fn for_split(split: Split) -> Result<Self, LoaderError> {
         let dist = DistInfo::from_env().map_err(|e| LoaderError::Dist(e.to_string()))?;
         Ok(Self::new(split, dist))
@@ -353,7 +359,7 @@ impl SampleJob for LoaderJob {
                     dataset,
                     centre_nm,
                     key: self.key(epoch, idx as u64 | (u64::from(attempt) << 48)),
-                    spatial: self.split == Split::Train,
+                    spatial: self.split.is_train(),
                     values: true,
                 };
                 self.reader.read(scratch, &request, out).map_err(|e| e.to_string())?;
@@ -419,7 +425,7 @@ impl Loader {
         let batch_size = spec.loader.batch_size as u64;
         let batches_per_epoch = (spec.sampling.iterations_per_epoch / batch_size).max(1);
         let dist = options.dist;
-        let kind = if split == Split::Train || !spec.sampling.validation_tiling {
+        let kind = if split.is_train() || !spec.sampling.validation_tiling {
             let mut grids: Vec<DatasetGrid> = datasets
                 .iter()
                 .map(|&i| dataset_grid(&planned.plan, i, spec.classes.len()))

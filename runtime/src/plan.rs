@@ -54,7 +54,7 @@ pub struct Plan {
     pub prefetch: usize,
     /// Bytes of the whole ring (`prefetch × batch_bytes`), allocated once at start.
     pub ring_bytes: u64,
-    /// Datasets that produce samples, train first, each split in file order.
+    /// Datasets that produce samples: train, validate, then test, each split in file order.
     pub datasets: Vec<DatasetPlan>,
     /// Datasets left out, with the reason.
     pub excluded: Vec<Excluded>,
@@ -101,7 +101,7 @@ pub struct DatasetPlan {
     pub bbox_nm: Box3,
     /// Valid sample centres.
     pub grid: CentreGrid,
-    /// Validation tiles (for the validation split): non-overlapping crops of the first target array.
+    /// Tiles (read by the validation and test splits): non-overlapping crops of the first target array.
     pub tiles: CentreGrid,
     /// Per class voxel counts at the first target array's voxel size (when counted).
     pub class_counts: Option<Vec<ClassCount>>,
@@ -292,7 +292,7 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
             }
         }
     }
-    for split in [Split::Train, Split::Validate] {
+    for split in Split::ALL {
         let declared = spec.datasets_of(split).count();
         if declared > 0 && !datasets.iter().any(|d: &DatasetPlan| d.split == split) {
             let reasons = excluded

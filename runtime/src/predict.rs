@@ -88,7 +88,7 @@ pub enum PredictError {
         /// Its raw location.
         raw: String,
     },
-    /// The region does not overlap the raw data.
+    /// The region has no volume.
     #[error("region {lo_nm:?}..{hi_nm:?} nm of `{raw}` is empty")]
     EmptyRegion {
         /// The raw location.
@@ -97,6 +97,21 @@ pub enum PredictError {
         lo_nm: [f64; 3],
         /// Upper corner.
         hi_nm: [f64; 3],
+    },
+    /// The region does not meet the raw data: every input voxel would be padding.
+    #[error(
+        "region {region_nm} nm does not meet the raw data `{raw}` at {data_nm} nm: is the region in voxels rather \
+         than nm, or shifted?{hint}"
+    )]
+    RegionOutsideData {
+        /// The raw location.
+        raw: String,
+        /// The region (nm), as `[z0, y0, x0]..[z1, y1, x1]`.
+        region_nm: String,
+        /// The box the raw data covers (nm; its finest level), as `[z0, y0, x0]..[z1, y1, x1]`.
+        data_nm: String,
+        /// More on the likely mistake (empty, or a sentence starting with a space).
+        hint: String,
     },
     /// Two outputs resolve to the same group.
     #[error("two outputs resolve to `{path}`; add `{{dataset}}` (and `{{class}}`) to `predict.output`")]
@@ -263,6 +278,8 @@ pub struct PredictPlan {
     pub zarr_format: u8,
     /// Output volumes.
     pub units: Vec<PredictUnit>,
+    /// Things a person should know (a region reaching past the raw data, read as padding).
+    pub warnings: Vec<String>,
     /// Uncompressed bytes of every output array together.
     pub output_bytes: u64,
     /// Bytes of the inputs of one tile (f32).
@@ -273,9 +290,12 @@ impl PredictPlan {
     /// Plan the prediction of `spec` (opens the raw groups, and the label groups for
     /// `region: validation`).
     ///
+    /// A region reaching past the raw data is planned, with a warning giving the fraction of it read as
+    /// padding; a region that does not meet the raw data at all is an error.
+    ///
     /// # Errors
     /// [`PredictError`] when the spec has no `predict` section, a group cannot be opened, a region
-    /// is empty or two outputs collide.
+    /// is empty or outside the raw data, or two outputs collide.
     pub fn new(spec: &Spec) -> Result<PredictPlan, PredictError> {
         let p = spec.predict.as_ref().ok_or(PredictError::NoPredictSection)?;
         let s = p.voxel_size_nm;
@@ -297,13 +317,17 @@ impl PredictPlan {
         if regions.is_empty() {
             return Err(PredictError::NoUnits);
         }
+        let warnings = regions
+            .iter()
+            .filter_map(|r| r.padded_warning(spec.sampling.pad_value_inputs))
+            .collect();
         let names = unit_names(&regions);
         let classes: Vec<String> = p.class_names().map(str::to_owned).collect();
         let mut units = Vec::with_capacity(regions.len());
         let mut first_tile = 0usize;
         let mut output_bytes = 0u64;
         let mut seen = std::collections::BTreeSet::new();
-        for ((raw, region, _), name) in regions.into_iter().zip(names) {
+        for (Region { raw, region, .. }, name) in regions.into_iter().zip(names) {
             let mut shape_vox = [0u64; 3];
             let mut translation_nm = [0.0; 3];
             for a in 0..3 {
@@ -350,6 +374,7 @@ impl PredictPlan {
             dtype: p.dtype,
             zarr_format: p.zarr_format,
             units,
+            warnings,
             output_bytes,
             input_bytes_per_tile,
         })
@@ -406,8 +431,102 @@ impl PredictPlan {
     }
 }
 
-/// The (raw, region, `{dataset}` base name) of every unit.
-fn regions(spec: &Spec, p: &Predict) -> Result<Vec<(String, Box3, String)>, PredictError> {
+/// The region of one unit and the raw data it is read from.
+#[derive(Debug, Clone, PartialEq)]
+struct Region {
+    /// The raw location.
+    raw: String,
+    /// The region (nm).
+    region: Box3,
+    /// `{dataset}` base name.
+    name: String,
+    /// The box the raw data covers (nm; its finest level).
+    data: Box3,
+    /// Voxel size of the finest raw level (nm), to recognise a region written in voxels.
+    data_voxel_nm: [f64; 3],
+}
+
+impl Region {
+    fn new(raw: &str, region: Box3, name: String, ms: &Multiscale) -> Self {
+        let (data, data_voxel_nm) = ms
+            .levels
+            .first()
+            .map_or((Box3::new([0.0; 3], [0.0; 3]), [1.0; 3]), |l| {
+                (l.bounds_nm(), l.scale_nm)
+            });
+        Region {
+            raw: raw.to_owned(),
+            region,
+            name,
+            data,
+            data_voxel_nm,
+        }
+    }
+
+    /// An error when the region has no volume or does not meet the data.
+    fn check(&self) -> Result<(), PredictError> {
+        if self.region.is_empty() {
+            return Err(PredictError::EmptyRegion {
+                raw: self.raw.clone(),
+                lo_nm: self.region.lo_nm,
+                hi_nm: self.region.hi_nm,
+            });
+        }
+        if self.region.intersection(&self.data).is_some() {
+            return Ok(());
+        }
+        let s = self.data_voxel_nm;
+        let as_voxels = Box3::new(
+            std::array::from_fn(|a| self.region.lo_nm[a] * s[a]),
+            std::array::from_fn(|a| self.region.hi_nm[a] * s[a]),
+        );
+        let hint = if as_voxels.intersection(&self.data).is_some() {
+            format!(
+                " (as voxels of {} nm it would be {} nm, which meets the data)",
+                fmt_point(s),
+                fmt_box(&as_voxels)
+            )
+        } else {
+            String::new()
+        };
+        Err(PredictError::RegionOutsideData {
+            raw: self.raw.clone(),
+            region_nm: fmt_box(&self.region),
+            data_nm: fmt_box(&self.data),
+            hint,
+        })
+    }
+
+    /// A warning when part of the region lies outside the data, with the fraction read as padding.
+    fn padded_warning(&self, pad_value: f32) -> Option<String> {
+        let inside = self.region.intersection(&self.data)?;
+        let volume = |b: &Box3| b.size_nm().iter().product::<f64>();
+        let outside = 1.0 - volume(&inside) / volume(&self.region);
+        (outside > 1e-9).then(|| {
+            format!(
+                "region {} nm of `{}` reaches past the raw data at {} nm: {:.1}% of it is outside the data and \
+                 reads as padding (input value {pad_value})",
+                fmt_box(&self.region),
+                self.raw,
+                fmt_box(&self.data),
+                outside * 100.0
+            )
+        })
+    }
+}
+
+/// `[z, y, x]` with the shortest exact decimals (`[8, 8, 8]`, `[0.5, 4, 4]`).
+fn fmt_point(p: [f64; 3]) -> String {
+    format!("[{}, {}, {}]", p[0], p[1], p[2])
+}
+
+/// `[z0, y0, x0]..[z1, y1, x1]`.
+fn fmt_box(b: &Box3) -> String {
+    format!("{}..{}", fmt_point(b.lo_nm), fmt_point(b.hi_nm))
+}
+
+/// The region, raw data and `{dataset}` base name of every unit, each region checked against its data.
+fn regions(spec: &Spec, p: &Predict) -> Result<Vec<Region>, PredictError> {
     let open = |raw: &str| {
         Multiscale::open(raw).map_err(|e| PredictError::Open {
             raw: raw.to_owned(),
@@ -424,14 +543,14 @@ fn regions(spec: &Spec, p: &Predict) -> Result<Vec<(String, Box3, String)>, Pred
                     .first()
                     .map(|l| l.bounds_nm())
                     .unwrap_or(Box3::new([0.0; 3], [0.0; 3]));
-                out.push((raw.clone(), b, container_name(raw)));
+                out.push(Region::new(raw, b, container_name(raw), &ms));
             }
         }
         PredictRegion::Bounds { lo_nm, hi_nm } => {
             for raw in &p.raw {
                 // Open it now so that a wrong path fails at plan time.
-                open(raw)?;
-                out.push((raw.clone(), Box3::new(*lo_nm, *hi_nm), container_name(raw)));
+                let ms = open(raw)?;
+                out.push(Region::new(raw, Box3::new(*lo_nm, *hi_nm), container_name(raw), &ms));
             }
         }
         PredictRegion::Validation => {
@@ -459,18 +578,12 @@ fn regions(spec: &Spec, p: &Predict) -> Result<Vec<(String, Box3, String)>, Pred
                 } else {
                     format!("{}_{crop}", container_name(&d.raw))
                 };
-                out.push((d.raw.clone(), bbox, name));
+                out.push(Region::new(&d.raw, bbox, name, &sources.raw));
             }
         }
     }
-    for (raw, b, _) in &out {
-        if b.is_empty() {
-            return Err(PredictError::EmptyRegion {
-                raw: raw.clone(),
-                lo_nm: b.lo_nm,
-                hi_nm: b.hi_nm,
-            });
-        }
+    for r in &out {
+        r.check()?;
     }
     Ok(out)
 }
@@ -478,8 +591,8 @@ fn regions(spec: &Spec, p: &Predict) -> Result<Vec<(String, Box3, String)>, Pred
 /// `{dataset}` of each unit: its base name (the raw container's name, `jrc_hela-2` of
 /// `…/jrc_hela-2.zarr/…`, plus `_crop7` for validation crops); `_N` (the unit index) is appended when
 /// names repeat.
-fn unit_names(regions: &[(String, Box3, String)]) -> Vec<String> {
-    let base: Vec<String> = regions.iter().map(|(_, _, n)| n.clone()).collect();
+fn unit_names(regions: &[Region]) -> Vec<String> {
+    let base: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
     let repeated = |n: &String| base.iter().filter(|b| *b == n).count() > 1;
     base.iter()
         .enumerate()
@@ -527,12 +640,62 @@ mod tests {
         );
         assert_eq!(container_name("/d/x.n5/raw"), "x");
         assert_eq!(container_name("/d/volume/raw/"), "raw");
-        let r = |s: &str| (s.to_owned(), Box3::new([0.0; 3], [1.0; 3]), container_name(s));
+        let r = |s: &str| Region {
+            raw: s.to_owned(),
+            region: Box3::new([0.0; 3], [1.0; 3]),
+            name: container_name(s),
+            data: Box3::new([0.0; 3], [1.0; 3]),
+            data_voxel_nm: [1.0; 3],
+        };
         assert_eq!(crop_folder("/d/x.zarr/labels/crop7/{class}"), "crop7");
         assert_eq!(
             unit_names(&[r("/a.zarr/raw"), r("/b.zarr/raw"), r("/a.zarr/raw2")]),
             ["a_0", "b", "a_2"]
         );
         assert!(is_local("/tmp/x") && !is_local("http://h/x") && !is_local("rel/x"));
+    }
+
+    #[test]
+    fn regions_outside_or_partly_outside_the_data() {
+        // Data: 100³ voxels of 8 nm from the origin.
+        let region = |lo: [f64; 3], hi: [f64; 3]| Region {
+            raw: "/d/a.zarr/raw".to_owned(),
+            region: Box3::new(lo, hi),
+            name: "a".to_owned(),
+            data: Box3::new([0.0; 3], [800.0; 3]),
+            data_voxel_nm: [8.0; 3],
+        };
+        let inside = region([0.0; 3], [800.0; 3]);
+        assert!(inside.check().is_ok() && inside.padded_warning(0.0).is_none());
+
+        let half = region([400.0, 0.0, 0.0], [1200.0, 800.0, 800.0]);
+        assert!(half.check().is_ok());
+        assert_eq!(
+            half.padded_warning(0.0).unwrap(),
+            "region [400, 0, 0]..[1200, 800, 800] nm of `/d/a.zarr/raw` reaches past the raw data at \
+             [0, 0, 0]..[800, 800, 800] nm: 50.0% of it is outside the data and reads as padding (input value 0)"
+        );
+
+        // Written in voxels: 10..20 voxels is 80..160 nm, inside; as nm it misses the data only when
+        // the data does not start at the origin.
+        let mut voxels = region([1000.0; 3], [1020.0; 3]);
+        voxels.data = Box3::new([4000.0; 3], [12000.0; 3]);
+        assert_eq!(
+            voxels.check().unwrap_err().to_string(),
+            "region [1000, 1000, 1000]..[1020, 1020, 1020] nm does not meet the raw data `/d/a.zarr/raw` at \
+             [4000, 4000, 4000]..[12000, 12000, 12000] nm: is the region in voxels rather than nm, or shifted? \
+             (as voxels of [8, 8, 8] nm it would be [8000, 8000, 8000]..[8160, 8160, 8160] nm, which meets the data)"
+        );
+        let far = region([1e7, 0.0, 0.0], [1e7 + 800.0, 800.0, 800.0]);
+        assert!(far.padded_warning(0.0).is_none());
+        assert_eq!(
+            far.check().unwrap_err().to_string(),
+            "region [10000000, 0, 0]..[10000800, 800, 800] nm does not meet the raw data `/d/a.zarr/raw` at \
+             [0, 0, 0]..[800, 800, 800] nm: is the region in voxels rather than nm, or shifted?"
+        );
+        assert!(matches!(
+            region([0.0; 3], [0.0, 8.0, 8.0]).check(),
+            Err(PredictError::EmptyRegion { .. })
+        ));
     }
 }

@@ -1,5 +1,9 @@
 //! cellmap-data's datasplit CSV: `split,raw_zarr_root,raw_ds_path,gt_zarr_root,gt_ds_path_with_[classes]`
 //! (5 columns) or `split,raw_path,gt_path` (3 columns), no header, `#` comments and empty lines skipped.
+//!
+//! As in cellmap-data, a bracketed class the spec does not list is not loaded: it is dropped from the
+//! row's class list with a warning, not an error. Splits are `train`, `validate` and `test` (CellMap's
+//! datasplits hold `test` rows; they are read like validation rows).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -51,27 +55,16 @@ pub(crate) fn bracket_template(path: &str) -> Result<(String, Option<Vec<String>
     Err(format!("target path `{path}` names no classes"))
 }
 
-/// Numbers datasets per split from 0, train first, each split in file order.
+/// Numbers datasets per split from 0: train, validate, then test, each split in file order.
 pub(crate) fn number(mut datasets: Vec<DatasetSpec>) -> Vec<DatasetSpec> {
     datasets.sort_by_key(|d| d.split); // stable: keeps file order within a split
-    let mut counts = [0usize; 2];
+    let mut counts = [0usize; Split::ALL.len()];
     for d in &mut datasets {
-        let slot = match d.split {
-            Split::Train => &mut counts[0],
-            Split::Validate => &mut counts[1],
-        };
+        let slot = &mut counts[d.split as usize];
         d.index = *slot;
         *slot += 1;
     }
     datasets
-}
-
-fn split_of(name: &str) -> Option<Split> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "train" | "training" => Some(Split::Train),
-        "validate" | "val" | "validation" => Some(Split::Validate),
-        _ => None,
-    }
 }
 
 fn join(root: &str, path: &str) -> String {
@@ -84,9 +77,12 @@ fn join(root: &str, path: &str) -> String {
     format!("{}/{}", root.trim_end_matches('/'), path.trim_start_matches('/'))
 }
 
-/// Reads and checks a datasplit CSV named `written` in the spec. Errors tied to the spec (not to a CSV
-/// line) have an empty `file`, for the caller to locate.
-pub(crate) fn read(written: &str, ctx: &DatasplitContext<'_>) -> Result<Vec<DatasetSpec>, Vec<Diagnostic>> {
+/// Reads and checks a datasplit CSV named `written` in the spec: its datasets and warnings, or its errors.
+/// Errors tied to the spec (not to a CSV line) have an empty `file`, for the caller to locate.
+pub(crate) fn read(
+    written: &str,
+    ctx: &DatasplitContext<'_>,
+) -> Result<(Vec<DatasetSpec>, Vec<Diagnostic>), Vec<Diagnostic>> {
     let csv_path: PathBuf = if Path::new(written).is_absolute() {
         PathBuf::from(written)
     } else {
@@ -112,6 +108,8 @@ pub(crate) fn read(written: &str, ctx: &DatasplitContext<'_>) -> Result<Vec<Data
     let mut datasets = Vec::new();
     let named = format!("datasplit named at {}", ctx.origin);
     let csv_error = |line: usize, message: String| Diagnostic::error(&csv_path, (line, 1), "/data/csv", message);
+    let csv_warning = |line: usize, message: String| csv_error(line, message).warning();
+    let mut warnings = Vec::new();
     let mut first = true;
     for record in reader.records() {
         let record = match record {
@@ -122,13 +120,15 @@ pub(crate) fn read(written: &str, ctx: &DatasplitContext<'_>) -> Result<Vec<Data
                 break;
             }
         };
-        let line = record.position().map_or(1, |p| usize::try_from(p.line()).unwrap_or(1));
+        let line = record
+            .position()
+            .map_or(1, |p| record_line(&text, usize::try_from(p.byte()).unwrap_or(0)));
         let is_first = std::mem::replace(&mut first, false);
         let cols: Vec<&str> = record.iter().collect();
         if cols.iter().all(|c| c.is_empty()) {
             continue;
         }
-        let Some(split) = split_of(cols.first().copied().unwrap_or("")) else {
+        let Some(split) = Split::from_name(cols.first().copied().unwrap_or("")) else {
             let given = cols.first().copied().unwrap_or("");
             let d = if is_first && matches!(given.to_ascii_lowercase().as_str(), "split" | "set" | "subset" | "name") {
                 csv_error(line, "datasplit CSV has a header row".to_owned()).hint(format!(
@@ -136,8 +136,8 @@ pub(crate) fn read(written: &str, ctx: &DatasplitContext<'_>) -> Result<Vec<Data
                 ))
             } else {
                 csv_error(line, format!("unknown split `{given}`"))
-                    .expected("`train` or `validate` (also `val`, `validation`)")
-                    .hint(match did_you_mean(given, ["train", "validate"]) {
+                    .expected("`train`, `validate` or `test` (also `training`, `val`, `validation`, `testing`)")
+                    .hint(match did_you_mean(given, ["train", "validate", "test"]) {
                         Some(h) => format!("{h} ({named})"),
                         None => named.clone(),
                     })
@@ -173,13 +173,35 @@ pub(crate) fn read(written: &str, ctx: &DatasplitContext<'_>) -> Result<Vec<Data
                     );
                     continue;
                 }
-                Ok((template, annotated)) => {
-                    for class in annotated.iter().flatten().filter(|c| !ctx.classes.contains(c)) {
-                        errors.push(
-                            csv_error(line, format!("unknown class `{class}`"))
+                Ok((template, mut annotated)) => {
+                    if let Some(list) = &mut annotated {
+                        let (known, unknown): (Vec<String>, Vec<String>) =
+                            list.drain(..).partition(|c| ctx.classes.contains(c));
+                        for class in &unknown {
+                            let hint = match did_you_mean(class, ctx.classes.iter().map(String::as_str)) {
+                                Some(h) => format!("{h} ({named})"),
+                                None => format!("add it to `classes` to load it ({named})"),
+                            };
+                            warnings.push(
+                                csv_warning(
+                                    line,
+                                    format!("class `{class}` is not among the spec's classes; it is ignored"),
+                                )
                                 .expected(format!("one of the spec's classes: {}", ctx.classes.join(", ")))
+                                .hint(hint),
+                            );
+                        }
+                        if known.is_empty() && !unknown.is_empty() {
+                            warnings.push(
+                                csv_warning(
+                                    line,
+                                    "this crop annotates none of the spec's classes; its targets are unknown (NaN)"
+                                        .to_owned(),
+                                )
                                 .hint(named.clone()),
-                        );
+                            );
+                        }
+                        *list = known;
                     }
                     Some(TargetTemplate {
                         template: resolve_path(ctx.base_dir, &template),
@@ -200,10 +222,25 @@ pub(crate) fn read(written: &str, ctx: &DatasplitContext<'_>) -> Result<Vec<Data
         errors.push(spec_error(format!("datasplit CSV `{written}` lists no datasets")));
     }
     if errors.is_empty() {
-        Ok(number(datasets))
+        Ok((number(datasets), warnings))
     } else {
         Err(errors)
     }
+}
+
+/// The line (from 1) of the record whose read starts at `byte`. The csv crate's own line is where the read
+/// started, before the comments and empty lines it skips on the way to the record.
+fn record_line(text: &str, byte: usize) -> usize {
+    let mut start = byte.min(text.len());
+    while let Some(rest) = text.get(start..) {
+        let end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        let line = &rest[..end];
+        if end == 0 || !(line.trim().is_empty() || line.starts_with('#')) {
+            break;
+        }
+        start += end;
+    }
+    text.as_bytes()[..start].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 fn read_limited(path: &Path) -> Result<String, String> {
@@ -237,5 +274,13 @@ mod tests {
         assert_eq!(bracket_template("x/{class}").unwrap(), ("x/{class}".to_owned(), None));
         assert!(bracket_template("x/mito").is_err());
         assert_eq!(join("/d/a.zarr/", "/recon-1/em"), "/d/a.zarr/recon-1/em");
+    }
+
+    #[test]
+    fn record_lines_skip_comments_and_empty_lines() {
+        let text = "a,b\n# c\n\n  \nd,e\n";
+        assert_eq!(record_line(text, 0), 1);
+        assert_eq!(record_line(text, 4), 5);
+        assert_eq!(record_line(text, text.len()), 6);
     }
 }

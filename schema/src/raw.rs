@@ -143,6 +143,8 @@ pub enum RawSplit {
     Train,
     /// Validation data.
     Validate,
+    /// Held-out test data: read like validation data (tiles, no augmentation).
+    Test,
 }
 
 fn default_iterations() -> u64 {
@@ -233,7 +235,7 @@ pub struct RawPadPerSplit {
     /// Pad training crops. Default: `false`.
     #[serde(default)]
     pub train: bool,
-    /// Pad validation crops. Default: `false`.
+    /// Pad validation and test crops. Default: `false`.
     #[serde(default)]
     pub validate: bool,
 }

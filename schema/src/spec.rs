@@ -63,7 +63,7 @@ pub struct Spec {
     pub inputs: Vec<ArraySpec>,
     /// Target arrays, sorted by name. Each has one channel per class.
     pub targets: Vec<ArraySpec>,
-    /// Datasets of every split, train first, each split in file order.
+    /// Datasets of every split: train, validate, then test, each split in file order.
     pub datasets: Vec<DatasetSpec>,
     /// How sample centres are drawn.
     pub sampling: Sampling,
@@ -137,7 +137,9 @@ impl OutputDtype {
     }
 }
 
-/// A data split.
+/// A data split. `validate` and `test` are read the same way (tiles when `validation_tiling`, no spatial
+/// augmentation, the validation value transforms, the validation padding); they differ only in which
+/// datasets they hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
@@ -145,15 +147,54 @@ pub enum Split {
     Train,
     /// Validation data.
     Validate,
+    /// Held-out test data (the `test` rows of CellMap datasplits).
+    Test,
 }
 
 impl Split {
+    /// Every split, in dataset order.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Validate, Split::Test];
+
     /// The split's name as written in specs and CSVs.
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Validate => "validate",
+            Split::Test => "test",
         }
+    }
+
+    /// The split of a name: `train` (also `training`), `validate` (also `val`, `validation`) or `test`
+    /// (also `testing`), case-insensitive, surrounding spaces ignored.
+    ///
+    /// ```
+    /// use cellmap_schema::Split;
+    /// assert_eq!(Split::from_name(" Val"), Some(Split::Validate));
+    /// assert_eq!(Split::from_name("test"), Some(Split::Test));
+    /// assert_eq!(Split::from_name("holdout"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Split> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "train" | "training" => Some(Split::Train),
+            "validate" | "val" | "validation" => Some(Split::Validate),
+            "test" | "testing" => Some(Split::Test),
+            _ => None,
+        }
+    }
+
+    /// Whether samples of this split are training samples: random centres, spatial augmentation and
+    /// every value transform. `validate` and `test` samples are measured on the data as it is.
+    pub fn is_train(self) -> bool {
+        match self {
+            Split::Train => true,
+            Split::Validate | Split::Test => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -236,16 +277,16 @@ pub struct ForegroundBias {
 pub struct PadPolicy {
     /// Pad training crops.
     pub train: bool,
-    /// Pad validation crops.
+    /// Pad validation (and test) crops.
     pub validate: bool,
 }
 
 impl PadPolicy {
-    /// Whether crops of this split are padded.
+    /// Whether crops of this split are padded (`test` follows `validate`).
     pub fn for_split(self, split: Split) -> bool {
         match split {
             Split::Train => self.train,
-            Split::Validate => self.validate,
+            Split::Validate | Split::Test => self.validate,
         }
     }
 }
@@ -266,19 +307,20 @@ pub struct Augment {
 }
 
 impl Augment {
-    /// The value transforms on every input of a sample of `split`.
+    /// The value transforms on every input of a sample of `split` (`test` uses the validation ones).
     pub fn inputs_for(&self, split: Split) -> &[ValueTransform] {
         match split {
             Split::Train => &self.inputs,
-            Split::Validate => &self.validate.inputs,
+            Split::Validate | Split::Test => &self.validate.inputs,
         }
     }
 
-    /// The value transforms on class `class` of a target of a sample of `split`.
+    /// The value transforms on class `class` of a target of a sample of `split` (`test` uses the
+    /// validation ones).
     pub fn targets_for(&self, split: Split, class: &str) -> &[ValueTransform] {
         match split {
             Split::Train => self.targets_of(class),
-            Split::Validate => self.validate.targets_of(class),
+            Split::Validate | Split::Test => self.validate.targets_of(class),
         }
     }
 

@@ -124,7 +124,10 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
                 origin: c.origin("/data/csv"),
             };
             match datasplit::read(csv, &ctx) {
-                Ok(d) => d,
+                Ok((d, warnings)) => {
+                    c.warnings.extend(warnings);
+                    d
+                }
                 Err(mut errors) => {
                     for e in &mut errors {
                         if e.file.as_os_str().is_empty() {
@@ -591,6 +594,7 @@ fn inline_datasets(list: &[RawDataset], classes: &[String], base_dir: &Path, c: 
         let split = match d.split {
             RawSplit::Train => Split::Train,
             RawSplit::Validate => Split::Validate,
+            RawSplit::Test => Split::Test,
         };
         let targets = match &d.targets {
             None => {

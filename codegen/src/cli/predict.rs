@@ -47,6 +47,9 @@ pub(crate) fn run(args: &PredictArgs) -> ExitCode {
         Ok(p) => Arc::new(p),
         Err(e) => return fail(&e),
     };
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
     let input = if identity.is_empty() {
         0
     } else {

@@ -32,6 +32,9 @@ pub(crate) fn run(args: &PredictPlanArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
     let tiles: Vec<Tile> = if args.tiles {
         (0..plan.tile_count()).filter_map(|id| plan.tile(id).ok()).collect()
     } else {

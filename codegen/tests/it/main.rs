@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod datasplit;
 mod golden;
 mod import;
 mod predict;

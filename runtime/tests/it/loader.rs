@@ -120,12 +120,13 @@ pub(crate) fn spec(zarr: &Path) -> Spec {
 }
 
 pub(crate) fn options(split: Split) -> LoaderOptions {
-    let mut o = if split == Split::Train {
-        LoaderOptions::train()
-    } else {
-        LoaderOptions::validate()
+    let mut o = match split {
+        Split::Train => LoaderOptions::train(),
+        Split::Validate => LoaderOptions::validate(),
+        Split::Test => LoaderOptions::test(),
     }
     .unwrap();
+    assert_eq!(o.split, split);
     o.dist = cellmap_runtime::DistInfo::single();
     o
 }

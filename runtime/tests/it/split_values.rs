@@ -1,5 +1,5 @@
-//! Value transforms per split: validation batches get `augment.validate`, by default only the
-//! deterministic entries of the training lists, checked voxel for voxel against direct reads.
+//! Value transforms per split: validation (and test) batches get `augment.validate`, by default only
+//! the deterministic entries of the training lists, checked voxel for voxel against direct reads.
 
 use std::path::Path;
 
@@ -8,12 +8,13 @@ use cellmap_schema::{Spec, Split};
 
 use super::loader::{CLASSES, CROP1_T, CROP2_T, RAW_T0, binarize, direct, options, same, start, synth};
 
-/// The loader tests' synthetic layout (raw 16³, labels 12³ at 8 nm, one train and one validation
-/// crop) as a YAML spec with `augment`, parsed so `augment.validate` is resolved by the schema.
+/// The loader tests' synthetic layout (raw 16³, labels 12³ at 8 nm, one train crop, one validation crop
+/// and the same crop again as the test split) as a YAML spec with `augment`, parsed so
+/// `augment.validate` is resolved by the schema.
 fn spec_with(zarr: &Path, augment: &str) -> Spec {
     let root = zarr.display();
     let text = format!(
-        "version: 1\nname: synth\nclasses: [mito, er, nuc, pm]\narrays:\n  inputs:\n    raw: {{ shape: [16, 16, 16], scale: [8, 8, 8] }}\n  targets:\n    labels: {{ shape: [12, 12, 12], scale: [8, 8, 8] }}\ndata:\n  datasets:\n    - {{ split: train, raw: \"{root}/recon-1/em/fibsem-uint8\", targets: \"{root}/recon-1/labels/groundtruth/crop1/{{class}}\", classes: [mito, er, nuc, pm] }}\n    - {{ split: validate, raw: \"{root}/recon-1/em/fibsem-uint8\", targets: \"{root}/recon-1/labels/groundtruth/crop2/{{class}}\", classes: [mito, er, nuc] }}\nsampling: {{ seed: 11, iterations_per_epoch: 8 }}\naugment:\n{augment}loader: {{ batch_size: 3, workers: 2, prefetch: 2, cache_bytes: 67108864 }}\n"
+        "version: 1\nname: synth\nclasses: [mito, er, nuc, pm]\narrays:\n  inputs:\n    raw: {{ shape: [16, 16, 16], scale: [8, 8, 8] }}\n  targets:\n    labels: {{ shape: [12, 12, 12], scale: [8, 8, 8] }}\ndata:\n  datasets:\n    - {{ split: train, raw: \"{root}/recon-1/em/fibsem-uint8\", targets: \"{root}/recon-1/labels/groundtruth/crop1/{{class}}\", classes: [mito, er, nuc, pm] }}\n    - {{ split: validate, raw: \"{root}/recon-1/em/fibsem-uint8\", targets: \"{root}/recon-1/labels/groundtruth/crop2/{{class}}\", classes: [mito, er, nuc] }}\n    - {{ split: test, raw: \"{root}/recon-1/em/fibsem-uint8\", targets: \"{root}/recon-1/labels/groundtruth/crop2/{{class}}\", classes: [mito, er, nuc] }}\nsampling: {{ seed: 11, iterations_per_epoch: 8 }}\naugment:\n{augment}loader: {{ batch_size: 3, workers: 2, prefetch: 2, cache_bytes: 67108864 }}\n"
     );
     match cellmap_schema::parse(&text, &zarr.join("spec.yaml")) {
         Ok(checked) => checked.spec,
@@ -38,7 +39,7 @@ fn read(
 ) -> Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
     let (crop, crop_t) = match split {
         Split::Train => ("crop1", CROP1_T),
-        Split::Validate => ("crop2", CROP2_T),
+        Split::Validate | Split::Test => ("crop2", CROP2_T),
     };
     let mut loader = Loader::open(spec.clone(), options(split)).unwrap();
     let mut out = Vec::new();
@@ -112,4 +113,45 @@ fn an_explicit_validate_list_applies_its_noise_on_validation_only() {
     for (raw, want, _, _) in read(&s, Split::Train, &f.dir, 2, 0) {
         assert!(same(&raw, &want), "training raw is exactly normalize(raw)");
     }
+}
+
+#[test]
+fn issue_16_the_test_split_reads_tiles_like_validation() {
+    let f = synth(SynthVariant::V2);
+    // Every spatial transform certain to fire and noise on raw and er: none of it may reach a test batch.
+    let s = spec_with(
+        &f.dir,
+        "  spatial:\n    mirror: { z: 1, y: 1, x: 1 }\n    rotate: { z: [30, 60] }\n  inputs:\n    - normalize: { scale: 255 }\n    - gaussian_noise: { std: 0.5 }\n  per_class:\n    er: [ { binarize: {} }, { gaussian_noise: { std: 0.5 } } ]\n",
+    );
+    let planned = cellmap_runtime::plan(&s, cellmap_runtime::PlanOptions::default()).unwrap();
+    let tests: Vec<_> = planned.plan.datasets_of(Split::Test).collect();
+    assert_eq!(tests.len(), 1, "the plan lists the test dataset");
+    assert_eq!(tests[0].tiles.len(), 125, "crop2 in 12³ tiles");
+
+    let er = 1;
+    let test = read(&s, Split::Test, &f.dir, 4, er);
+    assert_eq!(test.len(), 12);
+    for (raw, want, class, labels) in &test {
+        assert!(same(raw, want), "test raw is normalize(raw) of the unaugmented window");
+        assert!(same(class, labels), "test er is binarized, no noise, no rotation");
+    }
+    // The same tiles, in the same order, as the validation split over the same crop; one pass.
+    let centres = |split| {
+        let mut loader = Loader::open(s.clone(), options(split)).unwrap();
+        assert_eq!(loader.batches_per_epoch(), 42, "125 tiles in batches of 3");
+        let mut out = Vec::new();
+        while let Some(batch) = loader.next_batch() {
+            out.extend(
+                batch
+                    .unwrap()
+                    .meta()
+                    .filter(|m| m.idx >= 0)
+                    .map(|m| (m.idx, m.centre_nm)),
+            );
+        }
+        out
+    };
+    let tiles = centres(Split::Test);
+    assert_eq!(tiles.len(), 125);
+    assert_eq!(tiles, centres(Split::Validate));
 }

@@ -2,6 +2,7 @@
 
 mod augment;
 mod catalogue;
+mod datasplit;
 mod examples;
 mod fuzz;
 mod schema_file;

@@ -72,7 +72,7 @@ pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
             ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
             ::std::string::String::from("er"), ::std::string::String::from("nuc")]) }),
             origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/datasplit.csv:1")
+            ::std::string::String::from("$WORKSPACE/codegen/../examples/datasplit.csv:2")
             }, ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
             ::cellmap_runtime::cellmap_schema::Split::Train, index : 1usize, raw :
             ::std::string::String::from("$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/em/fibsem-uint8"),
@@ -95,7 +95,7 @@ pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
             ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
             ::std::string::String::from("er"), ::std::string::String::from("nuc"),
             ::std::string::String::from("pm")]) }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/datasplit.csv:4")
+            ::std::string::String::from("$WORKSPACE/codegen/../examples/datasplit.csv:5")
             }
         ],
         sampling: ::cellmap_runtime::cellmap_schema::Sampling {
