@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple
 
@@ -377,6 +378,8 @@ class Predictor:
         self.plan: dict[str, Any] = json.loads(self._native.plan_json())
         #: Input array names, in the order of the model's inputs.
         self.inputs: list[str] = [i["name"] for i in self.plan["inputs"]]
+        for message in self._native.warnings():
+            warnings.warn(message, stacklevel=2)
 
     def pending(self) -> list[int]:
         """Tile ids this rank still has to write."""

@@ -140,6 +140,8 @@ class NativePredictor:
         batch_size: int = 1,
     ) -> None: ...
     def plan_json(self) -> str: ...
+    def warnings(self) -> list[str]:
+        """What a person should know about the plan (a region partly outside the data)."""
     def pending(self) -> list[int]:
         """Tile ids this rank still has to write."""
     def read_tiles(self, tiles: list[int]) -> list[Any]:

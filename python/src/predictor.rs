@@ -56,6 +56,11 @@ impl NativePredictor {
         })
     }
 
+    /// What a person should know about the plan (e.g. a region partly outside the data).
+    fn warnings(&self) -> Vec<String> {
+        self.plan.warnings.clone()
+    }
+
     /// The prediction plan as JSON (`predict-plan --json`).
     fn plan_json(&self) -> PyResult<String> {
         serde_json::to_string(&*self.plan).map_err(cellmap_error)

@@ -17,13 +17,11 @@ pub(crate) fn parse(py: Python<'_>, text: &str, source: &str) -> PyResult<Checke
         .map_err(|diagnostics| spec_error(py, &diagnostics.0))
 }
 
-/// A split from its name.
+/// A split from its name (`train`, `validate`/`val`, `test`; any case).
 pub(crate) fn split(name: &str) -> PyResult<Split> {
-    match name {
-        "train" => Ok(Split::Train),
-        "validate" | "val" | "validation" => Ok(Split::Validate),
-        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "unknown split `{other}` (expected `train` or `validate`)"
-        ))),
-    }
+    Split::from_name(name).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "unknown split `{name}` (expected `train`, `validate` or `test`)"
+        ))
+    })
 }

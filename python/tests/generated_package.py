@@ -168,7 +168,7 @@ def test_plan_and_preview() -> None:
 
 def test_bad_arguments_and_bad_data_raise_python_exceptions() -> None:
     for kwargs, message in [
-        ({"split": "test"}, "unknown split `test` (expected `train` or `validate`)"),
+        ({"split": "holdout"}, "unknown split `holdout` (expected `train`, `validate` or `test`)"),
         ({"rank": 2, "world_size": 2}, "rank 2 is not below world size 2"),
         ({"rank": 1}, "pass both `rank` and `world_size`"),
         ({"handoff": "mmap"}, "unknown handoff `mmap`"),

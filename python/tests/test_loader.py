@@ -337,7 +337,7 @@ def test_preview_writes_a_png(synth: Synth, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"split": "test"}, "unknown split `test` (expected `train` or `validate`)"),
+        ({"split": "holdout"}, "unknown split `holdout` (expected `train`, `validate` or `test`)"),
         ({"rank": 2, "world_size": 2}, "rank 2 is not below world size 2"),
         ({"rank": 1}, "pass both `rank` and `world_size`"),
         ({"handoff": "mmap"}, "unknown handoff `mmap`"),
@@ -355,8 +355,8 @@ def test_bad_arguments_of_the_other_entry_points_raise(synth: Synth, tmp_path: P
         cc.Loader(42)  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="cannot read the spec"):
         cc.Loader(tmp_path / "missing.yaml")
-    with pytest.raises(ValueError, match="unknown split `test`"):
-        cc.sample(synth.spec, "test", 0, (700, 600, 800))
+    with pytest.raises(ValueError, match="unknown split `holdout`"):
+        cc.sample(synth.spec, "holdout", 0, (700, 600, 800))
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         cc.Predictor(synth.spec, batch_size=0)
     with pytest.raises(cc.CellmapError):  # the spec has no `predict` section
