@@ -3,6 +3,7 @@
 mod alloc;
 mod augment;
 mod common;
+mod exclusion;
 mod faults;
 mod fixture;
 mod fuzz;
