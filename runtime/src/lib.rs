@@ -35,6 +35,7 @@ mod chunk_cache;
 mod geometry;
 mod huge_pages;
 mod loader;
+mod memory;
 mod multiscale;
 pub mod npy;
 mod pipeline;
@@ -63,6 +64,7 @@ pub use huge_pages::HostBuffer;
 #[doc(hidden)]
 pub use loader::FaultHook;
 pub use loader::{Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, check_compatible};
+pub use memory::{MEMORY_LIMIT_ENV, MemoryAvailable, MemoryError, MemoryNeed, available_memory, check_fits};
 pub use multiscale::{Level, LevelChoice, Multiscale, OpenError, SourceDtype, choose_level};
 pub use pipeline::{
     ArrayLayout, BatchGuard, BatchLayout, BatchLease, Leased, Pipeline, PipelineError, PipelineOptions, PipelineStats,

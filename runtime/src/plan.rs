@@ -315,7 +315,7 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
         batch: layout,
         batch_bytes,
         prefetch: spec.loader.prefetch,
-        ring_bytes: batch_bytes * spec.loader.prefetch as u64,
+        ring_bytes: batch_bytes.saturating_mul(spec.loader.prefetch as u64),
         datasets,
         excluded,
         warnings,

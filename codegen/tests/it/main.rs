@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod golden;
 mod import;
+mod memory;
 mod predict;
 mod reliability;
 mod sample;

@@ -10,6 +10,7 @@ mod fuzz;
 #[cfg(feature = "http")]
 mod http;
 mod loader;
+mod memory;
 mod multiscale;
 mod pipeline;
 mod predict;
