@@ -71,8 +71,8 @@ pub use pipeline::{
     SampleError, SampleJob, SampleMeta, SampleOut,
 };
 pub use plan::{
-    CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions, PlanOrigin,
-    Planned, batch_layout, default_plan_cache_dir, plan, plan_cache_path, plan_cached,
+    CentreGrid, ClassCount, ClassPlan, ClassWeight, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions,
+    PlanOrigin, Planned, SplitClassWeights, batch_layout, default_plan_cache_dir, plan, plan_cache_path, plan_cached,
 };
 pub use predict::{
     IdentityModel, PredictError, PredictInput, PredictPlan, PredictRun, PredictUnit, Tile, TileBatch, TileLoader,

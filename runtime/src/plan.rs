@@ -22,13 +22,16 @@
 //! voxels without interpolation.
 
 mod cache;
+mod class_weights;
 mod fit;
 mod foreground;
 
 pub use cache::{PlanOrigin, default_plan_cache_dir, plan_cache_path, plan_cached};
+pub use class_weights::{ClassWeight, SplitClassWeights};
 
 pub(crate) use foreground::foreground_index;
 
+use class_weights::class_weights;
 use fit::{Fit, axis_centres, no_fit_reason};
 
 use serde::{Deserialize, Serialize};
@@ -63,6 +66,14 @@ pub struct Plan {
     pub excluded: Vec<Excluded>,
     /// Things a person should know.
     pub warnings: Vec<String>,
+    /// cellmap-data's class weights per split (train, then validate), computed from the
+    /// datasets' [`DatasetPlan::class_counts`]: for each class, background / max(foreground, 1)
+    /// over the split's datasets that annotate it, 1 for a class annotated nowhere in the split
+    /// (see [`SplitClassWeights`]). Empty when classes were not counted (count them with
+    /// [`PlanOptions::count_classes`], `plan --counts`, or `weighting: voxel_weighted`). Plans
+    /// written before this field existed read as empty.
+    #[serde(default)]
+    pub class_weights: Vec<SplitClassWeights>,
 }
 
 impl Plan {
@@ -316,6 +327,7 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
         batch_bytes,
         prefetch: spec.loader.prefetch,
         ring_bytes: batch_bytes.saturating_mul(spec.loader.prefetch as u64),
+        class_weights: class_weights(&datasets, &spec.classes),
         datasets,
         excluded,
         warnings,

@@ -131,6 +131,25 @@ pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
             let _ = writeln!(s, "{:<15}foreground/total voxels: {}", "", cells.join(" "));
         }
     }
+    for w in &plan.class_weights {
+        let cells: Vec<String> = w
+            .classes
+            .iter()
+            .map(|c| {
+                if w.unannotated.contains(&c.class) {
+                    format!("{}=1 (unannotated)", c.class)
+                } else {
+                    format!("{}={:.4}", c.class, c.weight)
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "class weights {:<9} {} (background / foreground voxels)",
+            w.split.name(),
+            cells.join(" ")
+        );
+    }
     for e in &plan.excluded {
         let _ = writeln!(
             s,

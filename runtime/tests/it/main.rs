@@ -2,6 +2,7 @@
 
 mod alloc;
 mod augment;
+mod class_weights;
 mod common;
 mod exclusion;
 mod faults;
