@@ -15,11 +15,13 @@ mod synth;
 
 pub use preview::preview;
 
-/// What `check --data` finds wrong with the data a valid spec names, as diagnostics.
+/// What `check --data` finds wrong with the data a valid spec names, as diagnostics: missing or
+/// malformed groups, and a batch ring and chunk cache that do not fit in this machine's memory.
 pub fn data_diagnostics(spec: &cellmap_schema::Spec) -> Vec<cellmap_schema::Diagnostic> {
     data_check::check(spec)
         .into_iter()
         .map(|e| e.into_diagnostic())
+        .chain(data_check::memory(spec))
         .collect()
 }
 pub use sample::{SampleOut, read_sample};

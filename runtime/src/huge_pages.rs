@@ -10,6 +10,8 @@
 
 use std::cell::UnsafeCell;
 
+use crate::memory::MemoryError;
+
 /// Buffers at least this large (bytes) are mapped and advised; smaller ones are boxed.
 #[cfg(target_os = "linux")]
 const MAP_MIN_BYTES: usize = 2 << 20;
@@ -37,9 +39,27 @@ unsafe impl Sync for HostBuffer {}
 
 impl HostBuffer {
     /// `len` zeroed floats.
+    ///
+    /// # Panics
+    /// When the memory cannot be allocated; [`HostBuffer::try_zeroed`] returns the error instead.
     pub fn zeroed(len: usize) -> HostBuffer {
+        Self::try_zeroed(len).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `len` zeroed floats, or an error (never an abort) when the system refuses the memory.
+    ///
+    /// # Errors
+    /// [`MemoryError::Allocation`] when the mapping (or, below one huge page and off Linux, the
+    /// heap allocation) fails.
+    pub fn try_zeroed(len: usize) -> Result<HostBuffer, MemoryError> {
+        let bytes = len
+            .checked_mul(size_of::<f32>())
+            .ok_or_else(|| MemoryError::Allocation {
+                bytes: u64::MAX,
+                reason: format!("{len} floats overflow the address space"),
+            })?;
         #[cfg(target_os = "linux")]
-        if let Some(bytes) = len.checked_mul(size_of::<f32>()).filter(|b| *b >= MAP_MIN_BYTES) {
+        if bytes >= MAP_MIN_BYTES {
             // SAFETY: an anonymous private mapping of `bytes` bytes: no file, no fixed address;
             // the result is checked against MAP_FAILED before use.
             let ptr = unsafe {
@@ -52,20 +72,30 @@ impl HostBuffer {
                     0,
                 )
             };
-            if ptr != libc::MAP_FAILED {
-                // Advice only: an error (huge pages off, an old kernel) leaves 4 KiB pages.
-                // SAFETY: `ptr .. ptr + bytes` is the mapping just made.
-                let _ = unsafe { libc::madvise(ptr, bytes, libc::MADV_HUGEPAGE) };
-                if let Some(ptr) = std::ptr::NonNull::new(ptr.cast::<UnsafeCell<f32>>()) {
-                    return HostBuffer {
-                        inner: Inner::Mapped { ptr, len },
-                    };
-                }
+            if ptr == libc::MAP_FAILED {
+                return Err(MemoryError::Allocation {
+                    bytes: bytes as u64,
+                    reason: format!("mmap: {}", std::io::Error::last_os_error()),
+                });
+            }
+            // Advice only: an error (huge pages off, an old kernel) leaves 4 KiB pages.
+            // SAFETY: `ptr .. ptr + bytes` is the mapping just made.
+            let _ = unsafe { libc::madvise(ptr, bytes, libc::MADV_HUGEPAGE) };
+            if let Some(ptr) = std::ptr::NonNull::new(ptr.cast::<UnsafeCell<f32>>()) {
+                return Ok(HostBuffer {
+                    inner: Inner::Mapped { ptr, len },
+                });
             }
         }
-        HostBuffer {
-            inner: Inner::Boxed((0..len).map(|_| UnsafeCell::new(0.0)).collect()),
-        }
+        let mut v: Vec<UnsafeCell<f32>> = Vec::new();
+        v.try_reserve_exact(len).map_err(|e| MemoryError::Allocation {
+            bytes: bytes as u64,
+            reason: e.to_string(),
+        })?;
+        v.extend((0..len).map(|_| UnsafeCell::new(0.0)));
+        Ok(HostBuffer {
+            inner: Inner::Boxed(v.into_boxed_slice()),
+        })
     }
 
     /// Number of floats.
@@ -133,5 +163,16 @@ mod tests {
             }
             assert!(s.iter().enumerate().all(|(i, v)| *v == i as f32));
         }
+    }
+
+    #[test]
+    fn a_buffer_larger_than_the_address_space_is_an_error_not_an_abort() {
+        // 2^60 floats: 4 EiB, more than any address space maps.
+        let err = HostBuffer::try_zeroed(1 << 60).err().expect("refused");
+        let text = err.to_string();
+        assert!(text.starts_with("cannot allocate 4611686018427387904 bytes"), "{text}");
+        assert!(text.contains("`loader.batch_size`"), "{text}");
+        // Overflowing the byte count is refused as well.
+        assert!(HostBuffer::try_zeroed(usize::MAX).is_err());
     }
 }

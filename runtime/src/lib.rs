@@ -35,6 +35,7 @@ mod chunk_cache;
 mod geometry;
 mod huge_pages;
 mod loader;
+mod memory;
 mod multiscale;
 pub mod npy;
 mod pipeline;
@@ -63,14 +64,15 @@ pub use huge_pages::HostBuffer;
 #[doc(hidden)]
 pub use loader::FaultHook;
 pub use loader::{Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, check_compatible};
+pub use memory::{MEMORY_LIMIT_ENV, MemoryAvailable, MemoryError, MemoryNeed, available_memory, check_fits};
 pub use multiscale::{Level, LevelChoice, Multiscale, OpenError, SourceDtype, choose_level};
 pub use pipeline::{
     ArrayLayout, BatchGuard, BatchLayout, BatchLease, Leased, Pipeline, PipelineError, PipelineOptions, PipelineStats,
     SampleError, SampleJob, SampleMeta, SampleOut,
 };
 pub use plan::{
-    CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions, PlanOrigin,
-    Planned, batch_layout, default_plan_cache_dir, plan, plan_cache_path, plan_cached,
+    CentreGrid, ClassCount, ClassPlan, ClassWeight, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions,
+    PlanOrigin, Planned, SplitClassWeights, batch_layout, default_plan_cache_dir, plan, plan_cache_path, plan_cached,
 };
 pub use predict::{
     IdentityModel, PredictError, PredictInput, PredictPlan, PredictRun, PredictUnit, Tile, TileBatch, TileLoader,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use cellmap_schema::{Device, ErrorPolicy, Spec, Split};
 
 use crate::chunk_cache::{CacheStats, ChunkCache};
+use crate::memory::{MemoryError, MemoryNeed, check_fits};
 use crate::pipeline::{
     BatchGuard, BatchLayout, BatchLease, Leased, Pipeline, PipelineError, PipelineOptions, SampleJob, SampleMeta,
     SampleOut,
@@ -128,6 +129,10 @@ pub enum LoaderError {
     /// A spec given to a generated loader does not have the loader's classes, arrays or batch size.
     #[error("the spec does not match the compiled loader: {0}; rebuild the crate with `cellmap-compile build`")]
     Incompatible(String),
+    /// The ring and the chunk cache do not fit in the memory the machine offers, or the ring
+    /// could not be allocated.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
 }
 
 /// Check that `actual` has the classes, arrays (names, shapes, voxel sizes) and batch size that
@@ -411,6 +416,19 @@ impl Loader {
         if datasets.is_empty() {
             return Err(LoaderError::EmptySplit(split.name()));
         }
+        // Refuse, before anything is allocated, a ring and cache the machine cannot hold. A
+        // shared cache counts with what it may still grow by.
+        let cache_bytes = match (&options.cache, options.no_cache) {
+            (_, true) => 0,
+            (Some(shared), false) => shared.budget_bytes().saturating_sub(shared.stats().bytes),
+            (None, false) => spec.loader.cache_bytes,
+        };
+        check_fits(&MemoryNeed {
+            batch_size: planned.plan.batch.batch_size,
+            batch_bytes: planned.plan.batch_bytes,
+            prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
+            cache_bytes,
+        })?;
         let cache = if options.no_cache {
             None
         } else {
@@ -488,7 +506,7 @@ impl Loader {
             // Pinning needs a CUDA runtime and only helps copies to a CUDA device.
             pin: options.torch_memory && spec.loader.pin_memory && matches!(spec.loader.device, Device::Cuda(_)),
         };
-        let pipeline = Pipeline::start(job, planned.plan.batch.clone(), &pipeline_options);
+        let pipeline = Pipeline::try_start(job, planned.plan.batch.clone(), &pipeline_options)?;
         Ok(Loader {
             pipeline,
             spec,

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use cellmap_schema::ErrorPolicy;
 
+use crate::memory::MemoryError;
+
 /// Shape of one array of a batch: `[B, channels, Z, Y, X]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArrayLayout {
@@ -54,8 +56,12 @@ impl BatchLayout {
     pub fn batch_bytes(&self) -> u64 {
         self.arrays
             .iter()
-            .map(|a| (self.batch_size * a.sample_len() * std::mem::size_of::<f32>()) as u64)
-            .sum()
+            .map(|a| {
+                (self.batch_size as u64)
+                    .saturating_mul(a.sample_len() as u64)
+                    .saturating_mul(std::mem::size_of::<f32>() as u64)
+            })
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -270,20 +276,47 @@ pub struct Pipeline<J: SampleJob> {
 
 impl<J: SampleJob> Pipeline<J> {
     /// Allocate the ring and start the workers.
+    ///
+    /// # Panics
+    /// When the ring cannot be allocated; [`Pipeline::try_start`] returns the error instead.
     pub fn start(job: J, layout: BatchLayout, options: &PipelineOptions) -> Self {
+        Self::try_start(job, layout, options).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Allocate the ring and start the workers; a ring the system refuses is an error, not an
+    /// abort (nothing is left allocated).
+    ///
+    /// # Errors
+    /// [`MemoryError::Allocation`] when a slot's memory cannot be allocated.
+    pub fn try_start(job: J, layout: BatchLayout, options: &PipelineOptions) -> Result<Self, MemoryError> {
         let prefetch = options.prefetch.max(1);
-        let slots: Vec<Slot> = (0..prefetch)
-            .map(|_| Slot {
-                arrays: layout
-                    .arrays
-                    .iter()
-                    .map(|a| allocate(layout.batch_size * a.sample_len(), a.sample_len(), options))
-                    .collect(),
+        let mut slots: Vec<Slot> = Vec::with_capacity(prefetch);
+        for _ in 0..prefetch {
+            let arrays = layout
+                .arrays
+                .iter()
+                .map(|a| {
+                    let len = layout
+                        .batch_size
+                        .checked_mul(a.sample_len())
+                        .ok_or_else(|| MemoryError::Allocation {
+                            bytes: u64::MAX,
+                            reason: format!(
+                                "{} samples of {} floats overflow the address space",
+                                layout.batch_size,
+                                a.sample_len()
+                            ),
+                        })?;
+                    allocate(len, a.sample_len(), options)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            slots.push(Slot {
+                arrays,
                 meta: (0..layout.batch_size)
                     .map(|_| UnsafeCell::new(SampleMeta::EMPTY))
                     .collect(),
-            })
-            .collect();
+            });
+        }
         let limit = job.batches();
         let states = (0..prefetch as u64)
             .map(|b| match limit {
@@ -324,11 +357,11 @@ impl<J: SampleJob> Pipeline<J> {
                     .unwrap_or_else(|e| panic!("cannot start worker thread: {e}"))
             })
             .collect();
-        Pipeline {
+        Ok(Pipeline {
             shared,
             workers,
             batches: 0,
-        }
+        })
     }
 
     /// The job this pipeline runs.
@@ -657,10 +690,18 @@ fn slot_len(a: &SlotArray) -> usize {
     }
 }
 
-fn allocate(len: usize, sample_len: usize, options: &PipelineOptions) -> SlotArray {
+fn allocate(len: usize, sample_len: usize, options: &PipelineOptions) -> Result<SlotArray, MemoryError> {
     #[cfg(feature = "torch")]
     if options.torch_memory {
-        let mut t = tch::Tensor::zeros([len as i64], (tch::Kind::Float, tch::Device::Cpu));
+        let failed = |e: tch::TchError| MemoryError::Allocation {
+            bytes: len as u64 * 4,
+            reason: format!("torch: {e}"),
+        };
+        let size = i64::try_from(len).map_err(|_| MemoryError::Allocation {
+            bytes: len as u64 * 4,
+            reason: "too many elements for a tensor".to_owned(),
+        })?;
+        let mut t = tch::Tensor::f_zeros([size], (tch::Kind::Float, tch::Device::Cpu)).map_err(failed)?;
         if options.pin {
             // Page-locked host memory for fast (DMA) copies to a CUDA device. Callers pin only
             // when CUDA is available (the torch interop checks the device first); should pinning
@@ -670,20 +711,20 @@ fn allocate(len: usize, sample_len: usize, options: &PipelineOptions) -> SlotArr
             }
         }
         let ptr = t.data_ptr() as *mut f32;
-        return SlotArray {
+        return Ok(SlotArray {
             ptr,
             sample_len,
             memory: SlotMemory::Tensor(t),
-        };
+        });
     }
     let _ = options;
-    let memory = crate::huge_pages::HostBuffer::zeroed(len);
+    let memory = crate::huge_pages::HostBuffer::try_zeroed(len)?;
     let ptr = memory.as_ptr();
-    SlotArray {
+    Ok(SlotArray {
         ptr,
         sample_len,
         memory: SlotMemory::Host(memory),
-    }
+    })
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {

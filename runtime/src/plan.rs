@@ -22,11 +22,17 @@
 //! voxels without interpolation.
 
 mod cache;
+mod class_weights;
+mod fit;
 mod foreground;
 
 pub use cache::{PlanOrigin, default_plan_cache_dir, plan_cache_path, plan_cached};
+pub use class_weights::{ClassWeight, SplitClassWeights};
 
 pub(crate) use foreground::foreground_index;
+
+use class_weights::class_weights;
+use fit::{Fit, axis_centres, no_fit_reason};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +66,14 @@ pub struct Plan {
     pub excluded: Vec<Excluded>,
     /// Things a person should know.
     pub warnings: Vec<String>,
+    /// cellmap-data's class weights per split (train, then validate), computed from the
+    /// datasets' [`DatasetPlan::class_counts`]: for each class, background / max(foreground, 1)
+    /// over the split's datasets that annotate it, 1 for a class annotated nowhere in the split
+    /// (see [`SplitClassWeights`]). Empty when classes were not counted (count them with
+    /// [`PlanOptions::count_classes`], `plan --counts`, or `weighting: voxel_weighted`). Plans
+    /// written before this field existed read as empty.
+    #[serde(default)]
+    pub class_weights: Vec<SplitClassWeights>,
 }
 
 impl Plan {
@@ -312,7 +326,8 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
         batch: layout,
         batch_bytes,
         prefetch: spec.loader.prefetch,
-        ring_bytes: batch_bytes * spec.loader.prefetch as u64,
+        ring_bytes: batch_bytes.saturating_mul(spec.loader.prefetch as u64),
+        class_weights: class_weights(&datasets, &spec.classes),
         datasets,
         excluded,
         warnings,
@@ -546,6 +561,9 @@ fn plan_dataset(
     // Valid centre interval per axis.
     let mut lo = [f64::NEG_INFINITY; 3];
     let mut hi = [f64::INFINITY; 3];
+    // Without padding every array's crop must lie inside its level: one constraint per array,
+    // kept to explain an empty grid.
+    let mut fits: Vec<Fit<'_>> = Vec::new();
     if pad {
         for a in 0..3 {
             let half = (ref_array.shape_vox[a] as f64 - 1.0) / 2.0 * ref_array.voxel_size_nm[a];
@@ -553,37 +571,18 @@ fn plan_dataset(
             hi[a] = bbox.hi_nm[a] + half;
         }
     } else {
-        let mut constrain = |lp: &LevelPlan, array: &ArraySpec| {
+        fits.extend(inputs.iter().zip(&spec.inputs).map(|(lp, array)| Fit::new(lp, array)));
+        fits.extend(annotated.iter().map(|(_, lp, array)| Fit::new(lp, array)));
+        for fit in &fits {
             for a in 0..3 {
-                let half = (array.shape_vox[a] as f64 - 1.0) / 2.0 * array.voxel_size_nm[a];
-                let s = lp.scale_nm[a];
-                let t = lp.translation_nm[a];
-                lo[a] = lo[a].max(t - s / 2.0 + half);
-                hi[a] = hi[a].min(t + (lp.shape_vox[a] as f64 - 0.5) * s - half);
+                lo[a] = lo[a].max(fit.lo_nm[a]);
+                hi[a] = hi[a].min(fit.hi_nm[a]);
             }
-        };
-        for (lp, array) in inputs.iter().zip(&spec.inputs) {
-            constrain(lp, array);
-        }
-        for (_, lp, array) in &annotated {
-            constrain(lp, array);
         }
     }
     let grid = centre_grid(&reference, ref_array, lo, hi);
     if grid.is_empty() {
-        let why = (0..3)
-            .find(|&a| grid.shape[a] == 0)
-            .map(|a| {
-                format!(
-                    "along {} a {}-voxel crop at {} nm does not fit in the data ({:.1} nm available); enable `sampling.pad` to pad it",
-                    ["z", "y", "x"][a],
-                    ref_array.shape_vox[a],
-                    ref_array.voxel_size_nm[a],
-                    bbox.hi_nm[a] - bbox.lo_nm[a]
-                )
-            })
-            .unwrap_or_default();
-        return Ok(Err(why));
+        return Ok(Err(no_fit_reason(&reference, ref_array, &fits, lo, hi)));
     }
     let tiles = tile_grid(&reference, ref_array, &bbox, pad, lo, hi);
 
@@ -649,15 +648,12 @@ fn centre_grid(reference: &LevelPlan, array: &ArraySpec, lo: [f64; 3], hi: [f64;
         shape: [0; 3],
     };
     for a in 0..3 {
-        let r = array.voxel_size_nm[a];
-        let t = reference.translation_nm[a];
-        let k_lo = ((lo[a] - t) / r - EPS).ceil();
-        let k_hi = ((hi[a] - t) / r - EPS).ceil() - 1.0;
-        if !(k_lo.is_finite() && k_hi.is_finite()) || k_hi < k_lo {
+        let Some((origin, count)) = axis_centres(reference.translation_nm[a], array.voxel_size_nm[a], lo[a], hi[a])
+        else {
             return CentreGrid { shape: [0; 3], ..grid };
-        }
-        grid.origin_nm[a] = t + k_lo * r;
-        grid.shape[a] = (k_hi - k_lo) as u64 + 1;
+        };
+        grid.origin_nm[a] = origin;
+        grid.shape[a] = count;
     }
     grid
 }

@@ -165,7 +165,7 @@ pub(crate) fn bench(
         }
         _ => None,
     };
-    let floor = memory_floor_samples_per_s(batch_bytes, batch_size, workers);
+    let floor = memory_floor_samples_per_s(batch_bytes, batch_size, workers)?;
     let samples_per_s = (measured * batch_size as u64) as f64 / elapsed;
     Ok(BenchReport {
         samples_per_s,
@@ -190,10 +190,17 @@ pub(crate) fn bench(
 /// Samples/s of the memory-bandwidth floor: `workers` threads converting cached uint8 voxels
 /// into the float32 bytes of one batch, best of several runs. The batch is written to memory of
 /// the same kind as the loader's ring ([`HostBuffer`]: huge pages where the kernel offers them).
-pub(crate) fn memory_floor_samples_per_s(batch_bytes: u64, batch_size: usize, workers: usize) -> f64 {
+///
+/// # Errors
+/// When the batch's memory (a second batch beside the loader's ring) cannot be allocated.
+pub(crate) fn memory_floor_samples_per_s(batch_bytes: u64, batch_size: usize, workers: usize) -> Result<f64, String> {
     let n = (batch_bytes / 4) as usize;
-    let source: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
-    let mut ring = HostBuffer::zeroed(n);
+    let mut source: Vec<u8> = Vec::new();
+    source
+        .try_reserve_exact(n)
+        .map_err(|e| format!("memory floor: cannot allocate {n} bytes: {e}"))?;
+    source.extend((0..n).map(|i| (i * 31 % 251) as u8));
+    let mut ring = HostBuffer::try_zeroed(n).map_err(|e| format!("memory floor: {e}"))?;
     let dest = ring.as_mut_slice();
     let workers = workers.max(1);
     let part = n.div_ceil(workers).max(1);
@@ -212,7 +219,7 @@ pub(crate) fn memory_floor_samples_per_s(batch_bytes: u64, batch_size: usize, wo
         std::hint::black_box(&dest);
         best = best.min(t.elapsed().as_secs_f64());
     }
-    batch_size as f64 / best.max(1e-9)
+    Ok(batch_size as f64 / best.max(1e-9))
 }
 
 fn print_table(r: &BenchReport) {

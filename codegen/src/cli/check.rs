@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use cellmap_schema::{Diagnostic, Severity, render_github, render_human, render_json};
 
-use super::{EXIT_INVALID, Format, data_check};
+use super::{EXIT_INVALID, Format};
 
 /// Arguments of `check`.
 #[derive(Debug, clap::Args)]
@@ -16,7 +16,8 @@ pub(crate) struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub(crate) format: Format,
-    /// Also check that the data the specs name exists and is OME-NGFF multiscale.
+    /// Also check that the data the specs name exists and is OME-NGFF multiscale, and that the
+    /// loader's batch ring and chunk cache fit in this machine's memory.
     #[arg(long)]
     pub(crate) data: bool,
 }
@@ -29,11 +30,7 @@ pub(crate) fn run(args: &CheckArgs) -> ExitCode {
             Ok(checked) => {
                 all.extend(checked.warnings);
                 if args.data {
-                    all.extend(
-                        data_check::check(&checked.spec)
-                            .into_iter()
-                            .map(|e| e.into_diagnostic()),
-                    );
+                    all.extend(super::data_diagnostics(&checked.spec));
                 }
             }
             Err(errors) => all.extend(errors.0),

@@ -1,5 +1,6 @@
 //! `check --data`: a light check that the data a spec names exists and is OME-NGFF multiscale
-//! (zarr v2 `.zattrs` `multiscales`, or zarr v3 `zarr.json` `attributes.ome.multiscales`).
+//! (zarr v2 `.zattrs` `multiscales`, or zarr v3 `zarr.json` `attributes.ome.multiscales`), and
+//! that the loader's ring and chunk cache fit in the memory this machine offers.
 
 use std::path::{Path, PathBuf};
 
@@ -159,9 +160,46 @@ pub(crate) fn check(spec: &Spec) -> Vec<DataError> {
     out
 }
 
+/// The loader's memory refusal ([`cellmap_runtime::check_fits`]) as a diagnostic at the spec's
+/// `batch_size` key (or `loader`, or the first line when neither is written).
+pub(crate) fn memory(spec: &Spec) -> Option<Diagnostic> {
+    let err = cellmap_runtime::check_fits(&cellmap_runtime::MemoryNeed::of_spec(spec)).err()?;
+    let text = std::fs::read_to_string(&spec.source).unwrap_or_default();
+    let (line, column) = ["batch_size", "loader"]
+        .iter()
+        .find_map(|key| key_position(&text, key))
+        .unwrap_or((1, 1));
+    Some(
+        Diagnostic::error(&spec.source, (line, column), "/loader", err.to_string())
+            .hint("the batch ring is allocated at start; set `CELLMAP_MEMORY_LIMIT_BYTES` to check against another machine's memory"),
+    )
+}
+
+/// Line and column (from 1) of the first `key:` outside comments.
+fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    let pattern = format!("{key}:");
+    text.lines().enumerate().find_map(|(i, line)| {
+        let code = line.split('#').next().unwrap_or("");
+        code.match_indices(&pattern).find_map(|(at, _)| {
+            let before = code[..at].chars().last();
+            before
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+                .then_some((i + 1, code[..at].chars().count() + 1))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_found_outside_comments_and_longer_names() {
+        let text = "# batch_size: 3\nloader: { my_batch_size: 2, batch_size: 1000 }\n";
+        assert_eq!(key_position(text, "batch_size"), Some((2, 29)));
+        assert_eq!(key_position(text, "loader"), Some((2, 1)));
+        assert_eq!(key_position(text, "prefetch"), None);
+    }
 
     #[test]
     fn origins_split() {

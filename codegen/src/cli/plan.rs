@@ -1,9 +1,10 @@
-//! `cellmap-compile plan SPEC`: levels, boxes, sample counts and exact batch bytes.
+//! `cellmap-compile plan SPEC`: levels, boxes, sample counts and exact batch bytes; exit 1 when
+//! the ring and the chunk cache do not fit in this machine's memory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cellmap_runtime::{ClassPlan, Plan, PlanOptions, plan};
+use cellmap_runtime::{ClassPlan, MemoryNeed, Plan, PlanOptions, check_fits, plan};
 
 use super::{EXIT_INVALID, load_spec};
 
@@ -47,6 +48,11 @@ pub(crate) fn run(args: &PlanArgs) -> ExitCode {
         }
     } else {
         print!("{}", render(&planned.plan, &checked.spec.classes));
+    }
+    // The plan is printed either way (its ring bytes are what to lower); a loader would refuse it.
+    if let Err(e) = check_fits(&MemoryNeed::of_plan(&planned.plan, &checked.spec)) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_INVALID);
     }
     ExitCode::SUCCESS
 }
@@ -124,6 +130,25 @@ pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
                 .collect();
             let _ = writeln!(s, "{:<15}foreground/total voxels: {}", "", cells.join(" "));
         }
+    }
+    for w in &plan.class_weights {
+        let cells: Vec<String> = w
+            .classes
+            .iter()
+            .map(|c| {
+                if w.unannotated.contains(&c.class) {
+                    format!("{}=1 (unannotated)", c.class)
+                } else {
+                    format!("{}={:.4}", c.class, c.weight)
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "class weights {:<9} {} (background / foreground voxels)",
+            w.split.name(),
+            cells.join(" ")
+        );
     }
     for e in &plan.excluded {
         let _ = writeln!(

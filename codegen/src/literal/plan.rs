@@ -4,9 +4,12 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
-use cellmap_runtime::{ArrayLayout, Box3, CentreGrid, ClassCount, ClassPlan, DatasetPlan, Excluded, LevelPlan, Plan};
+use cellmap_runtime::{
+    ArrayLayout, Box3, CentreGrid, ClassCount, ClassPlan, ClassWeight, DatasetPlan, Excluded, LevelPlan, Plan,
+    SplitClassWeights,
+};
 
-use super::{f64_array, option, split_expr, string, strings, usize_array};
+use super::{f64_array, f64_expr, option, split_expr, string, strings, usize_array};
 
 /// Path of the runtime crate as seen from a generated crate.
 fn r() -> TokenStream {
@@ -30,6 +33,7 @@ pub(crate) fn plan_expr(plan: &Plan) -> TokenStream {
     let datasets = plan.datasets.iter().map(dataset_expr);
     let excluded = plan.excluded.iter().map(excluded_expr);
     let warnings = strings(&plan.warnings);
+    let class_weights = plan.class_weights.iter().map(split_weights_expr);
     quote! {
         #r::Plan {
             name: #name,
@@ -43,8 +47,31 @@ pub(crate) fn plan_expr(plan: &Plan) -> TokenStream {
             datasets: ::std::vec![#(#datasets),*],
             excluded: ::std::vec![#(#excluded),*],
             warnings: #warnings,
+            class_weights: ::std::vec![#(#class_weights),*],
         }
     }
+}
+
+fn split_weights_expr(w: &SplitClassWeights) -> TokenStream {
+    let r = r();
+    let split = split_expr(w.split);
+    let classes = w.classes.iter().map(class_weight_expr);
+    let unannotated = strings(&w.unannotated);
+    quote! {
+        #r::SplitClassWeights {
+            split: #split,
+            classes: ::std::vec![#(#classes),*],
+            unannotated: #unannotated,
+        }
+    }
+}
+
+fn class_weight_expr(w: &ClassWeight) -> TokenStream {
+    let r = r();
+    let class = string(&w.class);
+    let (foreground, background) = (Literal::u64_suffixed(w.foreground), Literal::u64_suffixed(w.background));
+    let weight = f64_expr(w.weight);
+    quote!(#r::ClassWeight { class: #class, foreground: #foreground, background: #background, weight: #weight })
 }
 
 fn array_layout_expr(a: &ArrayLayout) -> TokenStream {
@@ -152,4 +179,58 @@ fn excluded_expr(e: &Excluded) -> TokenStream {
     let index = Literal::usize_suffixed(e.index);
     let (origin, reason) = (string(&e.origin), string(&e.reason));
     quote!(#r::Excluded { split: #split, index: #index, origin: #origin, reason: #reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_weights_are_rebuilt_field_for_field() {
+        let plan = Plan {
+            name: "t".into(),
+            batch: cellmap_runtime::BatchLayout {
+                batch_size: 1,
+                arrays: vec![],
+            },
+            batch_bytes: 0,
+            prefetch: 1,
+            ring_bytes: 0,
+            datasets: vec![],
+            excluded: vec![],
+            warnings: vec![],
+            class_weights: vec![SplitClassWeights {
+                split: cellmap_schema::Split::Validate,
+                classes: vec![
+                    ClassWeight {
+                        class: "mito".into(),
+                        foreground: 3,
+                        background: 7,
+                        weight: 7.0 / 3.0,
+                    },
+                    ClassWeight {
+                        class: "pm".into(),
+                        foreground: 0,
+                        background: 0,
+                        weight: 1.0,
+                    },
+                ],
+                unannotated: vec!["pm".into()],
+            }],
+        };
+        let expr = plan_expr(&plan);
+        syn::parse2::<syn::Expr>(expr.clone()).expect("an expression");
+        let text = expr.to_string().replace(' ', "");
+        assert!(
+            text.contains(
+                "class_weights:::std::vec![::cellmap_runtime::SplitClassWeights{split:::cellmap_runtime::cellmap_schema::Split::Validate,classes:::std::vec![::cellmap_runtime::ClassWeight{class:::std::string::String::from(\"mito\"),foreground:3u64,background:7u64,weight:2.3333333333333335f64}"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("foreground:0u64,background:0u64,weight:1f64}"), "{text}");
+        assert!(
+            text.contains("unannotated:::std::vec![::std::string::String::from(\"pm\")]"),
+            "{text}"
+        );
+    }
 }

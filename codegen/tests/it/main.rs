@@ -5,6 +5,7 @@ mod check;
 mod datasplit;
 mod golden;
 mod import;
+mod memory;
 mod predict;
 mod reliability;
 mod sample;

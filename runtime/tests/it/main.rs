@@ -2,13 +2,16 @@
 
 mod alloc;
 mod augment;
+mod class_weights;
 mod common;
+mod exclusion;
 mod faults;
 mod fixture;
 mod fuzz;
 #[cfg(feature = "http")]
 mod http;
 mod loader;
+mod memory;
 mod multiscale;
 mod pipeline;
 mod predict;

@@ -254,6 +254,7 @@ pub fn plan() -> ::cellmap_runtime::Plan {
         ],
         excluded: ::std::vec![],
         warnings: ::std::vec![],
+        class_weights: ::std::vec![],
     }
 }
 /// Start the untyped runtime loader of this spec over the embedded [`plan()`]: the data is opened and checked against it (an error names what changed), not planned again.
