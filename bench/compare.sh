@@ -28,11 +28,9 @@ if [ ! -f "$data/datasplit.csv" ]; then
   "$bin" synth "$data"
 fi
 
-# cellmap_compile.compat is measured in the same venv: the release wheel of python/, installed there.
-"$venv/bin/pip" install --quiet --disable-pip-version-check 'maturin>=1.9,<2'
-wheels="$(mktemp -d)"
-"$venv/bin/maturin" build --quiet --release --manifest-path python/Cargo.toml --out "$wheels"
-"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "$wheels"/cellmap_compile-*.whl
+# cellmap_compile.compat is measured in the same venv, installed as the README says (a release
+# build of python/ through pip and maturin).
+"$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
 
 "$venv/bin/python" bench/compare_cellmap_data.py --data "$data" --bin "$bin" --compat \
   --out bench/results.json --plot docs/bench.png
