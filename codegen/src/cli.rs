@@ -24,7 +24,7 @@ pub fn data_diagnostics(spec: &cellmap_schema::Spec) -> Vec<cellmap_schema::Diag
         .chain(data_check::memory(spec))
         .collect()
 }
-pub use sample::{SampleOut, read_sample};
+pub use sample::{ExplicitTransform, SampleOptions, SampleOut, read_sample};
 
 use std::process::ExitCode;
 
@@ -52,7 +52,8 @@ pub(crate) enum Command {
     PredictPlan(predict_plan::PredictPlanArgs),
     /// Write predictions tile by tile (resumable; ranks from torchrun's environment).
     Predict(predict::PredictArgs),
-    /// Write one sample (no spatial augmentation) as `.npy` files plus `sample.json`.
+    /// Write one sample (unaugmented, as training draws it with `--augment`, or with an explicit
+    /// rotation, mirror or transpose) as `.npy` files plus `sample.json`.
     Sample(sample::SampleArgs),
     /// Write a small synthetic CellMap-layout dataset with its datasplit CSV and spec.
     Synth(synth::SynthArgs),

@@ -114,12 +114,18 @@ def sample(
     center: tuple[float, float, float] | list[float] = (0.0, 0.0, 0.0),
     *,
     raw_values: bool = False,
+    augment: bool = False,
+    epoch: int = 0,
+    index: int = 0,
 ) -> dict[str, Any]:
     """One sample at a world centre (nm, z y x), as ``cellmap-compile sample`` writes it.
 
     Returns ``{array: float32 tensor}`` (inputs ``[1, Z, Y, X]``, targets ``[C, Z, Y, X]``) plus
     ``"info"``: the windows read, as ``sample.json`` records them. ``raw_values`` skips the
-    value transforms.
+    value transforms. Random choices are keyed as the training loader keys sample ``index`` of
+    epoch ``epoch`` (rank 0); ``augment`` also draws the spec's spatial transform, so at the
+    loader's centre for that sample (``batch["idx"]`` and the batch's epoch) the arrays equal the
+    loader's; ``info["transform"]`` records the transform applied.
     """
     arrays, info = _native.sample(
         *spec_source(spec),
@@ -127,6 +133,9 @@ def sample(
         int(dataset),
         tuple(float(c) for c in center),
         raw_values=raw_values,
+        augment=bool(augment),
+        epoch=int(epoch),
+        index=int(index),
     )
     out: dict[str, Any] = {name: torch.from_dlpack(capsule) for name, capsule in arrays.items()}
     out["info"] = info

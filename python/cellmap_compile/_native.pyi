@@ -46,9 +46,13 @@ def sample(
     centre_nm: tuple[float, float, float],
     *,
     raw_values: bool = False,
+    augment: bool = False,
+    epoch: int = 0,
+    index: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One sample as ``cellmap-compile sample`` writes it: ``{array: DLPack capsule}`` (float32;
-    inputs ``[1, Z, Y, X]``, targets ``[C, Z, Y, X]``) and the info dict of ``sample.json``."""
+    inputs ``[1, Z, Y, X]``, targets ``[C, Z, Y, X]``) and the info dict of ``sample.json``.
+    ``augment``: as the training loader draws sample ``index`` of epoch ``epoch`` (rank 0)."""
 
 def preview(text: str, source: str, path: str, split: str = "train", step: int = 0) -> None:
     """Draw batch ``step`` of ``split`` as a PNG grid at ``path``."""

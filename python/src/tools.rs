@@ -68,7 +68,8 @@ fn plan_json(py: Python<'_>, text: &str, source: &str, counts: bool) -> PyResult
 
 /// One sample at a world centre: `({name: DLPack capsule}, info)`.
 #[pyfunction]
-#[pyo3(signature = (text, source, split, dataset, centre_nm, *, raw_values = false))]
+#[pyo3(signature = (text, source, split, dataset, centre_nm, *, raw_values = false, augment = false, epoch = 0, index = 0))]
+#[allow(clippy::too_many_arguments)]
 fn sample<'py>(
     py: Python<'py>,
     text: &str,
@@ -77,6 +78,9 @@ fn sample<'py>(
     dataset: usize,
     centre_nm: [f64; 3],
     raw_values: bool,
+    augment: bool,
+    epoch: u64,
+    index: u64,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyAny>)> {
     let split = crate::spec::split(split)?;
     if centre_nm.iter().any(|c| !c.is_finite()) {
@@ -86,7 +90,16 @@ fn sample<'py>(
     }
     let spec = parse(py, text, source)?.spec;
     let out = py
-        .detach(|| cellmap_codegen::cli::read_sample(&spec, split, dataset, centre_nm, raw_values))
+        .detach(|| {
+            let options = cellmap_codegen::cli::SampleOptions {
+                raw_values,
+                augment,
+                epoch,
+                index,
+                transform: None,
+            };
+            cellmap_codegen::cli::read_sample(&spec, split, dataset, centre_nm, &options)
+        })
         .map_err(cellmap_error)?;
     let arrays = PyDict::new(py);
     for (name, shape, values) in out.arrays {

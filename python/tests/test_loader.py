@@ -179,6 +179,33 @@ def test_values_are_bit_identical_to_the_sample_verb(synth: Synth, tmp_path: Pat
     assert compared > 2 * BATCH, compared  # every train position and the validation tiles read
 
 
+def test_sample_augment_matches_the_training_batch(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `cc.sample(..., augment=True, epoch=e, index=idx)` at the batch's centre is the training
+    # batch's sample at that position, transforms and noise included.
+    monkeypatch.chdir(synth.root)
+    spec = loader_dict(str(synth.csv))
+    spec["augment"] = {
+        "spatial": {
+            "mirror": {"z": 0.5, "y": 0.5, "x": 0.5},
+            "transpose": ["y", "x"],
+            "rotate": {"z": [-180, 180]},
+        },
+        "inputs": [{"normalize": {"scale": 255}}, {"gaussian_noise": {"std": 0.1}}],
+    }
+    loader = cc.Loader(spec)
+    batch = clone(next(iter(loader)))  # epoch 0, step 0
+    for k in range(BATCH):
+        idx, dataset, centre = int(batch["idx"][k]), int(batch["dataset"][k]), batch["centre_nm"][k].tolist()
+        s = cc.sample(spec, "train", dataset, centre, augment=True, epoch=0, index=idx)
+        for name in ARRAYS:
+            assert same_bits(batch[name][k], s[name]), (k, name)
+        t = s["info"]["transform"]
+        assert t["source"] == "drawn" and t["key"]["epoch"] == 0 and t["key"]["index"] == idx
+        assert -180 <= t["rotate_deg"]["z"] <= 180 and t["rotation_order"] == ["z", "y", "x"]
+    plain = cc.sample(spec, "train", 0, batch["centre_nm"][0].tolist())
+    assert "transform" not in plain["info"]
+
+
 def test_validation_batches_carry_unknown_classes_as_nan(synth: Synth) -> None:
     # Validation crop 2 annotates mito, er and nuc; pm is unknown there: NaN in every tile.
     batch = next(iter(cc.Loader(synth.spec, split="validate")))

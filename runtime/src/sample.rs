@@ -237,6 +237,31 @@ impl Reader {
         }
     }
 
+    /// The spatial transform [`Reader::read`] applies to `request`: drawn from the request's key
+    /// (stream [`STREAM_SPATIAL`]) when it asks for spatial augmentation and the spec has some,
+    /// else the identity.
+    pub fn spatial_draw(&self, request: &SampleRequest) -> SpatialDraw {
+        let spatial = &self.spec.augment.spatial;
+        if request.spatial && !spatial.is_identity() {
+            crate::augment::spatial::draw_spatial(spatial, &mut Rng::new(request.key, STREAM_SPATIAL), self.extent_nm)
+        } else {
+            SpatialDraw::identity()
+        }
+    }
+
+    /// Read one sample into `dest` with a given spatial transform (`request.spatial` is not
+    /// looked at): with [`Reader::spatial_draw`]'s transform it reads what [`Reader::read`]
+    /// reads; value transforms follow `request.values` and `request.key` as there.
+    pub fn read_transformed(
+        &self,
+        scratch: &mut SampleScratch,
+        request: &SampleRequest,
+        draw: &SpatialDraw,
+        dest: &mut impl SampleDest,
+    ) -> Result<ReadInfo, SampleReadError> {
+        self.read_with(scratch, request, dest, draw)
+    }
+
     /// Read one sample into `dest`.
     pub fn read(
         &self,

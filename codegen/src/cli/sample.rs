@@ -1,11 +1,18 @@
-//! `cellmap-compile sample SPEC --split S --dataset K --center Z,Y,X --out DIR`: one crop as `.npy`.
+//! `cellmap-compile sample SPEC --split S --dataset K --center Z,Y,X --out DIR`: one crop as `.npy`,
+//! unaugmented, or with `--augment` as training draws it at `--epoch E --index I`, or with a
+//! spatial transform given explicitly (`--rotate z=30`, `--mirror x`, `--transpose y,x`).
+//!
+//! An explicit transform is composed like a drawn one, `M = R · F · P` (output offset → world
+//! offset, nm): the transpose `P` first, then the mirror `F`, then the rotation
+//! `R = R_x · R_y · R_z` (about world z first, then y, then x; right-handed).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use cellmap_runtime::{
-    ChunkCache, ClassPlan, PlanOptions, Reader, SampleKey, SampleRequest, crop_start_vox, npy, plan,
+    ChunkCache, ClassPlan, PlanOptions, Reader, STREAM_SPATIAL, SampleKey, SampleRequest, SpatialDraw, crop_start_vox,
+    npy, plan,
 };
 use cellmap_schema::Split;
 
@@ -31,6 +38,111 @@ pub(crate) struct SampleArgs {
     /// Skip the spec's value transforms (write the stored values as float32, labels unbinarized).
     #[arg(long)]
     raw_values: bool,
+    /// The sample as training draws it: the spec's spatial transform and value transforms, drawn
+    /// with the training loader's key of sample `--index` of epoch `--epoch` (rank 0).
+    #[arg(long)]
+    augment: bool,
+    /// Epoch of the key that draws the random choices (transforms, noise).
+    #[arg(long, default_value_t = 0)]
+    epoch: u64,
+    /// Sample index within the epoch (the loader's `idx`) of the key that draws the random choices.
+    #[arg(long, default_value_t = 0)]
+    index: u64,
+    /// Rotation in degrees about world axes, e.g. `z=30,y=0,x=0` (applied z, then y, then x);
+    /// replaces the drawn spatial transform.
+    #[arg(long, value_parser = parse_rotate, allow_hyphen_values = true)]
+    rotate: Option<[f64; 3]>,
+    /// World axes to flip, e.g. `z,x`; replaces the drawn spatial transform.
+    #[arg(long, value_parser = parse_mirror)]
+    mirror: Option<[bool; 3]>,
+    /// Two axes to swap (`y,x`), or all three in the order output z, y, x take them from the
+    /// source (`x,y,z`); replaces the drawn spatial transform.
+    #[arg(long, value_parser = parse_transpose)]
+    transpose: Option<[usize; 3]>,
+}
+
+/// How [`read_sample`] reads: the defaults read the unaugmented sample with the value transforms.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SampleOptions {
+    /// Skip the value transforms (the stored values, labels unbinarized).
+    pub raw_values: bool,
+    /// Draw the spec's spatial transform with the sample's key, as the training loader does.
+    pub augment: bool,
+    /// Epoch of the sample's key.
+    pub epoch: u64,
+    /// Index of the sample within its epoch (the loader's `idx`), the key's index.
+    pub index: u64,
+    /// A spatial transform that replaces the drawn one (or the identity without `augment`).
+    pub transform: Option<ExplicitTransform>,
+}
+
+/// A spatial transform given explicitly, composed as a drawn one (`M = R · F · P`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExplicitTransform {
+    /// Degrees about world `[z, y, x]`, applied z first, then y, then x.
+    pub rotate_deg: [f64; 3],
+    /// World axes flipped, `[z, y, x]`.
+    pub mirror: [bool; 3],
+    /// Output axis `a` runs along source axis `permutation[a]`.
+    pub permutation: [usize; 3],
+}
+
+impl Default for ExplicitTransform {
+    fn default() -> Self {
+        ExplicitTransform {
+            rotate_deg: [0.0; 3],
+            mirror: [false; 3],
+            permutation: [0, 1, 2],
+        }
+    }
+}
+
+const AXIS_NAMES: [&str; 3] = ["z", "y", "x"];
+
+fn axis(s: &str) -> Result<usize, String> {
+    AXIS_NAMES
+        .iter()
+        .position(|a| *a == s.trim())
+        .ok_or(format!("`{s}` is not an axis (`z`, `y` or `x`)"))
+}
+
+fn parse_rotate(s: &str) -> Result<[f64; 3], String> {
+    let mut angles = [0.0; 3];
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, v) = part
+            .split_once('=')
+            .ok_or(format!("expected `AXIS=DEGREES` (e.g. `z=30,y=0,x=0`), got `{part}`"))?;
+        angles[axis(a)?] = v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or(format!("`{v}` is not a finite number of degrees"))?;
+    }
+    Ok(angles)
+}
+
+fn parse_mirror(s: &str) -> Result<[bool; 3], String> {
+    let mut mirror = [false; 3];
+    for a in s.split(',').filter(|p| !p.trim().is_empty()) {
+        mirror[axis(a)?] = true;
+    }
+    Ok(mirror)
+}
+
+fn parse_transpose(s: &str) -> Result<[usize; 3], String> {
+    let axes = s.split(',').map(axis).collect::<Result<Vec<_>, _>>()?;
+    match *axes.as_slice() {
+        [a, b] if a != b => {
+            let mut p = [0, 1, 2];
+            p.swap(a, b);
+            Ok(p)
+        }
+        [a, b, c] if a != b && b != c && a != c => Ok([a, b, c]),
+        _ => Err(format!(
+            "expected two different axes to swap (`y,x`) or a permutation of all three (`x,y,z`), got `{s}`"
+        )),
+    }
 }
 
 fn parse_centre(s: &str) -> Result<[f64; 3], String> {
@@ -68,11 +180,17 @@ pub struct SampleOut {
     /// What `sample.json` records: the dataset, the centre and the voxel window read per array
     /// (each array's `file` is filled in by the caller that writes files).
     pub info: serde_json::Value,
+    /// The elastic deformation applied, when one was: shape `[Z, Y, X, 3]` (control points, then
+    /// the world-frame displacement in nm, z y x) and values.
+    pub elastic: Option<(Vec<usize>, Vec<f32>)>,
 }
 
-/// Read one sample of `spec` (no spatial augmentation) centred at `centre` (nm, z y x) from
-/// dataset `dataset` of `split`, with the spec's value transforms for that split unless
-/// `raw_values`.
+/// Read one sample of `spec` centred at `centre` (nm, z y x) from dataset `dataset` of `split`,
+/// with the spec's value transforms for that split unless `options.raw_values`. Every random
+/// choice is keyed as the training loader keys sample `options.index` of epoch `options.epoch` on
+/// rank 0 (seed of the spec): with `options.augment` and the loader's centre for that sample,
+/// the arrays equal the loader's. The spatial transform is `options.transform` when given, else
+/// the drawn one with `options.augment`, else none.
 ///
 /// # Errors
 /// A message naming what failed: planning, a dataset that is not planned, a read.
@@ -81,7 +199,7 @@ pub fn read_sample(
     split: Split,
     dataset: usize,
     centre: [f64; 3],
-    raw_values: bool,
+    options: &SampleOptions,
 ) -> Result<SampleOut, String> {
     let planned = plan(spec, PlanOptions::default()).map_err(|e| e.to_string())?;
     let Some(position) = planned
@@ -112,21 +230,30 @@ pub fn read_sample(
         .iter()
         .map(|a| vec![0.0; a.sample_len()])
         .collect();
+    // The training loader's key of (epoch, index) on rank 0, first attempt (`runtime/src/loader.rs`).
+    let key = SampleKey {
+        seed: spec.sampling.seed,
+        epoch: options.epoch,
+        rank: 0,
+        index: options.index,
+    };
     let request = SampleRequest {
         dataset: position,
         centre_nm: centre,
-        key: SampleKey {
-            seed: spec.sampling.seed,
-            epoch: 0,
-            rank: 0,
-            index: 0,
-        },
-        spatial: false,
-        values: !raw_values,
+        key,
+        spatial: options.augment,
+        values: !options.raw_values,
+    };
+    let draw = match options.transform {
+        Some(t) => SpatialDraw::explicit(t.rotate_deg, t.mirror, t.permutation).ok_or(format!(
+            "{:?} is not a permutation of the axes, or an angle is not finite",
+            t
+        ))?,
+        None => reader.spatial_draw(&request),
     };
     let mut scratch = reader.scratch();
     reader
-        .read(&mut scratch, &request, &mut values)
+        .read_transformed(&mut scratch, &request, &draw, &mut values)
         .map_err(|e| e.to_string())?;
     let d = &planned.plan.datasets[position];
     let window = |lp: &cellmap_runtime::LevelPlan, shape: [usize; 3]| {
@@ -171,25 +298,83 @@ pub fn read_sample(
             serde_json::json!({ "shape": [spec.classes.len(), z, y, x], "classes": classes }),
         );
     }
-    let info = serde_json::json!({
+    let mut info = serde_json::json!({
         "spec": spec.source.display().to_string(),
         "split": split.name(),
         "dataset": dataset,
         "raw": d.raw,
         "origin": d.origin,
         "centre_nm": centre,
-        "value_transforms": !raw_values,
+        "value_transforms": !options.raw_values,
         "arrays": described,
     });
-    Ok(SampleOut { arrays, info })
+    let mut elastic = None;
+    if options.augment || options.transform.is_some() {
+        let source = match (options.transform, options.augment) {
+            (Some(_), _) => "explicit",
+            (None, true) if spec.augment.spatial.is_identity() => "none (the spec has no spatial augmentation)",
+            (None, _) => "drawn",
+        };
+        let axes = |v: [bool; 3]| serde_json::json!({ "z": v[0], "y": v[1], "x": v[2] });
+        let elastic_info = match &draw.elastic {
+            Some(e) => {
+                let [z, y, x] = e.lattice_shape;
+                elastic = Some((
+                    vec![z, y, x, 3],
+                    e.displacement_nm.iter().flatten().copied().collect::<Vec<f32>>(),
+                ));
+                serde_json::json!({ "applied": true, "spacing_nm": e.spacing_nm, "origin_nm": e.origin_nm,
+                    "lattice_shape": e.lattice_shape,
+                    "sigma_nm": spec.augment.spatial.elastic.as_ref().map(|e| e.sigma_nm),
+                    "note": "world-frame displacement (nm) per control point in `displacement_file`, cubic B-spline over the output offsets; the lattice generator is forked from the spatial stream of `key`" })
+            }
+            None => serde_json::json!({ "applied": false }),
+        };
+        info["transform"] = serde_json::json!({
+            "augment": options.augment,
+            "source": source,
+            "key": { "seed": key.seed, "epoch": key.epoch, "rank": key.rank, "index": key.index,
+                     "spatial_stream": STREAM_SPATIAL },
+            "composition": "M = R·F·P maps an output voxel's offset from the centre (nm, output axes z y x) to the world offset it samples: transpose P first, then mirror F, then rotation R = R_x·R_y·R_z (about world z first, then y, then x; right-handed)",
+            "rotate_deg": { "z": draw.angles_deg[0], "y": draw.angles_deg[1], "x": draw.angles_deg[2] },
+            "rotation_order": ["z", "y", "x"],
+            "mirror": axes(draw.mirror),
+            "permutation": draw.permutation,
+            "permutation_note": "output axis a runs along source axis permutation[a] (0 = z, 1 = y, 2 = x)",
+            "matrix": draw.matrix,
+            "elastic": elastic_info,
+        });
+    }
+    Ok(SampleOut { arrays, info, elastic })
 }
 
 fn sample(args: &SampleArgs) -> Result<(), String> {
     let checked = load_spec(&args.spec).map_err(|_| format!("`{}` is not a valid spec", args.spec.display()))?;
     let split = Split::from(args.split);
-    let SampleOut { arrays, mut info } = read_sample(&checked.spec, split, args.dataset, args.center, args.raw_values)?;
+    let explicit = args.rotate.is_some() || args.mirror.is_some() || args.transpose.is_some();
+    let options = SampleOptions {
+        raw_values: args.raw_values,
+        augment: args.augment,
+        epoch: args.epoch,
+        index: args.index,
+        transform: explicit.then(|| ExplicitTransform {
+            rotate_deg: args.rotate.unwrap_or([0.0; 3]),
+            mirror: args.mirror.unwrap_or([false; 3]),
+            permutation: args.transpose.unwrap_or([0, 1, 2]),
+        }),
+    };
+    let SampleOut {
+        arrays,
+        mut info,
+        elastic,
+    } = read_sample(&checked.spec, split, args.dataset, args.center, &options)?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;
     info["spec"] = serde_json::json!(args.spec.display().to_string());
+    if let Some((shape, values)) = &elastic {
+        let path = args.out.join("elastic_displacement_nm.npy");
+        npy::write_f32(&path, shape, values).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        info["transform"]["elastic"]["displacement_file"] = serde_json::json!("elastic_displacement_nm.npy");
+    }
     for (name, shape, values) in &arrays {
         let path = args.out.join(format!("{name}.npy"));
         npy::write_f32(&path, shape, values).map_err(|e| format!("`{}`: {e}", path.display()))?;

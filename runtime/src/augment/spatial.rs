@@ -54,6 +54,34 @@ impl SpatialDraw {
         }
     }
 
+    /// A transform given explicitly rather than drawn, composed exactly as a drawn one (`M = R · F
+    /// · P`: transpose, then mirror, then rotation about z, y and x; see the module docs), with no
+    /// elastic deformation. `None` when `permutation` is not a permutation of `[0, 1, 2]`.
+    ///
+    /// ```
+    /// use cellmap_runtime::SpatialDraw;
+    /// // A quarter turn about z: output x runs along world y.
+    /// let d = SpatialDraw::explicit([90.0, 0.0, 0.0], [false; 3], [0, 1, 2]).unwrap();
+    /// assert_eq!(d.matrix, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]);
+    /// assert!(d.is_axis_aligned());
+    /// ```
+    pub fn explicit(angles_deg: [f64; 3], mirror: [bool; 3], permutation: [usize; 3]) -> Option<SpatialDraw> {
+        let mut seen = [false; 3];
+        for &p in &permutation {
+            *seen.get_mut(p)? = true;
+        }
+        if !seen.iter().all(|s| *s) || angles_deg.iter().any(|a| !a.is_finite()) {
+            return None;
+        }
+        Some(SpatialDraw {
+            matrix: compose(permutation, mirror, angles_deg),
+            mirror,
+            permutation,
+            angles_deg,
+            elastic: None,
+        })
+    }
+
     /// Back to the identity, moving the memory of an elastic lattice into `spare` (for the next
     /// draw to reuse).
     pub fn reset(&mut self, spare: &mut Vec<[f32; 3]>) {
@@ -100,6 +128,34 @@ pub(crate) fn rotation(axis: usize, angle_deg: f64) -> [[f64; 3]; 3] {
         // About x: y → z.  z' = c·z + s·y, y' = c·y − s·z.
         _ => [[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]],
     }
+}
+
+/// `M = R · F · P` of a permutation, mirror flags and angles (see the module docs).
+fn compose(permutation: [usize; 3], mirror: [bool; 3], angles_deg: [f64; 3]) -> [[f64; 3]; 3] {
+    let mut p = [[0.0; 3]; 3];
+    for (a, &s) in permutation.iter().enumerate() {
+        p[s][a] = 1.0;
+    }
+    let mut f = IDENTITY;
+    for (a, &m) in mirror.iter().enumerate() {
+        if m {
+            f[a][a] = -1.0;
+        }
+    }
+    let r = mat_mul(
+        &rotation(2, angles_deg[2]),
+        &mat_mul(&rotation(1, angles_deg[1]), &rotation(0, angles_deg[0])),
+    );
+    let mut matrix = mat_mul(&r, &mat_mul(&f, &p));
+    // Snap floating residue (cos 90° = 6e-17) so quarter turns stay exact axis permutations.
+    for v in matrix.iter_mut().flatten() {
+        if v.abs() < 1e-12 {
+            *v = 0.0;
+        } else if (v.abs() - 1.0).abs() < 1e-12 {
+            *v = v.signum();
+        }
+    }
+    matrix
 }
 
 /// The `index`-th permutation (lexicographic) of `0..k`, for `k ≤ 3`.
@@ -179,31 +235,8 @@ pub fn draw_spatial_into(
         }
     };
 
-    let mut p = [[0.0; 3]; 3];
-    for (a, &s) in permutation.iter().enumerate() {
-        p[s][a] = 1.0;
-    }
-    let mut f = IDENTITY;
-    for (a, &m) in mirror.iter().enumerate() {
-        if m {
-            f[a][a] = -1.0;
-        }
-    }
-    let r = mat_mul(
-        &rotation(2, angles_deg[2]),
-        &mat_mul(&rotation(1, angles_deg[1]), &rotation(0, angles_deg[0])),
-    );
-    let mut matrix = mat_mul(&r, &mat_mul(&f, &p));
-    // Snap floating residue (cos 90° = 6e-17) so quarter turns stay exact axis permutations.
-    for v in matrix.iter_mut().flatten() {
-        if v.abs() < 1e-12 {
-            *v = 0.0;
-        } else if (v.abs() - 1.0).abs() < 1e-12 {
-            *v = v.signum();
-        }
-    }
     *out = SpatialDraw {
-        matrix,
+        matrix: compose(permutation, mirror, angles_deg),
         mirror,
         permutation,
         angles_deg,
@@ -285,6 +318,32 @@ mod tests {
             .map(|i| draw_spatial(&all, &mut rng(i), [1.0; 3]).permutation)
             .collect();
         assert_eq!(seen.len(), 6);
+    }
+
+    #[test]
+    fn an_explicit_transform_composes_as_a_drawn_one() {
+        let spec = Spatial {
+            mirror: [1.0, 0.0, 1.0],
+            rotate: [Some((30.0, 30.0)), Some((-20.0, -20.0)), Some((10.0, 10.0))],
+            ..Spatial::default()
+        };
+        let drawn = draw_spatial(&spec, &mut rng(4), [1.0; 3]);
+        let explicit = SpatialDraw::explicit([30.0, -20.0, 10.0], [true, false, true], [0, 1, 2]).unwrap();
+        assert_eq!(explicit, drawn);
+        // Transpose y and x, as a drawn transpose of [y, x] that swaps them.
+        let swap = Spatial {
+            transpose: vec![Axis::Y, Axis::X],
+            ..spec
+        };
+        let drawn = (0..50)
+            .map(|i| draw_spatial(&swap, &mut rng(i), [1.0; 3]))
+            .find(|d| d.permutation == [0, 2, 1])
+            .unwrap();
+        let explicit = SpatialDraw::explicit([30.0, -20.0, 10.0], [true, false, true], [0, 2, 1]).unwrap();
+        assert_eq!(explicit, drawn);
+        assert!(SpatialDraw::explicit([0.0; 3], [false; 3], [0, 0, 1]).is_none());
+        assert!(SpatialDraw::explicit([0.0; 3], [false; 3], [0, 1, 3]).is_none());
+        assert!(SpatialDraw::explicit([f64::NAN, 0.0, 0.0], [false; 3], [0, 1, 2]).is_none());
     }
 
     #[test]

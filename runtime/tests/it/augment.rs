@@ -439,3 +439,67 @@ fn gather_throughput() {
         lab_s * 1e3
     );
 }
+
+#[test]
+fn read_transformed_with_the_spatial_draw_equals_read() {
+    use std::sync::Arc;
+
+    use cellmap_runtime::{PlanOptions, Reader, SampleRequest, SynthVariant, plan};
+
+    let f = crate::loader::synth(SynthVariant::V2);
+    let mut s = crate::loader::spec(&f.dir);
+    s.augment.spatial = Spatial {
+        mirror: [0.5; 3],
+        transpose: vec![Axis::Y, Axis::X],
+        rotate: [Some((-180.0, 180.0)), None, None],
+        elastic: Some(Elastic {
+            spacing_nm: [64.0; 3],
+            sigma_nm: 4.0,
+            probability: 0.5,
+        }),
+    };
+    let s = Arc::new(s);
+    let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
+    let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
+    let grid = &planned.plan.datasets[0].grid;
+    let empty: Vec<Vec<f32>> = planned
+        .plan
+        .batch
+        .arrays
+        .iter()
+        .map(|l| vec![0.0; l.sample_len()])
+        .collect();
+    let mut elastic = 0;
+    for index in 0..6u64 {
+        let request = SampleRequest {
+            dataset: 0,
+            centre_nm: grid.centre([index.min(grid.shape[0] - 1), 0, 0]),
+            key: SampleKey {
+                seed: 5,
+                epoch: 1,
+                rank: 0,
+                index,
+            },
+            spatial: true,
+            values: true,
+        };
+        let draw = reader.spatial_draw(&request);
+        assert_ne!(draw, SpatialDraw::identity());
+        elastic += usize::from(draw.elastic.is_some());
+        let (mut a, mut b) = (empty.clone(), empty.clone());
+        reader.read(&mut reader.scratch(), &request, &mut a).unwrap();
+        reader
+            .read_transformed(&mut reader.scratch(), &request, &draw, &mut b)
+            .unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!(crate::loader::same(x, y), "sample {index}");
+        }
+        // Without spatial augmentation the draw is the identity.
+        let plain = SampleRequest {
+            spatial: false,
+            ..request
+        };
+        assert_eq!(reader.spatial_draw(&plain), SpatialDraw::identity());
+    }
+    assert!(elastic > 0);
+}
