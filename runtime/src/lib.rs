@@ -79,7 +79,10 @@ pub use predict::{
     WriteHook, Writer, run_identity, run_model,
 };
 pub use rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
-pub use sample::{ReadInfo, Reader, SampleDest, SampleReadError, SampleRequest, SampleScratch, read_level_crop};
+pub use sample::{
+    ReadInfo, Reader, SampleDest, SampleReadError, SampleRequest, SampleScratch, read_level_crop,
+    transformed_window_vox,
+};
 pub use sampler::{
     DatasetGrid, DistError, DistInfo, EpochDraws, ForegroundIndex, SampleChoice, SamplerError, TrainSampler,
     VOXEL_WEIGHT_FLOOR, shard,

@@ -704,8 +704,52 @@ fn gather_window<T: crate::window::WindowElem + Into<f32> + Default>(
 
 /// True when an array is read from `level` by the strided copy (no interpolation).
 fn is_strided(level: &Level, array: &ArraySpec, draw: &SpatialDraw) -> bool {
+    is_strided_at(level.scale_nm, array, draw)
+}
+
+fn is_strided_at(scale_nm: [f64; 3], array: &ArraySpec, draw: &SpatialDraw) -> bool {
     draw.is_axis_aligned()
-        && (0..3).all(|a| (level.scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a])
+        && (0..3).all(|a| (scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a])
+}
+
+/// The voxel window `(start, shape)`, before clipping to the level, that a read of `array`
+/// centred at `centre_nm` (nm) under `draw` takes from a level of `translation_nm` and
+/// `scale_nm`: the crop's own voxels (permuted, flipped) when they are copied with strides, else
+/// the box the gather samples (`array.interpolation`; with an elastic deformation, widened by the
+/// field's largest displacement over the crop). For tools that report what a sample read.
+pub fn transformed_window_vox(
+    array: &ArraySpec,
+    draw: &SpatialDraw,
+    centre_nm: [f64; 3],
+    translation_nm: [f64; 3],
+    scale_nm: [f64; 3],
+) -> ([i64; 3], [usize; 3]) {
+    let mut grid = SampleGrid::new(
+        centre_nm,
+        array.shape_vox,
+        array.voxel_size_nm,
+        &draw.matrix,
+        translation_nm,
+        scale_nm,
+    );
+    if is_strided_at(scale_nm, array, draw) {
+        // As `read_crop` snaps it.
+        for o in &mut grid.origin {
+            *o = (*o + 0.5).floor();
+        }
+        if let Some(map) = grid.as_strided() {
+            return (map.src_start, map.src_shape);
+        }
+    }
+    let elastic_max = match &draw.elastic {
+        Some(e) => {
+            let mut field = ElasticField::new();
+            field.evaluate(e, array.shape_vox, array.voxel_size_nm);
+            field.max_abs_nm()
+        }
+        None => [0.0; 3],
+    };
+    grid.source_window(array.interpolation, elastic_max)
 }
 
 /// The part of a window inside a level: points outside it get the fill value in the gather.

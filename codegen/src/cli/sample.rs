@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use cellmap_runtime::{
     ChunkCache, ClassPlan, PlanOptions, Reader, STREAM_SPATIAL, SampleKey, SampleRequest, SpatialDraw, crop_start_vox,
-    npy, plan,
+    npy, plan, transformed_window_vox,
 };
 use cellmap_schema::Split;
 
@@ -39,7 +39,10 @@ pub(crate) struct SampleArgs {
     #[arg(long)]
     raw_values: bool,
     /// The sample as training draws it: the spec's spatial transform and value transforms, drawn
-    /// with the training loader's key of sample `--index` of epoch `--epoch` (rank 0).
+    /// with the training loader's key of sample `--index` of epoch `--epoch` (rank 0, the spec's
+    /// seed). On a validation or test dataset the training spatial transform applies too (the
+    /// loader does not augment those). `--rotate`, `--mirror` or `--transpose` replace the whole
+    /// drawn spatial transform (no elastic deformation then).
     #[arg(long)]
     augment: bool,
     /// Epoch of the key that draws the random choices (transforms, noise).
@@ -256,12 +259,21 @@ pub fn read_sample(
         .read_transformed(&mut scratch, &request, &draw, &mut values)
         .map_err(|e| e.to_string())?;
     let d = &planned.plan.datasets[position];
-    let window = |lp: &cellmap_runtime::LevelPlan, shape: [usize; 3]| {
+    let transformed = options.augment || options.transform.is_some();
+    let window = |lp: &cellmap_runtime::LevelPlan, array: &cellmap_schema::ArraySpec| {
+        let shape = array.shape_vox;
         let start: Vec<i64> = (0..3)
             .map(|a| crop_start_vox(centre[a], lp.translation_nm[a], lp.scale_nm[a], shape[a]))
             .collect();
-        serde_json::json!({ "group": lp.group, "level": lp.path, "scale_nm": lp.scale_nm, "translation_nm": lp.translation_nm,
-            "start_vox": start, "shape_vox": shape, "resampled": lp.resampled })
+        let mut w = serde_json::json!({ "group": lp.group, "level": lp.path, "scale_nm": lp.scale_nm, "translation_nm": lp.translation_nm,
+            "start_vox": start, "shape_vox": shape, "resampled": lp.resampled });
+        if transformed {
+            // The voxels the transformed crop samples (before clipping to the level).
+            let (start, shape) = transformed_window_vox(array, &draw, centre, lp.translation_nm, lp.scale_nm);
+            w["transformed_start_vox"] = serde_json::json!(start);
+            w["transformed_shape_vox"] = serde_json::json!(shape);
+        }
+        w
     };
     let mut described = serde_json::Map::new();
     let mut arrays = Vec::new();
@@ -271,7 +283,7 @@ pub fn read_sample(
         arrays.push((array.name.clone(), vec![1, z, y, x], values.next().unwrap_or_default()));
         described.insert(
             array.name.clone(),
-            serde_json::json!({ "shape": [1, z, y, x], "source": window(&d.inputs[i], array.shape_vox) }),
+            serde_json::json!({ "shape": [1, z, y, x], "source": window(&d.inputs[i], array) }),
         );
     }
     for (t, array) in spec.targets.iter().enumerate() {
@@ -286,7 +298,7 @@ pub fn read_sample(
             .zip(&spec.classes)
             .map(|(c, name)| match c {
                 ClassPlan::Annotated(lp) => {
-                    serde_json::json!({ "class": name, "source": "annotated", "window": window(lp, array.shape_vox) })
+                    serde_json::json!({ "class": name, "source": "annotated", "window": window(lp, array) })
                 }
                 ClassPlan::Inferred(related) => serde_json::json!({ "class": name, "source": "inferred",
                     "from": related.iter().map(|&r| spec.classes[r].clone()).collect::<Vec<_>>() }),

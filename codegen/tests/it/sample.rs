@@ -205,6 +205,16 @@ fn explicit_quarter_turn_mirror_and_transpose_permute_the_unaugmented_sample() {
         plain_info.get("transform").is_none(),
         "no transform recorded without --augment or flags"
     );
+    assert!(
+        plain_info["arrays"]["raw"]["source"]
+            .get("transformed_start_vox")
+            .is_none()
+    );
+    // A quarter turn of a cubic crop reads the crop's own voxels.
+    let (_, info) = run_sample(&spec, &tmp.path().join("quarter"), &["--rotate", "z=90"]);
+    let raw = &info["arrays"]["raw"]["source"];
+    assert_eq!(raw["transformed_start_vox"], raw["start_vox"]);
+    assert_eq!(raw["transformed_shape_vox"], raw["shape_vox"]);
     let n = 32;
     type Map = fn(usize, usize, usize) -> (usize, usize, usize);
     let cases: [(&[&str], Map); 4] = [
@@ -267,7 +277,20 @@ fn sample_json_records_the_transform_applied() {
     );
     assert!(t["composition"].as_str().unwrap().starts_with("M = R·F·P"));
     assert_eq!(t["matrix"].as_array().unwrap().len(), 3);
-    assert!(info["arrays"]["raw"]["source"]["start_vox"].is_array());
+    // A rotation by 30° about z samples a wider y-x window than the crop, the same z range.
+    let raw = &info["arrays"]["raw"]["source"];
+    let vox = |key: &str| -> Vec<i64> { serde_json::from_value(raw[key].clone()).unwrap() };
+    let (start, shape) = (vox("start_vox"), vox("shape_vox"));
+    let (t_start, t_shape) = (vox("transformed_start_vox"), vox("transformed_shape_vox"));
+    for a in 0..3 {
+        assert!(
+            t_start[a] <= start[a] && t_start[a] + t_shape[a] >= start[a] + shape[a],
+            "{raw}"
+        );
+    }
+    assert!(t_shape[1] > shape[1] && t_shape[2] > shape[2], "{raw}");
+    let labels = &info["arrays"]["labels"]["classes"][0]["window"];
+    assert!(labels["transformed_start_vox"].is_array(), "{labels}");
 
     // Drawn: the angle lies in the spec's range; an elastic deformation comes with its lattice.
     let mut elastic_seen = false;
