@@ -19,7 +19,7 @@ use crate::augment::elastic::ElasticField;
 use crate::augment::gather::{gather, gather_labels_packed};
 use crate::augment::grid::SampleGrid;
 use crate::augment::spatial::{SpatialDraw, draw_spatial_into};
-use crate::augment::value::{ValueScratch, apply_value_transforms};
+use crate::augment::value::{ValueScratch, apply_value_transforms, nan_to_num_map};
 use crate::chunk_cache::ChunkCache;
 use crate::multiscale::{Level, SourceDtype};
 use crate::plan::{ClassPlan, Planned};
@@ -560,7 +560,7 @@ pub fn read_level_crop(
 
 /// Read a crop of `array`'s shape and voxel size centred at `centre_nm` from one level, transformed
 /// by `draw`: a strided copy when voxel sizes match and the transform is axis-aligned (applying
-/// `first_transform` itself when it is a binarize or normalize: then it returns true), else a
+/// `first_transform` itself when it is a binarize, normalize or nan_to_num: then it returns true), else a
 /// gather (resampling) from a window read into `scratch`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn read_crop(
@@ -596,6 +596,12 @@ pub(crate) fn read_crop(
             let fused = match first_transform {
                 Some(&ValueTransform::Binarize { threshold }) => {
                     read_window_binarize(level, cache, start, shape, fill, out, offset, strides, threshold)
+                        .map_err(|e| e.to_string())?;
+                    true
+                }
+                Some(&ValueTransform::NanToNum { nan, posinf, neginf }) => {
+                    let map = nan_to_num_map(nan, posinf, neginf);
+                    read_window_map(level, cache, start, shape, fill, out, offset, strides, map)
                         .map_err(|e| e.to_string())?;
                     true
                 }

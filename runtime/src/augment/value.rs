@@ -86,17 +86,8 @@ pub fn apply_value_transforms(
                 });
             }
             ValueTransform::NanToNum { nan, posinf, neginf } => {
-                let nan = nan as f32;
-                let (pos, neg) = (posinf.map(|v| v as f32), neginf.map(|v| v as f32));
-                data.iter_mut().for_each(|x| {
-                    if x.is_nan() {
-                        *x = nan;
-                    } else if *x == f32::INFINITY {
-                        *x = pos.unwrap_or(*x);
-                    } else if *x == f32::NEG_INFINITY {
-                        *x = neg.unwrap_or(*x);
-                    }
-                });
+                let map = nan_to_num_map(nan, posinf, neginf);
+                data.iter_mut().for_each(|x| *x = map(*x));
             }
             ValueTransform::GaussianNoise { mean, std } => add_noise(data, mean as f32, std as f32, rng),
             ValueTransform::RandomContrast { range: (lo, hi) } => {
@@ -170,6 +161,24 @@ fn blur_axis(data: &mut [f32], shape: [usize; 3], axis: usize, sigma: f64, radiu
                 .map(|(v, w)| v * w)
                 .sum();
             data[first + j * stride] = acc as f32;
+        }
+    }
+}
+
+/// `nan_to_num` as a per-voxel map: NaN → `nan`, ±∞ → `posinf`/`neginf` (kept when `None`).
+/// Shared by the transform pass and the copies that apply a leading `nan_to_num` themselves.
+pub(crate) fn nan_to_num_map(nan: f64, posinf: Option<f64>, neginf: Option<f64>) -> impl Fn(f32) -> f32 + Copy {
+    let nan = nan as f32;
+    let (pos, neg) = (posinf.map(|v| v as f32), neginf.map(|v| v as f32));
+    move |x: f32| {
+        if x.is_nan() {
+            nan
+        } else if x == f32::INFINITY {
+            pos.unwrap_or(x)
+        } else if x == f32::NEG_INFINITY {
+            neg.unwrap_or(x)
+        } else {
+            x
         }
     }
 }

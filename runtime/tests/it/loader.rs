@@ -766,6 +766,54 @@ fn a_split_whose_datasets_are_all_excluded_is_an_error_naming_each_reason() {
 }
 
 #[test]
+fn a_leading_nan_to_num_is_applied_by_the_copy_to_data_and_padding() {
+    let f = synth(SynthVariant::V2);
+    let mut s = spec(&f.dir);
+    s.augment.inputs = vec![
+        ValueTransform::NanToNum {
+            nan: 7.0,
+            posinf: None,
+            neginf: None,
+        },
+        ValueTransform::Normalize { shift: 0.0, scale: 2.0 },
+    ];
+    s.sampling.pad_value_inputs = f32::NAN;
+    let s = Arc::new(s);
+    let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
+    let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
+    // Centred on raw voxel 0: the window reaches 8 voxels past the volume's lower faces (NaN fill).
+    let centre = RAW_T0;
+    let mut out: Vec<Vec<f32>> = planned
+        .plan
+        .batch
+        .arrays
+        .iter()
+        .map(|a| vec![0.0; a.sample_len()])
+        .collect();
+    let request = SampleRequest {
+        dataset: 0,
+        centre_nm: centre,
+        key: SampleKey {
+            seed: 1,
+            epoch: 0,
+            rank: 0,
+            index: 0,
+        },
+        spatial: false,
+        values: true,
+    };
+    reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
+    let raw = direct(
+        &f.dir.join("recon-1/em/fibsem-uint8"),
+        start(centre, RAW_T0, 16),
+        [16; 3],
+    );
+    assert!(raw.iter().any(|v| v.is_nan()) && raw.iter().any(|v| !v.is_nan()));
+    let want: Vec<f32> = raw.iter().map(|&v| if v.is_nan() { 7.0 } else { v } / 2.0).collect();
+    assert!(same(&out[0], &want));
+}
+
+#[test]
 fn a_leading_normalize_is_applied_by_the_copy_bit_for_bit() {
     let f = synth(SynthVariant::V3);
     let mut s = spec(&f.dir);
