@@ -129,7 +129,9 @@ def measure_python(data: str, augment: bool, workers: int, batches: int, warmup:
         batch = next(it)
     elapsed = time.perf_counter() - t
     cpu = tree_cpu_seconds() - cpu
+    spec = getattr(loader, "spec", None)  # cellmap_compile.compat only: the spec it built
     return {
+        "spec": spec,
         "samples_per_s": batches * BATCH / elapsed,
         "cpu_cores": cpu / elapsed,
         "batches": batches,
@@ -216,7 +218,7 @@ def main() -> None:
         py = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         print(f"cellmap-compile {augment:<24} workers {our_workers} ...", file=sys.stderr, flush=True)
         ours = measure_ours(args.bin, data, aug, our_workers, max(30, batches), 5)
-        compat = None
+        compat = compat_bench = None
         if args.compat:
             print(f"compat          {augment:<24} num_workers {py_workers} ...", file=sys.stderr, flush=True)
             ccmd = [sys.executable, os.path.abspath(__file__), "--child", "--data", data, "--workers", str(py_workers)]
@@ -224,6 +226,15 @@ def main() -> None:
             ccmd += ["--augment"] if aug else []
             out = subprocess.run(ccmd, check=True, capture_output=True, text=True).stdout
             compat = json.loads(out.strip().splitlines()[-1])
+            # The same spec through `cellmap-compile bench`: what the compat API itself costs.
+            # (compat builds cellmap-data's defaults: nearest raw, NaN -> 0, its own seed.)
+            compat_spec = os.path.join(data, f"compat-{'aug' if aug else 'none'}-{py_workers}.json")
+            with open(compat_spec, "w") as f:
+                json.dump(compat["spec"], f)
+            print(f"cellmap-compile {augment:<24} compat's spec ...", file=sys.stderr, flush=True)
+            bench_cmd = [args.bin, "bench", compat_spec, "--batches", str(max(30, batches)), "--warmup", "5", "--quiet"]
+            bench_out = subprocess.run(bench_cmd, check=True, capture_output=True, text=True).stdout
+            compat_bench = json.loads(bench_out.strip().splitlines()[-1])
         rows.append(
             {
                 "augment": augment,
@@ -240,6 +251,8 @@ def main() -> None:
                 "compat_cpu_cores": compat["cpu_cores"] if compat else None,
                 "compat_ratio": compat["samples_per_s"] / py["samples_per_s"] if compat else None,
                 "compat_vs_bench": compat["samples_per_s"] / ours["samples_per_s"] if compat else None,
+                "compat_spec_bench_samples_per_s": compat_bench["samples_per_s"] if compat else None,
+                "compat_vs_bench_same_spec": compat["samples_per_s"] / compat_bench["samples_per_s"] if compat else None,
                 # Samples per CPU-second of each loader (all its threads and worker processes):
                 # num_workers=0 still keeps more than one core busy in cellmap-data.
                 "ratio_per_cpu_second": (ours["samples_per_s"] / ours["cpu_cores"])
@@ -260,11 +273,15 @@ def main() -> None:
             f" {cores:>19} {r['ratio_per_cpu_second'] or float('nan'):>9.1f}×"
         )
     if args.compat:
-        print(f"\n{'cellmap_compile.compat':<25} {'num_workers':>15} {'samples/s':>13} {'vs cellmap-data':>16} {'vs bench':>9}")
+        print(
+            f"\n{'cellmap_compile.compat':<25} {'num_workers':>11} {'samples/s':>10} {'vs cellmap-data':>16}"
+            f" {'bench, same spec':>17} {'compat / bench':>15}"
+        )
         for r in rows:
             print(
-                f"{r['augment']:<25} {r['py_workers']:>15} {r['compat_samples_per_s']:>13.1f}"
-                f" {r['compat_ratio']:>15.1f}× {r['compat_vs_bench']:>8.3f}×"
+                f"{r['augment']:<25} {r['py_workers']:>11} {r['compat_samples_per_s']:>10.1f}"
+                f" {r['compat_ratio']:>15.1f}x {r['compat_spec_bench_samples_per_s']:>17.1f}"
+                f" {r['compat_vs_bench_same_spec']:>14.3f}x"
             )
     meta = {"cpus": os.cpu_count(), "batch_size": BATCH, "shape_vox": SHAPE, "scale_nm": SCALE, "classes": CLASSES}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
