@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cellmap_runtime::{
-    ClassPlan, Loader, LoaderOptions, NextOwned, PlanOptions, Reader, SampleKey, SampleRequest, SynthOptions,
+    ClassPlan, Loader, LoaderOptions, NextOwned, PlanOptions, Planned, Reader, SampleKey, SampleRequest, SynthOptions,
     SynthSize, SynthVariant, plan, write_synthetic,
 };
 use cellmap_schema::{
@@ -765,6 +765,35 @@ fn a_split_whose_datasets_are_all_excluded_is_an_error_naming_each_reason() {
     );
 }
 
+/// One sample of train dataset 0 read without spatial augmentation (value transforms applied),
+/// centred where `centre` says once the spec is planned; every array of the batch layout.
+fn read_unaugmented(s: Spec, centre: impl FnOnce(&Planned) -> [f64; 3]) -> Vec<Vec<f32>> {
+    let s = Arc::new(s);
+    let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
+    let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
+    let request = SampleRequest {
+        dataset: 0,
+        centre_nm: centre(&planned),
+        key: SampleKey {
+            seed: 1,
+            epoch: 0,
+            rank: 0,
+            index: 0,
+        },
+        spatial: false,
+        values: true,
+    };
+    let mut out: Vec<Vec<f32>> = planned
+        .plan
+        .batch
+        .arrays
+        .iter()
+        .map(|a| vec![0.0; a.sample_len()])
+        .collect();
+    reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
+    out
+}
+
 #[test]
 fn a_leading_nan_to_num_is_applied_by_the_copy_to_data_and_padding() {
     let f = synth(SynthVariant::V2);
@@ -778,31 +807,9 @@ fn a_leading_nan_to_num_is_applied_by_the_copy_to_data_and_padding() {
         ValueTransform::Normalize { shift: 0.0, scale: 2.0 },
     ];
     s.sampling.pad_value_inputs = f32::NAN;
-    let s = Arc::new(s);
-    let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
-    let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
     // Centred on raw voxel 0: the window reaches 8 voxels past the volume's lower faces (NaN fill).
     let centre = RAW_T0;
-    let mut out: Vec<Vec<f32>> = planned
-        .plan
-        .batch
-        .arrays
-        .iter()
-        .map(|a| vec![0.0; a.sample_len()])
-        .collect();
-    let request = SampleRequest {
-        dataset: 0,
-        centre_nm: centre,
-        key: SampleKey {
-            seed: 1,
-            epoch: 0,
-            rank: 0,
-            index: 0,
-        },
-        spatial: false,
-        values: true,
-    };
-    reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
+    let out = read_unaugmented(s, |_| centre);
     let raw = direct(
         &f.dir.join("recon-1/em/fibsem-uint8"),
         start(centre, RAW_T0, 16),
@@ -824,30 +831,11 @@ fn a_leading_normalize_is_applied_by_the_copy_bit_for_bit() {
         },
         ValueTransform::Binarize { threshold: 0.25 },
     ];
-    let s = Arc::new(s);
-    let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
-    let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
-    let centre = planned.plan.datasets[0].grid.centre([4, 8, 12]);
-    let mut out: Vec<Vec<f32>> = planned
-        .plan
-        .batch
-        .arrays
-        .iter()
-        .map(|a| vec![0.0; a.sample_len()])
-        .collect();
-    let request = SampleRequest {
-        dataset: 0,
-        centre_nm: centre,
-        key: SampleKey {
-            seed: 1,
-            epoch: 0,
-            rank: 0,
-            index: 0,
-        },
-        spatial: false,
-        values: true,
-    };
-    reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
+    let mut centre = [0.0; 3];
+    let out = read_unaugmented(s, |planned| {
+        centre = planned.plan.datasets[0].grid.centre([4, 8, 12]);
+        centre
+    });
     let raw = direct(
         &f.dir.join("recon-1/em/fibsem-uint8"),
         start(centre, RAW_T0, 16),
