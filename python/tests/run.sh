@@ -41,6 +41,9 @@ cd "$work"  # import the installed package, not the source tree
 
 python -m pytest -q -p no:cacheprovider "$root/python/tests" "$@"
 
+echo "examples/train_torch.py as a user runs it (synthetic data, one short epoch)"
+python "$root/examples/train_torch.py" --epochs 1 --steps 4
+
 echo "a package built with cellmap-compile build --python (pure Python over the wheel)"
 cellmap-compile synth "$work/data" >/dev/null
 cat >"$work/data/pyloader.yaml" <<'SPEC'
