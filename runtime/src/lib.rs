@@ -34,6 +34,7 @@ mod batch_array;
 mod chunk_cache;
 mod geometry;
 mod huge_pages;
+mod layout;
 mod loader;
 mod memory;
 mod multiscale;
@@ -61,18 +62,22 @@ pub use batch_array::BatchArray;
 pub use chunk_cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use geometry::{Box3, crop_start_vox, voxel_centre_nm};
 pub use huge_pages::HostBuffer;
+pub use layout::{ArrayLayout, BatchLayout};
 #[doc(hidden)]
 pub use loader::FaultHook;
-pub use loader::{Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, check_compatible};
+pub use loader::{
+    Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, SampleFailure, check_compatible,
+};
 pub use memory::{MEMORY_LIMIT_ENV, MemoryAvailable, MemoryError, MemoryNeed, available_memory, check_fits};
 pub use multiscale::{Level, LevelChoice, Multiscale, OpenError, SourceDtype, choose_level};
 pub use pipeline::{
-    ArrayLayout, BatchGuard, BatchLayout, BatchLease, Leased, Pipeline, PipelineError, PipelineOptions, PipelineStats,
+    BatchData, BatchGuard, BatchLease, Cause, Leased, Pipeline, PipelineError, PipelineOptions, PipelineStats,
     SampleError, SampleJob, SampleMeta, SampleOut,
 };
 pub use plan::{
     CentreGrid, ClassCount, ClassPlan, ClassWeight, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions,
-    PlanOrigin, Planned, SplitClassWeights, batch_layout, default_plan_cache_dir, plan, plan_cache_path, plan_cached,
+    PlanOrigin, Planned, SplitClassWeights, StaleReason, batch_layout, default_plan_cache_dir, plan, plan_cache_path,
+    plan_cached,
 };
 pub use predict::{
     IdentityModel, PredictError, PredictInput, PredictPlan, PredictRun, PredictUnit, Tile, TileBatch, TileLoader,

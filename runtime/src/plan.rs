@@ -23,26 +23,28 @@
 
 mod cache;
 mod class_weights;
+mod dataset;
 mod fit;
 mod foreground;
+mod open;
 
 pub use cache::{PlanOrigin, default_plan_cache_dir, plan_cache_path, plan_cached};
 pub use class_weights::{ClassWeight, SplitClassWeights};
+pub use open::StaleReason;
 
 pub(crate) use foreground::foreground_index;
 
 use class_weights::class_weights;
-use fit::{Fit, axis_centres, no_fit_reason};
+use dataset::plan_dataset;
 
 use serde::{Deserialize, Serialize};
 
-use cellmap_schema::{ArraySpec, Spec, Split};
+use cellmap_schema::{Spec, Split};
 
 use crate::geometry::Box3;
-use crate::multiscale::{Multiscale, choose_level};
-use crate::pipeline::{ArrayLayout, BatchLayout};
-use crate::sources::{ClassSource, DatasetError, DatasetSources};
-use crate::window::{ReadError, count_nonzero};
+use crate::layout::{ArrayLayout, BatchLayout};
+use crate::sources::{DatasetError, DatasetSources};
+use crate::window::ReadError;
 
 /// Relative tolerance of geometric comparisons (boundaries, grid alignment).
 const EPS: f64 = 1e-9;
@@ -221,9 +223,19 @@ pub enum PlanError {
         #[source]
         source: Box<ReadError>,
     },
-    /// The spec asks for something this runtime does not produce.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The spec asks for a batch dtype this runtime does not fill.
+    #[error(
+        "{}: array `{array}` asks for dtype `{dtype:?}`, but this runtime fills float32 batches only; set `dtype: float32` (or remove it)",
+        spec.display()
+    )]
+    UnsupportedDtype {
+        /// The spec file.
+        spec: std::path::PathBuf,
+        /// The array.
+        array: String,
+        /// The dtype asked for.
+        dtype: cellmap_schema::OutputDtype,
+    },
     /// Every dataset of a split that the loader needs was excluded.
     #[error("no {split} dataset can produce a sample:\n{reasons}")]
     NothingLeft {
@@ -240,7 +252,7 @@ pub enum PlanError {
         /// Where the dataset is declared.
         origin: String,
         /// What differs.
-        what: String,
+        what: StaleReason,
     },
 }
 
@@ -268,12 +280,11 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
         .chain(&spec.targets)
         .find(|a| a.dtype != cellmap_schema::OutputDtype::Float32)
     {
-        return Err(PlanError::Unsupported(format!(
-            "{}: array `{}` asks for dtype `{:?}`, but this runtime fills float32 batches only; set `dtype: float32` (or remove it)",
-            spec.source.display(),
-            a.name,
-            a.dtype
-        )));
+        return Err(PlanError::UnsupportedDtype {
+            spec: spec.source.clone(),
+            array: a.name.clone(),
+            dtype: a.dtype,
+        });
     }
     let layout = batch_layout(spec);
     let batch_bytes = layout.batch_bytes();
@@ -301,7 +312,7 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
                     split: dataset.split,
                     index: dataset.index,
                     origin: dataset.origin.clone(),
-                    reason,
+                    reason: reason.to_string(),
                 });
             }
         }
@@ -335,127 +346,6 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
     Ok(Planned { plan, sources })
 }
 
-impl Planned {
-    /// Open the data of a plan made earlier for `spec` (the plan a generated crate embeds)
-    /// without planning again: no class voxels are counted and no centre grid is computed. Every
-    /// level the plan reads is checked against the data's metadata (path, voxel size,
-    /// translation, shape), and every class must still be annotated, inferred or unknown as
-    /// planned.
-    ///
-    /// # Errors
-    /// [`PlanError::Dataset`] when a group cannot be opened, [`PlanError::Stale`] when the data
-    /// or the spec no longer match the plan.
-    pub fn open(spec: &Spec, plan: Plan) -> Result<Planned, PlanError> {
-        let stale = |origin: &str, what: String| PlanError::Stale {
-            origin: origin.to_owned(),
-            what,
-        };
-        let layout = batch_layout(spec);
-        if plan.batch != layout || plan.prefetch != spec.loader.prefetch {
-            return Err(stale(
-                &spec.source.display().to_string(),
-                "the spec's arrays, batch size or prefetch differ from the plan's".to_owned(),
-            ));
-        }
-        let mut sources = Vec::with_capacity(plan.datasets.len());
-        for planned in &plan.datasets {
-            let Some(dataset) = spec
-                .datasets
-                .iter()
-                .find(|d| d.split == planned.split && d.index == planned.index)
-            else {
-                return Err(stale(
-                    &planned.origin,
-                    format!("the spec has no {} dataset #{}", planned.split.name(), planned.index),
-                ));
-            };
-            let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
-            check_levels(&opened, planned, &spec.classes).map_err(|what| stale(&planned.origin, what))?;
-            sources.push(opened);
-        }
-        Ok(Planned { plan, sources })
-    }
-}
-
-/// The levels and class sources a dataset plan reads, compared with the opened data.
-fn check_levels(opened: &DatasetSources, planned: &DatasetPlan, names: &[String]) -> Result<(), String> {
-    let same = |group: &Multiscale, lp: &LevelPlan| -> Result<(), String> {
-        let Some(level) = group.levels.get(lp.level) else {
-            return Err(format!(
-                "`{}` has {} levels, the plan reads level {} (`{}`)",
-                group.location,
-                group.levels.len(),
-                lp.level,
-                lp.path
-            ));
-        };
-        let found = (&level.path, level.scale_nm, level.translation_nm, level.shape_vox);
-        let expected = (&lp.path, lp.scale_nm, lp.translation_nm, lp.shape_vox);
-        if group.location != lp.group || found != expected {
-            return Err(format!(
-                "level {} of `{}` is `{}` with voxel size {:?} nm, translation {:?} nm and shape {:?}; the plan has `{}`, {:?} nm, {:?} nm, {:?}",
-                lp.level,
-                group.location,
-                level.path,
-                level.scale_nm,
-                level.translation_nm,
-                level.shape_vox,
-                lp.path,
-                lp.scale_nm,
-                lp.translation_nm,
-                lp.shape_vox
-            ));
-        }
-        Ok(())
-    };
-    if opened.raw.location != planned.raw {
-        return Err(format!(
-            "raw is `{}`, the plan has `{}`",
-            opened.raw.location, planned.raw
-        ));
-    }
-    for lp in &planned.inputs {
-        same(&opened.raw, lp)?;
-    }
-    let describe = |related: &[usize]| {
-        let related: Vec<&str> = related
-            .iter()
-            .map(|&i| names.get(i).map_or("?", String::as_str))
-            .collect();
-        format!("inferred from {related:?}")
-    };
-    for classes in &planned.targets {
-        if classes.len() != opened.classes.len() {
-            return Err(format!(
-                "the spec has {} classes, the plan {}",
-                opened.classes.len(),
-                classes.len()
-            ));
-        }
-        for ((cp, source), name) in classes.iter().zip(&opened.classes).zip(names) {
-            match (cp, source) {
-                (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => same(group, lp)?,
-                (ClassPlan::Inferred(a), ClassSource::Inferred(b)) if a == b => {}
-                (ClassPlan::Unknown, ClassSource::Unknown) => {}
-                (cp, _) => {
-                    let now = match source {
-                        ClassSource::Annotated(_) => "annotated".to_owned(),
-                        ClassSource::Inferred(related) => describe(related),
-                        ClassSource::Unknown => "unknown".to_owned(),
-                    };
-                    let then = match cp {
-                        ClassPlan::Annotated(_) => "annotated".to_owned(),
-                        ClassPlan::Inferred(related) => describe(related),
-                        ClassPlan::Unknown => "unknown".to_owned(),
-                    };
-                    return Err(format!("class `{name}` is {now} in the data, {then} in the plan"));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The batch layout of a spec: inputs `[B, 1, …]`, then targets `[B, classes, …]`.
 pub fn batch_layout(spec: &Spec) -> BatchLayout {
     let inputs = spec.inputs.iter().map(|a| ArrayLayout {
@@ -472,252 +362,4 @@ pub fn batch_layout(spec: &Spec) -> BatchLayout {
         batch_size: spec.loader.batch_size,
         arrays: inputs.chain(targets).collect(),
     }
-}
-
-/// Plan one dataset; `Ok(Err(reason))` when it produces no sample.
-fn plan_dataset(
-    spec: &Spec,
-    opened: &DatasetSources,
-    count: bool,
-    warnings: &mut Vec<String>,
-) -> Result<Result<DatasetPlan, String>, PlanError> {
-    let ds = &opened.spec;
-    let pad = spec.sampling.pad.for_split(ds.split);
-    let mut note_level = |group: &Multiscale, array: &ArraySpec| -> LevelPlan {
-        let choice = choose_level(&group.levels, array.voxel_size_nm);
-        if choice.finer_than_available {
-            warnings.push(format!(
-                "{}: array `{}` asks for {:?} nm but the finest level of `{}` is {:?} nm; it is resampled from s0",
-                ds.origin, array.name, array.voxel_size_nm, group.location, group.levels[choice.index].scale_nm
-            ));
-        }
-        let level = &group.levels[choice.index];
-        LevelPlan {
-            group: group.location.clone(),
-            level: choice.index,
-            path: level.path.clone(),
-            scale_nm: level.scale_nm,
-            translation_nm: level.translation_nm,
-            shape_vox: level.shape_vox,
-            resampled: !choice.exact,
-        }
-    };
-    let inputs: Vec<LevelPlan> = spec.inputs.iter().map(|a| note_level(&opened.raw, a)).collect();
-    let targets: Vec<Vec<ClassPlan>> = spec
-        .targets
-        .iter()
-        .map(|a| {
-            opened
-                .classes
-                .iter()
-                .map(|source| match source {
-                    ClassSource::Annotated(group) => ClassPlan::Annotated(note_level(group, a)),
-                    ClassSource::Inferred(related) => ClassPlan::Inferred(related.clone()),
-                    ClassSource::Unknown => ClassPlan::Unknown,
-                })
-                .collect()
-        })
-        .collect();
-
-    // Bounding box: raw ∩ every annotated class (at the levels read).
-    let level_of = |group: &Multiscale, lp: &LevelPlan| group.levels[lp.level].bounds_nm();
-    let mut bbox = Some(
-        inputs
-            .first()
-            .map_or(opened.raw.levels[0].bounds_nm(), |lp| level_of(&opened.raw, lp)),
-    );
-    let annotated: Vec<(&Multiscale, &LevelPlan, &ArraySpec)> = targets
-        .iter()
-        .zip(&spec.targets)
-        .flat_map(|(classes, array)| {
-            classes
-                .iter()
-                .zip(&opened.classes)
-                .filter_map(move |(cp, source)| match (cp, source) {
-                    (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => Some((group, lp, array)),
-                    _ => None,
-                })
-        })
-        .collect();
-    for (group, lp, _) in &annotated {
-        bbox = bbox.and_then(|b| b.intersection(&level_of(group, lp)));
-    }
-    let Some(bbox) = bbox else {
-        return Ok(Err("the raw volume and the labelled crop do not overlap".to_owned()));
-    };
-    if !spec.targets.is_empty() && annotated.is_empty() && ds.targets.is_some() {
-        return Ok(Err("none of the spec's classes is annotated in this crop".to_owned()));
-    }
-
-    // Reference grid: the first annotated class of the first target array, else the raw of the first input.
-    let (reference, ref_array) = match annotated.first() {
-        Some((_, lp, array)) => ((*lp).clone(), *array),
-        None => match (inputs.first(), spec.inputs.first()) {
-            (Some(lp), Some(array)) => (lp.clone(), array),
-            _ => return Ok(Err("the spec has no arrays".to_owned())),
-        },
-    };
-
-    // Valid centre interval per axis.
-    let mut lo = [f64::NEG_INFINITY; 3];
-    let mut hi = [f64::INFINITY; 3];
-    // Without padding every array's crop must lie inside its level: one constraint per array,
-    // kept to explain an empty grid.
-    let mut fits: Vec<Fit<'_>> = Vec::new();
-    if pad {
-        for a in 0..3 {
-            let half = (ref_array.shape_vox[a] as f64 - 1.0) / 2.0 * ref_array.voxel_size_nm[a];
-            lo[a] = bbox.lo_nm[a] - half;
-            hi[a] = bbox.hi_nm[a] + half;
-        }
-    } else {
-        fits.extend(inputs.iter().zip(&spec.inputs).map(|(lp, array)| Fit::new(lp, array)));
-        fits.extend(annotated.iter().map(|(_, lp, array)| Fit::new(lp, array)));
-        for fit in &fits {
-            for a in 0..3 {
-                lo[a] = lo[a].max(fit.lo_nm[a]);
-                hi[a] = hi[a].min(fit.hi_nm[a]);
-            }
-        }
-    }
-    let grid = centre_grid(&reference, ref_array, lo, hi);
-    if grid.is_empty() {
-        return Ok(Err(no_fit_reason(&reference, ref_array, &fits, lo, hi)));
-    }
-    let tiles = tile_grid(&reference, ref_array, &bbox, pad, lo, hi);
-
-    let class_counts = if count && !annotated.is_empty() {
-        let mut counts = Vec::with_capacity(spec.classes.len());
-        let target_voxel_nm3: f64 = spec.targets[0].voxel_size_nm.iter().product();
-        for (c, source) in opened.classes.iter().enumerate() {
-            let (Some(ClassPlan::Annotated(lp)), ClassSource::Annotated(group)) =
-                (targets.first().and_then(|t| t.get(c)), source)
-            else {
-                counts.push(ClassCount {
-                    foreground: 0,
-                    total: 0,
-                });
-                continue;
-            };
-            // Metadata of s0 when present (no read), else count the level read.
-            let (level, fg) = match metadata_foreground(&group.levels[0], &spec.classes[c]) {
-                Some(fg) => (&group.levels[0], fg),
-                None => {
-                    let level = &group.levels[lp.level];
-                    let fg = count_nonzero(level).map_err(|source| PlanError::Count {
-                        origin: ds.origin.clone(),
-                        class: spec.classes[c].clone(),
-                        source: Box::new(source),
-                    })?;
-                    (level, fg)
-                }
-            };
-            // Rescale counts from the level's voxels to the target's voxels.
-            let ratio = level.scale_nm.iter().product::<f64>() / target_voxel_nm3;
-            let total: u64 = level.shape_vox.iter().product();
-            counts.push(ClassCount {
-                foreground: (fg as f64 * ratio).round() as u64,
-                total: (total as f64 * ratio).round() as u64,
-            });
-        }
-        Some(counts)
-    } else {
-        None
-    };
-
-    Ok(Ok(DatasetPlan {
-        split: ds.split,
-        index: ds.index,
-        origin: ds.origin.clone(),
-        raw: ds.raw.clone(),
-        inputs,
-        targets,
-        bbox_nm: bbox,
-        grid,
-        tiles,
-        class_counts,
-        pad,
-    }))
-}
-
-/// Centres `t + k·r` of the reference level's grid inside `[lo, hi]` (lo inclusive, hi exclusive).
-fn centre_grid(reference: &LevelPlan, array: &ArraySpec, lo: [f64; 3], hi: [f64; 3]) -> CentreGrid {
-    let mut grid = CentreGrid {
-        origin_nm: [0.0; 3],
-        step_nm: array.voxel_size_nm,
-        shape: [0; 3],
-    };
-    for a in 0..3 {
-        let Some((origin, count)) = axis_centres(reference.translation_nm[a], array.voxel_size_nm[a], lo[a], hi[a])
-        else {
-            return CentreGrid { shape: [0; 3], ..grid };
-        };
-        grid.origin_nm[a] = origin;
-        grid.shape[a] = count;
-    }
-    grid
-}
-
-/// Non-overlapping tiles of the reference array covering the bounding box, first tile at its
-/// low corner. With padding the last tile may extend past the data; without, only whole tiles
-/// whose centre is valid are kept.
-fn tile_grid(
-    reference: &LevelPlan,
-    array: &ArraySpec,
-    bbox: &Box3,
-    pad: bool,
-    lo: [f64; 3],
-    hi: [f64; 3],
-) -> CentreGrid {
-    let mut grid = CentreGrid {
-        origin_nm: [0.0; 3],
-        step_nm: [0.0; 3],
-        shape: [0; 3],
-    };
-    for a in 0..3 {
-        let r = array.voxel_size_nm[a];
-        let n = array.shape_vox[a] as f64;
-        let t = reference.translation_nm[a];
-        // First reference voxel fully inside the box, and how many fit.
-        let first = ((bbox.lo_nm[a] - t) / r + 0.5 - EPS).ceil();
-        let last = ((bbox.hi_nm[a] - t) / r - 0.5 + EPS).floor();
-        let voxels = last - first + 1.0;
-        if voxels < 1.0 {
-            return CentreGrid::EMPTY;
-        }
-        let count = if pad { (voxels / n).ceil() } else { (voxels / n).floor() };
-        let origin = t + (first + (n - 1.0) / 2.0) * r;
-        // Keep only tiles whose centre is valid (matters without padding).
-        let mut kept = 0.0;
-        while kept < count && origin + kept * n * r < hi[a] - EPS * r {
-            kept += 1.0;
-        }
-        if origin < lo[a] - EPS * r || kept < 1.0 {
-            return CentreGrid::EMPTY;
-        }
-        grid.origin_nm[a] = origin;
-        grid.step_nm[a] = n * r;
-        grid.shape[a] = kept as u64;
-    }
-    grid
-}
-
-/// Foreground voxels of a class from its s0 array attributes, as CellMap tools write them:
-/// `cellmap.annotation.complement_counts.absent` (background voxels; foreground = size − absent)
-/// or `class_counts.<class>` (foreground voxels).
-fn metadata_foreground(s0: &crate::multiscale::Level, class: &str) -> Option<u64> {
-    let attrs = s0.attributes();
-    let size: u64 = s0.shape_vox.iter().product();
-    let absent = attrs
-        .get("cellmap")
-        .and_then(|c| c.pointer("/annotation/complement_counts/absent"))
-        .and_then(serde_json::Value::as_u64);
-    if let Some(absent) = absent.filter(|a| *a <= size) {
-        return Some(size - absent);
-    }
-    attrs
-        .get("class_counts")
-        .and_then(|c| c.get(class))
-        .and_then(serde_json::Value::as_u64)
-        .filter(|fg| *fg <= size)
 }

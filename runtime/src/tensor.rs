@@ -23,6 +23,10 @@
 //! therefore synchronous with respect to the host, which lets the host slot go back to the
 //! workers as soon as [`TorchLoader::next_batch`] returns, while the device tensors stay lent.
 
+mod memory;
+
+pub(crate) use memory::TensorMemory;
+
 use cellmap_schema::{Device, OutputDtype, Spec};
 use tch::{Kind, Tensor};
 

@@ -12,6 +12,7 @@ struct Ramp;
 
 impl SampleJob for Ramp {
     type Scratch = Vec<f32>;
+    type Error = std::io::Error;
 
     fn scratch(&self) -> Vec<f32> {
         vec![0.0; 1000]
@@ -28,7 +29,7 @@ impl SampleJob for Ramp {
         position: usize,
         _: u32,
         out: &mut SampleOut<'_>,
-    ) -> Result<Option<SampleMeta>, String> {
+    ) -> Result<Option<SampleMeta>, std::io::Error> {
         for a in 0..out.arrays() {
             for (i, v) in out.array(a).iter_mut().enumerate() {
                 *v = (batch as usize + position + i) as f32 + scratch[i % 1000];

@@ -115,6 +115,7 @@ fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
     struct Nothing;
     impl cellmap_runtime::SampleJob for Nothing {
         type Scratch = ();
+        type Error = std::io::Error;
         fn scratch(&self) {}
         fn batches(&self) -> Option<u64> {
             Some(1)
@@ -126,7 +127,7 @@ fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
             _: usize,
             _: u32,
             _: &mut cellmap_runtime::SampleOut<'_>,
-        ) -> Result<Option<cellmap_runtime::SampleMeta>, String> {
+        ) -> Result<Option<cellmap_runtime::SampleMeta>, std::io::Error> {
             Ok(None)
         }
     }

@@ -29,6 +29,7 @@ impl Drop for Scratch {
 
 impl SampleJob for Formula {
     type Scratch = Scratch;
+    type Error = std::io::Error;
 
     fn scratch(&self) -> Scratch {
         self.live_scratch.fetch_add(1, Ordering::SeqCst);
@@ -46,12 +47,14 @@ impl SampleJob for Formula {
         position: usize,
         attempt: u32,
         out: &mut SampleOut<'_>,
-    ) -> Result<Option<SampleMeta>, String> {
+    ) -> Result<Option<SampleMeta>, std::io::Error> {
         if self.panic_at == Some((batch, position)) {
             panic!("injected panic at batch {batch}");
         }
         if (self.fail)(batch, position, attempt) {
-            return Err(format!("injected failure at batch {batch} position {position}"));
+            return Err(std::io::Error::other(format!(
+                "injected failure at batch {batch} position {position}"
+            )));
         }
         std::thread::sleep(self.delay);
         for a in 0..out.arrays() {

@@ -1,0 +1,161 @@
+//! How a loader is opened ([`LoaderOptions`]), why it may refuse ([`LoaderError`]), and the
+//! compatibility check of a spec with code compiled for another.
+
+use std::sync::Arc;
+
+use cellmap_schema::{Spec, Split};
+
+use crate::chunk_cache::ChunkCache;
+use crate::memory::MemoryError;
+use crate::plan::PlanError;
+use crate::sampler::{DistError, DistInfo, SamplerError};
+
+/// How to build a loader.
+#[derive(Debug, Clone)]
+pub struct LoaderOptions {
+    /// The split to read.
+    pub split: Split,
+    /// Rank and world size (defaults: torchrun's environment, or a single process).
+    pub dist: DistInfo,
+    /// First epoch (training resume).
+    pub epoch: u64,
+    /// First step within the first epoch (training resume).
+    pub step: u64,
+    /// Override the spec's seed.
+    pub seed: Option<u64>,
+    /// Override the spec's worker count.
+    pub workers: Option<usize>,
+    /// Override the spec's prefetch.
+    pub prefetch: Option<usize>,
+    /// A chunk cache to share (e.g. between a training and a validation loader); by default
+    /// each loader makes one with the spec's budget.
+    pub cache: Option<Arc<ChunkCache>>,
+    /// Disable the chunk cache (cold reads, for benchmarks).
+    pub no_cache: bool,
+    /// Allocate ring memory as torch tensors (set by the torch interop).
+    pub torch_memory: bool,
+    /// Test-only fault injection: called by a worker before it reads `(batch, position)`; a
+    /// panic inside it is a worker panic. Not part of the stable API.
+    #[doc(hidden)]
+    pub fault_hook: Option<FaultHook>,
+}
+
+/// A fault-injection callback, `(batch, position)`, run by a worker before each sample read.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct FaultHook(pub Arc<dyn Fn(u64, usize) + Send + Sync>);
+
+impl std::fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultHook")
+    }
+}
+
+impl LoaderOptions {
+    /// Training from epoch 0, step 0, rank and world size from the environment.
+    pub fn train() -> Result<Self, LoaderError> {
+        Self::for_split(Split::Train)
+    }
+
+    /// Validation, rank and world size from the environment.
+    pub fn validate() -> Result<Self, LoaderError> {
+        Self::for_split(Split::Validate)
+    }
+
+    /// The test split (read like validation: tiles, no augmentation), rank and world size from the
+    /// environment.
+    pub fn test() -> Result<Self, LoaderError> {
+        Self::for_split(Split::Test)
+    }
+
+    fn for_split(split: Split) -> Result<Self, LoaderError> {
+        let dist = DistInfo::from_env()?;
+        Ok(Self::new(split, dist))
+    }
+
+    /// Options for `split` on rank `dist`, from epoch 0 and step 0, every setting from the spec.
+    pub fn new(split: Split, dist: DistInfo) -> Self {
+        LoaderOptions {
+            split,
+            dist,
+            epoch: 0,
+            step: 0,
+            seed: None,
+            workers: None,
+            prefetch: None,
+            cache: None,
+            no_cache: false,
+            torch_memory: false,
+            fault_hook: None,
+        }
+    }
+}
+
+/// Why a loader could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// Planning failed.
+    #[error(transparent)]
+    Plan(#[from] Box<PlanError>),
+    /// The split has no dataset.
+    #[error("the spec has no {0} dataset")]
+    EmptySplit(&'static str),
+    /// The sampler could not be built.
+    #[error("sampler: {0}")]
+    Sampler(#[from] SamplerError),
+    /// The foreground centres of a dataset could not be read.
+    #[error("{origin}: foreground of `{class}`: {message}")]
+    Foreground {
+        /// Where the dataset is declared.
+        origin: String,
+        /// The biased class.
+        class: String,
+        /// What failed.
+        message: String,
+    },
+    /// RANK / WORLD_SIZE are malformed.
+    #[error("distributed settings: {0}")]
+    Dist(#[from] DistError),
+    /// A spec given to a generated loader does not have the loader's classes, arrays or batch size.
+    #[error("the spec does not match the compiled loader: {0}; rebuild the crate with `cellmap-compile build`")]
+    Incompatible(String),
+    /// The ring and the chunk cache do not fit in the memory the machine offers, or the ring
+    /// could not be allocated.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+}
+
+/// Check that `actual` has the classes, arrays (names, shapes, voxel sizes) and batch size that
+/// code compiled for `expected` relies on; data locations, sampling and augmentation may differ.
+pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderError> {
+    if expected.classes != actual.classes {
+        return Err(LoaderError::Incompatible(format!(
+            "classes {:?} instead of {:?}",
+            actual.classes, expected.classes
+        )));
+    }
+    let shape = |a: &[cellmap_schema::ArraySpec]| -> Vec<(String, [usize; 3], [f64; 3])> {
+        a.iter()
+            .map(|a| (a.name.clone(), a.shape_vox, a.voxel_size_nm))
+            .collect()
+    };
+    for (kind, e, a) in [
+        ("inputs", &expected.inputs, &actual.inputs),
+        ("targets", &expected.targets, &actual.targets),
+    ] {
+        if shape(e) != shape(a) {
+            return Err(LoaderError::Incompatible(format!(
+                "{kind} {:?} instead of {:?}",
+                shape(a),
+                shape(e)
+            )));
+        }
+    }
+    if expected.loader.batch_size != actual.loader.batch_size {
+        return Err(LoaderError::Incompatible(format!(
+            "batch size {} instead of {}",
+            actual.loader.batch_size, expected.loader.batch_size
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The ring's memory: one [`BatchData`] per slot, allocated once when the pipeline starts, and
+//! [`SampleOut`], a worker's window onto its position of a slot.
+
+use std::cell::UnsafeCell;
+use std::sync::Arc;
+
+use super::{PipelineOptions, SampleMeta};
+use crate::huge_pages::HostBuffer;
+use crate::layout::BatchLayout;
+use crate::memory::MemoryError;
+
+/// Memory of one array of one slot.
+pub(super) struct SlotArray {
+    ptr: *mut f32,
+    len: usize,
+    sample_len: usize,
+    /// Owns the memory `ptr` points into.
+    #[cfg_attr(not(feature = "torch"), expect(dead_code, reason = "read only by the torch interop"))]
+    memory: SlotMemory,
+}
+
+/// Who owns a slot array's memory.
+pub(crate) enum SlotMemory {
+    /// Plain (huge-page backed) host memory.
+    Host(#[expect(dead_code, reason = "owns the memory the slot's pointer points into")] HostBuffer),
+    /// A torch tensor's memory (pinned when the pipeline pins).
+    #[cfg(feature = "torch")]
+    Tensor(crate::tensor::TensorMemory),
+}
+
+/// The arrays and per-sample metadata of one complete batch: what [`super::BatchGuard`],
+/// [`super::BatchLease`] and the loader's batches dereference to, the one place a batch's data
+/// is read from.
+pub struct BatchData {
+    pub(super) arrays: Vec<SlotArray>,
+    pub(super) meta: Box<[UnsafeCell<SampleMeta>]>,
+    layout: Arc<BatchLayout>,
+}
+
+// SAFETY: slot memory is only written through the claim protocol (one writer per position,
+// no reader until the slot is complete), so sharing the raw pointers across threads is sound.
+unsafe impl Send for BatchData {}
+// SAFETY: as above.
+unsafe impl Sync for BatchData {}
+
+impl BatchData {
+    /// Allocate one slot of `layout`.
+    pub(super) fn allocate(layout: &Arc<BatchLayout>, options: &PipelineOptions) -> Result<Self, MemoryError> {
+        let arrays = layout
+            .arrays
+            .iter()
+            .map(|a| {
+                let len = layout
+                    .batch_size
+                    .checked_mul(a.sample_len())
+                    .ok_or_else(|| MemoryError::Allocation {
+                        bytes: u64::MAX,
+                        reason: format!(
+                            "{} samples of {} floats overflow the address space",
+                            layout.batch_size,
+                            a.sample_len()
+                        ),
+                    })?;
+                SlotArray::allocate(len, a.sample_len(), options)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(BatchData {
+            arrays,
+            meta: (0..layout.batch_size)
+                .map(|_| UnsafeCell::new(SampleMeta::EMPTY))
+                .collect(),
+            layout: Arc::clone(layout),
+        })
+    }
+
+    /// Bytes of tensor memory of this slot.
+    pub(super) fn bytes(&self) -> u64 {
+        self.arrays.iter().map(|a| a.len as u64 * size_of::<f32>() as u64).sum()
+    }
+
+    /// The data of array `i` (`[B, C, Z, Y, X]`, row-major): inputs first, then targets.
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    pub fn array(&self, i: usize) -> &[f32] {
+        let a = &self.arrays[i];
+        // SAFETY: a `&BatchData` is only handed out by a guard or lease of a complete slot
+        // (Borrowed until it is dropped): no worker writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(a.ptr, a.len) }
+    }
+
+    /// Number of arrays.
+    pub fn arrays(&self) -> usize {
+        self.arrays.len()
+    }
+
+    /// The batch layout (names and shapes of the arrays).
+    pub fn layout(&self) -> &BatchLayout {
+        &self.layout
+    }
+
+    /// Per-position metadata, one entry per batch position (`idx` −1 marks an empty position).
+    pub fn meta(&self) -> impl ExactSizeIterator<Item = SampleMeta> + '_ {
+        // SAFETY: as in `array`.
+        self.meta.iter().map(|m| unsafe { *m.get() })
+    }
+
+    /// Positions holding a sample (smaller than the batch size only at the end of validation).
+    pub fn len(&self) -> usize {
+        self.meta().filter(|m| m.idx >= 0).count()
+    }
+
+    /// True when no position holds a sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The memory of array `i`.
+    #[cfg(feature = "torch")]
+    pub(crate) fn memory(&self, i: usize) -> Option<&SlotMemory> {
+        self.arrays.get(i).map(|a| &a.memory)
+    }
+}
+
+impl SlotArray {
+    fn allocate(len: usize, sample_len: usize, options: &PipelineOptions) -> Result<SlotArray, MemoryError> {
+        #[cfg(feature = "torch")]
+        if options.torch_memory {
+            let memory = crate::tensor::TensorMemory::zeroed(len, options.pin)?;
+            return Ok(SlotArray {
+                ptr: memory.as_ptr(),
+                len,
+                sample_len,
+                memory: SlotMemory::Tensor(memory),
+            });
+        }
+        let _ = options;
+        let memory = HostBuffer::try_zeroed(len)?;
+        Ok(SlotArray {
+            ptr: memory.as_ptr(),
+            len,
+            sample_len,
+            memory: SlotMemory::Host(memory),
+        })
+    }
+}
+
+/// The destination of one sample: its place in every array of a slot.
+pub struct SampleOut<'a> {
+    pub(super) slot: &'a BatchData,
+    pub(super) position: usize,
+}
+
+impl SampleOut<'_> {
+    /// Number of arrays.
+    pub fn arrays(&self) -> usize {
+        self.slot.arrays.len()
+    }
+
+    /// This sample's region of array `i`: `channels · z · y · x` f32 values, channel-major.
+    ///
+    /// # Panics
+    /// If `i` is not below [`SampleOut::arrays`].
+    pub fn array(&mut self, i: usize) -> &mut [f32] {
+        let buf = &self.slot.arrays[i];
+        let len = buf.sample_len;
+        assert!((self.position + 1) * len <= buf.len, "sample position outside the slot");
+        // SAFETY: the claim protocol gives this worker exclusive use of `position` in this slot
+        // until it reports completion; regions of different positions are disjoint, and the
+        // slot's memory outlives the pipeline's workers.
+        unsafe { std::slice::from_raw_parts_mut(buf.ptr.add(self.position * len), len) }
+    }
+
+    /// Record this position's metadata.
+    pub(super) fn set_meta(&mut self, meta: SampleMeta) {
+        // SAFETY: exclusive use of `position` (see `array`).
+        unsafe { *self.slot.meta[self.position].get() = meta };
+    }
+}
