@@ -65,7 +65,6 @@ pub fn cpu_seconds() -> Option<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    #[allow(clippy::cast_precision_loss)]
     Some((utime + stime) as f64 / 100.0)
 }
 

@@ -22,19 +22,14 @@
 /// translation and scale (voxel-centre convention, see the module docs).
 #[must_use]
 pub fn crop_start_vox(centre_nm: f64, translation_nm: f64, scale_nm: f64, n: usize) -> i64 {
-    #[allow(clippy::cast_precision_loss)]
     let half = (n as f64 - 1.0) / 2.0;
-    #[allow(clippy::cast_possible_truncation)]
-    let start = ((centre_nm - translation_nm) / scale_nm - half + 0.5).floor() as i64;
-    start
+    ((centre_nm - translation_nm) / scale_nm - half + 0.5).floor() as i64
 }
 
 /// World position (nm) of the centre of voxel `index` on one axis.
 #[must_use]
 pub fn voxel_centre_nm(index: i64, translation_nm: f64, scale_nm: f64) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let i = index as f64;
-    translation_nm + i * scale_nm
+    translation_nm + index as f64 * scale_nm
 }
 
 /// An axis-aligned box in world coordinates (nm, axes `z y x`), half-open in spirit:

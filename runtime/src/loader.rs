@@ -76,69 +76,11 @@ impl Loader {
         if datasets.is_empty() {
             return Err(LoaderError::EmptySplit(split.name()));
         }
-        // Refuse, before anything is allocated, a ring and cache the machine cannot hold. A
-        // shared cache counts with what it may still grow by.
-        let cache_bytes = match (&options.cache, options.no_cache) {
-            (_, true) => 0,
-            (Some(shared), false) => shared.budget_bytes().saturating_sub(shared.stats().bytes),
-            (None, false) => spec.loader.cache_bytes,
-        };
-        check_fits(&MemoryNeed {
-            batch_size: planned.plan.batch.batch_size,
-            batch_bytes: planned.plan.batch_bytes,
-            prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
-            cache_bytes,
-        })?;
-        let cache = if options.no_cache {
-            None
-        } else {
-            Some(
-                options
-                    .cache
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader.cache_bytes))),
-            )
-        };
+        let cache = open_cache(&spec, &planned.plan, &options)?;
         let reader = Reader::new(Arc::clone(&spec), Arc::clone(&planned), cache.clone());
         let batch_size = spec.loader.batch_size as u64;
         let batches_per_epoch = (spec.sampling.iterations_per_epoch / batch_size).max(1);
-        let dist = options.dist;
-        let kind = if split.is_train() || !spec.sampling.validation_tiling {
-            let mut grids: Vec<DatasetGrid> = datasets
-                .iter()
-                .map(|&i| dataset_grid(&planned.plan, i, spec.classes.len()))
-                .collect();
-            if let Some(bias) = &spec.sampling.foreground {
-                let class = spec.classes.iter().position(|c| *c == bias.class).unwrap_or(usize::MAX);
-                for (grid, &i) in grids.iter_mut().zip(&datasets) {
-                    let d = &planned.plan.datasets[i];
-                    grid.foreground = foreground_index(&spec, d, &planned.sources[i], class).map_err(|message| {
-                        LoaderError::Foreground {
-                            origin: d.origin.clone(),
-                            class: bias.class.clone(),
-                            message,
-                        }
-                    })?;
-                }
-            }
-            // The seed override draws the centres too, not only the augmentation.
-            let mut sampling = spec.sampling.clone();
-            sampling.seed = options.seed.unwrap_or(sampling.seed);
-            let sampler = TrainSampler::new(grids, &sampling, dist.rank, dist.world_size)?;
-            JobKind::Train {
-                sampler,
-                epochs: Mutex::new(Vec::with_capacity(EPOCHS_CACHED + 1)),
-            }
-        } else {
-            let all: Vec<(usize, u64)> = datasets
-                .iter()
-                .flat_map(|&i| (0..planned.plan.datasets[i].tiles.len()).map(move |t| (i, t)))
-                .collect();
-            let tiles = crate::sampler::shard(&all, dist.rank, dist.world_size)
-                .copied()
-                .collect();
-            JobKind::Tiles { tiles }
-        };
+        let kind = job_kind(&spec, &planned, &datasets, &options)?;
         // A validation pass is the same at every epoch: only the step says where to resume it.
         let first_batch = match kind {
             JobKind::Train { .. } => options.epoch * batches_per_epoch + options.step,
@@ -147,7 +89,7 @@ impl Loader {
         let job = LoaderJob {
             reader,
             split,
-            dist,
+            dist: options.dist,
             seed: options.seed.unwrap_or(spec.sampling.seed),
             batch_size,
             first_batch,
@@ -156,20 +98,7 @@ impl Loader {
             kind,
             fault_hook: options.fault_hook.clone(),
         };
-        let pipeline_options = PipelineOptions {
-            workers: options.workers.unwrap_or(spec.loader.workers),
-            prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
-            on_error: spec.loader.on_error,
-            max_attempts: if spec.loader.on_error == ErrorPolicy::Fail {
-                1
-            } else {
-                MAX_ATTEMPTS
-            },
-            torch_memory: options.torch_memory,
-            // Pinning needs a CUDA runtime and only helps copies to a CUDA device.
-            pin: options.torch_memory && spec.loader.pin_memory && matches!(spec.loader.device, Device::Cuda(_)),
-        };
-        let pipeline = Pipeline::try_start(job, planned.plan.batch.clone(), &pipeline_options)?;
+        let pipeline = Pipeline::try_start(job, planned.plan.batch.clone(), &pipeline_options(&spec, &options))?;
         Ok(Loader {
             pipeline,
             spec,
@@ -268,5 +197,92 @@ impl Loader {
     /// Samples replaced under `skip_and_log`.
     pub fn skipped_samples(&self) -> u64 {
         self.pipeline.stats().skipped_samples
+    }
+}
+
+/// The chunk cache of a loader (shared, new, or none), after checking that the ring and the cache
+/// fit in the memory the machine offers: refused before anything is allocated. A shared cache
+/// counts with what it may still grow by.
+fn open_cache(spec: &Spec, plan: &Plan, options: &LoaderOptions) -> Result<Option<Arc<ChunkCache>>, LoaderError> {
+    let cache_bytes = match (&options.cache, options.no_cache) {
+        (_, true) => 0,
+        (Some(shared), false) => shared.budget_bytes().saturating_sub(shared.stats().bytes),
+        (None, false) => spec.loader.cache_bytes,
+    };
+    check_fits(&MemoryNeed {
+        batch_size: plan.batch.batch_size,
+        batch_bytes: plan.batch_bytes,
+        prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
+        cache_bytes,
+    })?;
+    if options.no_cache {
+        return Ok(None);
+    }
+    let cache = options
+        .cache
+        .clone()
+        .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader.cache_bytes)));
+    Ok(Some(cache))
+}
+
+/// Training draws (with the foreground index when the spec biases sampling) or this rank's
+/// validation tiles.
+fn job_kind(
+    spec: &Spec,
+    planned: &Planned,
+    datasets: &[usize],
+    options: &LoaderOptions,
+) -> Result<JobKind, LoaderError> {
+    let dist = options.dist;
+    if !options.split.is_train() && spec.sampling.validation_tiling {
+        let all: Vec<(usize, u64)> = datasets
+            .iter()
+            .flat_map(|&i| (0..planned.plan.datasets[i].tiles.len()).map(move |t| (i, t)))
+            .collect();
+        let tiles = crate::sampler::shard(&all, dist.rank, dist.world_size)
+            .copied()
+            .collect();
+        return Ok(JobKind::Tiles { tiles });
+    }
+    let mut grids: Vec<DatasetGrid> = datasets
+        .iter()
+        .map(|&i| dataset_grid(&planned.plan, i, spec.classes.len()))
+        .collect();
+    if let Some(bias) = &spec.sampling.foreground {
+        let class = spec.classes.iter().position(|c| *c == bias.class).unwrap_or(usize::MAX);
+        for (grid, &i) in grids.iter_mut().zip(datasets) {
+            let d = &planned.plan.datasets[i];
+            grid.foreground =
+                foreground_index(spec, d, &planned.sources[i], class).map_err(|message| LoaderError::Foreground {
+                    origin: d.origin.clone(),
+                    class: bias.class.clone(),
+                    message,
+                })?;
+        }
+    }
+    // The seed override draws the centres too, not only the augmentation.
+    let mut sampling = spec.sampling.clone();
+    sampling.seed = options.seed.unwrap_or(sampling.seed);
+    let sampler = TrainSampler::new(grids, &sampling, dist.rank, dist.world_size)?;
+    Ok(JobKind::Train {
+        sampler,
+        epochs: Mutex::new(Vec::with_capacity(EPOCHS_CACHED + 1)),
+    })
+}
+
+/// The pipeline settings of a loader: the spec's, overridden by the options.
+fn pipeline_options(spec: &Spec, options: &LoaderOptions) -> PipelineOptions {
+    PipelineOptions {
+        workers: options.workers.unwrap_or(spec.loader.workers),
+        prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
+        on_error: spec.loader.on_error,
+        max_attempts: if spec.loader.on_error == ErrorPolicy::Fail {
+            1
+        } else {
+            MAX_ATTEMPTS
+        },
+        torch_memory: options.torch_memory,
+        // Pinning needs a CUDA runtime and only helps copies to a CUDA device.
+        pin: options.torch_memory && spec.loader.pin_memory && matches!(spec.loader.device, Device::Cuda(_)),
     }
 }

@@ -193,7 +193,6 @@ impl SplitMix {
         mix(self.0)
     }
     /// Uniform in `[lo, hi)`.
-    #[allow(clippy::cast_precision_loss)]
     fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
     }
@@ -224,7 +223,6 @@ struct Scene {
     er_amp: f64,
 }
 
-#[allow(clippy::cast_precision_loss)]
 fn make_scene(n: u64, seed: u64) -> Scene {
     let n = n as f64;
     let mut rng = SplitMix(seed ^ 0x5EED_CE11);
@@ -437,11 +435,6 @@ fn level_translation(t0: [f64; 3], k: u32) -> [f64; 3] {
     t0.map(|t| t + shift)
 }
 
-#[allow(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
 fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
     let d = dims(options.size);
     let n = d.raw as usize;
@@ -452,42 +445,23 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
             *c = scene.code([z as f64, (i / n) as f64, (i % n) as f64]);
         }
     });
-    let mut raw = vec![0u8; n * n * n];
-    for (i, (r, c)) in raw.iter_mut().zip(&codes).enumerate() {
-        let base: f64 = match *c {
-            EXTRA => 170.0,
-            PM => 60.0,
-            NUC1 | NUC2 => 190.0,
-            MITO => 80.0,
-            ER => 105.0,
-            _ => 150.0,
-        };
-        let noise = (mix(options.seed ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)) % 31) as f64 - 15.0;
-        *r = (base + noise).clamp(0.0, 255.0) as u8;
-    }
-    let mut raw_levels = vec![(raw, [d.raw; 3])];
-    for _ in 1..3 {
-        let (prev, shape) = &raw_levels[raw_levels.len() - 1];
-        let next = downsample(prev, *shape, |v| {
-            ((v.iter().map(|&x| u32::from(x)).sum::<u32>() + 4) / 8) as u8
-        });
-        let shape = shape.map(|s| s / 2);
-        raw_levels.push((next, shape));
-    }
-    let raw_translation: Vec<[f64; 3]> = (0..3).map(|k| level_translation(T0_NM, k)).collect();
-    let raw_scale: Vec<[f64; 3]> = (0..3).map(|k| [S0_NM * f64::from(1u32 << k); 3]).collect();
-
-    let mut crops = Vec::new();
-    for (ci, (start, size)) in d.crops.iter().enumerate() {
-        let classes: Vec<String> = CLASSES
-            .iter()
-            .filter(|c| !(ci == 1 && **c == "pm"))
-            .map(|c| (*c).to_string())
-            .collect();
-        let translation_nm = [0, 1, 2].map(|a| T0_NM[a] + start[a] as f64 * S0_NM);
-        crops.push((ci, *start, *size, classes, translation_nm));
-    }
-
+    let raw = Raw::render(&d, &codes, options.seed);
+    let crops: Vec<CropLayout> = d
+        .crops
+        .iter()
+        .enumerate()
+        .map(|(ci, (start, size))| CropLayout {
+            index: ci,
+            start: *start,
+            size: *size,
+            classes: CLASSES
+                .iter()
+                .filter(|c| !(ci == 1 && **c == "pm"))
+                .map(|c| (*c).to_string())
+                .collect(),
+            translation_nm: [0, 1, 2].map(|a| T0_NM[a] + start[a] as f64 * S0_NM),
+        })
+        .collect();
     let mut crop_reports = Vec::new();
     for (vi, variant) in options.variants.iter().enumerate() {
         let root = tmp.join(variant.dir_name()).join("synth.zarr");
@@ -511,66 +485,143 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
         ] {
             w.group(g, None)?;
         }
-        let raw_group = "recon-1/em/fibsem-uint8";
-        w.group(raw_group, Some((raw_group, &raw_scale, &raw_translation)))?;
-        for (k, (data, shape)) in raw_levels.iter().enumerate() {
-            w.array(&format!("{raw_group}/s{k}"), *shape, Data::U8(data))?;
-        }
-        for (ci, start, size, classes, translation_nm) in &crops {
-            let crop_group = format!("recon-1/labels/groundtruth/crop{}", ci + 1);
-            w.group(&crop_group, None)?;
-            let scales = vec![[S0_NM; 3], [2.0 * S0_NM; 3]];
-            let translations = vec![*translation_nm, level_translation(*translation_nm, 1)];
-            let mut fg = Vec::new();
-            for class in classes {
-                let group = format!("{crop_group}/{class}");
-                w.group(&group, Some((class, &scales, &translations)))?;
-                let s = *size as usize;
-                let mut ids = vec![0u64; s * s * s];
-                for z in 0..s {
-                    for y in 0..s {
-                        for x in 0..s {
-                            let (gz, gy, gx) = (z + start[0] as usize, y + start[1] as usize, x + start[2] as usize);
-                            let c = codes[(gz * n + gy) * n + gx];
-                            ids[(z * s + y) * s + x] = match (class.as_str(), c) {
-                                ("nuc", NUC1) => 1,
-                                ("nuc", NUC2) => 2,
-                                ("mito", MITO) | ("er", ER) | ("pm", PM) => 1,
-                                _ => 0,
-                            };
-                        }
-                    }
-                }
-                fg.push(ids.iter().filter(|v| **v != 0).count() as u64);
-                let shape0 = [*size; 3];
-                let instance = *ci == 0 && class == "nuc";
-                if instance {
-                    let ids1 = downsample(&ids, shape0, |v| v.iter().copied().max().unwrap_or(0));
-                    w.array(&format!("{group}/s0"), shape0, Data::U64(&ids))?;
-                    w.array(&format!("{group}/s1"), shape0.map(|v| v / 2), Data::U64(&ids1))?;
-                } else {
-                    let bin: Vec<u8> = ids.iter().map(|v| u8::from(*v != 0)).collect();
-                    let bin1 = downsample(&bin, shape0, |v| v.iter().copied().max().unwrap_or(0));
-                    w.array(&format!("{group}/s0"), shape0, Data::U8(&bin))?;
-                    w.array(&format!("{group}/s1"), shape0.map(|v| v / 2), Data::U8(&bin1))?;
-                }
-            }
+        raw.write(&w)?;
+        for crop in &crops {
+            let fg = crop.write(&w, &codes, n)?;
             if vi == 0 {
-                crop_reports.push(SynthCrop {
-                    name: format!("crop{}", ci + 1),
-                    split: if *ci == 0 { "train" } else { "validate" }.to_string(),
-                    classes: classes.clone(),
-                    shape_vox: [*size; 3],
-                    translation_nm: *translation_nm,
-                    foreground_vox: fg,
-                });
+                crop_reports.push(crop.report(fg));
             }
         }
     }
+    write_csv_and_spec(tmp, &options.variants[0], &crop_reports)?;
+    let raw_shapes = raw.levels.iter().map(|(_, s)| *s).collect();
+    Ok((raw_shapes, raw.scale, raw.translation, crop_reports))
+}
 
-    let container = format!("{}/synth.zarr", options.variants[0].dir_name());
+/// The raw volume: intensities per material plus noise, and two 2× mean-downsampled levels.
+struct Raw {
+    levels: Vec<(Vec<u8>, [u64; 3])>,
+    scale: Vec<[f64; 3]>,
+    translation: Vec<[f64; 3]>,
+}
+
+impl Raw {
+    fn render(d: &Dims, codes: &[u8], seed: u64) -> Raw {
+        let mut raw = vec![0u8; codes.len()];
+        for (i, (r, c)) in raw.iter_mut().zip(codes).enumerate() {
+            let base: f64 = match *c {
+                EXTRA => 170.0,
+                PM => 60.0,
+                NUC1 | NUC2 => 190.0,
+                MITO => 80.0,
+                ER => 105.0,
+                _ => 150.0,
+            };
+            let noise = (mix(seed ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)) % 31) as f64 - 15.0;
+            *r = (base + noise).clamp(0.0, 255.0) as u8;
+        }
+        let mut levels = vec![(raw, [d.raw; 3])];
+        for _ in 1..3 {
+            let (prev, shape) = &levels[levels.len() - 1];
+            let next = downsample(prev, *shape, |v| {
+                ((v.iter().map(|&x| u32::from(x)).sum::<u32>() + 4) / 8) as u8
+            });
+            let shape = shape.map(|s| s / 2);
+            levels.push((next, shape));
+        }
+        Raw {
+            levels,
+            scale: (0..3).map(|k| [S0_NM * f64::from(1u32 << k); 3]).collect(),
+            translation: (0..3).map(|k| level_translation(T0_NM, k)).collect(),
+        }
+    }
+
+    fn write(&self, w: &Writer<'_>) -> Result<(), SynthError> {
+        let raw_group = "recon-1/em/fibsem-uint8";
+        w.group(raw_group, Some((raw_group, &self.scale, &self.translation)))?;
+        for (k, (data, shape)) in self.levels.iter().enumerate() {
+            w.array(&format!("{raw_group}/s{k}"), *shape, Data::U8(data))?;
+        }
+        Ok(())
+    }
+}
+
+/// One labelled crop: where it lies in the scene and which classes it annotates.
+struct CropLayout {
+    index: usize,
+    start: [u64; 3],
+    size: u64,
+    classes: Vec<String>,
+    translation_nm: [f64; 3],
+}
+
+impl CropLayout {
+    /// Write every class of the crop (s0 and s1); returns the foreground voxels per class.
+    fn write(&self, w: &Writer<'_>, codes: &[u8], n: usize) -> Result<Vec<u64>, SynthError> {
+        let crop_group = format!("recon-1/labels/groundtruth/crop{}", self.index + 1);
+        w.group(&crop_group, None)?;
+        let scales = vec![[S0_NM; 3], [2.0 * S0_NM; 3]];
+        let translations = vec![self.translation_nm, level_translation(self.translation_nm, 1)];
+        let mut fg = Vec::new();
+        for class in &self.classes {
+            let group = format!("{crop_group}/{class}");
+            w.group(&group, Some((class, &scales, &translations)))?;
+            let ids = self.ids(class, codes, n);
+            fg.push(ids.iter().filter(|v| **v != 0).count() as u64);
+            let shape0 = [self.size; 3];
+            if self.index == 0 && class == "nuc" {
+                // Instance ids in one class, as CellMap crops have them.
+                let ids1 = downsample(&ids, shape0, |v| v.iter().copied().max().unwrap_or(0));
+                w.array(&format!("{group}/s0"), shape0, Data::U64(&ids))?;
+                w.array(&format!("{group}/s1"), shape0.map(|v| v / 2), Data::U64(&ids1))?;
+            } else {
+                let bin: Vec<u8> = ids.iter().map(|v| u8::from(*v != 0)).collect();
+                let bin1 = downsample(&bin, shape0, |v| v.iter().copied().max().unwrap_or(0));
+                w.array(&format!("{group}/s0"), shape0, Data::U8(&bin))?;
+                w.array(&format!("{group}/s1"), shape0.map(|v| v / 2), Data::U8(&bin1))?;
+            }
+        }
+        Ok(fg)
+    }
+
+    /// The label ids of `class` over the crop (instances 1 and 2 for nuclei).
+    fn ids(&self, class: &str, codes: &[u8], n: usize) -> Vec<u64> {
+        let s = self.size as usize;
+        let start = self.start.map(|v| v as usize);
+        let mut ids = vec![0u64; s * s * s];
+        for z in 0..s {
+            for y in 0..s {
+                for x in 0..s {
+                    let c = codes[((z + start[0]) * n + y + start[1]) * n + x + start[2]];
+                    ids[(z * s + y) * s + x] = match (class, c) {
+                        ("nuc", NUC1) => 1,
+                        ("nuc", NUC2) => 2,
+                        ("mito", MITO) | ("er", ER) | ("pm", PM) => 1,
+                        _ => 0,
+                    };
+                }
+            }
+        }
+        ids
+    }
+
+    fn report(&self, foreground_vox: Vec<u64>) -> SynthCrop {
+        SynthCrop {
+            name: format!("crop{}", self.index + 1),
+            split: if self.index == 0 { "train" } else { "validate" }.to_string(),
+            classes: self.classes.clone(),
+            shape_vox: [self.size; 3],
+            translation_nm: self.translation_nm,
+            foreground_vox,
+        }
+    }
+}
+
+/// The datasplit CSV (over the first variant's container) and the spec next to it.
+fn write_csv_and_spec(tmp: &Path, variant: &SynthVariant, crops: &[SynthCrop]) -> Result<(), SynthError> {
+    let container = format!("{}/synth.zarr", variant.dir_name());
     let mut csv = String::new();
-    for c in &crop_reports {
+    for c in crops {
         let _ = writeln!(
             csv,
             "\"{}\",\"{container}\",\"recon-1/em/fibsem-uint8\",\"{container}\",\"recon-1/labels/groundtruth/{}/[{}]\"",
@@ -583,8 +634,7 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
     std::fs::write(&csv_path, csv).map_err(io_err(&csv_path))?;
     let spec_path = tmp.join("spec.yaml");
     std::fs::write(&spec_path, SPEC_YAML).map_err(io_err(&spec_path))?;
-    let raw_shapes = raw_levels.iter().map(|(_, s)| *s).collect();
-    Ok((raw_shapes, raw_scale, raw_translation, crop_reports))
+    Ok(())
 }
 
 const SPEC_YAML: &str = "version: 1
