@@ -51,9 +51,13 @@ pub(crate) fn cellmap_error(e: impl std::fmt::Display) -> PyErr {
     CellmapError::new_err(e.to_string())
 }
 
+/// The source name of a spec built in Python (`cellmap_compile._spec_text` passes it; relative
+/// paths resolve against the current folder).
+pub(crate) const DICT_SOURCE: &str = "<dict>";
+
 /// Whether a diagnostic's file is a real file (a spec given as a dict has none).
 pub(crate) fn has_file(d: &Diagnostic) -> bool {
-    d.file.as_os_str() != crate::spec::DICT_SOURCE
+    d.file.as_os_str() != DICT_SOURCE
 }
 
 /// A diagnostic as a dict: severity, message, file, line, column, pointer, expected, hint,

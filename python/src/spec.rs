@@ -8,9 +8,6 @@ use cellmap_schema::{Checked, Split};
 
 use crate::errors::spec_error;
 
-/// The source name of a spec built in Python (relative paths resolve against the current folder).
-pub(crate) const DICT_SOURCE: &str = "<dict>";
-
 /// Parse and validate a spec; an invalid one raises `SpecError` with every diagnostic.
 pub(crate) fn parse(py: Python<'_>, text: &str, source: &str) -> PyResult<Checked> {
     py.detach(|| cellmap_schema::parse(text, Path::new(source)))
