@@ -156,7 +156,7 @@ impl NativeLoader {
 
     /// The spec's device: `cpu` or `cuda:N`.
     fn device(&self) -> String {
-        match self.spec.loader.device {
+        match self.spec.loader().device {
             Device::Cpu => "cpu".to_owned(),
             Device::Cuda(n) => format!("cuda:{n}"),
         }
@@ -164,7 +164,7 @@ impl NativeLoader {
 
     /// Whether the spec asks for pinned host memory.
     fn pin_memory(&self) -> bool {
-        self.spec.loader.pin_memory
+        self.spec.loader().pin_memory
     }
 
     /// The arrays in batch order: `(name, channels, [z, y, x])`.

@@ -138,10 +138,10 @@ pub enum LoaderError {
 /// Check that `actual` has the classes, arrays (names, shapes, voxel sizes) and batch size that
 /// code compiled for `expected` relies on; data locations, sampling and augmentation may differ.
 pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderError> {
-    if expected.classes != actual.classes {
+    if expected.classes() != actual.classes() {
         return Err(LoaderError::Incompatible(format!(
             "classes {:?} instead of {:?}",
-            actual.classes, expected.classes
+            actual.classes(), expected.classes()
         )));
     }
     let shape = |a: &[cellmap_schema::ArraySpec]| -> Vec<(String, [usize; 3], [f64; 3])> {
@@ -150,8 +150,8 @@ pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderErro
             .collect()
     };
     for (kind, e, a) in [
-        ("inputs", &expected.inputs, &actual.inputs),
-        ("targets", &expected.targets, &actual.targets),
+        ("inputs", &expected.inputs(), &actual.inputs()),
+        ("targets", &expected.targets(), &actual.targets()),
     ] {
         if shape(e) != shape(a) {
             return Err(LoaderError::Incompatible(format!(
@@ -161,10 +161,10 @@ pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderErro
             )));
         }
     }
-    if expected.loader.batch_size != actual.loader.batch_size {
+    if expected.loader().batch_size != actual.loader().batch_size {
         return Err(LoaderError::Incompatible(format!(
             "batch size {} instead of {}",
-            actual.loader.batch_size, expected.loader.batch_size
+            actual.loader().batch_size, expected.loader().batch_size
         )));
     }
     Ok(())
@@ -341,8 +341,8 @@ impl SampleJob for LoaderJob {
             Draw::Empty => {
                 let spec = self.reader.spec();
                 for i in 0..out.arrays() {
-                    let fill = if i < spec.inputs.len() {
-                        spec.sampling.pad_value_inputs
+                    let fill = if i < spec.inputs().len() {
+                        spec.sampling().pad_value_inputs
                     } else {
                         f32::NAN
                     };
@@ -421,12 +421,12 @@ impl Loader {
         let cache_bytes = match (&options.cache, options.no_cache) {
             (_, true) => 0,
             (Some(shared), false) => shared.budget_bytes().saturating_sub(shared.stats().bytes),
-            (None, false) => spec.loader.cache_bytes,
+            (None, false) => spec.loader().cache_bytes,
         };
         check_fits(&MemoryNeed {
             batch_size: planned.plan.batch.batch_size,
             batch_bytes: planned.plan.batch_bytes,
-            prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
+            prefetch: options.prefetch.unwrap_or(spec.loader().prefetch),
             cache_bytes,
         })?;
         let cache = if options.no_cache {
@@ -436,20 +436,20 @@ impl Loader {
                 options
                     .cache
                     .clone()
-                    .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader.cache_bytes))),
+                    .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader().cache_bytes))),
             )
         };
         let reader = Reader::new(Arc::clone(&spec), Arc::clone(&planned), cache.clone());
-        let batch_size = spec.loader.batch_size as u64;
-        let batches_per_epoch = (spec.sampling.iterations_per_epoch / batch_size).max(1);
+        let batch_size = spec.loader().batch_size as u64;
+        let batches_per_epoch = (spec.sampling().iterations_per_epoch / batch_size).max(1);
         let dist = options.dist;
-        let kind = if split.is_train() || !spec.sampling.validation_tiling {
+        let kind = if split.is_train() || !spec.sampling().validation_tiling {
             let mut grids: Vec<DatasetGrid> = datasets
                 .iter()
-                .map(|&i| dataset_grid(&planned.plan, i, spec.classes.len()))
+                .map(|&i| dataset_grid(&planned.plan, i, spec.classes().len()))
                 .collect();
-            if let Some(bias) = &spec.sampling.foreground {
-                let class = spec.classes.iter().position(|c| *c == bias.class).unwrap_or(usize::MAX);
+            if let Some(bias) = &spec.sampling().foreground {
+                let class = spec.classes().iter().position(|c| *c == bias.class).unwrap_or(usize::MAX);
                 for (grid, &i) in grids.iter_mut().zip(&datasets) {
                     let d = &planned.plan.datasets[i];
                     grid.foreground = foreground_index(&spec, d, &planned.sources[i], class).map_err(|e| {
@@ -458,7 +458,7 @@ impl Loader {
                 }
             }
             // The seed override draws the centres too, not only the augmentation.
-            let mut sampling = spec.sampling.clone();
+            let mut sampling = spec.sampling().clone();
             sampling.seed = options.seed.unwrap_or(sampling.seed);
             let sampler = TrainSampler::new(grids, &sampling, dist.rank, dist.world_size)
                 .map_err(|e| LoaderError::Sampler(e.to_string()))?;
@@ -485,7 +485,7 @@ impl Loader {
             reader,
             split,
             dist,
-            seed: options.seed.unwrap_or(spec.sampling.seed),
+            seed: options.seed.unwrap_or(spec.sampling().seed),
             batch_size,
             first_batch,
             batches_per_epoch,
@@ -494,17 +494,17 @@ impl Loader {
             fault_hook: options.fault_hook.clone(),
         };
         let pipeline_options = PipelineOptions {
-            workers: options.workers.unwrap_or(spec.loader.workers),
-            prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
-            on_error: spec.loader.on_error,
-            max_attempts: if spec.loader.on_error == ErrorPolicy::Fail {
+            workers: options.workers.unwrap_or(spec.loader().workers),
+            prefetch: options.prefetch.unwrap_or(spec.loader().prefetch),
+            on_error: spec.loader().on_error,
+            max_attempts: if spec.loader().on_error == ErrorPolicy::Fail {
                 1
             } else {
                 MAX_ATTEMPTS
             },
             torch_memory: options.torch_memory,
             // Pinning needs a CUDA runtime and only helps copies to a CUDA device.
-            pin: options.torch_memory && spec.loader.pin_memory && matches!(spec.loader.device, Device::Cuda(_)),
+            pin: options.torch_memory && spec.loader().pin_memory && matches!(spec.loader().device, Device::Cuda(_)),
         };
         let pipeline = Pipeline::try_start(job, planned.plan.batch.clone(), &pipeline_options)?;
         Ok(Loader {

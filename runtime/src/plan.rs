@@ -263,26 +263,26 @@ pub struct Planned {
 /// Open the data of a spec and plan it.
 pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
     if let Some(a) = spec
-        .inputs
+        .inputs()
         .iter()
-        .chain(&spec.targets)
+        .chain(spec.targets())
         .find(|a| a.dtype != cellmap_schema::OutputDtype::Float32)
     {
         return Err(PlanError::Unsupported(format!(
             "{}: array `{}` asks for dtype `{:?}`, but this runtime fills float32 batches only; set `dtype: float32` (or remove it)",
-            spec.source.display(),
+            spec.source().display(),
             a.name,
             a.dtype
         )));
     }
     let layout = batch_layout(spec);
     let batch_bytes = layout.batch_bytes();
-    let count = options.count_classes || spec.sampling.weighting == cellmap_schema::Weighting::VoxelWeighted;
+    let count = options.count_classes || spec.sampling().weighting == cellmap_schema::Weighting::VoxelWeighted;
     let mut datasets = Vec::new();
     let mut sources = Vec::new();
     let mut excluded = Vec::new();
     let mut warnings = Vec::new();
-    for dataset in &spec.datasets {
+    for dataset in spec.datasets() {
         let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
         warnings.extend(opened.warnings.iter().map(|w| format!("{}: {w}", dataset.origin)));
         match plan_dataset(spec, &opened, count, &mut warnings)? {
@@ -322,12 +322,12 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
         }
     }
     let plan = Plan {
-        name: spec.name.clone(),
+        name: spec.name().to_owned(),
         batch: layout,
         batch_bytes,
-        prefetch: spec.loader.prefetch,
-        ring_bytes: batch_bytes.saturating_mul(spec.loader.prefetch as u64),
-        class_weights: class_weights(&datasets, &spec.classes),
+        prefetch: spec.loader().prefetch,
+        ring_bytes: batch_bytes.saturating_mul(spec.loader().prefetch as u64),
+        class_weights: class_weights(&datasets, spec.classes()),
         datasets,
         excluded,
         warnings,
@@ -351,16 +351,16 @@ impl Planned {
             what,
         };
         let layout = batch_layout(spec);
-        if plan.batch != layout || plan.prefetch != spec.loader.prefetch {
+        if plan.batch != layout || plan.prefetch != spec.loader().prefetch {
             return Err(stale(
-                &spec.source.display().to_string(),
+                &spec.source().display().to_string(),
                 "the spec's arrays, batch size or prefetch differ from the plan's".to_owned(),
             ));
         }
         let mut sources = Vec::with_capacity(plan.datasets.len());
         for planned in &plan.datasets {
             let Some(dataset) = spec
-                .datasets
+                .datasets()
                 .iter()
                 .find(|d| d.split == planned.split && d.index == planned.index)
             else {
@@ -370,7 +370,7 @@ impl Planned {
                 ));
             };
             let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
-            check_levels(&opened, planned, &spec.classes).map_err(|what| stale(&planned.origin, what))?;
+            check_levels(&opened, planned, spec.classes()).map_err(|what| stale(&planned.origin, what))?;
             sources.push(opened);
         }
         Ok(Planned { plan, sources })
@@ -458,18 +458,18 @@ fn check_levels(opened: &DatasetSources, planned: &DatasetPlan, names: &[String]
 
 /// The batch layout of a spec: inputs `[B, 1, …]`, then targets `[B, classes, …]`.
 pub fn batch_layout(spec: &Spec) -> BatchLayout {
-    let inputs = spec.inputs.iter().map(|a| ArrayLayout {
+    let inputs = spec.inputs().iter().map(|a| ArrayLayout {
         name: a.name.clone(),
         channels: 1,
         shape_vox: a.shape_vox,
     });
-    let targets = spec.targets.iter().map(|a| ArrayLayout {
+    let targets = spec.targets().iter().map(|a| ArrayLayout {
         name: a.name.clone(),
-        channels: spec.classes.len(),
+        channels: spec.classes().len(),
         shape_vox: a.shape_vox,
     });
     BatchLayout {
-        batch_size: spec.loader.batch_size,
+        batch_size: spec.loader().batch_size,
         arrays: inputs.chain(targets).collect(),
     }
 }
@@ -482,7 +482,7 @@ fn plan_dataset(
     warnings: &mut Vec<String>,
 ) -> Result<Result<DatasetPlan, String>, PlanError> {
     let ds = &opened.spec;
-    let pad = spec.sampling.pad.for_split(ds.split);
+    let pad = spec.sampling().pad.for_split(ds.split);
     let mut note_level = |group: &Multiscale, array: &ArraySpec| -> LevelPlan {
         let choice = choose_level(&group.levels, array.voxel_size_nm);
         if choice.finer_than_available {
@@ -502,9 +502,9 @@ fn plan_dataset(
             resampled: !choice.exact,
         }
     };
-    let inputs: Vec<LevelPlan> = spec.inputs.iter().map(|a| note_level(&opened.raw, a)).collect();
+    let inputs: Vec<LevelPlan> = spec.inputs().iter().map(|a| note_level(&opened.raw, a)).collect();
     let targets: Vec<Vec<ClassPlan>> = spec
-        .targets
+        .targets()
         .iter()
         .map(|a| {
             opened
@@ -528,7 +528,7 @@ fn plan_dataset(
     );
     let annotated: Vec<(&Multiscale, &LevelPlan, &ArraySpec)> = targets
         .iter()
-        .zip(&spec.targets)
+        .zip(spec.targets())
         .flat_map(|(classes, array)| {
             classes
                 .iter()
@@ -545,14 +545,14 @@ fn plan_dataset(
     let Some(bbox) = bbox else {
         return Ok(Err("the raw volume and the labelled crop do not overlap".to_owned()));
     };
-    if !spec.targets.is_empty() && annotated.is_empty() && ds.targets.is_some() {
+    if !spec.targets().is_empty() && annotated.is_empty() && ds.targets.is_some() {
         return Ok(Err("none of the spec's classes is annotated in this crop".to_owned()));
     }
 
     // Reference grid: the first annotated class of the first target array, else the raw of the first input.
     let (reference, ref_array) = match annotated.first() {
         Some((_, lp, array)) => ((*lp).clone(), *array),
-        None => match (inputs.first(), spec.inputs.first()) {
+        None => match (inputs.first(), spec.inputs().first()) {
             (Some(lp), Some(array)) => (lp.clone(), array),
             _ => return Ok(Err("the spec has no arrays".to_owned())),
         },
@@ -571,7 +571,7 @@ fn plan_dataset(
             hi[a] = bbox.hi_nm[a] + half;
         }
     } else {
-        fits.extend(inputs.iter().zip(&spec.inputs).map(|(lp, array)| Fit::new(lp, array)));
+        fits.extend(inputs.iter().zip(spec.inputs()).map(|(lp, array)| Fit::new(lp, array)));
         fits.extend(annotated.iter().map(|(_, lp, array)| Fit::new(lp, array)));
         for fit in &fits {
             for a in 0..3 {
@@ -587,8 +587,8 @@ fn plan_dataset(
     let tiles = tile_grid(&reference, ref_array, &bbox, pad, lo, hi);
 
     let class_counts = if count && !annotated.is_empty() {
-        let mut counts = Vec::with_capacity(spec.classes.len());
-        let target_voxel_nm3: f64 = spec.targets[0].voxel_size_nm.iter().product();
+        let mut counts = Vec::with_capacity(spec.classes().len());
+        let target_voxel_nm3: f64 = spec.targets()[0].voxel_size_nm.iter().product();
         for (c, source) in opened.classes.iter().enumerate() {
             let (Some(ClassPlan::Annotated(lp)), ClassSource::Annotated(group)) =
                 (targets.first().and_then(|t| t.get(c)), source)
@@ -600,13 +600,13 @@ fn plan_dataset(
                 continue;
             };
             // Metadata of s0 when present (no read), else count the level read.
-            let (level, fg) = match metadata_foreground(&group.levels[0], &spec.classes[c]) {
+            let (level, fg) = match metadata_foreground(&group.levels[0], &spec.classes()[c]) {
                 Some(fg) => (&group.levels[0], fg),
                 None => {
                     let level = &group.levels[lp.level];
                     let fg = count_nonzero(level).map_err(|source| PlanError::Count {
                         origin: ds.origin.clone(),
-                        class: spec.classes[c].clone(),
+                        class: spec.classes()[c].clone(),
                         source: Box::new(source),
                     })?;
                     (level, fg)

@@ -108,18 +108,18 @@ fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
     };
     let report = cellmap_runtime::write_synthetic(&tmp.path().join("synth"), &options).unwrap();
     let mut spec = cellmap_schema::load(&report.spec_yaml).unwrap().spec;
-    spec.inputs[0].shape_vox = [24, 24, 24];
-    spec.targets[0].shape_vox = [16, 16, 16];
-    spec.augment.spatial.mirror = [0.5; 3];
-    spec.augment.spatial.transpose = vec![cellmap_schema::Axis::Y, cellmap_schema::Axis::X];
-    spec.augment.spatial.rotate = [Some((-30.0, 30.0)), None, None];
-    spec.augment.inputs = vec![cellmap_schema::ValueTransform::GaussianNoise { mean: 0.0, std: 1.0 }];
+    spec.inputs()[0].shape_vox = [24, 24, 24];
+    spec.targets()[0].shape_vox = [16, 16, 16];
+    spec.augment().spatial.mirror = [0.5; 3];
+    spec.augment().spatial.transpose = vec![cellmap_schema::Axis::Y, cellmap_schema::Axis::X];
+    spec.augment().spatial.rotate = [Some((-30.0, 30.0)), None, None];
+    spec.augment().inputs = vec![cellmap_schema::ValueTransform::GaussianNoise { mean: 0.0, std: 1.0 }];
     if class_balanced {
-        spec.sampling.weighting = cellmap_schema::Weighting::ClassBalanced;
-        spec.sampling.iterations_per_epoch = 16;
+        spec.sampling().weighting = cellmap_schema::Weighting::ClassBalanced;
+        spec.sampling().iterations_per_epoch = 16;
     }
     if elastic {
-        spec.augment.spatial.elastic = Some(cellmap_schema::Elastic {
+        spec.augment().spatial.elastic = Some(cellmap_schema::Elastic {
             spacing_nm: [64.0; 3],
             sigma_nm: 4.0,
             probability: 0.5,

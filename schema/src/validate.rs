@@ -151,7 +151,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     if !c.errors.is_empty() {
         return None;
     }
-    Some(Spec {
+    let spec = Spec {
         version: raw.version,
         name: raw.name,
         source,
@@ -164,7 +164,9 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
         augment,
         loader,
         predict,
-    })
+    };
+    debug_assert_eq!(crate::spec::invariant_errors(&spec), Vec::<String>::new());
+    Some(spec)
 }
 
 /// A valid crate name, or a suggestion.

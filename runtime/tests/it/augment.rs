@@ -448,7 +448,7 @@ fn read_transformed_with_the_spatial_draw_equals_read() {
 
     let f = crate::loader::synth(SynthVariant::V2);
     let mut s = crate::loader::spec(&f.dir);
-    s.augment.spatial = Spatial {
+    s.augment().spatial = Spatial {
         mirror: [0.5; 3],
         transpose: vec![Axis::Y, Axis::X],
         rotate: [Some((-180.0, 180.0)), None, None],

@@ -26,10 +26,10 @@ fn issue16_class_weights_equal_direct_counts_summed_per_split() {
     let mut s = spec(&f.dir);
     // A second training dataset (crop2: mito, er, nuc) so that train sums two crops and `pm`
     // comes from crop1 alone; validation has crop2 only, where `pm` is not annotated.
-    let mut second: DatasetSpec = s.datasets[1].clone();
+    let mut second: DatasetSpec = s.datasets()[1].clone();
     second.split = Split::Train;
     second.index = 1;
-    s.datasets.insert(1, second);
+    s.datasets().insert(1, second);
     let p: Plan = plan(&s, PlanOptions { count_classes: true }).unwrap().plan;
 
     let crop = |c: &str, class: &str| count(&f.dir.join(format!("recon-1/labels/groundtruth/{c}/{class}")));
@@ -89,7 +89,7 @@ fn issue16_a_class_with_no_foreground_weighs_its_background() {
     // cellmap-data's max(foreground, 1): an annotated, empty class weighs all its background.
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.datasets.truncate(1);
+    s.datasets().truncate(1);
     let er = f.dir.join("recon-1/labels/groundtruth/crop1/er/s0/.zattrs");
     let mut attrs: serde_json::Value = std::fs::read_to_string(&er)
         .ok()

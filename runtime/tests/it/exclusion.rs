@@ -9,8 +9,8 @@ use crate::loader::{spec, synth};
 fn train_reason(shape: [usize; 3]) -> String {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.datasets.retain(|d| d.split == cellmap_schema::Split::Train);
-    s.targets[0].shape_vox = shape;
+    s.datasets().retain(|d| d.split == cellmap_schema::Split::Train);
+    s.targets()[0].shape_vox = shape;
     let err = plan(&s, PlanOptions::default()).err().unwrap().to_string();
     assert!(err.contains("no train dataset can produce a sample"), "{err}");
     err
@@ -66,8 +66,8 @@ fn issue16_exclusion_names_the_input_array_when_raw_is_too_small() {
     // Raw is 96³ voxels at 8 nm (768 nm); the labels' 12³ crop fits.
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.datasets.retain(|d| d.split == cellmap_schema::Split::Train);
-    s.inputs[0].shape_vox = [1, 12, 112];
+    s.datasets().retain(|d| d.split == cellmap_schema::Split::Train);
+    s.inputs()[0].shape_vox = [1, 12, 112];
     let err = plan(&s, PlanOptions::default()).err().unwrap().to_string();
     assert!(
         err.contains(

@@ -134,7 +134,7 @@ fn damage(path: &Path, fault: ChunkFault) {
 
 fn with_policy(dir: &Path, policy: ErrorPolicy) -> Spec {
     let mut s = spec(dir);
-    s.loader.on_error = policy;
+    s.loader().on_error = policy;
     s
 }
 
@@ -318,10 +318,10 @@ fn float_dataset(root: &Path, labels: Labels) -> (Spec, Vec<f32>) {
     }
     write_group(root, "labels", 2, None);
     let mut s = spec(root);
-    s.classes = vec!["mito".into()];
-    s.inputs = vec![array("raw", 8, Interpolation::Linear)];
-    s.targets = vec![array("labels", 8, Interpolation::Nearest)];
-    s.datasets = vec![DatasetSpec {
+    s.classes() = vec!["mito".into()];
+    s.inputs() = vec![array("raw", 8, Interpolation::Linear)];
+    s.targets() = vec![array("labels", 8, Interpolation::Nearest)];
+    s.datasets() = vec![DatasetSpec {
         split: Split::Train,
         index: 0,
         raw: raw.display().to_string(),
@@ -358,7 +358,7 @@ fn non_finite_raw_values_pass_through_unless_nan_to_num_says_so() {
         let root = tmp.path().to_path_buf();
         let (mut s, _) = float_dataset(&root, Labels::F32);
         let replace = !transforms.is_empty();
-        s.augment.inputs = transforms;
+        s.augment().inputs = transforms;
         within("float raw", move || {
             let mut loader = Loader::open(s, options(Split::Train)).unwrap();
             let (mut nan, mut inf) = (0, 0);

@@ -285,7 +285,7 @@ fn validation_tiles_cover_the_crop_and_mark_unknown_classes() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
     // pm is mutually exclusive with nuc: in crop2 (no pm) it is 0 where nuc is 1, NaN elsewhere.
-    s.class_relations = BTreeMap::from([
+    s.class_relations() = BTreeMap::from([
         ("nuc".to_owned(), BTreeSet::from(["pm".to_owned()])),
         ("pm".to_owned(), BTreeSet::from(["nuc".to_owned()])),
     ]);
@@ -335,13 +335,13 @@ fn validation_tiles_cover_the_crop_and_mark_unknown_classes() {
 fn batches_are_identical_for_any_worker_count_and_resume_exactly() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.augment.spatial = Spatial {
+    s.augment().spatial = Spatial {
         mirror: [0.5; 3],
         transpose: vec![cellmap_schema::Axis::Y, cellmap_schema::Axis::X],
         rotate: [Some((-30.0, 30.0)), None, None],
         elastic: None,
     };
-    s.augment.inputs = vec![ValueTransform::GaussianNoise { mean: 0.0, std: 2.0 }];
+    s.augment().inputs = vec![ValueTransform::GaussianNoise { mean: 0.0, std: 2.0 }];
     let run = |workers: usize, epoch: u64, step: u64, n: usize| -> Vec<Vec<u32>> {
         let mut o = options(Split::Train);
         o.workers = Some(workers);
@@ -398,7 +398,7 @@ fn a_validation_pass_resumes_at_its_step_whatever_the_epoch() {
 fn mirror_folds_into_the_read() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.augment.spatial.mirror = [0.0, 0.0, 1.0];
+    s.augment().spatial.mirror = [0.0, 0.0, 1.0];
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
@@ -442,7 +442,7 @@ fn mirror_folds_into_the_read() {
 fn padding_fills_outside_the_data() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.sampling.pad = PadPolicy {
+    s.sampling().pad = PadPolicy {
         train: true,
         validate: true,
     };
@@ -494,9 +494,9 @@ fn packed_label_gather_equals_per_class_reads_under_rotation_and_resampling() {
     let f = synth(SynthVariant::V2);
     for (voxel_nm, rotate) in [(8.0, Some((-40.0, 40.0))), (12.0, None), (8.0, None)] {
         let mut s = spec(&f.dir);
-        s.targets[0].voxel_size_nm = [voxel_nm; 3];
-        s.augment.spatial.rotate = [rotate, None, rotate];
-        s.augment.spatial.mirror = [0.5; 3];
+        s.targets()[0].voxel_size_nm = [voxel_nm; 3];
+        s.augment().spatial.rotate = [rotate, None, rotate];
+        s.augment().spatial.mirror = [0.5; 3];
         let s = Arc::new(s);
         let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
         let packed = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
@@ -547,7 +547,7 @@ fn without_value_transforms_rotated_labels_keep_their_stored_values() {
     // stand in for a read without value transforms (`sample --raw-values`).
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.augment.spatial.rotate = [Some((20.0, 20.0)), None, None];
+    s.augment().spatial.rotate = [Some((20.0, 20.0)), None, None];
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let packed = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
@@ -594,11 +594,11 @@ fn without_value_transforms_rotated_labels_keep_their_stored_values() {
 fn foreground_bias_one_puts_every_centre_on_the_class() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.sampling.foreground = Some(cellmap_schema::ForegroundBias {
+    s.sampling().foreground = Some(cellmap_schema::ForegroundBias {
         class: "mito".into(),
         fraction: 1.0,
     });
-    s.sampling.iterations_per_epoch = 30;
+    s.sampling().iterations_per_epoch = 30;
     let mut loader = Loader::open(s, options(Split::Train)).unwrap();
     let mito = f.dir.join("recon-1/labels/groundtruth/crop1/mito");
     let mut centres = BTreeSet::new();
@@ -642,10 +642,10 @@ fn resampled_arrays_equal_nearest_reads_of_the_chosen_level() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
     // Raw at 16 nm reads s1 exactly; labels at 4 nm are finer than s0 (8 nm): nearest from s0.
-    s.inputs[0].voxel_size_nm = [16.0; 3];
-    s.inputs[0].shape_vox = [6; 3];
-    s.targets[0].voxel_size_nm = [4.0; 3];
-    s.targets[0].shape_vox = [10; 3];
+    s.inputs()[0].voxel_size_nm = [16.0; 3];
+    s.inputs()[0].shape_vox = [6; 3];
+    s.targets()[0].voxel_size_nm = [4.0; 3];
+    s.targets()[0].shape_vox = [10; 3];
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let d = &planned.plan.datasets[0];
@@ -756,7 +756,7 @@ fn validation_tiles_of_four_ranks_are_disjoint_and_complete() {
 fn a_split_whose_datasets_are_all_excluded_is_an_error_naming_each_reason() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.targets[0].shape_vox = [80, 12, 12];
+    s.targets()[0].shape_vox = [80, 12, 12];
     let err = plan(&s, PlanOptions::default()).err().unwrap().to_string();
     assert!(err.contains("no train dataset can produce a sample"), "{err}");
     assert!(
@@ -798,7 +798,7 @@ fn read_unaugmented(s: Spec, centre: impl FnOnce(&Planned) -> [f64; 3]) -> Vec<V
 fn a_leading_nan_to_num_is_applied_by_the_copy_to_data_and_padding() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.augment.inputs = vec![
+    s.augment().inputs = vec![
         ValueTransform::NanToNum {
             nan: 7.0,
             posinf: None,
@@ -806,7 +806,7 @@ fn a_leading_nan_to_num_is_applied_by_the_copy_to_data_and_padding() {
         },
         ValueTransform::Normalize { shift: 0.0, scale: 2.0 },
     ];
-    s.sampling.pad_value_inputs = f32::NAN;
+    s.sampling().pad_value_inputs = f32::NAN;
     // Centred on raw voxel 0: the window reaches 8 voxels past the volume's lower faces (NaN fill).
     let centre = RAW_T0;
     let out = read_unaugmented(s, |_| centre);
@@ -824,7 +824,7 @@ fn a_leading_nan_to_num_is_applied_by_the_copy_to_data_and_padding() {
 fn a_leading_normalize_is_applied_by_the_copy_bit_for_bit() {
     let f = synth(SynthVariant::V3);
     let mut s = spec(&f.dir);
-    s.augment.inputs = vec![
+    s.augment().inputs = vec![
         ValueTransform::Normalize {
             shift: 10.0,
             scale: 255.0,
@@ -904,8 +904,8 @@ fn owned_batches_equal_borrowed_ones_and_end_a_validation_pass() {
 fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refused() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.sampling.weighting = Weighting::VoxelWeighted;
-    s.augment.spatial.rotate = [Some((-30.0, 30.0)), None, None];
+    s.sampling().weighting = Weighting::VoxelWeighted;
+    s.augment().spatial.rotate = [Some((-30.0, 30.0)), None, None];
     let earlier = plan(&s, PlanOptions::default()).unwrap().plan;
     assert!(
         earlier.datasets[0].class_counts.is_some(),
@@ -957,7 +957,7 @@ fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refus
 
     // A spec with another batch size than the plan's.
     let mut other = s.clone();
-    other.loader.batch_size = 4;
+    other.loader().batch_size = 4;
     let err = Loader::open_planned(other, earlier, options(Split::Train))
         .err()
         .unwrap()
@@ -969,16 +969,16 @@ fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refus
 fn class_balanced_epochs_drawn_into_recycled_memory_equal_a_fresh_start() {
     let f = synth(SynthVariant::V2);
     let mut s = spec(&f.dir);
-    s.sampling.weighting = Weighting::ClassBalanced;
-    s.sampling.iterations_per_epoch = 6; // batch 3: 2 batches per epoch
+    s.sampling().weighting = Weighting::ClassBalanced;
+    s.sampling().iterations_per_epoch = 6; // batch 3: 2 batches per epoch
     // Two training crops with different classes, so the epoch's crop sequence matters.
-    let mut second = s.datasets[1].clone();
+    let mut second = s.datasets()[1].clone();
     second.split = Split::Train;
     second.index = 1;
     if let Some(t) = &mut second.targets {
         t.annotated = Some(vec!["nuc".into()]);
     }
-    s.datasets.push(second);
+    s.datasets().push(second);
     let metas = |loader: &mut Loader, n: usize| -> Vec<Vec<cellmap_runtime::SampleMeta>> {
         (0..n)
             .map(|_| loader.next_batch().unwrap().unwrap().meta().collect())
