@@ -198,11 +198,16 @@ fn array_rows(spec: &Spec, names: &crate::names::RustNames) -> Vec<ArrayRow> {
 fn constants_tokens(spec: &Spec, names: &crate::names::RustNames, arrays: &[ArrayRow]) -> TokenStream {
     let n_classes = spec.classes().len();
     let class_names = spec.classes();
-    let class_consts = names.classes.iter().zip(class_names).enumerate().map(|(i, (ident, class))| {
-        let ident = format_ident!("{}", ident.to_uppercase());
-        let doc = format!(" Channel of class `{class}`.");
-        quote!(#[doc = #doc] pub const #ident: usize = #i;)
-    });
+    let class_consts = names
+        .classes
+        .iter()
+        .zip(class_names)
+        .enumerate()
+        .map(|(i, (ident, class))| {
+            let ident = format_ident!("{}", ident.to_uppercase());
+            let doc = format!(" Channel of class `{class}`.");
+            quote!(#[doc = #doc] pub const #ident: usize = #i;)
+        });
     let batch_size = spec.loader().batch_size;
     let batch_bytes = cellmap_runtime::batch_layout(spec).batch_bytes();
     let prefetch = spec.loader().prefetch;

@@ -106,7 +106,9 @@ pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
     let has_targets = !spec.targets().is_empty();
     let columns = 1 + if has_targets { classes + 1 } else { 0 };
     let mut image = Image::new(columns * (TILE + GAP) + GAP, HEADER + samples * (TILE + GAP) + GAP);
-    let Some(input) = spec.inputs().first() else { return image };
+    let Some(input) = spec.inputs().first() else {
+        return image;
+    };
     for (column, (name, swatch)) in header_labels(spec).into_iter().enumerate() {
         let label = Label::fit(GAP + column * (TILE + GAP), &name, swatch);
         if let Some(c) = label.swatch {

@@ -141,7 +141,8 @@ pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderErro
     if expected.classes() != actual.classes() {
         return Err(LoaderError::Incompatible(format!(
             "classes {:?} instead of {:?}",
-            actual.classes(), expected.classes()
+            actual.classes(),
+            expected.classes()
         )));
     }
     let shape = |a: &[cellmap_schema::ArraySpec]| -> Vec<(String, [usize; 3], [f64; 3])> {
@@ -164,7 +165,8 @@ pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderErro
     if expected.loader().batch_size != actual.loader().batch_size {
         return Err(LoaderError::Incompatible(format!(
             "batch size {} instead of {}",
-            actual.loader().batch_size, expected.loader().batch_size
+            actual.loader().batch_size,
+            expected.loader().batch_size
         )));
     }
     Ok(())
@@ -449,7 +451,11 @@ impl Loader {
                 .map(|&i| dataset_grid(&planned.plan, i, spec.classes().len()))
                 .collect();
             if let Some(bias) = &spec.sampling().foreground {
-                let class = spec.classes().iter().position(|c| *c == bias.class).unwrap_or(usize::MAX);
+                let class = spec
+                    .classes()
+                    .iter()
+                    .position(|c| *c == bias.class)
+                    .unwrap_or(usize::MAX);
                 for (grid, &i) in grids.iter_mut().zip(&datasets) {
                     let d = &planned.plan.datasets[i];
                     grid.foreground = foreground_index(&spec, d, &planned.sources[i], class).map_err(|e| {

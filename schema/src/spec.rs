@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 mod normalized;
 
-pub(crate) use normalized::invariant_errors;
 pub use normalized::NormalizedError;
+pub(crate) use normalized::invariant_errors;
 
 /// Spatial axes in storage order. Every shape and voxel size in a [`Spec`] is `[z, y, x]`.
 pub const AXES: [Axis; 3] = [Axis::Z, Axis::Y, Axis::X];

@@ -98,7 +98,11 @@ fn a_challenge_train_config_imports_into_a_valid_spec() {
     let o = import_cli(&config, &spec, &["--force", "--iterations", "samples"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
-        cellmap_schema::load(&spec).unwrap().spec.sampling().iterations_per_epoch,
+        cellmap_schema::load(&spec)
+            .unwrap()
+            .spec
+            .sampling()
+            .iterations_per_epoch,
         1000
     );
     let o = import_cli(&config, &spec, &["--force", "--from", "cellmap-data"]);

@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
-use super::{
-    ArraySpec, Augment, DatasetSpec, LoaderSpec, Predict, Sampling, Spec, Split, ValueTransform,
-};
+use super::{ArraySpec, Augment, DatasetSpec, LoaderSpec, Predict, Sampling, Spec, Split, ValueTransform};
 
 /// Errors of [`Spec::from_normalized`] and [`Spec::to_normalized`].
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +42,19 @@ struct SpecData {
 }
 
 impl Spec {
-    /// The normalized text of this spec: pretty-printed JSON, byte-stable (maps are sorted), read
-    /// back by [`Spec::from_normalized`] into an equal spec. NaN pad values are written as `null`.
+    /// The normalized text of this spec: JSON, one field per line and lists of numbers or names on
+    /// one line, byte-stable (maps are sorted), read back by [`Spec::from_normalized`] into an equal
+    /// spec. NaN pad values are written as `null`.
     ///
     /// # Errors
     ///
     /// [`NormalizedError::Json`] when a path is not UTF-8.
     pub fn to_normalized(&self) -> Result<String, NormalizedError> {
-        Ok(serde_json::to_string_pretty(self)?)
+        let value = serde_json::to_value(self)?;
+        let mut out = String::new();
+        write_json(&value, 0, &mut out)?;
+        out.push('\n');
+        Ok(out)
     }
 
     /// The spec of a normalized text (see [`Spec::to_normalized`]), checked again: shapes positive,
@@ -94,6 +98,43 @@ impl Spec {
             Err(NormalizedError::Invalid(problems))
         }
     }
+}
+
+/// `value` as indented JSON; arrays without objects or arrays in them stay on one line.
+fn write_json(value: &Value, indent: usize, out: &mut String) -> Result<(), serde_json::Error> {
+    let pad = |n: usize| "  ".repeat(n);
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            out.push_str("{\n");
+            for (i, (key, v)) in map.iter().enumerate() {
+                out.push_str(&pad(indent + 1));
+                out.push_str(&serde_json::to_string(key)?);
+                out.push_str(": ");
+                write_json(v, indent + 1, out)?;
+                out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(indent));
+            out.push('}');
+        }
+        Value::Array(items) if items.iter().any(|v| v.is_object() || v.is_array()) => {
+            out.push_str("[\n");
+            for (i, v) in items.iter().enumerate() {
+                out.push_str(&pad(indent + 1));
+                write_json(v, indent + 1, out)?;
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(indent));
+            out.push(']');
+        }
+        Value::Array(items) => {
+            let items: Result<Vec<String>, _> = items.iter().map(serde_json::to_string).collect();
+            out.push('[');
+            out.push_str(&items?.join(", "));
+            out.push(']');
+        }
+        scalar => out.push_str(&serde_json::to_string(scalar)?),
+    }
+    Ok(())
 }
 
 /// `null` (how JSON writes NaN) as NaN.
@@ -144,7 +185,9 @@ fn class_errors(spec: &Spec, out: &mut Vec<String>) {
         for b in related {
             let symmetric = spec.class_relations.get(b).is_some_and(|r| r.contains(a));
             if a == b || !known.contains(a.as_str()) || !known.contains(b.as_str()) || !symmetric {
-                out.push(format!("class relation `{a}`–`{b}` is not between two known classes both ways"));
+                out.push(format!(
+                    "class relation `{a}`–`{b}` is not between two known classes both ways"
+                ));
             }
         }
     }
@@ -176,7 +219,10 @@ fn dataset_errors(spec: &Spec, out: &mut Vec<String>) {
         if let Some(t) = &d.targets {
             let unknown = t.annotated.iter().flatten().any(|c| !spec.classes.contains(c));
             if !t.template.contains("{class}") || unknown {
-                out.push(format!("dataset `{}`: its targets need `{{class}}` and known classes", d.raw));
+                out.push(format!(
+                    "dataset `{}`: its targets need `{{class}}` and known classes",
+                    d.raw
+                ));
             }
         }
     }
@@ -201,7 +247,11 @@ fn augment_errors(spec: &Spec, out: &mut Vec<String>) {
     if !s.mirror.iter().all(|p| probability(*p)) {
         out.push("mirror probabilities must be in [0, 1]".to_owned());
     }
-    if s.rotate.iter().flatten().any(|(lo, hi)| !(lo.is_finite() && hi.is_finite() && lo <= hi)) {
+    if s.rotate
+        .iter()
+        .flatten()
+        .any(|(lo, hi)| !(lo.is_finite() && hi.is_finite() && lo <= hi))
+    {
         out.push("rotation ranges must be finite with `lo <= hi`".to_owned());
     }
     if let Some(e) = &s.elastic

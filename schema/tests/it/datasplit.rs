@@ -101,7 +101,10 @@ fn issue_16_test_rows_are_a_third_split() {
     // Test samples are read like validation samples.
     assert!(!Split::Test.is_train());
     assert_eq!(s.sampling().pad.for_split(Split::Test), s.sampling().pad.validate);
-    assert_eq!(s.augment().inputs_for(Split::Test), s.augment().inputs_for(Split::Validate));
+    assert_eq!(
+        s.augment().inputs_for(Split::Test),
+        s.augment().inputs_for(Split::Validate)
+    );
 }
 
 #[test]
