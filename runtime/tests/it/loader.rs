@@ -739,7 +739,7 @@ fn a_split_whose_datasets_are_all_excluded_is_an_error_naming_each_reason() {
     let err = plan(&s, PlanOptions::default()).err().unwrap().to_string();
     assert!(err.contains("no train dataset can produce a sample"), "{err}");
     assert!(
-        err.contains("test.yaml:0:1") && err.contains("80-voxel crop") && err.contains("sampling.pad"),
+        err.contains(&s.datasets()[0].origin) && err.contains("80-voxel crop") && err.contains("sampling.pad"),
         "{err}"
     );
 }
@@ -907,7 +907,10 @@ fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refus
         .unwrap()
         .to_string();
     assert!(
-        err.contains("test.yaml:0:1: the data changed since this plan was made"),
+        err.contains(&format!(
+            "{}: the data changed since this plan was made",
+            s.datasets()[0].origin
+        )),
         "{err}"
     );
     assert!(err.contains("crop1/er"), "{err}");
