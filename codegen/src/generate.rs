@@ -433,15 +433,20 @@ fn loader_tokens() -> TokenStream {
 /// The `torch` module of a generated crate (feature `torch`): the same loader yielding tch
 /// tensors on the spec's device, one accessor per array.
 fn torch_tokens(arrays: &[ArrayRow], planned: bool) -> TokenStream {
-    let open_torch = if planned {
-        quote!(::cellmap_runtime::TorchLoader::open_planned(
-            super::spec(),
-            super::plan(),
-            options
-        ))
-    } else {
-        quote!(::cellmap_runtime::TorchLoader::open(super::spec(), options))
-    };
+    let batch = torch_batch_tokens(arrays);
+    let loader = torch_loader_tokens(planned);
+    quote! {
+        /// Batches as tch tensors on the spec's device (feature `torch`; see `cellmap_runtime::TorchLoader`).
+        #[cfg(feature = "torch")]
+        pub mod torch {
+            #batch
+            #loader
+        }
+    }
+}
+
+/// The `torch::Batch` type: one tensor accessor per array.
+fn torch_batch_tokens(arrays: &[ArrayRow]) -> TokenStream {
     let accessors = arrays.iter().enumerate().map(|(i, (name, ident, c, [z, y, x], _))| {
         let doc = format!(" The array `{name}` as a `[B, {c}, {z}, {y}, {x}]` float32 tensor on the loader's device.");
         quote! {
@@ -456,9 +461,6 @@ fn torch_tokens(arrays: &[ArrayRow], planned: bool) -> TokenStream {
         }
     });
     quote! {
-        /// Batches as tch tensors on the spec's device (feature `torch`; see `cellmap_runtime::TorchLoader`).
-        #[cfg(feature = "torch")]
-        pub mod torch {
             /// A batch of tensors, lent until dropped (on the CPU they are views of the ring slot).
             pub struct Batch<'a> {
                 inner: ::cellmap_runtime::TorchBatch<'a>,
@@ -485,9 +487,23 @@ fn torch_tokens(arrays: &[ArrayRow], planned: bool) -> TokenStream {
                 /// The untyped batch (dataset ids, centres, copies).
                 pub fn untyped(&self) -> &::cellmap_runtime::TorchBatch<'_> {
                     &self.inner
-                }
-            }
+        }
+    }
+        }
+}
 
+/// The `torch::Loader` type, opened over the embedded plan when `planned`.
+fn torch_loader_tokens(planned: bool) -> TokenStream {
+    let open_torch = if planned {
+        quote!(::cellmap_runtime::TorchLoader::open_planned(
+            super::spec(),
+            super::plan(),
+            options
+        ))
+    } else {
+        quote!(::cellmap_runtime::TorchLoader::open(super::spec(), options))
+    };
+    quote! {
             /// The loader of this spec, yielding tensors.
             pub struct Loader {
                 inner: ::cellmap_runtime::TorchLoader,
@@ -530,10 +546,9 @@ fn torch_tokens(arrays: &[ArrayRow], planned: bool) -> TokenStream {
                 /// Batches per epoch.
                 pub fn batches_per_epoch(&self) -> u64 {
                     self.inner.loader().batches_per_epoch()
-                }
-            }
         }
     }
+        }
 }
 
 /// The formatted `examples/stream.rs`: streams batches and prints samples/s.
