@@ -135,7 +135,7 @@ pub(crate) fn read(
         let split = match row_split(&cols, is_first, &row) {
             Ok(split) => split,
             Err(d) => {
-                errors.push(d);
+                errors.push(*d);
                 continue;
             }
         };
@@ -158,7 +158,7 @@ pub(crate) fn read(
         let targets = match row_targets(&gt, ctx, &row, &mut warnings) {
             Ok(t) => t,
             Err(d) => {
-                errors.push(d);
+                errors.push(*d);
                 continue;
             }
         };
@@ -195,13 +195,13 @@ impl Row<'_> {
 }
 
 /// The split in a row's first column; a header row or an unknown name is an error.
-fn row_split(cols: &[&str], is_first: bool, row: &Row<'_>) -> Result<Split, Diagnostic> {
+fn row_split(cols: &[&str], is_first: bool, row: &Row<'_>) -> Result<Split, Box<Diagnostic>> {
     let given = cols.first().copied().unwrap_or("");
     if let Some(split) = Split::from_name(given) {
         return Ok(split);
     }
     let named = row.named;
-    Err(
+    Err(Box::new(
         if is_first && matches!(given.to_ascii_lowercase().as_str(), "split" | "set" | "subset" | "name") {
             row.error("datasplit CSV has a header row".to_owned()).hint(format!(
                 "cellmap-data datasplits have no header; delete this line ({named})"
@@ -214,7 +214,7 @@ fn row_split(cols: &[&str], is_first: bool, row: &Row<'_>) -> Result<Split, Diag
                     None => named.to_owned(),
                 })
         },
-    )
+    ))
 }
 
 /// The targets of a row's ground-truth column (none when empty); classes the spec does not have
@@ -224,16 +224,17 @@ fn row_targets(
     ctx: &DatasplitContext<'_>,
     row: &Row<'_>,
     warnings: &mut Vec<Diagnostic>,
-) -> Result<Option<TargetTemplate>, Diagnostic> {
+) -> Result<Option<TargetTemplate>, Box<Diagnostic>> {
     if gt.is_empty() {
         return Ok(None);
     }
     let named = row.named;
-    let (template, mut annotated) = bracket_template(gt).map_err(|message| {
+    let parsed = bracket_template(gt).map_err(|message| {
         row.error(message)
             .expected("a `[mito,er]` bracket list or `{class}` in the path")
             .hint(named.to_owned())
-    })?;
+    });
+    let (template, mut annotated) = parsed.map_err(Box::new)?;
     if let Some(list) = &mut annotated {
         let (known, unknown): (Vec<String>, Vec<String>) = list.drain(..).partition(|c| ctx.classes.contains(c));
         for class in &unknown {

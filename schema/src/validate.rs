@@ -153,7 +153,7 @@ fn datasets(raw: &RawSpec, classes: &[String], base_dir: &Path, c: &mut Checker<
         (Some(csv), None) => {
             let ctx = DatasplitContext {
                 base_dir,
-                classes: &classes,
+                classes,
                 origin: c.origin("/data/csv"),
             };
             match datasplit::read(csv, &ctx) {
@@ -175,7 +175,7 @@ fn datasets(raw: &RawSpec, classes: &[String], base_dir: &Path, c: &mut Checker<
                 }
             }
         }
-        (None, Some(list)) => inline_datasets(list, &classes, base_dir, c),
+        (None, Some(list)) => inline_datasets(list, classes, base_dir, c),
     }
 }
 

@@ -255,7 +255,7 @@ fn augment_errors(spec: &Spec, out: &mut Vec<String>) {
         out.push("rotation ranges must be finite with `lo <= hi`".to_owned());
     }
     if let Some(e) = &s.elastic
-        && (!positive(&e.spacing_nm) || !(e.sigma_nm.is_finite() && e.sigma_nm >= 0.0) || !probability(e.probability))
+        && !(positive(&e.spacing_nm) && e.sigma_nm.is_finite() && e.sigma_nm >= 0.0 && probability(e.probability))
     {
         out.push("elastic deformation needs a positive spacing, sigma ≥ 0 and a probability".to_owned());
     }
