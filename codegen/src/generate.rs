@@ -1,7 +1,8 @@
 //! Spec → the source of a specialised loader crate.
 //!
-//! The generated `lib.rs` holds constants (classes, shapes, batch bytes), the validated spec and,
-//! when `build` could read the data, its plan as Rust values, a typed `Batch` with one accessor
+//! The generated `lib.rs` holds constants (classes, shapes, batch bytes), the validated spec's
+//! normalized text (which `spec()` reads back through `Spec::from_normalized`) and, when `build`
+//! could read the data, its plan as Rust values, a typed `Batch` with one accessor
 //! per array (views typed by the spec's shapes as const generics), and a `Loader` that drives
 //! `cellmap_runtime` over the embedded plan. It is built with `quote!`, formatted by prettyplease,
 //! and byte-stable: the same spec and data give the same bytes.
