@@ -1,7 +1,8 @@
 //! Spec → the source of a specialised loader crate.
 //!
-//! The generated `lib.rs` holds constants (classes, shapes, batch bytes), the validated spec and,
-//! when `build` could read the data, its plan as Rust values, a typed `Batch` with one accessor
+//! The generated `lib.rs` holds constants (classes, shapes, batch bytes), the validated spec's
+//! normalized text (which `spec()` reads back through `Spec::from_normalized`) and, when `build`
+//! could read the data, its plan as Rust values, a typed `Batch` with one accessor
 //! per array (views typed by the spec's shapes as const generics), and a `Loader` that drives
 //! `cellmap_runtime` over the embedded plan. It is built with `quote!`, formatted by prettyplease,
 //! and byte-stable: the same spec and data give the same bytes.
@@ -16,7 +17,7 @@ use cellmap_schema::Spec;
 
 pub mod python;
 
-use crate::literal::{plan_expr, spec_expr};
+use crate::literal::{plan_expr, raw_string};
 use crate::names::{NameError, rust_names};
 
 /// The tool version written into `@generated` headers.
@@ -42,6 +43,9 @@ pub enum GenerateError {
         "array `{0}` clashes with a metadata key of the Python batch dict (`idx`, `dataset`, `centre_nm`); rename it in the spec"
     )]
     PythonName(String),
+    /// The spec cannot be written as normalized text (a path that is not UTF-8).
+    #[error("the spec cannot be embedded: {0}")]
+    Normalized(#[from] cellmap_schema::NormalizedError),
     /// The generated tokens did not parse (a bug in the generator).
     #[error("generated code does not parse (generator bug): {0}")]
     Syntax(String),
@@ -81,7 +85,7 @@ pub fn generate(
     let lib = lib_rs(spec, spec_text, spec_label, &names, plan)?;
     let batch_bytes = cellmap_runtime::batch_layout(spec).batch_bytes();
     let mut vars = BTreeMap::new();
-    vars.insert("name", spec.name.clone());
+    vars.insert("name", spec.name().to_owned());
     vars.insert("crate_ident", names.crate_ident.clone());
     vars.insert("tool_version", TOOL_VERSION.to_owned());
     vars.insert("spec_label", spec_label.to_owned());
@@ -97,7 +101,7 @@ pub fn generate(
     vars.insert("arrays_table", arrays_table(spec, &names));
     vars.insert("renamed", renamed_table(&names));
     vars.insert("batch_bytes", batch_bytes.to_string());
-    vars.insert("batch_size", spec.loader.batch_size.to_string());
+    vars.insert("batch_size", spec.loader().batch_size.to_string());
     vars.insert("plan", plan_note(plan));
     Ok(vec![
         GeneratedFile {
@@ -127,7 +131,7 @@ pub fn lib_rs(
     names: &crate::names::RustNames,
     plan: Option<&Plan>,
 ) -> Result<String, GenerateError> {
-    let tokens = lib_tokens(spec, names, plan);
+    let tokens = lib_tokens(spec, names, plan)?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| GenerateError::Syntax(e.to_string()))?;
     let body = prettyplease::unparse(&file);
     Ok(format!(
@@ -137,68 +141,141 @@ pub fn lib_rs(
     ))
 }
 
-fn lib_tokens(spec: &Spec, names: &crate::names::RustNames, plan: Option<&Plan>) -> TokenStream {
+/// One array of the batch: spec name, Rust name, channels, shape, whether it is an input.
+type ArrayRow = (String, Ident, usize, [usize; 3], bool);
+
+fn lib_tokens(spec: &Spec, names: &crate::names::RustNames, plan: Option<&Plan>) -> Result<TokenStream, GenerateError> {
     let doc = format!(
         " Loader for the cellmap spec `{}`: {} classes, {} input and {} target arrays, batches of {}.",
-        spec.name,
-        spec.classes.len(),
-        spec.inputs.len(),
-        spec.targets.len(),
-        spec.loader.batch_size
+        spec.name(),
+        spec.classes().len(),
+        spec.inputs().len(),
+        spec.targets().len(),
+        spec.loader().batch_size
     );
-    let n_classes = spec.classes.len();
-    let class_names = &spec.classes;
-    let class_consts = names.classes.iter().enumerate().map(|(i, ident)| {
-        let ident = format_ident!("{}", ident.to_uppercase());
-        let doc = format!(" Channel of class `{}`.", spec.classes[i]);
-        quote!(#[doc = #doc] pub const #ident: usize = #i;)
-    });
-    let batch_size = spec.loader.batch_size;
-    let layout = cellmap_runtime::batch_layout(spec);
-    let batch_bytes = layout.batch_bytes();
-    let prefetch = spec.loader.prefetch;
-    let ring_bytes = batch_bytes * prefetch as u64;
+    let arrays = array_rows(spec, names);
+    let constants = constants_tokens(spec, names, &arrays);
+    let spec_fn = spec_tokens(spec)?;
+    let (plan_fn, open_loader_fn) = plan_tokens(plan);
+    let batch = batch_tokens(spec, &arrays);
+    let loader = loader_tokens();
+    let torch_module = torch_tokens(&arrays, plan.is_some());
+    Ok(quote! {
+        #![doc = #doc]
+        #![doc = ""]
+        #![doc = " See this crate's README for the arrays, classes and an example."]
+        #![deny(warnings)]
 
-    let arrays: Vec<(String, Ident, usize, [usize; 3], bool)> = spec
-        .inputs
+        pub use ::cellmap_runtime;
+
+        #constants
+        #spec_fn
+        #plan_fn
+        #open_loader_fn
+        #batch
+        #loader
+        #torch_module
+    })
+}
+
+/// The batch's arrays: inputs (one channel), then targets (one channel per class).
+fn array_rows(spec: &Spec, names: &crate::names::RustNames) -> Vec<ArrayRow> {
+    let n_classes = spec.classes().len();
+    let ident = |n: &String| Ident::new(n, Span::call_site());
+    spec.inputs()
         .iter()
         .zip(&names.inputs)
-        .map(|(a, n)| (a.name.clone(), Ident::new(n, Span::call_site()), 1, a.shape_vox, true))
-        .chain(spec.targets.iter().zip(&names.targets).map(|(a, n)| {
-            (
-                a.name.clone(),
-                Ident::new(n, Span::call_site()),
-                n_classes,
-                a.shape_vox,
-                false,
-            )
-        }))
-        .collect();
+        .map(|(a, n)| (a.name.clone(), ident(n), 1, a.shape_vox, true))
+        .chain(
+            spec.targets()
+                .iter()
+                .zip(&names.targets)
+                .map(|(a, n)| (a.name.clone(), ident(n), n_classes, a.shape_vox, false)),
+        )
+        .collect()
+}
 
+/// `CLASSES`, the `class` channel constants, batch and ring sizes, and the `shapes` module.
+fn constants_tokens(spec: &Spec, names: &crate::names::RustNames, arrays: &[ArrayRow]) -> TokenStream {
+    let n_classes = spec.classes().len();
+    let class_names = spec.classes();
+    let class_consts = names
+        .classes
+        .iter()
+        .zip(class_names)
+        .enumerate()
+        .map(|(i, (ident, class))| {
+            let ident = format_ident!("{}", ident.to_uppercase());
+            let doc = format!(" Channel of class `{class}`.");
+            quote!(#[doc = #doc] pub const #ident: usize = #i;)
+        });
+    let batch_size = spec.loader().batch_size;
+    let batch_bytes = cellmap_runtime::batch_layout(spec).batch_bytes();
+    let prefetch = spec.loader().prefetch;
+    let ring_bytes = batch_bytes * prefetch as u64;
     let shape_consts = arrays.iter().map(|(name, ident, c, [z, y, x], _)| {
         let konst = format_ident!("{}", ident.to_string().to_uppercase());
         let doc = format!(" Shape of one sample of `{name}`: `[channels, z, y, x]`.");
         let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
         quote!(#[doc = #doc] pub const #konst: [usize; 4] = [#c, #z, #y, #x];)
     });
+    quote! {
+        /// Classes in channel order.
+        pub const CLASSES: [&str; #n_classes] = [#(#class_names),*];
 
-    let accessors = arrays
-        .iter()
-        .enumerate()
-        .map(|(i, (name, ident, c, [z, y, x], input))| {
-            let kind = if *input { "input" } else { "target" };
-            let doc = format!(" The {kind} array `{name}`: `[{batch_size}, {c}, {z}, {y}, {x}]` float32.");
-            let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
-            quote! {
-                #[doc = #doc]
-                pub fn #ident(&self) -> ::cellmap_runtime::BatchArray<'_, #c, #z, #y, #x> {
-                    ::cellmap_runtime::BatchArray::new(self.inner.array(#i))
-                }
-            }
-        });
+        /// Channel indices of the classes.
+        pub mod class {
+            #(#class_consts)*
+        }
 
-    let spec_value = spec_expr(spec);
-    let torch_module = torch_tokens(&arrays, plan.is_some());
+        /// Samples per batch.
+        pub const BATCH_SIZE: usize = #batch_size;
+
+        /// Exact bytes of the tensors of one batch.
+        pub const BATCH_BYTES: u64 = #batch_bytes;
+
+        /// Ring slots (batches in flight).
+        pub const PREFETCH: usize = #prefetch;
+
+        /// Bytes of the ring, allocated once when a loader starts.
+        pub const RING_BYTES: u64 = #ring_bytes;
+
+        /// Sample shapes per array.
+        pub mod shapes {
+            #(#shape_consts)*
+        }
+    }
+}
+
+/// `SPEC_NORMALIZED` (the spec's normalized text) and `spec()`, which rebuilds the spec from it through
+/// `Spec::from_normalized` once per process.
+fn spec_tokens(spec: &Spec) -> Result<TokenStream, GenerateError> {
+    let text = raw_string(&spec.to_normalized()?);
+    Ok(quote! {
+        /// The normalized text of the validated spec this crate was generated from (JSON, every
+        /// default filled in and every path resolved; see `cellmap_schema::Spec::to_normalized`).
+        pub const SPEC_NORMALIZED: &str = #text;
+
+        /// The validated spec this crate was generated from: [`SPEC_NORMALIZED`], read and checked
+        /// again by `cellmap_schema::Spec::from_normalized` on the first call.
+        ///
+        /// # Panics
+        ///
+        /// When [`SPEC_NORMALIZED`] was edited into an invalid spec (`cellmap-compile build` writes a
+        /// valid one).
+        pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
+            static SPEC: ::std::sync::OnceLock<::cellmap_runtime::cellmap_schema::Spec> = ::std::sync::OnceLock::new();
+            SPEC.get_or_init(|| match ::cellmap_runtime::cellmap_schema::Spec::from_normalized(SPEC_NORMALIZED) {
+                ::std::result::Result::Ok(spec) => spec,
+                ::std::result::Result::Err(e) => ::std::panic!("the embedded spec of this crate is invalid: {e}"),
+            })
+            .clone()
+        }
+    })
+}
+
+/// `plan()` (when the crate embeds a plan) and `open_loader`, which opens over it or plans at start.
+fn plan_tokens(plan: Option<&Plan>) -> (TokenStream, TokenStream) {
     let (plan_fn, open_doc, open_loader) = match plan {
         Some(plan) => {
             let plan_value = plan_expr(plan);
@@ -226,54 +303,35 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames, plan: Option<&Plan>)
             quote!(::cellmap_runtime::Loader::open(spec(), options)),
         ),
     };
-
-    quote! {
-        #![doc = #doc]
-        #![doc = ""]
-        #![doc = " See this crate's README for the arrays, classes and an example."]
-        #![deny(warnings)]
-
-        pub use ::cellmap_runtime;
-
-        /// Classes in channel order.
-        pub const CLASSES: [&str; #n_classes] = [#(#class_names),*];
-
-        /// Channel indices of the classes.
-        pub mod class {
-            #(#class_consts)*
-        }
-
-        /// Samples per batch.
-        pub const BATCH_SIZE: usize = #batch_size;
-
-        /// Exact bytes of the tensors of one batch.
-        pub const BATCH_BYTES: u64 = #batch_bytes;
-
-        /// Ring slots (batches in flight).
-        pub const PREFETCH: usize = #prefetch;
-
-        /// Bytes of the ring, allocated once when a loader starts.
-        pub const RING_BYTES: u64 = #ring_bytes;
-
-        /// Sample shapes per array.
-        pub mod shapes {
-            #(#shape_consts)*
-        }
-
-        /// The validated spec this crate was generated from.
-        pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
-            #spec_value
-        }
-
-        #plan_fn
-
+    let open_loader_fn = quote! {
         #[doc = #open_doc]
         pub fn open_loader(
             options: ::cellmap_runtime::LoaderOptions,
         ) -> ::std::result::Result<::cellmap_runtime::Loader, ::cellmap_runtime::LoaderError> {
             #open_loader
         }
+    };
+    (plan_fn, open_loader_fn)
+}
 
+/// The typed `Batch`: one accessor per array, typed by its shape.
+fn batch_tokens(spec: &Spec, arrays: &[ArrayRow]) -> TokenStream {
+    let batch_size = spec.loader().batch_size;
+    let accessors = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ident, c, [z, y, x], input))| {
+            let kind = if *input { "input" } else { "target" };
+            let doc = format!(" The {kind} array `{name}`: `[{batch_size}, {c}, {z}, {y}, {x}]` float32.");
+            let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
+            quote! {
+                #[doc = #doc]
+                pub fn #ident(&self) -> ::cellmap_runtime::BatchArray<'_, #c, #z, #y, #x> {
+                    ::cellmap_runtime::BatchArray::new(self.inner.array(#i))
+                }
+            }
+        });
+    quote! {
         /// A batch: one accessor per array, in the spec's names. It borrows its ring slot until dropped.
         pub struct Batch<'a> {
             inner: ::cellmap_runtime::Batch<'a>,
@@ -312,7 +370,12 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames, plan: Option<&Plan>)
                 &self.inner
             }
         }
+    }
+}
 
+/// The typed `Loader` over the runtime loader.
+fn loader_tokens() -> TokenStream {
+    quote! {
         /// The loader of this spec.
         pub struct Loader {
             inner: ::cellmap_runtime::Loader,
@@ -365,23 +428,26 @@ fn lib_tokens(spec: &Spec, names: &crate::names::RustNames, plan: Option<&Plan>)
                 &self.inner
             }
         }
-
-        #torch_module
     }
 }
 
 /// The `torch` module of a generated crate (feature `torch`): the same loader yielding tch
 /// tensors on the spec's device, one accessor per array.
-fn torch_tokens(arrays: &[(String, Ident, usize, [usize; 3], bool)], planned: bool) -> TokenStream {
-    let open_torch = if planned {
-        quote!(::cellmap_runtime::TorchLoader::open_planned(
-            super::spec(),
-            super::plan(),
-            options
-        ))
-    } else {
-        quote!(::cellmap_runtime::TorchLoader::open(super::spec(), options))
-    };
+fn torch_tokens(arrays: &[ArrayRow], planned: bool) -> TokenStream {
+    let batch = torch_batch_tokens(arrays);
+    let loader = torch_loader_tokens(planned);
+    quote! {
+        /// Batches as tch tensors on the spec's device (feature `torch`; see `cellmap_runtime::TorchLoader`).
+        #[cfg(feature = "torch")]
+        pub mod torch {
+            #batch
+            #loader
+        }
+    }
+}
+
+/// The `torch::Batch` type: one tensor accessor per array.
+fn torch_batch_tokens(arrays: &[ArrayRow]) -> TokenStream {
     let accessors = arrays.iter().enumerate().map(|(i, (name, ident, c, [z, y, x], _))| {
         let doc = format!(" The array `{name}` as a `[B, {c}, {z}, {y}, {x}]` float32 tensor on the loader's device.");
         quote! {
@@ -396,9 +462,6 @@ fn torch_tokens(arrays: &[(String, Ident, usize, [usize; 3], bool)], planned: bo
         }
     });
     quote! {
-        /// Batches as tch tensors on the spec's device (feature `torch`; see `cellmap_runtime::TorchLoader`).
-        #[cfg(feature = "torch")]
-        pub mod torch {
             /// A batch of tensors, lent until dropped (on the CPU they are views of the ring slot).
             pub struct Batch<'a> {
                 inner: ::cellmap_runtime::TorchBatch<'a>,
@@ -425,9 +488,23 @@ fn torch_tokens(arrays: &[(String, Ident, usize, [usize; 3], bool)], planned: bo
                 /// The untyped batch (dataset ids, centres, copies).
                 pub fn untyped(&self) -> &::cellmap_runtime::TorchBatch<'_> {
                     &self.inner
-                }
-            }
+        }
+    }
+        }
+}
 
+/// The `torch::Loader` type, opened over the embedded plan when `planned`.
+fn torch_loader_tokens(planned: bool) -> TokenStream {
+    let open_torch = if planned {
+        quote!(::cellmap_runtime::TorchLoader::open_planned(
+            super::spec(),
+            super::plan(),
+            options
+        ))
+    } else {
+        quote!(::cellmap_runtime::TorchLoader::open(super::spec(), options))
+    };
+    quote! {
             /// The loader of this spec, yielding tensors.
             pub struct Loader {
                 inner: ::cellmap_runtime::TorchLoader,
@@ -470,10 +547,9 @@ fn torch_tokens(arrays: &[(String, Ident, usize, [usize; 3], bool)], planned: bo
                 /// Batches per epoch.
                 pub fn batches_per_epoch(&self) -> u64 {
                     self.inner.loader().batches_per_epoch()
-                }
-            }
         }
     }
+        }
 }
 
 /// The formatted `examples/stream.rs`: streams batches and prints samples/s.
@@ -561,27 +637,27 @@ fn toml_string(s: &str) -> String {
 
 fn classes_table(spec: &Spec, names: &crate::names::RustNames) -> String {
     let mut s = String::from("| channel | class | constant |\n|---|---|---|\n");
-    for (i, (c, n)) in spec.classes.iter().zip(&names.classes).enumerate() {
+    for (i, (c, n)) in spec.classes().iter().zip(&names.classes).enumerate() {
         s.push_str(&format!("| {i} | `{c}` | `class::{}` |\n", n.to_uppercase()));
     }
     s
 }
 
 fn arrays_table(spec: &Spec, names: &crate::names::RustNames) -> String {
-    let b = spec.loader.batch_size;
+    let b = spec.loader().batch_size;
     let mut s = String::from(
         "| array | accessor | kind | tensor shape | voxel size (nm) | bytes per batch |\n|---|---|---|---|---|---|\n",
     );
     let rows = spec
-        .inputs
+        .inputs()
         .iter()
         .zip(&names.inputs)
         .map(|(a, n)| (a, n, "input", 1))
         .chain(
-            spec.targets
+            spec.targets()
                 .iter()
                 .zip(&names.targets)
-                .map(|(a, n)| (a, n, "target", spec.classes.len())),
+                .map(|(a, n)| (a, n, "target", spec.classes().len())),
         );
     for (a, n, kind, c) in rows {
         let [z, y, x] = a.shape_vox;

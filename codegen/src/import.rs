@@ -643,15 +643,15 @@ mod tests {
             Err(e) => panic!("{}\n{}", out.yaml, cellmap_schema::render_human(&e.0)),
         };
         let spec = checked.spec;
-        assert_eq!(spec.name, "csc-train");
-        assert_eq!(spec.classes, ["mito", "er", "nuc", "pm"]);
-        assert_eq!(spec.inputs[0].name, "input");
-        assert_eq!(spec.inputs[0].shape_vox, [128, 128, 128]);
-        assert_eq!(spec.targets[0].shape_vox, [64, 64, 64]);
-        assert_eq!(spec.loader.batch_size, 8);
-        assert_eq!(spec.loader.workers, 1);
-        assert!(spec.loader.pin_memory);
-        assert_eq!(spec.sampling.iterations_per_epoch, 1000);
+        assert_eq!(spec.name(), "csc-train");
+        assert_eq!(spec.classes(), ["mito", "er", "nuc", "pm"]);
+        assert_eq!(spec.inputs()[0].name, "input");
+        assert_eq!(spec.inputs()[0].shape_vox, [128, 128, 128]);
+        assert_eq!(spec.targets()[0].shape_vox, [64, 64, 64]);
+        assert_eq!(spec.loader().batch_size, 8);
+        assert_eq!(spec.loader().workers, 1);
+        assert!(spec.loader().pin_memory);
+        assert_eq!(spec.sampling().iterations_per_epoch, 1000);
         assert!(out.yaml.contains("weighting: \"class_balanced\"\n"), "{}", out.yaml);
         assert!(
             out.yaml.contains("  pad:\n    train: true\n    validate: false\n"),
@@ -665,7 +665,7 @@ mod tests {
     fn iterations_counted_in_batches_become_samples() {
         let out = import(CONFIG, Some("datasplit.csv"), "x", IterationUnit::Batches).unwrap();
         let spec = parse_beside_csv(&out.yaml).unwrap().spec;
-        assert_eq!(spec.sampling.iterations_per_epoch, 8000);
+        assert_eq!(spec.sampling().iterations_per_epoch, 8000);
     }
 
     #[test]

@@ -79,12 +79,12 @@ pub fn rust_ident(name: &str, reserved: &[&str]) -> String {
 /// The identifiers of a spec's classes and arrays.
 pub fn rust_names(spec: &Spec) -> Result<RustNames, NameError> {
     let mut renamed = BTreeMap::new();
-    let classes = unique("class", spec.classes.iter().map(String::as_str), &[], &mut renamed)?;
-    let array_names = spec.inputs.iter().chain(&spec.targets).map(|a| a.name.as_str());
+    let classes = unique("class", spec.classes().iter().map(String::as_str), &[], &mut renamed)?;
+    let array_names = spec.inputs().iter().chain(spec.targets()).map(|a| a.name.as_str());
     let arrays = unique("array", array_names, BATCH_METHODS, &mut renamed)?;
-    let (inputs, targets) = arrays.split_at(spec.inputs.len());
+    let (inputs, targets) = arrays.split_at(spec.inputs().len());
     Ok(RustNames {
-        crate_ident: spec.name.replace('-', "_"),
+        crate_ident: spec.name().replace('-', "_"),
         classes,
         inputs: inputs.to_vec(),
         targets: targets.to_vec(),

@@ -102,11 +102,13 @@ impl Image {
 /// Render a batch. `arrays` are the batch arrays in layout order (inputs, then targets), each
 /// `[B, C, Z, Y, X]`; `samples` is the number of positions holding a sample.
 pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
-    let classes = spec.classes.len();
-    let has_targets = !spec.targets.is_empty();
+    let classes = spec.classes().len();
+    let has_targets = !spec.targets().is_empty();
     let columns = 1 + if has_targets { classes + 1 } else { 0 };
     let mut image = Image::new(columns * (TILE + GAP) + GAP, HEADER + samples * (TILE + GAP) + GAP);
-    let Some(input) = spec.inputs.first() else { return image };
+    let Some(input) = spec.inputs().first() else {
+        return image;
+    };
     for (column, (name, swatch)) in header_labels(spec).into_iter().enumerate() {
         let label = Label::fit(GAP + column * (TILE + GAP), &name, swatch);
         if let Some(c) = label.swatch {
@@ -117,8 +119,8 @@ pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
     }
     let raw = arrays[0];
     let raw_voxels = input.voxels();
-    let target = spec.targets.first();
-    let labels = target.map(|_| arrays[spec.inputs.len()]);
+    let target = spec.targets().first();
+    let labels = target.map(|_| arrays[spec.inputs().len()]);
     for s in 0..samples {
         let y0 = HEADER + GAP + s * (TILE + GAP);
         let raw_slice = mid_slice(&raw[s * raw_voxels..(s + 1) * raw_voxels], input.shape_vox);
@@ -186,14 +188,14 @@ pub fn render(spec: &Spec, arrays: &[&[f32]], samples: usize) -> Image {
 /// The header label of each column: the first input's name, each class with its colour, `all`.
 fn header_labels(spec: &Spec) -> Vec<(String, Option<[u8; 3]>)> {
     let mut out: Vec<(String, Option<[u8; 3]>)> = spec
-        .inputs
+        .inputs()
         .first()
         .map(|i| (i.name.clone(), None))
         .into_iter()
         .collect();
-    if !spec.targets.is_empty() {
+    if !spec.targets().is_empty() {
         out.extend(
-            spec.classes
+            spec.classes()
                 .iter()
                 .enumerate()
                 .map(|(k, c)| (c.clone(), Some(COLOURS[k % COLOURS.len()]))),

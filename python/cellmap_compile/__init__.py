@@ -127,16 +127,16 @@ def sample(
     loader's centre for that sample (``batch["idx"]`` and the batch's epoch) the arrays equal the
     loader's; ``info["transform"]`` records the transform applied.
     """
-    arrays, info = _native.sample(
-        *spec_source(spec),
-        split,
-        int(dataset),
-        tuple(float(c) for c in center),
-        raw_values=raw_values,
-        augment=bool(augment),
-        epoch=int(epoch),
-        index=int(index),
-    )
+    request = {
+        "split": split,
+        "dataset": int(dataset),
+        "centre_nm": tuple(float(c) for c in center),
+        "raw_values": raw_values,
+        "augment": bool(augment),
+        "epoch": int(epoch),
+        "index": int(index),
+    }
+    arrays, info = _native.sample(*spec_source(spec), request)
     out: dict[str, Any] = {name: torch.from_dlpack(capsule) for name, capsule in arrays.items()}
     out["info"] = info
     return out
@@ -243,10 +243,16 @@ class Loader:
         plan: str | Mapping[str, Any] | None = None,
     ) -> None:
         text, source = spec_source(spec)
-        self._open_args = (text, source, split, rank, world_size, seed)
-        self._cache_dir = None if cache_dir is None else os.fspath(cache_dir)
-        self._plan = plan if plan is None or isinstance(plan, str) else json.dumps(plan)
-        self._native = _native.NativeLoader(*self._open_args, epoch, step, self._cache_dir, self._plan)
+        self._spec_args = (text, source)
+        self._loader_args = {
+            "split": split,
+            "rank": rank,
+            "world_size": world_size,
+            "seed": seed,
+            "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
+            "plan": plan if plan is None or isinstance(plan, str) else json.dumps(plan),
+        }
+        self._native = self._open_native(epoch, step)
         #: The split this loader reads.
         self.split = split
         #: Device of the array tensors.
@@ -287,6 +293,10 @@ class Loader:
         """Samples skipped under ``loader.on_error: skip_and_log``."""
         return self._native.skipped_samples()
 
+    def _open_native(self, epoch: int, step: int) -> _native.NativeLoader:
+        """A native loader over this loader's spec and options, starting at ``epoch`` and ``step``."""
+        return _native.NativeLoader(*self._spec_args, {**self._loader_args, "epoch": epoch, "step": step})
+
     def __len__(self) -> int:
         """Batches per epoch (training) or per validation pass."""
         return self._native.batches_per_epoch()
@@ -298,7 +308,7 @@ class Loader:
         ``iter()`` finishes that epoch. A validation iterator reads one pass.
         """
         if self._pass_done:
-            self._native = _native.NativeLoader(*self._open_args, 0, 0, self._cache_dir, self._plan)
+            self._native = self._open_native(0, 0)
             self._pass_done = False
         while self._step < len(self):
             batch = self._next()
@@ -348,7 +358,7 @@ class Loader:
 
     def preview(self, path: str | os.PathLike[str], step: int = 0) -> None:
         """Draw batch ``step`` of this loader's split as a PNG grid at ``path``."""
-        preview(SpecText(*self._open_args[:2]), path, split=self.split, step=step)
+        preview(SpecText(*self._spec_args), path, split=self.split, step=step)
 
     def __repr__(self) -> str:
         return (

@@ -7,7 +7,7 @@ paths then resolve against the current directory and messages carry JSON pointer
 Long calls release the GIL.
 """
 
-from typing import Any
+from typing import Any, TypedDict
 
 class CellmapError(RuntimeError):
     """An error of the loader, the planner or the reader; the message is the CLI's."""
@@ -38,18 +38,19 @@ def plan_json(text: str, source: str, counts: bool = False) -> str:
     """The plan as JSON, as ``cellmap-compile plan --json`` prints it; raises ``SpecError`` or
     ``CellmapError``. ``counts`` counts class voxels (``plan --counts``)."""
 
-def sample(
-    text: str,
-    source: str,
-    split: str,
-    dataset: int,
-    centre_nm: tuple[float, float, float],
-    *,
-    raw_values: bool = False,
-    augment: bool = False,
-    epoch: int = 0,
-    index: int = 0,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+class SampleRequest(TypedDict, total=False):
+    """What ``sample`` reads (``split``, ``dataset`` and ``centre_nm`` are required; a missing
+    key takes the default shown)."""
+
+    split: str
+    dataset: int
+    centre_nm: tuple[float, float, float]
+    raw_values: bool  # False
+    augment: bool  # False
+    epoch: int  # 0
+    index: int  # 0
+
+def sample(text: str, source: str, request: SampleRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     """One sample as ``cellmap-compile sample`` writes it: ``{array: DLPack capsule}`` (float32;
     inputs ``[1, Z, Y, X]``, targets ``[C, Z, Y, X]``) and the info dict of ``sample.json``.
     ``augment``: as the training loader draws sample ``index`` of epoch ``epoch`` (rank 0)."""
@@ -66,6 +67,20 @@ def cli(argv: list[str]) -> int:
     """Run the ``cellmap-compile`` command line with ``argv`` (the program name first, as in
     ``sys.argv``); returns the exit code."""
 
+class LoaderArgs(TypedDict, total=False):
+    """Options of a ``NativeLoader`` (``split`` is required; a missing key takes the default
+    shown). ``rank`` and ``world_size`` come together, or neither to read torchrun's environment;
+    ``seed`` overrides ``sampling.seed``; ``epoch`` and ``step`` say where to start."""
+
+    split: str
+    rank: int | None  # None
+    world_size: int | None  # None
+    seed: int | None  # None
+    epoch: int  # 0
+    step: int  # 0
+    cache_dir: str | None  # None
+    plan: str | None  # None
+
 class NativeLoader:
     """The generic Rust loader: an endless training stream or validation passes.
 
@@ -73,21 +88,10 @@ class NativeLoader:
     ``~/.cache/cellmap-compile/plans``) keyed by the normalized spec; a cached plan is checked
     against the data's metadata when opened and replaced when stale."""
 
-    def __init__(
-        self,
-        text: str,
-        source: str,
-        split: str = "train",
-        rank: int | None = None,
-        world_size: int | None = None,
-        seed: int | None = None,
-        epoch: int = 0,
-        step: int = 0,
-        cache_dir: str | None = None,
-        plan: str | None = None,
-    ) -> None:
-        """``plan``: a plan made earlier (JSON, a generated package's embedded plan): the data is
-        checked against it instead of planned; a stale one is an error."""
+    def __init__(self, text: str, source: str, args: LoaderArgs) -> None:
+        """``args``: the ``Loader``'s keyword arguments. ``args["plan"]``: a plan made earlier (JSON,
+        a generated package's embedded plan): the data is checked against it instead of planned; a
+        stale one is an error."""
     def next_batch(
         self,
     ) -> tuple[int, int, list[Any], list[int], list[int], list[tuple[float, float, float]]] | None:

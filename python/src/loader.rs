@@ -68,6 +68,36 @@ fn open_embedded(spec: &Spec, json: &str) -> Result<Planned, String> {
     Planned::open(spec, plan).map_err(|e| e.to_string())
 }
 
+/// The options of a [`NativeLoader`]: a dict with the Python `Loader`'s keyword arguments (only
+/// `split` is required; a missing key takes the Python default).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub(crate) struct LoaderArgs {
+    /// `train`, `validate` or `test`.
+    split: String,
+    /// Rank; with `world_size`, or neither to read torchrun's environment.
+    #[pyo3(default)]
+    rank: Option<usize>,
+    /// World size; with `rank`.
+    #[pyo3(default)]
+    world_size: Option<usize>,
+    /// Overrides `sampling.seed` for this loader (the spec stays as validated).
+    #[pyo3(default)]
+    seed: Option<u64>,
+    /// Epoch to start (or resume) at.
+    #[pyo3(default)]
+    epoch: u64,
+    /// Step within the epoch to resume at.
+    #[pyo3(default)]
+    step: u64,
+    /// Plan cache folder (default: `$CELLMAP_CACHE_DIR` or `~/.cache/cellmap-compile/plans`).
+    #[pyo3(default)]
+    cache_dir: Option<PathBuf>,
+    /// A plan made earlier, as JSON (a generated package's embedded plan).
+    #[pyo3(default)]
+    plan: Option<String>,
+}
+
 /// The Rust loader behind the Python `Loader`: an endless training stream or one validation
 /// pass, yielding batches as DLPack capsules.
 #[pyclass(module = "cellmap_compile._native")]
@@ -80,30 +110,18 @@ pub(crate) struct NativeLoader {
 #[pymethods]
 impl NativeLoader {
     /// Validate the spec, plan its data (or open it over the cached plan) and start the workers;
-    /// the GIL is released meanwhile.
+    /// the GIL is released meanwhile. `args` holds the Python `Loader`'s keyword arguments (see
+    /// [`LoaderArgs`]).
     #[new]
-    #[pyo3(signature = (text, source, split = "train", rank = None, world_size = None, seed = None, epoch = 0, step = 0, cache_dir = None, plan = None))]
-    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, mirrored one to one.
-    fn new(
-        py: Python<'_>,
-        text: &str,
-        source: &str,
-        split: &str,
-        rank: Option<usize>,
-        world_size: Option<usize>,
-        seed: Option<u64>,
-        epoch: u64,
-        step: u64,
-        cache_dir: Option<PathBuf>,
-        plan: Option<String>,
-    ) -> PyResult<Self> {
-        let split: Split = crate::spec::split(split)?;
+    fn new(py: Python<'_>, text: &str, source: &str, args: LoaderArgs) -> PyResult<Self> {
+        let split: Split = crate::spec::split(&args.split)?;
         let spec = Arc::new(crate::spec::parse(py, text, source)?.spec);
-        let mut options = LoaderOptions::new(split, dist(rank, world_size)?);
-        options.epoch = epoch;
-        options.step = step;
-        options.seed = seed;
+        let mut options = LoaderOptions::new(split, dist(args.rank, args.world_size)?);
+        options.epoch = args.epoch;
+        options.step = args.step;
+        options.seed = args.seed;
         let opened = Arc::clone(&spec);
+        let (plan, cache_dir) = (args.plan, args.cache_dir);
         let (loader, origin) = py
             .detach(move || -> Result<(Loader, PlanOrigin), String> {
                 let (planned, origin) = match plan {
@@ -156,7 +174,7 @@ impl NativeLoader {
 
     /// The spec's device: `cpu` or `cuda:N`.
     fn device(&self) -> String {
-        match self.spec.loader.device {
+        match self.spec.loader().device {
             Device::Cpu => "cpu".to_owned(),
             Device::Cuda(n) => format!("cuda:{n}"),
         }
@@ -164,7 +182,7 @@ impl NativeLoader {
 
     /// Whether the spec asks for pinned host memory.
     fn pin_memory(&self) -> bool {
-        self.spec.loader.pin_memory
+        self.spec.loader().pin_memory
     }
 
     /// The arrays in batch order: `(name, channels, [z, y, x])`.

@@ -66,23 +66,41 @@ fn plan_json(py: Python<'_>, text: &str, source: &str, counts: bool) -> PyResult
     .map_err(cellmap_error)
 }
 
+/// What [`sample`] reads: a dict with the Python `sample`'s arguments (`split`, `dataset` and
+/// `centre_nm` required; a missing key takes the Python default).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct SampleArgs {
+    /// `train`, `validate` or `test`.
+    split: String,
+    /// Dataset index within the split.
+    dataset: usize,
+    /// World centre, nm, `[z, y, x]`.
+    centre_nm: [f64; 3],
+    /// Skip the value transforms.
+    #[pyo3(default)]
+    raw_values: bool,
+    /// Draw the spec's spatial transform too.
+    #[pyo3(default)]
+    augment: bool,
+    /// Epoch whose random choices key the sample.
+    #[pyo3(default)]
+    epoch: u64,
+    /// Sample index whose random choices key the sample.
+    #[pyo3(default)]
+    index: u64,
+}
+
 /// One sample at a world centre: `({name: DLPack capsule}, info)`.
 #[pyfunction]
-#[pyo3(signature = (text, source, split, dataset, centre_nm, *, raw_values = false, augment = false, epoch = 0, index = 0))]
-#[allow(clippy::too_many_arguments)]
 fn sample<'py>(
     py: Python<'py>,
     text: &str,
     source: &str,
-    split: &str,
-    dataset: usize,
-    centre_nm: [f64; 3],
-    raw_values: bool,
-    augment: bool,
-    epoch: u64,
-    index: u64,
+    args: SampleArgs,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyAny>)> {
-    let split = crate::spec::split(split)?;
+    let split = crate::spec::split(&args.split)?;
+    let centre_nm = args.centre_nm;
     if centre_nm.iter().any(|c| !c.is_finite()) {
         return Err(PyValueError::new_err(format!(
             "the centre must be three finite numbers (nm, z y x), got {centre_nm:?}"
@@ -92,13 +110,13 @@ fn sample<'py>(
     let out = py
         .detach(|| {
             let options = cellmap_codegen::cli::SampleOptions {
-                raw_values,
-                augment,
-                epoch,
-                index,
+                raw_values: args.raw_values,
+                augment: args.augment,
+                epoch: args.epoch,
+                index: args.index,
                 transform: None,
             };
-            cellmap_codegen::cli::read_sample(&spec, split, dataset, centre_nm, &options)
+            cellmap_codegen::cli::read_sample(&spec, split, args.dataset, centre_nm, &options)
         })
         .map_err(cellmap_error)?;
     let arrays = PyDict::new(py);

@@ -75,7 +75,7 @@ fn reader(dir: &Path, name: &str, augment: &str, cache: bool) -> (Reader, Vec<[f
     std::fs::write(&path, spec_yaml(augment)).expect("write spec");
     let spec = cellmap_schema::load(&path).expect("valid spec").spec;
     let planned = plan(&spec, PlanOptions::default()).expect("plan");
-    let cache = cache.then(|| Arc::new(ChunkCache::new(spec.loader.cache_bytes)));
+    let cache = cache.then(|| Arc::new(ChunkCache::new(spec.loader().cache_bytes)));
     let d = planned
         .plan
         .datasets

@@ -78,8 +78,8 @@ impl Loader {
         }
         let cache = open_cache(&spec, &planned.plan, &options)?;
         let reader = Reader::new(Arc::clone(&spec), Arc::clone(&planned), cache.clone());
-        let batch_size = spec.loader.batch_size as u64;
-        let batches_per_epoch = (spec.sampling.iterations_per_epoch / batch_size).max(1);
+        let batch_size = spec.loader().batch_size as u64;
+        let batches_per_epoch = (spec.sampling().iterations_per_epoch / batch_size).max(1);
         let kind = job_kind(&spec, &planned, &datasets, &options)?;
         // A validation pass is the same at every epoch: only the step says where to resume it.
         let first_batch = match kind {
@@ -90,7 +90,7 @@ impl Loader {
             reader,
             split,
             dist: options.dist,
-            seed: options.seed.unwrap_or(spec.sampling.seed),
+            seed: options.seed.unwrap_or(spec.sampling().seed),
             batch_size,
             first_batch,
             batches_per_epoch,
@@ -207,12 +207,12 @@ fn open_cache(spec: &Spec, plan: &Plan, options: &LoaderOptions) -> Result<Optio
     let cache_bytes = match (&options.cache, options.no_cache) {
         (_, true) => 0,
         (Some(shared), false) => shared.budget_bytes().saturating_sub(shared.stats().bytes),
-        (None, false) => spec.loader.cache_bytes,
+        (None, false) => spec.loader().cache_bytes,
     };
     check_fits(&MemoryNeed {
         batch_size: plan.batch.batch_size,
         batch_bytes: plan.batch_bytes,
-        prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
+        prefetch: options.prefetch.unwrap_or(spec.loader().prefetch),
         cache_bytes,
     })?;
     if options.no_cache {
@@ -221,7 +221,7 @@ fn open_cache(spec: &Spec, plan: &Plan, options: &LoaderOptions) -> Result<Optio
     let cache = options
         .cache
         .clone()
-        .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader.cache_bytes)));
+        .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader().cache_bytes)));
     Ok(Some(cache))
 }
 
@@ -234,7 +234,7 @@ fn job_kind(
     options: &LoaderOptions,
 ) -> Result<JobKind, LoaderError> {
     let dist = options.dist;
-    if !options.split.is_train() && spec.sampling.validation_tiling {
+    if !options.split.is_train() && spec.sampling().validation_tiling {
         let all: Vec<(usize, u64)> = datasets
             .iter()
             .flat_map(|&i| (0..planned.plan.datasets[i].tiles.len()).map(move |t| (i, t)))
@@ -246,10 +246,14 @@ fn job_kind(
     }
     let mut grids: Vec<DatasetGrid> = datasets
         .iter()
-        .map(|&i| dataset_grid(&planned.plan, i, spec.classes.len()))
+        .map(|&i| dataset_grid(&planned.plan, i, spec.classes().len()))
         .collect();
-    if let Some(bias) = &spec.sampling.foreground {
-        let class = spec.classes.iter().position(|c| *c == bias.class).unwrap_or(usize::MAX);
+    if let Some(bias) = &spec.sampling().foreground {
+        let class = spec
+            .classes()
+            .iter()
+            .position(|c| *c == bias.class)
+            .unwrap_or(usize::MAX);
         for (grid, &i) in grids.iter_mut().zip(datasets) {
             let d = &planned.plan.datasets[i];
             grid.foreground =
@@ -261,7 +265,7 @@ fn job_kind(
         }
     }
     // The seed override draws the centres too, not only the augmentation.
-    let mut sampling = spec.sampling.clone();
+    let mut sampling = spec.sampling().clone();
     sampling.seed = options.seed.unwrap_or(sampling.seed);
     let sampler = TrainSampler::new(grids, &sampling, dist.rank, dist.world_size)?;
     Ok(JobKind::Train {
@@ -273,16 +277,16 @@ fn job_kind(
 /// The pipeline settings of a loader: the spec's, overridden by the options.
 fn pipeline_options(spec: &Spec, options: &LoaderOptions) -> PipelineOptions {
     PipelineOptions {
-        workers: options.workers.unwrap_or(spec.loader.workers),
-        prefetch: options.prefetch.unwrap_or(spec.loader.prefetch),
-        on_error: spec.loader.on_error,
-        max_attempts: if spec.loader.on_error == ErrorPolicy::Fail {
+        workers: options.workers.unwrap_or(spec.loader().workers),
+        prefetch: options.prefetch.unwrap_or(spec.loader().prefetch),
+        on_error: spec.loader().on_error,
+        max_attempts: if spec.loader().on_error == ErrorPolicy::Fail {
             1
         } else {
             MAX_ATTEMPTS
         },
         torch_memory: options.torch_memory,
         // Pinning needs a CUDA runtime and only helps copies to a CUDA device.
-        pin: options.torch_memory && spec.loader.pin_memory && matches!(spec.loader.device, Device::Cuda(_)),
+        pin: options.torch_memory && spec.loader().pin_memory && matches!(spec.loader().device, Device::Cuda(_)),
     }
 }

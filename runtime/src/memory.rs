@@ -55,10 +55,10 @@ impl MemoryNeed {
     /// budget (no data is read: the batch bytes follow from the arrays).
     pub fn of_spec(spec: &Spec) -> Self {
         MemoryNeed {
-            batch_size: spec.loader.batch_size,
+            batch_size: spec.loader().batch_size,
             batch_bytes: batch_layout(spec).batch_bytes(),
-            prefetch: spec.loader.prefetch,
-            cache_bytes: spec.loader.cache_bytes,
+            prefetch: spec.loader().prefetch,
+            cache_bytes: spec.loader().cache_bytes,
         }
     }
 
@@ -68,7 +68,7 @@ impl MemoryNeed {
             batch_size: plan.batch.batch_size,
             batch_bytes: plan.batch_bytes,
             prefetch: plan.prefetch,
-            cache_bytes: spec.loader.cache_bytes,
+            cache_bytes: spec.loader().cache_bytes,
         }
     }
 

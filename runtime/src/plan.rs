@@ -275,25 +275,25 @@ pub struct Planned {
 /// Open the data of a spec and plan it.
 pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
     if let Some(a) = spec
-        .inputs
+        .inputs()
         .iter()
-        .chain(&spec.targets)
+        .chain(spec.targets())
         .find(|a| a.dtype != cellmap_schema::OutputDtype::Float32)
     {
         return Err(PlanError::UnsupportedDtype {
-            spec: spec.source.clone(),
+            spec: spec.source().to_path_buf(),
             array: a.name.clone(),
             dtype: a.dtype,
         });
     }
     let layout = batch_layout(spec);
     let batch_bytes = layout.batch_bytes();
-    let count = options.count_classes || spec.sampling.weighting == cellmap_schema::Weighting::VoxelWeighted;
+    let count = options.count_classes || spec.sampling().weighting == cellmap_schema::Weighting::VoxelWeighted;
     let mut datasets = Vec::new();
     let mut sources = Vec::new();
     let mut excluded = Vec::new();
     let mut warnings = Vec::new();
-    for dataset in &spec.datasets {
+    for dataset in spec.datasets() {
         let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
         warnings.extend(opened.warnings.iter().map(|w| format!("{}: {w}", dataset.origin)));
         match plan_dataset(spec, &opened, count, &mut warnings)? {
@@ -333,12 +333,12 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
         }
     }
     let plan = Plan {
-        name: spec.name.clone(),
+        name: spec.name().to_owned(),
         batch: layout,
         batch_bytes,
-        prefetch: spec.loader.prefetch,
-        ring_bytes: batch_bytes.saturating_mul(spec.loader.prefetch as u64),
-        class_weights: class_weights(&datasets, &spec.classes),
+        prefetch: spec.loader().prefetch,
+        ring_bytes: batch_bytes.saturating_mul(spec.loader().prefetch as u64),
+        class_weights: class_weights(&datasets, spec.classes()),
         datasets,
         excluded,
         warnings,
@@ -348,18 +348,18 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
 
 /// The batch layout of a spec: inputs `[B, 1, …]`, then targets `[B, classes, …]`.
 pub fn batch_layout(spec: &Spec) -> BatchLayout {
-    let inputs = spec.inputs.iter().map(|a| ArrayLayout {
+    let inputs = spec.inputs().iter().map(|a| ArrayLayout {
         name: a.name.clone(),
         channels: 1,
         shape_vox: a.shape_vox,
     });
-    let targets = spec.targets.iter().map(|a| ArrayLayout {
+    let targets = spec.targets().iter().map(|a| ArrayLayout {
         name: a.name.clone(),
-        channels: spec.classes.len(),
+        channels: spec.classes().len(),
         shape_vox: a.shape_vox,
     });
     BatchLayout {
-        batch_size: spec.loader.batch_size,
+        batch_size: spec.loader().batch_size,
         arrays: inputs.chain(targets).collect(),
     }
 }

@@ -297,12 +297,12 @@ impl PredictPlan {
     /// [`PredictError`] when the spec has no `predict` section, a group cannot be opened, a region
     /// is empty or outside the raw data, or two outputs collide.
     pub fn new(spec: &Spec) -> Result<PredictPlan, PredictError> {
-        let p = spec.predict.as_ref().ok_or(PredictError::NoPredictSection)?;
+        let p = spec.predict().ok_or(PredictError::NoPredictSection)?;
         let s = p.voxel_size_nm;
         let inputs: Vec<PredictInput> = p
             .inputs
             .iter()
-            .filter_map(|&i| spec.inputs.get(i).map(|a| (i, a)))
+            .filter_map(|&i| spec.inputs().get(i).map(|a| (i, a)))
             .map(|(i, a)| PredictInput {
                 spec_index: i,
                 name: a.name.clone(),
@@ -319,7 +319,7 @@ impl PredictPlan {
         }
         let warnings = regions
             .iter()
-            .filter_map(|r| r.padded_warning(spec.sampling.pad_value_inputs))
+            .filter_map(|r| r.padded_warning(spec.sampling().pad_value_inputs))
             .collect();
         let names = unit_names(&regions);
         let classes: Vec<String> = p.class_names().map(str::to_owned).collect();

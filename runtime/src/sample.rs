@@ -135,8 +135,8 @@ impl PackedTarget {
         targets: &[ClassPlan],
         sources: &crate::sources::DatasetSources,
     ) -> Option<Self> {
-        let array = &spec.targets[t];
-        if array.interpolation != Interpolation::Nearest || spec.classes.len() > 8 {
+        let array = &spec.targets()[t];
+        if array.interpolation != Interpolation::Nearest || spec.classes().len() > 8 {
             return None;
         }
         let mut classes = Vec::new();
@@ -155,7 +155,7 @@ impl PackedTarget {
             }
             geometry = Some(g);
             first_level.get_or_insert_with(|| level.clone());
-            let [ValueTransform::Binarize { threshold }] = spec.augment.targets_for(split, &spec.classes[c]) else {
+            let [ValueTransform::Binarize { threshold }] = spec.augment().targets_for(split, &spec.classes()[c]) else {
                 return None;
             };
             classes.push((c, lp.level, *threshold));
@@ -221,9 +221,9 @@ impl Reader {
     pub fn scratch(&self) -> SampleScratch {
         let largest = self
             .spec
-            .inputs
+            .inputs()
             .iter()
-            .chain(&self.spec.targets)
+            .chain(self.spec.targets())
             .map(ArraySpec::voxels)
             .max()
             .unwrap_or(0);
@@ -241,7 +241,7 @@ impl Reader {
     /// (stream [`STREAM_SPATIAL`]) when it asks for spatial augmentation and the spec has some,
     /// else the identity.
     pub fn spatial_draw(&self, request: &SampleRequest) -> SpatialDraw {
-        let spatial = &self.spec.augment.spatial;
+        let spatial = &self.spec.augment().spatial;
         if request.spatial && !spatial.is_identity() {
             crate::augment::spatial::draw_spatial(spatial, &mut Rng::new(request.key, STREAM_SPATIAL), self.extent_nm)
         } else {
@@ -272,10 +272,10 @@ impl Reader {
         let spec = &*self.spec;
         // The draw lives in the scratch between samples (its elastic lattice keeps its memory).
         let mut draw = std::mem::take(&mut scratch.draw);
-        if request.spatial && !spec.augment.spatial.is_identity() {
+        if request.spatial && !spec.augment().spatial.is_identity() {
             let mut rng = Rng::new(request.key, STREAM_SPATIAL);
             draw_spatial_into(
-                &spec.augment.spatial,
+                &spec.augment().spatial,
                 &mut rng,
                 self.extent_nm,
                 &mut draw,
@@ -312,11 +312,11 @@ impl Reader {
             message,
         };
 
-        for (i, (array, lp)) in spec.inputs.iter().zip(&plan.inputs).enumerate() {
+        for (i, (array, lp)) in spec.inputs().iter().zip(&plan.inputs).enumerate() {
             let level = &sources.raw.levels[lp.level];
             let out = dest.array(i);
             let transforms: &[ValueTransform] = if request.values {
-                spec.augment.inputs_for(plan.split)
+                spec.augment().inputs_for(plan.split)
             } else {
                 &[]
             };
@@ -328,7 +328,7 @@ impl Reader {
                     array.interpolation,
                     draw,
                     request,
-                    spec.sampling.pad_value_inputs,
+                    spec.sampling().pad_value_inputs,
                     transforms.first(),
                     out,
                     &mut info,
@@ -342,8 +342,8 @@ impl Reader {
             }
         }
 
-        let n_inputs = spec.inputs.len();
-        for (t, (array, classes)) in spec.targets.iter().zip(&plan.targets).enumerate() {
+        let n_inputs = spec.inputs().len();
+        for (t, (array, classes)) in spec.targets().iter().zip(&plan.targets).enumerate() {
             let out = dest.array(n_inputs + t);
             let voxels = array.voxels();
             // The packed gather binarizes, so it stands in for reads with value transforms only.
@@ -359,12 +359,12 @@ impl Reader {
             let per_class = if packed.is_some() { &[][..] } else { classes.as_slice() };
             for (c, (class_plan, source)) in per_class.iter().zip(&sources.classes).enumerate() {
                 let channel = &mut out[c * voxels..(c + 1) * voxels];
-                let class = &spec.classes[c];
+                let class = &spec.classes()[c];
                 match (class_plan, source) {
                     (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => {
                         let level = &group.levels[lp.level];
                         let transforms: &[ValueTransform] = if request.values {
-                            spec.augment.targets_for(plan.split, class)
+                            spec.augment().targets_for(plan.split, class)
                         } else {
                             &[]
                         };
@@ -376,7 +376,7 @@ impl Reader {
                                 array.interpolation,
                                 draw,
                                 request,
-                                spec.sampling.pad_value_targets,
+                                spec.sampling().pad_value_targets,
                                 transforms.first(),
                                 channel,
                                 &mut info,
@@ -384,7 +384,7 @@ impl Reader {
                             .map_err(|m| fail(array, Some(class), m))?;
                         let transforms = &transforms[usize::from(fused)..];
                         if !transforms.is_empty() {
-                            let stream = STREAM_VALUE + (n_inputs + t * spec.classes.len() + c) as u64;
+                            let stream = STREAM_VALUE + (n_inputs + t * spec.classes().len() + c) as u64;
                             let mut rng = Rng::new(request.key, stream);
                             apply_value_transforms(transforms, channel, array.shape_vox, &mut rng, &mut scratch.values)
                                 .map_err(|e| fail(array, Some(class), e.to_string()))?;
@@ -416,7 +416,7 @@ impl Reader {
         out: &mut [f32],
     ) -> Result<(), String> {
         let level = &packed.level;
-        let fill = self.spec.sampling.pad_value_targets;
+        let fill = self.spec.sampling().pad_value_targets;
         let grid = SampleGrid::new(
             request.centre_nm,
             array.shape_vox,
@@ -437,7 +437,7 @@ impl Reader {
         let (lo, size) = clip(start, shape, level.shape_vox);
         let voxels: usize = size.iter().product();
         if voxels == 0 {
-            let classes = self.spec.classes.len();
+            let classes = self.spec.classes().len();
             let channel = array.voxels();
             for c in 0..classes {
                 let value = if packed.unknown_mask & (1 << c) != 0 {
@@ -465,7 +465,7 @@ impl Reader {
                 threshold,
                 1u8 << c,
             )
-            .map_err(|e| format!("class `{}`: {e}", self.spec.classes[c]))?;
+            .map_err(|e| format!("class `{}`: {e}", self.spec.classes()[c]))?;
         }
         gather_labels_packed(
             &scratch.bytes,
@@ -474,7 +474,7 @@ impl Reader {
             level.shape_vox,
             &grid,
             elastic,
-            self.spec.classes.len(),
+            self.spec.classes().len(),
             packed.unknown_mask,
             fill,
             out,
@@ -792,7 +792,7 @@ fn infer_negatives(out: &mut [f32], voxels: usize, c: usize, related: &[usize]) 
 /// The largest physical extent of any array of the spec, per axis (for the elastic lattice).
 pub(crate) fn largest_extent_nm(spec: &Spec) -> [f64; 3] {
     let mut e = [0.0f64; 3];
-    for a in spec.inputs.iter().chain(&spec.targets) {
+    for a in spec.inputs().iter().chain(spec.targets()) {
         for (ax, v) in e.iter_mut().enumerate() {
             *v = v.max(a.shape_vox[ax] as f64 * a.voxel_size_nm[ax]);
         }

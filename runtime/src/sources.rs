@@ -74,9 +74,9 @@ impl DatasetSources {
         };
         let raw = Multiscale::open(&dataset.raw).map_err(wrap)?;
         let mut warnings = Vec::new();
-        let mut annotated: Vec<Option<Multiscale>> = vec![None; spec.classes.len()];
+        let mut annotated: Vec<Option<Multiscale>> = vec![None; spec.classes().len()];
         if let Some(targets) = &dataset.targets {
-            for (c, class) in spec.classes.iter().enumerate() {
+            for (c, class) in spec.classes().iter().enumerate() {
                 let listed = targets.annotated.as_ref().map(|l| l.iter().any(|a| a == class));
                 let path = targets.path_of(class);
                 let exists = path_exists(&path);
@@ -91,18 +91,18 @@ impl DatasetSources {
         }
         let is_annotated: Vec<bool> = annotated.iter().map(Option::is_some).collect();
         let classes = spec
-            .classes
+            .classes()
             .iter()
             .enumerate()
             .map(|(c, class)| match annotated[c].take() {
                 Some(m) => ClassSource::Annotated(m),
                 None => {
                     let related: Vec<usize> = spec
-                        .class_relations
+                        .class_relations()
                         .get(class)
                         .into_iter()
                         .flatten()
-                        .filter_map(|r| spec.classes.iter().position(|k| k == r))
+                        .filter_map(|r| spec.classes().iter().position(|k| k == r))
                         .filter(|&k| is_annotated[k])
                         .collect();
                     if related.is_empty() {

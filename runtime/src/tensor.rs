@@ -122,7 +122,7 @@ impl TorchLoader {
         let layout = &loader.plan().batch;
         let b = layout.batch_size as i64;
         let names: Vec<String> = layout.arrays.iter().map(|a| a.name.clone()).collect();
-        let dtypes: Vec<OutputDtype> = spec.inputs.iter().chain(&spec.targets).map(|a| a.dtype).collect();
+        let dtypes: Vec<OutputDtype> = spec.inputs().iter().chain(spec.targets()).map(|a| a.dtype).collect();
         let mut slots = Vec::with_capacity(loader.slot_count());
         for slot in 0..loader.slot_count() {
             let mut views = Vec::with_capacity(layout.arrays.len());
@@ -319,7 +319,7 @@ pub struct OwnedTorchBatch {
 
 /// The tch device of a spec, checked for availability.
 pub fn torch_device(spec: &Spec) -> Result<tch::Device, TensorError> {
-    match spec.loader.device {
+    match spec.loader().device {
         Device::Cpu => Ok(tch::Device::Cpu),
         Device::Cuda(index) => {
             let available = tch::Cuda::is_available();

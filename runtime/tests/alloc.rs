@@ -108,24 +108,23 @@ fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
         ..Default::default()
     };
     let report = cellmap_runtime::write_synthetic(&tmp.path().join("synth"), &options).unwrap();
-    let mut spec = cellmap_schema::load(&report.spec_yaml).unwrap().spec;
-    spec.inputs[0].shape_vox = [24, 24, 24];
-    spec.targets[0].shape_vox = [16, 16, 16];
-    spec.augment.spatial.mirror = [0.5; 3];
-    spec.augment.spatial.transpose = vec![cellmap_schema::Axis::Y, cellmap_schema::Axis::X];
-    spec.augment.spatial.rotate = [Some((-30.0, 30.0)), None, None];
-    spec.augment.inputs = vec![cellmap_schema::ValueTransform::GaussianNoise { mean: 0.0, std: 1.0 }];
-    if class_balanced {
-        spec.sampling.weighting = cellmap_schema::Weighting::ClassBalanced;
-        spec.sampling.iterations_per_epoch = 16;
-    }
+    // The synthetic spec with smaller crops and every training augmentation, validated again.
+    let mut text = std::fs::read_to_string(&report.spec_yaml)
+        .unwrap()
+        .replace("raw: { shape: [64, 64, 64]", "raw: { shape: [24, 24, 24]")
+        .replace("labels: { shape: [64, 64, 64]", "labels: { shape: [16, 16, 16]");
+    text.push_str("augment:\n  inputs: [{gaussian_noise: {mean: 0, std: 1}}]\n  spatial:\n");
+    text.push_str("    mirror: {z: 0.5, y: 0.5, x: 0.5}\n    transpose: [y, x]\n    rotate: {z: [-30, 30]}\n");
     if elastic {
-        spec.augment.spatial.elastic = Some(cellmap_schema::Elastic {
-            spacing_nm: [64.0; 3],
-            sigma_nm: 4.0,
-            probability: 0.5,
-        });
+        text.push_str("    elastic: {spacing: [64, 64, 64], sigma: 4, probability: 0.5}\n");
     }
+    if class_balanced {
+        text = text.replace(
+            "  seed: 42\n",
+            "  seed: 42\n  weighting: class_balanced\n  iterations_per_epoch: 16\n",
+        );
+    }
+    let spec = cellmap_schema::parse(&text, &report.spec_yaml).unwrap().spec;
     let mut options = cellmap_runtime::LoaderOptions::train().unwrap();
     options.dist = cellmap_runtime::DistInfo::single();
     let mut loader = cellmap_runtime::Loader::open(spec, options).unwrap();

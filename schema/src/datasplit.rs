@@ -108,7 +108,6 @@ pub(crate) fn read(
     let mut datasets = Vec::new();
     let named = format!("datasplit named at {}", ctx.origin);
     let csv_error = |line: usize, message: String| Diagnostic::error(&csv_path, (line, 1), "/data/csv", message);
-    let csv_warning = |line: usize, message: String| csv_error(line, message).warning();
     let mut warnings = Vec::new();
     let mut first = true;
     for record in reader.records() {
@@ -128,22 +127,17 @@ pub(crate) fn read(
         if cols.iter().all(|c| c.is_empty()) {
             continue;
         }
-        let Some(split) = Split::from_name(cols.first().copied().unwrap_or("")) else {
-            let given = cols.first().copied().unwrap_or("");
-            let d = if is_first && matches!(given.to_ascii_lowercase().as_str(), "split" | "set" | "subset" | "name") {
-                csv_error(line, "datasplit CSV has a header row".to_owned()).hint(format!(
-                    "cellmap-data datasplits have no header; delete this line ({named})"
-                ))
-            } else {
-                csv_error(line, format!("unknown split `{given}`"))
-                    .expected("`train`, `validate` or `test` (also `training`, `val`, `validation`, `testing`)")
-                    .hint(match did_you_mean(given, ["train", "validate", "test"]) {
-                        Some(h) => format!("{h} ({named})"),
-                        None => named.clone(),
-                    })
-            };
-            errors.push(d);
-            continue;
+        let row = Row {
+            csv_path: &csv_path,
+            line,
+            named: &named,
+        };
+        let split = match row_split(&cols, is_first, &row) {
+            Ok(split) => split,
+            Err(d) => {
+                errors.push(*d);
+                continue;
+            }
         };
         let (raw, gt) = match cols.as_slice() {
             [_, raw, gt] => (raw.to_string(), gt.to_string()),
@@ -161,53 +155,11 @@ pub(crate) fn read(
             errors.push(csv_error(line, "empty raw path".to_owned()).hint(named.clone()));
             continue;
         }
-        let targets = if gt.is_empty() {
-            None
-        } else {
-            match bracket_template(&gt) {
-                Err(message) => {
-                    errors.push(
-                        csv_error(line, message)
-                            .expected("a `[mito,er]` bracket list or `{class}` in the path")
-                            .hint(named.clone()),
-                    );
-                    continue;
-                }
-                Ok((template, mut annotated)) => {
-                    if let Some(list) = &mut annotated {
-                        let (known, unknown): (Vec<String>, Vec<String>) =
-                            list.drain(..).partition(|c| ctx.classes.contains(c));
-                        for class in &unknown {
-                            let hint = match did_you_mean(class, ctx.classes.iter().map(String::as_str)) {
-                                Some(h) => format!("{h} ({named})"),
-                                None => format!("add it to `classes` to load it ({named})"),
-                            };
-                            warnings.push(
-                                csv_warning(
-                                    line,
-                                    format!("class `{class}` is not among the spec's classes; it is ignored"),
-                                )
-                                .expected(format!("one of the spec's classes: {}", ctx.classes.join(", ")))
-                                .hint(hint),
-                            );
-                        }
-                        if known.is_empty() && !unknown.is_empty() {
-                            warnings.push(
-                                csv_warning(
-                                    line,
-                                    "this crop annotates none of the spec's classes; its targets are unknown (NaN)"
-                                        .to_owned(),
-                                )
-                                .hint(named.clone()),
-                            );
-                        }
-                        *list = known;
-                    }
-                    Some(TargetTemplate {
-                        template: resolve_path(ctx.base_dir, &template),
-                        annotated,
-                    })
-                }
+        let targets = match row_targets(&gt, ctx, &row, &mut warnings) {
+            Ok(t) => t,
+            Err(d) => {
+                errors.push(*d);
+                continue;
             }
         };
         datasets.push(DatasetSpec {
@@ -226,6 +178,92 @@ pub(crate) fn read(
     } else {
         Err(errors)
     }
+}
+
+/// Where a CSV row is, for its diagnostics.
+struct Row<'a> {
+    csv_path: &'a Path,
+    line: usize,
+    /// `datasplit named at FILE:LINE:COLUMN`, the hint that leads back to the spec.
+    named: &'a str,
+}
+
+impl Row<'_> {
+    fn error(&self, message: String) -> Diagnostic {
+        Diagnostic::error(self.csv_path, (self.line, 1), "/data/csv", message)
+    }
+}
+
+/// The split in a row's first column; a header row or an unknown name is an error.
+fn row_split(cols: &[&str], is_first: bool, row: &Row<'_>) -> Result<Split, Box<Diagnostic>> {
+    let given = cols.first().copied().unwrap_or("");
+    if let Some(split) = Split::from_name(given) {
+        return Ok(split);
+    }
+    let named = row.named;
+    Err(Box::new(
+        if is_first && matches!(given.to_ascii_lowercase().as_str(), "split" | "set" | "subset" | "name") {
+            row.error("datasplit CSV has a header row".to_owned()).hint(format!(
+                "cellmap-data datasplits have no header; delete this line ({named})"
+            ))
+        } else {
+            row.error(format!("unknown split `{given}`"))
+                .expected("`train`, `validate` or `test` (also `training`, `val`, `validation`, `testing`)")
+                .hint(match did_you_mean(given, ["train", "validate", "test"]) {
+                    Some(h) => format!("{h} ({named})"),
+                    None => named.to_owned(),
+                })
+        },
+    ))
+}
+
+/// The targets of a row's ground-truth column (none when empty); classes the spec does not have
+/// are dropped with a warning.
+fn row_targets(
+    gt: &str,
+    ctx: &DatasplitContext<'_>,
+    row: &Row<'_>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Option<TargetTemplate>, Box<Diagnostic>> {
+    if gt.is_empty() {
+        return Ok(None);
+    }
+    let named = row.named;
+    let parsed = bracket_template(gt).map_err(|message| {
+        row.error(message)
+            .expected("a `[mito,er]` bracket list or `{class}` in the path")
+            .hint(named.to_owned())
+    });
+    let (template, mut annotated) = parsed.map_err(Box::new)?;
+    if let Some(list) = &mut annotated {
+        let (known, unknown): (Vec<String>, Vec<String>) = list.drain(..).partition(|c| ctx.classes.contains(c));
+        for class in &unknown {
+            let hint = match did_you_mean(class, ctx.classes.iter().map(String::as_str)) {
+                Some(h) => format!("{h} ({named})"),
+                None => format!("add it to `classes` to load it ({named})"),
+            };
+            warnings.push(
+                row.error(format!(
+                    "class `{class}` is not among the spec's classes; it is ignored"
+                ))
+                .warning()
+                .expected(format!("one of the spec's classes: {}", ctx.classes.join(", ")))
+                .hint(hint),
+            );
+        }
+        if known.is_empty() && !unknown.is_empty() {
+            warnings.push(
+                row.error("this crop annotates none of the spec's classes; its targets are unknown (NaN)".to_owned())
+                    .warning()
+                    .hint(named.to_owned()),
+            );
+        }
+        *list = known;
+    }
+    Ok(Some(TargetTemplate {
+        template: resolve_path(ctx.base_dir, &template),
+        annotated,
+    }))
 }
 
 /// The line (from 1) of the record whose read starts at `byte`. The csv crate's own line is where the read

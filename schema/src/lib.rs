@@ -8,7 +8,7 @@
 //! ```
 //! let text = "version: 1\nname: demo\nclasses: [mito]\narrays:\n  inputs: {raw: {shape: [8, 8], scale: [4, 4]}}\n  targets: {labels: {shape: [8, 8], scale: [4, 4]}}\ndata:\n  datasets: [{split: train, raw: /d/a.zarr/raw, targets: '/d/a.zarr/crop1/{class}'}]\n";
 //! let checked = cellmap_schema::parse(text, std::path::Path::new("demo.yaml")).unwrap();
-//! assert_eq!(checked.spec.inputs[0].shape_vox, [1, 8, 8]);
+//! assert_eq!(checked.spec.inputs()[0].shape_vox, [1, 8, 8]);
 //!
 //! let bad = text.replace("classes: [mito]", "clases: [mito]");
 //! let errors = cellmap_schema::parse(&bad, std::path::Path::new("demo.yaml")).unwrap_err();

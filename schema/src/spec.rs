@@ -6,15 +6,20 @@
 //! datasplit paths resolved against the spec file's folder.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+mod normalized;
+
+pub use normalized::NormalizedError;
+pub(crate) use normalized::invariant_errors;
 
 /// Spatial axes in storage order. Every shape and voxel size in a [`Spec`] is `[z, y, x]`.
 pub const AXES: [Axis; 3] = [Axis::Z, Axis::Y, Axis::X];
 
 /// One spatial axis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Axis {
     /// The slowest axis (slices).
@@ -45,45 +50,98 @@ impl Axis {
     }
 }
 
-/// A validated spec. Build one with [`crate::load`] or [`crate::parse`].
+/// A validated spec. Build one with [`crate::load`] or [`crate::parse`] (from YAML), or
+/// [`Spec::from_normalized`] (from the text of [`Spec::to_normalized`], as generated crates embed it).
+///
+/// Its fields are private so that every `Spec` is a checked one: read them through the accessors.
+/// Variations of a spec (other settings, other data) are written as YAML and validated again; the
+/// runtime's per-run overrides (the loader's seed, rank, resume position) live in its options, not here.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Spec {
-    /// Spec format version (currently always 1).
-    pub version: u32,
-    /// Name of the spec; becomes the generated crate's name.
-    pub name: String,
-    /// The spec file this was read from (absolute when read from disk).
-    pub source: PathBuf,
-    /// Classes in channel order.
-    pub classes: Vec<String>,
-    /// Mutual exclusions, made symmetric: `relations[a]` contains `b` iff `relations[b]` contains `a`.
-    /// A class without ground truth in a crop is 0 where any related class is present there.
-    pub class_relations: BTreeMap<String, BTreeSet<String>>,
-    /// Input arrays, sorted by name.
-    pub inputs: Vec<ArraySpec>,
-    /// Target arrays, sorted by name. Each has one channel per class.
-    pub targets: Vec<ArraySpec>,
-    /// Datasets of every split: train, validate, then test, each split in file order.
-    pub datasets: Vec<DatasetSpec>,
-    /// How sample centres are drawn.
-    pub sampling: Sampling,
-    /// Spatial and value augmentation.
-    pub augment: Augment,
-    /// Loader settings.
-    pub loader: LoaderSpec,
-    /// Tiled inference settings, when the spec has a `predict` section.
-    pub predict: Option<Predict>,
+    pub(crate) version: u32,
+    pub(crate) name: String,
+    pub(crate) source: PathBuf,
+    pub(crate) classes: Vec<String>,
+    pub(crate) class_relations: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) inputs: Vec<ArraySpec>,
+    pub(crate) targets: Vec<ArraySpec>,
+    pub(crate) datasets: Vec<DatasetSpec>,
+    pub(crate) sampling: Sampling,
+    pub(crate) augment: Augment,
+    pub(crate) loader: LoaderSpec,
+    pub(crate) predict: Option<Predict>,
 }
 
 impl Spec {
+    /// Spec format version (currently always 1).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Name of the spec; becomes the generated crate's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The spec file this was read from (absolute when read from disk).
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Classes in channel order.
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// Mutual exclusions, made symmetric: `relations[a]` contains `b` iff `relations[b]` contains `a`.
+    /// A class without ground truth in a crop is 0 where any related class is present there.
+    pub fn class_relations(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.class_relations
+    }
+
+    /// Input arrays, sorted by name.
+    pub fn inputs(&self) -> &[ArraySpec] {
+        &self.inputs
+    }
+
+    /// Target arrays, sorted by name. Each has one channel per class.
+    pub fn targets(&self) -> &[ArraySpec] {
+        &self.targets
+    }
+
+    /// Datasets of every split: train, validate, then test, each split in file order.
+    pub fn datasets(&self) -> &[DatasetSpec] {
+        &self.datasets
+    }
+
     /// Datasets of one split, in file order (their `index` runs from 0).
     pub fn datasets_of(&self, split: Split) -> impl Iterator<Item = &DatasetSpec> {
         self.datasets.iter().filter(move |d| d.split == split)
     }
+
+    /// How sample centres are drawn.
+    pub fn sampling(&self) -> &Sampling {
+        &self.sampling
+    }
+
+    /// Spatial and value augmentation.
+    pub fn augment(&self) -> &Augment {
+        &self.augment
+    }
+
+    /// Loader settings.
+    pub fn loader(&self) -> &LoaderSpec {
+        &self.loader
+    }
+
+    /// Tiled inference settings, when the spec has a `predict` section.
+    pub fn predict(&self) -> Option<&Predict> {
+        self.predict.as_ref()
+    }
 }
 
 /// One input or target array: a crop of `shape_vox` voxels at `voxel_size_nm`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArraySpec {
     /// Name as written in the spec (the batch field name).
     pub name: String,
@@ -105,7 +163,7 @@ impl ArraySpec {
 }
 
 /// Interpolation mode for resampling and rotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Interpolation {
     /// Nearest neighbour (the default for targets).
@@ -115,7 +173,7 @@ pub enum Interpolation {
 }
 
 /// Element type of a batch tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputDtype {
     /// 32-bit float (the default).
@@ -140,7 +198,7 @@ impl OutputDtype {
 /// A data split. `validate` and `test` are read the same way (tiles when `validation_tiling`, no spatial
 /// augmentation, the validation value transforms, the validation padding); they differ only in which
 /// datasets they hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
     /// Training data.
@@ -199,7 +257,7 @@ impl std::fmt::Display for Split {
 }
 
 /// One dataset: a raw volume and (optionally) one labelled crop.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetSpec {
     /// The split it belongs to.
     pub split: Split,
@@ -214,7 +272,7 @@ pub struct DatasetSpec {
 }
 
 /// Where the label groups of one crop live.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetTemplate {
     /// Path template containing `{class}`, e.g. `/data/x.zarr/recon-1/labels/groundtruth/crop12/{class}`.
     pub template: String,
@@ -231,7 +289,7 @@ impl TargetTemplate {
 }
 
 /// How sample centres are drawn.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
     /// Seed of every random choice.
     pub seed: u64,
@@ -244,15 +302,17 @@ pub struct Sampling {
     /// Whether crops may extend beyond the data, per split.
     pub pad: PadPolicy,
     /// Value of input voxels outside the data.
+    #[serde(deserialize_with = "normalized::nan_if_null")]
     pub pad_value_inputs: f32,
     /// Value of target voxels outside the data (NaN = unknown by default).
+    #[serde(deserialize_with = "normalized::nan_if_null")]
     pub pad_value_targets: f32,
     /// Whether validation iterates non-overlapping tiles (true) or random centres (false).
     pub validation_tiling: bool,
 }
 
 /// Dataset weighting for training centres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Weighting {
     /// Centres uniform over all datasets, weighted by their grid sizes.
@@ -264,7 +324,7 @@ pub enum Weighting {
 }
 
 /// Draw a fraction of centres on foreground voxels of one class.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForegroundBias {
     /// The class whose foreground voxels are used.
     pub class: String,
@@ -273,7 +333,7 @@ pub struct ForegroundBias {
 }
 
 /// Padding per split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PadPolicy {
     /// Pad training crops.
     pub train: bool,
@@ -292,7 +352,7 @@ impl PadPolicy {
 }
 
 /// Spatial and value augmentation.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Augment {
     /// Spatial transforms (training only).
     pub spatial: Spatial,
@@ -333,7 +393,7 @@ impl Augment {
 /// The value transforms of validation samples, resolved from `augment.validate`: each list is the one
 /// given there, or else the deterministic entries (see [`ValueTransform::is_random`]) of the training
 /// list. Validation measures the model on the data as it is, so training noise stays out unless asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ValidationTransforms {
     /// On every input: `augment.validate.inputs`, else the deterministic entries of `augment.inputs`.
     pub inputs: Vec<ValueTransform>,
@@ -352,7 +412,7 @@ impl ValidationTransforms {
 }
 
 /// Spatial transforms, drawn once per sample and applied to every array of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Spatial {
     /// Flip probability per axis, `[z, y, x]`, each in `[0, 1]`.
     pub mirror: [f64; 3],
@@ -375,7 +435,7 @@ impl Spatial {
 }
 
 /// Smooth random displacement from a control-point grid.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Elastic {
     /// Control-point spacing in nm, `[z, y, x]`.
     pub spacing_nm: [f64; 3],
@@ -386,7 +446,7 @@ pub struct Elastic {
 }
 
 /// A value transform, applied voxel-wise (or as a filter, for blur) after spatial transforms.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueTransform {
     /// `x ← (x − shift) / scale`.
@@ -455,7 +515,7 @@ impl ValueTransform {
 }
 
 /// Where batch tensors live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Device {
     /// Host memory.
@@ -465,7 +525,7 @@ pub enum Device {
 }
 
 /// What to do with a sample that cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorPolicy {
     /// Stop and return the error to the consumer.
@@ -475,7 +535,7 @@ pub enum ErrorPolicy {
 }
 
 /// Loader settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoaderSpec {
     /// Samples per batch, ≥ 1.
     pub batch_size: usize,
@@ -494,7 +554,7 @@ pub struct LoaderSpec {
 }
 
 /// Tiled inference: read inputs around each output tile, run the model, write its valid output.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Predict {
     /// Raw multiscale groups to predict on (absolute paths or URLs), for [`PredictRegion::Raw`] and
     /// [`PredictRegion::Bounds`]; empty for [`PredictRegion::Validation`], which predicts on the
@@ -532,7 +592,7 @@ impl Predict {
 }
 
 /// Element type of predictions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PredictDtype {
     /// 32-bit float, as the model emits it.
@@ -552,7 +612,7 @@ impl PredictDtype {
 }
 
 /// The region predictions cover.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PredictRegion {
     /// The whole raw volume (its finest level's extent).

@@ -62,27 +62,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     let class_relations = relations(&raw.class_relations, &classes, c);
     let inputs = arrays(&raw.arrays.inputs, "inputs", Interpolation::Linear, c);
     let targets = arrays(&raw.arrays.targets, "targets", Interpolation::Nearest, c);
-    for name in raw.arrays.inputs.keys() {
-        if raw.arrays.targets.contains_key(name) {
-            let d = c.at_key(
-                &format!("/arrays/targets/{}", escape_segment(name)),
-                format!("array name `{name}` is used by an input and a target"),
-            );
-            c.push(d.hint("batch fields need distinct names; rename one"));
-        }
-    }
-    for t in &targets {
-        if t.dtype == OutputDtype::Uint8 {
-            let d = c.at(
-                &format!("/arrays/targets/{}/dtype", escape_segment(&t.name)),
-                "target arrays cannot be `uint8`",
-            );
-            c.push(
-                d.expected("`float32` or `float16`")
-                    .hint("targets carry NaN for unknown voxels; use a float type"),
-            );
-        }
-    }
+    check_array_names_and_dtypes(&raw, &targets, c);
     let sampling = sampling(&raw.sampling, &classes, c);
     let augment = augment(&raw.augment, &classes, c);
     // Validation inputs are the deterministic part of `augment.inputs` unless listed explicitly.
@@ -106,7 +86,60 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
         }
     }
     let loader = loader(&raw.loader, c);
-    let datasets = match (&raw.data.csv, &raw.data.datasets) {
+    let datasets = datasets(&raw, &classes, base_dir, c);
+    let predict = raw
+        .predict
+        .as_ref()
+        .map(|p| predict::predict(p, &classes, &inputs, &targets, &datasets, base_dir, c));
+    if !c.errors.is_empty() {
+        return None;
+    }
+    let spec = Spec {
+        version: raw.version,
+        name: raw.name,
+        source,
+        classes,
+        class_relations,
+        inputs,
+        targets,
+        datasets,
+        sampling,
+        augment,
+        loader,
+        predict,
+    };
+    debug_assert_eq!(crate::spec::invariant_errors(&spec), Vec::<String>::new());
+    Some(spec)
+}
+
+/// Inputs and targets have distinct names, and targets are not `uint8`.
+fn check_array_names_and_dtypes(raw: &RawSpec, targets: &[ArraySpec], c: &mut Checker<'_>) {
+    for name in raw.arrays.inputs.keys() {
+        if raw.arrays.targets.contains_key(name) {
+            let d = c.at_key(
+                &format!("/arrays/targets/{}", escape_segment(name)),
+                format!("array name `{name}` is used by an input and a target"),
+            );
+            c.push(d.hint("batch fields need distinct names; rename one"));
+        }
+    }
+    for t in targets {
+        if t.dtype == OutputDtype::Uint8 {
+            let d = c.at(
+                &format!("/arrays/targets/{}/dtype", escape_segment(&t.name)),
+                "target arrays cannot be `uint8`",
+            );
+            c.push(
+                d.expected("`float32` or `float16`")
+                    .hint("targets carry NaN for unknown voxels; use a float type"),
+            );
+        }
+    }
+}
+
+/// The datasets of `data`: its inline list, or the rows of its datasplit CSV.
+fn datasets(raw: &RawSpec, classes: &[String], base_dir: &Path, c: &mut Checker<'_>) -> Vec<DatasetSpec> {
+    match (&raw.data.csv, &raw.data.datasets) {
         (Some(_), Some(_)) => {
             let d = c.at_key("/data/datasets", "`data` has both `csv` and `datasets`");
             c.push(d.hint("keep one of them"));
@@ -120,7 +153,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
         (Some(csv), None) => {
             let ctx = DatasplitContext {
                 base_dir,
-                classes: &classes,
+                classes,
                 origin: c.origin("/data/csv"),
             };
             match datasplit::read(csv, &ctx) {
@@ -142,29 +175,8 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
                 }
             }
         }
-        (None, Some(list)) => inline_datasets(list, &classes, base_dir, c),
-    };
-    let predict = raw
-        .predict
-        .as_ref()
-        .map(|p| predict::predict(p, &classes, &inputs, &targets, &datasets, base_dir, c));
-    if !c.errors.is_empty() {
-        return None;
+        (None, Some(list)) => inline_datasets(list, classes, base_dir, c),
     }
-    Some(Spec {
-        version: raw.version,
-        name: raw.name,
-        source,
-        classes,
-        class_relations,
-        inputs,
-        targets,
-        datasets,
-        sampling,
-        augment,
-        loader,
-        predict,
-    })
 }
 
 /// A valid crate name, or a suggestion.

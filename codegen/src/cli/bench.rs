@@ -95,10 +95,10 @@ pub(crate) fn bench(
     progress: bool,
 ) -> Result<BenchReport, String> {
     let t_plan = Instant::now();
-    let workers = options.workers.unwrap_or(spec.loader.workers);
+    let workers = options.workers.unwrap_or(spec.loader().workers);
     let mut loader = Loader::open(spec, options).map_err(|e| e.to_string())?;
     let plan_seconds = t_plan.elapsed().as_secs_f64();
-    let batch_size = loader.spec().loader.batch_size;
+    let batch_size = loader.spec().loader().batch_size;
     let batch_bytes = loader.plan().batch_bytes;
     let threads_start = thread_count();
     let mut consumed = 0u64;

@@ -72,7 +72,7 @@ pub(crate) fn run(args: &BuildArgs) -> ExitCode {
     };
     match write_crate(&args.out, &files, args.force) {
         Ok(()) => {
-            println!("wrote crate `{}` to {}", checked.spec.name, args.out.display());
+            println!("wrote crate `{}` to {}", checked.spec.name(), args.out.display());
             if args.python {
                 println!("python package: pip install {}", args.out.display());
             }
@@ -94,7 +94,7 @@ pub(crate) fn plan_for_crate(spec: &cellmap_runtime::cellmap_schema::Spec) -> Op
             eprintln!(
                 "note: {}: the data cannot be planned here, so the crate will plan it when its loader starts \
                  (pass --no-plan to skip this step):\n  {e}",
-                spec.source.display()
+                spec.source().display()
             );
             None
         }

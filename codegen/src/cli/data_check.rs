@@ -154,8 +154,8 @@ fn check_dataset(d: &DatasetSpec, classes: &[String], out: &mut Vec<DataError>) 
 /// Checks every dataset of a spec; returns all problems found.
 pub(crate) fn check(spec: &Spec) -> Vec<DataError> {
     let mut out = Vec::new();
-    for d in &spec.datasets {
-        check_dataset(d, &spec.classes, &mut out);
+    for d in spec.datasets() {
+        check_dataset(d, spec.classes(), &mut out);
     }
     out
 }
@@ -164,13 +164,13 @@ pub(crate) fn check(spec: &Spec) -> Vec<DataError> {
 /// `batch_size` key (or `loader`, or the first line when neither is written).
 pub(crate) fn memory(spec: &Spec) -> Option<Diagnostic> {
     let err = cellmap_runtime::check_fits(&cellmap_runtime::MemoryNeed::of_spec(spec)).err()?;
-    let text = std::fs::read_to_string(&spec.source).unwrap_or_default();
+    let text = std::fs::read_to_string(spec.source()).unwrap_or_default();
     let (line, column) = ["batch_size", "loader"]
         .iter()
         .find_map(|key| key_position(&text, key))
         .unwrap_or((1, 1));
     Some(
-        Diagnostic::error(&spec.source, (line, column), "/loader", err.to_string())
+        Diagnostic::error(spec.source(), (line, column), "/loader", err.to_string())
             .hint("the batch ring is allocated at start; set `CELLMAP_MEMORY_LIMIT_BYTES` to check against another machine's memory"),
     )
 }

@@ -70,7 +70,7 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     let checked = load_spec(&spec_path).map_err(|_| format!("`{}` is not valid", spec_path.display()))?;
     println!("{}: valid", spec_path.display());
     let planned = plan(&checked.spec, PlanOptions { count_classes: true }).map_err(|e| e.to_string())?;
-    print!("{}", super::plan::render(&planned.plan, &checked.spec.classes));
+    print!("{}", super::plan::render(&planned.plan, checked.spec.classes()));
 
     step(3, "compile the spec into a loader crate");
     let crate_dir = args.dir.join("crate");

@@ -47,7 +47,7 @@ pub(crate) fn run(args: &PlanArgs) -> ExitCode {
             }
         }
     } else {
-        print!("{}", render(&planned.plan, &checked.spec.classes));
+        print!("{}", render(&planned.plan, checked.spec.classes()));
     }
     // The plan is printed either way (its ring bytes are what to lower); a loader would refuse it.
     if let Err(e) = check_fits(&MemoryNeed::of_plan(&planned.plan, &checked.spec)) {

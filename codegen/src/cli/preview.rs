@@ -63,5 +63,5 @@ pub fn preview(spec: cellmap_schema::Spec, split: Split, which: u64, out: &std::
 }
 
 fn loader_arrays(spec: &cellmap_schema::Spec) -> usize {
-    spec.inputs.len() + spec.targets.len()
+    spec.inputs().len() + spec.targets().len()
 }

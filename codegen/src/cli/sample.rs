@@ -224,7 +224,7 @@ pub fn read_sample(
     let reader = Reader::new(
         Arc::clone(&spec),
         Arc::clone(&planned),
-        Some(Arc::new(ChunkCache::new(spec.loader.cache_bytes))),
+        Some(Arc::new(ChunkCache::new(spec.loader().cache_bytes))),
     );
     let mut values: Vec<Vec<f32>> = planned
         .plan
@@ -235,7 +235,7 @@ pub fn read_sample(
         .collect();
     // The training loader's key of (epoch, index) on rank 0, first attempt (`runtime/src/loader.rs`).
     let key = SampleKey {
-        seed: spec.sampling.seed,
+        seed: spec.sampling().seed,
         epoch: options.epoch,
         rank: 0,
         index: options.index,
@@ -278,7 +278,7 @@ pub fn read_sample(
     let mut described = serde_json::Map::new();
     let mut arrays = Vec::new();
     let mut values = values.into_iter();
-    for (i, array) in spec.inputs.iter().enumerate() {
+    for (i, array) in spec.inputs().iter().enumerate() {
         let [z, y, x] = array.shape_vox;
         arrays.push((array.name.clone(), vec![1, z, y, x], values.next().unwrap_or_default()));
         described.insert(
@@ -286,32 +286,32 @@ pub fn read_sample(
             serde_json::json!({ "shape": [1, z, y, x], "source": window(&d.inputs[i], array) }),
         );
     }
-    for (t, array) in spec.targets.iter().enumerate() {
+    for (t, array) in spec.targets().iter().enumerate() {
         let [z, y, x] = array.shape_vox;
         arrays.push((
             array.name.clone(),
-            vec![spec.classes.len(), z, y, x],
+            vec![spec.classes().len(), z, y, x],
             values.next().unwrap_or_default(),
         ));
         let classes: Vec<serde_json::Value> = d.targets[t]
             .iter()
-            .zip(&spec.classes)
+            .zip(spec.classes())
             .map(|(c, name)| match c {
                 ClassPlan::Annotated(lp) => {
                     serde_json::json!({ "class": name, "source": "annotated", "window": window(lp, array) })
                 }
                 ClassPlan::Inferred(related) => serde_json::json!({ "class": name, "source": "inferred",
-                    "from": related.iter().map(|&r| spec.classes[r].clone()).collect::<Vec<_>>() }),
+                    "from": related.iter().map(|&r| spec.classes()[r].clone()).collect::<Vec<_>>() }),
                 ClassPlan::Unknown => serde_json::json!({ "class": name, "source": "unknown" }),
             })
             .collect();
         described.insert(
             array.name.clone(),
-            serde_json::json!({ "shape": [spec.classes.len(), z, y, x], "classes": classes }),
+            serde_json::json!({ "shape": [spec.classes().len(), z, y, x], "classes": classes }),
         );
     }
     let mut info = serde_json::json!({
-        "spec": spec.source.display().to_string(),
+        "spec": spec.source().display().to_string(),
         "split": split.name(),
         "dataset": dataset,
         "raw": d.raw,
@@ -324,7 +324,7 @@ pub fn read_sample(
     if options.augment || options.transform.is_some() {
         let source = match (options.transform, options.augment) {
             (Some(_), _) => "explicit",
-            (None, true) if spec.augment.spatial.is_identity() => "none (the spec has no spatial augmentation)",
+            (None, true) if spec.augment().spatial.is_identity() => "none (the spec has no spatial augmentation)",
             (None, _) => "drawn",
         };
         let axes = |v: [bool; 3]| serde_json::json!({ "z": v[0], "y": v[1], "x": v[2] });
@@ -337,7 +337,7 @@ pub fn read_sample(
                 ));
                 serde_json::json!({ "applied": true, "spacing_nm": e.spacing_nm, "origin_nm": e.origin_nm,
                     "lattice_shape": e.lattice_shape,
-                    "sigma_nm": spec.augment.spatial.elastic.as_ref().map(|e| e.sigma_nm),
+                    "sigma_nm": spec.augment().spatial.elastic.as_ref().map(|e| e.sigma_nm),
                     "note": "world-frame displacement (nm) per control point in `displacement_file`, cubic B-spline over the output offsets; the lattice generator is forked from the spatial stream of `key`" })
             }
             None => serde_json::json!({ "applied": false }),

@@ -31,27 +31,27 @@ pub fn generate_python(
 ) -> Result<Vec<GeneratedFile>, GenerateError> {
     let names = rust_names(spec)?;
     if let Some(clash) = spec
-        .inputs
+        .inputs()
         .iter()
-        .chain(&spec.targets)
+        .chain(spec.targets())
         .find(|a| META_KEYS.contains(&a.name.as_str()))
     {
         return Err(GenerateError::PythonName(clash.name.clone()));
     }
     let package = names.crate_ident.clone();
     let mut vars = BTreeMap::new();
-    vars.insert("name", spec.name.clone());
+    vars.insert("name", spec.name().to_owned());
     vars.insert("package", package.clone());
     vars.insert("tool_version", TOOL_VERSION.to_owned());
     vars.insert("spec_label", spec_label.to_owned());
     vars.insert("spec_hash", spec_hash(spec_text));
-    vars.insert("batch_size", spec.loader.batch_size.to_string());
-    vars.insert("classes", python_list(spec.classes.iter()));
-    vars.insert("inputs", python_list(spec.inputs.iter().map(|a| &a.name)));
-    vars.insert("targets", python_list(spec.targets.iter().map(|a| &a.name)));
+    vars.insert("batch_size", spec.loader().batch_size.to_string());
+    vars.insert("classes", python_list(spec.classes().iter()));
+    vars.insert("inputs", python_list(spec.inputs().iter().map(|a| &a.name)));
+    vars.insert("targets", python_list(spec.targets().iter().map(|a| &a.name)));
     vars.insert("batch_fields", batch_fields(spec));
     vars.insert("spec_text", python_str(spec_text));
-    vars.insert("spec_source", python_str(&spec.source.display().to_string()));
+    vars.insert("spec_source", python_str(&spec.source().display().to_string()));
     let plan = match plan {
         Some(p) => python_str(&serde_json::to_string(p).map_err(|e| GenerateError::Syntax(e.to_string()))?),
         None => "None".to_owned(),
@@ -92,14 +92,14 @@ fn python_list<'a>(items: impl Iterator<Item = &'a String>) -> String {
 
 /// The `Batch` TypedDict's fields for the stub, one line per array.
 fn batch_fields(spec: &Spec) -> String {
-    let b = spec.loader.batch_size;
-    let c = spec.classes.len();
+    let b = spec.loader().batch_size;
+    let c = spec.classes().len();
     let mut s = String::new();
     for (a, channels, kind) in spec
-        .inputs
+        .inputs()
         .iter()
         .map(|a| (a, 1, "input"))
-        .chain(spec.targets.iter().map(|a| (a, c, "target")))
+        .chain(spec.targets().iter().map(|a| (a, c, "target")))
     {
         let [z, y, x] = a.shape_vox;
         let key = serde_json::Value::String(a.name.clone()).to_string();

@@ -83,22 +83,26 @@ fn a_challenge_train_config_imports_into_a_valid_spec() {
         Ok(c) => c.spec,
         Err(e) => panic!("{}", cellmap_schema::render_human(&e.0)),
     };
-    assert_eq!(s.name, "train-2d");
-    assert_eq!(s.inputs[0].name, "input");
-    assert_eq!(s.targets[0].name, "output");
-    assert_eq!(s.sampling.iterations_per_epoch, 8000);
-    assert_eq!(s.sampling.weighting, cellmap_schema::Weighting::ClassBalanced);
+    assert_eq!(s.name(), "train-2d");
+    assert_eq!(s.inputs()[0].name, "input");
+    assert_eq!(s.targets()[0].name, "output");
+    assert_eq!(s.sampling().iterations_per_epoch, 8000);
+    assert_eq!(s.sampling().weighting, cellmap_schema::Weighting::ClassBalanced);
     assert!(
-        !s.sampling.validation_tiling,
+        !s.sampling().validation_tiling,
         "a validation time limit makes validation random"
     );
-    assert_eq!(s.datasets.len(), 2);
+    assert_eq!(s.datasets().len(), 2);
 
     // `--iterations samples` overrides the challenge's unit; `--from cellmap-data` refuses its names.
     let o = import_cli(&config, &spec, &["--force", "--iterations", "samples"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
-        cellmap_schema::load(&spec).unwrap().spec.sampling.iterations_per_epoch,
+        cellmap_schema::load(&spec)
+            .unwrap()
+            .spec
+            .sampling()
+            .iterations_per_epoch,
         1000
     );
     let o = import_cli(&config, &spec, &["--force", "--from", "cellmap-data"]);
@@ -241,10 +245,10 @@ loader:
         Ok(c) => c.spec,
         Err(e) => panic!("{}\n{}", out.yaml, cellmap_schema::render_human(&e.0)),
     };
-    assert_eq!(spec.sampling.iterations_per_epoch, 3000);
-    assert!(spec.class_relations["nuc"].contains("mito") && !spec.class_relations["nuc"].contains("er"));
-    assert_eq!(spec.loader.workers, 2);
-    assert!(!spec.sampling.validation_tiling);
+    assert_eq!(spec.sampling().iterations_per_epoch, 3000);
+    assert!(spec.class_relations()["nuc"].contains("mito") && !spec.class_relations()["nuc"].contains("er"));
+    assert_eq!(spec.loader().workers, 2);
+    assert!(!spec.sampling().validation_tiling);
 }
 
 #[test]
@@ -270,17 +274,17 @@ fn a_challenge_config_without_a_name_takes_the_train_defaults() {
         Ok(c) => c.spec,
         Err(e) => panic!("{}\n{}", out.yaml, cellmap_schema::render_human(&e.0)),
     };
-    assert_eq!(spec.classes, ["nuc", "er"]);
-    assert_eq!(spec.inputs[0].name, "input");
-    assert_eq!(spec.inputs[0].shape_vox, [1, 128, 128]);
-    assert_eq!(spec.targets[0].name, "output");
-    assert_eq!(spec.targets[0].shape_vox, [1, 128, 128]);
-    assert_eq!(spec.sampling.seed, 42);
-    assert_eq!(spec.sampling.iterations_per_epoch, 8000);
-    assert_eq!(spec.sampling.weighting, cellmap_schema::Weighting::ClassBalanced);
-    assert!(spec.sampling.pad.train && spec.sampling.pad.validate);
-    assert!(spec.class_relations.is_empty());
-    assert!(spec.sampling.validation_tiling);
+    assert_eq!(spec.classes(), ["nuc", "er"]);
+    assert_eq!(spec.inputs()[0].name, "input");
+    assert_eq!(spec.inputs()[0].shape_vox, [1, 128, 128]);
+    assert_eq!(spec.targets()[0].name, "output");
+    assert_eq!(spec.targets()[0].shape_vox, [1, 128, 128]);
+    assert_eq!(spec.sampling().seed, 42);
+    assert_eq!(spec.sampling().iterations_per_epoch, 8000);
+    assert_eq!(spec.sampling().weighting, cellmap_schema::Weighting::ClassBalanced);
+    assert!(spec.sampling().pad.train && spec.sampling().pad.validate);
+    assert!(spec.class_relations().is_empty());
+    assert!(spec.sampling().validation_tiling);
 }
 
 #[test]
@@ -305,15 +309,15 @@ fn value_transform_lists_pass_through_and_python_callables_are_notes() {
     }));
     let spec = parse_beside_csv_of(&out.yaml, "mito,er,nuc", "mito,pm").unwrap().spec;
     use cellmap_schema::{Split, ValueTransform};
-    assert_eq!(spec.augment.inputs_for(Split::Train).len(), 2);
+    assert_eq!(spec.augment().inputs_for(Split::Train).len(), 2);
     assert_eq!(
-        spec.augment.inputs_for(Split::Validate),
+        spec.augment().inputs_for(Split::Validate),
         [ValueTransform::Normalize {
             shift: 0.0,
             scale: 255.0
         }]
     );
-    assert_eq!(spec.augment.targets, [ValueTransform::Binarize { threshold: 0.0 }]);
+    assert_eq!(spec.augment().targets, [ValueTransform::Binarize { threshold: 0.0 }]);
 }
 
 #[test]

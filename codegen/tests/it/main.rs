@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod datasplit;
 mod golden;
+mod house;
 mod import;
 mod memory;
 mod predict;

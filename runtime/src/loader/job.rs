@@ -201,8 +201,8 @@ impl SampleJob for LoaderJob {
             Draw::Empty => {
                 let spec = self.reader.spec();
                 for i in 0..out.arrays() {
-                    let fill = if i < spec.inputs.len() {
-                        spec.sampling.pad_value_inputs
+                    let fill = if i < spec.inputs().len() {
+                        spec.sampling().pad_value_inputs
                     } else {
                         f32::NAN
                     };

@@ -128,10 +128,11 @@ pub enum LoaderError {
 /// Check that `actual` has the classes, arrays (names, shapes, voxel sizes) and batch size that
 /// code compiled for `expected` relies on; data locations, sampling and augmentation may differ.
 pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderError> {
-    if expected.classes != actual.classes {
+    if expected.classes() != actual.classes() {
         return Err(LoaderError::Incompatible(format!(
             "classes {:?} instead of {:?}",
-            actual.classes, expected.classes
+            actual.classes(),
+            expected.classes()
         )));
     }
     let shape = |a: &[cellmap_schema::ArraySpec]| -> Vec<(String, [usize; 3], [f64; 3])> {
@@ -140,8 +141,8 @@ pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderErro
             .collect()
     };
     for (kind, e, a) in [
-        ("inputs", &expected.inputs, &actual.inputs),
-        ("targets", &expected.targets, &actual.targets),
+        ("inputs", &expected.inputs(), &actual.inputs()),
+        ("targets", &expected.targets(), &actual.targets()),
     ] {
         if shape(e) != shape(a) {
             return Err(LoaderError::Incompatible(format!(
@@ -151,10 +152,11 @@ pub fn check_compatible(expected: &Spec, actual: &Spec) -> Result<(), LoaderErro
             )));
         }
     }
-    if expected.loader.batch_size != actual.loader.batch_size {
+    if expected.loader().batch_size != actual.loader().batch_size {
         return Err(LoaderError::Incompatible(format!(
             "batch size {} instead of {}",
-            actual.loader.batch_size, expected.loader.batch_size
+            actual.loader().batch_size,
+            expected.loader().batch_size
         )));
     }
     Ok(())

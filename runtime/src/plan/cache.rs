@@ -71,7 +71,7 @@ fn cache_key(spec: &Spec) -> String {
 /// The file a spec's plan is cached in under `dir`.
 pub fn plan_cache_path(spec: &Spec, dir: &Path) -> PathBuf {
     let name: String = spec
-        .name
+        .name()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -131,7 +131,7 @@ pub fn plan_cached(spec: &Spec, options: PlanOptions, dir: &Path) -> Result<(Pla
 /// the datasets a plan reads, so a plan with exclusions is planned again.
 fn accounts_for_every_dataset(spec: &Spec, plan: &Plan) -> bool {
     let mut planned: Vec<_> = plan.datasets.iter().map(|d| (d.split, d.index)).collect();
-    let mut declared: Vec<_> = spec.datasets.iter().map(|d| (d.split, d.index)).collect();
+    let mut declared: Vec<_> = spec.datasets().iter().map(|d| (d.split, d.index)).collect();
     planned.sort_unstable();
     declared.sort_unstable();
     plan.excluded.is_empty() && planned == declared

@@ -36,19 +36,19 @@ pub(super) fn plan_dataset(
     warnings: &mut Vec<String>,
 ) -> Result<Result<DatasetPlan, Exclusion>, PlanError> {
     let ds = &opened.spec;
-    let pad = spec.sampling.pad.for_split(ds.split);
+    let pad = spec.sampling().pad.for_split(ds.split);
     let (inputs, targets) = choose_levels(spec, opened, warnings);
     let annotated = annotated(spec, opened, &targets);
     let Some(bbox) = bounding_box(opened, &inputs, &annotated) else {
         return Ok(Err(Exclusion::NoOverlap));
     };
-    if !spec.targets.is_empty() && annotated.is_empty() && ds.targets.is_some() {
+    if !spec.targets().is_empty() && annotated.is_empty() && ds.targets.is_some() {
         return Ok(Err(Exclusion::NothingAnnotated));
     }
     // Reference grid: the first annotated class of the first target array, else the raw of the first input.
     let (reference, ref_array) = match annotated.first() {
         Some(a) => (a.level.clone(), a.array),
-        None => match (inputs.first(), spec.inputs.first()) {
+        None => match (inputs.first(), spec.inputs().first()) {
             (Some(lp), Some(array)) => (lp.clone(), array),
             _ => return Ok(Err(Exclusion::NoArrays)),
         },
@@ -58,7 +58,7 @@ pub(super) fn plan_dataset(
     let fits: Vec<Fit<'_>> = if pad {
         Vec::new()
     } else {
-        let inputs = inputs.iter().zip(&spec.inputs).map(|(lp, array)| Fit::new(lp, array));
+        let inputs = inputs.iter().zip(spec.inputs()).map(|(lp, array)| Fit::new(lp, array));
         inputs
             .chain(annotated.iter().map(|a| Fit::new(a.level, a.array)))
             .collect()
@@ -121,9 +121,9 @@ fn choose_levels(
             resampled: !choice.exact,
         }
     };
-    let inputs = spec.inputs.iter().map(|a| note_level(&opened.raw, a)).collect();
+    let inputs = spec.inputs().iter().map(|a| note_level(&opened.raw, a)).collect();
     let targets = spec
-        .targets
+        .targets()
         .iter()
         .map(|a| {
             let class = |source: &ClassSource| match source {
@@ -148,7 +148,7 @@ struct Annotated<'a> {
 fn annotated<'a>(spec: &'a Spec, opened: &'a DatasetSources, targets: &'a [Vec<ClassPlan>]) -> Vec<Annotated<'a>> {
     targets
         .iter()
-        .zip(&spec.targets)
+        .zip(spec.targets())
         .flat_map(|(classes, array)| {
             classes
                 .iter()
@@ -203,8 +203,8 @@ fn class_counts(
     opened: &DatasetSources,
     targets: &[Vec<ClassPlan>],
 ) -> Result<Vec<ClassCount>, PlanError> {
-    let mut counts = Vec::with_capacity(spec.classes.len());
-    let target_voxel_nm3: f64 = spec.targets[0].voxel_size_nm.iter().product();
+    let mut counts = Vec::with_capacity(spec.classes().len());
+    let target_voxel_nm3: f64 = spec.targets()[0].voxel_size_nm.iter().product();
     for (c, source) in opened.classes.iter().enumerate() {
         let (Some(ClassPlan::Annotated(lp)), ClassSource::Annotated(group)) =
             (targets.first().and_then(|t| t.get(c)), source)
@@ -215,13 +215,13 @@ fn class_counts(
             });
             continue;
         };
-        let (level, fg) = match metadata_foreground(&group.levels[0], &spec.classes[c]) {
+        let (level, fg) = match metadata_foreground(&group.levels[0], &spec.classes()[c]) {
             Some(fg) => (&group.levels[0], fg),
             None => {
                 let level = &group.levels[lp.level];
                 let fg = count_nonzero(level).map_err(|source| PlanError::Count {
                     origin: opened.spec.origin.clone(),
-                    class: spec.classes[c].clone(),
+                    class: spec.classes()[c].clone(),
                     source: Box::new(source),
                 })?;
                 (level, fg)

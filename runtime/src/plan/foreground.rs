@@ -27,7 +27,7 @@ pub(crate) fn foreground_index(
         return Ok(None);
     };
     let level = &group.levels[lp.level];
-    let threshold = match spec.augment.targets_of(&spec.classes[class]).first() {
+    let threshold = match spec.augment().targets_of(&spec.classes()[class]).first() {
         Some(ValueTransform::Binarize { threshold }) => *threshold,
         _ => 0.0,
     };

@@ -88,13 +88,13 @@ impl Planned {
             origin: origin.to_owned(),
             what,
         };
-        if plan.batch != batch_layout(spec) || plan.prefetch != spec.loader.prefetch {
-            return Err(stale(&spec.source.display().to_string(), StaleReason::Layout));
+        if plan.batch != batch_layout(spec) || plan.prefetch != spec.loader().prefetch {
+            return Err(stale(&spec.source().display().to_string(), StaleReason::Layout));
         }
         let mut sources = Vec::with_capacity(plan.datasets.len());
         for planned in &plan.datasets {
             let Some(dataset) = spec
-                .datasets
+                .datasets()
                 .iter()
                 .find(|d| d.split == planned.split && d.index == planned.index)
             else {
@@ -105,7 +105,7 @@ impl Planned {
                 return Err(stale(&planned.origin, what));
             };
             let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
-            check_levels(&opened, planned, &spec.classes).map_err(|what| stale(&planned.origin, what))?;
+            check_levels(&opened, planned, spec.classes()).map_err(|what| stale(&planned.origin, what))?;
             sources.push(opened);
         }
         Ok(Planned { plan, sources })

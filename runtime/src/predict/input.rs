@@ -105,14 +105,14 @@ impl TileLoader {
                 shape_vox: i.window_vox,
                 voxel_size_nm: i.voxel_size_nm,
                 interpolation: spec
-                    .inputs
+                    .inputs()
                     .get(i.spec_index)
                     .map_or(cellmap_schema::Interpolation::Linear, |a| a.interpolation),
                 dtype: OutputDtype::Float32,
             })
             .collect();
         let transforms = spec
-            .augment
+            .augment()
             .inputs_for(Split::Validate)
             .iter()
             .filter(|t| !t.is_random())
@@ -133,11 +133,11 @@ impl TileLoader {
             levels,
             arrays,
             transforms,
-            fill: spec.sampling.pad_value_inputs,
-            cache: ChunkCache::new(spec.loader.cache_bytes),
+            fill: spec.sampling().pad_value_inputs,
+            cache: ChunkCache::new(spec.loader().cache_bytes),
             scratch: SampleScratch::default(),
             values: ValueScratch::with_capacity(largest),
-            seed: spec.sampling.seed,
+            seed: spec.sampling().seed,
             batch,
         })
     }

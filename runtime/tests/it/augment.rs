@@ -447,17 +447,14 @@ fn read_transformed_with_the_spatial_draw_equals_read() {
     use cellmap_runtime::{PlanOptions, Reader, SampleRequest, SynthVariant, plan};
 
     let f = crate::loader::synth(SynthVariant::V2);
-    let mut s = crate::loader::spec(&f.dir);
-    s.augment.spatial = Spatial {
-        mirror: [0.5; 3],
-        transpose: vec![Axis::Y, Axis::X],
-        rotate: [Some((-180.0, 180.0)), None, None],
-        elastic: Some(Elastic {
-            spacing_nm: [64.0; 3],
-            sigma_nm: 4.0,
-            probability: 0.5,
-        }),
-    };
+    let s = crate::loader::spec_with(&f.dir, |d| {
+        d["augment"]["spatial"] = serde_json::json!({
+            "mirror": {"z": 0.5, "y": 0.5, "x": 0.5},
+            "transpose": ["y", "x"],
+            "rotate": {"z": [-180, 180]},
+            "elastic": {"spacing": [64, 64, 64], "sigma": 4, "probability": 0.5},
+        });
+    });
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cellmap_runtime::{Plan, PlanOptions, SynthVariant, plan};
-use cellmap_schema::{DatasetSpec, Split};
+use cellmap_schema::Split;
 use zarrs::array::Array;
 use zarrs::filesystem::FilesystemStore;
 
-use crate::loader::{CLASSES, direct, spec, synth};
+use crate::loader::{CLASSES, direct, spec, spec_with, synth};
 
 /// `(foreground, total)` voxels of `group/s0`, read directly.
 fn count(group: &Path) -> (u64, u64) {
@@ -23,13 +23,13 @@ fn count(group: &Path) -> (u64, u64) {
 #[test]
 fn issue16_class_weights_equal_direct_counts_summed_per_split() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
     // A second training dataset (crop2: mito, er, nuc) so that train sums two crops and `pm`
     // comes from crop1 alone; validation has crop2 only, where `pm` is not annotated.
-    let mut second: DatasetSpec = s.datasets[1].clone();
-    second.split = Split::Train;
-    second.index = 1;
-    s.datasets.insert(1, second);
+    let s = spec_with(&f.dir, |d| {
+        let mut second = d["data"]["datasets"][1].clone();
+        second["split"] = serde_json::json!("train");
+        d["data"]["datasets"].as_array_mut().unwrap().insert(1, second);
+    });
     let p: Plan = plan(&s, PlanOptions { count_classes: true }).unwrap().plan;
 
     let crop = |c: &str, class: &str| count(&f.dir.join(format!("recon-1/labels/groundtruth/{c}/{class}")));
@@ -88,8 +88,7 @@ fn issue16_without_counts_there_are_no_class_weights_and_older_plans_still_read(
 fn issue16_a_class_with_no_foreground_weighs_its_background() {
     // cellmap-data's max(foreground, 1): an annotated, empty class weighs all its background.
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.datasets.truncate(1);
+    let s = spec_with(&f.dir, |d| d["data"]["datasets"].as_array_mut().unwrap().truncate(1));
     let er = f.dir.join("recon-1/labels/groundtruth/crop1/er/s0/.zattrs");
     let mut attrs: serde_json::Value = std::fs::read_to_string(&er)
         .ok()

@@ -3,14 +3,15 @@
 
 use cellmap_runtime::{PlanOptions, SynthVariant, plan};
 
-use crate::loader::{spec, synth};
+use crate::loader::{spec_with, synth};
 
 /// The exclusion reason of the training crop (64³ voxels at 8 nm = 512 nm) for a target array of `shape`.
 fn train_reason(shape: [usize; 3]) -> String {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.datasets.retain(|d| d.split == cellmap_schema::Split::Train);
-    s.targets[0].shape_vox = shape;
+    let s = spec_with(&f.dir, |d| {
+        d["data"]["datasets"].as_array_mut().unwrap().truncate(1);
+        d["arrays"]["targets"]["labels"]["shape"] = serde_json::json!(shape);
+    });
     let err = plan(&s, PlanOptions::default()).err().unwrap().to_string();
     assert!(err.contains("no train dataset can produce a sample"), "{err}");
     err
@@ -65,9 +66,10 @@ fn issue16_exclusion_names_every_failing_axis() {
 fn issue16_exclusion_names_the_input_array_when_raw_is_too_small() {
     // Raw is 96³ voxels at 8 nm (768 nm); the labels' 12³ crop fits.
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.datasets.retain(|d| d.split == cellmap_schema::Split::Train);
-    s.inputs[0].shape_vox = [1, 12, 112];
+    let s = spec_with(&f.dir, |d| {
+        d["data"]["datasets"].as_array_mut().unwrap().truncate(1);
+        d["arrays"]["inputs"]["raw"]["shape"] = serde_json::json!([1, 12, 112]);
+    });
     let err = plan(&s, PlanOptions::default()).err().unwrap().to_string();
     assert!(
         err.contains(

@@ -10,14 +10,15 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use cellmap_runtime::{Batch, ChunkCache, FaultHook, Loader, PipelineError, SynthVariant};
-use cellmap_schema::{DatasetSpec, ErrorPolicy, Interpolation, Spec, Split, TargetTemplate, ValueTransform};
+use cellmap_schema::{ErrorPolicy, Spec, Split};
 use serde_json::json;
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
 use crate::common::{Fmt, write_group, write_pyramid};
 use crate::loader::{
-    CLASSES, CROP1_T, CROP2_T, Fixture, RAW_T0, array, binarize, direct, options, same, spec, start, synth,
+    CLASSES, CROP1_T, CROP2_T, Fixture, RAW_T0, binarize, direct, options, same, spec, spec_doc, spec_of, spec_with,
+    start, synth,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -133,9 +134,11 @@ fn damage(path: &Path, fault: ChunkFault) {
 }
 
 fn with_policy(dir: &Path, policy: ErrorPolicy) -> Spec {
-    let mut s = spec(dir);
-    s.loader.on_error = policy;
-    s
+    let policy = match policy {
+        ErrorPolicy::Fail => "fail",
+        ErrorPolicy::SkipAndLog => "skip_and_log",
+    };
+    spec_with(dir, |d| d["loader"]["on_error"] = json!(policy))
 }
 
 const ALL_FAULTS: [ChunkFault; 3] = [ChunkFault::RandomBytes, ChunkFault::Truncated, ChunkFault::Unreadable];
@@ -251,11 +254,14 @@ fn malformed_metadata_is_a_clear_error_at_open() {
     let zattrs = f.dir.join("recon-1/em/fibsem-uint8/.zattrs");
     let text = std::fs::read_to_string(&zattrs).unwrap();
     std::fs::write(&zattrs, &text[..text.len() / 2]).unwrap();
-    let msg = match Loader::open(spec(&f.dir), options(Split::Train)) {
+    let s = spec(&f.dir);
+    // Where the dataset is declared in the fixture's spec text.
+    let origin = s.datasets()[0].origin.clone();
+    let msg = match Loader::open(s, options(Split::Train)) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a truncated .zattrs opened"),
     };
-    assert!(msg.starts_with("test.yaml:0:1: dataset train #0: `"), "{msg}");
+    assert!(msg.starts_with(&format!("{origin}: dataset train #0: `")), "{msg}");
     assert!(
         msg.contains("recon-1/em/fibsem-uint8/.zattrs` is not valid JSON: "),
         "{msg}"
@@ -280,8 +286,8 @@ enum Labels {
 }
 
 /// A float32 raw pyramid (32³, 8³ chunks) with NaN, +∞ and −∞ sprinkled through s0, and one
-/// class `mito`; returns the spec and the raw s0 data.
-fn float_dataset(root: &Path, labels: Labels) -> (Spec, Vec<f32>) {
+/// class `mito`; returns the spec's document (see [`spec_of`]) and the raw s0 data.
+fn float_dataset(root: &Path, labels: Labels) -> (serde_json::Value, Vec<f32>) {
     let fmt = Fmt::V2 {
         compressor: json!(null),
         sep: "/",
@@ -317,21 +323,19 @@ fn float_dataset(root: &Path, labels: Labels) -> (Spec, Vec<f32>) {
         }
     }
     write_group(root, "labels", 2, None);
-    let mut s = spec(root);
-    s.classes = vec!["mito".into()];
-    s.inputs = vec![array("raw", 8, Interpolation::Linear)];
-    s.targets = vec![array("labels", 8, Interpolation::Nearest)];
-    s.datasets = vec![DatasetSpec {
-        split: Split::Train,
-        index: 0,
-        raw: raw.display().to_string(),
-        targets: Some(TargetTemplate {
-            template: format!("{}/labels/{{class}}", root.display()),
-            annotated: Some(vec!["mito".into()]),
-        }),
-        origin: "test.yaml:1:1".into(),
-    }];
-    (s, d0)
+    let mut doc = spec_doc(root);
+    doc["classes"] = json!(["mito"]);
+    doc["arrays"] = json!({
+        "inputs": {"raw": {"shape": [8, 8, 8], "scale": [8, 8, 8]}},
+        "targets": {"labels": {"shape": [8, 8, 8], "scale": [8, 8, 8]}},
+    });
+    doc["data"]["datasets"] = json!([{
+        "split": "train",
+        "raw": raw.display().to_string(),
+        "targets": format!("{}/labels/{{class}}", root.display()),
+        "classes": ["mito"],
+    }]);
+    (doc, d0)
 }
 
 /// A direct f32 read of `shape` voxels from `start` of `group/s0` (inside the array).
@@ -348,17 +352,14 @@ fn direct_f32(group: &Path, start: [i64; 3], shape: [usize; 3]) -> Vec<f32> {
 
 #[test]
 fn non_finite_raw_values_pass_through_unless_nan_to_num_says_so() {
-    let nan_to_num = ValueTransform::NanToNum {
-        nan: 0.0,
-        posinf: Some(1.0),
-        neginf: Some(-1.0),
-    };
-    for transforms in [vec![], vec![nan_to_num]] {
+    let nan_to_num = json!({"nan_to_num": {"nan": 0, "posinf": 1, "neginf": -1}});
+    for transforms in [json!([]), json!([nan_to_num])] {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        let (mut s, _) = float_dataset(&root, Labels::F32);
-        let replace = !transforms.is_empty();
-        s.augment.inputs = transforms;
+        let (mut doc, _) = float_dataset(&root, Labels::F32);
+        let replace = transforms.as_array().is_some_and(|t| !t.is_empty());
+        doc["augment"]["inputs"] = transforms;
+        let s = spec_of(&doc);
         within("float raw", move || {
             let mut loader = Loader::open(s, options(Split::Train)).unwrap();
             let (mut nan, mut inf) = (0, 0);
@@ -404,7 +405,7 @@ fn non_finite_raw_values_pass_through_unless_nan_to_num_says_so() {
 #[test]
 fn a_bool_label_array_is_an_error_at_plan_time() {
     let tmp = tempfile::tempdir().unwrap();
-    let (s, _) = float_dataset(tmp.path(), Labels::Bool);
+    let s = spec_of(&float_dataset(tmp.path(), Labels::Bool).0);
     let msg = match Loader::open(s, options(Split::Train)) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("bool labels opened"),

@@ -1,7 +1,7 @@
 //! The plan and the loader on the synthetic dataset, checked voxel for voxel against direct
 //! zarrs reads of the expected windows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,10 +9,8 @@ use cellmap_runtime::{
     ClassPlan, Loader, LoaderOptions, NextOwned, PlanOptions, Planned, Reader, SampleKey, SampleRequest, SynthOptions,
     SynthSize, SynthVariant, plan, write_synthetic,
 };
-use cellmap_schema::{
-    ArraySpec, Augment, DatasetSpec, Device, ErrorPolicy, Interpolation, LoaderSpec, OutputDtype, PadPolicy, Sampling,
-    Spatial, Spec, Split, TargetTemplate, ValidationTransforms, ValueTransform, Weighting,
-};
+use cellmap_schema::{Spec, Split};
+use serde_json::{Value, json};
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
@@ -49,74 +47,63 @@ pub(crate) fn synth(variant: SynthVariant) -> Fixture {
     }
 }
 
-pub(crate) fn array(name: &str, n: usize, interpolation: Interpolation) -> ArraySpec {
-    ArraySpec {
-        name: name.into(),
-        shape_vox: [n; 3],
-        voxel_size_nm: [8.0; 3],
-        interpolation,
-        dtype: OutputDtype::Float32,
+/// The fixture spec's document: JSON, which is YAML, so tests edit it (see [`spec_with`]) and the
+/// result is validated like any spec a user writes.
+pub(crate) fn spec_doc(zarr: &Path) -> Value {
+    let root = zarr.display().to_string();
+    let dataset = |split: &str, crop: &str, classes: &[&str]| {
+        json!({
+            "split": split,
+            "raw": format!("{root}/recon-1/em/fibsem-uint8"),
+            "targets": format!("{root}/recon-1/labels/groundtruth/{crop}/{{class}}"),
+            "classes": classes,
+        })
+    };
+    json!({
+        "version": 1,
+        "name": "synth",
+        "classes": CLASSES,
+        "arrays": {
+            "inputs": {"raw": {"shape": [16, 16, 16], "scale": [8, 8, 8]}},
+            "targets": {"labels": {"shape": [12, 12, 12], "scale": [8, 8, 8]}},
+        },
+        "data": {"datasets": [
+            dataset("train", "crop1", &CLASSES),
+            dataset("validate", "crop2", &["mito", "er", "nuc"]),
+        ]},
+        "sampling": {"seed": 11, "iterations_per_epoch": 8, "weighting": "uniform", "pad": false},
+        "augment": {"targets": [{"binarize": {"threshold": 0}}]},
+        "loader": {
+            "batch_size": 3,
+            "workers": 2,
+            "prefetch": 2,
+            "device": "cpu",
+            "pin_memory": false,
+            "cache_bytes": 64 << 20,
+            "on_error": "fail",
+        },
+    })
+}
+
+/// A spec document validated (as the YAML text `test.yaml`) into a spec.
+pub(crate) fn spec_of(doc: &Value) -> Spec {
+    let text = serde_json::to_string_pretty(doc).unwrap();
+    match cellmap_schema::parse(&text, Path::new("test.yaml")) {
+        Ok(checked) => checked.spec,
+        Err(e) => panic!("{}\n{text}", cellmap_schema::render_human(&e.0)),
     }
 }
 
+/// The fixture spec over the synthetic dataset at `zarr`.
 pub(crate) fn spec(zarr: &Path) -> Spec {
-    let root = zarr.display().to_string();
-    let dataset = |split, index, crop: &str, annotated: &[&str]| DatasetSpec {
-        split,
-        index,
-        raw: format!("{root}/recon-1/em/fibsem-uint8"),
-        targets: Some(TargetTemplate {
-            template: format!("{root}/recon-1/labels/groundtruth/{crop}/{{class}}"),
-            annotated: Some(annotated.iter().map(|s| s.to_string()).collect()),
-        }),
-        origin: format!("test.yaml:{index}:1"),
-    };
-    Spec {
-        version: 1,
-        name: "synth".into(),
-        source: PathBuf::from("test.yaml"),
-        classes: CLASSES.iter().map(|s| s.to_string()).collect(),
-        class_relations: BTreeMap::new(),
-        inputs: vec![array("raw", 16, Interpolation::Linear)],
-        targets: vec![array("labels", 12, Interpolation::Nearest)],
-        datasets: vec![
-            dataset(Split::Train, 0, "crop1", &CLASSES),
-            dataset(Split::Validate, 0, "crop2", &["mito", "er", "nuc"]),
-        ],
-        sampling: Sampling {
-            seed: 11,
-            iterations_per_epoch: 8,
-            weighting: Weighting::Uniform,
-            foreground: None,
-            pad: PadPolicy {
-                train: false,
-                validate: false,
-            },
-            pad_value_inputs: 0.0,
-            pad_value_targets: f32::NAN,
-            validation_tiling: true,
-        },
-        augment: Augment {
-            spatial: Spatial::default(),
-            inputs: vec![],
-            targets: vec![ValueTransform::Binarize { threshold: 0.0 }],
-            per_class: BTreeMap::new(),
-            validate: ValidationTransforms {
-                targets: vec![ValueTransform::Binarize { threshold: 0.0 }],
-                ..ValidationTransforms::default()
-            },
-        },
-        loader: LoaderSpec {
-            batch_size: 3,
-            workers: 2,
-            prefetch: 2,
-            device: Device::Cpu,
-            pin_memory: false,
-            cache_bytes: 64 << 20,
-            on_error: ErrorPolicy::Fail,
-        },
-        predict: None,
-    }
+    spec_of(&spec_doc(zarr))
+}
+
+/// The fixture spec with `edit` applied to its document first.
+pub(crate) fn spec_with(zarr: &Path, edit: impl FnOnce(&mut Value)) -> Spec {
+    let mut doc = spec_doc(zarr);
+    edit(&mut doc);
+    spec_of(&doc)
 }
 
 pub(crate) fn options(split: Split) -> LoaderOptions {
@@ -283,12 +270,8 @@ fn training_batches_equal_direct_reads_voxel_for_voxel() {
 #[test]
 fn validation_tiles_cover_the_crop_and_mark_unknown_classes() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
     // pm is mutually exclusive with nuc: in crop2 (no pm) it is 0 where nuc is 1, NaN elsewhere.
-    s.class_relations = BTreeMap::from([
-        ("nuc".to_owned(), BTreeSet::from(["pm".to_owned()])),
-        ("pm".to_owned(), BTreeSet::from(["nuc".to_owned()])),
-    ]);
+    let s = spec_with(&f.dir, |d| d["class_relations"] = json!({"nuc": ["pm"], "pm": ["nuc"]}));
     let mut loader = Loader::open(s, options(Split::Validate)).unwrap();
     assert_eq!(loader.batches_per_epoch(), 42, "125 tiles in batches of 3");
     let mut seen = Vec::new();
@@ -334,14 +317,14 @@ fn validation_tiles_cover_the_crop_and_mark_unknown_classes() {
 #[test]
 fn batches_are_identical_for_any_worker_count_and_resume_exactly() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.augment.spatial = Spatial {
-        mirror: [0.5; 3],
-        transpose: vec![cellmap_schema::Axis::Y, cellmap_schema::Axis::X],
-        rotate: [Some((-30.0, 30.0)), None, None],
-        elastic: None,
-    };
-    s.augment.inputs = vec![ValueTransform::GaussianNoise { mean: 0.0, std: 2.0 }];
+    let s = spec_with(&f.dir, |d| {
+        d["augment"]["spatial"] = json!({
+            "mirror": {"z": 0.5, "y": 0.5, "x": 0.5},
+            "transpose": ["y", "x"],
+            "rotate": {"z": [-30, 30]},
+        });
+        d["augment"]["inputs"] = json!([{"gaussian_noise": {"mean": 0, "std": 2}}]);
+    });
     let run = |workers: usize, epoch: u64, step: u64, n: usize| -> Vec<Vec<u32>> {
         let mut o = options(Split::Train);
         o.workers = Some(workers);
@@ -397,8 +380,7 @@ fn a_validation_pass_resumes_at_its_step_whatever_the_epoch() {
 #[test]
 fn mirror_folds_into_the_read() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.augment.spatial.mirror = [0.0, 0.0, 1.0];
+    let s = spec_with(&f.dir, |d| d["augment"]["spatial"] = json!({"mirror": {"x": 1}}));
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
@@ -441,11 +423,7 @@ fn mirror_folds_into_the_read() {
 #[test]
 fn padding_fills_outside_the_data() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.sampling.pad = PadPolicy {
-        train: true,
-        validate: true,
-    };
+    let s = spec_with(&f.dir, |d| d["sampling"]["pad"] = json!(true));
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     // With padding any centre whose crop touches the box is valid: 64 + 11 centres per axis.
@@ -493,10 +471,14 @@ fn padding_fills_outside_the_data() {
 fn packed_label_gather_equals_per_class_reads_under_rotation_and_resampling() {
     let f = synth(SynthVariant::V2);
     for (voxel_nm, rotate) in [(8.0, Some((-40.0, 40.0))), (12.0, None), (8.0, None)] {
-        let mut s = spec(&f.dir);
-        s.targets[0].voxel_size_nm = [voxel_nm; 3];
-        s.augment.spatial.rotate = [rotate, None, rotate];
-        s.augment.spatial.mirror = [0.5; 3];
+        let s = spec_with(&f.dir, |d| {
+            d["arrays"]["targets"]["labels"]["scale"] = json!([voxel_nm, voxel_nm, voxel_nm]);
+            let rotate = rotate.map(|(lo, hi)| json!({"z": [lo, hi], "x": [lo, hi]}));
+            d["augment"]["spatial"] = json!({
+                "mirror": {"z": 0.5, "y": 0.5, "x": 0.5},
+                "rotate": rotate.unwrap_or_else(|| json!({})),
+            });
+        });
         let s = Arc::new(s);
         let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
         let packed = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
@@ -546,8 +528,7 @@ fn without_value_transforms_rotated_labels_keep_their_stored_values() {
     // crop1's `nuc` holds instance ids 1 and 2; the packed gather binarizes, so it must not
     // stand in for a read without value transforms (`sample --raw-values`).
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.augment.spatial.rotate = [Some((20.0, 20.0)), None, None];
+    let s = spec_with(&f.dir, |d| d["augment"]["spatial"] = json!({"rotate": {"z": [20, 20]}}));
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let packed = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
@@ -593,12 +574,10 @@ fn without_value_transforms_rotated_labels_keep_their_stored_values() {
 #[test]
 fn foreground_bias_one_puts_every_centre_on_the_class() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.sampling.foreground = Some(cellmap_schema::ForegroundBias {
-        class: "mito".into(),
-        fraction: 1.0,
+    let s = spec_with(&f.dir, |d| {
+        d["sampling"]["foreground"] = json!({"class": "mito", "fraction": 1});
+        d["sampling"]["iterations_per_epoch"] = json!(30);
     });
-    s.sampling.iterations_per_epoch = 30;
     let mut loader = Loader::open(s, options(Split::Train)).unwrap();
     let mito = f.dir.join("recon-1/labels/groundtruth/crop1/mito");
     let mut centres = BTreeSet::new();
@@ -640,12 +619,11 @@ fn class_counts_come_from_metadata_when_present() {
 #[test]
 fn resampled_arrays_equal_nearest_reads_of_the_chosen_level() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
     // Raw at 16 nm reads s1 exactly; labels at 4 nm are finer than s0 (8 nm): nearest from s0.
-    s.inputs[0].voxel_size_nm = [16.0; 3];
-    s.inputs[0].shape_vox = [6; 3];
-    s.targets[0].voxel_size_nm = [4.0; 3];
-    s.targets[0].shape_vox = [10; 3];
+    let s = spec_with(&f.dir, |d| {
+        d["arrays"]["inputs"]["raw"] = json!({"shape": [6, 6, 6], "scale": [16, 16, 16]});
+        d["arrays"]["targets"]["labels"] = json!({"shape": [10, 10, 10], "scale": [4, 4, 4]});
+    });
     let s = Arc::new(s);
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let d = &planned.plan.datasets[0];
@@ -755,12 +733,13 @@ fn validation_tiles_of_four_ranks_are_disjoint_and_complete() {
 #[test]
 fn a_split_whose_datasets_are_all_excluded_is_an_error_naming_each_reason() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.targets[0].shape_vox = [80, 12, 12];
+    let s = spec_with(&f.dir, |d| {
+        d["arrays"]["targets"]["labels"]["shape"] = json!([80, 12, 12])
+    });
     let err = plan(&s, PlanOptions::default()).err().unwrap().to_string();
     assert!(err.contains("no train dataset can produce a sample"), "{err}");
     assert!(
-        err.contains("test.yaml:0:1") && err.contains("80-voxel crop") && err.contains("sampling.pad"),
+        err.contains(&s.datasets()[0].origin) && err.contains("80-voxel crop") && err.contains("sampling.pad"),
         "{err}"
     );
 }
@@ -797,16 +776,10 @@ fn read_unaugmented(s: Spec, centre: impl FnOnce(&Planned) -> [f64; 3]) -> Vec<V
 #[test]
 fn a_leading_nan_to_num_is_applied_by_the_copy_to_data_and_padding() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.augment.inputs = vec![
-        ValueTransform::NanToNum {
-            nan: 7.0,
-            posinf: None,
-            neginf: None,
-        },
-        ValueTransform::Normalize { shift: 0.0, scale: 2.0 },
-    ];
-    s.sampling.pad_value_inputs = f32::NAN;
+    let s = spec_with(&f.dir, |d| {
+        d["augment"]["inputs"] = json!([{"nan_to_num": {"nan": 7}}, {"normalize": {"shift": 0, "scale": 2}}]);
+        d["sampling"]["pad_value"] = json!({"inputs": "nan"});
+    });
     // Centred on raw voxel 0: the window reaches 8 voxels past the volume's lower faces (NaN fill).
     let centre = RAW_T0;
     let out = read_unaugmented(s, |_| centre);
@@ -823,14 +796,9 @@ fn a_leading_nan_to_num_is_applied_by_the_copy_to_data_and_padding() {
 #[test]
 fn a_leading_normalize_is_applied_by_the_copy_bit_for_bit() {
     let f = synth(SynthVariant::V3);
-    let mut s = spec(&f.dir);
-    s.augment.inputs = vec![
-        ValueTransform::Normalize {
-            shift: 10.0,
-            scale: 255.0,
-        },
-        ValueTransform::Binarize { threshold: 0.25 },
-    ];
+    let s = spec_with(&f.dir, |d| {
+        d["augment"]["inputs"] = json!([{"normalize": {"shift": 10, "scale": 255}}, {"binarize": {"threshold": 0.25}}]);
+    });
     let mut centre = [0.0; 3];
     let out = read_unaugmented(s, |planned| {
         centre = planned.plan.datasets[0].grid.centre([4, 8, 12]);
@@ -903,9 +871,11 @@ fn owned_batches_equal_borrowed_ones_and_end_a_validation_pass() {
 #[test]
 fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refused() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.sampling.weighting = Weighting::VoxelWeighted;
-    s.augment.spatial.rotate = [Some((-30.0, 30.0)), None, None];
+    let edit = |d: &mut Value| {
+        d["sampling"]["weighting"] = json!("voxel_weighted");
+        d["augment"]["spatial"] = json!({"rotate": {"z": [-30, 30]}});
+    };
+    let s = spec_with(&f.dir, edit);
     let earlier = plan(&s, PlanOptions::default()).unwrap().plan;
     assert!(
         earlier.datasets[0].class_counts.is_some(),
@@ -937,7 +907,10 @@ fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refus
         .unwrap()
         .to_string();
     assert!(
-        err.contains("test.yaml:0:1: the data changed since this plan was made"),
+        err.contains(&format!(
+            "{}: the data changed since this plan was made",
+            s.datasets()[0].origin
+        )),
         "{err}"
     );
     assert!(err.contains("crop1/er"), "{err}");
@@ -956,8 +929,10 @@ fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refus
     );
 
     // A spec with another batch size than the plan's.
-    let mut other = s.clone();
-    other.loader.batch_size = 4;
+    let other = spec_with(&f.dir, |d| {
+        edit(d);
+        d["loader"]["batch_size"] = json!(4);
+    });
     let err = Loader::open_planned(other, earlier, options(Split::Train))
         .err()
         .unwrap()
@@ -968,17 +943,15 @@ fn a_loader_over_an_earlier_plan_equals_one_that_plans_and_a_stale_plan_is_refus
 #[test]
 fn class_balanced_epochs_drawn_into_recycled_memory_equal_a_fresh_start() {
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.sampling.weighting = Weighting::ClassBalanced;
-    s.sampling.iterations_per_epoch = 6; // batch 3: 2 batches per epoch
-    // Two training crops with different classes, so the epoch's crop sequence matters.
-    let mut second = s.datasets[1].clone();
-    second.split = Split::Train;
-    second.index = 1;
-    if let Some(t) = &mut second.targets {
-        t.annotated = Some(vec!["nuc".into()]);
-    }
-    s.datasets.push(second);
+    let s = spec_with(&f.dir, |d| {
+        d["sampling"]["weighting"] = json!("class_balanced");
+        d["sampling"]["iterations_per_epoch"] = json!(6); // batch 3: 2 batches per epoch
+        // Two training crops with different classes, so the epoch's crop sequence matters.
+        let mut second = d["data"]["datasets"][1].clone();
+        second["split"] = json!("train");
+        second["classes"] = json!(["nuc"]);
+        d["data"]["datasets"].as_array_mut().unwrap().push(second);
+    });
     let metas = |loader: &mut Loader, n: usize| -> Vec<Vec<cellmap_runtime::SampleMeta>> {
         (0..n)
             .map(|_| loader.next_batch().unwrap().unwrap().meta().collect())

@@ -13,7 +13,9 @@ use cellmap_runtime::{
 };
 use cellmap_schema::{ErrorPolicy, Split};
 
-use crate::loader::{options, spec, synth};
+use serde_json::json;
+
+use crate::loader::{options, spec, spec_with, synth};
 
 /// Marks the child process that runs a test's body.
 const CHILD: &str = "CELLMAP_MEMORY_TEST_CHILD";
@@ -50,11 +52,12 @@ fn issue16_loader_refuses_a_ring_and_cache_larger_than_the_memory_limit() {
         return;
     }
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
     // raw 16³ + 4 classes × 12³ floats per sample = 44_032 bytes; 4096 samples per batch.
-    s.loader.batch_size = 4096;
-    s.loader.prefetch = 2;
-    s.loader.cache_bytes = 64 << 20;
+    let s = spec_with(&f.dir, |d| {
+        d["loader"]["batch_size"] = json!(4096);
+        d["loader"]["prefetch"] = json!(2);
+        d["loader"]["cache_bytes"] = json!(64 << 20);
+    });
     let batch_bytes: u64 = 4096 * (16 * 16 * 16 + 4 * 12 * 12 * 12) * 4;
     assert_eq!(batch_bytes, 180_355_072);
     let err = Loader::open(s, options(Split::Train)).err().expect("refused");
@@ -77,9 +80,10 @@ fn issue16_the_limit_counts_the_prefetch_override_and_no_cache() {
         return;
     }
     let f = synth(SynthVariant::V2);
-    let mut s = spec(&f.dir);
-    s.loader.batch_size = 4096;
-    s.loader.prefetch = 2;
+    let s = spec_with(&f.dir, |d| {
+        d["loader"]["batch_size"] = json!(4096);
+        d["loader"]["prefetch"] = json!(2);
+    });
     // 2 × 180 MB does not fit in 200 MB; one slot without a cache does.
     let mut o = options(Split::Train);
     o.prefetch = Some(1);

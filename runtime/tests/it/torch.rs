@@ -2,11 +2,11 @@
 //! metadata tensors, and the error for an unavailable CUDA device.
 
 use cellmap_runtime::{Loader, SynthVariant, TensorError, TorchLoader};
-use cellmap_schema::{Device, Split};
+use cellmap_schema::Split;
 use tch::{Kind, Tensor};
 
 use crate::alloc::allocations;
-use crate::loader::{options, spec, synth};
+use crate::loader::{options, spec, spec_with, synth};
 
 fn f32s(t: &Tensor) -> Vec<u32> {
     let v = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
@@ -93,10 +93,11 @@ fn validation_tail_positions_are_marked_in_the_tensors() {
 #[test]
 fn copies_outlive_the_batch_and_steady_state_batches_do_not_allocate() {
     let fx = synth(SynthVariant::V2);
-    let mut spec = spec(&fx.dir);
     // Pinning is requested but the device is the CPU: no CUDA call may be made.
-    spec.loader.pin_memory = true;
-    spec.loader.prefetch = 2;
+    let spec = spec_with(&fx.dir, |d| {
+        d["loader"]["pin_memory"] = serde_json::json!(true);
+        d["loader"]["prefetch"] = serde_json::json!(2);
+    });
     let mut loader = TorchLoader::open(spec, options(Split::Train)).unwrap();
     let (kept, raw0) = {
         let batch = loader.next_batch().unwrap().unwrap();
@@ -125,12 +126,13 @@ fn copies_outlive_the_batch_and_steady_state_batches_do_not_allocate() {
 #[test]
 fn an_unavailable_cuda_device_is_an_error() {
     let fx = synth(SynthVariant::V2);
-    let mut spec = spec(&fx.dir);
     // Without CUDA (this machine, a CPU-only libtorch) `cuda:0`; with CUDA a missing ordinal.
     let (available, count) = (tch::Cuda::is_available(), tch::Cuda::device_count());
     let index = if available { count as usize } else { 0 };
-    spec.loader.device = Device::Cuda(index);
-    spec.loader.pin_memory = true;
+    let spec = spec_with(&fx.dir, |d| {
+        d["loader"]["device"] = serde_json::json!(format!("cuda:{index}"));
+        d["loader"]["pin_memory"] = serde_json::json!(true);
+    });
     let err = match TorchLoader::open(spec, options(Split::Train)) {
         Ok(_) => panic!("a loader opened on the unavailable device `cuda:{index}`"),
         Err(e) => e,

@@ -31,8 +31,45 @@ pub(super) fn predict(
     base_dir: &Path,
     c: &mut Checker<'_>,
 ) -> Predict {
+    let input_idx = input_indices(raw, inputs, c);
+    let model_classes = model_classes(raw, classes, c);
+    let written = written_classes(raw, &model_classes, c);
+    check_output(&raw.output, written.len(), c);
+    let first_target = targets.first();
+    let voxel_size_nm = voxel_size(raw, first_target, c);
+    let tile_vox = match &raw.tile {
+        None => first_target.map_or([1; 3], |t| t.shape_vox),
+        Some(v) => voxel_counts(v, 1, ("/predict/tile", "tile size", "1 ≤ tile ≤ 65536 voxels"), c),
+    };
+    let context_vox = match &raw.context {
+        None => [0; 3],
+        Some(v) => voxel_counts(v, 0, ("/predict/context", "context", "0 ≤ context ≤ 65536 voxels"), c),
+    };
+    check_tile_alignment(raw, &input_idx, inputs, tile_vox, voxel_size_nm, c);
+    let region = region(raw, voxel_size_nm, c);
+    let raw_paths = raw_paths(raw, &region, datasets, base_dir, c);
+    Predict {
+        raw: raw_paths,
+        inputs: input_idx,
+        output: resolve_path(base_dir, &raw.output),
+        model_classes,
+        classes: written,
+        voxel_size_nm,
+        dtype: match raw.dtype {
+            RawPredictDtype::Float32 => PredictDtype::Float32,
+            RawPredictDtype::Uint8 => PredictDtype::Uint8,
+        },
+        zarr_format: raw.zarr_format,
+        region,
+        tile_vox,
+        context_vox,
+    }
+}
+
+/// The `predict.inputs` as indices into the spec's inputs (all of them by default).
+fn input_indices(raw: &RawPredict, inputs: &[ArraySpec], c: &mut Checker<'_>) -> Vec<usize> {
     let input_names: Vec<&str> = inputs.iter().map(|a| a.name.as_str()).collect();
-    let input_idx: Vec<usize> = match &raw.inputs {
+    match &raw.inputs {
         None => (0..inputs.len()).collect(),
         Some(list) => {
             if list.is_empty() {
@@ -59,9 +96,12 @@ pub(super) fn predict(
             }
             out.into_iter().collect()
         }
-    };
+    }
+}
 
-    let model_classes = match &raw.model_classes {
+/// The classes the model emits (the spec's classes by default), each a valid, unique name.
+fn model_classes(raw: &RawPredict, classes: &[String], c: &mut Checker<'_>) -> Vec<String> {
+    match &raw.model_classes {
         None => classes.to_vec(),
         Some(list) => {
             if list.is_empty() {
@@ -81,8 +121,12 @@ pub(super) fn predict(
             }
             list.clone()
         }
-    };
-    let written: Vec<usize> = match &raw.classes {
+    }
+}
+
+/// The written classes as indices into `model_classes` (all of them by default).
+fn written_classes(raw: &RawPredict, model_classes: &[String], c: &mut Checker<'_>) -> Vec<usize> {
+    match &raw.classes {
         None => (0..model_classes.len()).collect(),
         Some(list) => {
             if list.is_empty() {
@@ -109,12 +153,12 @@ pub(super) fn predict(
             }
             out
         }
-    };
+    }
+}
 
-    check_output(&raw.output, written.len(), c);
-
-    let first_target = targets.first();
-    let voxel_size_nm = match &raw.scale {
+/// The output voxel size (the first target's by default), finite and positive.
+fn voxel_size(raw: &RawPredict, first_target: Option<&ArraySpec>, c: &mut Checker<'_>) -> [f64; 3] {
+    match &raw.scale {
         None => first_target.map_or([1.0; 3], |t| t.voxel_size_nm),
         Some(v) => {
             for (i, s) in v.iter().enumerate() {
@@ -131,58 +175,42 @@ pub(super) fn predict(
                 other => expand(other, 1.0).unwrap_or([1.0; 3]),
             }
         }
-    };
-    let tile_vox = match &raw.tile {
-        None => first_target.map_or([1; 3], |t| t.shape_vox),
-        Some(v) => {
-            let mut out = [1usize; 3];
-            let offset = 3 - v.len().min(3);
-            for (i, s) in v.iter().enumerate() {
-                match usize::try_from(*s) {
-                    Ok(n) if (1..=65_536).contains(&n) => {
-                        if let Some(slot) = out.get_mut(offset + i) {
-                            *slot = n;
-                        }
-                    }
-                    _ => {
-                        let d = c.at(
-                            &format!("/predict/tile/{i}"),
-                            format!("tile size `{s}` is out of range"),
-                        );
-                        c.push(d.expected("1 ≤ tile ≤ 65536 voxels"));
-                    }
+    }
+}
+
+/// Voxel counts given as `[z, y, x]` or `[y, x]` (`fill` along the missing axes), each at least
+/// `fill` and at most 65536. `what` is `(pointer, name, expected)` for the diagnostics.
+fn voxel_counts(v: &[u64], fill: usize, what: (&str, &str, &str), c: &mut Checker<'_>) -> [usize; 3] {
+    let (pointer, name, expected) = what;
+    let mut out = [fill; 3];
+    let offset = 3 - v.len().min(3);
+    for (i, s) in v.iter().enumerate() {
+        match usize::try_from(*s) {
+            Ok(n) if (fill..=65_536).contains(&n) => {
+                if let Some(slot) = out.get_mut(offset + i) {
+                    *slot = n;
                 }
             }
-            out
-        }
-    };
-    let context_vox = match &raw.context {
-        None => [0; 3],
-        Some(v) => {
-            let mut out = [0usize; 3];
-            let offset = 3 - v.len().min(3);
-            for (i, s) in v.iter().enumerate() {
-                match usize::try_from(*s) {
-                    Ok(n) if n <= 65_536 => {
-                        if let Some(slot) = out.get_mut(offset + i) {
-                            *slot = n;
-                        }
-                    }
-                    _ => {
-                        let d = c.at(
-                            &format!("/predict/context/{i}"),
-                            format!("context `{s}` is out of range"),
-                        );
-                        c.push(d.expected("0 ≤ context ≤ 65536 voxels"));
-                    }
-                }
+            _ => {
+                let d = c.at(&format!("{pointer}/{i}"), format!("{name} `{s}` is out of range"));
+                c.push(d.expected(expected));
             }
-            out
         }
-    };
-    // The tile must be a whole number of voxels of every input, so that input windows and output tiles
-    // share their world boundaries.
-    for &i in &input_idx {
+    }
+    out
+}
+
+/// The tile must be a whole number of voxels of every input, so that input windows and output tiles
+/// share their world boundaries.
+fn check_tile_alignment(
+    raw: &RawPredict,
+    input_idx: &[usize],
+    inputs: &[ArraySpec],
+    tile_vox: [usize; 3],
+    voxel_size_nm: [f64; 3],
+    c: &mut Checker<'_>,
+) {
+    for &i in input_idx {
         let Some(input) = inputs.get(i) else { continue };
         for a in 0..3 {
             let ratio = tile_vox[a] as f64 * voxel_size_nm[a] / input.voxel_size_nm[a];
@@ -211,8 +239,11 @@ pub(super) fn predict(
             }
         }
     }
+}
 
-    let region = match &raw.region {
+/// The region predicted: the whole raw volume, the validation crops, or a world box.
+fn region(raw: &RawPredict, voxel_size_nm: [f64; 3], c: &mut Checker<'_>) -> PredictRegion {
+    match &raw.region {
         RawRegion::Named(RawRegionName::Raw) => PredictRegion::Raw,
         RawRegion::Named(RawRegionName::Validation) => PredictRegion::Validation,
         RawRegion::Bounds(b) => {
@@ -239,9 +270,18 @@ pub(super) fn predict(
             }
             PredictRegion::Bounds { lo_nm: lo3, hi_nm: hi3 }
         }
-    };
+    }
+}
 
-    let raw_paths = match (&region, &raw.raw) {
+/// The raw groups predicted on (resolved), consistent with the region.
+fn raw_paths(
+    raw: &RawPredict,
+    region: &PredictRegion,
+    datasets: &[DatasetSpec],
+    base_dir: &Path,
+    c: &mut Checker<'_>,
+) -> Vec<String> {
+    match (region, &raw.raw) {
         (PredictRegion::Validation, Some(_)) => {
             let d = c.at_key("/predict/raw", "`raw` given with `region: validation`");
             c.push(d.hint("validation regions predict on the validation datasets; remove `raw`"));
@@ -273,23 +313,6 @@ pub(super) fn predict(
             }
             out
         }
-    };
-
-    Predict {
-        raw: raw_paths,
-        inputs: input_idx,
-        output: resolve_path(base_dir, &raw.output),
-        model_classes,
-        classes: written,
-        voxel_size_nm,
-        dtype: match raw.dtype {
-            RawPredictDtype::Float32 => PredictDtype::Float32,
-            RawPredictDtype::Uint8 => PredictDtype::Uint8,
-        },
-        zarr_format: raw.zarr_format,
-        region,
-        tile_vox,
-        context_vox,
     }
 }
 

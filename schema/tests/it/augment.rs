@@ -23,9 +23,9 @@ fn validation_keeps_only_the_deterministic_training_transforms_by_default() {
     let s = cellmap_schema::load(&root().join("examples/minimal.yaml"))
         .unwrap()
         .spec;
-    assert!(s.augment.inputs_for(Split::Validate).is_empty());
+    assert!(s.augment().inputs_for(Split::Validate).is_empty());
     assert_eq!(
-        s.augment.targets_for(Split::Validate, "mito"),
+        s.augment().targets_for(Split::Validate, "mito"),
         [ValueTransform::Binarize { threshold: 0.0 }]
     );
 
@@ -33,7 +33,7 @@ fn validation_keeps_only_the_deterministic_training_transforms_by_default() {
         "augment:\n  inputs:\n    - normalize: { scale: 255 }\n    - gaussian_noise: { std: 0.1 }\n    - random_contrast: { range: [0.8, 1.2] }\n    - random_gamma: {}\n    - gaussian_blur: { sigma: 1 }\n    - nan_to_num: {}\n  targets:\n    - gaussian_noise: {}\n    - binarize: { threshold: 0.5 }\n  per_class:\n    b: [ { binarize: { threshold: 2 } }, { random_gamma: {} } ]\n",
     )
     .unwrap();
-    let a = &s.augment;
+    let a = s.augment();
     assert_eq!(a.inputs_for(Split::Train).len(), 6);
     assert_eq!(a.inputs_for(Split::Train)[1], NOISE);
     let blur = ValueTransform::GaussianBlur {
@@ -64,7 +64,7 @@ fn an_explicit_validate_list_is_used_as_given_random_transforms_included() {
         "augment:\n  inputs:\n    - normalize: { scale: 255 }\n  validate:\n    inputs:\n      - normalize: { scale: 255 }\n      - gaussian_noise: { std: 0.1 }\n    targets: []\n  per_class:\n    b: [ { binarize: { threshold: 2 } } ]\n",
     )
     .unwrap();
-    let a = &s.augment;
+    let a = s.augment();
     assert_eq!(a.inputs_for(Split::Train), [NORMALIZE]);
     assert_eq!(a.inputs_for(Split::Validate), [NORMALIZE, NOISE]);
     assert_eq!(
@@ -80,10 +80,10 @@ fn an_explicit_validate_list_is_used_as_given_random_transforms_included() {
 
     // Only `inputs` given: targets still default to the deterministic training ones.
     let s = parse("augment:\n  validate: { inputs: [ { gaussian_noise: {} } ] }\n").unwrap();
-    assert_eq!(s.augment.inputs_for(Split::Validate), [NOISE]);
-    assert!(s.augment.inputs_for(Split::Train).is_empty());
+    assert_eq!(s.augment().inputs_for(Split::Validate), [NOISE]);
+    assert!(s.augment().inputs_for(Split::Train).is_empty());
     assert_eq!(
-        s.augment.targets_for(Split::Validate, "a"),
+        s.augment().targets_for(Split::Validate, "a"),
         [ValueTransform::Binarize { threshold: 0.0 }]
     );
 }

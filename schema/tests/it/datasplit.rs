@@ -24,7 +24,7 @@ fn issue_16_unknown_bracket_class_is_a_warning_and_ignored() {
     let csv = "# a comment\n\"train\",\"a.zarr\",\"recon-1/em\",\"a.zarr\",\"recon-1/labels/crop1/[mito,golgi,er]\"\n\"train\",\"b.zarr/raw\",\"b.zarr/crop2/[mitos]\"\n";
     let (dir, checked) = load(csv);
     let checked = checked.unwrap_or_else(|e| panic!("{e}"));
-    let d = &checked.spec.datasets;
+    let d = checked.spec.datasets();
     assert_eq!(d.len(), 2);
     let annotated = |i: usize| d[i].targets.as_ref().unwrap().annotated.clone().unwrap();
     assert_eq!(annotated(0), ["mito", "er"]);
@@ -78,7 +78,7 @@ fn issue_16_test_rows_are_a_third_split() {
     let checked = checked.unwrap_or_else(|e| panic!("{e}"));
     assert!(checked.warnings.is_empty(), "{:?}", checked.warnings);
     let s = &checked.spec;
-    let splits: Vec<(Split, usize)> = s.datasets.iter().map(|d| (d.split, d.index)).collect();
+    let splits: Vec<(Split, usize)> = s.datasets().iter().map(|d| (d.split, d.index)).collect();
     assert_eq!(
         splits,
         [
@@ -94,14 +94,17 @@ fn issue_16_test_rows_are_a_third_split() {
         "{tests:?}"
     );
     assert!(
-        s.datasets[2].origin.ends_with("split.csv:1"),
+        s.datasets()[2].origin.ends_with("split.csv:1"),
         "{}",
-        s.datasets[2].origin
+        s.datasets()[2].origin
     );
     // Test samples are read like validation samples.
     assert!(!Split::Test.is_train());
-    assert_eq!(s.sampling.pad.for_split(Split::Test), s.sampling.pad.validate);
-    assert_eq!(s.augment.inputs_for(Split::Test), s.augment.inputs_for(Split::Validate));
+    assert_eq!(s.sampling().pad.for_split(Split::Test), s.sampling().pad.validate);
+    assert_eq!(
+        s.augment().inputs_for(Split::Test),
+        s.augment().inputs_for(Split::Validate)
+    );
 }
 
 #[test]
@@ -113,7 +116,7 @@ fn issue_16_test_split_inline_and_by_name() {
     let s = cellmap_schema::parse(&text, std::path::Path::new("spec.yaml"))
         .unwrap()
         .spec;
-    assert_eq!(s.datasets[1].split, Split::Test);
+    assert_eq!(s.datasets()[1].split, Split::Test);
     for (name, split) in [
         ("train", Split::Train),
         ("VAL", Split::Validate),

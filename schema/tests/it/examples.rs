@@ -30,27 +30,27 @@ fn minimal_takes_defaults_and_reads_the_csv() {
     let checked = cellmap_schema::load(&root().join("examples/minimal.yaml")).unwrap();
     assert!(checked.warnings.is_empty());
     let s = checked.spec;
-    assert_eq!(s.name, "demo");
-    assert_eq!(s.classes, ["mito", "er", "nuc", "pm"]);
-    assert_eq!(s.inputs[0].shape_vox, [128, 128, 128]);
-    assert_eq!(s.inputs[0].interpolation, Interpolation::Linear);
-    assert_eq!(s.targets[0].interpolation, Interpolation::Nearest);
-    assert_eq!(s.sampling.seed, 42);
-    assert_eq!(s.sampling.iterations_per_epoch, 1000);
-    assert!(!s.sampling.pad.train && !s.sampling.pad.validate);
-    assert_eq!(s.sampling.pad_value_inputs, 0.0);
-    assert!(s.sampling.pad_value_targets.is_nan());
-    assert!(s.sampling.validation_tiling);
-    assert_eq!(s.augment.targets, [ValueTransform::Binarize { threshold: 0.0 }]);
-    assert!(s.augment.inputs.is_empty());
-    assert_eq!(s.loader.batch_size, 8);
-    assert_eq!((s.loader.workers, s.loader.prefetch), (2, 4));
-    assert_eq!(s.loader.device, Device::Cpu);
-    assert!(!s.loader.pin_memory);
-    assert_eq!(s.loader.cache_bytes, 1 << 30);
-    let splits: Vec<(Split, usize)> = s.datasets.iter().map(|d| (d.split, d.index)).collect();
+    assert_eq!(s.name(), "demo");
+    assert_eq!(s.classes(), ["mito", "er", "nuc", "pm"]);
+    assert_eq!(s.inputs()[0].shape_vox, [128, 128, 128]);
+    assert_eq!(s.inputs()[0].interpolation, Interpolation::Linear);
+    assert_eq!(s.targets()[0].interpolation, Interpolation::Nearest);
+    assert_eq!(s.sampling().seed, 42);
+    assert_eq!(s.sampling().iterations_per_epoch, 1000);
+    assert!(!s.sampling().pad.train && !s.sampling().pad.validate);
+    assert_eq!(s.sampling().pad_value_inputs, 0.0);
+    assert!(s.sampling().pad_value_targets.is_nan());
+    assert!(s.sampling().validation_tiling);
+    assert_eq!(s.augment().targets, [ValueTransform::Binarize { threshold: 0.0 }]);
+    assert!(s.augment().inputs.is_empty());
+    assert_eq!(s.loader().batch_size, 8);
+    assert_eq!((s.loader().workers, s.loader().prefetch), (2, 4));
+    assert_eq!(s.loader().device, Device::Cpu);
+    assert!(!s.loader().pin_memory);
+    assert_eq!(s.loader().cache_bytes, 1 << 30);
+    let splits: Vec<(Split, usize)> = s.datasets().iter().map(|d| (d.split, d.index)).collect();
     assert_eq!(splits, [(Split::Train, 0), (Split::Train, 1), (Split::Validate, 0)]);
-    let d = &s.datasets[1];
+    let d = &s.datasets()[1];
     let examples = std::path::absolute(root().join("examples")).unwrap();
     assert_eq!(
         d.raw,
@@ -69,17 +69,17 @@ fn minimal_takes_defaults_and_reads_the_csv() {
 fn full_and_2d_resolve() {
     let s = cellmap_schema::load(&root().join("examples/full.yaml")).unwrap().spec;
     assert_eq!(
-        s.inputs.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        s.inputs().iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
         ["raw", "raw_16nm"]
     );
-    assert_eq!(s.loader.device, Device::Cuda(0));
-    assert_eq!(s.augment.spatial.rotate[0], Some((-180.0, 180.0)));
+    assert_eq!(s.loader().device, Device::Cuda(0));
+    assert_eq!(s.augment().spatial.rotate[0], Some((-180.0, 180.0)));
     assert_eq!(
-        s.augment.targets_of("er"),
+        s.augment().targets_of("er"),
         [ValueTransform::Binarize { threshold: 2.0 }]
     );
     assert_eq!(
-        s.augment.inputs_for(Split::Validate),
+        s.augment().inputs_for(Split::Validate),
         [
             ValueTransform::Normalize {
                 shift: 0.0,
@@ -93,39 +93,39 @@ fn full_and_2d_resolve() {
         ]
     );
     assert_eq!(
-        s.augment.targets_for(Split::Validate, "er"),
+        s.augment().targets_for(Split::Validate, "er"),
         [ValueTransform::Binarize { threshold: 2.0 }]
     );
     assert_eq!(
-        s.augment.inputs[4],
+        s.augment().inputs[4],
         ValueTransform::GaussianBlur {
             sigma_vox: [0.5, 1.0, 1.0],
             radius_vox: 3
         }
     );
     assert_eq!(
-        s.datasets[1].targets.as_ref().unwrap().annotated.as_deref(),
+        s.datasets()[1].targets.as_ref().unwrap().annotated.as_deref(),
         Some(&["mito".to_owned(), "nuc".to_owned()][..])
     );
-    assert_eq!(s.datasets[2].split, Split::Validate);
-    assert_eq!(s.datasets[2].targets.as_ref().unwrap().annotated, None);
+    assert_eq!(s.datasets()[2].split, Split::Validate);
+    assert_eq!(s.datasets()[2].targets.as_ref().unwrap().annotated, None);
     assert!(
-        s.datasets[0].origin.ends_with("examples/full.yaml:15:7"),
+        s.datasets()[0].origin.ends_with("examples/full.yaml:15:7"),
         "{}",
-        s.datasets[0].origin
+        s.datasets()[0].origin
     );
 
     let s = cellmap_schema::load(&root().join("examples/2d.yaml")).unwrap().spec;
-    assert_eq!(s.inputs[0].shape_vox, [1, 256, 256]);
-    assert_eq!(s.inputs[0].voxel_size_nm, [4.0, 4.0, 4.0]);
+    assert_eq!(s.inputs()[0].shape_vox, [1, 256, 256]);
+    assert_eq!(s.inputs()[0].voxel_size_nm, [4.0, 4.0, 4.0]);
     assert_eq!(
-        s.augment.inputs[1],
+        s.augment().inputs[1],
         ValueTransform::GaussianBlur {
             sigma_vox: [0.0, 1.0, 1.0],
             radius_vox: 3
         }
     );
-    assert!(s.sampling.pad.train && s.sampling.pad.validate);
+    assert!(s.sampling().pad.train && s.sampling().pad.validate);
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn relations_are_made_symmetric_with_a_warning() {
         .unwrap()
         .replace("arrays:", "class_relations: { mito: [er, nuc] }\narrays:");
     let checked = cellmap_schema::parse(&text, &root().join("examples/x.yaml")).unwrap();
-    let r = &checked.spec.class_relations;
+    let r = checked.spec.class_relations();
     assert!(r["er"].contains("mito") && r["nuc"].contains("mito") && r["mito"].len() == 2);
     assert_eq!(checked.warnings.len(), 2);
     assert_eq!((checked.warnings[0].line, checked.warnings[0].column), (5, 26));
@@ -156,15 +156,15 @@ fn whole_floats_count_as_integers() {
     let s = cellmap_schema::parse(&text, &root().join("examples/x.yaml"))
         .unwrap()
         .spec;
-    assert_eq!(s.loader.batch_size, 8);
-    assert_eq!(s.inputs[0].shape_vox, [64, 128, 128]);
+    assert_eq!(s.loader().batch_size, 8);
+    assert_eq!(s.inputs()[0].shape_vox, [64, 128, 128]);
 }
 
 #[test]
 fn full_resolves_its_predict_section() {
     use cellmap_schema::{PredictDtype, PredictRegion};
     let s = cellmap_schema::load(&root().join("examples/full.yaml")).unwrap().spec;
-    let p = s.predict.expect("full.yaml has a predict section");
+    let p = s.predict().expect("full.yaml has a predict section");
     let examples = std::path::absolute(root().join("examples")).unwrap();
     assert_eq!(
         p.raw,
@@ -174,7 +174,7 @@ fn full_resolves_its_predict_section() {
             .to_string()]
     );
     assert_eq!(p.inputs, [0]);
-    assert_eq!(s.inputs[0].name, "raw");
+    assert_eq!(s.inputs()[0].name, "raw");
     assert_eq!(
         p.output,
         examples
@@ -204,7 +204,7 @@ fn predict_defaults_follow_the_spec() {
     let s = cellmap_schema::parse(text, std::path::Path::new("/specs/d.yaml"))
         .unwrap()
         .spec;
-    let p = s.predict.unwrap();
+    let p = s.predict().unwrap();
     assert_eq!(p.raw, ["/x.zarr/raw"]);
     assert_eq!(p.inputs, [0]);
     assert_eq!(p.output, "/specs/predictions.zarr/{dataset}/{class}");
@@ -215,4 +215,42 @@ fn predict_defaults_follow_the_spec() {
     assert_eq!(p.zarr_format, 2);
     assert_eq!(p.region, cellmap_schema::PredictRegion::Raw);
     assert_eq!((p.tile_vox, p.context_vox), ([48; 3], [0; 3]));
+}
+
+/// The normalized text (what generated crates embed) reads back into the same spec, for every
+/// example and golden spec; tampered text is refused with the broken guarantee named.
+#[test]
+fn normalized_text_reads_back_into_the_same_spec() {
+    let mut n = 0;
+    for dir in ["examples", "tests/specs"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let spec = cellmap_schema::load(&path).unwrap().spec;
+            let text = spec.to_normalized().unwrap();
+            let again = cellmap_schema::Spec::from_normalized(&text).unwrap();
+            // `==` fails on the NaN pad value; the text and the debug form compare every field.
+            assert_eq!(again.to_normalized().unwrap(), text, "{}", path.display());
+            assert_eq!(format!("{again:?}"), format!("{spec:?}"), "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+
+    let spec = cellmap_schema::load(&root().join("examples/minimal.yaml"))
+        .unwrap()
+        .spec;
+    let text = spec.to_normalized().unwrap();
+    let batch = format!("\"batch_size\": {}", spec.loader().batch_size);
+    let tampered = text.replacen(&batch, "\"batch_size\": 0", 1);
+    let err = cellmap_schema::Spec::from_normalized(&tampered)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`loader.batch_size`"), "{err}");
+    let err = cellmap_schema::Spec::from_normalized("{\"version\": 1}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("normalized spec is not the JSON of a spec"), "{err}");
 }

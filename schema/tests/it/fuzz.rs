@@ -165,7 +165,7 @@ fn the_datasplit_harness_reaches_the_csv_reader() {
         let dir = tempfile::tempdir().unwrap();
         let csv = std::fs::read(root().join("tests/fuzz/corpus/datasplit").join(name)).unwrap();
         std::fs::write(dir.path().join("datasplit.csv"), csv).unwrap();
-        cellmap_schema::parse(&spec, &dir.path().join("spec.yaml")).map(|c| c.spec.datasets.len())
+        cellmap_schema::parse(&spec, &dir.path().join("spec.yaml")).map(|c| c.spec.datasets().len())
     };
     assert_eq!(read("example.csv").unwrap(), 3);
     let errors = read("invalid-header.csv").unwrap_err();

@@ -35,204 +35,242 @@ pub mod shapes {
     /// Shape of one sample of `labels`: `[channels, z, y, x]`.
     pub const LABELS: [usize; 4] = [4, 128, 128, 128];
 }
-/// The validated spec this crate was generated from.
-pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
-    ::cellmap_runtime::cellmap_schema::Spec {
-        version: 1u32,
-        name: ::std::string::String::from("mito_er"),
-        source: ::std::path::PathBuf::from("$WORKSPACE/codegen/../examples/full.yaml"),
-        classes: ::std::vec![
-            ::std::string::String::from("mito"), ::std::string::String::from("er"),
-            ::std::string::String::from("nuc"), ::std::string::String::from("pm")
-        ],
-        class_relations: ::std::collections::BTreeMap::from([
-            (
-                ::std::string::String::from("er"),
-                ::std::collections::BTreeSet::from([::std::string::String::from("mito")]),
-            ),
-            (
-                ::std::string::String::from("mito"),
-                ::std::collections::BTreeSet::from([
-                    ::std::string::String::from("er"),
-                    ::std::string::String::from("nuc"),
-                ]),
-            ),
-            (
-                ::std::string::String::from("nuc"),
-                ::std::collections::BTreeSet::from([::std::string::String::from("mito")]),
-            ),
-        ]),
-        inputs: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("raw"), shape_vox : [128, 128, 128],
-            voxel_size_nm : [8f64, 8f64, 8f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Linear, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 },
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("raw_16nm"), shape_vox : [64, 64, 64],
-            voxel_size_nm : [16f64, 16f64, 16f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Linear, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float16 }
-        ],
-        targets: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("labels"), shape_vox : [128, 128, 128],
-            voxel_size_nm : [8f64, 8f64, 8f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Nearest, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
-        ],
-        datasets: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Train, index : 0usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/labels/groundtruth/crop155/{class}"),
-            annotated :
-            ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
-            ::std::string::String::from("er")]) }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/full.yaml:15:7")
-            }, ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Train, index : 1usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/labels/groundtruth/crop156/{class}"),
-            annotated :
-            ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
-            ::std::string::String::from("nuc")]) }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/full.yaml:19:7")
-            }, ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Validate, index : 0usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/cos7.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/cos7.zarr/recon-1/labels/groundtruth/crop234/{class}"),
-            annotated : ::std::option::Option::None }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/full.yaml:22:7")
-            }
-        ],
-        sampling: ::cellmap_runtime::cellmap_schema::Sampling {
-            seed: 42u64,
-            iterations_per_epoch: 1000u64,
-            weighting: ::cellmap_runtime::cellmap_schema::Weighting::ClassBalanced,
-            foreground: ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::ForegroundBias {
-                class: ::std::string::String::from("mito"),
-                fraction: 0.5f64,
-            }),
-            pad: ::cellmap_runtime::cellmap_schema::PadPolicy {
-                train: true,
-                validate: false,
-            },
-            pad_value_inputs: 0f32,
-            pad_value_targets: f32::NAN,
-            validation_tiling: true,
-        },
-        augment: ::cellmap_runtime::cellmap_schema::Augment {
-            spatial: ::cellmap_runtime::cellmap_schema::Spatial {
-                mirror: [0.5f64, 0.5f64, 0.5f64],
-                transpose: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::Axis::Y,
-                    ::cellmap_runtime::cellmap_schema::Axis::X
-                ],
-                rotate: [
-                    ::std::option::Option::Some((-180f64, 180f64)),
-                    ::std::option::Option::Some((-10f64, 10f64)),
-                    ::std::option::Option::Some((-10f64, 10f64)),
-                ],
-                elastic: ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::Elastic {
-                    spacing_nm: [64f64, 64f64, 64f64],
-                    sigma_nm: 4f64,
-                    probability: 0.5f64,
-                }),
-            },
-            inputs: ::std::vec![
-                ::cellmap_runtime::cellmap_schema::ValueTransform::Normalize { shift :
-                0f64, scale : 255f64 },
-                ::cellmap_runtime::cellmap_schema::ValueTransform::GaussianNoise { mean :
-                0f64, std : 0.05f64 },
-                ::cellmap_runtime::cellmap_schema::ValueTransform::RandomContrast { range
-                : (0.8f64, 1.2f64) },
-                ::cellmap_runtime::cellmap_schema::ValueTransform::RandomGamma { range :
-                (0.8f64, 1.2f64) },
-                ::cellmap_runtime::cellmap_schema::ValueTransform::GaussianBlur {
-                sigma_vox : [0.5f64, 1f64, 1f64], radius_vox : 3 },
-                ::cellmap_runtime::cellmap_schema::ValueTransform::NanToNum { nan : 0f64,
-                posinf : ::std::option::Option::Some(1f64), neginf :
-                ::std::option::Option::Some(0f64) }
-            ],
-            targets: ::std::vec![
-                ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize { threshold :
-                0f64 }
-            ],
-            per_class: ::std::collections::BTreeMap::from([
-                (
-                    ::std::string::String::from("er"),
-                    ::std::vec![
-                        ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize {
-                        threshold : 2f64 }
-                    ],
-                ),
-            ]),
-            validate: ::cellmap_runtime::cellmap_schema::ValidationTransforms {
-                inputs: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::Normalize { shift
-                    : 0f64, scale : 255f64 },
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::NanToNum { nan :
-                    0f64, posinf : ::std::option::Option::Some(1f64), neginf :
-                    ::std::option::Option::Some(0f64) }
-                ],
-                targets: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize {
-                    threshold : 0f64 }
-                ],
-                per_class: ::std::collections::BTreeMap::from([
-                    (
-                        ::std::string::String::from("er"),
-                        ::std::vec![
-                            ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize {
-                            threshold : 2f64 }
-                        ],
-                    ),
-                ]),
-            },
-        },
-        loader: ::cellmap_runtime::cellmap_schema::LoaderSpec {
-            batch_size: 8usize,
-            workers: 2usize,
-            prefetch: 4usize,
-            device: ::cellmap_runtime::cellmap_schema::Device::Cuda(0usize),
-            pin_memory: true,
-            cache_bytes: 1073741824u64,
-            on_error: ::cellmap_runtime::cellmap_schema::ErrorPolicy::SkipAndLog,
-        },
-        predict: ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::Predict {
-            raw: ::std::vec![
-                ::std::string::String::from("$WORKSPACE/codegen/../examples/data/cos7.zarr/recon-1/em/fibsem-uint8")
-            ],
-            inputs: ::std::vec![0],
-            output: ::std::string::String::from(
-                "$WORKSPACE/codegen/../examples/predictions.zarr/{dataset}/{class}",
-            ),
-            model_classes: ::std::vec![
-                ::std::string::String::from("mito"), ::std::string::String::from("er"),
-                ::std::string::String::from("nuc"), ::std::string::String::from("pm")
-            ],
-            classes: ::std::vec![0, 2],
-            voxel_size_nm: [8f64, 8f64, 8f64],
-            dtype: ::cellmap_runtime::cellmap_schema::PredictDtype::Uint8,
-            zarr_format: 3u8,
-            region: ::cellmap_runtime::cellmap_schema::PredictRegion::Bounds {
-                lo_nm: [0f64, 0f64, 0f64],
-                hi_nm: [4096f64, 4096f64, 4096f64],
-            },
-            tile_vox: [64, 64, 64],
-            context_vox: [32, 32, 32],
-        }),
+/// The normalized text of the validated spec this crate was generated from (JSON, every
+/// default filled in and every path resolved; see `cellmap_schema::Spec::to_normalized`).
+pub const SPEC_NORMALIZED: &str = r#"{
+  "version": 1,
+  "name": "mito_er",
+  "source": "$WORKSPACE/codegen/../examples/full.yaml",
+  "classes": ["mito", "er", "nuc", "pm"],
+  "class_relations": {
+    "er": ["mito"],
+    "mito": ["er", "nuc"],
+    "nuc": ["mito"]
+  },
+  "inputs": [
+    {
+      "name": "raw",
+      "shape_vox": [128, 128, 128],
+      "voxel_size_nm": [8.0, 8.0, 8.0],
+      "interpolation": "linear",
+      "dtype": "float32"
+    },
+    {
+      "name": "raw_16nm",
+      "shape_vox": [64, 64, 64],
+      "voxel_size_nm": [16.0, 16.0, 16.0],
+      "interpolation": "linear",
+      "dtype": "float16"
     }
+  ],
+  "targets": [
+    {
+      "name": "labels",
+      "shape_vox": [128, 128, 128],
+      "voxel_size_nm": [8.0, 8.0, 8.0],
+      "interpolation": "nearest",
+      "dtype": "float32"
+    }
+  ],
+  "datasets": [
+    {
+      "split": "train",
+      "index": 0,
+      "raw": "$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/labels/groundtruth/crop155/{class}",
+        "annotated": ["mito", "er"]
+      },
+      "origin": "$WORKSPACE/codegen/../examples/full.yaml:15:7"
+    },
+    {
+      "split": "train",
+      "index": 1,
+      "raw": "$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/labels/groundtruth/crop156/{class}",
+        "annotated": ["mito", "nuc"]
+      },
+      "origin": "$WORKSPACE/codegen/../examples/full.yaml:19:7"
+    },
+    {
+      "split": "validate",
+      "index": 0,
+      "raw": "$WORKSPACE/codegen/../examples/data/cos7.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../examples/data/cos7.zarr/recon-1/labels/groundtruth/crop234/{class}",
+        "annotated": null
+      },
+      "origin": "$WORKSPACE/codegen/../examples/full.yaml:22:7"
+    }
+  ],
+  "sampling": {
+    "seed": 42,
+    "iterations_per_epoch": 1000,
+    "weighting": "class_balanced",
+    "foreground": {
+      "class": "mito",
+      "fraction": 0.5
+    },
+    "pad": {
+      "train": true,
+      "validate": false
+    },
+    "pad_value_inputs": 0.0,
+    "pad_value_targets": null,
+    "validation_tiling": true
+  },
+  "augment": {
+    "spatial": {
+      "mirror": [0.5, 0.5, 0.5],
+      "transpose": ["y", "x"],
+      "rotate": [
+        [-180.0, 180.0],
+        [-10.0, 10.0],
+        [-10.0, 10.0]
+      ],
+      "elastic": {
+        "spacing_nm": [64.0, 64.0, 64.0],
+        "sigma_nm": 4.0,
+        "probability": 0.5
+      }
+    },
+    "inputs": [
+      {
+        "normalize": {
+          "shift": 0.0,
+          "scale": 255.0
+        }
+      },
+      {
+        "gaussian_noise": {
+          "mean": 0.0,
+          "std": 0.05
+        }
+      },
+      {
+        "random_contrast": {
+          "range": [0.8, 1.2]
+        }
+      },
+      {
+        "random_gamma": {
+          "range": [0.8, 1.2]
+        }
+      },
+      {
+        "gaussian_blur": {
+          "sigma_vox": [0.5, 1.0, 1.0],
+          "radius_vox": 3
+        }
+      },
+      {
+        "nan_to_num": {
+          "nan": 0.0,
+          "posinf": 1.0,
+          "neginf": 0.0
+        }
+      }
+    ],
+    "targets": [
+      {
+        "binarize": {
+          "threshold": 0.0
+        }
+      }
+    ],
+    "per_class": {
+      "er": [
+        {
+          "binarize": {
+            "threshold": 2.0
+          }
+        }
+      ]
+    },
+    "validate": {
+      "inputs": [
+        {
+          "normalize": {
+            "shift": 0.0,
+            "scale": 255.0
+          }
+        },
+        {
+          "nan_to_num": {
+            "nan": 0.0,
+            "posinf": 1.0,
+            "neginf": 0.0
+          }
+        }
+      ],
+      "targets": [
+        {
+          "binarize": {
+            "threshold": 0.0
+          }
+        }
+      ],
+      "per_class": {
+        "er": [
+          {
+            "binarize": {
+              "threshold": 2.0
+            }
+          }
+        ]
+      }
+    }
+  },
+  "loader": {
+    "batch_size": 8,
+    "workers": 2,
+    "prefetch": 4,
+    "device": {
+      "cuda": 0
+    },
+    "pin_memory": true,
+    "cache_bytes": 1073741824,
+    "on_error": "skip_and_log"
+  },
+  "predict": {
+    "raw": ["$WORKSPACE/codegen/../examples/data/cos7.zarr/recon-1/em/fibsem-uint8"],
+    "inputs": [0],
+    "output": "$WORKSPACE/codegen/../examples/predictions.zarr/{dataset}/{class}",
+    "model_classes": ["mito", "er", "nuc", "pm"],
+    "classes": [0, 2],
+    "voxel_size_nm": [8.0, 8.0, 8.0],
+    "dtype": "uint8",
+    "zarr_format": 3,
+    "region": {
+      "bounds": {
+        "lo_nm": [0.0, 0.0, 0.0],
+        "hi_nm": [4096.0, 4096.0, 4096.0]
+      }
+    },
+    "tile_vox": [64, 64, 64],
+    "context_vox": [32, 32, 32]
+  }
+}
+"#;
+/// The validated spec this crate was generated from: [`SPEC_NORMALIZED`], read and checked
+/// again by `cellmap_schema::Spec::from_normalized` on the first call.
+///
+/// # Panics
+///
+/// When [`SPEC_NORMALIZED`] was edited into an invalid spec (`cellmap-compile build` writes a
+/// valid one).
+pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
+    static SPEC: ::std::sync::OnceLock<::cellmap_runtime::cellmap_schema::Spec> = ::std::sync::OnceLock::new();
+    SPEC.get_or_init(|| match ::cellmap_runtime::cellmap_schema::Spec::from_normalized(
+            SPEC_NORMALIZED,
+        ) {
+            ::std::result::Result::Ok(spec) => spec,
+            ::std::result::Result::Err(e) => {
+                ::std::panic!("the embedded spec of this crate is invalid: {e}")
+            }
+        })
+        .clone()
 }
 /// Start the untyped runtime loader of this spec. This crate was generated without its data, so the loader plans the data when it starts.
 pub fn open_loader(

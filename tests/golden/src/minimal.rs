@@ -33,121 +33,135 @@ pub mod shapes {
     /// Shape of one sample of `labels`: `[channels, z, y, x]`.
     pub const LABELS: [usize; 4] = [4, 128, 128, 128];
 }
-/// The validated spec this crate was generated from.
-pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
-    ::cellmap_runtime::cellmap_schema::Spec {
-        version: 1u32,
-        name: ::std::string::String::from("demo"),
-        source: ::std::path::PathBuf::from(
-            "$WORKSPACE/codegen/../examples/minimal.yaml",
-        ),
-        classes: ::std::vec![
-            ::std::string::String::from("mito"), ::std::string::String::from("er"),
-            ::std::string::String::from("nuc"), ::std::string::String::from("pm")
-        ],
-        class_relations: ::std::collections::BTreeMap::from([]),
-        inputs: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("raw"), shape_vox : [128, 128, 128],
-            voxel_size_nm : [8f64, 8f64, 8f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Linear, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
-        ],
-        targets: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("labels"), shape_vox : [128, 128, 128],
-            voxel_size_nm : [8f64, 8f64, 8f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Nearest, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
-        ],
-        datasets: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Train, index : 0usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/labels/groundtruth/crop155/{class}"),
-            annotated :
-            ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
-            ::std::string::String::from("er"), ::std::string::String::from("nuc")]) }),
-            origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/datasplit.csv:2")
-            }, ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Train, index : 1usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/labels/groundtruth/crop156/{class}"),
-            annotated :
-            ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
-            ::std::string::String::from("pm")]) }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/datasplit.csv:3")
-            }, ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Validate, index : 0usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/jrc_cos7-1a/jrc_cos7-1a.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/jrc_cos7-1a/jrc_cos7-1a.zarr/recon-1/labels/groundtruth/crop234/{class}"),
-            annotated :
-            ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
-            ::std::string::String::from("er"), ::std::string::String::from("nuc"),
-            ::std::string::String::from("pm")]) }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/datasplit.csv:5")
-            }
-        ],
-        sampling: ::cellmap_runtime::cellmap_schema::Sampling {
-            seed: 42u64,
-            iterations_per_epoch: 1000u64,
-            weighting: ::cellmap_runtime::cellmap_schema::Weighting::Uniform,
-            foreground: ::std::option::Option::None,
-            pad: ::cellmap_runtime::cellmap_schema::PadPolicy {
-                train: false,
-                validate: false,
-            },
-            pad_value_inputs: 0f32,
-            pad_value_targets: f32::NAN,
-            validation_tiling: true,
-        },
-        augment: ::cellmap_runtime::cellmap_schema::Augment {
-            spatial: ::cellmap_runtime::cellmap_schema::Spatial {
-                mirror: [0f64, 0f64, 0f64],
-                transpose: ::std::vec![],
-                rotate: [
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                ],
-                elastic: ::std::option::Option::None,
-            },
-            inputs: ::std::vec![],
-            targets: ::std::vec![
-                ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize { threshold :
-                0f64 }
-            ],
-            per_class: ::std::collections::BTreeMap::from([]),
-            validate: ::cellmap_runtime::cellmap_schema::ValidationTransforms {
-                inputs: ::std::vec![],
-                targets: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize {
-                    threshold : 0f64 }
-                ],
-                per_class: ::std::collections::BTreeMap::from([]),
-            },
-        },
-        loader: ::cellmap_runtime::cellmap_schema::LoaderSpec {
-            batch_size: 8usize,
-            workers: 2usize,
-            prefetch: 4usize,
-            device: ::cellmap_runtime::cellmap_schema::Device::Cpu,
-            pin_memory: false,
-            cache_bytes: 1073741824u64,
-            on_error: ::cellmap_runtime::cellmap_schema::ErrorPolicy::Fail,
-        },
-        predict: ::std::option::Option::None,
+/// The normalized text of the validated spec this crate was generated from (JSON, every
+/// default filled in and every path resolved; see `cellmap_schema::Spec::to_normalized`).
+pub const SPEC_NORMALIZED: &str = r#"{
+  "version": 1,
+  "name": "demo",
+  "source": "$WORKSPACE/codegen/../examples/minimal.yaml",
+  "classes": ["mito", "er", "nuc", "pm"],
+  "class_relations": {},
+  "inputs": [
+    {
+      "name": "raw",
+      "shape_vox": [128, 128, 128],
+      "voxel_size_nm": [8.0, 8.0, 8.0],
+      "interpolation": "linear",
+      "dtype": "float32"
     }
+  ],
+  "targets": [
+    {
+      "name": "labels",
+      "shape_vox": [128, 128, 128],
+      "voxel_size_nm": [8.0, 8.0, 8.0],
+      "interpolation": "nearest",
+      "dtype": "float32"
+    }
+  ],
+  "datasets": [
+    {
+      "split": "train",
+      "index": 0,
+      "raw": "$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/labels/groundtruth/crop155/{class}",
+        "annotated": ["mito", "er", "nuc"]
+      },
+      "origin": "$WORKSPACE/codegen/../examples/datasplit.csv:2"
+    },
+    {
+      "split": "train",
+      "index": 1,
+      "raw": "$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../examples/data/jrc_hela-2/jrc_hela-2.zarr/recon-1/labels/groundtruth/crop156/{class}",
+        "annotated": ["mito", "pm"]
+      },
+      "origin": "$WORKSPACE/codegen/../examples/datasplit.csv:3"
+    },
+    {
+      "split": "validate",
+      "index": 0,
+      "raw": "$WORKSPACE/codegen/../examples/data/jrc_cos7-1a/jrc_cos7-1a.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../examples/data/jrc_cos7-1a/jrc_cos7-1a.zarr/recon-1/labels/groundtruth/crop234/{class}",
+        "annotated": ["mito", "er", "nuc", "pm"]
+      },
+      "origin": "$WORKSPACE/codegen/../examples/datasplit.csv:5"
+    }
+  ],
+  "sampling": {
+    "seed": 42,
+    "iterations_per_epoch": 1000,
+    "weighting": "uniform",
+    "foreground": null,
+    "pad": {
+      "train": false,
+      "validate": false
+    },
+    "pad_value_inputs": 0.0,
+    "pad_value_targets": null,
+    "validation_tiling": true
+  },
+  "augment": {
+    "spatial": {
+      "mirror": [0.0, 0.0, 0.0],
+      "transpose": [],
+      "rotate": [null, null, null],
+      "elastic": null
+    },
+    "inputs": [],
+    "targets": [
+      {
+        "binarize": {
+          "threshold": 0.0
+        }
+      }
+    ],
+    "per_class": {},
+    "validate": {
+      "inputs": [],
+      "targets": [
+        {
+          "binarize": {
+            "threshold": 0.0
+          }
+        }
+      ],
+      "per_class": {}
+    }
+  },
+  "loader": {
+    "batch_size": 8,
+    "workers": 2,
+    "prefetch": 4,
+    "device": "cpu",
+    "pin_memory": false,
+    "cache_bytes": 1073741824,
+    "on_error": "fail"
+  },
+  "predict": null
+}
+"#;
+/// The validated spec this crate was generated from: [`SPEC_NORMALIZED`], read and checked
+/// again by `cellmap_schema::Spec::from_normalized` on the first call.
+///
+/// # Panics
+///
+/// When [`SPEC_NORMALIZED`] was edited into an invalid spec (`cellmap-compile build` writes a
+/// valid one).
+pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
+    static SPEC: ::std::sync::OnceLock<::cellmap_runtime::cellmap_schema::Spec> = ::std::sync::OnceLock::new();
+    SPEC.get_or_init(|| match ::cellmap_runtime::cellmap_schema::Spec::from_normalized(
+            SPEC_NORMALIZED,
+        ) {
+            ::std::result::Result::Ok(spec) => spec,
+            ::std::result::Result::Err(e) => {
+                ::std::panic!("the embedded spec of this crate is invalid: {e}")
+            }
+        })
+        .clone()
 }
 /// Start the untyped runtime loader of this spec. This crate was generated without its data, so the loader plans the data when it starts.
 pub fn open_loader(

@@ -29,115 +29,155 @@ pub mod shapes {
     /// Shape of one sample of `labels`: `[channels, z, y, x]`.
     pub const LABELS: [usize; 4] = [2, 1, 256, 256];
 }
-/// The validated spec this crate was generated from.
-pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
-    ::cellmap_runtime::cellmap_schema::Spec {
-        version: 1u32,
-        name: ::std::string::String::from("mito_2d"),
-        source: ::std::path::PathBuf::from("$WORKSPACE/codegen/../examples/2d.yaml"),
-        classes: ::std::vec![
-            ::std::string::String::from("mito"), ::std::string::String::from("nuc")
-        ],
-        class_relations: ::std::collections::BTreeMap::from([]),
-        inputs: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("raw"), shape_vox : [1, 256, 256], voxel_size_nm
-            : [4f64, 4f64, 4f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Linear, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
-        ],
-        targets: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("labels"), shape_vox : [1, 256, 256],
-            voxel_size_nm : [4f64, 4f64, 4f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Nearest, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
-        ],
-        datasets: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Train, index : 0usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/labels/groundtruth/crop155/{class}"),
-            annotated :
-            ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
-            ::std::string::String::from("nuc")]) }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/2d.yaml:13:7") },
-            ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Validate, index : 0usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/labels/groundtruth/crop156/{class}"),
-            annotated : ::std::option::Option::None }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../examples/2d.yaml:14:7") }
-        ],
-        sampling: ::cellmap_runtime::cellmap_schema::Sampling {
-            seed: 7u64,
-            iterations_per_epoch: 1000u64,
-            weighting: ::cellmap_runtime::cellmap_schema::Weighting::Uniform,
-            foreground: ::std::option::Option::None,
-            pad: ::cellmap_runtime::cellmap_schema::PadPolicy {
-                train: true,
-                validate: true,
-            },
-            pad_value_inputs: 0f32,
-            pad_value_targets: f32::NAN,
-            validation_tiling: true,
-        },
-        augment: ::cellmap_runtime::cellmap_schema::Augment {
-            spatial: ::cellmap_runtime::cellmap_schema::Spatial {
-                mirror: [0f64, 0.5f64, 0.5f64],
-                transpose: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::Axis::Y,
-                    ::cellmap_runtime::cellmap_schema::Axis::X
-                ],
-                rotate: [
-                    ::std::option::Option::Some((-180f64, 180f64)),
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                ],
-                elastic: ::std::option::Option::None,
-            },
-            inputs: ::std::vec![
-                ::cellmap_runtime::cellmap_schema::ValueTransform::Normalize { shift :
-                0f64, scale : 255f64 },
-                ::cellmap_runtime::cellmap_schema::ValueTransform::GaussianBlur {
-                sigma_vox : [0f64, 1f64, 1f64], radius_vox : 3 }
-            ],
-            targets: ::std::vec![
-                ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize { threshold :
-                0f64 }
-            ],
-            per_class: ::std::collections::BTreeMap::from([]),
-            validate: ::cellmap_runtime::cellmap_schema::ValidationTransforms {
-                inputs: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::Normalize { shift
-                    : 0f64, scale : 255f64 },
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::GaussianBlur {
-                    sigma_vox : [0f64, 1f64, 1f64], radius_vox : 3 }
-                ],
-                targets: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize {
-                    threshold : 0f64 }
-                ],
-                per_class: ::std::collections::BTreeMap::from([]),
-            },
-        },
-        loader: ::cellmap_runtime::cellmap_schema::LoaderSpec {
-            batch_size: 16usize,
-            workers: 2usize,
-            prefetch: 4usize,
-            device: ::cellmap_runtime::cellmap_schema::Device::Cpu,
-            pin_memory: false,
-            cache_bytes: 1073741824u64,
-            on_error: ::cellmap_runtime::cellmap_schema::ErrorPolicy::Fail,
-        },
-        predict: ::std::option::Option::None,
+/// The normalized text of the validated spec this crate was generated from (JSON, every
+/// default filled in and every path resolved; see `cellmap_schema::Spec::to_normalized`).
+pub const SPEC_NORMALIZED: &str = r#"{
+  "version": 1,
+  "name": "mito_2d",
+  "source": "$WORKSPACE/codegen/../examples/2d.yaml",
+  "classes": ["mito", "nuc"],
+  "class_relations": {},
+  "inputs": [
+    {
+      "name": "raw",
+      "shape_vox": [1, 256, 256],
+      "voxel_size_nm": [4.0, 4.0, 4.0],
+      "interpolation": "linear",
+      "dtype": "float32"
     }
+  ],
+  "targets": [
+    {
+      "name": "labels",
+      "shape_vox": [1, 256, 256],
+      "voxel_size_nm": [4.0, 4.0, 4.0],
+      "interpolation": "nearest",
+      "dtype": "float32"
+    }
+  ],
+  "datasets": [
+    {
+      "split": "train",
+      "index": 0,
+      "raw": "$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/labels/groundtruth/crop155/{class}",
+        "annotated": ["mito", "nuc"]
+      },
+      "origin": "$WORKSPACE/codegen/../examples/2d.yaml:13:7"
+    },
+    {
+      "split": "validate",
+      "index": 0,
+      "raw": "$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../examples/data/hela.zarr/recon-1/labels/groundtruth/crop156/{class}",
+        "annotated": null
+      },
+      "origin": "$WORKSPACE/codegen/../examples/2d.yaml:14:7"
+    }
+  ],
+  "sampling": {
+    "seed": 7,
+    "iterations_per_epoch": 1000,
+    "weighting": "uniform",
+    "foreground": null,
+    "pad": {
+      "train": true,
+      "validate": true
+    },
+    "pad_value_inputs": 0.0,
+    "pad_value_targets": null,
+    "validation_tiling": true
+  },
+  "augment": {
+    "spatial": {
+      "mirror": [0.0, 0.5, 0.5],
+      "transpose": ["y", "x"],
+      "rotate": [
+        [-180.0, 180.0],
+        null,
+        null
+      ],
+      "elastic": null
+    },
+    "inputs": [
+      {
+        "normalize": {
+          "shift": 0.0,
+          "scale": 255.0
+        }
+      },
+      {
+        "gaussian_blur": {
+          "sigma_vox": [0.0, 1.0, 1.0],
+          "radius_vox": 3
+        }
+      }
+    ],
+    "targets": [
+      {
+        "binarize": {
+          "threshold": 0.0
+        }
+      }
+    ],
+    "per_class": {},
+    "validate": {
+      "inputs": [
+        {
+          "normalize": {
+            "shift": 0.0,
+            "scale": 255.0
+          }
+        },
+        {
+          "gaussian_blur": {
+            "sigma_vox": [0.0, 1.0, 1.0],
+            "radius_vox": 3
+          }
+        }
+      ],
+      "targets": [
+        {
+          "binarize": {
+            "threshold": 0.0
+          }
+        }
+      ],
+      "per_class": {}
+    }
+  },
+  "loader": {
+    "batch_size": 16,
+    "workers": 2,
+    "prefetch": 4,
+    "device": "cpu",
+    "pin_memory": false,
+    "cache_bytes": 1073741824,
+    "on_error": "fail"
+  },
+  "predict": null
+}
+"#;
+/// The validated spec this crate was generated from: [`SPEC_NORMALIZED`], read and checked
+/// again by `cellmap_schema::Spec::from_normalized` on the first call.
+///
+/// # Panics
+///
+/// When [`SPEC_NORMALIZED`] was edited into an invalid spec (`cellmap-compile build` writes a
+/// valid one).
+pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
+    static SPEC: ::std::sync::OnceLock<::cellmap_runtime::cellmap_schema::Spec> = ::std::sync::OnceLock::new();
+    SPEC.get_or_init(|| match ::cellmap_runtime::cellmap_schema::Spec::from_normalized(
+            SPEC_NORMALIZED,
+        ) {
+            ::std::result::Result::Ok(spec) => spec,
+            ::std::result::Result::Err(e) => {
+                ::std::panic!("the embedded spec of this crate is invalid: {e}")
+            }
+        })
+        .clone()
 }
 /// Start the untyped runtime loader of this spec. This crate was generated without its data, so the loader plans the data when it starts.
 pub fn open_loader(

@@ -33,130 +33,152 @@ pub mod shapes {
     /// Shape of one sample of `labels`: `[channels, z, y, x]`.
     pub const LABELS: [usize; 4] = [4, 16, 16, 16];
 }
-/// The validated spec this crate was generated from.
-pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
-    ::cellmap_runtime::cellmap_schema::Spec {
-        version: 1u32,
-        name: ::std::string::String::from("synth"),
-        source: ::std::path::PathBuf::from(
-            "$WORKSPACE/codegen/../tests/specs/synth.yaml",
-        ),
-        classes: ::std::vec![
-            ::std::string::String::from("mito"), ::std::string::String::from("er"),
-            ::std::string::String::from("nuc"), ::std::string::String::from("pm")
-        ],
-        class_relations: ::std::collections::BTreeMap::from([
-            (
-                ::std::string::String::from("nuc"),
-                ::std::collections::BTreeSet::from([::std::string::String::from("pm")]),
-            ),
-            (
-                ::std::string::String::from("pm"),
-                ::std::collections::BTreeSet::from([::std::string::String::from("nuc")]),
-            ),
-        ]),
-        inputs: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("raw"), shape_vox : [24, 24, 24], voxel_size_nm :
-            [8f64, 8f64, 8f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Linear, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
-        ],
-        targets: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::ArraySpec { name :
-            ::std::string::String::from("labels"), shape_vox : [16, 16, 16],
-            voxel_size_nm : [8f64, 8f64, 8f64], interpolation :
-            ::cellmap_runtime::cellmap_schema::Interpolation::Nearest, dtype :
-            ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
-        ],
-        datasets: ::std::vec![
-            ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Train, index : 0usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop1/{class}"),
-            annotated :
-            ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
-            ::std::string::String::from("er"), ::std::string::String::from("nuc"),
-            ::std::string::String::from("pm")]) }), origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/synth.yaml:15:7")
-            }, ::cellmap_runtime::cellmap_schema::DatasetSpec { split :
-            ::cellmap_runtime::cellmap_schema::Split::Validate, index : 0usize, raw :
-            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/em/fibsem-uint8"),
-            targets :
-            ::std::option::Option::Some(::cellmap_runtime::cellmap_schema::TargetTemplate
-            { template :
-            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop2/{class}"),
-            annotated :
-            ::std::option::Option::Some(::std::vec![::std::string::String::from("mito"),
-            ::std::string::String::from("er"), ::std::string::String::from("nuc")]) }),
-            origin :
-            ::std::string::String::from("$WORKSPACE/codegen/../tests/specs/synth.yaml:18:7")
-            }
-        ],
-        sampling: ::cellmap_runtime::cellmap_schema::Sampling {
-            seed: 7u64,
-            iterations_per_epoch: 12u64,
-            weighting: ::cellmap_runtime::cellmap_schema::Weighting::ClassBalanced,
-            foreground: ::std::option::Option::None,
-            pad: ::cellmap_runtime::cellmap_schema::PadPolicy {
-                train: false,
-                validate: false,
-            },
-            pad_value_inputs: 0f32,
-            pad_value_targets: f32::NAN,
-            validation_tiling: true,
-        },
-        augment: ::cellmap_runtime::cellmap_schema::Augment {
-            spatial: ::cellmap_runtime::cellmap_schema::Spatial {
-                mirror: [0.5f64, 0.5f64, 0.5f64],
-                transpose: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::Axis::Y,
-                    ::cellmap_runtime::cellmap_schema::Axis::X
-                ],
-                rotate: [
-                    ::std::option::Option::Some((-45f64, 45f64)),
-                    ::std::option::Option::None,
-                    ::std::option::Option::None,
-                ],
-                elastic: ::std::option::Option::None,
-            },
-            inputs: ::std::vec![
-                ::cellmap_runtime::cellmap_schema::ValueTransform::Normalize { shift :
-                0f64, scale : 255f64 },
-                ::cellmap_runtime::cellmap_schema::ValueTransform::GaussianNoise { mean :
-                0f64, std : 0.01f64 }
-            ],
-            targets: ::std::vec![
-                ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize { threshold :
-                0f64 }
-            ],
-            per_class: ::std::collections::BTreeMap::from([]),
-            validate: ::cellmap_runtime::cellmap_schema::ValidationTransforms {
-                inputs: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::Normalize { shift
-                    : 0f64, scale : 255f64 }
-                ],
-                targets: ::std::vec![
-                    ::cellmap_runtime::cellmap_schema::ValueTransform::Binarize {
-                    threshold : 0f64 }
-                ],
-                per_class: ::std::collections::BTreeMap::from([]),
-            },
-        },
-        loader: ::cellmap_runtime::cellmap_schema::LoaderSpec {
-            batch_size: 3usize,
-            workers: 2usize,
-            prefetch: 2usize,
-            device: ::cellmap_runtime::cellmap_schema::Device::Cpu,
-            pin_memory: false,
-            cache_bytes: 1073741824u64,
-            on_error: ::cellmap_runtime::cellmap_schema::ErrorPolicy::Fail,
-        },
-        predict: ::std::option::Option::None,
+/// The normalized text of the validated spec this crate was generated from (JSON, every
+/// default filled in and every path resolved; see `cellmap_schema::Spec::to_normalized`).
+pub const SPEC_NORMALIZED: &str = r#"{
+  "version": 1,
+  "name": "synth",
+  "source": "$WORKSPACE/codegen/../tests/specs/synth.yaml",
+  "classes": ["mito", "er", "nuc", "pm"],
+  "class_relations": {
+    "nuc": ["pm"],
+    "pm": ["nuc"]
+  },
+  "inputs": [
+    {
+      "name": "raw",
+      "shape_vox": [24, 24, 24],
+      "voxel_size_nm": [8.0, 8.0, 8.0],
+      "interpolation": "linear",
+      "dtype": "float32"
     }
+  ],
+  "targets": [
+    {
+      "name": "labels",
+      "shape_vox": [16, 16, 16],
+      "voxel_size_nm": [8.0, 8.0, 8.0],
+      "interpolation": "nearest",
+      "dtype": "float32"
+    }
+  ],
+  "datasets": [
+    {
+      "split": "train",
+      "index": 0,
+      "raw": "$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop1/{class}",
+        "annotated": ["mito", "er", "nuc", "pm"]
+      },
+      "origin": "$WORKSPACE/codegen/../tests/specs/synth.yaml:15:7"
+    },
+    {
+      "split": "validate",
+      "index": 0,
+      "raw": "$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/em/fibsem-uint8",
+      "targets": {
+        "template": "$WORKSPACE/codegen/../tests/specs/data/v2/synth.zarr/recon-1/labels/groundtruth/crop2/{class}",
+        "annotated": ["mito", "er", "nuc"]
+      },
+      "origin": "$WORKSPACE/codegen/../tests/specs/synth.yaml:18:7"
+    }
+  ],
+  "sampling": {
+    "seed": 7,
+    "iterations_per_epoch": 12,
+    "weighting": "class_balanced",
+    "foreground": null,
+    "pad": {
+      "train": false,
+      "validate": false
+    },
+    "pad_value_inputs": 0.0,
+    "pad_value_targets": null,
+    "validation_tiling": true
+  },
+  "augment": {
+    "spatial": {
+      "mirror": [0.5, 0.5, 0.5],
+      "transpose": ["y", "x"],
+      "rotate": [
+        [-45.0, 45.0],
+        null,
+        null
+      ],
+      "elastic": null
+    },
+    "inputs": [
+      {
+        "normalize": {
+          "shift": 0.0,
+          "scale": 255.0
+        }
+      },
+      {
+        "gaussian_noise": {
+          "mean": 0.0,
+          "std": 0.01
+        }
+      }
+    ],
+    "targets": [
+      {
+        "binarize": {
+          "threshold": 0.0
+        }
+      }
+    ],
+    "per_class": {},
+    "validate": {
+      "inputs": [
+        {
+          "normalize": {
+            "shift": 0.0,
+            "scale": 255.0
+          }
+        }
+      ],
+      "targets": [
+        {
+          "binarize": {
+            "threshold": 0.0
+          }
+        }
+      ],
+      "per_class": {}
+    }
+  },
+  "loader": {
+    "batch_size": 3,
+    "workers": 2,
+    "prefetch": 2,
+    "device": "cpu",
+    "pin_memory": false,
+    "cache_bytes": 1073741824,
+    "on_error": "fail"
+  },
+  "predict": null
+}
+"#;
+/// The validated spec this crate was generated from: [`SPEC_NORMALIZED`], read and checked
+/// again by `cellmap_schema::Spec::from_normalized` on the first call.
+///
+/// # Panics
+///
+/// When [`SPEC_NORMALIZED`] was edited into an invalid spec (`cellmap-compile build` writes a
+/// valid one).
+pub fn spec() -> ::cellmap_runtime::cellmap_schema::Spec {
+    static SPEC: ::std::sync::OnceLock<::cellmap_runtime::cellmap_schema::Spec> = ::std::sync::OnceLock::new();
+    SPEC.get_or_init(|| match ::cellmap_runtime::cellmap_schema::Spec::from_normalized(
+            SPEC_NORMALIZED,
+        ) {
+            ::std::result::Result::Ok(spec) => spec,
+            ::std::result::Result::Err(e) => {
+                ::std::panic!("the embedded spec of this crate is invalid: {e}")
+            }
+        })
+        .clone()
 }
 /// The plan of the spec's data made by `cellmap-compile build` (2 datasets: the levels read, centre grids, validation tiles and, for voxel weighting, class counts). Loaders open the data and check it against this plan instead of planning again.
 pub fn plan() -> ::cellmap_runtime::Plan {

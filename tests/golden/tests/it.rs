@@ -20,6 +20,11 @@ fn options(split: Split) -> LoaderOptions {
 
 /// The golden spec, pointed at a fresh synthetic dataset in `dir`.
 fn spec_in(dir: &Path) -> cellmap_runtime::cellmap_schema::Spec {
+    spec_in_edited(dir, |text| text)
+}
+
+/// The golden spec with its text edited by `edit`, pointed at a fresh synthetic dataset in `dir`.
+fn spec_in_edited(dir: &Path, edit: impl FnOnce(String) -> String) -> cellmap_runtime::cellmap_schema::Spec {
     let synth_options = SynthOptions {
         seed: 3,
         size: SynthSize::Small,
@@ -30,6 +35,7 @@ fn spec_in(dir: &Path) -> cellmap_runtime::cellmap_schema::Spec {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/synth.yaml")).unwrap();
     let path = dir.join("synth.yaml");
     std::fs::write(&path, &text).unwrap();
+    let text = edit(text);
     cellmap_schema::parse(&text, &path).unwrap().spec
 }
 
@@ -43,6 +49,20 @@ fn generated_constants_describe_the_spec() {
     assert_eq!(synth::BATCH_BYTES, 3 * (24 * 24 * 24 + 4 * 16 * 16 * 16) * 4);
     assert_eq!(cellmap_runtime::batch_layout(&spec).batch_bytes(), synth::BATCH_BYTES);
     assert_eq!(synth::RING_BYTES, 2 * synth::BATCH_BYTES);
+}
+
+#[test]
+fn the_embedded_spec_equals_the_spec_the_crate_was_compiled_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec_in(tmp.path());
+    // The golden file names the checkout as `$WORKSPACE`; the spec and its data here live in `tmp`.
+    let embedded = synth::spec()
+        .to_normalized()
+        .unwrap()
+        .replace("$WORKSPACE/codegen/../tests/specs", &tmp.path().display().to_string());
+    assert_eq!(embedded, spec.to_normalized().unwrap());
+    assert_eq!(synth::SPEC_NORMALIZED, synth::spec().to_normalized().unwrap());
+    assert_eq!(synth::spec().classes(), synth::CLASSES);
 }
 
 #[test]
@@ -87,8 +107,9 @@ fn generated_batches_equal_generic_batches_bit_for_bit() {
 #[test]
 fn a_spec_with_other_arrays_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut spec = spec_in(tmp.path());
-    spec.targets[0].shape_vox = [8, 8, 8];
+    let spec = spec_in_edited(tmp.path(), |text| {
+        text.replace("labels: { shape: [16, 16, 16]", "labels: { shape: [8, 8, 8]")
+    });
     let err = synth::Loader::with_spec(spec, options(Split::Train))
         .err()
         .unwrap()
