@@ -239,6 +239,49 @@ fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Im
     let kind = options.kind.unwrap_or_else(|| detect(&config));
     let unit = options.unit.unwrap_or_else(|| kind.default_unit());
     let mut notes = Vec::new();
+    check_keys(&config, kind, &mut notes)?;
+    let (config, validation_tiling) = match kind {
+        ConfigKind::CellmapData => (config, None),
+        ConfigKind::Challenge => {
+            let t = challenge::translate(config, options.csv.is_some(), &mut notes)?;
+            (t.config, t.validation_tiling)
+        }
+    };
+    let mut spec = Map::new();
+    spec.insert("version".into(), json!(1));
+    spec.insert("name".into(), json!(options.name));
+    classes_section(&config, &mut spec)?;
+    spec.insert("arrays".into(), arrays_section(&config)?);
+    let csv = match (options.csv, config.get("csv_path")) {
+        (Some(c), _) => c.to_owned(),
+        (None, Some(Value::String(c))) => c.clone(),
+        (None, Some(_)) => return Err(invalid("csv_path", "expected a path")),
+        (None, None) => return Err(ImportError::Missing("csv_path (or --csv)")),
+    };
+    spec.insert("data".into(), json!({ "csv": csv }));
+    let batch_size = config.get("batch_size").map(|v| uint("batch_size", v)).transpose()?;
+    let sampling = sampling_section(&config, unit, batch_size, validation_tiling, &mut notes)?;
+    spec.insert("sampling".into(), sampling);
+    spec.insert("augment".into(), augment_section(&config, &mut notes)?);
+    spec.insert("loader".into(), loader_section(&config, batch_size, &mut notes)?);
+    let source = match kind {
+        ConfigKind::CellmapData => "a cellmap-data configuration",
+        ConfigKind::Challenge => "a CellMap segmentation challenge train config",
+    };
+    let header = format!(
+        "# Imported from {source} by `cellmap-compile import`.\n\
+         # augment.inputs is cellmap-data's default raw transform (uint8 ÷ 255, NaN → 0) unless the\n\
+         # configuration listed its own; validation applies only its deterministic entries.\n"
+    );
+    Ok(Imported {
+        yaml: format!("{header}{}", yaml(&Value::Object(spec), 0)),
+        notes,
+        kind,
+    })
+}
+
+/// Refuse keys neither cellmap-data nor (for its configs) the challenge knows; note the ignored ones.
+fn check_keys(config: &Map<String, Value>, kind: ConfigKind, notes: &mut Vec<String>) -> Result<(), ImportError> {
     let known = |kind: ConfigKind| -> Vec<&'static str> {
         let mut known: Vec<&str> = KNOWN.iter().chain(IGNORED.iter().map(|(k, _)| k)).copied().collect();
         if kind == ConfigKind::Challenge {
@@ -269,17 +312,11 @@ fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Im
             notes.push(format!("`{key}` has no effect: {why}"));
         }
     }
-    let (config, validation_tiling) = match kind {
-        ConfigKind::CellmapData => (config, None),
-        ConfigKind::Challenge => {
-            let t = challenge::translate(config, options.csv.is_some(), &mut notes)?;
-            (t.config, t.validation_tiling)
-        }
-    };
+    Ok(())
+}
 
-    let mut spec = Map::new();
-    spec.insert("version".into(), json!(1));
-    spec.insert("name".into(), json!(options.name));
+/// `classes` and `class_relations`.
+fn classes_section(config: &Map<String, Value>, spec: &mut Map<String, Value>) -> Result<(), ImportError> {
     let classes = config.get("classes").ok_or(ImportError::Missing("classes"))?;
     let classes = string_list("classes", classes)?;
     spec.insert("classes".into(), json!(classes));
@@ -295,6 +332,11 @@ fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Im
             spec.insert("class_relations".into(), Value::Object(out));
         }
     }
+    Ok(())
+}
+
+/// `arrays: {inputs, targets}`.
+fn arrays_section(config: &Map<String, Value>) -> Result<Value, ImportError> {
     let inputs = arrays(
         "input_arrays",
         config.get("input_arrays").ok_or(ImportError::Missing("input_arrays"))?,
@@ -304,19 +346,21 @@ fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Im
     if let Some(t) = config.get("target_arrays").filter(|v| !v.is_null()) {
         arrays_out.insert("targets".into(), arrays("target_arrays", t)?);
     }
-    spec.insert("arrays".into(), Value::Object(arrays_out));
-    let csv = match (options.csv, config.get("csv_path")) {
-        (Some(c), _) => c.to_owned(),
-        (None, Some(Value::String(c))) => c.clone(),
-        (None, Some(_)) => return Err(invalid("csv_path", "expected a path")),
-        (None, None) => return Err(ImportError::Missing("csv_path (or --csv)")),
-    };
-    spec.insert("data".into(), json!({ "csv": csv }));
+    Ok(Value::Object(arrays_out))
+}
+
+/// `sampling`: seed, samples per epoch (in `unit`), weighting, padding, validation tiling.
+fn sampling_section(
+    config: &Map<String, Value>,
+    unit: IterationUnit,
+    batch_size: Option<u64>,
+    validation_tiling: Option<bool>,
+    notes: &mut Vec<String>,
+) -> Result<Value, ImportError> {
     let mut sampling = Map::new();
     if let Some(seed) = config.get("seed").or_else(|| config.get("rng_seed")) {
         sampling.insert("seed".into(), json!(uint("seed", seed)?));
     }
-    let batch_size = config.get("batch_size").map(|v| uint("batch_size", v)).transpose()?;
     if let Some(n) = config.get("iterations_per_epoch").filter(|v| !v.is_null()) {
         let n = uint("iterations_per_epoch", n)?;
         let samples = match unit {
@@ -350,7 +394,12 @@ fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Im
     if let Some(tiling) = validation_tiling {
         sampling.insert("validation_tiling".into(), json!(tiling));
     }
-    spec.insert("sampling".into(), Value::Object(sampling));
+    Ok(Value::Object(sampling))
+}
+
+/// `augment`: spatial transforms and value transforms given in the spec's syntax; cellmap-data's
+/// default raw transforms otherwise.
+fn augment_section(config: &Map<String, Value>, notes: &mut Vec<String>) -> Result<Value, ImportError> {
     let mut augment = Map::new();
     if let Some(st) = config.get("spatial_transforms").filter(|v| !v.is_null()) {
         augment.insert("spatial".into(), spatial(st)?);
@@ -385,7 +434,15 @@ fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Im
     ) {
         augment.insert("validate".into(), json!({ "inputs": validate }));
     }
-    spec.insert("augment".into(), Value::Object(augment));
+    Ok(Value::Object(augment))
+}
+
+/// `loader`: batch size, workers, prefetch, device, pinning.
+fn loader_section(
+    config: &Map<String, Value>,
+    batch_size: Option<u64>,
+    notes: &mut Vec<String>,
+) -> Result<Value, ImportError> {
     let mut loader = Map::new();
     if let Some(b) = batch_size {
         loader.insert("batch_size".into(), json!(b));
@@ -415,21 +472,7 @@ fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Im
             .ok_or_else(|| invalid("pin_memory", "expected true or false"))?;
         loader.insert("pin_memory".into(), json!(p));
     }
-    spec.insert("loader".into(), Value::Object(loader));
-    let source = match kind {
-        ConfigKind::CellmapData => "a cellmap-data configuration",
-        ConfigKind::Challenge => "a CellMap segmentation challenge train config",
-    };
-    let header = format!(
-        "# Imported from {source} by `cellmap-compile import`.\n\
-         # augment.inputs is cellmap-data's default raw transform (uint8 ÷ 255, NaN → 0) unless the\n\
-         # configuration listed its own; validation applies only its deterministic entries.\n"
-    );
-    Ok(Imported {
-        yaml: format!("{header}{}", yaml(&Value::Object(spec), 0)),
-        notes,
-        kind,
-    })
+    Ok(Value::Object(loader))
 }
 
 /// The spec name a configuration file gets: its stem, lowercased, other characters → `-`.

@@ -237,7 +237,6 @@ fn one_of(
     out: &mut Vec<Diagnostic>,
 ) {
     let pointer = error.instance_path().as_str().to_owned();
-    let instance = error.instance();
     let depth =
         |errs: &Vec<ValidationError<'static>>| errs.iter().map(|e| e.instance_path().as_str().len()).max().unwrap_or(0);
     let best = context
@@ -252,92 +251,123 @@ fn one_of(
         }
         return;
     }
-    // Variant names of externally tagged enums: the `required` keys of the branches.
-    let variants: Vec<String> = context
-        .iter()
-        .flat_map(|errs| errs.iter())
-        .filter_map(|e| match e.kind() {
-            ValidationErrorKind::Required { property } => Some(show(property)),
-            _ => None,
-        })
-        .collect();
-    let at = positions.value(&pointer);
-    if let Some(map) = instance.as_object()
-        && !variants.is_empty()
-    {
+    let branches = Branches {
+        context,
+        instance: error.instance(),
+        pointer,
+        file,
+        positions,
+    };
+    out.push(
+        branches
+            .unknown_variant()
+            .or_else(|| branches.not_a_constant())
+            .unwrap_or_else(|| branches.no_form()),
+    );
+}
+
+/// A `oneOf` that no branch matched, with no branch failing deeper than the value itself.
+struct Branches<'a> {
+    context: &'a [Vec<ValidationError<'static>>],
+    instance: &'a Value,
+    pointer: String,
+    file: &'a Path,
+    positions: &'a PositionIndex,
+}
+
+impl Branches<'_> {
+    fn errors(&self) -> impl Iterator<Item = &ValidationError<'static>> {
+        self.context.iter().flat_map(|errs| errs.iter())
+    }
+
+    /// A mapping whose key names no variant of an externally tagged enum (the `required` keys of
+    /// the branches).
+    fn unknown_variant(&self) -> Option<Diagnostic> {
+        let variants: Vec<String> = self
+            .errors()
+            .filter_map(|e| match e.kind() {
+                ValidationErrorKind::Required { property } => Some(show(property)),
+                _ => None,
+            })
+            .collect();
+        let map = self.instance.as_object().filter(|_| !variants.is_empty())?;
+        let pointer = &self.pointer;
         let given: Vec<&String> = map.keys().collect();
         let d = match given.as_slice() {
             [one] => {
                 let key_pointer = format!("{pointer}/{}", escape_segment(one));
                 Diagnostic::error(
-                    file,
-                    positions.key(&key_pointer),
+                    self.file,
+                    self.positions.key(&key_pointer),
                     key_pointer,
                     format!("unknown transform `{one}`"),
                 )
                 .maybe_hint(did_you_mean(one, variants.iter().map(String::as_str)))
             }
             _ => Diagnostic::error(
-                file,
-                at,
+                self.file,
+                self.positions.value(pointer),
                 pointer.clone(),
                 format!("expected a single-key mapping, found {} keys", given.len()),
             ),
         };
-        out.push(d.expected(format!("one of {}", list(&variants))));
-        return;
+        Some(d.expected(format!("one of {}", list(&variants))))
     }
-    let constants: Vec<String> = context
-        .iter()
-        .flat_map(|errs| errs.iter())
-        .filter_map(|e| match e.kind() {
-            ValidationErrorKind::Constant { expected_value } => Some(show(expected_value)),
-            _ => None,
-        })
-        .collect();
-    if let Some(given) = instance.as_str()
-        && !constants.is_empty()
-    {
+
+    /// A string that is none of the allowed constants.
+    fn not_a_constant(&self) -> Option<Diagnostic> {
+        let constants: Vec<String> = self
+            .errors()
+            .filter_map(|e| match e.kind() {
+                ValidationErrorKind::Constant { expected_value } => Some(show(expected_value)),
+                _ => None,
+            })
+            .collect();
+        let given = self.instance.as_str().filter(|_| !constants.is_empty())?;
         let d = Diagnostic::error(
-            file,
-            at,
-            pointer,
-            format!("`{}` is not an allowed value", show(instance)),
+            self.file,
+            self.positions.value(&self.pointer),
+            self.pointer.clone(),
+            format!("`{}` is not an allowed value", show(self.instance)),
         )
         .expected(format!("one of {}", list(&constants)))
         .maybe_hint(did_you_mean(given, constants.iter().map(String::as_str)));
-        out.push(d);
-        return;
+        Some(d)
     }
-    let alternatives: Vec<String> = context
-        .iter()
-        .filter_map(|errs| {
-            errs.iter().find_map(|e| match e.kind() {
-                ValidationErrorKind::Type {
-                    kind: TypeKind::Single(t),
-                } => Some(kind_name(t).to_owned()),
-                ValidationErrorKind::Enum { options } => Some(format!(
-                    "one of {}",
-                    list(
-                        &options
-                            .as_array()
-                            .map(|a| a.iter().map(show).collect::<Vec<_>>())
-                            .unwrap_or_default()
-                    )
-                )),
-                _ => None,
+
+    /// Anything else: the forms the branches accept.
+    fn no_form(&self) -> Diagnostic {
+        let alternatives: Vec<String> = self
+            .context
+            .iter()
+            .filter_map(|errs| {
+                errs.iter().find_map(|e| match e.kind() {
+                    ValidationErrorKind::Type {
+                        kind: TypeKind::Single(t),
+                    } => Some(kind_name(t).to_owned()),
+                    ValidationErrorKind::Enum { options } => Some(format!(
+                        "one of {}",
+                        list(
+                            &options
+                                .as_array()
+                                .map(|a| a.iter().map(show).collect::<Vec<_>>())
+                                .unwrap_or_default()
+                        )
+                    )),
+                    _ => None,
+                })
             })
-        })
-        .collect();
-    let d = Diagnostic::error(
-        file,
-        at,
-        pointer,
-        format!("`{}` matches none of the allowed forms", show(instance)),
-    );
-    out.push(if alternatives.is_empty() {
-        d
-    } else {
-        d.expected(alternatives.join(", or "))
-    });
+            .collect();
+        let d = Diagnostic::error(
+            self.file,
+            self.positions.value(&self.pointer),
+            self.pointer.clone(),
+            format!("`{}` matches none of the allowed forms", show(self.instance)),
+        );
+        if alternatives.is_empty() {
+            d
+        } else {
+            d.expected(alternatives.join(", or "))
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `cellmap-compile plan SPEC`: levels, boxes, sample counts and exact batch bytes; exit 1 when
 //! the ring and the chunk cache do not fit in this machine's memory.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,8 +60,18 @@ pub(crate) fn run(args: &PlanArgs) -> ExitCode {
 
 /// The plan as a human-readable table.
 pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
-    use std::fmt::Write as _;
     let mut s = String::new();
+    render_batch(&mut s, plan);
+    for d in &plan.datasets {
+        render_dataset(&mut s, d, classes);
+    }
+    render_notes(&mut s, plan);
+    let _ = writeln!(s, "(~ = resampled from the nearest finer level)");
+    s
+}
+
+/// The batch's arrays and bytes, the ring, and the dataset table's header.
+fn render_batch(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "plan `{}`", plan.name);
     let _ = writeln!(s, "  batch: {} samples", plan.batch.batch_size);
     for a in &plan.batch.arrays {
@@ -90,47 +101,53 @@ pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
         "{:<9} {:>3}  {:<24} {:>16} {:>12}  raw levels / classes",
         "split", "#", "bbox size (nm)", "centres (z,y,x)", "tiles"
     );
-    for d in &plan.datasets {
-        let size = d.bbox_nm.size_nm();
-        let levels: Vec<String> = d
-            .inputs
-            .iter()
-            .map(|l| format!("{}{}", l.path, if l.resampled { "~" } else { "" }))
-            .collect();
-        let class_cells: Vec<String> = d
-            .targets
-            .first()
-            .map(|t| {
-                t.iter()
-                    .zip(classes)
-                    .map(|(c, name)| match c {
-                        ClassPlan::Annotated(l) => format!("{name}:{}{}", l.path, if l.resampled { "~" } else { "" }),
-                        ClassPlan::Inferred(_) => format!("{name}:inferred"),
-                        ClassPlan::Unknown => format!("{name}:unknown"),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "{:<9} {:>3}  {:<24} {:>16} {:>12}  raw {} | {}",
-            d.split.name(),
-            d.index,
-            format!("{:.0}x{:.0}x{:.0}", size[0], size[1], size[2]),
-            format!("{}x{}x{}", d.grid.shape[0], d.grid.shape[1], d.grid.shape[2]),
-            d.tiles.len(),
-            levels.join(","),
-            class_cells.join(" ")
-        );
-        if let Some(counts) = &d.class_counts {
-            let cells: Vec<String> = counts
-                .iter()
+}
+
+/// One row of the dataset table (and its class counts).
+fn render_dataset(s: &mut String, d: &cellmap_runtime::DatasetPlan, classes: &[String]) {
+    let size = d.bbox_nm.size_nm();
+    let levels: Vec<String> = d
+        .inputs
+        .iter()
+        .map(|l| format!("{}{}", l.path, if l.resampled { "~" } else { "" }))
+        .collect();
+    let class_cells: Vec<String> = d
+        .targets
+        .first()
+        .map(|t| {
+            t.iter()
                 .zip(classes)
-                .map(|(c, n)| format!("{n}={}/{}", c.foreground, c.total))
-                .collect();
-            let _ = writeln!(s, "{:<15}foreground/total voxels: {}", "", cells.join(" "));
-        }
+                .map(|(c, name)| match c {
+                    ClassPlan::Annotated(l) => format!("{name}:{}{}", l.path, if l.resampled { "~" } else { "" }),
+                    ClassPlan::Inferred(_) => format!("{name}:inferred"),
+                    ClassPlan::Unknown => format!("{name}:unknown"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "{:<9} {:>3}  {:<24} {:>16} {:>12}  raw {} | {}",
+        d.split.name(),
+        d.index,
+        format!("{:.0}x{:.0}x{:.0}", size[0], size[1], size[2]),
+        format!("{}x{}x{}", d.grid.shape[0], d.grid.shape[1], d.grid.shape[2]),
+        d.tiles.len(),
+        levels.join(","),
+        class_cells.join(" ")
+    );
+    if let Some(counts) = &d.class_counts {
+        let cells: Vec<String> = counts
+            .iter()
+            .zip(classes)
+            .map(|(c, n)| format!("{n}={}/{}", c.foreground, c.total))
+            .collect();
+        let _ = writeln!(s, "{:<15}foreground/total voxels: {}", "", cells.join(" "));
     }
+}
+
+/// Class weights, exclusions and warnings.
+fn render_notes(s: &mut String, plan: &Plan) {
     for w in &plan.class_weights {
         let cells: Vec<String> = w
             .classes
@@ -163,6 +180,4 @@ pub(crate) fn render(plan: &Plan, classes: &[String]) -> String {
     for w in &plan.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
-    let _ = writeln!(s, "(~ = resampled from the nearest finer level)");
-    s
 }

@@ -204,21 +204,7 @@ pub fn read_sample(
     centre: [f64; 3],
     options: &SampleOptions,
 ) -> Result<SampleOut, String> {
-    let planned = plan(spec, PlanOptions::default()).map_err(|e| e.to_string())?;
-    let Some(position) = planned
-        .plan
-        .datasets
-        .iter()
-        .position(|d| d.split == split && d.index == dataset)
-    else {
-        let available: Vec<String> = planned.plan.datasets_of(split).map(|d| d.index.to_string()).collect();
-        return Err(format!(
-            "no planned {} dataset #{} (planned: [{}]; excluded ones are listed by `cellmap-compile plan`)",
-            split.name(),
-            dataset,
-            available.join(", ")
-        ));
-    };
+    let (planned, position) = plan_and_find(spec, split, dataset)?;
     let spec = Arc::new(spec.clone());
     let planned = Arc::new(planned);
     let reader = Reader::new(
@@ -233,7 +219,7 @@ pub fn read_sample(
         .iter()
         .map(|a| vec![0.0; a.sample_len()])
         .collect();
-    // The training loader's key of (epoch, index) on rank 0, first attempt (`runtime/src/loader.rs`).
+    // The training loader's key of (epoch, index) on rank 0, first attempt (`runtime/src/loader/job.rs`).
     let key = SampleKey {
         seed: spec.sampling().seed,
         epoch: options.epoch,
@@ -259,22 +245,93 @@ pub fn read_sample(
         .read_transformed(&mut scratch, &request, &draw, &mut values)
         .map_err(|e| e.to_string())?;
     let d = &planned.plan.datasets[position];
-    let transformed = options.augment || options.transform.is_some();
-    let window = |lp: &cellmap_runtime::LevelPlan, array: &cellmap_schema::ArraySpec| {
+    let windows = Windows {
+        centre,
+        draw: &draw,
+        transformed: options.augment || options.transform.is_some(),
+    };
+    let (arrays, described) = describe_arrays(&spec, d, &windows, values);
+    let mut info = serde_json::json!({
+        "spec": spec.source().display().to_string(),
+        "split": split.name(),
+        "dataset": dataset,
+        "raw": d.raw,
+        "origin": d.origin,
+        "centre_nm": centre,
+        "value_transforms": !options.raw_values,
+        "arrays": described,
+    });
+    let mut elastic = None;
+    if windows.transformed {
+        let (transform, field) = describe_transform(&spec, options, &draw, key);
+        info["transform"] = transform;
+        elastic = field;
+    }
+    Ok(SampleOut { arrays, info, elastic })
+}
+
+/// Plan the spec and find `split` dataset #`dataset` among the planned ones.
+fn plan_and_find(
+    spec: &cellmap_schema::Spec,
+    split: Split,
+    dataset: usize,
+) -> Result<(cellmap_runtime::Planned, usize), String> {
+    let planned = plan(spec, PlanOptions::default()).map_err(|e| e.to_string())?;
+    let Some(position) = planned
+        .plan
+        .datasets
+        .iter()
+        .position(|d| d.split == split && d.index == dataset)
+    else {
+        let available: Vec<String> = planned.plan.datasets_of(split).map(|d| d.index.to_string()).collect();
+        return Err(format!(
+            "no planned {} dataset #{} (planned: [{}]; excluded ones are listed by `cellmap-compile plan`)",
+            split.name(),
+            dataset,
+            available.join(", ")
+        ));
+    };
+    Ok((planned, position))
+}
+
+/// Describes the source window an array's crop reads.
+struct Windows<'a> {
+    centre: [f64; 3],
+    draw: &'a SpatialDraw,
+    transformed: bool,
+}
+
+impl Windows<'_> {
+    fn describe(&self, lp: &cellmap_runtime::LevelPlan, array: &cellmap_schema::ArraySpec) -> serde_json::Value {
+        let centre = self.centre;
         let shape = array.shape_vox;
         let start: Vec<i64> = (0..3)
             .map(|a| crop_start_vox(centre[a], lp.translation_nm[a], lp.scale_nm[a], shape[a]))
             .collect();
         let mut w = serde_json::json!({ "group": lp.group, "level": lp.path, "scale_nm": lp.scale_nm, "translation_nm": lp.translation_nm,
             "start_vox": start, "shape_vox": shape, "resampled": lp.resampled });
-        if transformed {
+        if self.transformed {
             // The voxels the transformed crop samples (before clipping to the level).
-            let (start, shape) = transformed_window_vox(array, &draw, centre, lp.translation_nm, lp.scale_nm);
+            let (start, shape) = transformed_window_vox(array, self.draw, centre, lp.translation_nm, lp.scale_nm);
             w["transformed_start_vox"] = serde_json::json!(start);
             w["transformed_shape_vox"] = serde_json::json!(shape);
         }
         w
-    };
+    }
+}
+
+type NamedArray = (String, Vec<usize>, Vec<f32>);
+
+/// A field's shape and values (the elastic displacement lattice, `[z, y, x, 3]`).
+type NamedField = (Vec<usize>, Vec<f32>);
+
+/// The arrays (name, shape, values) and their description for `sample.json`.
+fn describe_arrays(
+    spec: &cellmap_schema::Spec,
+    d: &cellmap_runtime::DatasetPlan,
+    windows: &Windows<'_>,
+    values: Vec<Vec<f32>>,
+) -> (Vec<NamedArray>, serde_json::Map<String, serde_json::Value>) {
     let mut described = serde_json::Map::new();
     let mut arrays = Vec::new();
     let mut values = values.into_iter();
@@ -283,7 +340,7 @@ pub fn read_sample(
         arrays.push((array.name.clone(), vec![1, z, y, x], values.next().unwrap_or_default()));
         described.insert(
             array.name.clone(),
-            serde_json::json!({ "shape": [1, z, y, x], "source": window(&d.inputs[i], array) }),
+            serde_json::json!({ "shape": [1, z, y, x], "source": windows.describe(&d.inputs[i], array) }),
         );
     }
     for (t, array) in spec.targets().iter().enumerate() {
@@ -298,7 +355,7 @@ pub fn read_sample(
             .zip(spec.classes())
             .map(|(c, name)| match c {
                 ClassPlan::Annotated(lp) => {
-                    serde_json::json!({ "class": name, "source": "annotated", "window": window(lp, array) })
+                    serde_json::json!({ "class": name, "source": "annotated", "window": windows.describe(lp, array) })
                 }
                 ClassPlan::Inferred(related) => serde_json::json!({ "class": name, "source": "inferred",
                     "from": related.iter().map(|&r| spec.classes()[r].clone()).collect::<Vec<_>>() }),
@@ -310,54 +367,52 @@ pub fn read_sample(
             serde_json::json!({ "shape": [spec.classes().len(), z, y, x], "classes": classes }),
         );
     }
-    let mut info = serde_json::json!({
-        "spec": spec.source().display().to_string(),
-        "split": split.name(),
-        "dataset": dataset,
-        "raw": d.raw,
-        "origin": d.origin,
-        "centre_nm": centre,
-        "value_transforms": !options.raw_values,
-        "arrays": described,
-    });
+    (arrays, described)
+}
+
+/// The `transform` entry of `sample.json`, and the elastic displacement field when one applies.
+fn describe_transform(
+    spec: &cellmap_schema::Spec,
+    options: &SampleOptions,
+    draw: &SpatialDraw,
+    key: SampleKey,
+) -> (serde_json::Value, Option<NamedField>) {
     let mut elastic = None;
-    if options.augment || options.transform.is_some() {
-        let source = match (options.transform, options.augment) {
-            (Some(_), _) => "explicit",
-            (None, true) if spec.augment().spatial.is_identity() => "none (the spec has no spatial augmentation)",
-            (None, _) => "drawn",
-        };
-        let axes = |v: [bool; 3]| serde_json::json!({ "z": v[0], "y": v[1], "x": v[2] });
-        let elastic_info = match &draw.elastic {
-            Some(e) => {
-                let [z, y, x] = e.lattice_shape;
-                elastic = Some((
-                    vec![z, y, x, 3],
-                    e.displacement_nm.iter().flatten().copied().collect::<Vec<f32>>(),
-                ));
-                serde_json::json!({ "applied": true, "spacing_nm": e.spacing_nm, "origin_nm": e.origin_nm,
+    let source = match (options.transform, options.augment) {
+        (Some(_), _) => "explicit",
+        (None, true) if spec.augment().spatial.is_identity() => "none (the spec has no spatial augmentation)",
+        (None, _) => "drawn",
+    };
+    let axes = |v: [bool; 3]| serde_json::json!({ "z": v[0], "y": v[1], "x": v[2] });
+    let elastic_info = match &draw.elastic {
+        Some(e) => {
+            let [z, y, x] = e.lattice_shape;
+            elastic = Some((
+                vec![z, y, x, 3],
+                e.displacement_nm.iter().flatten().copied().collect::<Vec<f32>>(),
+            ));
+            serde_json::json!({ "applied": true, "spacing_nm": e.spacing_nm, "origin_nm": e.origin_nm,
                     "lattice_shape": e.lattice_shape,
                     "sigma_nm": spec.augment().spatial.elastic.as_ref().map(|e| e.sigma_nm),
                     "note": "world-frame displacement (nm) per control point in `displacement_file`, cubic B-spline over the output offsets; the lattice generator is forked from the spatial stream of `key`" })
-            }
-            None => serde_json::json!({ "applied": false }),
-        };
-        info["transform"] = serde_json::json!({
-            "augment": options.augment,
-            "source": source,
-            "key": { "seed": key.seed, "epoch": key.epoch, "rank": key.rank, "index": key.index,
-                     "spatial_stream": STREAM_SPATIAL },
-            "composition": "M = R·F·P maps an output voxel's offset from the centre (nm, output axes z y x) to the world offset it samples: transpose P first, then mirror F, then rotation R = R_x·R_y·R_z (about world z first, then y, then x; right-handed)",
-            "rotate_deg": { "z": draw.angles_deg[0], "y": draw.angles_deg[1], "x": draw.angles_deg[2] },
-            "rotation_order": ["z", "y", "x"],
-            "mirror": axes(draw.mirror),
-            "permutation": draw.permutation,
-            "permutation_note": "output axis a runs along source axis permutation[a] (0 = z, 1 = y, 2 = x)",
-            "matrix": draw.matrix,
-            "elastic": elastic_info,
-        });
-    }
-    Ok(SampleOut { arrays, info, elastic })
+        }
+        None => serde_json::json!({ "applied": false }),
+    };
+    let transform = serde_json::json!({
+        "augment": options.augment,
+        "source": source,
+        "key": { "seed": key.seed, "epoch": key.epoch, "rank": key.rank, "index": key.index,
+                 "spatial_stream": STREAM_SPATIAL },
+        "composition": "M = R·F·P maps an output voxel's offset from the centre (nm, output axes z y x) to the world offset it samples: transpose P first, then mirror F, then rotation R = R_x·R_y·R_z (about world z first, then y, then x; right-handed)",
+        "rotate_deg": { "z": draw.angles_deg[0], "y": draw.angles_deg[1], "x": draw.angles_deg[2] },
+        "rotation_order": ["z", "y", "x"],
+        "mirror": axes(draw.mirror),
+        "permutation": draw.permutation,
+        "permutation_note": "output axis a runs along source axis permutation[a] (0 = z, 1 = y, 2 = x)",
+        "matrix": draw.matrix,
+        "elastic": elastic_info,
+    });
+    (transform, elastic)
 }
 
 fn sample(args: &SampleArgs) -> Result<(), String> {

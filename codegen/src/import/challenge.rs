@@ -115,6 +115,26 @@ pub(super) fn translate(
     csv_given: bool,
     notes: &mut Vec<String>,
 ) -> Result<Translated, ImportError> {
+    merge_loader_kwargs(&mut config)?;
+    apply_train_defaults(&mut config, csv_given, notes);
+    rename_arrays(&mut config, notes);
+    mutual_exclusion(&mut config, notes)?;
+    // get_dataloader builds its CellMapDataSplit with `pad=True`.
+    if !config.contains_key("pad") {
+        config.insert("pad".into(), json!(true));
+        notes.push(
+            "the challenge's `get_dataloader` pads crops that extend beyond the data: `sampling.pad: true`".to_owned(),
+        );
+    }
+    let validation_tiling = validation_tiling(&mut config, notes)?;
+    Ok(Translated {
+        config,
+        validation_tiling,
+    })
+}
+
+/// Refuse a key given under both names; move `dataloader_kwargs` to the top level.
+fn merge_loader_kwargs(config: &mut Map<String, Value>) -> Result<(), ImportError> {
     for (challenge, data) in RENAMED {
         let used = |k: &str| config.get(k).is_some_and(|v| !v.is_null() && *v != Value::Bool(false));
         if used(challenge) && used(data) {
@@ -145,6 +165,11 @@ pub(super) fn translate(
         }
     }
 
+    Ok(())
+}
+
+/// The challenge's `train()` defaults for what the config leaves out, with a note naming them.
+fn apply_train_defaults(config: &mut Map<String, Value>, csv_given: bool, notes: &mut Vec<String>) {
     let mut defaulted = Vec::new();
     let mut default = |config: &mut Map<String, Value>, key: &str, value: Value| {
         if config.get(key).is_none_or(Value::is_null) {
@@ -152,22 +177,22 @@ pub(super) fn translate(
             config.insert(key.to_owned(), value);
         }
     };
-    default(&mut config, "classes", json!(["nuc", "er"]));
-    default(&mut config, "batch_size", json!(8));
-    default(&mut config, "iterations_per_epoch", json!(1000));
+    default(config, "classes", json!(["nuc", "er"]));
+    default(config, "batch_size", json!(8));
+    default(config, "iterations_per_epoch", json!(1000));
     if !config.contains_key("seed") && !config.contains_key("rng_seed") {
-        default(&mut config, "random_seed", json!(42));
+        default(config, "random_seed", json!(42));
     }
-    default(&mut config, "weighted_sampler", json!(true));
+    default(config, "weighted_sampler", json!(true));
     if !config.contains_key("input_arrays") {
         default(
-            &mut config,
+            config,
             "input_array_info",
             json!({"shape": [1, 128, 128], "scale": [8, 8, 8]}),
         );
     }
     default(
-        &mut config,
+        config,
         "spatial_transforms",
         json!({
             "mirror": {"axes": {"x": 0.5, "y": 0.5}},
@@ -176,7 +201,7 @@ pub(super) fn translate(
         }),
     );
     if !csv_given && !config.contains_key("csv_path") {
-        default(&mut config, "datasplit_path", json!("datasplit.csv"));
+        default(config, "datasplit_path", json!("datasplit.csv"));
     }
     if !defaulted.is_empty() {
         notes.push(format!(
@@ -184,7 +209,11 @@ pub(super) fn translate(
             defaulted.join(", ")
         ));
     }
+}
 
+/// `input_array_info`/`target_array_info` as cellmap-data's array dicts; challenge names of the
+/// datasplit path and seed as cellmap-data's.
+fn rename_arrays(config: &mut Map<String, Value>, notes: &mut Vec<String>) {
     // get_dataloader: a single `{shape, scale}` is the array `input` (`output`); the target
     // defaults to the input's info.
     let input = config.remove("input_array_info").filter(|v| !v.is_null());
@@ -209,6 +238,10 @@ pub(super) fn translate(
             config.insert(data.to_owned(), v);
         }
     }
+}
+
+/// `use_mutual_exclusion: true` as `class_relation_dict` from the challenge's class table.
+fn mutual_exclusion(config: &mut Map<String, Value>, notes: &mut Vec<String>) -> Result<(), ImportError> {
     if let Some(v) = config.remove("use_mutual_exclusion").filter(|v| !v.is_null()) {
         let on = v
             .as_bool()
@@ -226,13 +259,11 @@ pub(super) fn translate(
             config.insert("class_relation_dict".into(), Value::Object(relations));
         }
     }
-    // get_dataloader builds its CellMapDataSplit with `pad=True`.
-    if !config.contains_key("pad") {
-        config.insert("pad".into(), json!(true));
-        notes.push(
-            "the challenge's `get_dataloader` pads crops that extend beyond the data: `sampling.pad: true`".to_owned(),
-        );
-    }
+    Ok(())
+}
+
+/// `Some(false)` when the challenge would draw random validation batches.
+fn validation_tiling(config: &mut Map<String, Value>, notes: &mut Vec<String>) -> Result<Option<bool>, ImportError> {
     // train() draws random validation batches when the validation is limited.
     let mut random = Vec::new();
     for key in ["random_validation", "validation_time_limit", "validation_batch_limit"] {
@@ -251,17 +282,13 @@ pub(super) fn translate(
             }
         }
     }
-    let validation_tiling = (!random.is_empty()).then(|| {
+    Ok((!random.is_empty()).then(|| {
         notes.push(format!(
             "with {} the challenge draws random validation batches: `sampling.validation_tiling: false`",
             random.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
         ));
         false
-    });
-    Ok(Translated {
-        config,
-        validation_tiling,
-    })
+    }))
 }
 
 fn expected_for(key: &str) -> &'static str {
