@@ -133,4 +133,3 @@ impl Scene {
         CYTO
     }
 }
-
