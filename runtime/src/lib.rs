@@ -93,7 +93,9 @@ pub use sampler::{
     VOXEL_WEIGHT_FLOOR, shard,
 };
 pub use sources::{ClassSource, DatasetError, DatasetSources};
-pub use synth::{SynthCrop, SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic};
+pub use synth::{
+    SynthCodec, SynthCrop, SynthError, SynthMany, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic,
+};
 #[cfg(feature = "torch")]
 pub use tch;
 #[cfg(feature = "torch")]

@@ -58,6 +58,18 @@ impl SynthVariant {
     }
 }
 
+/// The compressor of every array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SynthCodec {
+    /// blosc with zstd and byte shuffle (v2), zstd (v3 inner chunks): what CellMap data uses.
+    #[default]
+    BloscZstd,
+    /// blosc with lz4 and byte shuffle (v2 and v3).
+    BloscLz4,
+    /// gzip level 5 (v2 and v3).
+    Gzip,
+}
+
 /// Options of [`write_synthetic`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SynthOptions {
@@ -69,6 +81,11 @@ pub struct SynthOptions {
     pub variants: Vec<SynthVariant>,
     /// Replace `datasplit.csv`, `spec.yaml`, `v2/` and `v3/` in a non-empty `DIR`.
     pub force: bool,
+    /// The compressor of every array.
+    pub codec: SynthCodec,
+    /// Many volumes, crops and classes instead of the one volume with two crops (see
+    /// [`SynthMany`]); `size` sets each volume's size.
+    pub many: Option<SynthMany>,
 }
 
 impl Default for SynthOptions {
@@ -78,6 +95,8 @@ impl Default for SynthOptions {
             size: SynthSize::Default,
             variants: vec![SynthVariant::V2, SynthVariant::V3],
             force: false,
+            codec: SynthCodec::BloscZstd,
+            many: None,
         }
     }
 }
@@ -135,6 +154,9 @@ pub enum SynthError {
     /// No variant was requested.
     #[error("no variant requested; choose v2 and/or v3")]
     NoVariant,
+    /// The requested layout cannot be written.
+    #[error("synthetic layout: {0}")]
+    Layout(String),
     /// A filesystem operation failed.
     #[error("`{path}`: {source}")]
     Io {
@@ -153,8 +175,12 @@ pub enum SynthError {
     },
 }
 
+mod many;
 mod scene;
 
+pub use many::SynthMany;
+
+use many::{build_many, codec_json};
 use scene::{ER, EXTRA, MITO, NUC1, NUC2, PM, make_scene, mix};
 
 const CLASSES: [&str; 4] = ["mito", "er", "nuc", "pm"];
@@ -308,6 +334,11 @@ fn level_translation(t0: [f64; 3], k: u32) -> [f64; 3] {
 
 fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
     let d = dims(options.size);
+    if let Some(many) = &options.many {
+        let (raw, crops) = build_many(tmp, options, many, &d)?;
+        let raw_shapes = raw.levels.iter().map(|(_, s)| *s).collect();
+        return Ok((raw_shapes, raw.scale, raw.translation, crops));
+    }
     let n = d.raw as usize;
     let scene = make_scene(d.raw, options.seed);
     let mut codes = vec![0u8; n * n * n];
@@ -346,6 +377,7 @@ fn build(tmp: &Path, options: &SynthOptions) -> Result<Built, SynthError> {
             store,
             variant: *variant,
             dims: &d,
+            codec: options.codec,
         };
         for g in [
             "",
@@ -559,6 +591,7 @@ struct Writer<'a> {
     store: Arc<FilesystemStore>,
     variant: SynthVariant,
     dims: &'a Dims,
+    codec: SynthCodec,
 }
 
 type MultiscaleMeta<'a> = (&'a str, &'a Vec<[f64; 3]>, &'a Vec<[f64; 3]>);
@@ -631,8 +664,7 @@ impl Writer<'_> {
                     rel,
                     ".zarray",
                     &json!({"zarr_format": 2, "shape": shape, "chunks": chunks, "dtype": v2_dtype,
-                        "compressor": {"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 1,
-                            "blocksize": 0},
+                        "compressor": codec_json(self.codec).0,
                         "fill_value": 0, "order": "C", "filters": null, "dimension_separator": "/"}),
                 )?;
             }
@@ -650,7 +682,7 @@ impl Writer<'_> {
                         "codecs": [{"name": "sharding_indexed", "configuration": {
                             "chunk_shape": inner,
                             "codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
-                                       {"name": "zstd", "configuration": {"level": 3, "checksum": false}}],
+                                       codec_json(self.codec).1],
                             "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
                                              {"name": "crc32c"}],
                             "index_location": "end"}}],

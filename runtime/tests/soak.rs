@@ -62,6 +62,7 @@ fn main() {
         size: SynthSize::Small,
         variants: vec![SynthVariant::V2],
         force: false,
+        ..SynthOptions::default()
     };
     write_synthetic(&dir, &options).expect("synthetic dataset");
     let spec_path = dir.join("soak.yaml");

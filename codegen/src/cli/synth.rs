@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cellmap_runtime::{SynthOptions, SynthSize, write_synthetic};
+use cellmap_runtime::{SynthCodec, SynthMany, SynthOptions, SynthSize, SynthVariant, write_synthetic};
 
 use super::EXIT_INVALID;
 
@@ -21,6 +21,40 @@ pub(crate) struct SynthArgs {
     /// Replace an existing non-empty folder.
     #[arg(long)]
     force: bool,
+    /// Compressor of every array.
+    #[arg(long, value_enum, default_value_t = CodecArg::BloscZstd)]
+    codec: CodecArg,
+    /// Formats to write (the datasplit CSV points at the first).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [VariantArg::V2, VariantArg::V3])]
+    variants: Vec<VariantArg>,
+    /// Many raw volumes instead of one (with --crops and --classes): data at the scale of real
+    /// training sets, for benchmarks.
+    #[arg(long)]
+    volumes: Option<usize>,
+    /// Label crops in all, spread over the volumes (with --volumes; default 300).
+    #[arg(long, requires = "volumes")]
+    crops: Option<usize>,
+    /// Classes per crop (with --volumes; default 4: mito, er, nuc, pm, then c4, c5, ...).
+    #[arg(long, requires = "volumes")]
+    classes: Option<usize>,
+    /// Crop edge in s0 voxels (with --volumes; default 64).
+    #[arg(long, requires = "volumes")]
+    crop_size: Option<u64>,
+}
+
+/// `--codec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CodecArg {
+    BloscZstd,
+    BloscLz4,
+    Gzip,
+}
+
+/// `--variants`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum VariantArg {
+    V2,
+    V3,
 }
 
 pub(crate) fn run(args: &SynthArgs) -> ExitCode {
@@ -32,6 +66,28 @@ pub(crate) fn run(args: &SynthArgs) -> ExitCode {
         } else {
             SynthSize::Default
         },
+        variants: args
+            .variants
+            .iter()
+            .map(|v| match v {
+                VariantArg::V2 => SynthVariant::V2,
+                VariantArg::V3 => SynthVariant::V3,
+            })
+            .collect(),
+        codec: match args.codec {
+            CodecArg::BloscZstd => SynthCodec::BloscZstd,
+            CodecArg::BloscLz4 => SynthCodec::BloscLz4,
+            CodecArg::Gzip => SynthCodec::Gzip,
+        },
+        many: args.volumes.map(|volumes| {
+            let d = SynthMany::default();
+            SynthMany {
+                volumes,
+                crops: args.crops.unwrap_or(d.crops),
+                classes: args.classes.unwrap_or(d.classes),
+                crop_vox: args.crop_size.unwrap_or(d.crop_vox),
+            }
+        }),
         ..SynthOptions::default()
     };
     match write_synthetic(&args.dir, &options) {
@@ -66,13 +122,23 @@ pub(crate) fn describe(r: &cellmap_runtime::SynthReport) -> String {
             "  raw s{k}    {shape:?} voxels at {scale:?} nm, translation {t:?} nm"
         );
     }
-    for c in &r.crops {
+    const LISTED: usize = 8;
+    for c in r.crops.iter().take(LISTED) {
         let _ = writeln!(
             s,
             "  {:<9} {} split, classes [{}]",
             c.name,
             c.split,
             c.classes.join(", ")
+        );
+    }
+    if r.crops.len() > LISTED {
+        let validate = r.crops.iter().filter(|c| c.split == "validate").count();
+        let _ = writeln!(
+            s,
+            "  ... {} crops in all ({} train, {validate} validate)",
+            r.crops.len(),
+            r.crops.len() - validate
         );
     }
     let _ = writeln!(s, "  datasplit {}", r.datasplit_csv.display());

@@ -68,6 +68,7 @@ fn golden_plan(spec_path: &Path, spec: &cellmap_schema::Spec) -> Option<cellmap_
         size: cellmap_runtime::SynthSize::Small,
         variants: vec![cellmap_runtime::SynthVariant::V2],
         force: true,
+        ..cellmap_runtime::SynthOptions::default()
     };
     cellmap_runtime::write_synthetic(&spec_path.parent().unwrap().join("data"), &options).unwrap();
     Some(

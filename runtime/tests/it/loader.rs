@@ -38,6 +38,7 @@ pub(crate) fn synth(variant: SynthVariant) -> Fixture {
             size: SynthSize::Small,
             variants: vec![variant],
             force: false,
+            ..SynthOptions::default()
         },
     )
     .unwrap();

@@ -19,6 +19,7 @@ fn synth(dir: &Path) -> String {
         size: SynthSize::Small,
         variants: vec![SynthVariant::V2],
         force: false,
+        ..SynthOptions::default()
     };
     write_synthetic(&dir.join("synth"), &options).unwrap();
     dir.join("synth/v2/synth.zarr/recon-1/em/fibsem-uint8")

@@ -11,6 +11,7 @@ fn small(force: bool) -> SynthOptions {
         size: SynthSize::Small,
         variants: vec![SynthVariant::V2, SynthVariant::V3],
         force,
+        ..SynthOptions::default()
     }
 }
 
@@ -172,4 +173,84 @@ fn deterministic_and_refuses_non_empty_dir() {
         ),
         Err(SynthError::NoVariant)
     ));
+}
+
+#[test]
+fn many_volumes_crops_and_classes_are_written_as_documented() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("many");
+    let options = SynthOptions {
+        seed: 11,
+        size: SynthSize::Small,
+        variants: vec![SynthVariant::V2, SynthVariant::V3],
+        codec: cellmap_runtime::SynthCodec::Gzip,
+        many: Some(cellmap_runtime::SynthMany {
+            volumes: 2,
+            crops: 7,
+            classes: 6,
+            crop_vox: 32,
+        }),
+        ..SynthOptions::default()
+    };
+    let report = write_synthetic(&dir, &options).unwrap();
+    // 7 crops over 2 volumes: 4 then 3, numbered across volumes; every 5th validates.
+    let names: Vec<&str> = report.crops.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "vol0/crop1",
+            "vol0/crop2",
+            "vol0/crop3",
+            "vol0/crop4",
+            "vol1/crop5",
+            "vol1/crop6",
+            "vol1/crop7"
+        ]
+    );
+    let splits: Vec<&str> = report.crops.iter().map(|c| c.split.as_str()).collect();
+    assert_eq!(
+        splits,
+        ["train", "train", "train", "train", "validate", "train", "train"]
+    );
+    let csv = std::fs::read_to_string(dir.join("datasplit.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7);
+    assert!(csv.lines().nth(4).unwrap().starts_with(
+        "\"validate\",\"v2/vol1.zarr\",\"recon-1/em/fibsem-uint8\",\"v2/vol1.zarr\",\"recon-1/labels/groundtruth/crop5/[mito,er,nuc,pm,c4,c5]\""
+    ));
+    for variant in ["v2", "v3"] {
+        for crop in &report.crops {
+            let (volume, name) = crop.name.split_once('/').unwrap();
+            let group = |class: &str| {
+                Multiscale::open(&format!(
+                    "{}/{variant}/{volume}.zarr/recon-1/labels/groundtruth/{name}/{class}",
+                    dir.display()
+                ))
+                .unwrap()
+            };
+            let mut labels = Vec::new();
+            for (k, class) in crop.classes.iter().enumerate() {
+                let g = group(class);
+                assert_eq!(g.levels[0].shape_vox, [32; 3]);
+                assert_eq!(g.levels[0].translation_nm, crop.translation_nm);
+                let data = read_all(&g.levels[0]);
+                assert!(data.iter().all(|v| *v == 0.0 || *v == 1.0));
+                assert_eq!(
+                    count_nonzero(&g.levels[0]).unwrap(),
+                    crop.foreground_vox[k],
+                    "{variant} {name} {class}"
+                );
+                labels.push(data);
+            }
+            // c4 and c5 are parts of mito and er: never outside them.
+            for (derived, material) in [(4, 0), (5, 1)] {
+                assert!(labels[derived].iter().zip(&labels[material]).all(|(d, m)| *d <= *m));
+            }
+        }
+    }
+    // The spec over it plans every crop (padding on, so centres cover each crop).
+    let spec = cellmap_schema::load(&dir.join("spec.yaml")).unwrap().spec;
+    let planned = cellmap_runtime::plan(&spec, cellmap_runtime::PlanOptions::default()).unwrap();
+    assert_eq!(planned.plan.datasets.len(), 7);
+    assert!(planned.plan.excluded.is_empty());
+    assert_eq!(spec.classes(), ["mito", "er", "nuc", "pm", "c4", "c5"]);
 }

@@ -29,7 +29,7 @@ fn spec_in_edited(dir: &Path, edit: impl FnOnce(String) -> String) -> cellmap_ru
         seed: 3,
         size: SynthSize::Small,
         variants: vec![SynthVariant::V2],
-        force: false,
+        ..SynthOptions::default()
     };
     write_synthetic(&dir.join("data"), &synth_options).unwrap();
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/synth.yaml")).unwrap();
