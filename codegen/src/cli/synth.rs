@@ -88,7 +88,6 @@ pub(crate) fn run(args: &SynthArgs) -> ExitCode {
                 crop_vox: args.crop_size.unwrap_or(d.crop_vox),
             }
         }),
-        ..SynthOptions::default()
     };
     match write_synthetic(&args.dir, &options) {
         Ok(report) => {
