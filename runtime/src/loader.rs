@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use cellmap_schema::{Device, ErrorPolicy, Spec, Split};
 
-use crate::chunk_cache::{CacheStats, ChunkCache};
 use crate::memory::{MemoryError, MemoryNeed, check_fits};
 use crate::pipeline::{
     BatchGuard, BatchLayout, BatchLease, Leased, Pipeline, PipelineError, PipelineOptions, SampleJob, SampleMeta,
@@ -26,6 +25,7 @@ use crate::plan::{Plan, PlanError, PlanOptions, Planned, foreground_index, plan}
 use crate::rng::{Rng, SampleKey};
 use crate::sample::{Reader, SampleRequest, SampleScratch};
 use crate::sampler::{DatasetGrid, DistInfo, EpochDraws, TrainSampler};
+use crate::store::{CacheStats, ChunkCache};
 
 /// Attempts per batch position under `skip_and_log` before the loader gives up.
 const MAX_ATTEMPTS: u32 = 16;

@@ -39,10 +39,10 @@ use serde::{Deserialize, Serialize};
 use cellmap_schema::{ArraySpec, Spec, Split};
 
 use crate::geometry::Box3;
-use crate::multiscale::{Multiscale, choose_level};
 use crate::pipeline::{ArrayLayout, BatchLayout};
 use crate::sources::{ClassSource, DatasetError, DatasetSources};
-use crate::window::{ReadError, count_nonzero};
+use crate::store::{ChunkError, count_nonzero};
+use crate::store::{Multiscale, choose_level};
 
 /// Relative tolerance of geometric comparisons (boundaries, grid alignment).
 const EPS: f64 = 1e-9;
@@ -219,7 +219,7 @@ pub enum PlanError {
         class: String,
         /// The read failure.
         #[source]
-        source: Box<ReadError>,
+        source: Box<ChunkError>,
     },
     /// The spec asks for something this runtime does not produce.
     #[error("{0}")]
@@ -705,7 +705,7 @@ fn tile_grid(
 /// Foreground voxels of a class from its s0 array attributes, as CellMap tools write them:
 /// `cellmap.annotation.complement_counts.absent` (background voxels; foreground = size − absent)
 /// or `class_counts.<class>` (foreground voxels).
-fn metadata_foreground(s0: &crate::multiscale::Level, class: &str) -> Option<u64> {
+fn metadata_foreground(s0: &crate::store::Level, class: &str) -> Option<u64> {
     let attrs = s0.attributes();
     let size: u64 = s0.shape_vox.iter().product();
     let absent = attrs

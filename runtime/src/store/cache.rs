@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::multiscale::SourceDtype;
+use super::multiscale::SourceDtype;
 
 /// A decoded chunk in its stored element type (or a narrower one, see [`ChunkData::narrowed`]),
 /// C order (`[c,] z, y, x`).
