@@ -132,7 +132,7 @@ pub enum OpenError {
 #[non_exhaustive]
 pub enum ChunkError {
     /// A chunk could not be read or decoded (corrupt or truncated file, storage failure).
-    #[error("`{array}`: chunk `{key}` ({chunk:?}) could not be decoded: {message}")]
+    #[error("`{array}`: chunk {chunk:?} (key `{key}`) could not be decoded: {message}")]
     Decode {
         /// The array location.
         array: String,
@@ -144,7 +144,7 @@ pub enum ChunkError {
         message: String,
     },
     /// A decoded chunk has fewer elements than its shape needs.
-    #[error("`{array}`: chunk `{key}` ({chunk:?}) decoded to {got} elements, expected {expected}")]
+    #[error("`{array}`: chunk {chunk:?} (key `{key}`) decoded to {got} elements, expected {expected}")]
     ChunkSize {
         /// The array location.
         array: String,
