@@ -172,8 +172,8 @@ impl Rng {
     /// ten times the speed of calling `ln` and `sin_cos` per pair.
     pub fn fill_normal_f32(&mut self, out: &mut [f32], mean: f32, std: f32) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
+        if crate::kernels::cpu::Features::get().avx2 {
+            // SAFETY: the CPU supports AVX2 (`Features::get`).
             return unsafe { self.fill_normal_avx2(out, mean, std) };
         }
         self.fill_normal_impl(out, mean, std);
@@ -222,7 +222,6 @@ impl Rng {
 
 /// The two 24-bit uniforms of a Box–Muller pair: bits 40..64 and 16..40.
 #[inline(always)]
-#[allow(clippy::cast_possible_truncation)]
 fn split_bits(bits: u64) -> (u32, u32) {
     ((bits >> 40) as u32, ((bits >> 16) & 0xFF_FFFF) as u32)
 }
@@ -231,7 +230,6 @@ fn split_bits(bits: u64) -> (u32, u32) {
 /// `u1 ∈ (0, 1]` and `θ = 2π u2`. The bits go through `i32` to `f32`, a conversion every x86-64
 /// vector unit has.
 #[inline(always)]
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_wrap)]
 fn box_muller(u1_bits: u32, u2_bits: u32) -> [f32; 2] {
     let scale = 1.0 / (1u32 << 24) as f32;
     let u1 = ((u1_bits as i32) as f32 + 1.0) * scale;
@@ -246,7 +244,6 @@ fn box_muller(u1_bits: u32, u2_bits: u32) -> [f32; 2] {
 /// (absolute error below 5e-8, relative below 2e-7). No division and no branch, so loops of it
 /// vectorise.
 #[inline(always)]
-#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss, clippy::cast_sign_loss)]
 fn ln_f32(x: f32) -> f32 {
     const Q: [f32; 9] = [
         0.999_999_9,
@@ -275,7 +272,6 @@ fn ln_f32(x: f32) -> f32 {
 /// remaining angle lies in `[−π/4, π/4]`, where Taylor polynomials to degree 9 (sine) and 10
 /// (cosine) are accurate to 1e-7; then rotated by `q` quarter turns. Branch-free.
 #[inline(always)]
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn sin_cos_turns(t: f32) -> (f32, f32) {
     // The nearest quarter turn, rounded by the 1.5·2²³ trick (no `floor` call; ties may go
     // either way, both leave the angle within ±π/4).

@@ -104,7 +104,6 @@ impl ChunkData {
                 (lo.min(x), hi.max(x))
             })
         }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         fn narrow<S: Copy + Into<i128>>(v: Vec<S>, wider_than_16: bool, wrap: fn(Vec<S>) -> ChunkData) -> ChunkData {
             let (lo, hi) = range(&v);
             if lo >= 0 && hi <= i128::from(u8::MAX) {
@@ -237,7 +236,6 @@ impl ChunkCache {
         for c in key.chunk {
             h = (h ^ c).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         }
-        #[allow(clippy::cast_possible_truncation)]
         let i = (h >> 59) as usize % SHARDS;
         i
     }

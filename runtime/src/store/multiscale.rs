@@ -186,7 +186,6 @@ impl Level {
         let mut b = Box3::new([0.0; 3], [0.0; 3]);
         for a in 0..3 {
             let (t, s) = (self.translation_nm[a], self.scale_nm[a]);
-            #[allow(clippy::cast_precision_loss)]
             let n = self.shape_vox[a] as f64;
             b.lo_nm[a] = t - s / 2.0;
             b.hi_nm[a] = t + (n - 0.5) * s;
@@ -531,26 +530,7 @@ fn open_level(
         .iter()
         .map(|c| c.get())
         .collect();
-    // Refuse decode units no machine can hold (a fill-value chunk is allocated whole): fuzz
-    // regression `tests/fuzz/regressions/metadata/huge_chunk`.
-    let unit: Vec<u64> = match array.effective_subchunk_shape() {
-        Some(sub) if array.is_exclusively_sharded() => sub.iter().map(|c| c.get()).collect(),
-        _ => chunk.clone(),
-    };
-    let unit_bytes = unit
-        .iter()
-        .try_fold(dtype.size_bytes() as u64, |acc, &n| acc.checked_mul(n))
-        .unwrap_or(u64::MAX);
-    let per_shard = chunk
-        .iter()
-        .zip(&unit)
-        .try_fold(1u64, |acc, (&c, &u)| acc.checked_mul(c.div_ceil(u.max(1))))
-        .unwrap_or(u64::MAX);
-    if unit_bytes > MAX_CHUNK_BYTES || per_shard > MAX_CHUNKS_PER_SHARD {
-        return Err(level_err(format!(
-            "chunk shape {unit:?} ({unit_bytes} bytes decoded, {per_shard} per shard) exceeds the supported {MAX_CHUNK_BYTES} bytes per chunk and {MAX_CHUNKS_PER_SHARD} chunks per shard"
-        )));
-    }
+    check_decode_unit(&array, dtype, &chunk).map_err(level_err)?;
     let (sharded, chunk_shape_vox, shard_shape_vox) = if array.is_exclusively_sharded()
         && let Some(sub) = array.effective_subchunk_shape()
     {
@@ -587,4 +567,32 @@ fn open_level(
             array_location: format!("{location}/{}", path.trim_matches('/')),
         }),
     })
+}
+
+/// Refuse decode units no machine can hold (a fill-value chunk is allocated whole): fuzz
+/// regression `tests/fuzz/regressions/metadata/huge_chunk`.
+fn check_decode_unit(
+    array: &Array<dyn ReadableStorageTraits>,
+    dtype: SourceDtype,
+    chunk: &[u64],
+) -> Result<(), String> {
+    let unit: Vec<u64> = match array.effective_subchunk_shape() {
+        Some(sub) if array.is_exclusively_sharded() => sub.iter().map(|c| c.get()).collect(),
+        _ => chunk.to_vec(),
+    };
+    let unit_bytes = unit
+        .iter()
+        .try_fold(dtype.size_bytes() as u64, |acc, &n| acc.checked_mul(n))
+        .unwrap_or(u64::MAX);
+    let per_shard = chunk
+        .iter()
+        .zip(&unit)
+        .try_fold(1u64, |acc, (&c, &u)| acc.checked_mul(c.div_ceil(u.max(1))))
+        .unwrap_or(u64::MAX);
+    if unit_bytes > MAX_CHUNK_BYTES || per_shard > MAX_CHUNKS_PER_SHARD {
+        return Err(format!(
+            "chunk shape {unit:?} ({unit_bytes} bytes decoded, {per_shard} per shard) exceeds the supported {MAX_CHUNK_BYTES} bytes per chunk and {MAX_CHUNKS_PER_SHARD} chunks per shard"
+        ));
+    }
+    Ok(())
 }
