@@ -236,8 +236,7 @@ impl ChunkCache {
         for c in key.chunk {
             h = (h ^ c).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         }
-        let i = (h >> 59) as usize % SHARDS;
-        i
+        (h >> 59) as usize % SHARDS
     }
 
     fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
