@@ -119,8 +119,7 @@ fn read_window_stored<T: WindowElem>(
             dest: T::NAME,
         });
     }
-    let copy = |src: &ChunkData, span: Span<'_, T>| T::copy_span(src, span);
-    WindowRead::new(level, request.start_vox, dest).read(cache, Some(request.fill), store, copy)
+    WindowRead::new(level, request.start_vox, &dest).read(cache, Some(request.fill), dest, store, T::copy_span)
 }
 
 /// [`read_window`] for scratch memory that is read again right away (the source window of a
@@ -151,8 +150,8 @@ pub fn read_window_map(
     dest: StridedDest<'_, f32>,
     map: impl Fn(f32) -> f32 + Copy,
 ) -> Result<WindowReport, ReadError> {
-    let copy = |src: &ChunkData, span: Span<'_, f32>| map_span(src, span, map);
-    WindowRead::new(level, request.start_vox, dest).read(cache, Some(map(request.fill)), RowStore::Stream, copy)
+    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [f32]| map_span(src, span, dest, map);
+    WindowRead::new(level, request.start_vox, &dest).read(cache, Some(map(request.fill)), dest, RowStore::Stream, copy)
 }
 
 /// [`read_window`] into `f32` binarized at `threshold` while copying: `1` where the value read
@@ -177,17 +176,18 @@ pub fn read_window_binarize(
     } else {
         f32::from(u8::from(f64::from(fill) > threshold))
     };
-    let copy = |src: &ChunkData, span: Span<'_, f32>| {
+    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [f32]| {
         // NaN stays NaN; every other value becomes 1 or 0.
         threshold_span(
             &t,
             src,
             span,
+            dest,
             |d, x| *d = f32::from(u8::from(x)),
             |d, x| *d = if x.is_nan() { x } else { f32::from(u8::from(x > t.f32)) },
         )
     };
-    WindowRead::new(level, request.start_vox, dest).read(cache, Some(fill), RowStore::Stream, copy)
+    WindowRead::new(level, request.start_vox, &dest).read(cache, Some(fill), dest, RowStore::Stream, copy)
 }
 
 /// ORs `request.bit` into `dest` (one byte per voxel, C order of `request.shape_vox`) wherever the
@@ -207,14 +207,15 @@ pub fn read_window_pack(
     let dest = StridedDest::c_order(dest, request.shape_vox)?;
     let t = Thresholds::new(request.threshold);
     let bit = request.bit;
-    let copy = |src: &ChunkData, span: Span<'_, u8>| {
+    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [u8]| {
         threshold_span(
             &t,
             src,
             span,
+            dest,
             |d, x| *d = bit * u8::from(x),
             |d, x| *d = bit * u8::from(x > t.f32),
         )
     };
-    WindowRead::new(level, request.start_vox, dest).read(cache, None, RowStore::Or, copy)
+    WindowRead::new(level, request.start_vox, &dest).read(cache, None, dest, RowStore::Or, copy)
 }

@@ -16,23 +16,30 @@ pub struct ChunkBox {
     pub lo: [usize; 3],
 }
 
-/// What one call of a chunk copy covers.
-#[derive(Debug)]
-pub enum Span<'d, T> {
-    /// A box of the chunk into a strided destination (destinations whose x stride is not ±1).
-    Region {
-        /// The source box.
-        from: ChunkBox,
-        /// Where the box goes (its shape is the box's extent).
-        dest: StridedDest<'d, T>,
-    },
+/// A box of a chunk and where it goes in the destination of a [`Span::Region`] copy
+/// (destinations whose x stride is not ±1): the box's voxel `(i, j, k)` goes to destination
+/// voxel `base + i·strides[0] + j·strides[1] + k·strides[2]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Region {
+    /// The source box.
+    pub from: ChunkBox,
+    /// Destination index of the box's first voxel.
+    pub base: isize,
+    /// Destination strides.
+    pub strides: [isize; 3],
+    /// The box's extent (voxels).
+    pub shape: [usize; 3],
+}
+
+/// What one call of a chunk copy covers; the destination slice is passed beside it. Small and
+/// `Copy` (a region by reference): copies are called once per chunk and pass, a few hundred
+/// elements each, so what a call moves shows in the read's speed.
+#[derive(Clone, Copy, Debug)]
+pub enum Span<'r> {
+    /// A box of the chunk into a strided destination.
+    Region(&'r Region),
     /// Contiguous runs on consecutive chunk rows.
-    Rows {
-        /// The runs.
-        runs: Runs,
-        /// The buffer the runs are written to.
-        dest: &'d mut [T],
-    },
+    Rows(Runs),
 }
 
 /// `rows` runs of `len` elements: run `r` reads from `src_offset + r·src_stride` and writes
@@ -62,7 +69,7 @@ const TILE: usize = 16;
 pub(crate) fn copy_generic<S: Copy, T: Copy>(
     src: &[S],
     from: ChunkBox,
-    dest: StridedDest<'_, T>,
+    dest: &mut StridedDest<'_, T>,
     f: impl Fn(&mut T, S) + Copy,
 ) -> bool {
     let [_, cy, cx] = from.dims;
@@ -74,7 +81,7 @@ pub(crate) fn copy_generic<S: Copy, T: Copy>(
             None => copy_tiled(src, from, dest, f),
         };
     }
-    let data = dest.data;
+    let data = &mut *dest.data;
     for i in 0..ez {
         for j in 0..ey {
             let s0 = ((from.lo[0] + i) * cy + from.lo[1] + j) * cx + from.lo[2];
@@ -126,7 +133,7 @@ const BLOCK: usize = 16;
 fn copy_transposed<S: Copy, T: Copy>(
     src: &[S],
     from: ChunkBox,
-    dest: StridedDest<'_, T>,
+    dest: &mut StridedDest<'_, T>,
     c: usize,
     f: impl Fn(&mut T, S) + Copy,
 ) -> bool {
@@ -135,7 +142,7 @@ fn copy_transposed<S: Copy, T: Copy>(
     let src_stride = [cy * cx, cx];
     let (e_o, e_c, ex) = (dest.shape[o], dest.shape[c], dest.shape[2]);
     let (d_o, d_c, dx) = (dest.strides[o], dest.strides[c], dest.strides[2]);
-    let data = dest.data;
+    let data = &mut *dest.data;
     let Some(&first) = src.first() else {
         return false;
     };
@@ -187,13 +194,13 @@ fn copy_transposed<S: Copy, T: Copy>(
 fn copy_tiled<S: Copy, T: Copy>(
     src: &[S],
     from: ChunkBox,
-    dest: StridedDest<'_, T>,
+    dest: &mut StridedDest<'_, T>,
     f: impl Fn(&mut T, S) + Copy,
 ) -> bool {
     let [_, cy, cx] = from.dims;
     let [ez, ey, ex] = dest.shape;
     let [dz, dy, dx] = dest.strides;
-    let data = dest.data;
+    let data = &mut *dest.data;
     for i0 in (0..ez).step_by(TILE) {
         for j0 in (0..ey).step_by(TILE) {
             for k0 in (0..ex).step_by(TILE) {
@@ -223,10 +230,23 @@ fn copy_tiled<S: Copy, T: Copy>(
 /// One [`Span`] of a chunk: a region through [`copy_generic`], or a row run through one loop
 /// the compiler vectorises (the copy compiled with AVX2 where the CPU has it).
 #[inline]
-pub(crate) fn copy_span<S: Copy, T: Copy>(src: &[S], span: Span<'_, T>, f: impl Fn(&mut T, S) + Copy) -> bool {
+pub(crate) fn copy_span<S: Copy, T: Copy>(
+    src: &[S],
+    span: Span<'_>,
+    dest: &mut [T],
+    f: impl Fn(&mut T, S) + Copy,
+) -> bool {
     match span {
-        Span::Region { from, dest } => copy_generic(src, from, dest, f),
-        Span::Rows { runs, dest } => {
+        Span::Region(r) => {
+            let mut dest = StridedDest {
+                data: dest,
+                base: r.base,
+                strides: r.strides,
+                shape: r.shape,
+            };
+            copy_generic(src, r.from, &mut dest, f)
+        }
+        Span::Rows(runs) => {
             if runs.rows == 0 {
                 return true;
             }
@@ -249,10 +269,14 @@ pub(crate) fn copy_span<S: Copy, T: Copy>(src: &[S], span: Span<'_, T>, f: impl 
 /// `f` makes of it, without reading the chunk (a region goes through [`copy_generic`]). `f` must
 /// write the whole element, as every copy closure does.
 #[inline]
-pub(crate) fn fill_span<S: Copy, T: Copy>(src: &[S], span: Span<'_, T>, f: impl Fn(&mut T, S) + Copy) -> bool {
-    let (runs, dest) = match span {
-        Span::Rows { runs, dest } => (runs, dest),
-        region => return copy_span(src, region, f),
+pub(crate) fn fill_span<S: Copy, T: Copy>(
+    src: &[S],
+    span: Span<'_>,
+    dest: &mut [T],
+    f: impl Fn(&mut T, S) + Copy,
+) -> bool {
+    let Span::Rows(runs) = span else {
+        return copy_span(src, span, dest, f);
     };
     if runs.rows == 0 || runs.len == 0 {
         return true;

@@ -96,31 +96,24 @@ impl<'a, T> StridedDest<'a, T> {
     pub fn offset(&self) -> usize {
         self.base.unsigned_abs()
     }
-
-    /// The `shape` window whose voxel `(0, 0, 0)` is `data[base]`, with the same strides (a
-    /// part of this one; not checked: the kernels index it with bounds checks).
-    #[inline]
-    pub(crate) fn view(&mut self, base: isize, shape: [usize; 3]) -> StridedDest<'_, T> {
-        StridedDest {
-            data: &mut *self.data,
-            base,
-            strides: self.strides,
-            shape,
-        }
-    }
 }
 
 impl<T: Copy> StridedDest<'_, T> {
     /// Write `value` to every voxel of the window.
     pub(crate) fn fill(&mut self, value: T) {
-        let [s0, s1, s2] = self.strides;
-        for i in 0..self.shape[0] {
-            for j in 0..self.shape[1] {
-                let d0 = self.base + i as isize * s0 + j as isize * s1;
-                for k in 0..self.shape[2] {
-                    if let Some(d) = self.data.get_mut((d0 + k as isize * s2) as usize) {
-                        *d = value;
-                    }
+        fill(self.data, self.base, self.strides, self.shape, value);
+    }
+}
+
+/// [`StridedDest::fill`] on the parts taken apart, so the loop keeps them in registers.
+#[inline]
+fn fill<T: Copy>(data: &mut [T], base: isize, strides: [isize; 3], shape: [usize; 3], value: T) {
+    for i in 0..shape[0] {
+        for j in 0..shape[1] {
+            let d0 = base + i as isize * strides[0] + j as isize * strides[1];
+            for k in 0..shape[2] {
+                if let Some(d) = data.get_mut((d0 + k as isize * strides[2]) as usize) {
+                    *d = value;
                 }
             }
         }

@@ -21,13 +21,13 @@ pub(super) mod sealed {
     pub trait Sealed: Sized {
         /// Copy `span` of `src`; false when the source type is not accepted or an index is out
         /// of range (prevented by validation; never panics).
-        fn copy_span(src: &ChunkData, span: Span<'_, Self>) -> bool;
+        fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [Self]) -> bool;
     }
 }
 
 impl sealed::Sealed for f32 {
-    fn copy_span(src: &ChunkData, span: Span<'_, f32>) -> bool {
-        map_span(src, span, |x| x)
+    fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [f32]) -> bool {
+        map_span(src, span, dest, |x| x)
     }
 }
 
@@ -39,10 +39,10 @@ impl WindowElem for f32 {
 }
 
 impl sealed::Sealed for u8 {
-    fn copy_span(src: &ChunkData, span: Span<'_, u8>) -> bool {
+    fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [u8]) -> bool {
         match src {
-            ChunkData::U8(v) => copy_span(v, span, |d, x| *d = x),
-            ChunkData::UniformU8(v) => fill_span(v, span, |d, x| *d = x),
+            ChunkData::U8(v) => copy_span(v, span, dest, |d, x| *d = x),
+            ChunkData::UniformU8(v) => fill_span(v, span, dest, |d, x| *d = x),
             _ => false,
         }
     }
@@ -57,19 +57,19 @@ impl WindowElem for u8 {
 
 /// Copy a span into `f32`, applying `map` to every value converted to `f32`.
 #[inline]
-pub(super) fn map_span(src: &ChunkData, span: Span<'_, f32>, map: impl Fn(f32) -> f32 + Copy) -> bool {
+pub(super) fn map_span(src: &ChunkData, span: Span<'_>, dest: &mut [f32], map: impl Fn(f32) -> f32 + Copy) -> bool {
     match src {
-        ChunkData::U8(v) => copy_span(v, span, |d, x| *d = map(f32::from(x))),
-        ChunkData::UniformU8(v) => fill_span(v, span, |d, x| *d = map(f32::from(x))),
-        ChunkData::U16(v) => copy_span(v, span, |d, x| *d = map(f32::from(x))),
-        ChunkData::U32(v) => copy_span(v, span, |d, x| *d = map(x as f32)),
-        ChunkData::U64(v) => copy_span(v, span, |d, x| *d = map(x as f32)),
-        ChunkData::I8(v) => copy_span(v, span, |d, x| *d = map(f32::from(x))),
-        ChunkData::I16(v) => copy_span(v, span, |d, x| *d = map(f32::from(x))),
-        ChunkData::I32(v) => copy_span(v, span, |d, x| *d = map(x as f32)),
-        ChunkData::I64(v) => copy_span(v, span, |d, x| *d = map(x as f32)),
-        ChunkData::F32(v) => copy_span(v, span, |d, x| *d = map(x)),
-        ChunkData::F64(v) => copy_span(v, span, |d, x| *d = map(x as f32)),
+        ChunkData::U8(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::UniformU8(v) => fill_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::U16(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::U32(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::U64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::I8(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::I16(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
+        ChunkData::I32(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::I64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::F32(v) => copy_span(v, span, dest, |d, x| *d = map(x)),
+        ChunkData::F64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
     }
 }
 
@@ -79,21 +79,22 @@ pub(super) fn map_span(src: &ChunkData, span: Span<'_, f32>, map: impl Fn(f32) -
 pub(super) fn threshold_span<T: Copy>(
     t: &Thresholds,
     src: &ChunkData,
-    span: Span<'_, T>,
+    span: Span<'_>,
+    dest: &mut [T],
     int: impl Fn(&mut T, bool) + Copy,
     float: impl Fn(&mut T, f32) + Copy,
 ) -> bool {
     match src {
-        ChunkData::U8(v) => copy_span(v, span, |d, x| int(d, t.u8.test(x))),
-        ChunkData::UniformU8(v) => fill_span(v, span, |d, x| int(d, t.u8.test(x))),
-        ChunkData::U16(v) => copy_span(v, span, |d, x| int(d, t.u16.test(x))),
-        ChunkData::U32(v) => copy_span(v, span, |d, x| int(d, t.u32.test(x))),
-        ChunkData::U64(v) => copy_span(v, span, |d, x| int(d, t.u64.test(x))),
-        ChunkData::I8(v) => copy_span(v, span, |d, x| int(d, t.i8.test(x))),
-        ChunkData::I16(v) => copy_span(v, span, |d, x| int(d, t.i16.test(x))),
-        ChunkData::I32(v) => copy_span(v, span, |d, x| int(d, t.i32.test(x))),
-        ChunkData::I64(v) => copy_span(v, span, |d, x| int(d, t.i64.test(x))),
-        ChunkData::F32(v) => copy_span(v, span, float),
-        ChunkData::F64(v) => copy_span(v, span, |d, x| float(d, x as f32)),
+        ChunkData::U8(v) => copy_span(v, span, dest, |d, x| int(d, t.u8.test(x))),
+        ChunkData::UniformU8(v) => fill_span(v, span, dest, |d, x| int(d, t.u8.test(x))),
+        ChunkData::U16(v) => copy_span(v, span, dest, |d, x| int(d, t.u16.test(x))),
+        ChunkData::U32(v) => copy_span(v, span, dest, |d, x| int(d, t.u32.test(x))),
+        ChunkData::U64(v) => copy_span(v, span, dest, |d, x| int(d, t.u64.test(x))),
+        ChunkData::I8(v) => copy_span(v, span, dest, |d, x| int(d, t.i8.test(x))),
+        ChunkData::I16(v) => copy_span(v, span, dest, |d, x| int(d, t.i16.test(x))),
+        ChunkData::I32(v) => copy_span(v, span, dest, |d, x| int(d, t.i32.test(x))),
+        ChunkData::I64(v) => copy_span(v, span, dest, |d, x| int(d, t.i64.test(x))),
+        ChunkData::F32(v) => copy_span(v, span, dest, float),
+        ChunkData::F64(v) => copy_span(v, span, dest, |d, x| float(d, x as f32)),
     }
 }

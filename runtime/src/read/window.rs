@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{ReadError, WindowElem, WindowReport};
 use crate::kernels::StridedDest;
-use crate::kernels::copy::{ChunkBox, Runs, Span};
+use crate::kernels::copy::{ChunkBox, Region, Runs, Span};
 use crate::kernels::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
 use crate::store::chunk::{chunk_size_error, fetch};
 use crate::store::{ChunkCache, ChunkData, Level};
@@ -78,20 +78,24 @@ struct Group {
     store: RowStore,
 }
 
-/// A validated window read: the in-bounds box and the destination.
-pub(super) struct WindowRead<'l, 'd, T> {
+/// A window read: the in-bounds box and the destination's geometry. The destination's
+/// elements are passed beside it (`&self` stays read-only while they are written, so its fields
+/// stay in registers through the row loops).
+pub(super) struct WindowRead<'l> {
     level: &'l Level,
     start: [i64; 3],
-    dest: StridedDest<'d, T>,
+    shape: [usize; 3],
+    base: isize,
+    strides: [isize; 3],
     /// In-bounds part of the window, level voxels `[lo, hi)`.
     lo: [i64; 3],
     hi: [i64; 3],
     voxels_in_bounds: u64,
 }
 
-impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
+impl<'l> WindowRead<'l> {
     /// The read of the window of `dest`'s shape from level voxel `start` on.
-    pub(super) fn new(level: &'l Level, start: [i64; 3], dest: StridedDest<'d, T>) -> Self {
+    pub(super) fn new<T>(level: &'l Level, start: [i64; 3], dest: &StridedDest<'_, T>) -> Self {
         let shape = dest.shape;
         let mut lo = [0i64; 3];
         let mut hi = [0i64; 3];
@@ -106,7 +110,9 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
         Self {
             level,
             start,
-            dest,
+            shape,
+            base: dest.base,
+            strides: dest.strides,
             lo,
             hi,
             voxels_in_bounds,
@@ -140,47 +146,48 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
 
     /// Destination index of level voxel `v`.
     fn dest_index(&self, v: [i64; 3]) -> isize {
-        let mut d = self.dest.base;
+        let mut d = self.base;
         for a in 0..3 {
-            d += (v[a] - self.start[a]) as isize * self.dest.strides[a];
+            d += (v[a] - self.start[a]) as isize * self.strides[a];
         }
         d
     }
 
     /// Read the window into the destination with `copy`; voxels outside the level get `fill`
     /// (or are left as they are with `None`).
-    pub(super) fn read(
-        mut self,
+    pub(super) fn read<T: WindowElem>(
+        &self,
         cache: Option<&ChunkCache>,
         fill: Option<T>,
+        mut dest: StridedDest<'_, T>,
         store: RowStore,
-        copy: impl Fn(&ChunkData, Span<'_, T>) -> bool,
+        copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<WindowReport, ReadError> {
-        let shape = self.dest.shape;
+        let shape = self.shape;
         if shape.contains(&0) {
             return Ok(WindowReport::default());
         }
         let inside = (0..3).all(|a| self.lo[a] == self.start[a] && self.hi[a] - self.lo[a] == shape[a] as i64);
         if let (false, Some(fill)) = (inside, fill) {
-            self.dest.fill(fill);
+            dest.fill(fill);
         }
         let voxels_in_bounds = self.voxels_in_bounds;
         if voxels_in_bounds == 0 {
             return Ok(WindowReport { voxels_in_bounds });
         }
-        if self.dest.strides[2].unsigned_abs() == 1 {
+        if self.strides[2].unsigned_abs() == 1 {
             let bytes = shape.iter().product::<usize>() * size_of::<T>();
             let store = match store {
                 RowStore::Stream if bytes < STREAM_MIN_BYTES => RowStore::Normal,
                 other => other,
             };
             if bytes >= STAGE_MIN_BYTES {
-                self.read_rows::<STAGE>(cache, store, copy)?;
+                self.read_rows::<T, STAGE>(cache, dest.data, store, copy)?;
             } else {
-                self.read_rows::<0>(cache, store, copy)?;
+                self.read_rows::<T, 0>(cache, dest.data, store, copy)?;
             }
         } else {
-            self.read_regions(cache, copy)?;
+            self.read_regions(cache, dest.data, copy)?;
         }
         Ok(WindowReport { voxels_in_bounds })
     }
@@ -188,11 +195,12 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
     /// Destinations with contiguous rows (x stride ±1): for each group of chunks along x, every
     /// destination row is completed run by run before the next, so cache lines are written
     /// whole and in order.
-    fn read_rows<const N: usize>(
-        &mut self,
+    fn read_rows<T: WindowElem, const N: usize>(
+        &self,
         cache: Option<&ChunkCache>,
+        dest: &mut [T],
         store: RowStore,
-        copy: impl Fn(&ChunkData, Span<'_, T>) -> bool,
+        copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<(), ReadError> {
         let chunks = self.chunks();
         let (first, last) = (chunks.first, chunks.last);
@@ -207,7 +215,7 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
                     let cx1 = (cx0 + GROUP as i64 - 1).min(last[2]);
                     let group = self.group::<N>(cache, &chunks, [cz, cy, cx0], cx1, store)?;
                     streamed |= group.staged && store == RowStore::Stream;
-                    self.copy_group(&group, &mut stage, &copy)?;
+                    self.copy_group(&group, &mut stage, dest, &copy)?;
                     cx0 = cx1 + 1;
                 }
             }
@@ -260,19 +268,20 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
 
     /// Every destination row of a group, pass by pass.
     #[inline(always)]
-    fn copy_group(
-        &mut self,
+    fn copy_group<T: WindowElem>(
+        &self,
         g: &Group,
         stage: &mut [T],
-        copy: &impl Fn(&ChunkData, Span<'_, T>) -> bool,
+        dest: &mut [T],
+        copy: &impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<(), ReadError> {
         for z in g.lo[0]..g.hi[0] {
             let mut y = g.lo[1];
             while y < g.hi[1] {
                 let rows = g.rows_per_pass.min((g.hi[1] - y) as usize);
-                self.copy_pass(g, [z, y], rows, stage, copy)?;
+                self.copy_pass(g, [z, y], rows, stage, dest, copy)?;
                 if g.staged {
-                    self.write_staged(g, [z, y], rows, stage);
+                    self.write_staged(g, [z, y], rows, stage, dest);
                 }
                 y += rows as i64;
             }
@@ -284,7 +293,7 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
     #[inline(always)]
     fn row_start(&self, g: &Group, z: i64, y: i64) -> usize {
         let d_first = self.dest_index([z, y, g.lo[2]]);
-        (if self.dest.strides[2] < 0 {
+        (if self.strides[2] < 0 {
             d_first - (g.width as isize - 1)
         } else {
             d_first
@@ -294,17 +303,18 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
     /// Rows `y .. y + rows` at `z` of every chunk of the group: into the stack buffer when
     /// staged, else in place.
     #[inline(always)]
-    fn copy_pass(
-        &mut self,
+    fn copy_pass<T: WindowElem>(
+        &self,
         g: &Group,
         [z, y]: [i64; 2],
         rows: usize,
         stage: &mut [T],
-        copy: &impl Fn(&ChunkData, Span<'_, T>) -> bool,
+        dest: &mut [T],
+        copy: &impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<(), ReadError> {
         let (c, dims) = (g.c, g.dims);
         let [cz, cy, cx0] = g.cidx;
-        let reversed = self.dest.strides[2] < 0;
+        let reversed = self.strides[2] < 0;
         for (k, chunk) in g.chunks.iter().enumerate() {
             let Some(chunk) = chunk else { break };
             let cx = cx0 + k as i64;
@@ -327,20 +337,14 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
                 reversed,
             };
             let ok = if g.staged {
-                copy(
-                    chunk,
-                    Span::Rows {
-                        runs,
-                        dest: &mut stage[p..],
-                    },
-                )
+                copy(chunk, Span::Rows(runs), &mut stage[p..])
             } else {
                 let start = self.row_start(g, z, y) + p;
-                let run = &mut self.dest.data[start..start + len];
+                let run = &mut dest[start..start + len];
                 if g.store == RowStore::Or {
                     or_in_pieces(chunk, runs, run, copy)
                 } else {
-                    copy(chunk, Span::Rows { runs, dest: run })
+                    copy(chunk, Span::Rows(runs), run)
                 }
             };
             if !ok {
@@ -353,12 +357,12 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
 
     /// Write `rows` assembled rows from the stack buffer to the destination.
     #[inline(always)]
-    fn write_staged(&mut self, g: &Group, [z, y]: [i64; 2], rows: usize, stage: &[T]) {
+    fn write_staged<T: WindowElem>(&self, g: &Group, [z, y]: [i64; 2], rows: usize, stage: &[T], dest: &mut [T]) {
         for r in 0..rows {
             let start = self.row_start(g, z, y + r as i64);
             let (src, dst) = (
                 &stage[r * g.width..(r + 1) * g.width],
-                &mut self.dest.data[start..start + g.width],
+                &mut dest[start..start + g.width],
             );
             match g.store {
                 RowStore::Stream => store_stream(src, dst),
@@ -370,10 +374,11 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
 
     /// Destinations whose x stride is not ±1 (a transposed crop): chunk by chunk, region by
     /// region (see [`crate::kernels::copy`]).
-    fn read_regions(
-        &mut self,
+    fn read_regions<T: WindowElem>(
+        &self,
         cache: Option<&ChunkCache>,
-        copy: impl Fn(&ChunkData, Span<'_, T>) -> bool,
+        dest: &mut [T],
+        copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<(), ReadError> {
         let Chunks { c, dims, first, last } = self.chunks();
         for cz in first[0]..=last[0] {
@@ -386,15 +391,13 @@ impl<'l, 'd, T: WindowElem> WindowRead<'l, 'd, T> {
                         dims,
                         lo: [0, 1, 2].map(|a| (lo[a] - cidx[a] * c[a]) as usize),
                     };
-                    let base = self.dest_index(lo);
-                    let shape = [0, 1, 2].map(|a| (hi[a] - lo[a]) as usize);
-                    if !copy(
-                        &chunk,
-                        Span::Region {
-                            from,
-                            dest: self.dest.view(base, shape),
-                        },
-                    ) {
+                    let region = Region {
+                        from,
+                        base: self.dest_index(lo),
+                        strides: self.strides,
+                        shape: [0, 1, 2].map(|a| (hi[a] - lo[a]) as usize),
+                    };
+                    if !copy(&chunk, Span::Region(&region), dest) {
                         return Err(chunk_size_error(self.level, cidx.map(|v| v as u64), chunk.len()).into());
                     }
                 }
@@ -411,7 +414,7 @@ fn or_in_pieces<T: WindowElem>(
     chunk: &ChunkData,
     runs: Runs,
     run: &mut [T],
-    copy: &impl Fn(&ChunkData, Span<'_, T>) -> bool,
+    copy: &impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
 ) -> bool {
     let len = runs.len;
     let mut piece_buf = [T::ZERO; PIECE];
@@ -426,13 +429,7 @@ fn or_in_pieces<T: WindowElem>(
             ..runs
         };
         let d = if runs.reversed { len - o - m } else { o };
-        ok &= copy(
-            chunk,
-            Span::Rows {
-                runs: piece,
-                dest: &mut piece_buf[..m],
-            },
-        );
+        ok &= copy(chunk, Span::Rows(piece), &mut piece_buf[..m]);
         T::or_into(&piece_buf[..m], &mut run[d..d + m]);
     }
     ok

@@ -10,13 +10,13 @@ fn region(
     strides: [isize; 3],
     dest: &mut [f32],
 ) -> bool {
-    let dest = StridedDest {
+    let mut dest = StridedDest {
         data: dest,
         base,
         strides,
         shape: extent,
     };
-    copy_generic(src, ChunkBox { dims, lo }, dest, |d, x| *d = f32::from(x))
+    copy_generic(src, ChunkBox { dims, lo }, &mut dest, |d, x| *d = f32::from(x))
 }
 
 /// The region copy equals a voxel-by-voxel reference for every axis permutation and flip of
