@@ -47,6 +47,10 @@ const GROUP: usize = 8;
 /// Elements per piece of an [`RowStore::Or`] copy written in place.
 const PIECE: usize = 256;
 
+/// The stack buffer rows are assembled in, on whole cache lines.
+#[repr(C, align(64))]
+struct Stage<T, const N: usize>([T; N]);
+
 /// The chunk grid around a window's in-bounds box.
 struct Chunks {
     /// Chunk shape (voxels).
@@ -206,7 +210,7 @@ impl<'l> WindowRead<'l> {
         let (first, last) = (chunks.first, chunks.last);
         // Zeroing the stack buffer costs as much as copying a small window: small windows go
         // without one (`N = 0`), run by run in place.
-        let mut stage = [T::ZERO; N];
+        let mut stage = Stage([T::ZERO; N]);
         let mut streamed = false;
         for cz in first[0]..=last[0] {
             for cy in first[1]..=last[1] {
@@ -215,7 +219,7 @@ impl<'l> WindowRead<'l> {
                     let cx1 = (cx0 + GROUP as i64 - 1).min(last[2]);
                     let group = self.group::<N>(cache, &chunks, [cz, cy, cx0], cx1, store)?;
                     streamed |= group.staged && store == RowStore::Stream;
-                    self.copy_group(&group, &mut stage, dest, &copy)?;
+                    self.copy_group(&group, &mut stage.0, dest, &copy)?;
                     cx0 = cx1 + 1;
                 }
             }
@@ -355,19 +359,31 @@ impl<'l> WindowRead<'l> {
         Ok(())
     }
 
-    /// Write `rows` assembled rows from the stack buffer to the destination.
+    /// Write `rows` assembled rows from the stack buffer to the destination (the store chosen
+    /// once per pass, the row starts advanced by the y stride).
     #[inline(always)]
     fn write_staged<T: WindowElem>(&self, g: &Group, [z, y]: [i64; 2], rows: usize, stage: &[T], dest: &mut [T]) {
-        for r in 0..rows {
-            let start = self.row_start(g, z, y + r as i64);
-            let (src, dst) = (
-                &stage[r * g.width..(r + 1) * g.width],
-                &mut dest[start..start + g.width],
-            );
-            match g.store {
-                RowStore::Stream => store_stream(src, dst),
-                RowStore::Normal => dst.copy_from_slice(src),
-                RowStore::Or => T::or_into(src, dst),
+        let first = self.row_start(g, z, y) as isize;
+        let width = g.width;
+        let rows = (0..rows).map(|r| {
+            let start = (first + r as isize * self.strides[1]) as usize;
+            (r * width, start)
+        });
+        match g.store {
+            RowStore::Stream => {
+                for (s, d) in rows {
+                    store_stream(&stage[s..s + width], &mut dest[d..d + width]);
+                }
+            }
+            RowStore::Normal => {
+                for (s, d) in rows {
+                    dest[d..d + width].copy_from_slice(&stage[s..s + width]);
+                }
+            }
+            RowStore::Or => {
+                for (s, d) in rows {
+                    T::or_into(&stage[s..s + width], &mut dest[d..d + width]);
+                }
             }
         }
     }
