@@ -38,8 +38,9 @@ pub struct Region {
 pub enum Span<'r> {
     /// A box of the chunk into a strided destination.
     Region(&'r Region),
-    /// Contiguous runs on consecutive chunk rows.
-    Rows(Runs),
+    /// Contiguous runs on consecutive chunk rows (by reference too: the callee reads the fields
+    /// one by one, as they were written).
+    Rows(&'r Runs),
 }
 
 /// `rows` runs of `len` elements: run `r` reads from `src_offset + r·src_stride` and writes
@@ -246,7 +247,7 @@ pub(crate) fn copy_span<S: Copy, T: Copy>(
             };
             copy_generic(src, r.from, &mut dest, f)
         }
-        Span::Rows(runs) => {
+        Span::Rows(&runs) => {
             if runs.rows == 0 {
                 return true;
             }
@@ -275,7 +276,7 @@ pub(crate) fn fill_span<S: Copy, T: Copy>(
     dest: &mut [T],
     f: impl Fn(&mut T, S) + Copy,
 ) -> bool {
-    let Span::Rows(runs) = span else {
+    let Span::Rows(&runs) = span else {
         return copy_span(src, span, dest, f);
     };
     if runs.rows == 0 || runs.len == 0 {

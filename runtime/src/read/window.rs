@@ -341,14 +341,14 @@ impl<'l> WindowRead<'l> {
                 reversed,
             };
             let ok = if g.staged {
-                copy(chunk, Span::Rows(runs), &mut stage[p..])
+                copy(chunk, Span::Rows(&runs), &mut stage[p..])
             } else {
                 let start = self.row_start(g, z, y) + p;
                 let run = &mut dest[start..start + len];
                 if g.store == RowStore::Or {
                     or_in_pieces(chunk, runs, run, copy)
                 } else {
-                    copy(chunk, Span::Rows(runs), run)
+                    copy(chunk, Span::Rows(&runs), run)
                 }
             };
             if !ok {
@@ -445,7 +445,7 @@ fn or_in_pieces<T: WindowElem>(
             ..runs
         };
         let d = if runs.reversed { len - o - m } else { o };
-        ok &= copy(chunk, Span::Rows(piece), &mut piece_buf[..m]);
+        ok &= copy(chunk, Span::Rows(&piece), &mut piece_buf[..m]);
         T::or_into(&piece_buf[..m], &mut run[d..d + m]);
     }
     ok
