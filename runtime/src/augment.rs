@@ -1,5 +1,6 @@
-//! Augmentation kernels: spatial transform draws, the sample grid, the gather hot path, elastic
-//! fields and value transforms. Pure compute over slices; no I/O.
+//! Augmentation: spatial transform draws, the sample grid, elastic fields and value transforms.
+//! Pure compute over slices; no I/O. The gather hot loops that apply a grid live in
+//! [`crate::kernels`].
 //!
 //! A sample's spatial transform is drawn once ([`draw_spatial`]) and applied to every array of
 //! the sample: each array builds its [`SampleGrid`] from the shared matrix, asks it for the
@@ -8,7 +9,7 @@
 //! ([`gather`], [`gather_labels_packed`]).
 //!
 //! ```
-//! use cellmap_runtime::{SampleGrid, SpatialDraw, gather};
+//! use cellmap_runtime::{GatherParams, GatherSource, SampleGrid, SpatialDraw, gather};
 //! use cellmap_schema::Interpolation;
 //! let draw = SpatialDraw::identity();
 //! let grid = SampleGrid::new([1.5; 3], [2, 2, 2], [1.0; 3], &draw.matrix, [0.0; 3], [1.0; 3]);
@@ -16,12 +17,13 @@
 //! assert_eq!((start, shape), ([1, 1, 1], [2, 2, 2]));
 //! let src: Vec<u8> = (0..8).collect();
 //! let mut out = [0.0f32; 8];
-//! gather(&src, start, shape, [4, 4, 4], &grid, None, Interpolation::Nearest, 0.0, &mut out).unwrap();
+//! let source = GatherSource { src: &src, start, shape, level_shape: [4, 4, 4] };
+//! let params = GatherParams { grid: &grid, elastic: None, interpolation: Interpolation::Nearest, fill: 0.0 };
+//! gather(&source, &params, &mut out).unwrap();
 //! assert_eq!(out, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
 //! ```
 
 pub(crate) mod elastic;
-pub(crate) mod gather;
 pub(crate) mod grid;
 pub(crate) mod spatial;
 pub(crate) mod value;

@@ -7,11 +7,14 @@
 //!      ──next_batch()──► Batch: [B, C, Z, Y, X] f32 arrays (+ torch tensors with `torch`)
 //! ```
 //!
-//! The storage layer: [`Multiscale::open`] opens an OME-NGFF group, [`choose_level`] picks a
-//! scale level, [`read_window`] reads a voxel window into a strided buffer through a shared
-//! [`ChunkCache`], and [`write_synthetic`] writes a small CellMap-layout dataset. The compute
-//! layer: [`draw_spatial`], [`SampleGrid`], [`gather`] and [`apply_value_transforms`]. The
-//! samplers: [`TrainSampler`] and validation tiles sharded with [`shard`].
+//! Storage (`store`): [`Multiscale::open`] opens an OME-NGFF group, [`choose_level`] picks a
+//! scale level, [`decode_chunk`] decodes a chunk and [`ChunkCache`] shares decoded chunks.
+//! Kernels (`kernels`): copies into a [`StridedDest`], [`gather`], non-temporal stores, one
+//! CPU-feature dispatch; neither knows the other. On top: [`read_window`] reads a voxel window
+//! through the cache into a [`StridedDest`], the [`Reader`] reads whole samples, and
+//! [`write_synthetic`] writes a small CellMap-layout dataset. The compute layer:
+//! [`draw_spatial`], [`SampleGrid`] and [`apply_value_transforms`]. The samplers:
+//! [`TrainSampler`] and validation tiles sharded with [`shard`].
 //!
 //! ```no_run
 //! use cellmap_runtime::{Loader, LoaderOptions};
@@ -31,17 +34,17 @@ pub use cellmap_schema;
 mod alloc_count;
 mod augment;
 mod batch_array;
-mod chunk_cache;
 mod geometry;
 mod huge_pages;
+mod kernels;
 mod layout;
 mod loader;
 mod memory;
-mod multiscale;
 pub mod npy;
 mod pipeline;
 mod plan;
 mod predict;
+mod read;
 mod rng;
 mod sample;
 mod sampler;
@@ -50,18 +53,19 @@ mod store;
 mod synth;
 #[cfg(feature = "torch")]
 mod tensor;
-mod window;
 
 pub use alloc_count::{CountingAllocator, allocations, cpu_seconds, peak_rss_bytes, rss_bytes, thread_count};
 pub use augment::elastic::{ElasticDraw, ElasticField};
-pub use augment::gather::{GatherError, copy_strided, gather, gather_labels_packed};
 pub use augment::grid::{SampleGrid, StridedMap};
 pub use augment::spatial::{SPATIAL_RNG_DRAWS, SpatialDraw, draw_spatial, draw_spatial_into};
 pub use augment::value::{ValueError, ValueScratch, apply_value_transforms};
 pub use batch_array::BatchArray;
-pub use chunk_cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use geometry::{Box3, crop_start_vox, voxel_centre_nm};
 pub use huge_pages::HostBuffer;
+pub use kernels::{
+    DestError, GatherError, GatherParams, GatherSource, LabelParams, StridedDest, copy_strided, gather,
+    gather_labels_packed,
+};
 pub use layout::{ArrayLayout, BatchLayout};
 #[doc(hidden)]
 pub use loader::FaultHook;
@@ -69,7 +73,6 @@ pub use loader::{
     Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, SampleFailure, check_compatible,
 };
 pub use memory::{MEMORY_LIMIT_ENV, MemoryAvailable, MemoryError, MemoryNeed, available_memory, check_fits};
-pub use multiscale::{Level, LevelChoice, Multiscale, OpenError, SourceDtype, choose_level};
 pub use pipeline::{
     BatchData, BatchGuard, BatchLease, Cause, Leased, Pipeline, PipelineError, PipelineOptions, PipelineStats,
     SampleError, SampleJob, SampleMeta, SampleOut,
@@ -83,9 +86,13 @@ pub use predict::{
     IdentityModel, PredictError, PredictInput, PredictPlan, PredictRun, PredictUnit, Tile, TileBatch, TileLoader,
     WriteHook, Writer, run_identity, run_model,
 };
+pub use read::{
+    PackRequest, ReadError, WindowElem, WindowReport, WindowRequest, read_window, read_window_binarize,
+    read_window_map, read_window_pack,
+};
 pub use rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 pub use sample::{
-    ReadInfo, Reader, SampleDest, SampleReadError, SampleRequest, SampleScratch, read_level_crop,
+    CropError, ReadInfo, Reader, SampleAt, SampleDest, SampleReadError, SampleRequest, SampleScratch, read_level_crop,
     transformed_window_vox,
 };
 pub use sampler::{
@@ -93,6 +100,10 @@ pub use sampler::{
     VOXEL_WEIGHT_FLOOR, shard,
 };
 pub use sources::{ClassSource, DatasetError, DatasetSources};
+pub use store::{
+    CacheStats, ChunkCache, ChunkData, ChunkError, ChunkKey, Level, LevelChoice, Multiscale, OpenError, SourceDtype,
+    choose_level, count_nonzero, decode_chunk,
+};
 pub use synth::{
     SynthCodec, SynthCrop, SynthError, SynthMany, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic,
 };
@@ -100,7 +111,3 @@ pub use synth::{
 pub use tch;
 #[cfg(feature = "torch")]
 pub use tensor::{OwnedTorchBatch, TensorError, TorchBatch, TorchLoader, torch_device};
-pub use window::{
-    ReadError, WindowElem, WindowReport, count_nonzero, decode_chunk, read_window, read_window_binarize,
-    read_window_map, read_window_pack,
-};

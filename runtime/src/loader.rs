@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use cellmap_schema::{Device, ErrorPolicy, Spec};
 
-use crate::chunk_cache::{CacheStats, ChunkCache};
 use crate::memory::{MemoryNeed, check_fits};
 #[cfg(feature = "torch")]
 use crate::pipeline::SlotMemory;
@@ -32,6 +31,7 @@ use crate::pipeline::{Leased, Pipeline, PipelineError, PipelineOptions, SampleJo
 use crate::plan::{Plan, PlanOptions, Planned, foreground_index, plan};
 use crate::sample::Reader;
 use crate::sampler::{DatasetGrid, TrainSampler};
+use crate::store::{CacheStats, ChunkCache};
 
 use job::{EPOCHS_CACHED, JobKind, dataset_grid};
 

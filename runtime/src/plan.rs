@@ -44,7 +44,7 @@ use cellmap_schema::{Spec, Split};
 use crate::geometry::Box3;
 use crate::layout::{ArrayLayout, BatchLayout};
 use crate::sources::{DatasetError, DatasetSources};
-use crate::window::ReadError;
+use crate::store::ChunkError;
 
 /// Relative tolerance of geometric comparisons (boundaries, grid alignment).
 const EPS: f64 = 1e-9;
@@ -221,7 +221,7 @@ pub enum PlanError {
         class: String,
         /// The read failure.
         #[source]
-        source: Box<ReadError>,
+        source: Box<ChunkError>,
     },
     /// The spec asks for a batch dtype this runtime does not fill.
     #[error(

@@ -48,8 +48,8 @@ use serde::Serialize;
 use cellmap_schema::{Predict, PredictDtype, PredictRegion, Spec, Split};
 
 use crate::geometry::Box3;
-use crate::multiscale::{Multiscale, OpenError};
 use crate::sources::{ClassSource, DatasetError, DatasetSources};
+use crate::store::{Multiscale, OpenError};
 
 pub use identity::{IdentityModel, PredictRun, run_identity, run_model};
 pub use input::{TileBatch, TileLoader};

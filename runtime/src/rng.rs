@@ -172,8 +172,8 @@ impl Rng {
     /// ten times the speed of calling `ln` and `sin_cos` per pair.
     pub fn fill_normal_f32(&mut self, out: &mut [f32], mean: f32, std: f32) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
+        if crate::kernels::cpu::Features::get().avx2 {
+            // SAFETY: the CPU supports AVX2 (`Features::get`).
             return unsafe { self.fill_normal_avx2(out, mean, std) };
         }
         self.fill_normal_impl(out, mean, std);

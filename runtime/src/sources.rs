@@ -10,7 +10,7 @@ use std::path::Path;
 
 use cellmap_schema::{DatasetSpec, Spec};
 
-use crate::multiscale::{Multiscale, OpenError};
+use crate::store::{Multiscale, OpenError};
 
 /// Where the values of one class channel come from in one dataset.
 #[derive(Debug, Clone)]

@@ -94,7 +94,7 @@ pub struct TorchLoader {
 }
 
 impl TorchLoader {
-    /// Plan the spec and start a loader whose batches are tensors on `spec.loader.device`.
+    /// Plan the spec and start a loader whose batches are tensors on `spec.loader().device`.
     pub fn open(spec: Spec, options: LoaderOptions) -> Result<Self, TensorError> {
         torch_device(&spec)?;
         let planned = crate::plan::plan(&spec, crate::plan::PlanOptions::default())

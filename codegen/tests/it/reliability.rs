@@ -55,7 +55,16 @@ fn decoded(dir: &Path) -> BTreeMap<String, Vec<f32>> {
                 let shape = level.shape_vox.map(|v| v as usize);
                 let mut voxels = vec![0f32; shape.iter().product()];
                 let strides = [(shape[1] * shape[2]) as isize, shape[2] as isize, 1];
-                cellmap_runtime::read_window(level, None, [0; 3], shape, f32::NAN, &mut voxels, 0, strides).unwrap();
+                cellmap_runtime::read_window(
+                    level,
+                    None,
+                    &cellmap_runtime::WindowRequest {
+                        start_vox: [0; 3],
+                        fill: f32::NAN,
+                    },
+                    cellmap_runtime::StridedDest::new(&mut voxels, 0, strides, shape).unwrap(),
+                )
+                .unwrap();
                 let rel = dir.strip_prefix(base).unwrap().join(&level.path);
                 out.insert(rel.display().to_string(), voxels);
             }

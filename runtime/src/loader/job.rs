@@ -26,7 +26,7 @@ pub enum SampleFailure {
     },
     /// Reading the sample failed.
     #[error(transparent)]
-    Read(#[from] SampleReadError),
+    Read(#[from] Box<SampleReadError>),
 }
 
 /// What one batch position reads.
@@ -227,7 +227,7 @@ impl SampleJob for LoaderJob {
                     spatial: self.split.is_train(),
                     values: true,
                 };
-                self.reader.read(scratch, &request, out)?;
+                self.reader.read(scratch, &request, out).map_err(Box::new)?;
                 Ok(Some(SampleMeta {
                     idx,
                     dataset: split_index as i32,

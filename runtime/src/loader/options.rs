@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use cellmap_schema::{Spec, Split};
 
-use crate::chunk_cache::ChunkCache;
 use crate::memory::MemoryError;
 use crate::plan::PlanError;
 use crate::sampler::{DistError, DistInfo, SamplerError};
+use crate::store::ChunkCache;
 
 /// How to build a loader.
 #[derive(Debug, Clone)]

@@ -7,9 +7,9 @@ use cellmap_schema::{ArraySpec, Spec};
 use super::fit::{Fit, axis_centres, no_fit_reason};
 use super::{CentreGrid, ClassCount, ClassPlan, DatasetPlan, EPS, LevelPlan, PlanError};
 use crate::geometry::Box3;
-use crate::multiscale::{Level, Multiscale, choose_level};
 use crate::sources::{ClassSource, DatasetSources};
-use crate::window::count_nonzero;
+use crate::store::count_nonzero;
+use crate::store::{Level, Multiscale, choose_level};
 
 /// Why a dataset produces no sample (recorded in [`super::Excluded::reason`] as text).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

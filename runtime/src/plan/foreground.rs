@@ -7,10 +7,11 @@
 
 use cellmap_schema::{Spec, ValueTransform};
 
+use crate::kernels::StridedDest;
 use crate::plan::{ClassPlan, DatasetPlan};
+use crate::read::{WindowRequest, read_window};
 use crate::sampler::ForegroundIndex;
 use crate::sources::{ClassSource, DatasetSources};
-use crate::window::read_window;
 
 /// The foreground index of `class` in a planned dataset, or `None` when the dataset does not
 /// annotate the class (foreground-biased draws then fall back to uniform centres there).
@@ -58,15 +59,15 @@ pub(crate) fn foreground_index(
             mask.extend(std::iter::repeat_n(false, ys.len() * xs.len()));
             continue;
         }
+        let dest = StridedDest::c_order(&mut plane, [1, h, w]).map_err(|e| e.to_string())?;
         read_window(
             level,
             None,
-            [vz, y0, x0],
-            [1, h, w],
-            0.0,
-            &mut plane,
-            0,
-            [(h * w) as isize, w as isize, 1],
+            &WindowRequest {
+                start_vox: [vz, y0, x0],
+                fill: 0.0,
+            },
+            dest,
         )
         .map_err(|e| e.to_string())?;
         for &vy in &ys {

@@ -4,8 +4,8 @@
 use cellmap_schema::{Spec, Split};
 
 use super::{ClassPlan, DatasetPlan, LevelPlan, Plan, PlanError, Planned, batch_layout};
-use crate::multiscale::Multiscale;
 use crate::sources::{ClassSource, DatasetSources};
+use crate::store::Multiscale;
 
 /// How the data or the spec differ from a plan made earlier.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

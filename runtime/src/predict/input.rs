@@ -14,10 +14,10 @@ use cellmap_schema::{ArraySpec, OutputDtype, Spec, Split, ValueTransform};
 use super::{PredictError, PredictPlan};
 use crate::augment::spatial::SpatialDraw;
 use crate::augment::value::{ValueScratch, apply_value_transforms};
-use crate::chunk_cache::ChunkCache;
-use crate::multiscale::{Level, Multiscale, choose_level};
 use crate::rng::{Rng, STREAM_VALUE, SampleKey};
-use crate::sample::{ReadInfo, SampleScratch, read_crop};
+use crate::sample::{CropContext, ReadInfo, SampleScratch, read_crop};
+use crate::store::ChunkCache;
+use crate::store::{Level, Multiscale, choose_level};
 
 /// Inputs of one batch of tiles.
 #[derive(Debug, Clone, Default)]
@@ -218,20 +218,17 @@ impl TileLoader {
             strided: 0,
             gathered: 0,
         };
-        let fused = read_crop(
-            Some(&self.cache),
-            &mut self.scratch,
+        let draw = SpatialDraw::identity();
+        let ctx = CropContext {
+            cache: Some(&self.cache),
             level,
             array,
-            array.interpolation,
-            &SpatialDraw::identity(),
-            t.centre_nm,
-            self.fill,
-            self.transforms.first(),
-            out,
-            &mut info,
-        )
-        .map_err(|m| fail(&array.name, m))?;
+            draw: &draw,
+            centre_nm: t.centre_nm,
+            fill: self.fill,
+        };
+        let fused = read_crop(&ctx, self.transforms.first(), &mut self.scratch, out, &mut info)
+            .map_err(|e| fail(&array.name, e.to_string()))?;
         let transforms = &self.transforms[usize::from(fused)..];
         if !transforms.is_empty() {
             let key = SampleKey {

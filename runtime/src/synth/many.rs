@@ -201,7 +201,12 @@ impl ManyCrop {
     fn report(&self, volume: usize, classes: &[String], foreground_vox: Vec<u64>) -> SynthCrop {
         SynthCrop {
             name: format!("vol{volume}/crop{}", self.number),
-            split: if self.number.is_multiple_of(5) { "validate" } else { "train" }.to_owned(),
+            split: if self.number.is_multiple_of(5) {
+                "validate"
+            } else {
+                "train"
+            }
+            .to_owned(),
             classes: classes.to_vec(),
             shape_vox: [self.size; 3],
             translation_nm: self.translation_nm(),

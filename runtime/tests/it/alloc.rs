@@ -3,7 +3,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use cellmap_runtime::{ChunkCache, Multiscale, read_window};
+use cellmap_runtime::{ChunkCache, Multiscale, StridedDest, WindowRequest, read_window};
 
 use crate::common::{Fmt, write_pyramid};
 
@@ -58,12 +58,11 @@ fn warm_cache_reads_do_not_allocate() {
             read_window(
                 &ms.levels[0],
                 Some(&cache),
-                w,
-                [20, 20, 20],
-                0.0,
-                &mut f,
-                0,
-                [400, 20, 1],
+                &WindowRequest {
+                    start_vox: w,
+                    fill: 0.0,
+                },
+                StridedDest::new(&mut f, 0, [400, 20, 1], [20, 20, 20]).unwrap(),
             )
             .unwrap();
         }
@@ -72,12 +71,11 @@ fn warm_cache_reads_do_not_allocate() {
             read_window(
                 &ms.levels[0],
                 Some(&cache),
-                w,
-                [20, 20, 20],
-                0.0,
-                &mut f,
-                7999,
-                [-400, -20, -1],
+                &WindowRequest {
+                    start_vox: w,
+                    fill: 0.0,
+                },
+                StridedDest::new(&mut f, 7999, [-400, -20, -1], [20, 20, 20]).unwrap(),
             )
             .unwrap();
         }
@@ -87,12 +85,11 @@ fn warm_cache_reads_do_not_allocate() {
         read_window(
             &ms.levels[0],
             Some(&cold),
-            [0; 3],
-            [20, 20, 20],
-            0.0,
-            &mut f,
-            0,
-            [400, 20, 1],
+            &WindowRequest {
+                start_vox: [0; 3],
+                fill: 0.0,
+            },
+            StridedDest::new(&mut f, 0, [400, 20, 1], [20, 20, 20]).unwrap(),
         )
         .unwrap();
         assert!(allocations() - before > 0);

@@ -1,8 +1,8 @@
 //! Properties of spatial draws, sample grids and the gather kernels.
 
 use cellmap_runtime::{
-    ElasticDraw, ElasticField, Rng, SampleGrid, SampleKey, SpatialDraw, copy_strided, draw_spatial, gather,
-    gather_labels_packed,
+    ElasticDraw, ElasticField, GatherParams, GatherSource, LabelParams, Rng, SampleGrid, SampleKey, SpatialDraw,
+    copy_strided, draw_spatial, gather, gather_labels_packed,
 };
 use cellmap_schema::{Axis, Elastic, Interpolation, Spatial};
 use proptest::prelude::*;
@@ -46,14 +46,18 @@ fn sample<T: Copy + Into<f32> + Default + 'static>(
     let grid = SampleGrid::new(centre, out_shape, [1.0; 3], matrix, [0.0; 3], [1.0; 3]);
     let mut out = vec![0.0; voxels(out_shape)];
     gather(
-        src,
-        [0; 3],
-        level,
-        level_of(level),
-        &grid,
-        None,
-        interpolation,
-        FILL,
+        &GatherSource {
+            src,
+            start: [0; 3],
+            shape: level,
+            level_shape: level_of(level),
+        },
+        &GatherParams {
+            grid: &grid,
+            elastic: None,
+            interpolation,
+            fill: FILL,
+        },
         &mut out,
     )
     .unwrap();
@@ -237,7 +241,7 @@ proptest! {
         if let Some(map) = grid.as_strided() {
             let (start, shape, window) = read_window(&src, level, map.src_start, map.src_shape);
             let mut copied = vec![0.0; voxels(out_shape)];
-            copy_strided(&map, &window, start, shape, level_of(level), FILL, &mut copied).unwrap();
+            copy_strided(&map, &GatherSource { src: &window, start, shape, level_shape: level_of(level) }, FILL, &mut copied).unwrap();
             for interpolation in [Interpolation::Nearest, Interpolation::Linear] {
                 let gathered = sample(&src, level, centre, out_shape, &d.matrix, interpolation);
                 prop_assert_eq!(&copied, &gathered);
@@ -273,11 +277,11 @@ proptest! {
         let grid = SampleGrid::new(centre, out_shape, voxel, &d.matrix, [0.0; 3], scale);
         for interpolation in [Interpolation::Nearest, Interpolation::Linear] {
             let mut full = vec![0.0; voxels(out_shape)];
-            gather(&src, [0; 3], level, level_of(level), &grid, field_ref, interpolation, FILL, &mut full).unwrap();
+            gather(&GatherSource { src: &src, start: [0; 3], shape: level, level_shape: level_of(level) }, &GatherParams { grid: &grid, elastic: field_ref, interpolation, fill: FILL }, &mut full).unwrap();
             let (start, shape) = grid.source_window(interpolation, bound);
             let (start, shape, window) = read_window(&src, level, start, shape);
             let mut windowed = vec![0.0; voxels(out_shape)];
-            gather(&window, start, shape, level_of(level), &grid, field_ref, interpolation, FILL, &mut windowed).unwrap();
+            gather(&GatherSource { src: &window, start, shape, level_shape: level_of(level) }, &GatherParams { grid: &grid, elastic: field_ref, interpolation, fill: FILL }, &mut windowed).unwrap();
             prop_assert_eq!(&full, &windowed);
         }
     }
@@ -294,7 +298,7 @@ proptest! {
         let out_shape = [9, 9, 9];
         let grid = SampleGrid::new([5.5, 5.5, 5.5], out_shape, [1.0; 3], &d.matrix, [0.0; 3], [1.0; 3]);
         let mut out = vec![0.0; voxels(out_shape)];
-        gather(&src, [0; 3], level, level_of(level), &grid, None, Interpolation::Linear, FILL, &mut out).unwrap();
+        gather(&GatherSource { src: &src, start: [0; 3], shape: level, level_shape: level_of(level) }, &GatherParams { grid: &grid, elastic: None, interpolation: Interpolation::Linear, fill: FILL }, &mut out).unwrap();
         for (i, v) in out.iter().enumerate() {
             let u = grid.index_of([i / 81, (i / 9) % 9, i % 9]);
             if u.iter().all(|c| (0.0..=11.0).contains(c)) {
@@ -319,7 +323,7 @@ proptest! {
         let n = voxels(out_shape);
         let classes = 5;
         let mut packed = vec![0.0; classes * n];
-        gather_labels_packed(&bytes, [0; 3], level, level_of(level), &grid, None, classes, unknown, f32::NAN, &mut packed).unwrap();
+        gather_labels_packed(&GatherSource { src: &bytes, start: [0; 3], shape: level, level_shape: level_of(level) }, &LabelParams { grid: &grid, elastic: None, classes, unknown_mask: unknown, fill: f32::NAN }, &mut packed).unwrap();
         for c in 0..classes {
             let channel = &packed[c * n..(c + 1) * n];
             if unknown >> c & 1 == 1 {
@@ -328,7 +332,7 @@ proptest! {
             }
             let bits: Vec<u8> = bytes.iter().map(|b| b >> c & 1).collect();
             let mut expected = vec![0.0; n];
-            gather(&bits, [0; 3], level, level_of(level), &grid, None, Interpolation::Nearest, f32::NAN, &mut expected).unwrap();
+            gather(&GatherSource { src: &bits, start: [0; 3], shape: level, level_shape: level_of(level) }, &GatherParams { grid: &grid, elastic: None, interpolation: Interpolation::Nearest, fill: f32::NAN }, &mut expected).unwrap();
             prop_assert_eq!(channel.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
         }
     }
@@ -405,29 +409,37 @@ fn gather_throughput() {
     };
     let raw_s = time(&mut || {
         gather(
-            &raw,
-            raw_start,
-            raw_shape,
-            level,
-            &grid,
-            None,
-            Interpolation::Linear,
-            0.0,
+            &GatherSource {
+                src: &raw,
+                start: raw_start,
+                shape: raw_shape,
+                level_shape: level,
+            },
+            &GatherParams {
+                grid: &grid,
+                elastic: None,
+                interpolation: Interpolation::Linear,
+                fill: 0.0,
+            },
             &mut raw_out,
         )
         .unwrap()
     });
     let lab_s = time(&mut || {
         gather_labels_packed(
-            &labels,
-            lab_start,
-            lab_shape,
-            level,
-            &grid,
-            None,
-            4,
-            0,
-            f32::NAN,
+            &GatherSource {
+                src: &labels,
+                start: lab_start,
+                shape: lab_shape,
+                level_shape: level,
+            },
+            &LabelParams {
+                grid: &grid,
+                elastic: None,
+                classes: 4,
+                unknown_mask: 0,
+                fill: f32::NAN,
+            },
             &mut lab_out,
         )
         .unwrap()

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cellmap_runtime::{Multiscale, read_window};
+use cellmap_runtime::{Multiscale, StridedDest, WindowRequest, read_window};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/zarr-python/fixture.zarr")
@@ -24,7 +24,16 @@ fn zarr_python_multiscale_reads_identically() {
     assert_eq!(s1.scale_nm, [16.0, 16.0, 16.0]);
     assert_eq!(s1.translation_nm, [44.0, 28.0, 20.0]);
     let mut out = vec![0u8; 24 * 20 * 16];
-    read_window(s0, None, [0; 3], [24, 20, 16], 0, &mut out, 0, [320, 16, 1]).unwrap();
+    read_window(
+        s0,
+        None,
+        &WindowRequest {
+            start_vox: [0; 3],
+            fill: 0,
+        },
+        StridedDest::new(&mut out, 0, [320, 16, 1], [24, 20, 16]).unwrap(),
+    )
+    .unwrap();
     for z in 0..24 {
         for y in 0..20 {
             for x in 0..16 {
@@ -34,7 +43,16 @@ fn zarr_python_multiscale_reads_identically() {
     }
     // s1 = s0[::2, ::2, ::2].
     let mut out = vec![0u8; 12 * 10 * 8];
-    read_window(s1, None, [0; 3], [12, 10, 8], 0, &mut out, 0, [80, 8, 1]).unwrap();
+    read_window(
+        s1,
+        None,
+        &WindowRequest {
+            start_vox: [0; 3],
+            fill: 0,
+        },
+        StridedDest::new(&mut out, 0, [80, 8, 1], [12, 10, 8]).unwrap(),
+    )
+    .unwrap();
     for z in 0..12 {
         for y in 0..10 {
             for x in 0..8 {
@@ -55,7 +73,16 @@ fn zarr_python_gzip_uint16_reads_identically() {
     assert_eq!(s0.shape_vox, [24, 20, 16]);
     let mut out = vec![0f32; 10 * 9 * 8];
     // An unaligned window hanging over the end: fill 9999 outside.
-    read_window(s0, None, [17, 13, 11], [10, 9, 8], 9999.0, &mut out, 0, [72, 8, 1]).unwrap();
+    read_window(
+        s0,
+        None,
+        &WindowRequest {
+            start_vox: [17, 13, 11],
+            fill: 9999.0,
+        },
+        StridedDest::new(&mut out, 0, [72, 8, 1], [10, 9, 8]).unwrap(),
+    )
+    .unwrap();
     for i in 0..10 {
         for j in 0..9 {
             for k in 0..8 {

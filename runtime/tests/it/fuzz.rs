@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cellmap_runtime::{Multiscale, read_window};
+use cellmap_runtime::{Multiscale, StridedDest, WindowRequest, read_window};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -188,7 +188,15 @@ fn open_mutated(dir: &Path, seed: &Seed, which: usize, contents: &[u8]) -> bool 
     };
     for level in &ms.levels {
         let mut out = vec![0f32; 4 * 4 * 4];
-        let _ = read_window(level, None, [-1, 0, 1], [4, 4, 4], f32::NAN, &mut out, 0, [16, 4, 1]);
+        let _ = read_window(
+            level,
+            None,
+            &WindowRequest {
+                start_vox: [-1, 0, 1],
+                fill: f32::NAN,
+            },
+            StridedDest::new(&mut out, 0, [16, 4, 1], [4, 4, 4]).unwrap(),
+        );
     }
     true
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cellmap_runtime::{ChunkCache, Multiscale, OpenError, read_window};
+use cellmap_runtime::{ChunkCache, Multiscale, OpenError, StridedDest, WindowRequest, read_window};
 
 use crate::common::{Fmt, blosc, write_pyramid};
 
@@ -102,11 +102,38 @@ fn http_reads_equal_filesystem_reads() {
             let (start, shape) = ([-2i64, 3, 5], [12usize, 15, 22]);
             let mut a = vec![0f32; 12 * 15 * 22];
             let mut b = vec![1f32; a.len()];
-            read_window(l, None, start, shape, -1.0, &mut a, 0, [330, 22, 1]).unwrap();
-            read_window(r, Some(&cache), start, shape, -1.0, &mut b, 0, [330, 22, 1]).unwrap();
+            read_window(
+                l,
+                None,
+                &WindowRequest {
+                    start_vox: start,
+                    fill: -1.0,
+                },
+                StridedDest::new(&mut a, 0, [330, 22, 1], shape).unwrap(),
+            )
+            .unwrap();
+            read_window(
+                r,
+                Some(&cache),
+                &WindowRequest {
+                    start_vox: start,
+                    fill: -1.0,
+                },
+                StridedDest::new(&mut b, 0, [330, 22, 1], shape).unwrap(),
+            )
+            .unwrap();
             assert_eq!(a, b, "{v} {}", l.path);
             let before = requests.load(Ordering::Relaxed);
-            read_window(r, Some(&cache), start, shape, -1.0, &mut b, 0, [330, 22, 1]).unwrap();
+            read_window(
+                r,
+                Some(&cache),
+                &WindowRequest {
+                    start_vox: start,
+                    fill: -1.0,
+                },
+                StridedDest::new(&mut b, 0, [330, 22, 1], shape).unwrap(),
+            )
+            .unwrap();
             assert_eq!(
                 requests.load(Ordering::Relaxed),
                 before,

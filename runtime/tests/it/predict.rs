@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cellmap_runtime::{
-    DistInfo, Multiscale, PredictError, PredictPlan, SynthOptions, SynthSize, SynthVariant, Writer, read_window,
-    run_identity, shard, write_synthetic,
+    DistInfo, Multiscale, PredictError, PredictPlan, StridedDest, SynthOptions, SynthSize, SynthVariant, WindowRequest,
+    Writer, read_window, run_identity, shard, write_synthetic,
 };
 use cellmap_schema::Spec;
 
@@ -48,12 +48,11 @@ fn read_group(group: &str) -> (Multiscale, Vec<f32>) {
     read_window(
         l,
         None,
-        [0; 3],
-        s,
-        -1.0,
-        &mut out,
-        0,
-        [(s[1] * s[2]) as isize, s[2] as isize, 1],
+        &WindowRequest {
+            start_vox: [0; 3],
+            fill: -1.0,
+        },
+        StridedDest::new(&mut out, 0, [(s[1] * s[2]) as isize, s[2] as isize, 1], s).unwrap(),
     )
     .unwrap();
     (ms, out)
@@ -73,12 +72,11 @@ fn expected_raw(raw: &str, scale: f64, translation_nm: [f64; 3], shape: [u64; 3]
     read_window(
         l,
         None,
-        start,
-        s,
-        0.0,
-        &mut out,
-        0,
-        [(s[1] * s[2]) as isize, s[2] as isize, 1],
+        &WindowRequest {
+            start_vox: start,
+            fill: 0.0,
+        },
+        StridedDest::new(&mut out, 0, [(s[1] * s[2]) as isize, s[2] as isize, 1], s).unwrap(),
     )
     .unwrap();
     out

@@ -1,8 +1,8 @@
 //! The synthetic dataset: layout, geometry, classes, determinism, refusal of non-empty folders.
 
 use cellmap_runtime::{
-    ChunkCache, Multiscale, SourceDtype, SynthError, SynthOptions, SynthSize, SynthVariant, count_nonzero, read_window,
-    write_synthetic,
+    ChunkCache, Multiscale, SourceDtype, StridedDest, SynthError, SynthOptions, SynthSize, SynthVariant, WindowRequest,
+    count_nonzero, read_window, write_synthetic,
 };
 
 fn small(force: bool) -> SynthOptions {
@@ -21,12 +21,11 @@ fn read_all(level: &cellmap_runtime::Level) -> Vec<f32> {
     read_window(
         level,
         None,
-        [0; 3],
-        s,
-        -1.0,
-        &mut out,
-        0,
-        [(s[1] * s[2]) as isize, s[2] as isize, 1],
+        &WindowRequest {
+            start_vox: [0; 3],
+            fill: -1.0,
+        },
+        StridedDest::new(&mut out, 0, [(s[1] * s[2]) as isize, s[2] as isize, 1], s).unwrap(),
     )
     .unwrap();
     out
@@ -111,12 +110,11 @@ fn writes_reopens_and_matches_the_report() {
     read_window(
         &raw.levels[0],
         Some(&cache),
-        [12, 20, 28],
-        [64; 3],
-        0.0,
-        &mut raw_crop,
-        0,
-        [4096, 64, 1],
+        &WindowRequest {
+            start_vox: [12, 20, 28],
+            fill: 0.0,
+        },
+        StridedDest::new(&mut raw_crop, 0, [4096, 64, 1], [64; 3]).unwrap(),
     )
     .unwrap();
     let mean_where = |class: &str| {

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use cellmap_runtime::{ChunkCache, Level, Multiscale, ReadError, count_nonzero, read_window};
+use cellmap_runtime::{
+    ChunkCache, ChunkError, DestError, Level, Multiscale, PackRequest, ReadError, StridedDest, WindowRequest,
+    count_nonzero, read_window,
+};
 use serde_json::json;
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
@@ -68,12 +71,30 @@ fn check_store<T: Dt>(fmt: Fmt, chunks: [u64; 3], channels: Option<u64>) {
             let want = expected::<T>(&root, level, start, shape, -1.0);
             let strides = [(shape[1] * shape[2]) as isize, shape[2] as isize, 1];
             let mut got = vec![0f32; want.len()];
-            let r = read_window(level, None, start, shape, -1.0f32, &mut got, 0, strides).unwrap();
+            let r = read_window(
+                level,
+                None,
+                &WindowRequest {
+                    start_vox: start,
+                    fill: -1.0f32,
+                },
+                StridedDest::new(&mut got, 0, strides, shape).unwrap(),
+            )
+            .unwrap();
             assert_eq!(got, want, "{} {:?} {start:?} {shape:?} (no cache)", level.path, fmt);
             let inb = want.len() as u64 - count_fill(level, start, shape);
             assert_eq!(r.voxels_in_bounds, inb);
             let mut cached = vec![0f32; want.len()];
-            read_window(level, Some(&cache), start, shape, -1.0f32, &mut cached, 0, strides).unwrap();
+            read_window(
+                level,
+                Some(&cache),
+                &WindowRequest {
+                    start_vox: start,
+                    fill: -1.0f32,
+                },
+                StridedDest::new(&mut cached, 0, strides, shape).unwrap(),
+            )
+            .unwrap();
             assert_eq!(cached, want, "{} {start:?} {shape:?} (cache)", level.path);
             // Binarizing while copying equals binarizing after, bit for bit, whatever the threshold.
             for threshold in [
@@ -105,12 +126,11 @@ fn check_store<T: Dt>(fmt: Fmt, chunks: [u64; 3], channels: Option<u64>) {
                 cellmap_runtime::read_window_binarize(
                     level,
                     Some(&cache),
-                    start,
-                    shape,
-                    -1.0,
-                    &mut got,
-                    0,
-                    strides,
+                    &WindowRequest {
+                        start_vox: start,
+                        fill: -1.0,
+                    },
+                    StridedDest::new(&mut got, 0, strides, shape).unwrap(),
                     threshold,
                 )
                 .unwrap();
@@ -298,7 +318,16 @@ fn large_windows_and_narrowed_chunks_match_zarrs() {
             };
             for cache in [None, Some(&cache), Some(&cache)] {
                 let mut got = vec![-7.0f32; n + 5];
-                read_window(level, cache, start, shape, -1.0f32, &mut got, offset, strides).unwrap();
+                read_window(
+                    level,
+                    cache,
+                    &WindowRequest {
+                        start_vox: start,
+                        fill: -1.0f32,
+                    },
+                    StridedDest::new(&mut got, offset, strides, shape).unwrap(),
+                )
+                .unwrap();
                 let mut mismatches = 0;
                 for z in 0..shape[0] {
                     for y in 0..d1 {
@@ -318,7 +347,14 @@ fn large_windows_and_narrowed_chunks_match_zarrs() {
 
                 let mut bin = vec![-7.0f32; n + 5];
                 cellmap_runtime::read_window_binarize(
-                    level, cache, start, shape, -1.0, &mut bin, offset, strides, 150.5,
+                    level,
+                    cache,
+                    &WindowRequest {
+                        start_vox: start,
+                        fill: -1.0,
+                    },
+                    StridedDest::new(&mut bin, offset, strides, shape).unwrap(),
+                    150.5,
                 )
                 .unwrap();
                 let mut mismatches = 0;
@@ -404,7 +440,16 @@ fn large_uint8_windows_match_zarrs() {
         ([(d1 * d2) as isize, -(d2 as isize), -1], 5 + (d1 - 1) * d2 + d2 - 1),
     ] {
         let mut got = vec![7u8; n + 9];
-        read_window(level, Some(&cache), start, size, 255u8, &mut got, offset, strides).unwrap();
+        read_window(
+            level,
+            Some(&cache),
+            &WindowRequest {
+                start_vox: start,
+                fill: 255u8,
+            },
+            StridedDest::new(&mut got, offset, strides, size).unwrap(),
+        )
+        .unwrap();
         let mut mismatches = 0;
         for z in 0..d0 {
             for y in 0..d1 {
@@ -457,8 +502,30 @@ fn packed_class_bits_match_zarrs() {
         let voxels: usize = size.iter().product();
         let cache = ChunkCache::new(64 << 20);
         let mut packed = vec![0b1000_0000u8; voxels];
-        cellmap_runtime::read_window_pack(&ma.levels[0], Some(&cache), start, size, &mut packed, 6.5, 0b01).unwrap();
-        cellmap_runtime::read_window_pack(&mb.levels[0], None, start, size, &mut packed, 50_000.0, 0b10).unwrap();
+        cellmap_runtime::read_window_pack(
+            &ma.levels[0],
+            Some(&cache),
+            &PackRequest {
+                start_vox: start,
+                shape_vox: size,
+                threshold: 6.5,
+                bit: 0b01,
+            },
+            &mut packed,
+        )
+        .unwrap();
+        cellmap_runtime::read_window_pack(
+            &mb.levels[0],
+            None,
+            &PackRequest {
+                start_vox: start,
+                shape_vox: size,
+                threshold: 50_000.0,
+                bit: 0b10,
+            },
+            &mut packed,
+        )
+        .unwrap();
         let mut mismatches = 0;
         for z in 0..size[0] {
             for y in 0..size[1] {
@@ -531,15 +598,40 @@ fn uniform_chunks_match_zarrs() {
                 (offset as isize + z as isize * strides[0] + y as isize * strides[1] + x as isize * strides[2]) as usize
             };
             let mut got8 = vec![0u8; voxels];
-            read_window(l8, Some(&cache), start, size, 9u8, &mut got8, offset, strides).unwrap();
+            read_window(
+                l8,
+                Some(&cache),
+                &WindowRequest {
+                    start_vox: start,
+                    fill: 9u8,
+                },
+                StridedDest::new(&mut got8, offset, strides, size).unwrap(),
+            )
+            .unwrap();
             let mut mapped = vec![0f32; voxels];
-            cellmap_runtime::read_window_map(l64, Some(&cache), start, size, 9.0, &mut mapped, offset, strides, |v| {
-                v * 0.5 - 1.0
-            })
+            cellmap_runtime::read_window_map(
+                l64,
+                Some(&cache),
+                &WindowRequest {
+                    start_vox: start,
+                    fill: 9.0,
+                },
+                StridedDest::new(&mut mapped, offset, strides, size).unwrap(),
+                |v| v * 0.5 - 1.0,
+            )
             .unwrap();
             let mut binary = vec![0f32; voxels];
-            cellmap_runtime::read_window_binarize(l64, None, start, size, 9.0, &mut binary, offset, strides, 100.0)
-                .unwrap();
+            cellmap_runtime::read_window_binarize(
+                l64,
+                None,
+                &WindowRequest {
+                    start_vox: start,
+                    fill: 9.0,
+                },
+                StridedDest::new(&mut binary, offset, strides, size).unwrap(),
+                100.0,
+            )
+            .unwrap();
             let mut mismatches = 0;
             for z in 0..d0 {
                 for y in 0..d1 {
@@ -561,7 +653,18 @@ fn uniform_chunks_match_zarrs() {
         );
         let inner = [0, 1, 2].map(|a| (hi[a] - lo[a]) as usize);
         let mut packed = vec![0b100u8; inner.iter().product()];
-        cellmap_runtime::read_window_pack(l64, Some(&cache), lo, inner, &mut packed, 100.0, 0b01).unwrap();
+        cellmap_runtime::read_window_pack(
+            l64,
+            Some(&cache),
+            &PackRequest {
+                start_vox: lo,
+                shape_vox: inner,
+                threshold: 100.0,
+                bit: 0b01,
+            },
+            &mut packed,
+        )
+        .unwrap();
         let mut mismatches = 0;
         for z in 0..inner[0] {
             for y in 0..inner[1] {
@@ -596,7 +699,16 @@ fn negative_and_permuted_strides() {
     let (start, [d0, d1, d2]) = ([-2i64, 3, 30], [9usize, 10, 14]);
     let plain_strides = [(d1 * d2) as isize, d2 as isize, 1];
     let mut plain = vec![0u8; d0 * d1 * d2];
-    read_window(level, None, start, [d0, d1, d2], 255u8, &mut plain, 0, plain_strides).unwrap();
+    read_window(
+        level,
+        None,
+        &WindowRequest {
+            start_vox: start,
+            fill: 255u8,
+        },
+        StridedDest::new(&mut plain, 0, plain_strides, [d0, d1, d2]).unwrap(),
+    )
+    .unwrap();
     let at = |z: usize, y: usize, x: usize| plain[(z * d1 + y) * d2 + x];
 
     // Mirror z and x: dest[(d0-1-i), j, (d2-1-k)].
@@ -607,12 +719,11 @@ fn negative_and_permuted_strides() {
         read_window(
             level,
             cache.as_ref(),
-            start,
-            [d0, d1, d2],
-            255u8,
-            &mut mirrored,
-            offset,
-            strides,
+            &WindowRequest {
+                start_vox: start,
+                fill: 255u8,
+            },
+            StridedDest::new(&mut mirrored, offset, strides, [d0, d1, d2]).unwrap(),
         )
         .unwrap();
         for i in 0..d0 {
@@ -627,7 +738,16 @@ fn negative_and_permuted_strides() {
     // Transpose to (x, z, y) order: dest shape [d2, d0, d1], dest[k, i, j] = src[i, j, k].
     let mut transposed = vec![0u8; plain.len()];
     let strides = [d1 as isize, 1, (d0 * d1) as isize];
-    read_window(level, None, start, [d0, d1, d2], 255u8, &mut transposed, 0, strides).unwrap();
+    read_window(
+        level,
+        None,
+        &WindowRequest {
+            start_vox: start,
+            fill: 255u8,
+        },
+        StridedDest::new(&mut transposed, 0, strides, [d0, d1, d2]).unwrap(),
+    )
+    .unwrap();
     for i in 0..d0 {
         for j in 0..d1 {
             for k in 0..d2 {
@@ -640,7 +760,16 @@ fn negative_and_permuted_strides() {
     let mut big = vec![7u8; 4 + d0 * d1 * d2 + 9];
     let strides = [(d1 * d2) as isize, -1, d1 as isize];
     let offset = 4 + (d1 - 1);
-    read_window(level, None, start, [d0, d1, d2], 255u8, &mut big, offset, strides).unwrap();
+    read_window(
+        level,
+        None,
+        &WindowRequest {
+            start_vox: start,
+            fill: 255u8,
+        },
+        StridedDest::new(&mut big, offset, strides, [d0, d1, d2]).unwrap(),
+    )
+    .unwrap();
     for i in 0..d0 {
         for j in 0..d1 {
             for k in 0..d2 {
@@ -668,11 +797,12 @@ fn destination_and_dtype_errors() {
     let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
     let level = &ms.levels[0];
     let mut small = vec![0f32; 63];
-    let err = read_window(level, None, [0, 0, 0], [4, 4, 4], 0.0, &mut small, 0, [16, 4, 1]).unwrap_err();
+    // The destination is checked when the view is made, before anything is read or written.
+    let err = StridedDest::new(&mut small, 0, [16, 4, 1], [4, 4, 4]).unwrap_err();
     assert!(
         matches!(
             err,
-            ReadError::DestinationOutOfRange {
+            DestError::OutOfRange {
                 min_index: 0,
                 max_index: 63,
                 dest_len: 63,
@@ -681,14 +811,20 @@ fn destination_and_dtype_errors() {
         ),
         "{err}"
     );
-    let err = read_window(level, None, [0, 0, 0], [4, 4, 4], 0.0, &mut small, 0, [-16, 4, 1]).unwrap_err();
-    assert!(
-        matches!(err, ReadError::DestinationOutOfRange { min_index: -48, .. }),
-        "{err}"
-    );
+    let err = StridedDest::new(&mut small, 0, [-16, 4, 1], [4, 4, 4]).unwrap_err();
+    assert!(matches!(err, DestError::OutOfRange { min_index: -48, .. }), "{err}");
     assert_eq!(small, vec![0.0; 63], "nothing written on error");
     let mut bytes = vec![0u8; 64];
-    let err = read_window(level, None, [0, 0, 0], [4, 4, 4], 0u8, &mut bytes, 0, [16, 4, 1]).unwrap_err();
+    let err = read_window(
+        level,
+        None,
+        &WindowRequest {
+            start_vox: [0, 0, 0],
+            fill: 0u8,
+        },
+        StridedDest::new(&mut bytes, 0, [16, 4, 1], [4, 4, 4]).unwrap(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ReadError::DtypeMismatch { .. }));
     assert!(err.to_string().contains("uint16"), "{err}");
 }
@@ -714,12 +850,11 @@ fn cache_counts_hits_on_repeat() {
     read_window(
         level,
         Some(&cache),
-        [3, 3, 3],
-        [10, 10, 10],
-        0.0,
-        &mut a,
-        0,
-        [100, 10, 1],
+        &WindowRequest {
+            start_vox: [3, 3, 3],
+            fill: 0.0,
+        },
+        StridedDest::new(&mut a, 0, [100, 10, 1], [10, 10, 10]).unwrap(),
     )
     .unwrap();
     let s = cache.stats();
@@ -728,12 +863,11 @@ fn cache_counts_hits_on_repeat() {
     read_window(
         level,
         Some(&cache),
-        [3, 3, 3],
-        [10, 10, 10],
-        0.0,
-        &mut b,
-        0,
-        [100, 10, 1],
+        &WindowRequest {
+            start_vox: [3, 3, 3],
+            fill: 0.0,
+        },
+        StridedDest::new(&mut b, 0, [100, 10, 1], [10, 10, 10]).unwrap(),
     )
     .unwrap();
     let s = cache.stats();
@@ -745,12 +879,11 @@ fn cache_counts_hits_on_repeat() {
     read_window(
         level,
         Some(&tiny),
-        [3, 3, 3],
-        [10, 10, 10],
-        0.0,
-        &mut c,
-        0,
-        [100, 10, 1],
+        &WindowRequest {
+            start_vox: [3, 3, 3],
+            fill: 0.0,
+        },
+        StridedDest::new(&mut c, 0, [100, 10, 1], [10, 10, 10]).unwrap(),
     )
     .unwrap();
     assert_eq!(c, a);
@@ -775,12 +908,11 @@ fn threads_share_one_cache() {
     read_window(
         &level,
         None,
-        [5, 6, 7],
-        [20, 20, 20],
-        0.0,
-        &mut reference,
-        0,
-        [400, 20, 1],
+        &WindowRequest {
+            start_vox: [5, 6, 7],
+            fill: 0.0,
+        },
+        StridedDest::new(&mut reference, 0, [400, 20, 1], [20, 20, 20]).unwrap(),
     )
     .unwrap();
     let handles: Vec<_> = (0..4)
@@ -792,12 +924,11 @@ fn threads_share_one_cache() {
                     read_window(
                         &level,
                         Some(&cache),
-                        [5, 6, 7],
-                        [20, 20, 20],
-                        0.0,
-                        &mut out,
-                        0,
-                        [400, 20, 1],
+                        &WindowRequest {
+                            start_vox: [5, 6, 7],
+                            fill: 0.0,
+                        },
+                        StridedDest::new(&mut out, 0, [400, 20, 1], [20, 20, 20]).unwrap(),
                     )
                     .unwrap();
                 }
@@ -848,9 +979,18 @@ fn corrupt_truncated_and_missing_chunks() {
     let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
     let level = &ms.levels[0];
     let mut out = vec![0f32; 512];
-    let err = read_window(level, None, [0, 8, 0], [8, 8, 8], 0.0, &mut out, 0, [64, 8, 1]).unwrap_err();
+    let err = read_window(
+        level,
+        None,
+        &WindowRequest {
+            start_vox: [0, 8, 0],
+            fill: 0.0,
+        },
+        StridedDest::new(&mut out, 0, [64, 8, 1], [8, 8, 8]).unwrap(),
+    )
+    .unwrap_err();
     match &err {
-        ReadError::Decode { array, key, chunk, .. } => {
+        ReadError::Chunk(ChunkError::Decode { array, key, chunk, .. }) => {
             assert!(array.ends_with("/s0"), "{array}");
             assert_eq!(key, "s0/0/1/0");
             assert_eq!(*chunk, [0, 1, 0]);
@@ -859,9 +999,18 @@ fn corrupt_truncated_and_missing_chunks() {
     }
     assert!(err.to_string().contains("`s0/0/1/0`"), "{err}");
     let cache = ChunkCache::new(1 << 20);
-    let err = read_window(level, Some(&cache), [8, 0, 0], [8, 8, 8], 0.0, &mut out, 0, [64, 8, 1]).unwrap_err();
+    let err = read_window(
+        level,
+        Some(&cache),
+        &WindowRequest {
+            start_vox: [8, 0, 0],
+            fill: 0.0,
+        },
+        StridedDest::new(&mut out, 0, [64, 8, 1], [8, 8, 8]).unwrap(),
+    )
+    .unwrap_err();
     assert!(
-        matches!(&err, ReadError::Decode { key, chunk: [1, 0, 0], .. } if key == "s0/1/0/0"),
+        matches!(&err, ReadError::Chunk(ChunkError::Decode { key, chunk: [1, 0, 0], .. }) if key == "s0/1/0/0"),
         "{err}"
     );
     // The window [12, 16) per axis lies inside the missing chunk: the array fill value 7, not
@@ -870,12 +1019,11 @@ fn corrupt_truncated_and_missing_chunks() {
     read_window(
         level,
         Some(&cache),
-        [12, 12, 12],
-        [4, 4, 4],
-        5.0,
-        &mut missing,
-        0,
-        [16, 4, 1],
+        &WindowRequest {
+            start_vox: [12, 12, 12],
+            fill: 5.0,
+        },
+        StridedDest::new(&mut missing, 0, [16, 4, 1], [4, 4, 4]).unwrap(),
     )
     .unwrap();
     assert_eq!(missing, vec![7.0; 64]);
@@ -884,12 +1032,11 @@ fn corrupt_truncated_and_missing_chunks() {
     let r = read_window(
         level,
         Some(&cache),
-        [14, 14, 14],
-        [4, 4, 4],
-        5.0,
-        &mut edge,
-        0,
-        [16, 4, 1],
+        &WindowRequest {
+            start_vox: [14, 14, 14],
+            fill: 5.0,
+        },
+        StridedDest::new(&mut edge, 0, [16, 4, 1], [4, 4, 4]).unwrap(),
     )
     .unwrap();
     assert_eq!(r.voxels_in_bounds, 8);
@@ -918,16 +1065,15 @@ fn corrupt_shard_names_the_shard() {
     let err = read_window(
         &ms.levels[0],
         None,
-        [16, 0, 24],
-        [8, 8, 8],
-        0.0,
-        &mut out,
-        0,
-        [64, 8, 1],
+        &WindowRequest {
+            start_vox: [16, 0, 24],
+            fill: 0.0,
+        },
+        StridedDest::new(&mut out, 0, [64, 8, 1], [8, 8, 8]).unwrap(),
     )
     .unwrap_err();
     assert!(
-        matches!(&err, ReadError::Decode { key, chunk: [2, 0, 3], .. } if key == "s0/c/1/0/1"),
+        matches!(&err, ReadError::Chunk(ChunkError::Decode { key, chunk: [2, 0, 3], .. }) if key == "s0/c/1/0/1"),
         "{err}"
     );
 }

@@ -22,21 +22,52 @@
 //! (EM raw, packed labels) take intrinsic kernels: coordinates and indices 8 voxels per
 //! instruction, then scalar loads (a 16-bit load per corner pair for trilinear: `x` and `x + 1`
 //! are adjacent bytes), then the blends. Large outputs are staged per row and written with
-//! non-temporal stores. Measured in the loader (128³ u8 raw linear + 4 packed classes nearest,
-//! random 3D rotation, mirror, transpose): 94–102 samples/s with one worker on the 2-core build
-//! VM (65–72 with `f64` coordinates and `vpgatherdd`, which is slow on AMD Zen).
+//! non-temporal stores.
 
 use cellmap_schema::Interpolation;
 
+use super::cpu::Features;
+use super::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
-use crate::window::{STREAM_MIN_BYTES, store_fence, store_stream};
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod labels;
 mod strided;
 
-pub use labels::gather_labels_packed;
+#[cfg(target_arch = "x86_64")]
+use avx2::{RowGeometry, linear_u8_avx2};
+pub use labels::{LabelParams, gather_labels_packed};
 pub use strided::copy_strided;
+
+/// A source window of a gather: `src` holds the voxels `[start, start + shape)` (C order) of a
+/// level of `level_shape` voxels, already clipped to the level.
+#[derive(Clone, Copy, Debug)]
+pub struct GatherSource<'a, T> {
+    /// The window's voxels, C order.
+    pub src: &'a [T],
+    /// First level voxel of the window, `z y x`.
+    pub start: [i64; 3],
+    /// Window shape (voxels).
+    pub shape: [usize; 3],
+    /// Shape of the level (voxels).
+    pub level_shape: [u64; 3],
+}
+
+/// How a [`gather`] samples: the output grid, an optional elastic displacement, the
+/// interpolation and the value of points outside the level.
+#[derive(Clone, Copy, Debug)]
+pub struct GatherParams<'a> {
+    /// The output grid in level index space.
+    pub grid: &'a SampleGrid,
+    /// Per-voxel displacement (evaluated for `grid.shape`).
+    pub elastic: Option<&'a ElasticField>,
+    /// Nearest or trilinear.
+    pub interpolation: Interpolation,
+    /// Value of points outside the level.
+    pub fill: f32,
+}
 
 /// Why a gather could not run. Every variant is a caller bug (inconsistent buffers), not a data
 /// problem.
@@ -101,7 +132,7 @@ pub enum GatherError {
 }
 
 /// The validated source window and the per-axis constants of the gather loops.
-struct Window<'a, T> {
+struct SourceWindow<'a, T> {
     src: &'a [T],
     start: [i64; 3],
     shape: [usize; 3],
@@ -113,8 +144,14 @@ struct Window<'a, T> {
     anchor: [i64; 3],
 }
 
-impl<'a, T: Copy> Window<'a, T> {
-    fn new(src: &'a [T], start: [i64; 3], shape: [usize; 3], level_shape: [u64; 3]) -> Result<Self, GatherError> {
+impl<'a, T: Copy> SourceWindow<'a, T> {
+    fn new(source: &GatherSource<'a, T>) -> Result<Self, GatherError> {
+        let GatherSource {
+            src,
+            start,
+            shape,
+            level_shape,
+        } = *source;
         let expected = shape.iter().product::<usize>();
         if src.len() != expected {
             return Err(GatherError::SourceLength {
@@ -133,7 +170,7 @@ impl<'a, T: Copy> Window<'a, T> {
                 });
             }
         }
-        Ok(Window {
+        Ok(SourceWindow {
             src,
             start,
             shape,
@@ -182,7 +219,6 @@ impl<'a, T: Copy> Window<'a, T> {
 
     /// `Σ (start − anchor)·stride`, wrapped to 32 bits: the fast loops' element index is
     /// `Σ ⌊v⌋·stride − offset` (exact modulo 2³², and below 2³¹ in the window).
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn offset32(&self) -> u32 {
         (0..3).fold(0u32, |acc, b| {
             acc.wrapping_add(((self.start[b] - self.anchor[b]) as u64 as u32).wrapping_mul(self.stride[b] as u32))
@@ -190,7 +226,7 @@ impl<'a, T: Copy> Window<'a, T> {
     }
 }
 
-impl<T: Copy + Into<f32> + Default> Window<'_, T> {
+impl<T: Copy + Into<f32> + Default> SourceWindow<'_, T> {
     /// Trilinear value at coordinate `v`, `None` outside the level.
     fn linear_checked(&self, v: [f32; 3]) -> Result<Option<f32>, GatherError> {
         if !self.inside_level(v) {
@@ -247,6 +283,16 @@ impl Displace for NoDisplacement {
 struct Displacement<'a> {
     planes: [&'a [f32]; 3],
     inv_scale: [f32; 3],
+}
+
+impl<'a> Displacement<'a> {
+    /// The field's planes, scaled to source index units.
+    fn new(field: &'a ElasticField, plan: &Plan) -> Self {
+        Displacement {
+            planes: [field.component(0), field.component(1), field.component(2)],
+            inv_scale: plan.inv_scale,
+        }
+    }
 }
 
 impl Displace for Displacement<'_> {
@@ -339,7 +385,6 @@ fn plan(grid: &SampleGrid, elastic: Option<&ElasticField>) -> Result<Plan, Gathe
         }
     }
     let (lo, _) = grid.index_range();
-    #[allow(clippy::cast_possible_truncation)]
     let anchor = [0, 1, 2].map(|b| (lo[b] - margin[b]).floor() as i64 - 1);
     Ok(Plan {
         margin,
@@ -363,37 +408,27 @@ fn check_out(len: usize, shape: [usize; 3], channels: usize) -> Result<(), Gathe
     Ok(())
 }
 
-/// Samples `src` (the window `[src_start, src_start + src_shape)` of a level of `level_shape`
-/// voxels, already clipped to the level) at every point of `grid`, displaced by `elastic` if
-/// given, into `out` (row-major, `grid.shape`). Points outside the level get `fill`.
+/// Samples `source` (a window of a level, already clipped to it) at every point of
+/// `params.grid`, displaced by `params.elastic` if given, into `out` (row-major, `grid.shape`).
+/// Points outside the level get `params.fill`.
 ///
 /// # Errors
 /// [`GatherError`] when the buffers are inconsistent, or a point inside the level needs a voxel
-/// outside `src` (the window was too small: use [`SampleGrid::source_window`]).
-#[allow(clippy::too_many_arguments)]
+/// outside the window (the window was too small: use [`SampleGrid::source_window`]).
 pub fn gather<T: Copy + Into<f32> + Default + 'static>(
-    src: &[T],
-    src_start: [i64; 3],
-    src_shape: [usize; 3],
-    level_shape: [u64; 3],
-    grid: &SampleGrid,
-    elastic: Option<&ElasticField>,
-    interpolation: Interpolation,
-    fill: f32,
+    source: &GatherSource<'_, T>,
+    params: &GatherParams<'_>,
     out: &mut [f32],
 ) -> Result<(), GatherError> {
-    let mut window = Window::new(src, src_start, src_shape, level_shape)?;
-    let plan = plan(grid, elastic)?;
+    let mut window = SourceWindow::new(source)?;
+    let plan = plan(params.grid, params.elastic)?;
     window.anchor = plan.anchor;
     check_out(out.len(), plan.shape, 1)?;
-    match elastic {
-        None => gather_rows(&window, grid, &plan, &NoDisplacement, interpolation, fill, out),
+    match params.elastic {
+        None => gather_rows(&window, params, &plan, &NoDisplacement, out),
         Some(field) => {
-            let disp = Displacement {
-                planes: [field.component(0), field.component(1), field.component(2)],
-                inv_scale: plan.inv_scale,
-            };
-            gather_rows(&window, grid, &plan, &disp, interpolation, fill, out)
+            let disp = Displacement::new(field, &plan);
+            gather_rows(&window, params, &plan, &disp, out)
         }
     }
 }
@@ -403,7 +438,7 @@ pub fn gather<T: Copy + Into<f32> + Default + 'static>(
 /// `o − 0.5 ≤ v < o + n − 0.5` with `v + 0.5` (rounded to `f32`) below `o + n`; both also need
 /// `v` (linear) or `v + 0.5` (nearest) non-negative, so that truncation is floor. All shrunk
 /// by the displacement margin and rounded inwards to `f32`.
-fn fast_bounds<T>(w: &Window<'_, T>, margin: [f64; 3], interpolation: Interpolation) -> ([f32; 3], [f32; 3]) {
+fn fast_bounds<T>(w: &SourceWindow<'_, T>, margin: [f64; 3], interpolation: Interpolation) -> ([f32; 3], [f32; 3]) {
     let mut lo = [0.0; 3];
     let mut hi = [f32::NEG_INFINITY; 3];
     // The fast loops compute element indices in 32 bits (`i32` coordinates, `u32` products: the
@@ -436,7 +471,6 @@ fn fast_bounds<T>(w: &Window<'_, T>, margin: [f64; 3], interpolation: Interpolat
 /// wrapping 32-bit arithmetic (exact: the window holds fewer than 2³¹ elements, [`fast_bounds`]
 /// leaves no fast range otherwise).
 #[inline(always)]
-#[allow(clippy::cast_possible_truncation)]
 pub(super) fn element32(q: [u32; 3], sz: usize, sy: usize, offset: u32) -> usize {
     q[0].wrapping_mul(sz as u32)
         .wrapping_add(q[1].wrapping_mul(sy as u32))
@@ -445,14 +479,12 @@ pub(super) fn element32(q: [u32; 3], sz: usize, sy: usize, offset: u32) -> usize
 }
 
 /// The smallest `f32` not below `v`.
-#[allow(clippy::cast_possible_truncation)]
 fn f32_at_least(v: f64) -> f32 {
     let f = v as f32;
     if f64::from(f) < v { f.next_up() } else { f }
 }
 
 /// The largest `f32` not above `v`.
-#[allow(clippy::cast_possible_truncation)]
 fn f32_at_most(v: f64) -> f32 {
     let f = v as f32;
     if f64::from(f) > v { f.next_down() } else { f }
@@ -470,7 +502,6 @@ fn along(base: [f32; 3], s: [f32; 3], t: f32) -> [f32; 3] {
 /// Coordinates `v` (level index minus `anchor`) of voxel 0 of output row `(pz, py)`: the affine
 /// map evaluated in `f64`, then rounded once to `f32`.
 #[inline(always)]
-#[allow(clippy::cast_possible_truncation)]
 fn row_origin(grid: &SampleGrid, anchor: [f64; 3], pz: usize, py: usize) -> [f32; 3] {
     [0, 1, 2].map(|b| (grid.origin[b] + pz as f64 * grid.step[0][b] + py as f64 * grid.step[1][b] - anchor[b]) as f32)
 }
@@ -486,9 +517,8 @@ const BLOCK: usize = 64;
 /// fast range (`0 ≤ u < n − 1` window-local on every axis, so truncation is floor and both
 /// neighbours are in the window).
 #[inline(always)]
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn linear_fast<T: Copy + Into<f32> + Default, D: Displace>(
-    w: &Window<'_, T>,
+    w: &SourceWindow<'_, T>,
     base: [f32; 3],
     s2: [f32; 3],
     disp: &D,
@@ -549,51 +579,50 @@ fn linear_fast<T: Copy + Into<f32> + Default, D: Displace>(
 /// Dispatches to a copy of the kernel compiled with AVX2 when the CPU has it: the same IEEE
 /// operations (Rust never contracts to FMA), so the same bits, only wider vectors.
 fn gather_rows<T: Copy + Into<f32> + Default + 'static, D: Displace>(
-    w: &Window<'_, T>,
-    grid: &SampleGrid,
+    w: &SourceWindow<'_, T>,
+    params: &GatherParams<'_>,
     plan: &Plan,
     disp: &D,
-    interpolation: Interpolation,
-    fill: f32,
     out: &mut [f32],
 ) -> Result<(), GatherError> {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { gather_rows_avx2(w, grid, plan, disp, interpolation, fill, out) };
+    if Features::get().avx2 {
+        // SAFETY: the CPU supports AVX2 (`Features::get`).
+        return unsafe { gather_rows_avx2(w, params, plan, disp, out) };
     }
-    gather_rows_impl(w, grid, plan, disp, interpolation, fill, out, false)
+    gather_rows_impl(w, params, plan, disp, out, false)
 }
 
 /// The kernel compiled with AVX2 enabled.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn gather_rows_avx2<T: Copy + Into<f32> + Default + 'static, D: Displace>(
-    w: &Window<'_, T>,
-    grid: &SampleGrid,
+    w: &SourceWindow<'_, T>,
+    params: &GatherParams<'_>,
     plan: &Plan,
     disp: &D,
-    interpolation: Interpolation,
-    fill: f32,
     out: &mut [f32],
 ) -> Result<(), GatherError> {
-    gather_rows_impl(w, grid, plan, disp, interpolation, fill, out, true)
+    gather_rows_impl(w, params, plan, disp, out, true)
 }
 
 /// The row loop; `avx2` is true only in the copy compiled with AVX2 (it unlocks the intrinsic
 /// trilinear kernel for `u8` windows).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace>(
-    w: &Window<'_, T>,
-    grid: &SampleGrid,
+    w: &SourceWindow<'_, T>,
+    params: &GatherParams<'_>,
     plan: &Plan,
     disp: &D,
-    interpolation: Interpolation,
-    fill: f32,
     out: &mut [f32],
     avx2: bool,
 ) -> Result<(), GatherError> {
+    let &GatherParams {
+        grid,
+        interpolation,
+        fill,
+        ..
+    } = params;
     let bytes = as_bytes(w.src);
     let [nz, ny, nx] = plan.shape;
     let (lo_ok, hi_ok) = fast_bounds(w, plan.margin, interpolation);
@@ -674,87 +703,6 @@ fn continue_row(stream: bool, buf: &[f32], out: &mut [f32], row: usize, nx: usiz
     }
 }
 
-/// One output row as the intrinsic kernels see it: coordinates `base + t·step` ([`along`]) and
-/// the window's element `stride` and `offset` ([`element32`]).
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-pub(super) struct RowGeometry {
-    /// Coordinates of voxel 0 ([`row_origin`]).
-    pub(super) base: [f32; 3],
-    /// Coordinate change per voxel.
-    pub(super) step: [f32; 3],
-    /// Element strides of the window.
-    pub(super) stride: [usize; 3],
-    /// [`Window::offset32`].
-    pub(super) offset: u32,
-}
-
-/// What the AVX2 kernels need of one output row: its source coordinates `base + t·s` for 8
-/// voxels at a time (the `f32` arithmetic of [`along`], so the same values) and the window's
-/// element strides `sz`, `sy` (below 2³¹).
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-pub(super) struct Row8 {
-    base: [std::arch::x86_64::__m256; 3],
-    step: [std::arch::x86_64::__m256; 3],
-    lanes: std::arch::x86_64::__m256,
-    /// `sz` in every lane.
-    pub(super) sz: std::arch::x86_64::__m256i,
-    /// `sy` in every lane.
-    pub(super) sy: std::arch::x86_64::__m256i,
-    /// The window's element offset ([`Window::offset32`]) in every lane.
-    offset: std::arch::x86_64::__m256i,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Row8 {
-    /// The row's constants, broadcast to every lane.
-    #[target_feature(enable = "avx2")]
-    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
-    pub(super) fn new(row: &RowGeometry) -> Row8 {
-        use std::arch::x86_64::{_mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_ps};
-        Row8 {
-            base: row.base.map(|v| _mm256_set1_ps(v)),
-            step: row.step.map(|v| _mm256_set1_ps(v)),
-            lanes: _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0),
-            sz: _mm256_set1_epi32(row.stride[0] as i32),
-            sy: _mm256_set1_epi32(row.stride[1] as i32),
-            offset: _mm256_set1_epi32(row.offset as i32),
-        }
-    }
-
-    /// Coordinates of voxels `t0 .. t0 + 8` per axis (`t0 + lane` is exact below 2²⁴).
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-    pub(super) fn coords(&self, t0: usize) -> [std::arch::x86_64::__m256; 3] {
-        use std::arch::x86_64::{_mm256_add_ps, _mm256_mul_ps, _mm256_set1_ps};
-        let t = _mm256_add_ps(_mm256_set1_ps(t0 as f32), self.lanes);
-        [0, 1, 2].map(|a| _mm256_add_ps(self.base[a], _mm256_mul_ps(t, self.step[a])))
-    }
-
-    /// Element index `i[0]·sz + i[1]·sy + i[2] − offset` per lane (32-bit, wrapping: as
-    /// [`element32`]).
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    pub(super) fn index(&self, i: [std::arch::x86_64::__m256i; 3]) -> std::arch::x86_64::__m256i {
-        use std::arch::x86_64::{_mm256_add_epi32, _mm256_mullo_epi32, _mm256_sub_epi32};
-        let sum = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_mullo_epi32(i[0], self.sz), _mm256_mullo_epi32(i[1], self.sy)),
-            i[2],
-        );
-        _mm256_sub_epi32(sum, self.offset)
-    }
-}
-
-/// True when every lane of `v`, read as unsigned, is at most the same lane of `limit`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-pub(super) fn all_at_most(v: std::arch::x86_64::__m256i, limit: std::arch::x86_64::__m256i) -> bool {
-    use std::arch::x86_64::{_mm256_cmpeq_epi32, _mm256_max_epu32, _mm256_movemask_epi8};
-    _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_max_epu32(v, limit), limit)) == -1
-}
-
 /// `src` as bytes when `T` is `u8`.
 #[inline(always)]
 fn as_bytes<T: 'static>(src: &[T]) -> Option<&[u8]> {
@@ -766,294 +714,5 @@ fn as_bytes<T: 'static>(src: &[T]) -> Option<&[u8]> {
     }
 }
 
-/// The trilinear fast loop for a `u8` window with AVX2 intrinsics, in blocks of [`BLOCK`]
-/// voxels: the same coordinate arithmetic as [`linear_fast`] (`f32` `base + t·s`, truncation,
-/// weights `u − ⌊u⌋`) 8 voxels at a time, the corner pairs with scalar 16-bit loads (`x` and
-/// `x + 1` are adjacent bytes; on the AMD Zen cores we measured, scalar loads beat
-/// `vpgatherdd`: 9.2 → 6.2 ms per 128³ rotation), and the blend of [`trilinear`] with separate
-/// multiplies and adds — so the same bits. Returns how many voxels of `out` it wrote (a
-/// multiple of 8, stopping early where a load would read past the end of `src`); the caller
-/// finishes the rest.
-///
-/// Every voxel `px0..px0 + out.len()` must lie in the fast range of [`linear_fast`] (both
-/// neighbours inside the window, window below 2³¹ elements) for the values to be right; memory
-/// safety does not depend on it (every index is bounds-checked against `src`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
-fn linear_u8_avx2(src: &[u8], geometry: &RowGeometry, px0: usize, out: &mut [f32]) -> usize {
-    use std::arch::x86_64::*;
-    let [sz, sy, _] = geometry.stride;
-    let len = src.len();
-    let mut done = 0;
-    let row = Row8::new(geometry);
-    // The largest first-corner index whose 2-byte loads stay inside `src`.
-    let Some(last) = len.checked_sub(sz + sy + 2).and_then(|v| i32::try_from(v).ok()) else {
-        return 0;
-    };
-    let last = _mm256_set1_epi32(last);
-    let byte = _mm256_set1_epi32(0xff);
-    let lerp = |a: __m256, b: __m256, w: __m256| _mm256_add_ps(a, _mm256_mul_ps(w, _mm256_sub_ps(b, a)));
-    // Per block: indices and weights (vectors), then the corner pairs with scalar 16-bit loads
-    // (`x` and `x + 1` are adjacent bytes), then the blends (vectors).
-    const GROUPS: usize = BLOCK / 8;
-    let mut idx = [_mm256_setzero_si256(); GROUPS];
-    let mut wgt = [[_mm256_setzero_ps(); 3]; GROUPS];
-    let mut pairs = [[0u16; BLOCK]; 4];
-    let offsets = [0, sy, sz, sz + sy];
-    let bytes = src.as_ptr();
-    while done + 8 <= out.len() {
-        let want = ((out.len() - done) / 8).min(GROUPS);
-        let mut groups = 0;
-        while groups < want {
-            let u = row.coords(px0 + done + groups * 8);
-            let i = u.map(|u| _mm256_cvttps_epi32(u));
-            for a in 0..3 {
-                wgt[groups][a] = _mm256_sub_ps(u[a], _mm256_cvtepi32_ps(i[a]));
-            }
-            let v = row.index(i);
-            // Every lane `0 ≤ idx ≤ last` as one unsigned comparison (a negative index is huge).
-            if !all_at_most(v, last) {
-                break;
-            }
-            idx[groups] = v;
-            groups += 1;
-        }
-        if groups == 0 {
-            break;
-        }
-        // SAFETY: `__m256i` and `[u32; 8]` have the same size, any bits are valid `u32`s.
-        let flat: &[u32] = unsafe { std::slice::from_raw_parts(idx.as_ptr().cast::<u32>(), groups * 8) };
-        for (k, &i) in flat.iter().enumerate() {
-            for (c, off) in offsets.iter().enumerate() {
-                // SAFETY: `i ≤ last`, so `i + off + 1 ≤ last + sz + sy + 1 < len`.
-                pairs[c][k] = unsafe { bytes.add(i as usize + off).cast::<u16>().read_unaligned() };
-            }
-        }
-        for g in 0..groups {
-            let corner = |c: usize| {
-                // SAFETY: 8 `u16` at `8 g` lie in `pairs[c]` (`g < GROUPS`).
-                let p = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(pairs[c].as_ptr().add(g * 8).cast()) });
-                let lo = _mm256_cvtepi32_ps(_mm256_and_si256(p, byte));
-                let hi = _mm256_cvtepi32_ps(_mm256_srli_epi32::<8>(p));
-                lerp(lo, hi, wgt[g][2])
-            };
-            let (x00, x01, x10, x11) = (corner(0), corner(1), corner(2), corner(3));
-            let y0 = lerp(x00, x01, wgt[g][1]);
-            let y1 = lerp(x10, x11, wgt[g][1]);
-            let v = lerp(y0, y1, wgt[g][0]);
-            // SAFETY: `done + 8 g + 8 <= out.len()`: the 8 floats stored lie in `out`.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(done + g * 8), v) };
-        }
-        done += groups * 8;
-        if groups < want {
-            break;
-        }
-    }
-    done
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const I: [[f64; 3]; 3] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-
-    #[test]
-    fn linear_ramp_is_exact_and_fill_outside() {
-        // Level 6³, value = z + 2y + 4x; grid at half-voxel offsets, partly outside the level.
-        let level = [6u64; 3];
-        let src: Vec<f32> = (0..216)
-            .map(|i| ((i / 36) + 2 * ((i / 6) % 6) + 4 * (i % 6)) as f32)
-            .collect();
-        let g = SampleGrid::new([2.75, 2.5, 4.25], [4, 4, 4], [1.0; 3], &I, [0.0; 3], [1.0; 3]);
-        let mut out = vec![0.0; 64];
-        gather(
-            &src,
-            [0; 3],
-            [6; 3],
-            level,
-            &g,
-            None,
-            Interpolation::Linear,
-            -1.0,
-            &mut out,
-        )
-        .unwrap();
-        for pz in 0..4 {
-            for py in 0..4 {
-                for px in 0..4 {
-                    let u = g.index_of([pz, py, px]);
-                    let v = out[pz * 16 + py * 4 + px];
-                    if u.iter().all(|c| (-0.5..5.5).contains(c)) {
-                        // Clamped neighbours beyond n−1 reproduce the edge value.
-                        let c = u.map(|c| c.clamp(0.0, 5.0));
-                        assert_eq!(v, (c[0] + 2.0 * c[1] + 4.0 * c[2]) as f32, "{u:?}");
-                    } else {
-                        assert_eq!(v, -1.0, "{u:?}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Outputs of a megabyte and more are staged per row and written with non-temporal stores;
-    /// raw (linear, from `u8` and `f32` windows) and packed labels (nearest) must still equal the
-    /// checked per-voxel path, bit for bit, under a rotation, with the window inside a larger
-    /// level and parts of the grid outside it.
-    #[test]
-    fn large_rotated_outputs_equal_the_checked_path() {
-        let (a, b) = (0.61f64, 0.37f64);
-        let (rz, rx) = ([[1.0, 0.0, 0.0], [0.0, a.cos(), -a.sin()], [0.0, a.sin(), a.cos()]], b);
-        let m: [[f64; 3]; 3] = {
-            let ry = [[rx.cos(), 0.0, rx.sin()], [0.0, 1.0, 0.0], [-rx.sin(), 0.0, rx.cos()]];
-            let mut m = [[0.0; 3]; 3];
-            for i in 0..3 {
-                for j in 0..3 {
-                    m[i][j] = (0..3).map(|k| rz[i][k] * ry[k][j]).sum();
-                }
-            }
-            m
-        };
-        let level = [90u64, 100, 110];
-        let grid = SampleGrid::new([30.3, 50.1, 87.8], [66, 70, 72], [1.0; 3], &m, [0.0; 3], [1.0; 3]);
-        const { assert!(66 * 70 * 72 * 4 >= STREAM_MIN_BYTES) };
-        let (start, shape) = grid.source_window(Interpolation::Linear, [0.0; 3]);
-        let lo = start.map(|v| v.max(0));
-        let size = [0, 1, 2].map(|b| ((start[b] + shape[b] as i64).min(level[b] as i64) - lo[b]) as usize);
-        let n: usize = size.iter().product();
-        let bytes: Vec<u8> = (0..n).map(|i| (i * 2_654_435_761 % 251) as u8).collect();
-        let floats: Vec<f32> = bytes.iter().map(|&v| f32::from(v) * 0.5 - 3.0).collect();
-
-        // The checked path at every voxel, on the gather's coordinates.
-        let anchor = plan(&grid, None).unwrap().anchor;
-        let reference = |pick: &dyn Fn([f32; 3]) -> f32| {
-            let [nz, ny, nx] = grid.shape;
-            let s2 = grid.step[2].map(|v| v as f32);
-            let mut want = vec![0f32; nz * ny * nx];
-            for pz in 0..nz {
-                for py in 0..ny {
-                    let base = row_origin(&grid, anchor.map(|v| v as f64), pz, py);
-                    for px in 0..nx {
-                        want[(pz * ny + py) * nx + px] = pick(along(base, s2, px as f32));
-                    }
-                }
-            }
-            want
-        };
-        let mut wb = Window::new(&bytes, lo, size, level).unwrap();
-        let mut wf = Window::new(&floats, lo, size, level).unwrap();
-        (wb.anchor, wf.anchor) = (anchor, anchor);
-        let want_b = reference(&|u| wb.linear_checked(u).unwrap().unwrap_or(-1.0));
-        let want_f = reference(&|u| wf.linear_checked(u).unwrap().unwrap_or(-1.0));
-        assert!(
-            want_b.iter().filter(|v| **v == -1.0).count() > 1000,
-            "part of the grid is outside the level"
-        );
-        let mut got = vec![0f32; want_b.len()];
-        gather(
-            &bytes,
-            lo,
-            size,
-            level,
-            &grid,
-            None,
-            Interpolation::Linear,
-            -1.0,
-            &mut got,
-        )
-        .unwrap();
-        assert!(
-            got.iter().zip(&want_b).all(|(g, w)| g.to_bits() == w.to_bits()),
-            "u8 linear"
-        );
-        gather(
-            &floats,
-            lo,
-            size,
-            level,
-            &grid,
-            None,
-            Interpolation::Linear,
-            -1.0,
-            &mut got,
-        )
-        .unwrap();
-        assert!(
-            got.iter().zip(&want_f).all(|(g, w)| g.to_bits() == w.to_bits()),
-            "f32 linear"
-        );
-
-        // Packed labels: 3 classes, class 1 unknown.
-        let (start, shape) = grid.source_window(Interpolation::Nearest, [0.0; 3]);
-        let lo2 = start.map(|v| v.max(0));
-        assert_eq!(lo2, lo);
-        let size2 = [0, 1, 2].map(|b| ((start[b] + shape[b] as i64).min(level[b] as i64) - lo[b]) as usize);
-        let packed: Vec<u8> = (0..size2.iter().product::<usize>())
-            .map(|i| (i * 40_503 % 8) as u8)
-            .collect();
-        let mut wp = Window::new(&packed, lo, size2, level).unwrap();
-        wp.anchor = anchor;
-        let mut out = vec![0f32; 3 * want_b.len()];
-        gather_labels_packed(&packed, lo, size2, level, &grid, None, 3, 0b010, 7.0, &mut out).unwrap();
-        for c in 0..3 {
-            let want = reference(&|u| match wp.nearest_checked(u).unwrap() {
-                None => 7.0,
-                Some(_) if c == 1 => f32::NAN,
-                Some(i) => f32::from(packed[i] >> c & 1),
-            });
-            let got = &out[c * want.len()..(c + 1) * want.len()];
-            if c == 1 {
-                assert!(got.iter().all(|v| v.is_nan()));
-            } else {
-                assert!(
-                    got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
-                    "class {c}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn too_small_window_is_an_error() {
-        let src = vec![0u8; 8];
-        let g = SampleGrid::new([2.0; 3], [3, 3, 3], [1.0; 3], &I, [0.0; 3], [1.0; 3]);
-        let mut out = vec![0.0; 27];
-        let err = gather(
-            &src,
-            [0; 3],
-            [2; 3],
-            [10; 3],
-            &g,
-            None,
-            Interpolation::Nearest,
-            0.0,
-            &mut out,
-        );
-        assert!(matches!(err, Err(GatherError::OutsideWindow { .. })));
-        let err = gather(
-            &src,
-            [9, 0, 0],
-            [2; 3],
-            [10; 3],
-            &g,
-            None,
-            Interpolation::Nearest,
-            0.0,
-            &mut out,
-        );
-        assert!(matches!(err, Err(GatherError::WindowOutsideLevel { .. })));
-        let err = gather(
-            &src,
-            [0; 3],
-            [2; 3],
-            [10; 3],
-            &g,
-            None,
-            Interpolation::Nearest,
-            0.0,
-            &mut out[..3],
-        );
-        assert!(matches!(err, Err(GatherError::OutputLength { .. })));
-    }
-}
+mod tests;

@@ -36,132 +36,9 @@ use zarrs::array::data_type::{
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
 use zarrs::storage::ReadableStorageTraits;
 
+use super::error::OpenError;
+use super::location::{Location, open_location};
 use crate::geometry::Box3;
-use crate::store::{Store, open_store};
-
-/// Why a multiscale group could not be opened. Every variant names the location.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// The location does not exist.
-    #[error("`{location}` does not exist (expected an OME-NGFF multiscale group, e.g. `…/recon-1/em/fibsem-uint8`)")]
-    NotFound {
-        /// The location as given.
-        location: String,
-    },
-    /// The location exists but is not a zarr group.
-    #[error(
-        "`{location}` is not a zarr group (no `.zgroup`, `.zattrs` or `zarr.json`); hint: point at the folder that holds `s0`, `s1`, …"
-    )]
-    NotAGroup {
-        /// The location as given.
-        location: String,
-    },
-    /// The location uses a scheme this build cannot read (`http`/`https` need the `http` feature).
-    #[error(
-        "`{location}`: `{scheme}` locations are not supported by this build; use a filesystem path, or build with the `http` feature for http(s) URLs"
-    )]
-    UnsupportedScheme {
-        /// The location as given.
-        location: String,
-        /// The URL scheme, e.g. `http`.
-        scheme: String,
-    },
-    /// The storage layer failed.
-    #[error("reading `{location}` failed: {message}")]
-    Storage {
-        /// The location or key that failed.
-        location: String,
-        /// The storage error.
-        message: String,
-    },
-    /// A metadata document is not valid JSON.
-    #[error("`{location}` is not valid JSON: {message}")]
-    InvalidJson {
-        /// The document's location.
-        location: String,
-        /// The parser error.
-        message: String,
-    },
-    /// The group has no `multiscales` attribute.
-    #[error(
-        "`{location}` has no OME-NGFF `multiscales` attribute (expected `multiscales` in `.zattrs` for zarr v2 / OME-NGFF 0.4, or `ome.multiscales` in `zarr.json` for zarr v3 / 0.5); hint: is this a class folder without levels, or a parent group?"
-    )]
-    NoMultiscales {
-        /// The group's location.
-        location: String,
-    },
-    /// The `multiscales` metadata is malformed.
-    #[error("`{location}`: invalid OME-NGFF metadata: {message}")]
-    InvalidMetadata {
-        /// The group's location.
-        location: String,
-        /// What is wrong, naming the field.
-        message: String,
-    },
-    /// A non-spatial axis appears somewhere other than a leading channel position.
-    #[error(
-        "`{location}`: axis `{axis}` at index {index} is not spatial; expected the last three axes to be `z y x`, optionally after one leading channel axis"
-    )]
-    NonSpatialAxis {
-        /// The group's location.
-        location: String,
-        /// The axis name.
-        axis: String,
-        /// Its index in `axes`.
-        index: usize,
-    },
-    /// The axes are not `[c] z y x`.
-    #[error("`{location}`: unsupported axes {axes:?}; expected `[z, y, x]` or `[c, z, y, x]`")]
-    UnsupportedAxes {
-        /// The group's location.
-        location: String,
-        /// The axis names found.
-        axes: Vec<String>,
-    },
-    /// The array of a level has a different number of dimensions than the metadata's axes.
-    #[error("`{location}/{level}`: the array has {array_dims} dimensions but the metadata lists {metadata_axes} axes")]
-    AxisCountMismatch {
-        /// The group's location.
-        location: String,
-        /// The level path, e.g. `s0`.
-        level: String,
-        /// Number of axes in the metadata.
-        metadata_axes: usize,
-        /// Number of array dimensions.
-        array_dims: usize,
-    },
-    /// A level listed in `datasets` does not exist.
-    #[error("`{location}/{level}`: level listed in `multiscales` but missing on disk")]
-    MissingLevel {
-        /// The group's location.
-        location: String,
-        /// The level path.
-        level: String,
-    },
-    /// A level's array metadata exists but cannot be opened.
-    #[error("`{location}/{level}`: cannot open the array: {message}")]
-    LevelOpen {
-        /// The group's location.
-        location: String,
-        /// The level path.
-        level: String,
-        /// The zarrs error.
-        message: String,
-    },
-    /// A level's data type is not one we read.
-    #[error(
-        "`{location}/{level}`: unsupported data type `{dtype}`; expected one of uint8/16/32/64, int8/16/32/64, float32, float64"
-    )]
-    UnsupportedDtype {
-        /// The group's location.
-        location: String,
-        /// The level path.
-        level: String,
-        /// The data type as zarrs names it.
-        dtype: String,
-    },
-}
 
 /// Element type of a stored level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -309,7 +186,6 @@ impl Level {
         let mut b = Box3::new([0.0; 3], [0.0; 3]);
         for a in 0..3 {
             let (t, s) = (self.translation_nm[a], self.scale_nm[a]);
-            #[allow(clippy::cast_precision_loss)]
             let n = self.shape_vox[a] as f64;
             b.lo_nm[a] = t - s / 2.0;
             b.hi_nm[a] = t + (n - 0.5) * s;
@@ -410,7 +286,7 @@ impl Multiscale {
     /// malformed metadata, unsupported axes, a missing level, a mismatched axis count or an
     /// unsupported data type.
     pub fn open(location: &str) -> Result<Multiscale, OpenError> {
-        let store = open_store(location)?;
+        let store = open_location(location)?;
         let (zarr_format, multiscales) = read_multiscales(&store)?;
         let ms = multiscales
             .as_array()
@@ -455,7 +331,7 @@ fn invalid(location: &str, message: &str) -> OpenError {
     }
 }
 
-fn read_multiscales(store: &Store) -> Result<(u8, Value), OpenError> {
+fn read_multiscales(store: &Location) -> Result<(u8, Value), OpenError> {
     let location = &store.location;
     if let Some(meta) = store.get_json("zarr.json")? {
         let attrs = meta.get("attributes");
@@ -597,7 +473,7 @@ const MAX_CHUNK_BYTES: u64 = 1 << 30;
 const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
 
 fn open_level(
-    store: &Store,
+    store: &Location,
     path: &str,
     scale_nm: [f64; 3],
     translation_nm: [f64; 3],
@@ -654,26 +530,7 @@ fn open_level(
         .iter()
         .map(|c| c.get())
         .collect();
-    // Refuse decode units no machine can hold (a fill-value chunk is allocated whole): fuzz
-    // regression `tests/fuzz/regressions/metadata/huge_chunk`.
-    let unit: Vec<u64> = match array.effective_subchunk_shape() {
-        Some(sub) if array.is_exclusively_sharded() => sub.iter().map(|c| c.get()).collect(),
-        _ => chunk.clone(),
-    };
-    let unit_bytes = unit
-        .iter()
-        .try_fold(dtype.size_bytes() as u64, |acc, &n| acc.checked_mul(n))
-        .unwrap_or(u64::MAX);
-    let per_shard = chunk
-        .iter()
-        .zip(&unit)
-        .try_fold(1u64, |acc, (&c, &u)| acc.checked_mul(c.div_ceil(u.max(1))))
-        .unwrap_or(u64::MAX);
-    if unit_bytes > MAX_CHUNK_BYTES || per_shard > MAX_CHUNKS_PER_SHARD {
-        return Err(level_err(format!(
-            "chunk shape {unit:?} ({unit_bytes} bytes decoded, {per_shard} per shard) exceeds the supported {MAX_CHUNK_BYTES} bytes per chunk and {MAX_CHUNKS_PER_SHARD} chunks per shard"
-        )));
-    }
+    check_decode_unit(&array, dtype, &chunk).map_err(level_err)?;
     let (sharded, chunk_shape_vox, shard_shape_vox) = if array.is_exclusively_sharded()
         && let Some(sub) = array.effective_subchunk_shape()
     {
@@ -710,4 +567,32 @@ fn open_level(
             array_location: format!("{location}/{}", path.trim_matches('/')),
         }),
     })
+}
+
+/// Refuse decode units no machine can hold (a fill-value chunk is allocated whole): fuzz
+/// regression `tests/fuzz/regressions/metadata/huge_chunk`.
+fn check_decode_unit(
+    array: &Array<dyn ReadableStorageTraits>,
+    dtype: SourceDtype,
+    chunk: &[u64],
+) -> Result<(), String> {
+    let unit: Vec<u64> = match array.effective_subchunk_shape() {
+        Some(sub) if array.is_exclusively_sharded() => sub.iter().map(|c| c.get()).collect(),
+        _ => chunk.to_vec(),
+    };
+    let unit_bytes = unit
+        .iter()
+        .try_fold(dtype.size_bytes() as u64, |acc, &n| acc.checked_mul(n))
+        .unwrap_or(u64::MAX);
+    let per_shard = chunk
+        .iter()
+        .zip(&unit)
+        .try_fold(1u64, |acc, (&c, &u)| acc.checked_mul(c.div_ceil(u.max(1))))
+        .unwrap_or(u64::MAX);
+    if unit_bytes > MAX_CHUNK_BYTES || per_shard > MAX_CHUNKS_PER_SHARD {
+        return Err(format!(
+            "chunk shape {unit:?} ({unit_bytes} bytes decoded, {per_shard} per shard) exceeds the supported {MAX_CHUNK_BYTES} bytes per chunk and {MAX_CHUNKS_PER_SHARD} chunks per shard"
+        ));
+    }
+    Ok(())
 }

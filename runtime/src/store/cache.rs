@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::multiscale::SourceDtype;
+use super::multiscale::SourceDtype;
 
 /// A decoded chunk in its stored element type (or a narrower one, see [`ChunkData::narrowed`]),
 /// C order (`[c,] z, y, x`).
@@ -104,7 +104,6 @@ impl ChunkData {
                 (lo.min(x), hi.max(x))
             })
         }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         fn narrow<S: Copy + Into<i128>>(v: Vec<S>, wider_than_16: bool, wrap: fn(Vec<S>) -> ChunkData) -> ChunkData {
             let (lo, hi) = range(&v);
             if lo >= 0 && hi <= i128::from(u8::MAX) {
@@ -237,9 +236,7 @@ impl ChunkCache {
         for c in key.chunk {
             h = (h ^ c).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         }
-        #[allow(clippy::cast_possible_truncation)]
-        let i = (h >> 59) as usize % SHARDS;
-        i
+        (h >> 59) as usize % SHARDS
     }
 
     fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {

@@ -1,24 +1,21 @@
 //! Strided copies for axis-aligned transforms (mirror and transpose cost only the copy).
 
-use super::{GatherError, Window, check_out};
+use super::{GatherError, GatherSource, SourceWindow, check_out};
 use crate::augment::grid::StridedMap;
 
 /// Copies source voxels straight into `out` along a [`StridedMap`] (axis-aligned transforms:
-/// no interpolation). `src` is the window `[src_start, src_start + src_shape)` of the level,
-/// clipped to it; output voxels whose source voxel lies outside the level get `fill`.
+/// no interpolation). `source` is a window of the level, clipped to it; output voxels whose
+/// source voxel lies outside the level get `fill`.
 ///
 /// # Errors
 /// As [`gather`](super::gather): inconsistent buffers, or a needed in-level voxel outside `src`.
 pub fn copy_strided<T: Copy + Into<f32>>(
     map: &StridedMap,
-    src: &[T],
-    src_start: [i64; 3],
-    src_shape: [usize; 3],
-    level_shape: [u64; 3],
+    source: &GatherSource<'_, T>,
     fill: f32,
     out: &mut [f32],
 ) -> Result<(), GatherError> {
-    let w = Window::new(src, src_start, src_shape, level_shape)?;
+    let w = SourceWindow::new(source)?;
     check_out(out.len(), map.src_shape, 1)?;
     // The part of the map's box inside the level.
     let mut lo = [0i64; 3];

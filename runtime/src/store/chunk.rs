@@ -1,0 +1,157 @@
+//! Chunks of a level: their store keys, decoding one ([`decode_chunk`]), fetching one through
+//! the [`ChunkCache`] ([`fetch`]) and counting a level's non-zero voxels ([`count_nonzero`]).
+
+use std::sync::Arc;
+
+use zarrs::array::{ArrayError, ArrayShardedReadableExt, CodecOptions, ElementOwned};
+
+use super::cache::{ChunkCache, ChunkData, ChunkKey};
+use super::error::ChunkError;
+use super::multiscale::{Level, SourceDtype};
+
+/// Full-dimensional chunk indices (a leading 0 for the channel axis).
+fn full_indices(level: &Level, chunk: [u64; 3]) -> Vec<u64> {
+    if level.has_channel_axis {
+        vec![0, chunk[0], chunk[1], chunk[2]]
+    } else {
+        chunk.to_vec()
+    }
+}
+
+/// The store key holding `chunk` (its shard for sharded arrays).
+pub(crate) fn chunk_key_string(level: &Level, chunk: [u64; 3]) -> String {
+    let mut stored = chunk;
+    if let Some(shard) = level.shard_shape_vox {
+        for a in 0..3 {
+            stored[a] = chunk[a] * level.chunk_shape_vox[a] / shard[a].max(1);
+        }
+    }
+    level.array.array.chunk_key(&full_indices(level, stored)).to_string()
+}
+
+/// Elements of one decoded chunk of `level`.
+fn chunk_elements(level: &Level) -> usize {
+    usize::try_from(level.chunk_shape_vox.iter().product::<u64>()).unwrap_or(usize::MAX)
+}
+
+/// [`ChunkError::ChunkSize`] for `chunk` of `level` when it holds `got` elements.
+pub(crate) fn chunk_size_error(level: &Level, chunk: [u64; 3], got: usize) -> ChunkError {
+    ChunkError::ChunkSize {
+        array: level.array_location().to_string(),
+        key: chunk_key_string(level, chunk),
+        chunk,
+        expected: chunk_elements(level),
+        got,
+    }
+}
+
+fn retrieve<T: ElementOwned>(level: &Level, indices: &[u64], options: &CodecOptions) -> Result<Vec<T>, ArrayError> {
+    let la = &level.array;
+    match &la.sharded {
+        Some(cache) => la.array.retrieve_subchunk_opt::<Vec<T>>(cache, indices, options),
+        None => la.array.retrieve_chunk_opt::<Vec<T>>(indices, options),
+    }
+}
+
+/// Decode one chunk (decode unit) of `level` at spatial chunk indices `chunk`.
+///
+/// # Errors
+/// [`ChunkError::Decode`] for a corrupt, truncated or unreadable chunk, [`ChunkError::ChunkSize`]
+/// when the decoded chunk is too short.
+pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
+    let indices = full_indices(level, chunk);
+    let options = CodecOptions::default().with_concurrent_target(1);
+    let result = match level.dtype {
+        SourceDtype::U8 => retrieve::<u8>(level, &indices, &options).map(ChunkData::U8),
+        SourceDtype::U16 => retrieve::<u16>(level, &indices, &options).map(ChunkData::U16),
+        SourceDtype::U32 => retrieve::<u32>(level, &indices, &options).map(ChunkData::U32),
+        SourceDtype::U64 => retrieve::<u64>(level, &indices, &options).map(ChunkData::U64),
+        SourceDtype::I8 => retrieve::<i8>(level, &indices, &options).map(ChunkData::I8),
+        SourceDtype::I16 => retrieve::<i16>(level, &indices, &options).map(ChunkData::I16),
+        SourceDtype::I32 => retrieve::<i32>(level, &indices, &options).map(ChunkData::I32),
+        SourceDtype::I64 => retrieve::<i64>(level, &indices, &options).map(ChunkData::I64),
+        SourceDtype::F32 => retrieve::<f32>(level, &indices, &options).map(ChunkData::F32),
+        SourceDtype::F64 => retrieve::<f64>(level, &indices, &options).map(ChunkData::F64),
+    };
+    let data = result.map_err(|e| ChunkError::Decode {
+        array: level.array_location().to_string(),
+        key: chunk_key_string(level, chunk),
+        chunk,
+        message: e.to_string(),
+    })?;
+    if data.len() < chunk_elements(level) {
+        return Err(chunk_size_error(level, chunk, data.len()));
+    }
+    Ok(data)
+}
+
+/// Fetch a decoded chunk through the cache (or decode it when there is none).
+///
+/// # Errors
+/// As [`decode_chunk`].
+pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
+    match cache {
+        None => Ok(Arc::new(decode_chunk(level, chunk)?.tagged())),
+        Some(cache) => {
+            let key = ChunkKey {
+                level_id: level.id,
+                chunk,
+            };
+            if let Some(hit) = cache.get(&key) {
+                return Ok(hit);
+            }
+            let data = Arc::new(decode_chunk(level, chunk)?.tagged());
+            Ok(cache.insert(key, data))
+        }
+    }
+}
+
+fn count_chunk<S: Copy + PartialEq + Default>(src: &[S], dims: [usize; 3], extent: [usize; 3]) -> u64 {
+    let zero = S::default();
+    let mut n = 0u64;
+    for i in 0..extent[0] {
+        for j in 0..extent[1] {
+            let s0 = (i * dims[1] + j) * dims[2];
+            if let Some(row) = src.get(s0..s0 + extent[2]) {
+                n += row.iter().filter(|v| **v != zero).count() as u64;
+            }
+        }
+    }
+    n
+}
+
+/// Count the non-zero voxels of `level` (channel 0), chunk by chunk with bounded memory.
+///
+/// # Errors
+/// [`ChunkError::Decode`]/[`ChunkError::ChunkSize`] for a corrupt or truncated chunk.
+pub fn count_nonzero(level: &Level) -> Result<u64, ChunkError> {
+    let grid = level.chunk_grid_shape();
+    let dims = level.chunk_shape_vox.map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+    let mut total = 0u64;
+    for cz in 0..grid[0] {
+        for cy in 0..grid[1] {
+            for cx in 0..grid[2] {
+                let cidx = [cz, cy, cx];
+                let mut extent = [0usize; 3];
+                for a in 0..3 {
+                    let origin = cidx[a] * level.chunk_shape_vox[a];
+                    let e = level.chunk_shape_vox[a].min(level.shape_vox[a] - origin);
+                    extent[a] = usize::try_from(e).unwrap_or(usize::MAX);
+                }
+                total += match decode_chunk(level, cidx)? {
+                    ChunkData::U8(v) | ChunkData::UniformU8(v) => count_chunk(&v, dims, extent),
+                    ChunkData::U16(v) => count_chunk(&v, dims, extent),
+                    ChunkData::U32(v) => count_chunk(&v, dims, extent),
+                    ChunkData::U64(v) => count_chunk(&v, dims, extent),
+                    ChunkData::I8(v) => count_chunk(&v, dims, extent),
+                    ChunkData::I16(v) => count_chunk(&v, dims, extent),
+                    ChunkData::I32(v) => count_chunk(&v, dims, extent),
+                    ChunkData::I64(v) => count_chunk(&v, dims, extent),
+                    ChunkData::F32(v) => count_chunk(&v, dims, extent),
+                    ChunkData::F64(v) => count_chunk(&v, dims, extent),
+                };
+            }
+        }
+    }
+    Ok(total)
+}

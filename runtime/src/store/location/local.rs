@@ -1,0 +1,35 @@
+//! Filesystem locations.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use zarrs::filesystem::FilesystemStore;
+
+use super::{Backend, Location};
+use crate::store::error::OpenError;
+
+/// Every location no other backend claims is a path.
+pub(super) const BACKEND: Backend = Backend { claims: |_| true, open };
+
+fn open(location: &str) -> Result<Location, OpenError> {
+    let path = Path::new(location);
+    if !path.exists() {
+        return Err(OpenError::NotFound {
+            location: location.to_string(),
+        });
+    }
+    if !path.is_dir() {
+        return Err(OpenError::NotAGroup {
+            location: location.to_string(),
+        });
+    }
+    let store = FilesystemStore::new(path).map_err(|e| OpenError::Storage {
+        location: location.to_string(),
+        message: e.to_string(),
+    })?;
+    let trimmed = location.trim_end_matches('/');
+    Ok(Location {
+        location: if trimmed.is_empty() { location } else { trimmed }.to_string(),
+        storage: Arc::new(store),
+    })
+}
