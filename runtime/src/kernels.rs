@@ -6,11 +6,11 @@
 //! - [`stream`]: non-temporal stores for outputs larger than the caches;
 //! - [`gather`]: sampling a source window on a rotated / deformed grid, and the strided copy of
 //!   axis-aligned transforms;
-//! - [`cpu`]: the one CPU-feature dispatch point ([`cpu::Features`]): every kernel compiled with
+//! - [`crate::cpu`] (a module of its own, below both the kernels and `rng`'s noise loop): the one
+//!   CPU-feature dispatch point ([`crate::cpu::Features`]): every kernel compiled with
 //!   `#[target_feature]` is chosen there, once per call or row, never per element.
 
 pub(crate) mod copy;
-pub(crate) mod cpu;
 pub(crate) mod dest;
 pub(crate) mod gather;
 pub(crate) mod stream;

@@ -34,6 +34,7 @@ pub use cellmap_schema;
 mod alloc_count;
 mod augment;
 mod batch_array;
+mod cpu;
 mod geometry;
 mod huge_pages;
 mod kernels;
@@ -74,8 +75,8 @@ pub use loader::{
 };
 pub use memory::{MEMORY_LIMIT_ENV, MemoryAvailable, MemoryError, MemoryNeed, available_memory, check_fits};
 pub use pipeline::{
-    BatchData, BatchGuard, BatchLease, Cause, Leased, Pipeline, PipelineError, PipelineOptions, PipelineStats,
-    SampleError, SampleJob, SampleMeta, SampleOut,
+    BatchData, BatchGuard, BatchLease, Cause, ExternalAllocator, Leased, Pipeline, PipelineError, PipelineOptions,
+    PipelineStats, RingMemory, SampleError, SampleJob, SampleMeta, SampleOut,
 };
 pub use plan::{
     CentreGrid, ClassCount, ClassPlan, ClassWeight, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions,

@@ -27,7 +27,7 @@ use cellmap_schema::{Device, ErrorPolicy, Spec};
 use crate::memory::{MemoryNeed, check_fits};
 #[cfg(feature = "torch")]
 use crate::pipeline::SlotMemory;
-use crate::pipeline::{Leased, Pipeline, PipelineError, PipelineOptions, SampleJob};
+use crate::pipeline::{Leased, Pipeline, PipelineError, PipelineOptions, RingMemory, SampleJob};
 use crate::plan::{Plan, PlanOptions, Planned, foreground_index, plan};
 use crate::sample::Reader;
 use crate::sampler::{DatasetGrid, TrainSampler};
@@ -285,8 +285,10 @@ fn pipeline_options(spec: &Spec, options: &LoaderOptions) -> PipelineOptions {
         } else {
             MAX_ATTEMPTS
         },
-        torch_memory: options.torch_memory,
+        memory: options.ring_memory,
         // Pinning needs a CUDA runtime and only helps copies to a CUDA device.
-        pin: options.torch_memory && spec.loader().pin_memory && matches!(spec.loader().device, Device::Cuda(_)),
+        pin: matches!(options.ring_memory, RingMemory::External(_))
+            && spec.loader().pin_memory
+            && matches!(spec.loader().device, Device::Cuda(_)),
     }
 }

@@ -19,9 +19,9 @@ mod ring;
 mod worker;
 
 pub use lease::{BatchGuard, BatchLease, Leased};
+pub use ring::{BatchData, ExternalAllocator, RingMemory, SampleOut};
 #[cfg(feature = "torch")]
-pub(crate) use ring::SlotMemory;
-pub use ring::{BatchData, SampleOut};
+pub(crate) use ring::{ExternalBuffer, SlotMemory};
 
 use std::error::Error;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -207,7 +207,7 @@ pub struct PipelineStats {
 }
 
 /// Settings of a pipeline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct PipelineOptions {
     /// Worker threads (≥ 1).
     pub workers: usize,
@@ -217,9 +217,10 @@ pub struct PipelineOptions {
     pub on_error: ErrorPolicy,
     /// Attempts per position under `skip_and_log` before giving up.
     pub max_attempts: u32,
-    /// Allocate slot memory as (pinned, when `pin`) torch tensors instead of plain host memory.
-    pub torch_memory: bool,
-    /// Pin torch host memory (for CUDA copies).
+    /// Where slot memory comes from: host buffers, or another library's allocator (libtorch
+    /// tensors, set by the torch interop).
+    pub memory: RingMemory,
+    /// Ask an external allocator for page-locked memory (for CUDA copies).
     pub pin: bool,
 }
 

@@ -172,7 +172,7 @@ impl Rng {
     /// ten times the speed of calling `ln` and `sin_cos` per pair.
     pub fn fill_normal_f32(&mut self, out: &mut [f32], mean: f32, std: f32) {
         #[cfg(target_arch = "x86_64")]
-        if crate::kernels::cpu::Features::get().avx2 {
+        if crate::cpu::Features::get().avx2 {
             // SAFETY: the CPU supports AVX2 (`Features::get`).
             return unsafe { self.fill_normal_avx2(out, mean, std) };
         }

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! [`TorchLoader::open`] builds a [`Loader`] whose ring memory is allocated by libtorch
-//! (`LoaderOptions::torch_memory` is set here) and prepares, once, per ring slot, the tensors a
+//! (`LoaderOptions::ring_memory` is set here) and prepares, once, per ring slot, the tensors a
 //! [`TorchBatch`] lends out. Nothing is allocated per batch on the CPU path.
 //!
 //! On the CPU the tensors of a batch ARE the ring slot: they are valid only until the
@@ -25,7 +25,7 @@
 
 mod memory;
 
-pub(crate) use memory::TensorMemory;
+use memory::TORCH_ALLOCATOR;
 
 use cellmap_schema::{Device, OutputDtype, Spec};
 use tch::{Kind, Tensor};
@@ -117,7 +117,7 @@ impl TorchLoader {
     ) -> Result<Self, TensorError> {
         // Check the device before anything is allocated or pinned.
         let device = torch_device(&spec)?;
-        options.torch_memory = true;
+        options.ring_memory = crate::pipeline::RingMemory::External(TORCH_ALLOCATOR);
         let loader = Loader::with_plan(std::sync::Arc::clone(&spec), planned, options)?;
         let layout = &loader.plan().batch;
         let b = layout.batch_size as i64;

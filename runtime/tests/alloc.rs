@@ -68,7 +68,7 @@ fn main() {
         prefetch: 3,
         on_error: ErrorPolicy::Fail,
         max_attempts: 1,
-        torch_memory: false,
+        memory: cellmap_runtime::RingMemory::Host,
         pin: false,
     };
     let mut p = Pipeline::start(Ramp, layout, &options);

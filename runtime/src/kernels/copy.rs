@@ -4,8 +4,8 @@
 //! Every copy applies a per-element `f(&mut dest, src)` and returns false instead of panicking
 //! when an index is out of range. No kernel knows where its chunk came from.
 
-use super::cpu::Features;
 use super::dest::StridedDest;
+use crate::cpu::Features;
 
 /// The box of a chunk a [`Span::Region`] copies: its extent is the destination's shape.
 #[derive(Clone, Copy, Debug)]

@@ -26,10 +26,10 @@
 
 use cellmap_schema::Interpolation;
 
-use super::cpu::Features;
 use super::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
+use crate::cpu::Features;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -3,7 +3,7 @@
 
 use super::Element;
 #[cfg(target_arch = "x86_64")]
-use super::cpu::Features;
+use crate::cpu::Features;
 
 /// Outputs at least this large (bytes) are written with [`store_stream`].
 pub(crate) const STREAM_MIN_BYTES: usize = 1 << 20;

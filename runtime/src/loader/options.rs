@@ -6,6 +6,7 @@ use std::sync::Arc;
 use cellmap_schema::{Spec, Split};
 
 use crate::memory::MemoryError;
+use crate::pipeline::RingMemory;
 use crate::plan::PlanError;
 use crate::sampler::{DistError, DistInfo, SamplerError};
 use crate::store::ChunkCache;
@@ -32,8 +33,8 @@ pub struct LoaderOptions {
     pub cache: Option<Arc<ChunkCache>>,
     /// Disable the chunk cache (cold reads, for benchmarks).
     pub no_cache: bool,
-    /// Allocate ring memory as torch tensors (set by the torch interop).
-    pub torch_memory: bool,
+    /// Where the ring's memory comes from (the torch interop sets libtorch tensors).
+    pub ring_memory: RingMemory,
     /// Test-only fault injection: called by a worker before it reads `(batch, position)`; a
     /// panic inside it is a worker panic. Not part of the stable API.
     #[doc(hidden)]
@@ -85,7 +86,7 @@ impl LoaderOptions {
             prefetch: None,
             cache: None,
             no_cache: false,
-            torch_memory: false,
+            ring_memory: RingMemory::Host,
             fault_hook: None,
         }
     }

@@ -1,6 +1,7 @@
 //! The ring's memory: one [`BatchData`] per slot, allocated once when the pipeline starts, and
 //! [`SampleOut`], a worker's window onto its position of a slot.
 
+use std::any::Any;
 use std::cell::UnsafeCell;
 use std::sync::Arc;
 
@@ -23,9 +24,34 @@ pub(super) struct SlotArray {
 pub(crate) enum SlotMemory {
     /// Plain (huge-page backed) host memory.
     Host(#[expect(dead_code, reason = "owns the memory the slot's pointer points into")] HostBuffer),
-    /// A torch tensor's memory (pinned when the pipeline pins).
-    #[cfg(feature = "torch")]
-    Tensor(crate::tensor::TensorMemory),
+    /// Memory of another library (a torch tensor), kept alive by its owner.
+    External(
+        #[cfg_attr(not(feature = "torch"), expect(dead_code, reason = "read only by the torch interop"))]
+        Box<dyn Any + Send>,
+    ),
+}
+
+/// Where ring memory comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum RingMemory {
+    /// The pipeline's own host buffers (huge pages where the kernel offers them).
+    #[default]
+    Host,
+    /// Another library's allocator (the torch interop's libtorch tensors).
+    External(ExternalAllocator),
+}
+
+/// An allocator of ring arrays owned by another library, made by that library's interop (see
+/// `TorchLoader`); the pipeline only holds what it returns.
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalAllocator(pub(crate) fn(len: usize, pin: bool) -> Result<ExternalBuffer, MemoryError>);
+
+/// `len` zeroed f32 of another library: where they are, and the value that owns them.
+pub(crate) struct ExternalBuffer {
+    /// The first element.
+    pub(crate) ptr: *mut f32,
+    /// Keeps the memory alive (a `tch::Tensor`).
+    pub(crate) owner: Box<dyn Any + Send>,
 }
 
 /// The arrays and per-sample metadata of one complete batch: what [`super::BatchGuard`],
@@ -124,17 +150,15 @@ impl BatchData {
 
 impl SlotArray {
     fn allocate(len: usize, sample_len: usize, options: &PipelineOptions) -> Result<SlotArray, MemoryError> {
-        #[cfg(feature = "torch")]
-        if options.torch_memory {
-            let memory = crate::tensor::TensorMemory::zeroed(len, options.pin)?;
+        if let RingMemory::External(ExternalAllocator(alloc)) = options.memory {
+            let buffer = alloc(len, options.pin)?;
             return Ok(SlotArray {
-                ptr: memory.as_ptr(),
+                ptr: buffer.ptr,
                 len,
                 sample_len,
-                memory: SlotMemory::Tensor(memory),
+                memory: SlotMemory::External(buffer.owner),
             });
         }
-        let _ = options;
         let memory = HostBuffer::try_zeroed(len)?;
         Ok(SlotArray {
             ptr: memory.as_ptr(),

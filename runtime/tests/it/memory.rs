@@ -149,7 +149,7 @@ fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
         prefetch: 2,
         on_error: ErrorPolicy::Fail,
         max_attempts: 1,
-        torch_memory: false,
+        memory: cellmap_runtime::RingMemory::Host,
         pin: false,
     };
     let err = Pipeline::try_start(Nothing, layout, &options).err().expect("refused");

@@ -105,7 +105,7 @@ fn options(workers: usize, prefetch: usize, on_error: ErrorPolicy) -> PipelineOp
         prefetch,
         on_error,
         max_attempts: 4,
-        torch_memory: false,
+        memory: cellmap_runtime::RingMemory::Host,
         pin: false,
     }
 }

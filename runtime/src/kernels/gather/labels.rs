@@ -11,7 +11,7 @@ use super::{
 };
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
-use crate::kernels::cpu::Features;
+use crate::cpu::Features;
 use crate::kernels::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
 
 /// Row chunk of the packed gather (bytes are staged on the stack, then unpacked per class).
