@@ -225,7 +225,8 @@ fn row_targets(
     row: &Row<'_>,
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<Option<TargetTemplate>, Box<Diagnostic>> {
-    if gt.is_empty() {
+    // A raw-only spec (no classes) reads no labels: the label columns are not its business.
+    if gt.is_empty() || ctx.classes.is_empty() {
         return Ok(None);
     }
     let named = row.named;

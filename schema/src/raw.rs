@@ -21,8 +21,10 @@ pub struct RawSpec {
     /// Name of the spec; becomes the generated crate's name. Lowercase letters, digits, `_` and `-`,
     /// starting with a letter.
     pub name: String,
-    /// Classes in channel order (the target tensor has one channel per class). Unique, at least one.
-    #[schemars(length(min = 1))]
+    /// Classes in channel order (the target tensor has one channel per class). Unique. Default: none,
+    /// a raw-only spec (self-supervised training): then there are no `arrays.targets`, the sampling
+    /// weighting is `uniform` and the datasplit's label columns are not read.
+    #[serde(default)]
     pub classes: Vec<String>,
     /// Mutually exclusive classes: `{mito: [er, nuc]}` means that where `er` or `nuc` is present, `mito` is
     /// absent (used to infer true negatives in crops where a class is not annotated). Made symmetric with a
@@ -56,8 +58,9 @@ pub struct RawArrays {
     /// are allowed. At least one.
     #[schemars(length(min = 1))]
     pub inputs: BTreeMap<String, RawArray>,
-    /// Target arrays (one channel per class each), name → shape and scale. At least one.
-    #[schemars(length(min = 1))]
+    /// Target arrays (one channel per class each), name → shape and scale. At least one when the spec
+    /// has `classes`; none (omit the key) in a raw-only spec.
+    #[serde(default)]
     pub targets: BTreeMap<String, RawArray>,
 }
 

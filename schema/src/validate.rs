@@ -63,6 +63,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     let inputs = arrays(&raw.arrays.inputs, "inputs", Interpolation::Linear, c);
     let targets = arrays(&raw.arrays.targets, "targets", Interpolation::Nearest, c);
     check_array_names_and_dtypes(&raw, &targets, c);
+    check_raw_only(&raw, c);
     let sampling = sampling(&raw.sampling, &classes, c);
     let augment = augment(&raw.augment, &classes, c);
     // Validation inputs are the deterministic part of `augment.inputs` unless listed explicitly.
@@ -110,6 +111,39 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     };
     debug_assert_eq!(crate::spec::invariant_errors(&spec), Vec::<String>::new());
     Some(spec)
+}
+
+/// Classes and target arrays come together: a spec has both, or (raw-only) neither, and a
+/// raw-only spec samples uniformly.
+fn check_raw_only(raw: &RawSpec, c: &mut Checker<'_>) {
+    match (raw.classes.is_empty(), raw.arrays.targets.is_empty()) {
+        (true, false) => {
+            let d = c.at_key("/arrays/targets", "target arrays need classes");
+            c.push(
+                d.expected("`classes: [...]`, one target channel per class")
+                    .hint("list the classes, or remove `arrays.targets` for a raw-only spec"),
+            );
+        }
+        (false, true) => {
+            let d = c.at_key("/classes", "`classes` without target arrays");
+            c.push(
+                d.expected("`arrays.targets`, e.g. `labels: { shape: [64, 64, 64], scale: [8, 8, 8] }`")
+                    .hint("add a target array, or remove `classes` for a raw-only spec"),
+            );
+        }
+        _ => {}
+    }
+    if raw.classes.is_empty() && raw.sampling.weighting != RawWeighting::Uniform {
+        let name = match raw.sampling.weighting {
+            RawWeighting::ClassBalanced => "class_balanced",
+            _ => "voxel_weighted",
+        };
+        let d = c.at("/sampling/weighting", format!("`{name}` weighting needs classes"));
+        c.push(
+            d.expected("`uniform` in a raw-only spec")
+                .hint("use `weighting: uniform`"),
+        );
+    }
 }
 
 /// Inputs and targets have distinct names, and targets are not `uint8`.

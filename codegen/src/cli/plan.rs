@@ -127,14 +127,18 @@ fn render_dataset(s: &mut String, d: &cellmap_runtime::DatasetPlan, classes: &[S
         .unwrap_or_default();
     let _ = writeln!(
         s,
-        "{:<9} {:>3}  {:<24} {:>16} {:>12}  raw {} | {}",
+        "{:<9} {:>3}  {:<24} {:>16} {:>12}  raw {}{}",
         d.split.name(),
         d.index,
         format!("{:.0}x{:.0}x{:.0}", size[0], size[1], size[2]),
         format!("{}x{}x{}", d.grid.shape[0], d.grid.shape[1], d.grid.shape[2]),
         d.tiles.len(),
         levels.join(","),
-        class_cells.join(" ")
+        if class_cells.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", class_cells.join(" "))
+        }
     );
     if let Some(counts) = &d.class_counts {
         let cells: Vec<String> = counts

@@ -178,8 +178,14 @@ fn probability(p: f64) -> bool {
 
 fn class_errors(spec: &Spec, out: &mut Vec<String>) {
     let known: BTreeSet<&str> = spec.classes.iter().map(String::as_str).collect();
-    if spec.classes.is_empty() || known.len() != spec.classes.len() {
-        out.push("classes must be a non-empty list of unique names".to_owned());
+    if known.len() != spec.classes.len() {
+        out.push("classes must be unique names".to_owned());
+    }
+    if spec.classes.is_empty() != spec.targets.is_empty() {
+        out.push("a spec has classes and target arrays, or (raw-only) neither".to_owned());
+    }
+    if spec.classes.is_empty() && spec.sampling.weighting != crate::Weighting::Uniform {
+        out.push("a raw-only spec samples uniformly".to_owned());
     }
     for (a, related) in &spec.class_relations {
         for b in related {
@@ -194,8 +200,8 @@ fn class_errors(spec: &Spec, out: &mut Vec<String>) {
 }
 
 fn array_errors(spec: &Spec, out: &mut Vec<String>) {
-    if spec.inputs.is_empty() || spec.targets.is_empty() {
-        out.push("a spec needs at least one input and one target array".to_owned());
+    if spec.inputs.is_empty() {
+        out.push("a spec needs at least one input array".to_owned());
     }
     for a in spec.inputs.iter().chain(&spec.targets) {
         if a.shape_vox.contains(&0) || !positive(&a.voxel_size_nm) {

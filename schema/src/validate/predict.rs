@@ -102,6 +102,14 @@ fn input_indices(raw: &RawPredict, inputs: &[ArraySpec], c: &mut Checker<'_>) ->
 /// The classes the model emits (the spec's classes by default), each a valid, unique name.
 fn model_classes(raw: &RawPredict, classes: &[String], c: &mut Checker<'_>) -> Vec<String> {
     match &raw.model_classes {
+        None if classes.is_empty() => {
+            let d = c.at_key("/predict", "`predict` of a raw-only spec names no model output");
+            c.push(
+                d.expected("`predict.model_classes`: the channels the model emits")
+                    .hint("a spec without `classes` has no default output channels; list them in `model_classes`"),
+            );
+            Vec::new()
+        }
         None => classes.to_vec(),
         Some(list) => {
             if list.is_empty() {

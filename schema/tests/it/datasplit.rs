@@ -127,3 +127,22 @@ fn issue_16_test_split_inline_and_by_name() {
     assert_eq!(Split::from_name("holdout"), None);
     assert_eq!(Split::ALL.map(Split::name), ["train", "validate", "test"]);
 }
+
+#[test]
+fn a_raw_only_spec_reads_the_raw_columns_and_ignores_the_labels_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "\"train\",\"a.zarr\",\"recon-1/em\",\"a.zarr\",\"recon-1/labels/crop1/[mito,golgi]\"\n\"validate\",\"b.zarr/raw\",\"\"\n";
+    std::fs::write(dir.path().join("split.csv"), csv).unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let text = "version: 1\nname: demo\narrays:\n  inputs: {raw: {shape: [8, 8, 8], scale: [8, 8, 8]}}\ndata:\n  csv: split.csv\n";
+    std::fs::write(&spec, text).unwrap();
+    let checked = cellmap_schema::load(&spec).unwrap_or_else(|e| panic!("{e}"));
+    assert!(checked.warnings.is_empty(), "{:?}", checked.warnings);
+    let d = checked.spec.datasets();
+    assert_eq!(d.len(), 2);
+    assert!(d.iter().all(|d| d.targets.is_none()));
+    assert_eq!(d[0].split, Split::Train);
+    assert!(d[0].raw.ends_with("a.zarr/recon-1/em"), "{}", d[0].raw);
+    assert!(checked.spec.classes().is_empty() && checked.spec.targets().is_empty());
+    assert_eq!(checked.spec.sampling().weighting, cellmap_schema::Weighting::Uniform);
+}

@@ -7,4 +7,6 @@ pub mod full;
 #[rustfmt::skip]
 pub mod minimal;
 #[rustfmt::skip]
+pub mod raw_only;
+#[rustfmt::skip]
 pub mod synth;

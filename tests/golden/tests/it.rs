@@ -119,3 +119,46 @@ fn a_spec_with_other_arrays_is_refused() {
         "{err}"
     );
 }
+
+/// The raw-only golden spec (`tests/specs/raw_only.yaml`), pointed at a fresh synthetic dataset.
+fn raw_only_spec_in(dir: &Path) -> cellmap_runtime::cellmap_schema::Spec {
+    spec_in(dir); // writes the data next to it
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/raw_only.yaml")).unwrap();
+    let path = dir.join("raw_only.yaml");
+    std::fs::write(&path, &text).unwrap();
+    cellmap_schema::parse(&text, &path).unwrap().spec
+}
+
+#[test]
+fn a_raw_only_crate_has_no_classes_and_equals_the_generic_loader() {
+    use cellmap_golden::raw_only;
+    assert!(raw_only::CLASSES.is_empty());
+    assert_eq!(raw_only::shapes::RAW, [1, 16, 16, 16]);
+    assert_eq!(raw_only::shapes::RAW_COARSE, [1, 8, 8, 8]);
+    assert_eq!(raw_only::BATCH_BYTES, 2 * (16 * 16 * 16 + 8 * 8 * 8) * 4);
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = raw_only_spec_in(tmp.path());
+    assert!(spec.classes().is_empty() && spec.targets().is_empty());
+    for split in [Split::Train, Split::Validate] {
+        let mut generic = Loader::open(spec.clone(), options(split)).unwrap();
+        let mut generated = raw_only::Loader::with_spec(spec.clone(), options(split)).unwrap();
+        for _ in 0..4 {
+            let (Some(a), Some(b)) = (generic.next_batch(), generated.next_batch()) else {
+                break;
+            };
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(a.arrays(), 2);
+            assert_eq!(bits(a.array(0)), bits(b.raw().as_slice()), "{split:?} raw");
+            assert_eq!(
+                bits(a.array(1)),
+                bits(b.raw_coarse().as_slice()),
+                "{split:?} raw_coarse"
+            );
+            // Normalized to [0, 1] plus noise in training; exactly [0, 1] in validation.
+            if split == Split::Validate {
+                assert!(a.array(0).iter().all(|v| (0.0..=1.0).contains(v)));
+            }
+        }
+    }
+}

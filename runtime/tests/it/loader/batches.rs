@@ -384,3 +384,34 @@ fn without_value_transforms_rotated_labels_keep_their_stored_values() {
     }
     assert!(found > 0, "some crop shows nucleus 2");
 }
+
+#[test]
+fn a_raw_only_spec_reads_raw_everywhere_in_the_volume() {
+    let f = synth(SynthVariant::V2);
+    let s = spec_with(&f.dir, |d| {
+        let o = d.as_object_mut().unwrap();
+        o.remove("classes");
+        o["arrays"].as_object_mut().unwrap().remove("targets");
+        o.remove("augment");
+        for ds in o["data"]["datasets"].as_array_mut().unwrap() {
+            let ds = ds.as_object_mut().unwrap();
+            ds.remove("targets");
+            ds.remove("classes");
+        }
+    });
+    assert!(s.classes().is_empty());
+    let planned = plan(&s, PlanOptions::default()).unwrap();
+    // Centres span the whole raw volume (96³ voxels), not a labelled crop.
+    assert_eq!(planned.plan.datasets[0].grid.shape, [81, 81, 81]);
+    let mut loader = Loader::open(s, options(Split::Train)).unwrap();
+    assert_eq!(loader.plan().batch.arrays.len(), 1);
+    let raw_group = f.dir.join("recon-1/em/fibsem-uint8");
+    for _ in 0..3 {
+        let batch = loader.next_batch().unwrap().unwrap();
+        assert_eq!(batch.arrays(), 1);
+        for (b, m) in batch.meta().enumerate() {
+            let raw = &batch.array(0)[b * 4096..(b + 1) * 4096];
+            assert!(same(raw, &direct(&raw_group, start(m.centre_nm, RAW_T0, 16), [16; 3])));
+        }
+    }
+}
