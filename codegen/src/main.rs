@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// Counts allocations so that `bench` can report allocations per batch.
 #[global_allocator]
-static ALLOCATOR: cellmap_runtime::CountingAllocator = cellmap_runtime::CountingAllocator;
+static ALLOCATOR: cellmap_runtime::diagnostics::CountingAllocator = cellmap_runtime::diagnostics::CountingAllocator;
 
 fn main() -> ExitCode {
     cellmap_codegen::cli::run()

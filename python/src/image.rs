@@ -4,7 +4,9 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use cellmap_runtime::{ChunkCache, Level, Multiscale, choose_level, read_level_crop};
+use cellmap_runtime::{
+    sample::read_level_crop, store::ChunkCache, store::Level, store::Multiscale, store::choose_level,
+};
 use cellmap_schema::{ArraySpec, Interpolation, OutputDtype};
 
 use crate::dlpack::owned_capsule;

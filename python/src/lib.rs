@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 /// Counts allocations, so that `cellmap-compile bench` run from the package reports
 /// allocations per batch as the binary does (one relaxed atomic add per allocation).
 #[global_allocator]
-static ALLOCATOR: cellmap_runtime::CountingAllocator = cellmap_runtime::CountingAllocator;
+static ALLOCATOR: cellmap_runtime::diagnostics::CountingAllocator = cellmap_runtime::diagnostics::CountingAllocator;
 
 /// The extension module.
 #[pymodule]

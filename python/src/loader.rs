@@ -8,8 +8,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use cellmap_runtime::{
-    DistInfo, Loader, LoaderOptions, NextOwned, OwnedBatch, PlanOptions, PlanOrigin, Planned, default_plan_cache_dir,
-    plan, plan_cached,
+    DistInfo, Loader, LoaderOptions, NextOwned, OwnedBatch, PlanOptions, PlanOrigin, Planned, plan,
+    plan::default_plan_cache_dir, plan_cached,
 };
 use cellmap_schema::{Device, Spec, Split};
 

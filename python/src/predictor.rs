@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use cellmap_runtime::{DistInfo, PredictPlan, TileLoader, Writer};
+use cellmap_runtime::{DistInfo, predict::PredictPlan, predict::TileLoader, predict::Writer};
 use cellmap_schema::Spec;
 
 use crate::dlpack::owned_capsule;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cellmap_runtime::{
-    ChunkCache, Multiscale, PlanOptions, Planned, Reader, SampleKey, SampleRequest, SynthOptions, crop_start_vox, plan,
-    write_synthetic,
+    PlanOptions, Planned, geometry::crop_start_vox, plan, rng::SampleKey, sample::Reader, sample::SampleRequest,
+    store::ChunkCache, store::Multiscale, synth::SynthOptions, synth::write_synthetic,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use zarrs::array::{Array, ArraySubset};
@@ -91,7 +91,7 @@ fn reader(dir: &Path, name: &str, augment: &str, cache: bool) -> (Reader, Vec<[f
 
 fn read_all(
     reader: &Reader,
-    scratch: &mut cellmap_runtime::SampleScratch,
+    scratch: &mut cellmap_runtime::sample::SampleScratch,
     out: &mut Vec<Vec<f32>>,
     centres: &[[f64; 3]],
     spatial: bool,

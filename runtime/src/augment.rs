@@ -9,7 +9,7 @@
 //! ([`gather`], [`gather_labels_packed`]).
 //!
 //! ```
-//! use cellmap_runtime::{GatherParams, GatherSource, SampleGrid, SpatialDraw, gather};
+//! use cellmap_runtime::{kernels::GatherParams, kernels::GatherSource, augment::SampleGrid, augment::SpatialDraw, kernels::gather};
 //! use cellmap_schema::Interpolation;
 //! let draw = SpatialDraw::identity();
 //! let grid = SampleGrid::new([1.5; 3], [2, 2, 2], [1.0; 3], &draw.matrix, [0.0; 3], [1.0; 3]);
@@ -27,3 +27,8 @@ pub(crate) mod elastic;
 pub(crate) mod grid;
 pub(crate) mod spatial;
 pub(crate) mod value;
+
+pub use elastic::{ElasticDraw, ElasticField};
+pub use grid::{SampleGrid, StridedMap};
+pub use spatial::{SPATIAL_RNG_DRAWS, SpatialDraw, draw_spatial, draw_spatial_into};
+pub use value::{ValueError, ValueScratch, apply_value_transforms};

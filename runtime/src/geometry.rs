@@ -13,7 +13,7 @@
 //! levels of a pyramid against each other; this crate does not reproduce that.
 //!
 //! ```
-//! use cellmap_runtime::crop_start_vox;
+//! use cellmap_runtime::geometry::crop_start_vox;
 //! // c = 100 nm, t = 4 nm, s = 8 nm, N = 4: (96/8) − 1.5 + 0.5 = 11.0 → 11.
 //! assert_eq!(crop_start_vox(100.0, 4.0, 8.0, 4), 11);
 //! ```

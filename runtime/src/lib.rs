@@ -31,83 +31,47 @@
 
 pub use cellmap_schema;
 
-mod alloc_count;
-mod augment;
 mod batch_array;
 mod cpu;
-mod geometry;
-mod huge_pages;
-mod kernels;
 mod layout;
 mod loader;
-mod memory;
-pub mod npy;
-mod pipeline;
-mod plan;
-mod predict;
-mod read;
-mod rng;
-mod sample;
-mod sampler;
-mod sources;
-mod store;
-mod synth;
 #[cfg(feature = "torch")]
 mod tensor;
 
-pub use alloc_count::{CountingAllocator, allocations, cpu_seconds, peak_rss_bytes, rss_bytes, thread_count};
-pub use augment::elastic::{ElasticDraw, ElasticField};
-pub use augment::grid::{SampleGrid, StridedMap};
-pub use augment::spatial::{SPATIAL_RNG_DRAWS, SpatialDraw, draw_spatial, draw_spatial_into};
-pub use augment::value::{ValueError, ValueScratch, apply_value_transforms};
+pub mod augment;
+pub mod diagnostics;
+pub mod geometry;
+pub mod kernels;
+pub mod memory;
+pub mod npy;
+pub mod pipeline;
+pub mod plan;
+pub mod predict;
+pub mod read;
+pub mod rng;
+pub mod sample;
+pub mod sampler;
+pub mod sources;
+pub mod store;
+pub mod synth;
+
+// The root: what a training program, a generated crate and the Python package use. Everything
+// else lives in the module named after its concept (`store`, `read`, `kernels`, `augment`,
+// `sample`, `sampler`, `pipeline`, `predict`, ...; see docs/architecture.md).
 pub use batch_array::BatchArray;
-pub use geometry::{Box3, crop_start_vox, voxel_centre_nm};
-pub use huge_pages::HostBuffer;
-pub use kernels::{
-    DestError, GatherError, GatherParams, GatherSource, LabelParams, StridedDest, copy_strided, gather,
-    gather_labels_packed,
-};
+pub use geometry::Box3;
 pub use layout::{ArrayLayout, BatchLayout};
 #[doc(hidden)]
 pub use loader::FaultHook;
 pub use loader::{
     Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, SampleFailure, check_compatible,
 };
-pub use memory::{MEMORY_LIMIT_ENV, MemoryAvailable, MemoryError, MemoryNeed, available_memory, check_fits};
-pub use pipeline::{
-    BatchData, BatchGuard, BatchLease, Cause, ExternalAllocator, Leased, Pipeline, PipelineError, PipelineOptions,
-    PipelineStats, RingMemory, SampleError, SampleJob, SampleMeta, SampleOut,
-};
+pub use pipeline::{BatchData, PipelineError, SampleMeta};
 pub use plan::{
     CentreGrid, ClassCount, ClassPlan, ClassWeight, DatasetPlan, Excluded, LevelPlan, Plan, PlanError, PlanOptions,
-    PlanOrigin, Planned, SplitClassWeights, StaleReason, batch_layout, default_plan_cache_dir, plan, plan_cache_path,
-    plan_cached,
+    PlanOrigin, Planned, SplitClassWeights, StaleReason, batch_layout, plan, plan_cached,
 };
-pub use predict::{
-    IdentityModel, PredictError, PredictInput, PredictPlan, PredictRun, PredictUnit, Tile, TileBatch, TileLoader,
-    WriteHook, Writer, run_identity, run_model,
-};
-pub use read::{
-    PackRequest, ReadError, WindowElem, WindowReport, WindowRequest, read_window, read_window_binarize,
-    read_window_map, read_window_pack,
-};
-pub use rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
-pub use sample::{
-    CropError, ReadInfo, Reader, SampleAt, SampleDest, SampleReadError, SampleRequest, SampleScratch, read_level_crop,
-    transformed_window_vox,
-};
-pub use sampler::{
-    DatasetGrid, DistError, DistInfo, EpochDraws, ForegroundIndex, SampleChoice, SamplerError, TrainSampler,
-    VOXEL_WEIGHT_FLOOR, shard,
-};
-pub use sources::{ClassSource, DatasetError, DatasetSources};
-pub use store::{
-    CacheStats, ChunkCache, ChunkData, ChunkError, ChunkKey, Level, LevelChoice, Multiscale, OpenError, SourceDtype,
-    choose_level, count_nonzero, decode_chunk,
-};
-pub use synth::{
-    SynthCodec, SynthCrop, SynthError, SynthMany, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic,
-};
+pub use sampler::DistInfo;
 #[cfg(feature = "torch")]
 pub use tch;
 #[cfg(feature = "torch")]

@@ -20,13 +20,17 @@
 //! nothing can be read (not Linux), the check passes.
 //!
 //! ```
-//! use cellmap_runtime::{MemoryAvailable, MemoryNeed};
+//! use cellmap_runtime::{memory::MemoryAvailable, memory::MemoryNeed};
 //! let need = MemoryNeed { batch_size: 8, batch_bytes: 1 << 20, prefetch: 4, cache_bytes: 1 << 30 };
 //! assert_eq!(need.ring_bytes(), 4 << 20);
 //! let offered = MemoryAvailable { bytes: 512 << 20, source: "a test".into() };
 //! let err = need.fits_in(&offered).unwrap_err().to_string();
 //! assert!(err.contains("`loader.cache_bytes`"));
 //! ```
+
+mod huge_pages;
+
+pub use huge_pages::HostBuffer;
 
 use std::path::{Path, PathBuf};
 

@@ -22,7 +22,7 @@
 //! shrinks the input by the context on each side yields exactly the tile.
 //!
 //! ```no_run
-//! use cellmap_runtime::{DistInfo, PredictPlan, TileLoader, Writer};
+//! use cellmap_runtime::{DistInfo, predict::PredictPlan, predict::TileLoader, predict::Writer};
 //! let spec = cellmap_schema::load(std::path::Path::new("spec.yaml")).expect("valid spec").spec;
 //! let plan = std::sync::Arc::new(PredictPlan::new(&spec)?);
 //! let writer = Writer::create(plan.clone())?;
@@ -33,7 +33,7 @@
 //!     let outputs = vec![0f32; batch.tiles.len() * plan.model_channels * plan.tile_voxels()];
 //!     writer.write_batch(&batch.tiles, &outputs)?;
 //! }
-//! # Ok::<(), cellmap_runtime::PredictError>(())
+//! # Ok::<(), cellmap_runtime::predict::PredictError>(())
 //! ```
 
 mod identity;

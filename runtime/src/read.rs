@@ -15,7 +15,7 @@
 //! blocks turned through a stack tile.
 //!
 //! ```no_run
-//! use cellmap_runtime::{ChunkCache, Multiscale, StridedDest, WindowRequest, read_window};
+//! use cellmap_runtime::{store::ChunkCache, store::Multiscale, kernels::StridedDest, read::WindowRequest, read::read_window};
 //! let ms = Multiscale::open("data/jrc.zarr/recon-1/em/fibsem-uint8")?;
 //! let cache = ChunkCache::new(1 << 30);
 //! let mut crop = vec![0f32; 64 * 64 * 64];

@@ -7,7 +7,7 @@
 //! needs no sequential replay.
 //!
 //! ```
-//! use cellmap_runtime::{Rng, SampleKey};
+//! use cellmap_runtime::{rng::Rng, rng::SampleKey};
 //! let key = SampleKey { seed: 42, epoch: 0, rank: 0, index: 7 };
 //! let (mut a, mut b) = (Rng::new(key, 1), Rng::new(key, 1));
 //! assert_eq!(a.next_u64(), b.next_u64());

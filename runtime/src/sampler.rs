@@ -15,7 +15,7 @@
 //! foreground coin, then the centre (or the foreground rank) as an unbiased integer.
 //!
 //! ```
-//! use cellmap_runtime::{DatasetGrid, TrainSampler};
+//! use cellmap_runtime::{sampler::DatasetGrid, sampler::TrainSampler};
 //! use cellmap_schema::{PadPolicy, Sampling, Weighting};
 //! let sampling = Sampling {
 //!     seed: 1, iterations_per_epoch: 4, weighting: Weighting::Uniform, foreground: None,

@@ -2,11 +2,14 @@
 //!
 //! A separate test binary (no libtest harness) so that no other test allocates concurrently.
 
-use cellmap_runtime::{ArrayLayout, BatchLayout, Pipeline, PipelineOptions, SampleJob, SampleMeta, SampleOut};
+use cellmap_runtime::{
+    ArrayLayout, BatchLayout, SampleMeta, pipeline::Pipeline, pipeline::PipelineOptions, pipeline::SampleJob,
+    pipeline::SampleOut,
+};
 use cellmap_schema::ErrorPolicy;
 
 #[global_allocator]
-static GLOBAL: cellmap_runtime::CountingAllocator = cellmap_runtime::CountingAllocator;
+static GLOBAL: cellmap_runtime::diagnostics::CountingAllocator = cellmap_runtime::diagnostics::CountingAllocator;
 
 struct Ramp;
 
@@ -44,7 +47,7 @@ impl SampleJob for Ramp {
 }
 
 fn threads() -> usize {
-    cellmap_runtime::thread_count().unwrap_or(0)
+    cellmap_runtime::diagnostics::thread_count().unwrap_or(0)
 }
 
 fn main() {
@@ -68,7 +71,7 @@ fn main() {
         prefetch: 3,
         on_error: ErrorPolicy::Fail,
         max_attempts: 1,
-        memory: cellmap_runtime::RingMemory::Host,
+        memory: cellmap_runtime::pipeline::RingMemory::Host,
         pin: false,
     };
     let mut p = Pipeline::start(Ramp, layout, &options);
@@ -76,13 +79,13 @@ fn main() {
         p.next_batch().unwrap().unwrap();
     }
     let threads_warm = threads();
-    let before = cellmap_runtime::allocations();
+    let before = cellmap_runtime::diagnostics::allocations();
     let n = 1000;
     for _ in 0..n {
         let b = p.next_batch().unwrap().unwrap();
         assert!(b.array(0)[0] >= 0.0);
     }
-    let allocations = cellmap_runtime::allocations() - before;
+    let allocations = cellmap_runtime::diagnostics::allocations() - before;
     let threads_end = threads();
     println!(
         "pipeline: {allocations} allocations over {n} steady-state batches; threads {threads_warm} -> {threads_end}"
@@ -102,12 +105,12 @@ fn main() {
 /// (chunk cache, scratch and epoch draws filled), no batch allocates and no thread appears.
 fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let options = cellmap_runtime::SynthOptions {
-        size: cellmap_runtime::SynthSize::Small,
-        variants: vec![cellmap_runtime::SynthVariant::V2],
+    let options = cellmap_runtime::synth::SynthOptions {
+        size: cellmap_runtime::synth::SynthSize::Small,
+        variants: vec![cellmap_runtime::synth::SynthVariant::V2],
         ..Default::default()
     };
-    let report = cellmap_runtime::write_synthetic(&tmp.path().join("synth"), &options).unwrap();
+    let report = cellmap_runtime::synth::write_synthetic(&tmp.path().join("synth"), &options).unwrap();
     // The synthetic spec with smaller crops and every training augmentation, validated again.
     let mut text = std::fs::read_to_string(&report.spec_yaml)
         .unwrap()
@@ -132,13 +135,13 @@ fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
         loader.next_batch().unwrap().unwrap();
     }
     let threads_warm = threads();
-    let before = cellmap_runtime::allocations();
+    let before = cellmap_runtime::diagnostics::allocations();
     let n = 100;
     for _ in 0..n {
         let batch = loader.next_batch().unwrap().unwrap();
         assert_eq!(batch.len(), 4);
     }
-    let allocations = cellmap_runtime::allocations() - before;
+    let allocations = cellmap_runtime::diagnostics::allocations() - before;
     println!(
         "loader: {allocations} allocations over {n} steady-state batches with rotation{}{}; threads {threads_warm} -> {}",
         if elastic { " and elastic" } else { "" },
@@ -155,7 +158,7 @@ fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
 
 /// Drawing a sample's spatial transform (mirror, transpose of all axes, rotation) allocates nothing.
 fn spatial_draws_do_not_allocate() {
-    use cellmap_runtime::{Rng, STREAM_SPATIAL, SampleKey, draw_spatial};
+    use cellmap_runtime::{augment::draw_spatial, rng::Rng, rng::STREAM_SPATIAL, rng::SampleKey};
     use cellmap_schema::{Axis, Spatial};
     let spatial = Spatial {
         mirror: [0.5; 3],
@@ -163,7 +166,7 @@ fn spatial_draws_do_not_allocate() {
         rotate: [Some((-180.0, 180.0)); 3],
         elastic: None,
     };
-    let before = cellmap_runtime::allocations();
+    let before = cellmap_runtime::diagnostics::allocations();
     let mut permuted = 0;
     for index in 0..1000 {
         let key = SampleKey {
@@ -175,7 +178,7 @@ fn spatial_draws_do_not_allocate() {
         let draw = draw_spatial(&spatial, &mut Rng::new(key, STREAM_SPATIAL), [1024.0; 3]);
         permuted += usize::from(!draw.is_axis_aligned());
     }
-    let allocations = cellmap_runtime::allocations() - before;
+    let allocations = cellmap_runtime::diagnostics::allocations() - before;
     println!("draw_spatial: {allocations} allocations over 1000 draws");
     assert_eq!(allocations, 0, "spatial draws must not allocate");
     assert_eq!(permuted, 1000, "every draw rotates");

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cellmap_runtime::{
-    FaultHook, Loader, LoaderOptions, PipelineError, SynthOptions, SynthSize, SynthVariant, rss_bytes, thread_count,
-    write_synthetic,
+    FaultHook, Loader, LoaderOptions, PipelineError, diagnostics::rss_bytes, diagnostics::thread_count,
+    synth::SynthOptions, synth::SynthSize, synth::SynthVariant, synth::write_synthetic,
 };
 
 const SPEC: &str = r#"version: 1

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cellmap_runtime::{HostBuffer, Loader, LoaderOptions, allocations, cpu_seconds, peak_rss_bytes, thread_count};
+use cellmap_runtime::{
+    Loader, LoaderOptions, diagnostics::allocations, diagnostics::cpu_seconds, diagnostics::peak_rss_bytes,
+    diagnostics::thread_count, memory::HostBuffer,
+};
 use cellmap_schema::Split;
 
 use super::{EXIT_INVALID, SplitArg, load_spec};

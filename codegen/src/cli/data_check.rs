@@ -160,10 +160,10 @@ pub(crate) fn check(spec: &Spec) -> Vec<DataError> {
     out
 }
 
-/// The loader's memory refusal ([`cellmap_runtime::check_fits`]) as a diagnostic at the spec's
+/// The loader's memory refusal ([`cellmap_runtime::memory::check_fits`]) as a diagnostic at the spec's
 /// `batch_size` key (or `loader`, or the first line when neither is written).
 pub(crate) fn memory(spec: &Spec) -> Option<Diagnostic> {
-    let err = cellmap_runtime::check_fits(&cellmap_runtime::MemoryNeed::of_spec(spec)).err()?;
+    let err = cellmap_runtime::memory::check_fits(&cellmap_runtime::memory::MemoryNeed::of_spec(spec)).err()?;
     let text = std::fs::read_to_string(spec.source()).unwrap_or_default();
     let (line, column) = ["batch_size", "loader"]
         .iter()

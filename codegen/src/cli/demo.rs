@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use crate::generate::generate;
-use cellmap_runtime::{LoaderOptions, PlanOptions, SynthOptions, SynthSize, plan, write_synthetic};
+use cellmap_runtime::{
+    LoaderOptions, PlanOptions, plan, synth::SynthOptions, synth::SynthSize, synth::write_synthetic,
+};
 
 use super::bench::bench;
 use super::build::{default_runtime, write_crate};

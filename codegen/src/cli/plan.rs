@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cellmap_runtime::{ClassPlan, MemoryNeed, Plan, PlanOptions, check_fits, plan};
+use cellmap_runtime::{ClassPlan, Plan, PlanOptions, memory::MemoryNeed, memory::check_fits, plan};
 
 use super::{EXIT_INVALID, load_spec};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cellmap_runtime::{DistInfo, PredictPlan, Writer, run_identity};
+use cellmap_runtime::{DistInfo, predict::PredictPlan, predict::Writer, predict::run_identity};
 
 use super::{EXIT_INVALID, EXIT_USAGE, load_spec};
 
@@ -27,7 +27,7 @@ pub(crate) fn run(args: &PredictArgs) -> ExitCode {
     let Some(identity) = &args.identity else {
         eprintln!(
             "error: no model given; pass `--identity` to write an input as the prediction (networks run \
-             through `cellmap_runtime::run_model`)"
+             through `cellmap_runtime::predict::run_model`)"
         );
         return ExitCode::from(EXIT_USAGE);
     };

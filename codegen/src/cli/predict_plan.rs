@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cellmap_runtime::{PredictPlan, Tile};
+use cellmap_runtime::{predict::PredictPlan, predict::Tile};
 
 use super::{EXIT_INVALID, load_spec};
 

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cellmap_runtime::{
-    ChunkCache, ClassPlan, PlanOptions, Reader, STREAM_SPATIAL, SampleKey, SampleRequest, SpatialDraw, crop_start_vox,
-    npy, plan, transformed_window_vox,
+    ClassPlan, PlanOptions, augment::SpatialDraw, geometry::crop_start_vox, npy, plan, rng::STREAM_SPATIAL,
+    rng::SampleKey, sample::Reader, sample::SampleRequest, sample::transformed_window_vox, store::ChunkCache,
 };
 use cellmap_schema::Split;
 

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cellmap_runtime::{SynthCodec, SynthMany, SynthOptions, SynthSize, SynthVariant, write_synthetic};
+use cellmap_runtime::{
+    synth::SynthCodec, synth::SynthMany, synth::SynthOptions, synth::SynthSize, synth::SynthVariant,
+    synth::write_synthetic,
+};
 
 use super::EXIT_INVALID;
 
@@ -102,7 +105,7 @@ pub(crate) fn run(args: &SynthArgs) -> ExitCode {
 }
 
 /// What was written, for people.
-pub(crate) fn describe(r: &cellmap_runtime::SynthReport) -> String {
+pub(crate) fn describe(r: &cellmap_runtime::synth::SynthReport) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "synthetic dataset in {} ({:.1} s)", r.dir.display(), r.seconds);

@@ -63,14 +63,14 @@ fn golden_plan(spec_path: &Path, spec: &cellmap_schema::Spec) -> Option<cellmap_
     if !spec_path.starts_with(root().join("tests/specs")) {
         return None;
     }
-    let options = cellmap_runtime::SynthOptions {
+    let options = cellmap_runtime::synth::SynthOptions {
         seed: 3,
-        size: cellmap_runtime::SynthSize::Small,
-        variants: vec![cellmap_runtime::SynthVariant::V2],
+        size: cellmap_runtime::synth::SynthSize::Small,
+        variants: vec![cellmap_runtime::synth::SynthVariant::V2],
         force: true,
-        ..cellmap_runtime::SynthOptions::default()
+        ..cellmap_runtime::synth::SynthOptions::default()
     };
-    cellmap_runtime::write_synthetic(&spec_path.parent().unwrap().join("data"), &options).unwrap();
+    cellmap_runtime::synth::write_synthetic(&spec_path.parent().unwrap().join("data"), &options).unwrap();
     Some(
         cellmap_runtime::plan(spec, cellmap_runtime::PlanOptions::default())
             .unwrap()

@@ -24,7 +24,7 @@ fn run_with_limit(args: &[&str], limit: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
         .args(args)
         .current_dir(super::root())
-        .env(cellmap_runtime::MEMORY_LIMIT_ENV, limit)
+        .env(cellmap_runtime::memory::MEMORY_LIMIT_ENV, limit)
         .output()
         .unwrap()
 }

@@ -50,19 +50,19 @@ const ENTRIES: [&str; 4] = ["datasplit.csv", "spec.yaml", "v2", "v3"];
 fn decoded(dir: &Path) -> BTreeMap<String, Vec<f32>> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<f32>>) {
         if dir.join("s0").is_dir() {
-            let ms = cellmap_runtime::Multiscale::open(&dir.display().to_string()).unwrap();
+            let ms = cellmap_runtime::store::Multiscale::open(&dir.display().to_string()).unwrap();
             for level in &ms.levels {
                 let shape = level.shape_vox.map(|v| v as usize);
                 let mut voxels = vec![0f32; shape.iter().product()];
                 let strides = [(shape[1] * shape[2]) as isize, shape[2] as isize, 1];
-                cellmap_runtime::read_window(
+                cellmap_runtime::read::read_window(
                     level,
                     None,
-                    &cellmap_runtime::WindowRequest {
+                    &cellmap_runtime::read::WindowRequest {
                         start_vox: [0; 3],
                         fill: f32::NAN,
                     },
-                    cellmap_runtime::StridedDest::new(&mut voxels, 0, strides, shape).unwrap(),
+                    cellmap_runtime::kernels::StridedDest::new(&mut voxels, 0, strides, shape).unwrap(),
                 )
                 .unwrap();
                 let rel = dir.strip_prefix(base).unwrap().join(&level.path);

@@ -59,7 +59,7 @@ impl SpatialDraw {
     /// elastic deformation. `None` when `permutation` is not a permutation of `[0, 1, 2]`.
     ///
     /// ```
-    /// use cellmap_runtime::SpatialDraw;
+    /// use cellmap_runtime::augment::SpatialDraw;
     /// // A quarter turn about z: output x runs along world y.
     /// let d = SpatialDraw::explicit([90.0, 0.0, 0.0], [false; 3], [0, 1, 2]).unwrap();
     /// assert_eq!(d.matrix, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]);

@@ -6,8 +6,8 @@ use std::cell::UnsafeCell;
 use std::sync::Arc;
 
 use super::{PipelineOptions, SampleMeta};
-use crate::huge_pages::HostBuffer;
 use crate::layout::BatchLayout;
+use crate::memory::HostBuffer;
 use crate::memory::MemoryError;
 
 /// Memory of one array of one slot.

@@ -9,7 +9,7 @@
 //! it; the first insert wins and both get identical data.
 //!
 //! ```
-//! use cellmap_runtime::ChunkCache;
+//! use cellmap_runtime::store::ChunkCache;
 //! let cache = ChunkCache::new(256 << 20);
 //! assert_eq!(cache.stats().hits, 0);
 //! ```

@@ -18,11 +18,11 @@
 //! misaligning levels.
 //!
 //! ```no_run
-//! use cellmap_runtime::{Multiscale, choose_level};
+//! use cellmap_runtime::{store::Multiscale, store::choose_level};
 //! let ms = Multiscale::open("data/jrc.zarr/recon-1/em/fibsem-uint8")?;
 //! let choice = choose_level(&ms.levels, [8.0, 8.0, 8.0]);
 //! println!("{} at {:?} nm", ms.levels[choice.index].path, ms.levels[choice.index].scale_nm);
-//! # Ok::<(), cellmap_runtime::OpenError>(())
+//! # Ok::<(), cellmap_runtime::store::OpenError>(())
 //! ```
 
 use std::sync::Arc;

@@ -3,7 +3,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use cellmap_runtime::{ChunkCache, Multiscale, StridedDest, WindowRequest, read_window};
+use cellmap_runtime::{
+    kernels::StridedDest, read::WindowRequest, read::read_window, store::ChunkCache, store::Multiscale,
+};
 
 use crate::common::{Fmt, write_pyramid};
 

@@ -1,8 +1,9 @@
 //! Properties of spatial draws, sample grids and the gather kernels.
 
 use cellmap_runtime::{
-    ElasticDraw, ElasticField, GatherParams, GatherSource, LabelParams, Rng, SampleGrid, SampleKey, SpatialDraw,
-    copy_strided, draw_spatial, gather, gather_labels_packed,
+    augment::ElasticDraw, augment::ElasticField, augment::SampleGrid, augment::SpatialDraw, augment::draw_spatial,
+    kernels::GatherParams, kernels::GatherSource, kernels::LabelParams, kernels::copy_strided, kernels::gather,
+    kernels::gather_labels_packed, rng::Rng, rng::SampleKey,
 };
 use cellmap_schema::{Axis, Elastic, Interpolation, Spatial};
 use proptest::prelude::*;
@@ -456,7 +457,7 @@ fn gather_throughput() {
 fn read_transformed_with_the_spatial_draw_equals_read() {
     use std::sync::Arc;
 
-    use cellmap_runtime::{PlanOptions, Reader, SampleRequest, SynthVariant, plan};
+    use cellmap_runtime::{PlanOptions, plan, sample::Reader, sample::SampleRequest, synth::SynthVariant};
 
     let f = crate::loader::synth(SynthVariant::V2);
     let s = crate::loader::spec_with(&f.dir, |d| {

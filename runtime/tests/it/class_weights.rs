@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cellmap_runtime::{Plan, PlanOptions, SynthVariant, plan};
+use cellmap_runtime::{Plan, PlanOptions, plan, synth::SynthVariant};
 use cellmap_schema::Split;
 use zarrs::array::Array;
 use zarrs::filesystem::FilesystemStore;

@@ -1,7 +1,7 @@
 //! Issue #16: the reason a dataset is excluded names the axis that fails, the array, and the
 //! extents needed and available.
 
-use cellmap_runtime::{PlanOptions, SynthVariant, plan};
+use cellmap_runtime::{PlanOptions, plan, synth::SynthVariant};
 
 use crate::loader::{spec_with, synth};
 

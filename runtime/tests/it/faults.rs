@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use cellmap_runtime::{Batch, ChunkCache, FaultHook, Loader, PipelineError, SynthVariant};
+use cellmap_runtime::{Batch, FaultHook, Loader, PipelineError, store::ChunkCache, synth::SynthVariant};
 use cellmap_schema::{ErrorPolicy, Spec, Split};
 use serde_json::json;
 use zarrs::array::{Array, ArraySubset};

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cellmap_runtime::{Multiscale, StridedDest, WindowRequest, read_window};
+use cellmap_runtime::{kernels::StridedDest, read::WindowRequest, read::read_window, store::Multiscale};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/zarr-python/fixture.zarr")

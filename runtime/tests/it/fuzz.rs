@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cellmap_runtime::{Multiscale, StridedDest, WindowRequest, read_window};
+use cellmap_runtime::{kernels::StridedDest, read::WindowRequest, read::read_window, store::Multiscale};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

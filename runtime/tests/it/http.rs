@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cellmap_runtime::{ChunkCache, Multiscale, OpenError, StridedDest, WindowRequest, read_window};
+use cellmap_runtime::{
+    kernels::StridedDest, read::WindowRequest, read::read_window, store::ChunkCache, store::Multiscale,
+    store::OpenError,
+};
 
 use crate::common::{Fmt, blosc, write_pyramid};
 

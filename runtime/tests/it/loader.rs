@@ -10,8 +10,8 @@ mod reuse;
 mod sampling;
 
 use cellmap_runtime::{
-    ClassPlan, Loader, LoaderOptions, NextOwned, PlanOptions, Planned, Reader, SampleKey, SampleRequest, SynthOptions,
-    SynthSize, SynthVariant, plan, write_synthetic,
+    ClassPlan, Loader, LoaderOptions, NextOwned, PlanOptions, Planned, plan, rng::SampleKey, sample::Reader,
+    sample::SampleRequest, synth::SynthOptions, synth::SynthSize, synth::SynthVariant, synth::write_synthetic,
 };
 use cellmap_schema::{Spec, Split};
 use serde_json::{Value, json};

@@ -8,8 +8,8 @@
 use std::process::Command;
 
 use cellmap_runtime::{
-    ArrayLayout, BatchLayout, Loader, LoaderError, MEMORY_LIMIT_ENV, MemoryError, Pipeline, PipelineOptions,
-    SynthVariant,
+    ArrayLayout, BatchLayout, Loader, LoaderError, memory::MEMORY_LIMIT_ENV, memory::MemoryError, pipeline::Pipeline,
+    pipeline::PipelineOptions, synth::SynthVariant,
 };
 use cellmap_schema::{ErrorPolicy, Split};
 
@@ -117,7 +117,7 @@ fn issue16_a_malformed_limit_is_an_error() {
 #[test]
 fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
     struct Nothing;
-    impl cellmap_runtime::SampleJob for Nothing {
+    impl cellmap_runtime::pipeline::SampleJob for Nothing {
         type Scratch = ();
         type Error = std::io::Error;
         fn scratch(&self) {}
@@ -130,7 +130,7 @@ fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
             _: u64,
             _: usize,
             _: u32,
-            _: &mut cellmap_runtime::SampleOut<'_>,
+            _: &mut cellmap_runtime::pipeline::SampleOut<'_>,
         ) -> Result<Option<cellmap_runtime::SampleMeta>, std::io::Error> {
             Ok(None)
         }
@@ -149,7 +149,7 @@ fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
         prefetch: 2,
         on_error: ErrorPolicy::Fail,
         max_attempts: 1,
-        memory: cellmap_runtime::RingMemory::Host,
+        memory: cellmap_runtime::pipeline::RingMemory::Host,
         pin: false,
     };
     let err = Pipeline::try_start(Nothing, layout, &options).err().expect("refused");

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use cellmap_runtime::{Box3, Multiscale, OpenError, SourceDtype, choose_level, crop_start_vox};
+use cellmap_runtime::{
+    Box3, geometry::crop_start_vox, store::Multiscale, store::OpenError, store::SourceDtype, store::choose_level,
+};
 use serde_json::json;
 
 use crate::common::{Fmt, LevelMeta, blosc, ms_attrs, write_array, write_group, write_pyramid, zyx_axes};

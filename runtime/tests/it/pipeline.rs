@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cellmap_runtime::{
-    ArrayLayout, BatchLayout, Leased, Pipeline, PipelineError, PipelineOptions, SampleJob, SampleMeta, SampleOut,
+    ArrayLayout, BatchLayout, PipelineError, SampleMeta, pipeline::Leased, pipeline::Pipeline,
+    pipeline::PipelineOptions, pipeline::SampleJob, pipeline::SampleOut,
 };
 use cellmap_schema::ErrorPolicy;
 
@@ -105,7 +106,7 @@ fn options(workers: usize, prefetch: usize, on_error: ErrorPolicy) -> PipelineOp
         prefetch,
         on_error,
         max_attempts: 4,
-        memory: cellmap_runtime::RingMemory::Host,
+        memory: cellmap_runtime::pipeline::RingMemory::Host,
         pin: false,
     }
 }
@@ -284,7 +285,7 @@ fn a_slow_consumer_holds_back_the_workers() {
 }
 
 /// Unwrap a `Leased::Batch`, waiting up to 5 s.
-fn lease<J: SampleJob>(p: &mut Pipeline<J>) -> cellmap_runtime::BatchLease<J> {
+fn lease<J: SampleJob>(p: &mut Pipeline<J>) -> cellmap_runtime::pipeline::BatchLease<J> {
     match p.next_lease(Duration::from_secs(5)) {
         Leased::Batch(b) => b,
         Leased::Failed(e) => panic!("failed: {e}"),

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cellmap_runtime::{
-    DistInfo, Multiscale, PredictError, PredictPlan, StridedDest, SynthOptions, SynthSize, SynthVariant, WindowRequest,
-    Writer, read_window, run_identity, shard, write_synthetic,
+    DistInfo, kernels::StridedDest, predict::PredictError, predict::PredictPlan, predict::Writer,
+    predict::run_identity, read::WindowRequest, read::read_window, sampler::shard, store::Multiscale,
+    synth::SynthOptions, synth::SynthSize, synth::SynthVariant, synth::write_synthetic,
 };
 use cellmap_schema::Spec;
 
@@ -101,7 +102,7 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn run_all(spec: &Spec, batch: usize) -> (Arc<PredictPlan>, cellmap_runtime::PredictRun) {
+fn run_all(spec: &Spec, batch: usize) -> (Arc<PredictPlan>, cellmap_runtime::predict::PredictRun) {
     let plan = Arc::new(PredictPlan::new(spec).unwrap());
     let writer = Writer::create(plan.clone()).unwrap();
     let run = run_identity(spec, &writer, DistInfo::single(), batch, 0).unwrap();
@@ -272,7 +273,7 @@ fn uint8_output_scales_and_validation_crops_get_their_own_groups() {
     for class in ["mito", "pm"] {
         let group = out.join("synth_crop2").join(class).display().to_string();
         let (ms, got) = read_group(&group);
-        assert_eq!(ms.levels[0].dtype, cellmap_runtime::SourceDtype::U8);
+        assert_eq!(ms.levels[0].dtype, cellmap_runtime::store::SourceDtype::U8);
         assert_eq!(ms.levels[0].translation_nm, u.translation_nm);
         // raw/255 → round(·255) = raw.
         assert_eq!(got, expected_raw(&raw, 8.0, u.translation_nm, u.shape_vox), "{class}");

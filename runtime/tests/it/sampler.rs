@@ -1,6 +1,8 @@
 //! Sampler distributions, determinism and validation.
 
-use cellmap_runtime::{DatasetGrid, ForegroundIndex, SampleChoice, SamplerError, TrainSampler};
+use cellmap_runtime::{
+    sampler::DatasetGrid, sampler::ForegroundIndex, sampler::SampleChoice, sampler::SamplerError, sampler::TrainSampler,
+};
 use cellmap_schema::{ForegroundBias, PadPolicy, Sampling, Weighting};
 
 fn sampling(weighting: Weighting, iterations: u64, foreground: Option<f64>) -> Sampling {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cellmap_runtime::{Loader, SynthVariant};
+use cellmap_runtime::{Loader, synth::SynthVariant};
 use cellmap_schema::{Spec, Split};
 
 use super::loader::{CLASSES, CROP1_T, CROP2_T, RAW_T0, binarize, direct, options, same, start, synth};

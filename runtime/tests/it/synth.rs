@@ -1,8 +1,9 @@
 //! The synthetic dataset: layout, geometry, classes, determinism, refusal of non-empty folders.
 
 use cellmap_runtime::{
-    ChunkCache, Multiscale, SourceDtype, StridedDest, SynthError, SynthOptions, SynthSize, SynthVariant, WindowRequest,
-    count_nonzero, read_window, write_synthetic,
+    kernels::StridedDest, read::WindowRequest, read::read_window, store::ChunkCache, store::Multiscale,
+    store::SourceDtype, store::count_nonzero, synth::SynthError, synth::SynthOptions, synth::SynthSize,
+    synth::SynthVariant, synth::write_synthetic,
 };
 
 fn small(force: bool) -> SynthOptions {
@@ -15,7 +16,7 @@ fn small(force: bool) -> SynthOptions {
     }
 }
 
-fn read_all(level: &cellmap_runtime::Level) -> Vec<f32> {
+fn read_all(level: &cellmap_runtime::store::Level) -> Vec<f32> {
     let s = level.shape_vox.map(|v| v as usize);
     let mut out = vec![0f32; s[0] * s[1] * s[2]];
     read_window(
@@ -181,8 +182,8 @@ fn many_volumes_crops_and_classes_are_written_as_documented() {
         seed: 11,
         size: SynthSize::Small,
         variants: vec![SynthVariant::V2, SynthVariant::V3],
-        codec: cellmap_runtime::SynthCodec::Gzip,
-        many: Some(cellmap_runtime::SynthMany {
+        codec: cellmap_runtime::synth::SynthCodec::Gzip,
+        many: Some(cellmap_runtime::synth::SynthMany {
             volumes: 2,
             crops: 7,
             classes: 6,

@@ -1,7 +1,7 @@
 //! The torch interop on the synthetic dataset: shapes, kinds, devices, zero copy on the CPU,
 //! metadata tensors, and the error for an unavailable CUDA device.
 
-use cellmap_runtime::{Loader, SynthVariant, TensorError, TorchLoader};
+use cellmap_runtime::{Loader, TensorError, TorchLoader, synth::SynthVariant};
 use cellmap_schema::Split;
 use tch::{Kind, Tensor};
 

@@ -6,8 +6,8 @@ mod large;
 use std::sync::Arc;
 
 use cellmap_runtime::{
-    ChunkCache, ChunkError, DestError, Level, Multiscale, PackRequest, ReadError, StridedDest, WindowRequest,
-    count_nonzero, read_window,
+    kernels::DestError, kernels::StridedDest, read::PackRequest, read::ReadError, read::WindowRequest,
+    read::read_window, store::ChunkCache, store::ChunkError, store::Level, store::Multiscale, store::count_nonzero,
 };
 use serde_json::json;
 use zarrs::array::{Array, ArraySubset};
@@ -126,7 +126,7 @@ fn check_store<T: Dt>(fmt: Fmt, chunks: [u64; 3], channels: Option<u64>) {
                     })
                     .collect();
                 let mut got = vec![0f32; want.len()];
-                cellmap_runtime::read_window_binarize(
+                cellmap_runtime::read::read_window_binarize(
                     level,
                     Some(&cache),
                     &WindowRequest {

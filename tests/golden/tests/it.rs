@@ -5,7 +5,9 @@ use std::path::Path;
 
 use cellmap_golden::synth;
 use cellmap_runtime::cellmap_schema::Split;
-use cellmap_runtime::{DistInfo, Loader, LoaderOptions, SynthOptions, SynthSize, SynthVariant, write_synthetic};
+use cellmap_runtime::{
+    DistInfo, Loader, LoaderOptions, synth::SynthOptions, synth::SynthSize, synth::SynthVariant, synth::write_synthetic,
+};
 
 fn options(split: Split) -> LoaderOptions {
     let mut o = if split == Split::Train {

@@ -100,7 +100,7 @@ fn large_windows_and_narrowed_chunks_match_zarrs() {
                 assert_eq!(&got[n + 3..], &[-7.0; 2]);
 
                 let mut bin = vec![-7.0f32; n + 5];
-                cellmap_runtime::read_window_binarize(
+                cellmap_runtime::read::read_window_binarize(
                     level,
                     cache,
                     &WindowRequest {
@@ -256,7 +256,7 @@ fn packed_class_bits_match_zarrs() {
         let voxels: usize = size.iter().product();
         let cache = ChunkCache::new(64 << 20);
         let mut packed = vec![0b1000_0000u8; voxels];
-        cellmap_runtime::read_window_pack(
+        cellmap_runtime::read::read_window_pack(
             &ma.levels[0],
             Some(&cache),
             &PackRequest {
@@ -268,7 +268,7 @@ fn packed_class_bits_match_zarrs() {
             &mut packed,
         )
         .unwrap();
-        cellmap_runtime::read_window_pack(
+        cellmap_runtime::read::read_window_pack(
             &mb.levels[0],
             None,
             &PackRequest {
@@ -336,8 +336,8 @@ fn uniform_chunks_match_zarrs() {
     let cache = ChunkCache::new(64 << 20);
     // A uniform chunk is tagged once decoded; a mixed one is not.
     let tagged = |c: [u64; 3]| {
-        let data = cellmap_runtime::decode_chunk(l64, c).unwrap().tagged();
-        matches!(data, cellmap_runtime::ChunkData::UniformU8(_))
+        let data = cellmap_runtime::store::decode_chunk(l64, c).unwrap().tagged();
+        matches!(data, cellmap_runtime::store::ChunkData::UniformU8(_))
     };
     assert!(tagged([0, 0, 0]) && tagged([0, 0, 1]) && !tagged([0, 0, 2]));
     for (start, size) in [([1i64, 2, 3], [5usize, 6, 70]), ([-2, 1, -5], [42, 43, 210])] {
@@ -363,7 +363,7 @@ fn uniform_chunks_match_zarrs() {
             )
             .unwrap();
             let mut mapped = vec![0f32; voxels];
-            cellmap_runtime::read_window_map(
+            cellmap_runtime::read::read_window_map(
                 l64,
                 Some(&cache),
                 &WindowRequest {
@@ -375,7 +375,7 @@ fn uniform_chunks_match_zarrs() {
             )
             .unwrap();
             let mut binary = vec![0f32; voxels];
-            cellmap_runtime::read_window_binarize(
+            cellmap_runtime::read::read_window_binarize(
                 l64,
                 None,
                 &WindowRequest {
@@ -407,7 +407,7 @@ fn uniform_chunks_match_zarrs() {
         );
         let inner = [0, 1, 2].map(|a| (hi[a] - lo[a]) as usize);
         let mut packed = vec![0b100u8; inner.iter().product()];
-        cellmap_runtime::read_window_pack(
+        cellmap_runtime::read::read_window_pack(
             l64,
             Some(&cache),
             &PackRequest {

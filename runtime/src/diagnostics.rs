@@ -2,8 +2,8 @@
 //!
 //! ```ignore
 //! #[global_allocator]
-//! static ALLOC: cellmap_runtime::CountingAllocator = cellmap_runtime::CountingAllocator;
-//! let before = cellmap_runtime::allocations();
+//! static ALLOC: cellmap_runtime::diagnostics::CountingAllocator = cellmap_runtime::diagnostics::CountingAllocator;
+//! let before = cellmap_runtime::diagnostics::allocations();
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
