@@ -257,10 +257,10 @@ fn job_kind(
         for (grid, &i) in grids.iter_mut().zip(datasets) {
             let d = &planned.plan.datasets[i];
             grid.foreground =
-                foreground_index(spec, d, &planned.sources[i], class).map_err(|message| LoaderError::Foreground {
+                foreground_index(spec, d, &planned.sources[i], class).map_err(|source| LoaderError::Foreground {
                     origin: d.origin.clone(),
                     class: bias.class.clone(),
-                    message,
+                    source: Box::new(source),
                 })?;
         }
     }

@@ -33,6 +33,7 @@ pub use class_weights::{ClassWeight, SplitClassWeights};
 pub use open::StaleReason;
 
 pub(crate) use foreground::foreground_index;
+pub use foreground::ForegroundError;
 
 use class_weights::class_weights;
 use dataset::plan_dataset;

@@ -105,14 +105,15 @@ pub enum LoaderError {
     #[error("sampler: {0}")]
     Sampler(#[from] SamplerError),
     /// The foreground centres of a dataset could not be read.
-    #[error("{origin}: foreground of `{class}`: {message}")]
+    #[error("{origin}: foreground of `{class}`: {source}")]
     Foreground {
         /// Where the dataset is declared.
         origin: String,
         /// The biased class.
         class: String,
         /// What failed.
-        message: String,
+        #[source]
+        source: Box<crate::plan::ForegroundError>,
     },
     /// RANK / WORLD_SIZE are malformed.
     #[error("distributed settings: {0}")]

@@ -7,11 +7,25 @@
 
 use cellmap_schema::{Spec, ValueTransform};
 
-use crate::kernels::StridedDest;
+use crate::kernels::{DestError, StridedDest};
 use crate::plan::{ClassPlan, DatasetPlan};
-use crate::read::{WindowRequest, read_window};
-use crate::sampler::ForegroundIndex;
+use crate::read::{ReadError, WindowRequest, read_window};
+use crate::sampler::{ForegroundIndex, SamplerError};
 use crate::sources::{ClassSource, DatasetSources};
+
+/// Why the foreground centres of a class could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ForegroundError {
+    /// Reading a plane of the class' labels failed (names the array and chunk).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The plane buffer does not describe the window (an internal inconsistency).
+    #[error(transparent)]
+    Destination(#[from] DestError),
+    /// The mask does not fit the centre grid.
+    #[error(transparent)]
+    Index(#[from] SamplerError),
+}
 
 /// The foreground index of `class` in a planned dataset, or `None` when the dataset does not
 /// annotate the class (foreground-biased draws then fall back to uniform centres there).
@@ -20,7 +34,7 @@ pub(crate) fn foreground_index(
     plan: &DatasetPlan,
     sources: &DatasetSources,
     class: usize,
-) -> Result<Option<ForegroundIndex>, String> {
+) -> Result<Option<ForegroundIndex>, ForegroundError> {
     let (Some(ClassPlan::Annotated(lp)), Some(ClassSource::Annotated(group))) = (
         plan.targets.first().and_then(|t| t.get(class)),
         sources.classes.get(class),
@@ -49,7 +63,7 @@ pub(crate) fn foreground_index(
     let (Some(y0), Some(y1), Some(x0), Some(x1)) = (y_lo, y_hi, x_lo, x_hi) else {
         return ForegroundIndex::from_mask(grid.shape, std::iter::repeat_n(false, grid.len() as usize))
             .map(Some)
-            .map_err(|e| e.to_string());
+            .map_err(ForegroundError::from);
     };
     let (h, w) = ((y1 - y0 + 1) as usize, (x1 - x0 + 1) as usize);
     let mut plane = vec![0f32; h * w];
@@ -59,7 +73,7 @@ pub(crate) fn foreground_index(
             mask.extend(std::iter::repeat_n(false, ys.len() * xs.len()));
             continue;
         }
-        let dest = StridedDest::c_order(&mut plane, [1, h, w]).map_err(|e| e.to_string())?;
+        let dest = StridedDest::c_order(&mut plane, [1, h, w])?;
         read_window(
             level,
             None,
@@ -68,8 +82,7 @@ pub(crate) fn foreground_index(
                 fill: 0.0,
             },
             dest,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         for &vy in &ys {
             for &vx in &xs {
                 let fg = inside(vy, 1)
@@ -79,7 +92,5 @@ pub(crate) fn foreground_index(
             }
         }
     }
-    ForegroundIndex::from_mask(grid.shape, mask)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    Ok(Some(ForegroundIndex::from_mask(grid.shape, mask)?))
 }
