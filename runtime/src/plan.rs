@@ -32,8 +32,8 @@ pub use cache::{PlanOrigin, default_plan_cache_dir, plan_cache_path, plan_cached
 pub use class_weights::{ClassWeight, SplitClassWeights};
 pub use open::StaleReason;
 
-pub(crate) use foreground::foreground_index;
 pub use foreground::ForegroundError;
+pub(crate) use foreground::foreground_index;
 
 use class_weights::class_weights;
 use dataset::plan_dataset;
@@ -294,8 +294,12 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
     let mut sources = Vec::new();
     let mut excluded = Vec::new();
     let mut warnings = Vec::new();
-    for dataset in spec.datasets() {
-        let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
+    for (dataset, opened) in spec
+        .datasets()
+        .iter()
+        .zip(DatasetSources::open_all(spec, spec.datasets()))
+    {
+        let opened = opened.map_err(Box::new)?;
         warnings.extend(opened.warnings.iter().map(|w| format!("{}: {w}", dataset.origin)));
         match plan_dataset(spec, &opened, count, &mut warnings)? {
             Ok(plan) => {

@@ -6,7 +6,10 @@
 //! then the class is *inferred* — 0 (a true negative) wherever a related class is present,
 //! NaN elsewhere.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cellmap_schema::{DatasetSpec, Spec};
 
@@ -66,13 +69,45 @@ pub struct DatasetError {
 impl DatasetSources {
     /// Open the raw group and every class group of one dataset.
     pub fn open(spec: &Spec, dataset: &DatasetSpec) -> Result<Self, DatasetError> {
+        Self::open_with_raw(spec, dataset, None)
+    }
+
+    /// Open the data of every dataset of `datasets`, [`OPEN_THREADS`] at a time (metadata reads
+    /// wait on the store, a remote one most of all), each raw group once however many crops share
+    /// it: those crops' raw levels are one opened array, so the chunk cache holds each raw chunk
+    /// once. Results in the order of `datasets`.
+    pub fn open_all<'a>(
+        spec: &Spec,
+        datasets: impl IntoIterator<Item = &'a DatasetSpec>,
+    ) -> Vec<Result<Self, DatasetError>> {
+        let datasets: Vec<&DatasetSpec> = datasets.into_iter().collect();
+        let mut locations: Vec<&str> = datasets.iter().map(|d| d.raw.as_str()).collect();
+        locations.sort_unstable();
+        locations.dedup();
+        // A raw group that fails to open is opened again by each dataset, for its own error.
+        let raws = parallel_map(&locations, |location| Multiscale::open(location).ok());
+        let raws: HashMap<&str, Multiscale> = locations
+            .into_iter()
+            .zip(raws)
+            .filter_map(|(l, m)| Some((l, m?)))
+            .collect();
+        parallel_map(&datasets, |d| {
+            Self::open_with_raw(spec, d, raws.get(d.raw.as_str()).cloned())
+        })
+    }
+
+    /// Open a dataset whose raw group may be open already.
+    fn open_with_raw(spec: &Spec, dataset: &DatasetSpec, raw: Option<Multiscale>) -> Result<Self, DatasetError> {
         let wrap = |source| DatasetError {
             origin: dataset.origin.clone(),
             split: dataset.split.name(),
             index: dataset.index,
             source: Box::new(source),
         };
-        let raw = Multiscale::open(&dataset.raw).map_err(wrap)?;
+        let raw = match raw {
+            Some(raw) => raw,
+            None => Multiscale::open(&dataset.raw).map_err(wrap)?,
+        };
         let mut warnings = Vec::new();
         let mut annotated: Vec<Option<Multiscale>> = vec![None; spec.classes().len()];
         if let Some(targets) = &dataset.targets {
@@ -129,6 +164,37 @@ impl DatasetSources {
             .filter(|(_, s)| matches!(s, ClassSource::Annotated(_)))
             .map(|(c, _)| c)
     }
+}
+
+/// Threads that open datasets at once ([`DatasetSources::open_all`]).
+pub const OPEN_THREADS: usize = 16;
+
+/// `f` over `items` on up to [`OPEN_THREADS`] scoped threads; results in the order of `items`.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = items.len().min(OPEN_THREADS);
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn path_exists(path: &str) -> bool {

@@ -91,7 +91,7 @@ impl Planned {
         if plan.batch != batch_layout(spec) || plan.prefetch != spec.loader().prefetch {
             return Err(stale(&spec.source().display().to_string(), StaleReason::Layout));
         }
-        let mut sources = Vec::with_capacity(plan.datasets.len());
+        let mut declared = Vec::with_capacity(plan.datasets.len());
         for planned in &plan.datasets {
             let Some(dataset) = spec
                 .datasets()
@@ -104,7 +104,11 @@ impl Planned {
                 };
                 return Err(stale(&planned.origin, what));
             };
-            let opened = DatasetSources::open(spec, dataset).map_err(Box::new)?;
+            declared.push(dataset);
+        }
+        let mut sources = Vec::with_capacity(plan.datasets.len());
+        for (planned, opened) in plan.datasets.iter().zip(DatasetSources::open_all(spec, declared)) {
+            let opened = opened.map_err(Box::new)?;
             check_levels(&opened, planned, spec.classes()).map_err(|what| stale(&planned.origin, what))?;
             sources.push(opened);
         }

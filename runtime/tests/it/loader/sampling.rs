@@ -174,3 +174,24 @@ fn a_split_whose_datasets_are_all_excluded_is_an_error_naming_each_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn crops_of_one_raw_volume_share_its_opened_levels_and_chunk_cache_entries() {
+    let f = synth(SynthVariant::V2);
+    let s = spec(&f.dir);
+    let planned = plan(&s, PlanOptions::default()).unwrap();
+    let (a, b) = (&planned.sources[0], &planned.sources[1]);
+    assert_eq!(a.spec.raw, b.spec.raw);
+    // One opened raw group: the same level ids, so a raw chunk is cached once for both crops.
+    let ids = |d: &cellmap_runtime::sources::DatasetSources| d.raw.levels.iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(ids(a), ids(b));
+    // Opening a plan made earlier shares them too.
+    let reopened = Planned::open(&s, planned.plan.clone()).unwrap();
+    assert_eq!(ids(&reopened.sources[0]), ids(&reopened.sources[1]));
+    // Label groups stay distinct per crop.
+    let class_id = |d: &cellmap_runtime::sources::DatasetSources| match &d.classes[0] {
+        cellmap_runtime::sources::ClassSource::Annotated(m) => m.levels[0].id,
+        other => panic!("{}", other.kind()),
+    };
+    assert_ne!(class_id(a), class_id(b));
+}
