@@ -96,9 +96,9 @@ pub use sampler::{
 };
 pub use sources::{ClassSource, DatasetError, DatasetSources};
 pub use store::{
-    CacheStats, ChunkCache, ChunkData, ChunkError, ChunkKey, Level, LevelChoice, Multiscale, OpenError, RemoteConfigError,
-    RemoteErrorKind, RemoteOptions, S3Credentials, SourceDtype,
-    choose_level, count_nonzero, decode_chunk,
+    CacheStats, ChunkCache, ChunkData, ChunkError, ChunkKey, Level, LevelChoice, Multiscale, OpenError,
+    RemoteConfigError, RemoteErrorKind, RemoteOptions, S3Credentials, SourceDtype, choose_level, count_nonzero,
+    decode_chunk,
 };
 pub use synth::{SynthCrop, SynthError, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic};
 #[cfg(feature = "torch")]

@@ -74,7 +74,7 @@ pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkEr
         SourceDtype::F32 => retrieve::<f32>(level, &indices, &options).map(ChunkData::F32),
         SourceDtype::F64 => retrieve::<f64>(level, &indices, &options).map(ChunkData::F64),
     };
-    let data = result.map_err(|e| ChunkError::from_read(level.array_location(), chunk_key_string(level, chunk), chunk, &e))?;
+    let data = result.map_err(|e| ChunkError::from_read(level, chunk_key_string(level, chunk), chunk, &e))?;
     if data.len() < chunk_elements(level) {
         return Err(chunk_size_error(level, chunk, data.len()));
     }

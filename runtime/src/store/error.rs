@@ -42,7 +42,7 @@ impl RemoteErrorKind {
             "permission denied",
         ]) {
             Self::AccessDenied
-        } else if any(&["timed out", "timeout", "deadline"]) {
+        } else if any(&["timed out", "deadline has elapsed"]) {
             Self::Timeout
         } else if any(&[
             "connect",
@@ -266,7 +266,7 @@ pub enum ChunkError {
         array: String,
         /// The store key of the chunk (the shard for sharded arrays).
         key: String,
-        /// The URL of the chunk (`array/key`).
+        /// The URL of the chunk (the group's location and the key).
         url: String,
         /// Spatial chunk indices `z y x` (inner chunk for sharded arrays).
         chunk: [u64; 3],
@@ -292,20 +292,30 @@ pub enum ChunkError {
 }
 
 impl ChunkError {
-    /// The error for a failed read of `chunk` (key `key`) of the array at `array`: a storage
-    /// failure of a remote array is a [`ChunkError::Fetch`], anything else a
-    /// [`ChunkError::Decode`].
-    pub(crate) fn from_read(array: &str, key: String, chunk: [u64; 3], e: &zarrs::array::ArrayError) -> Self {
+    /// The error for a failed read of `chunk` (store key `key`) of `level`: a storage failure of
+    /// a remote array is a [`ChunkError::Fetch`], anything else a [`ChunkError::Decode`].
+    pub(crate) fn from_read(level: &super::Level, key: String, chunk: [u64; 3], e: &zarrs::array::ArrayError) -> Self {
+        let array = level.array_location();
         let message = e.to_string();
         match e {
-            zarrs::array::ArrayError::StorageError(_) if super::location::is_url(array) => Self::Fetch {
-                url: format!("{array}/{key}"),
-                array: array.to_string(),
-                key,
-                chunk,
-                kind: RemoteErrorKind::classify(&message),
-                message,
-            },
+            zarrs::array::ArrayError::StorageError(_)
+            | zarrs::array::ArrayError::CodecError(zarrs::array::CodecError::StorageError(_))
+                if super::location::is_url(array) =>
+            {
+                // Store keys are relative to the group, the array location is `group/path`.
+                let group = array
+                    .strip_suffix(level.path.trim_matches('/'))
+                    .unwrap_or(array)
+                    .trim_end_matches('/');
+                Self::Fetch {
+                    url: format!("{group}/{key}"),
+                    array: array.to_string(),
+                    key,
+                    chunk,
+                    kind: RemoteErrorKind::classify(&message),
+                    message,
+                }
+            }
             _ => Self::Decode {
                 array: array.to_string(),
                 key,

@@ -98,7 +98,10 @@ impl RemoteOptions {
     /// an access key without its secret.
     pub fn from_env() -> Result<Self, RemoteConfigError> {
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()), home.as_deref())
+        Self::from_lookup(
+            |name| std::env::var(name).ok().filter(|v| !v.is_empty()),
+            home.as_deref(),
+        )
     }
 
     /// [`RemoteOptions::from_env`] over any variable lookup and home folder (for tests and
@@ -297,7 +300,10 @@ mod client {
     }
 
     /// Run one future on the shared runtime (opening probes).
-    pub(in crate::store::location) fn block_on<F: core::future::Future>(location: &str, f: F) -> Result<F::Output, OpenError> {
+    pub(in crate::store::location) fn block_on<F: core::future::Future>(
+        location: &str,
+        f: F,
+    ) -> Result<F::Output, OpenError> {
         let runtime = runtime().map_err(|message| OpenError::Storage {
             location: location.to_string(),
             message,
@@ -335,7 +341,11 @@ mod client {
     ) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
         static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
         let stores = STORES.get_or_init(Mutex::default);
-        if let Some(s) = stores.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+        if let Some(s) = stores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
             return Ok(s.clone());
         }
         let store = build()?;
@@ -420,7 +430,10 @@ mod tests {
         assert_eq!(o.s3_endpoint, None);
         let o = RemoteOptions::from_lookup(lookup(&[("AWS_PROFILE", "work")]), home).unwrap();
         let c = o.credentials.unwrap();
-        assert_eq!((c.access_key_id.as_str(), c.session_token.as_deref()), ("W", Some("WT")));
+        assert_eq!(
+            (c.access_key_id.as_str(), c.session_token.as_deref()),
+            ("W", Some("WT"))
+        );
         assert_eq!(o.region, "us-west-2");
         assert_eq!(o.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         let o = RemoteOptions::from_lookup(
