@@ -96,7 +96,7 @@ pub use sampler::{
 };
 pub use sources::{ClassSource, DatasetError, DatasetSources};
 pub use store::{
-    CacheStats, ChunkCache, ChunkData, ChunkError, ChunkKey, Level, LevelChoice, Multiscale, OpenError,
+    CacheStats, ChunkCache, ChunkData, ChunkError, ChunkKey, FetchError, Level, LevelChoice, Multiscale, OpenError,
     RemoteConfigError, RemoteErrorKind, RemoteOptions, S3Credentials, SourceDtype, choose_level, count_nonzero,
     decode_chunk,
 };

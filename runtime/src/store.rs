@@ -21,6 +21,6 @@ pub(crate) mod multiscale;
 
 pub use cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use chunk::{count_nonzero, decode_chunk};
-pub use error::{ChunkError, OpenError, RemoteErrorKind};
+pub use error::{ChunkError, FetchError, OpenError, RemoteErrorKind};
 pub use location::{RemoteConfigError, RemoteOptions, S3Credentials};
 pub use multiscale::{Level, LevelChoice, Multiscale, SourceDtype, choose_level};

@@ -259,22 +259,10 @@ pub enum ChunkError {
         /// The zarrs error.
         message: String,
     },
-    /// A chunk could not be fetched from a remote store (after the retries).
-    #[error("`{array}`: chunk {chunk:?} (key `{key}`) could not be fetched from `{url}`: {kind} ({message}); hint: {}", kind.hint())]
-    Fetch {
-        /// The array location.
-        array: String,
-        /// The store key of the chunk (the shard for sharded arrays).
-        key: String,
-        /// The URL of the chunk (the group's location and the key).
-        url: String,
-        /// Spatial chunk indices `z y x` (inner chunk for sharded arrays).
-        chunk: [u64; 3],
-        /// What went wrong.
-        kind: RemoteErrorKind,
-        /// The storage error.
-        message: String,
-    },
+    /// A chunk could not be fetched from a remote store (after the retries); boxed, so that read
+    /// errors stay small.
+    #[error(transparent)]
+    Fetch(Box<FetchError>),
     /// A decoded chunk has fewer elements than its shape needs.
     #[error("`{array}`: chunk {chunk:?} (key `{key}`) decoded to {got} elements, expected {expected}")]
     ChunkSize {
@@ -289,6 +277,25 @@ pub enum ChunkError {
         /// Elements decoded.
         got: usize,
     },
+}
+
+/// A failed request for one chunk of a remote array: the URL, the store key and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("`{array}`: chunk {chunk:?} (key `{key}`) could not be fetched from `{url}`: {kind} ({message}); hint: {}", kind.hint())]
+#[non_exhaustive]
+pub struct FetchError {
+    /// The array location.
+    pub array: String,
+    /// The store key of the chunk (the shard for sharded arrays).
+    pub key: String,
+    /// The URL of the chunk (the group's location and the key).
+    pub url: String,
+    /// Spatial chunk indices `z y x` (inner chunk for sharded arrays).
+    pub chunk: [u64; 3],
+    /// What went wrong.
+    pub kind: RemoteErrorKind,
+    /// The storage error.
+    pub message: String,
 }
 
 impl ChunkError {
@@ -307,14 +314,14 @@ impl ChunkError {
                     .strip_suffix(level.path.trim_matches('/'))
                     .unwrap_or(array)
                     .trim_end_matches('/');
-                Self::Fetch {
+                Self::Fetch(Box::new(FetchError {
                     url: format!("{group}/{key}"),
                     array: array.to_string(),
                     key,
                     chunk,
                     kind: RemoteErrorKind::classify(&message),
                     message,
-                }
+                }))
             }
             _ => Self::Decode {
                 array: array.to_string(),

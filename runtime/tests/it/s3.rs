@@ -325,12 +325,10 @@ fn s3_server_killed_mid_run_fails_fast_naming_the_url() {
         window(&level, None, [20, 20, 20]).unwrap_err()
     });
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    let ReadError::Chunk(ChunkError::Fetch {
-        url: chunk_url, kind, ..
-    }) = &e
-    else {
+    let ReadError::Chunk(ChunkError::Fetch(fetch)) = &e else {
         panic!("expected a fetch error, got {e:?}")
     };
+    let (chunk_url, kind) = (&fetch.url, &fetch.kind);
     assert!(chunk_url.starts_with(&format!("{url}/s0/")), "{chunk_url}");
     assert_eq!(*kind, RemoteErrorKind::Unreachable, "{e}");
     let msg = e.to_string();

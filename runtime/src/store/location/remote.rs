@@ -238,8 +238,6 @@ pub(crate) fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> 
     sections
 }
 
-#[cfg(feature = "remote")]
-
 /// The `object_store` → zarrs bridge (`remote` feature).
 #[cfg(feature = "remote")]
 mod client {
