@@ -40,8 +40,10 @@ def free_port() -> int:
 
 
 def put(url: str, body: bytes = b"", headers: dict[str, str] | None = None) -> int:
-    """An unsigned S3 PUT (moto accepts unsigned writes); the status."""
-    req = urllib.request.Request(url, data=body, method="PUT", headers=headers or {})
+    """An unsigned S3 PUT (moto accepts unsigned writes); the status. The explicit content type
+    matters: urllib's default (a form) makes the server try to parse the bytes as form fields."""
+    headers = {"Content-Type": "application/octet-stream", **(headers or {})}
+    req = urllib.request.Request(url, data=body, method="PUT", headers=headers)
     with urllib.request.urlopen(req, timeout=30) as r:
         return r.status
 
