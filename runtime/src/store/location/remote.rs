@@ -19,7 +19,9 @@
 //! | `AWS_SKIP_SIGNATURE` | `false` | `true`: unsigned requests even with credentials |
 //!
 //! Without credentials S3 requests are unsigned, as a public bucket (CellMap's
-//! `janelia-cosem-datasets`) needs.
+//! `janelia-cosem-datasets`) needs. Profiles give static keys only (no `credential_process`,
+//! SSO or role assumption). Reads block the calling thread on the shared runtime, so they must
+//! not be made from inside another tokio runtime's async context (zarrs' adapter panics there).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
