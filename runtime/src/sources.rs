@@ -114,13 +114,23 @@ impl DatasetSources {
             for (c, class) in spec.classes().iter().enumerate() {
                 let listed = targets.annotated.as_ref().map(|l| l.iter().any(|a| a == class));
                 let path = targets.path_of(class);
-                let exists = path_exists(&path);
-                match (listed, exists) {
-                    (Some(false), _) | (None, false) => {}
-                    (Some(true), false) => warnings.push(format!(
+                // A remote group is probed by opening it: one that is not there (an empty
+                // prefix, no group metadata) counts as missing, like a missing folder.
+                let opened = match listed {
+                    Some(false) => None,
+                    _ if is_url(&path) => match Multiscale::open(&path) {
+                        Err(OpenError::NotFound { .. } | OpenError::NotAGroup { .. }) => None,
+                        other => Some(other),
+                    },
+                    _ if Path::new(&path).exists() => Some(Multiscale::open(&path)),
+                    _ => None,
+                };
+                match (listed, opened) {
+                    (Some(false), _) | (None, None) => {}
+                    (Some(true), None) => warnings.push(format!(
                         "class `{class}` is listed as annotated but `{path}` does not exist; its channel is unknown (NaN)"
                     )),
-                    (_, true) => annotated[c] = Some(Multiscale::open(&path).map_err(wrap)?),
+                    (_, Some(m)) => annotated[c] = Some(m.map_err(wrap)?),
                 }
             }
         }
@@ -197,10 +207,9 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
         .collect()
 }
 
-fn path_exists(path: &str) -> bool {
-    if path.starts_with("http://") || path.starts_with("https://") {
-        // Remote groups are probed by opening them.
-        return true;
-    }
-    Path::new(path).exists()
+/// Whether `location` is a URL (`s3://…`, `https://…`) rather than a filesystem path.
+fn is_url(location: &str) -> bool {
+    location
+        .split_once("://")
+        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric()))
 }

@@ -1,7 +1,8 @@
 //! Storage: where data lives and how it is decoded, with no kernels in it.
 //!
-//! - [`location`]: a location string (a path, or an `http(s)://` URL with the `http` feature)
-//!   opened as a zarrs storage, one file per backend;
+//! - [`location`]: a location string (a path, an `s3://` or an `http(s)://` URL; the URLs with
+//!   the default `remote` feature) opened as a zarrs storage, one file per backend, with the
+//!   remote settings of [`RemoteOptions`];
 //! - [`multiscale`]: OME-NGFF metadata, the scale levels and their geometry ([`Multiscale`],
 //!   [`Level`], [`choose_level`]);
 //! - [`chunk`]: chunk keys, decoding ([`decode_chunk`]), fetching through the cache, and
@@ -20,5 +21,6 @@ pub(crate) mod multiscale;
 
 pub use cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use chunk::{count_nonzero, decode_chunk};
-pub use error::{ChunkError, OpenError};
+pub use error::{ChunkError, FetchError, OpenError, RemoteErrorKind};
+pub use location::{RemoteConfigError, RemoteOptions, S3Credentials};
 pub use multiscale::{Level, LevelChoice, Multiscale, SourceDtype, choose_level};

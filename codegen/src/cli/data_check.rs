@@ -1,6 +1,8 @@
 //! `check --data`: a light check that the data a spec names exists and is OME-NGFF multiscale
 //! (zarr v2 `.zattrs` `multiscales`, or zarr v3 `zarr.json` `attributes.ome.multiscales`), and
-//! that the loader's ring and chunk cache fit in the memory this machine offers.
+//! that the loader's ring and chunk cache fit in the memory this machine offers. Remote groups
+//! (`s3://`, `http(s)://`) are opened through the runtime, so a missing bucket, refused access or
+//! an unreachable server is reported with the URL and the runtime's hint.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,16 @@ pub(crate) enum DataError {
         /// What is missing.
         reason: String,
     },
+    /// A remote group could not be read (unreachable server, missing bucket, access denied, …).
+    #[error("{origin}: {role} group: {message}")]
+    Remote {
+        /// `file:line[:column]` where the dataset is declared.
+        origin: String,
+        /// `raw` or `class `x``.
+        role: String,
+        /// The runtime's error, naming the URL, with its hint.
+        message: String,
+    },
     /// No annotated class of a crop exists on disk.
     #[error("{origin}: no class group found under `{template}`")]
     NoClasses {
@@ -46,6 +58,7 @@ impl DataError {
         match self {
             DataError::Missing { origin, .. }
             | DataError::NotMultiscale { origin, .. }
+            | DataError::Remote { origin, .. }
             | DataError::NoClasses { origin, .. } => origin,
         }
     }
@@ -53,10 +66,15 @@ impl DataError {
     /// A diagnostic located at the dataset's declaration.
     pub(crate) fn into_diagnostic(self) -> Diagnostic {
         let (file, line, column) = split_origin(self.origin());
+        let hint = match &self {
+            DataError::Remote { .. } => {
+                "remote stores read the AWS_* and CELLMAP_REMOTE_* variables (README: \"Data in S3 or over HTTP\")"
+            }
+            _ => "check the path; relative paths resolve against the spec file's folder",
+        };
         let message = self.to_string();
         let message = message.split_once(": ").map_or(message.clone(), |(_, m)| m.to_owned());
-        Diagnostic::error(file, (line, column), "", message)
-            .hint("check the path; relative paths resolve against the spec file's folder")
+        Diagnostic::error(file, (line, column), "", message).hint(hint)
     }
 }
 
@@ -107,7 +125,42 @@ fn multiscale_problem(path: &Path) -> Result<Option<String>, ()> {
     }
 }
 
+/// Whether `path` is a URL (`s3://…`, `https://…`): opened by the runtime's reader.
+fn is_url(path: &str) -> bool {
+    path.contains("://")
+}
+
+/// A remote group, opened through the runtime (the same client, settings and errors as the
+/// loader). `Ok(false)` when it is not there (an empty prefix, no group metadata).
+fn remote_group(path: &str) -> Result<bool, cellmap_runtime::store::OpenError> {
+    use cellmap_runtime::store::OpenError;
+    match cellmap_runtime::store::Multiscale::open(path) {
+        Ok(_) => Ok(true),
+        Err(OpenError::NotFound { .. } | OpenError::NotAGroup { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn check_remote_group(path: &str, role: String, origin: &str, out: &mut Vec<DataError>) {
+    match remote_group(path) {
+        Ok(true) => {}
+        Ok(false) => out.push(DataError::Missing {
+            origin: origin.to_owned(),
+            role,
+            path: path.to_owned(),
+        }),
+        Err(e) => out.push(DataError::Remote {
+            origin: origin.to_owned(),
+            role,
+            message: e.to_string(),
+        }),
+    }
+}
+
 fn check_group(path: &str, role: String, origin: &str, out: &mut Vec<DataError>) {
+    if is_url(path) {
+        return check_remote_group(path, role, origin, out);
+    }
     match multiscale_problem(Path::new(path)) {
         Ok(None) => {}
         Ok(Some(reason)) => out.push(DataError::NotMultiscale {
@@ -125,15 +178,33 @@ fn check_group(path: &str, role: String, origin: &str, out: &mut Vec<DataError>)
 }
 
 fn check_dataset(d: &DatasetSpec, classes: &[String], out: &mut Vec<DataError>) {
-    if d.raw.contains("://") {
-        return; // remote stores are checked by the runtime's reader
-    }
     check_group(&d.raw, "raw".to_owned(), &d.origin, out);
     let Some(t) = &d.targets else { return };
     match &t.annotated {
         Some(annotated) => {
             for class in annotated {
                 check_group(&t.path_of(class), format!("class `{class}`"), &d.origin, out);
+            }
+        }
+        None if is_url(&t.template) => {
+            let (mut found, errors_before) = (0, out.len());
+            for class in classes {
+                let path = t.path_of(class);
+                match remote_group(&path) {
+                    Ok(true) => found += 1,
+                    Ok(false) => {}
+                    Err(e) => out.push(DataError::Remote {
+                        origin: d.origin.clone(),
+                        role: format!("class `{class}`"),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            if found == 0 && out.len() == errors_before {
+                out.push(DataError::NoClasses {
+                    origin: d.origin.clone(),
+                    template: t.template.clone(),
+                });
             }
         }
         None => {

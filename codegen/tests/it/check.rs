@@ -149,3 +149,64 @@ fn data_flag_checks_multiscale_groups() {
     let o = run(&["check", "--data", spec_arg]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+#[test]
+fn data_flag_reports_unreachable_remote_groups_with_the_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A port nobody listens on: the S3 endpoint and an HTTP server that are down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!(
+        "version: 1\nname: t\nclasses: [mito]\narrays:\n  inputs: {{raw: {{shape: [4, 4, 4], scale: [8, 8, 8]}}}}\n  targets: {{labels: {{shape: [4, 4, 4], scale: [8, 8, 8]}}}}\ndata:\n  datasets:\n    - {{split: train, raw: 's3://bucket/a.zarr/raw', targets: 's3://bucket/a.zarr/crop1/[mito]'}}\n    - {{split: validate, raw: 'http://127.0.0.1:{port}/b.zarr/raw', targets: 'http://127.0.0.1:{port}/b.zarr/crop1/{{class}}'}}\n"
+    );
+    let spec_path = tmp.path().join("spec.yaml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let spec_arg = spec_path.to_str().unwrap();
+    assert_eq!(run(&["check", spec_arg]).status.code(), Some(0));
+
+    let started = std::time::Instant::now();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
+        .args(["check", "--data", spec_arg])
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("CELLMAP_REMOTE_RETRIES", "0")
+        .env("CELLMAP_REMOTE_CONNECT_TIMEOUT_S", "2")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(": error: ")).collect();
+    assert!(lines.len() >= 3, "{out}");
+    let s3 = lines
+        .iter()
+        .find(|l| l.contains("raw group: `s3://bucket/a.zarr/raw`"))
+        .expect(&out);
+    assert!(s3.starts_with(&format!("{spec_arg}:9:7: error: ")), "{s3}");
+    assert!(
+        s3.contains("the server cannot be reached") && s3.contains("hint: check the host and port"),
+        "{s3}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("class `mito` group: `s3://bucket/a.zarr/crop1/mito`")),
+        "{out}"
+    );
+    assert!(
+        lines.iter().any(
+            |l| l.contains(&format!("raw group: `http://127.0.0.1:{port}/b.zarr/raw`"))
+                && l.contains("the server cannot be reached")
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("CELLMAP_REMOTE_"),
+        "the diagnostic's hint names the settings: {out}"
+    );
+}

@@ -56,7 +56,8 @@ fn retrieve<T: ElementOwned>(level: &Level, indices: &[u64], options: &CodecOpti
 /// Decode one chunk (decode unit) of `level` at spatial chunk indices `chunk`.
 ///
 /// # Errors
-/// [`ChunkError::Decode`] for a corrupt, truncated or unreadable chunk, [`ChunkError::ChunkSize`]
+/// [`ChunkError::Decode`] for a corrupt, truncated or unreadable chunk, [`ChunkError::Fetch`] for
+/// a failed request to a remote store, [`ChunkError::ChunkSize`]
 /// when the decoded chunk is too short.
 pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
     let indices = full_indices(level, chunk);
@@ -73,12 +74,7 @@ pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkEr
         SourceDtype::F32 => retrieve::<f32>(level, &indices, &options).map(ChunkData::F32),
         SourceDtype::F64 => retrieve::<f64>(level, &indices, &options).map(ChunkData::F64),
     };
-    let data = result.map_err(|e| ChunkError::Decode {
-        array: level.array_location().to_string(),
-        key: chunk_key_string(level, chunk),
-        chunk,
-        message: e.to_string(),
-    })?;
+    let data = result.map_err(|e| ChunkError::from_read(level, chunk_key_string(level, chunk), chunk, &e))?;
     if data.len() < chunk_elements(level) {
         return Err(chunk_size_error(level, chunk, data.len()));
     }

@@ -1,33 +1,40 @@
 //! Opening the storage behind a location string.
 //!
-//! A location is a filesystem path ([`local`]), or with the `http` cargo feature an
-//! `http://`/`https://` URL ([`http`], read through `zarrs_http`). Every reader goes through
-//! [`open_location`], which asks each backend of [`BACKENDS`] in turn whether the location is
-//! its own and returns a zarrs [`ReadableStorage`] rooted there: another backend (S3 through
-//! `object_store`, say) is one more file with a [`Backend`] and one more entry in the list.
+//! A location is a filesystem path ([`local`]), an `s3://bucket/prefix` URL ([`s3`]) or an
+//! `http://`/`https://` URL ([`http`]); the remote ones are read through `object_store`'s S3 and
+//! HTTP clients (the `remote` cargo feature, on by default) with the settings of
+//! [`RemoteOptions`] ([`remote`]: timeouts, retries, credentials, endpoint). Every reader goes
+//! through [`open_location`], which asks each backend of [`BACKENDS`] in turn whether the location
+//! is its own and returns a zarrs [`ReadableStorage`] rooted there: another backend (`gs://`, say)
+//! is one more file with a [`Backend`] and one more entry in the list.
 
 use zarrs::storage::{ReadableStorage, StoreKey};
 
-use super::error::OpenError;
+use super::error::{OpenError, RemoteErrorKind};
 
 mod http;
 mod local;
+mod remote;
+mod s3;
+
+pub use remote::{RemoteConfigError, RemoteOptions, S3Credentials};
 
 /// One kind of storage, chosen by the location's form.
 pub(crate) struct Backend {
     /// Whether `location` is this backend's (a scheme prefix, or anything for the filesystem).
     pub(crate) claims: fn(&str) -> bool,
-    /// Open the storage rooted at `location`.
-    pub(crate) open: fn(&str) -> Result<Location, OpenError>,
+    /// Open the storage rooted at `location`, with explicit remote settings or (`None`) those of
+    /// the environment ([`RemoteOptions::from_env`], read only when a remote location is opened).
+    pub(crate) open: fn(&str, Option<&RemoteOptions>) -> Result<Location, OpenError>,
 }
 
 /// The backends in the order they are asked; the filesystem comes last and claims the rest.
-const BACKENDS: [Backend; 3] = [http::BACKEND, UNSUPPORTED, local::BACKEND];
+const BACKENDS: [Backend; 4] = [s3::BACKEND, http::BACKEND, UNSUPPORTED, local::BACKEND];
 
-/// Object-store schemes no backend of this build reads yet.
+/// Object-store schemes no backend of this build reads.
 const UNSUPPORTED: Backend = Backend {
     claims: |location| unsupported_scheme(location).is_some(),
-    open: |location| {
+    open: |location, _| {
         Err(OpenError::UnsupportedScheme {
             location: location.to_string(),
             scheme: unsupported_scheme(location).unwrap_or_default().to_string(),
@@ -36,9 +43,16 @@ const UNSUPPORTED: Backend = Backend {
 };
 
 fn unsupported_scheme(location: &str) -> Option<&'static str> {
-    ["s3", "gs"]
+    ["gs", "gcs", "az", "abfs"]
         .into_iter()
         .find(|s| location.strip_prefix(s).is_some_and(|rest| rest.starts_with("://")))
+}
+
+/// Whether `location` is a URL (`scheme://…`) rather than a filesystem path.
+pub(crate) fn is_url(location: &str) -> bool {
+    location
+        .split_once("://")
+        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The storage of one location plus the location string for error messages.
@@ -56,14 +70,19 @@ impl std::fmt::Debug for Location {
     }
 }
 
-/// Open the storage rooted at `location`: a filesystem path, or with the `http` feature an
-/// `http://`/`https://` URL.
+/// Open the storage rooted at `location`: a filesystem path, an `s3://` or an `http(s)://` URL
+/// (the latter two with the settings of the environment, see [`RemoteOptions::from_env`]).
 pub(crate) fn open_location(location: &str) -> Result<Location, OpenError> {
+    open_location_with(location, None)
+}
+
+/// [`open_location`] with explicit remote settings (`None`: those of the environment).
+pub(crate) fn open_location_with(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, OpenError> {
     let backend = BACKENDS
         .iter()
         .find(|b| (b.claims)(location))
         .unwrap_or(&local::BACKEND);
-    (backend.open)(location)
+    (backend.open)(location, remote)
 }
 
 impl Location {
@@ -73,16 +92,29 @@ impl Location {
             location: self.location.clone(),
             message: e.to_string(),
         })?;
-        let bytes = self.storage.get(&store_key).map_err(|e| OpenError::Storage {
-            location: format!("{}/{key}", self.location),
-            message: e.to_string(),
+        let url = format!("{}/{key}", self.location);
+        let bytes = self.storage.get(&store_key).map_err(|e| {
+            let message = e.to_string();
+            if is_url(&self.location) {
+                OpenError::Remote {
+                    location: self.location.clone(),
+                    kind: RemoteErrorKind::classify(&message),
+                    url: url.clone(),
+                    message,
+                }
+            } else {
+                OpenError::Storage {
+                    location: url.clone(),
+                    message,
+                }
+            }
         })?;
         match bytes {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| OpenError::InvalidJson {
-                    location: format!("{}/{key}", self.location),
+                    location: url,
                     message: e.to_string(),
                 }),
         }

@@ -37,7 +37,7 @@ use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
 use zarrs::storage::ReadableStorageTraits;
 
 use super::error::OpenError;
-use super::location::{Location, open_location};
+use super::location::{Location, RemoteOptions, open_location, open_location_with};
 use crate::geometry::Box3;
 
 /// Element type of a stored level.
@@ -278,15 +278,26 @@ pub fn choose_level(levels: &[Level], requested_nm: [f64; 3]) -> LevelChoice {
 }
 
 impl Multiscale {
-    /// Open the multiscale group at `location` (a filesystem path, or an `http(s)://` URL with
-    /// the `http` feature).
+    /// Open the multiscale group at `location` (a filesystem path, or an `s3://` or `http(s)://`
+    /// URL read with the settings of the environment, [`RemoteOptions::from_env`]).
     ///
     /// # Errors
     /// An [`OpenError`] naming the location for a missing path, a group without `multiscales`,
     /// malformed metadata, unsupported axes, a missing level, a mismatched axis count or an
-    /// unsupported data type.
+    /// unsupported data type; [`OpenError::Remote`] naming the URL for a failed request.
     pub fn open(location: &str) -> Result<Multiscale, OpenError> {
-        let store = open_location(location)?;
+        Self::open_store(location, open_location(location)?)
+    }
+
+    /// [`Multiscale::open`] with explicit remote settings instead of the environment's.
+    ///
+    /// # Errors
+    /// As [`Multiscale::open`].
+    pub fn open_with(location: &str, remote: &RemoteOptions) -> Result<Multiscale, OpenError> {
+        Self::open_store(location, open_location_with(location, Some(remote))?)
+    }
+
+    fn open_store(location: &str, store: Location) -> Result<Multiscale, OpenError> {
         let (zarr_format, multiscales) = read_multiscales(&store)?;
         let ms = multiscales
             .as_array()

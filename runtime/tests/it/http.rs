@@ -1,4 +1,4 @@
-//! Reading groups over HTTP (`http` feature) from a tiny file server on 127.0.0.1.
+//! Reading groups over HTTP (the default `remote` feature) from a tiny file server on 127.0.0.1.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,8 +13,9 @@ use cellmap_runtime::{
 
 use crate::common::{Fmt, blosc, write_pyramid};
 
-/// Serve the files under `root` (GET and HEAD; ranges are answered with the whole file, which
-/// HTTP allows). Returns the base URL and a request counter.
+/// Serve the files under `root` (GET and HEAD; a single `Range: bytes=a-b` is answered with 206
+/// and `Content-Range`, as object stores and static file servers do). Returns the base URL and a
+/// request counter.
 fn serve(root: PathBuf) -> (String, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -36,10 +37,16 @@ fn handle(mut stream: TcpStream, root: &Path) {
     if reader.read_line(&mut request).is_err() {
         return;
     }
+    let mut range = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
             break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("range")
+        {
+            range = value.trim().strip_prefix("bytes=").map(str::to_string);
         }
     }
     let mut parts = request.split_whitespace();
@@ -53,8 +60,17 @@ fn handle(mut stream: TcpStream, root: &Path) {
     };
     let _ = match body {
         Some(body) => {
+            let total = body.len();
+            let (status, body, extra) = match range.as_deref().and_then(|r| byte_range(r, total)) {
+                Some((a, b)) => (
+                    "206 Partial Content",
+                    body[a..=b].to_vec(),
+                    format!("Content-Range: bytes {a}-{b}/{total}\r\n"),
+                ),
+                None => ("200 OK", body, String::new()),
+            };
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             stream.write_all(head.as_bytes()).and_then(|()| {
@@ -67,6 +83,18 @@ fn handle(mut stream: TcpStream, root: &Path) {
         }
         None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
     };
+}
+
+/// Inclusive byte bounds of `a-b`, `a-` or `-n` within `total` bytes.
+fn byte_range(spec: &str, total: usize) -> Option<(usize, usize)> {
+    let (a, b) = spec.split_once('-')?;
+    let last = total.checked_sub(1)?;
+    match (a.parse::<usize>().ok(), b.parse::<usize>().ok()) {
+        (Some(a), Some(b)) if a <= b && a <= last => Some((a, b.min(last))),
+        (Some(a), None) if a <= last => Some((a, last)),
+        (None, Some(n)) if n > 0 => Some((total.saturating_sub(n), last)),
+        _ => None,
+    }
 }
 
 #[test]

@@ -8,13 +8,15 @@ mod exclusion;
 mod faults;
 mod fixture;
 mod fuzz;
-#[cfg(feature = "http")]
+#[cfg(feature = "remote")]
 mod http;
 mod loader;
 mod memory;
 mod multiscale;
 mod pipeline;
 mod predict;
+#[cfg(feature = "remote")]
+mod s3;
 mod sampler;
 mod split_values;
 mod synth;

@@ -171,19 +171,19 @@ fn open_errors_name_the_path() {
     std::fs::create_dir(&empty).unwrap();
     assert!(matches!(expect_err(&empty), OpenError::NotAGroup { .. }));
 
-    let e = Multiscale::open("s3://bucket/x.zarr").unwrap_err();
+    let e = Multiscale::open("gs://bucket/x.zarr").unwrap_err();
     assert!(
-        matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "s3"),
+        matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "gs"),
         "{e}"
     );
-    #[cfg(not(feature = "http"))]
-    {
-        let e = Multiscale::open("http://127.0.0.1:1/x.zarr").unwrap_err();
+    #[cfg(not(feature = "remote"))]
+    for (url, want) in [("s3://bucket/x.zarr", "s3"), ("http://127.0.0.1:1/x.zarr", "http")] {
+        let e = Multiscale::open(url).unwrap_err();
         assert!(
-            matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == "http"),
+            matches!(&e, OpenError::UnsupportedScheme { scheme, .. } if scheme == want),
             "{e}"
         );
-        assert!(e.to_string().contains("`http` feature"), "{e}");
+        assert!(e.to_string().contains("`remote` feature"), "{e}");
     }
 
     let plain = base.join("plain");

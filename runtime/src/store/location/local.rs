@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use zarrs::filesystem::FilesystemStore;
 
-use super::{Backend, Location};
+use super::{Backend, Location, RemoteOptions};
 use crate::store::error::OpenError;
 
 /// Every location no other backend claims is a path.
 pub(super) const BACKEND: Backend = Backend { claims: |_| true, open };
 
-fn open(location: &str) -> Result<Location, OpenError> {
+fn open(location: &str, _remote: Option<&RemoteOptions>) -> Result<Location, OpenError> {
     let path = Path::new(location);
     if !path.exists() {
         return Err(OpenError::NotFound {
