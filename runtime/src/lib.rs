@@ -102,8 +102,8 @@ pub use sampler::{
 };
 pub use sources::{ClassSource, DatasetError, DatasetSources};
 pub use store::{
-    CacheStats, ChunkCache, ChunkData, ChunkError, ChunkKey, Level, LevelChoice, Multiscale, OpenError, SourceDtype,
-    choose_level, count_nonzero, decode_chunk,
+    CacheStats, ChunkCache, ChunkData, ChunkError, ChunkKey, FetchOptions, FetchStats, Level, LevelChoice, Multiscale,
+    OpenError, STORE_DELAY_ENV, SourceDtype, choose_level, count_nonzero, decode_chunk, store_delay_from_env,
 };
 pub use synth::{
     SynthCodec, SynthCrop, SynthError, SynthMany, SynthOptions, SynthReport, SynthSize, SynthVariant, write_synthetic,
