@@ -388,15 +388,12 @@ impl ChunkCache {
         }
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.lock(own);
-        if !shard.map.contains_key(&key) {
-            shard.map.insert(
-                key,
-                Entry {
-                    data,
-                    bytes,
-                    last_used: tick,
-                },
-            );
+        if let std::collections::hash_map::Entry::Vacant(slot) = shard.map.entry(key) {
+            slot.insert(Entry {
+                data,
+                bytes,
+                last_used: tick,
+            });
             self.bytes.fetch_add(bytes, Ordering::Relaxed);
         }
         true
