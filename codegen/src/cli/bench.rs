@@ -181,14 +181,7 @@ pub(crate) fn bench(
         }
         first_batch_seconds.get_or_insert_with(|| t_plan.elapsed().as_secs_f64());
     }
-    let bar = progress.then(|| {
-        let bar = indicatif::ProgressBar::new(batches);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} batches  {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let bar = progress.then(|| progress_bar(batches));
     let stats_before = (loader.cache_stats(), loader.fetch_stats());
     let cpu_before = cpu_seconds();
     let t = Instant::now();
@@ -248,6 +241,16 @@ pub(crate) fn bench(
         first_batch_seconds: first_batch_seconds.unwrap_or(f64::NAN),
         fetch,
     })
+}
+
+/// The progress bar of the measured batches.
+fn progress_bar(batches: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(batches);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} batches  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// Samples/s of the memory-bandwidth floor: `workers` threads converting cached uint8 voxels
