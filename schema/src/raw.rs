@@ -617,7 +617,8 @@ pub struct RawLoader {
     /// Training batches ahead of the one being assembled whose chunks are fetched into the chunk
     /// cache in the background (their centres and spatial draws are known in advance), in
     /// `[0, 64]`; `0` turns fetching ahead off. It never evicts chunks that batches in flight
-    /// have used, and does nothing without a cache (`cache_bytes: 0`). Default: `2`.
+    /// have used, and does nothing without a cache (`cache_bytes: 0`) or with elastic
+    /// deformation. Default: `2`.
     #[serde(default = "default_fetch_ahead")]
     #[schemars(range(max = 64))]
     pub fetch_ahead: u32,

@@ -9,7 +9,8 @@
 //! queued (more are dropped: their reads fetch the chunks themselves); a chunk fetched ahead
 //! is inserted only when it fits without evicting an entry used since the start of batch
 //! `b − slots − ahead`, which every batch in flight (and every batch scheduled ahead) has used
-//! or marked since; nothing without a cache. The batches themselves do not change: the data
+//! or marked since; nothing without a cache, nor for specs with elastic deformation (its draw
+//! allocates and its window needs the field evaluated: those reads only fetch at once). The batches themselves do not change: the data
 //! a read finds in the cache is the data it would decode.
 
 use std::sync::Arc;
@@ -104,6 +105,11 @@ impl FetchAhead {
         batch_size: usize,
         request: impl Fn(u64, usize) -> Option<SampleRequest>,
     ) {
+        // An elastic draw allocates its lattice and its window needs the field evaluated: specs
+        // with elastic deformation leave their chunks to the reads (fetched at once there).
+        if reader.spec().augment().spatial.elastic.is_some() {
+            return;
+        }
         let Some(range) = self.claim(batch) else { return };
         if self.pending.load(Ordering::Relaxed) >= self.batches {
             return;
@@ -115,10 +121,6 @@ impl FetchAhead {
             for position in 0..batch_size {
                 let Some(request) = request(t, position) else { continue };
                 let draw = reader.spatial_draw(&request);
-                if draw.elastic.is_some() {
-                    // Its window needs the deformation field evaluated: left to the read.
-                    continue;
-                }
                 reader.sample_chunks(&request, &draw, &mut |level, chunk| {
                     let key = ChunkKey {
                         level_id: level.id,
