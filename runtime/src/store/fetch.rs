@@ -15,8 +15,9 @@
 //! assert_eq!(cache.fetch_concurrency(), 8);
 //! ```
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The environment variable that adds a fixed delay (milliseconds) to every chunk request of a
@@ -127,6 +128,29 @@ pub(crate) struct Fetcher {
     pub(crate) pool: Option<rayon::ThreadPool>,
     /// Chunks fetched ahead; made on first use.
     ahead: OnceLock<Option<rayon::ThreadPool>>,
+    /// The pools' threads, joined when the fetcher is dropped (so dropping a loader ends every
+    /// thread it started).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        // Dropping a pool tells its threads to exit once idle; then wait for them (not for the
+        // current thread: the last reference may be dropped by a task on a pool thread).
+        drop(self.pool.take());
+        drop(self.ahead.take());
+        let me = std::thread::current().id();
+        let threads = std::mem::take(
+            self.threads
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -137,10 +161,21 @@ impl std::fmt::Debug for Fetcher {
     }
 }
 
-fn pool(threads: usize, name: &'static str) -> Option<rayon::ThreadPool> {
+fn pool(threads: usize, name: &'static str, handles: &Mutex<Vec<JoinHandle<()>>>) -> Option<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .thread_name(move |i| format!("{name}-{i}"))
+        .spawn_handler(|thread| {
+            let mut builder = std::thread::Builder::new().name(format!("{name}-{}", thread.index()));
+            if let Some(size) = thread.stack_size() {
+                builder = builder.stack_size(size);
+            }
+            let handle = builder.spawn(|| thread.run())?;
+            handles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(handle);
+            Ok(())
+        })
         .build()
         .ok()
 }
@@ -151,19 +186,21 @@ impl Fetcher {
             concurrency: options.concurrency.max(1),
             ..options
         };
+        let threads = Mutex::new(Vec::new());
         Fetcher {
             pool: (options.concurrency > 1)
-                .then(|| pool(options.concurrency, "cellmap-fetch"))
+                .then(|| pool(options.concurrency, "cellmap-fetch", &threads))
                 .flatten(),
             options,
             ahead: OnceLock::new(),
+            threads,
         }
     }
 
     /// The pool that fetches ahead (`None` when it could not be made).
     pub(crate) fn ahead_pool(&self) -> Option<&rayon::ThreadPool> {
         self.ahead
-            .get_or_init(|| pool(self.options.concurrency, "cellmap-ahead"))
+            .get_or_init(|| pool(self.options.concurrency, "cellmap-ahead", &self.threads))
             .as_ref()
     }
 }
