@@ -11,6 +11,7 @@
 //! `(seed, epoch, rank, draw)`, so batches are identical whatever the number of workers, and
 //! resuming at `(epoch, step)` starts exactly where an uninterrupted run would be.
 
+mod ahead;
 mod batch;
 mod job;
 mod options;
@@ -31,8 +32,9 @@ use crate::pipeline::{Leased, Pipeline, PipelineError, PipelineOptions, RingMemo
 use crate::plan::{Plan, PlanOptions, Planned, foreground_index, plan};
 use crate::sample::Reader;
 use crate::sampler::{DatasetGrid, TrainSampler};
-use crate::store::{CacheStats, ChunkCache};
+use crate::store::{CacheStats, ChunkCache, FetchOptions, FetchStats, store_delay_from_env};
 
+use ahead::FetchAhead;
 use job::{EPOCHS_CACHED, JobKind, dataset_grid};
 
 /// Attempts per batch position under `skip_and_log` before the loader gives up.
@@ -44,6 +46,9 @@ pub struct Loader {
     spec: Arc<Spec>,
     planned: Arc<Planned>,
     cache: Option<Arc<ChunkCache>>,
+    /// The cache reads go through: `cache`, or one without budget under `no_cache` (its fetch
+    /// pool and counters still serve the reads).
+    reads: Arc<ChunkCache>,
     batches_per_epoch: u64,
     first_batch: u64,
 }
@@ -77,7 +82,12 @@ impl Loader {
             return Err(LoaderError::EmptySplit(split.name()));
         }
         let cache = open_cache(&spec, &planned.plan, &options)?;
-        let reader = Reader::new(Arc::clone(&spec), Arc::clone(&planned), cache.clone());
+        let reads = cache.clone().unwrap_or_else(|| Arc::new(ChunkCache::new(0)));
+        reads.configure_fetch(FetchOptions {
+            concurrency: options.fetch_concurrency.unwrap_or(spec.loader().fetch_concurrency),
+            delay: options.store_delay.or_else(store_delay_from_env),
+        });
+        let reader = Reader::new(Arc::clone(&spec), Arc::clone(&planned), Some(Arc::clone(&reads)));
         let batch_size = spec.loader().batch_size as u64;
         let batches_per_epoch = (spec.sampling().iterations_per_epoch / batch_size).max(1);
         let kind = job_kind(&spec, &planned, &datasets, &options)?;
@@ -85,6 +95,15 @@ impl Loader {
         let first_batch = match kind {
             JobKind::Train { .. } => options.epoch * batches_per_epoch + options.step,
             JobKind::Tiles { .. } => options.step,
+        };
+        let pipeline_options = pipeline_options(&spec, &options);
+        let ahead = match kind {
+            JobKind::Train { .. } => FetchAhead::new(
+                options.fetch_ahead.unwrap_or(spec.loader().fetch_ahead),
+                pipeline_options.prefetch,
+                &reads,
+            ),
+            JobKind::Tiles { .. } => None,
         };
         let job = LoaderJob {
             reader,
@@ -97,13 +116,15 @@ impl Loader {
             datasets,
             kind,
             fault_hook: options.fault_hook.clone(),
+            ahead,
         };
-        let pipeline = Pipeline::try_start(job, planned.plan.batch.clone(), &pipeline_options(&spec, &options))?;
+        let pipeline = Pipeline::try_start(job, planned.plan.batch.clone(), &pipeline_options)?;
         Ok(Loader {
             pipeline,
             spec,
             planned,
             cache,
+            reads,
             batches_per_epoch,
             first_batch,
         })
@@ -166,6 +187,12 @@ impl Loader {
     /// Statistics of the chunk cache (`None` without a cache).
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Counters of the chunks this loader's reads fetched (with or without a cache; shared with
+    /// the loaders that share its cache).
+    pub fn fetch_stats(&self) -> FetchStats {
+        self.reads.fetch_stats()
     }
 
     /// The chunk cache, to share with another loader.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use cellmap_schema::{ArraySpec, Spec, ValueTransform};
 
+mod chunks;
 mod crop;
 mod error;
 mod packed;

@@ -127,8 +127,16 @@ fn panicking_worker_leaves_no_thread(spec: &cellmap_schema::Spec, mut o: LoaderO
             panic!("injected");
         }
     })));
+    // The fetch pool's threads start with the loader; the fetch-ahead pool's on first use (off
+    // here, so the count is exact).
+    o.fetch_concurrency = Some(16);
+    o.fetch_ahead = Some(0);
     let mut loader = Loader::open(spec.clone(), o).expect("loader");
-    assert_eq!(thread_count(), Some(before + 2), "two workers started");
+    assert_eq!(
+        thread_count(),
+        Some(before + 2 + 16),
+        "two workers and 16 fetch threads started"
+    );
     let err = loop {
         match loader.next_batch().expect("endless") {
             Ok(_) => {}

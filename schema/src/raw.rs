@@ -572,6 +572,14 @@ fn default_cache_bytes() -> u64 {
     1 << 30
 }
 
+fn default_fetch_concurrency() -> u32 {
+    16
+}
+
+fn default_fetch_ahead() -> u32 {
+    2
+}
+
 /// Loader settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -599,6 +607,21 @@ pub struct RawLoader {
     #[serde(default = "default_cache_bytes")]
     #[schemars(range(max = u64::MAX))]
     pub cache_bytes: u64,
+    /// Chunks fetched and decoded at once when a read needs several that are not in the chunk
+    /// cache (one bounded pool of this many threads, shared by the loader's workers), in
+    /// `[1, 1024]`; `1` fetches one chunk after the other. Hides the latency of remote stores (S3,
+    /// HTTP, shared disks). Default: `16`.
+    #[serde(default = "default_fetch_concurrency")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub fetch_concurrency: u32,
+    /// Training batches ahead of the one being assembled whose chunks are fetched into the chunk
+    /// cache in the background (their centres and spatial draws are known in advance), in
+    /// `[0, 64]`; `0` turns fetching ahead off. It never evicts chunks that batches in flight
+    /// have used, and does nothing without a cache (`cache_bytes: 0`) or with elastic
+    /// deformation. Default: `2`.
+    #[serde(default = "default_fetch_ahead")]
+    #[schemars(range(max = 64))]
+    pub fetch_ahead: u32,
     /// What to do with a sample that cannot be read. Default: `fail`.
     #[serde(default)]
     pub on_error: RawOnError,
@@ -613,6 +636,8 @@ impl Default for RawLoader {
             device: default_device(),
             pin_memory: None,
             cache_bytes: default_cache_bytes(),
+            fetch_concurrency: default_fetch_concurrency(),
+            fetch_ahead: default_fetch_ahead(),
             on_error: RawOnError::default(),
         }
     }

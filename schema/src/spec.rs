@@ -534,6 +534,14 @@ pub enum ErrorPolicy {
     SkipAndLog,
 }
 
+fn default_fetch_concurrency() -> usize {
+    16
+}
+
+fn default_fetch_ahead() -> usize {
+    2
+}
+
 /// Loader settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoaderSpec {
@@ -549,6 +557,12 @@ pub struct LoaderSpec {
     pub pin_memory: bool,
     /// Byte budget of the shared decoded-chunk cache.
     pub cache_bytes: u64,
+    /// Chunks fetched and decoded at once by one read (the size of the loader's fetch pool), ≥ 1.
+    #[serde(default = "default_fetch_concurrency")]
+    pub fetch_concurrency: usize,
+    /// Training batches whose chunks are fetched ahead into the cache (0 = off).
+    #[serde(default = "default_fetch_ahead")]
+    pub fetch_ahead: usize,
     /// Policy for unreadable samples.
     pub on_error: ErrorPolicy,
 }

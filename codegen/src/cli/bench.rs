@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cellmap_runtime::{
     Loader, LoaderOptions, diagnostics::allocations, diagnostics::cpu_seconds, diagnostics::peak_rss_bytes,
-    diagnostics::thread_count, memory::HostBuffer,
+    diagnostics::thread_count, memory::HostBuffer, store::CacheStats, store::FetchStats,
 };
 use cellmap_schema::Split;
 
@@ -32,6 +32,13 @@ pub(crate) struct BenchArgs {
     /// Override the spec's worker count.
     #[arg(long)]
     workers: Option<usize>,
+    /// Override `loader.fetch_concurrency` (chunks one read fetches at once; 1 = one after the
+    /// other).
+    #[arg(long)]
+    fetch_concurrency: Option<usize>,
+    /// Override `loader.fetch_ahead` (training batches fetched ahead; 0 = off).
+    #[arg(long)]
+    fetch_ahead: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -58,6 +65,56 @@ pub(crate) struct BenchReport {
     pub(crate) threads_start: Option<usize>,
     pub(crate) threads_end: Option<usize>,
     pub(crate) plan_seconds: f64,
+    /// Seconds from opening the loader (planning included) to the first batch.
+    pub(crate) first_batch_seconds: f64,
+    /// What the measured batches fetched.
+    pub(crate) fetch: FetchReport,
+}
+
+/// Chunk fetching during the measured batches (from [`cellmap_runtime::store::FetchStats`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct FetchReport {
+    pub(crate) cache_hit_rate: Option<f64>,
+    /// Chunks fetched and decoded per sample (demand and ahead).
+    pub(crate) chunks_per_sample: f64,
+    /// Decoded bytes per sample.
+    pub(crate) decoded_bytes_per_sample: f64,
+    /// Seconds in zarrs' chunk retrieval (store read and decode), summed over threads.
+    pub(crate) decode_seconds: f64,
+    /// Seconds workers waited for chunks not in the cache, summed over workers.
+    pub(crate) fetch_wait_seconds: f64,
+    /// Chunks fetched ahead into the cache.
+    pub(crate) ahead_chunks: u64,
+    /// Most chunk requests in flight at once (whole run).
+    pub(crate) max_in_flight: u64,
+}
+
+impl FetchReport {
+    fn new(
+        before: (Option<CacheStats>, FetchStats),
+        after: (Option<CacheStats>, FetchStats),
+        samples: u64,
+    ) -> FetchReport {
+        let cache_hit_rate = match (before.0, after.0) {
+            (Some(a), Some(b)) => {
+                let hits = b.hits - a.hits;
+                let total = hits + (b.misses - a.misses);
+                Some(if total == 0 { 1.0 } else { hits as f64 / total as f64 })
+            }
+            _ => None,
+        };
+        let (a, b) = (before.1, after.1);
+        let per_sample = |x: u64| x as f64 / samples.max(1) as f64;
+        FetchReport {
+            cache_hit_rate,
+            chunks_per_sample: per_sample(b.chunks - a.chunks),
+            decoded_bytes_per_sample: per_sample(b.bytes - a.bytes),
+            decode_seconds: b.decode_seconds - a.decode_seconds,
+            fetch_wait_seconds: b.wait_seconds - a.wait_seconds,
+            ahead_chunks: b.ahead_chunks - a.ahead_chunks,
+            max_in_flight: b.max_in_flight,
+        }
+    }
 }
 
 pub(crate) fn run(args: &BenchArgs) -> ExitCode {
@@ -76,6 +133,8 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
     options.split = Split::from(args.split);
     options.no_cache = args.no_cache;
     options.workers = args.workers;
+    options.fetch_concurrency = args.fetch_concurrency;
+    options.fetch_ahead = args.fetch_ahead;
     match bench(spec, options, args.warmup, args.batches, !args.quiet) {
         Ok(report) => {
             print_table(&report);
@@ -116,20 +175,15 @@ pub(crate) fn bench(
             None => Ok(false),
         }
     };
+    let mut first_batch_seconds = None;
     for _ in 0..warmup {
         if !next(&mut loader)? {
             break;
         }
+        first_batch_seconds.get_or_insert_with(|| t_plan.elapsed().as_secs_f64());
     }
-    let bar = progress.then(|| {
-        let bar = indicatif::ProgressBar::new(batches);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} batches  {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let stats_before = loader.cache_stats();
+    let bar = progress.then(|| progress_bar(batches));
+    let stats_before = (loader.cache_stats(), loader.fetch_stats());
     let cpu_before = cpu_seconds();
     let t = Instant::now();
     let mut measured = 0u64;
@@ -141,6 +195,7 @@ pub(crate) fn bench(
         if !next(&mut loader)? {
             break;
         }
+        first_batch_seconds.get_or_insert_with(|| t_plan.elapsed().as_secs_f64());
         measured += 1;
         let before = allocations();
         if let Some(bar) = &bar {
@@ -160,14 +215,11 @@ pub(crate) fn bench(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let cache_hit_rate = match (stats_before, loader.cache_stats()) {
-        (Some(a), Some(b)) => {
-            let hits = b.hits - a.hits;
-            let total = hits + (b.misses - a.misses);
-            Some(if total == 0 { 1.0 } else { hits as f64 / total as f64 })
-        }
-        _ => None,
-    };
+    let fetch = FetchReport::new(
+        stats_before,
+        (loader.cache_stats(), loader.fetch_stats()),
+        measured * batch_size as u64,
+    );
     let floor = memory_floor_samples_per_s(batch_bytes, batch_size, workers)?;
     let samples_per_s = (measured * batch_size as u64) as f64 / elapsed;
     Ok(BenchReport {
@@ -179,7 +231,7 @@ pub(crate) fn bench(
         ring_bytes: loader.ring_bytes(),
         peak_rss_bytes: peak_rss_bytes(),
         allocations_per_batch: allocs as f64 / measured.max(1) as f64,
-        cache_hit_rate,
+        cache_hit_rate: fetch.cache_hit_rate,
         floor_samples_per_s: floor,
         floor_ratio: samples_per_s / floor,
         workers: loader.worker_count(),
@@ -187,7 +239,19 @@ pub(crate) fn bench(
         threads_start,
         threads_end: thread_count(),
         plan_seconds,
+        first_batch_seconds: first_batch_seconds.unwrap_or(f64::NAN),
+        fetch,
     })
+}
+
+/// The progress bar of the measured batches.
+fn progress_bar(batches: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(batches);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} batches  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// Samples/s of the memory-bandwidth floor: `workers` threads converting cached uint8 voxels
@@ -242,6 +306,18 @@ fn print_table(r: &BenchReport) {
     }
     println!("{:<24} {:>14.1}", "floor samples/s", r.floor_samples_per_s);
     println!("{:<24} {:>13.1}%", "of the floor", r.floor_ratio * 100.0);
+    let f = &r.fetch;
+    println!("{:<24} {:>14.2}", "chunks fetched/sample", f.chunks_per_sample);
+    println!(
+        "{:<24} {:>14.2}",
+        "MiB decoded/sample",
+        f.decoded_bytes_per_sample / (1024.0 * 1024.0)
+    );
+    println!("{:<24} {:>14.3}", "decode s (all threads)", f.decode_seconds);
+    println!("{:<24} {:>14.3}", "fetch wait s (workers)", f.fetch_wait_seconds);
+    println!("{:<24} {:>14}", "chunks fetched ahead", f.ahead_chunks);
+    println!("{:<24} {:>14}", "most requests in flight", f.max_in_flight);
+    println!("{:<24} {:>14.3}", "s to first batch", r.first_batch_seconds);
     println!("{:<24} {:>14}", "workers", r.workers);
     if let Some(c) = r.cpu_cores {
         println!("{:<24} {:>14.2}", "CPU cores busy", c);

@@ -12,6 +12,7 @@ use crate::sample::{Reader, SampleReadError, SampleRequest, SampleScratch};
 use crate::sampler::{DatasetGrid, DistInfo, EpochDraws, TrainSampler};
 
 use super::FaultHook;
+use super::ahead::FetchAhead;
 
 /// Why a loader could not fill a batch position.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,8 @@ pub struct LoaderJob {
     pub(super) datasets: Vec<usize>,
     pub(super) kind: JobKind,
     pub(super) fault_hook: Option<FaultHook>,
+    /// Fetching the chunks of later batches ahead (training with a cache).
+    pub(super) ahead: Option<FetchAhead>,
 }
 
 /// Epoch draws a training loader keeps: the previous, the current and the next epoch, plus a spare
@@ -84,6 +87,7 @@ impl LoaderJob {
         }
     }
 
+    /// What position `position` of batch `batch` (pipeline numbering) reads at attempt `attempt`.
     fn draw(&self, batch: u64, position: usize, attempt: u32) -> Result<Draw, SampleFailure> {
         let batch = self.first_batch + batch;
         match &self.kind {
@@ -162,6 +166,21 @@ impl LoaderJob {
         draws
     }
 
+    /// The request of a drawn sample of batch `batch` (pipeline numbering).
+    fn request(&self, batch: u64, dataset: usize, centre_nm: [f64; 3], idx: i64, attempt: u32) -> SampleRequest {
+        let epoch = match self.kind {
+            JobKind::Train { .. } => (self.first_batch + batch) / self.batches_per_epoch,
+            JobKind::Tiles { .. } => 0,
+        };
+        SampleRequest {
+            dataset,
+            centre_nm,
+            key: self.key(epoch, idx as u64 | (u64::from(attempt) << 48)),
+            spatial: self.split.is_train(),
+            values: true,
+        }
+    }
+
     fn key(&self, epoch: u64, index: u64) -> SampleKey {
         SampleKey {
             seed: self.seed,
@@ -197,6 +216,19 @@ impl SampleJob for LoaderJob {
         if let Some(hook) = &self.fault_hook {
             (hook.0)(batch, position);
         }
+        if let (Some(ahead), 0, 0) = (&self.ahead, position, attempt) {
+            ahead.schedule(batch, &self.reader, self.batch_size as usize, |t, p| {
+                match self.draw(t, p, 0) {
+                    Ok(Draw::Sample {
+                        dataset,
+                        centre_nm,
+                        idx,
+                        ..
+                    }) => Some(self.request(t, dataset, centre_nm, idx, 0)),
+                    _ => None,
+                }
+            });
+        }
         match self.draw(batch, position, attempt)? {
             Draw::Empty => {
                 let spec = self.reader.spec();
@@ -216,17 +248,7 @@ impl SampleJob for LoaderJob {
                 idx,
                 split_index,
             } => {
-                let epoch = match self.kind {
-                    JobKind::Train { .. } => (self.first_batch + batch) / self.batches_per_epoch,
-                    JobKind::Tiles { .. } => 0,
-                };
-                let request = SampleRequest {
-                    dataset,
-                    centre_nm,
-                    key: self.key(epoch, idx as u64 | (u64::from(attempt) << 48)),
-                    spatial: self.split.is_train(),
-                    values: true,
-                };
+                let request = self.request(batch, dataset, centre_nm, idx, attempt);
                 self.reader.read(scratch, &request, out).map_err(Box::new)?;
                 Ok(Some(SampleMeta {
                     idx,

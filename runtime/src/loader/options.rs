@@ -33,6 +33,15 @@ pub struct LoaderOptions {
     pub cache: Option<Arc<ChunkCache>>,
     /// Disable the chunk cache (cold reads, for benchmarks).
     pub no_cache: bool,
+    /// Override the spec's `loader.fetch_concurrency` (chunks one read fetches at once). A
+    /// shared cache keeps the fetch pool of the first loader that used it.
+    pub fetch_concurrency: Option<usize>,
+    /// Override the spec's `loader.fetch_ahead` (training batches fetched ahead; 0 = off).
+    pub fetch_ahead: Option<usize>,
+    /// A fixed delay before every chunk request, to measure how the loader hides the latency of
+    /// a remote store with a local one (a benchmarking aid). Default: the
+    /// [`crate::STORE_DELAY_ENV`] environment variable (milliseconds), else none.
+    pub store_delay: Option<std::time::Duration>,
     /// Where the ring's memory comes from (the torch interop sets libtorch tensors).
     pub ring_memory: RingMemory,
     /// Test-only fault injection: called by a worker before it reads `(batch, position)`; a
@@ -86,6 +95,9 @@ impl LoaderOptions {
             prefetch: None,
             cache: None,
             no_cache: false,
+            fetch_concurrency: None,
+            fetch_ahead: None,
+            store_delay: None,
             ring_memory: RingMemory::Host,
             fault_hook: None,
         }

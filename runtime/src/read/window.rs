@@ -5,6 +5,10 @@
 //! row of chunks along x, several destination rows are assembled in a stack buffer (one copy call
 //! per chunk and block), then written out whole — with non-temporal stores for windows of
 //! [`STREAM_MIN_BYTES`] and more. Transposed destinations go chunk by chunk, region by region.
+//!
+//! Before copying, the chunks of the window that the cache misses are fetched and decoded at
+//! once on the cache's fetch pool ([`Source`]; when it has one and two or more are missing), so a
+//! read from a remote store waits for about one request, not one per chunk.
 
 use std::sync::Arc;
 
@@ -12,8 +16,8 @@ use super::{ReadError, WindowElem, WindowReport};
 use crate::kernels::StridedDest;
 use crate::kernels::copy::{ChunkBox, Region, Runs, Span};
 use crate::kernels::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
-use crate::store::chunk::{chunk_size_error, fetch};
-use crate::store::{ChunkCache, ChunkData, Level};
+use crate::store::chunk::{chunk_size_error, fetch, fetch_many};
+use crate::store::{ChunkCache, ChunkData, ChunkKey, Level};
 
 /// How finished destination rows are written. Rows are assembled in a stack buffer, several at
 /// once (one copy call per chunk covers many rows), then written out whole.
@@ -60,6 +64,78 @@ struct Chunks {
     /// First and last chunk index touched, per axis.
     first: [i64; 3],
     last: [i64; 3],
+}
+
+/// Where a window read takes its chunks: the chunks fetched up front, concurrently (the ones
+/// the cache missed when the read started), else the cache.
+struct Source<'c> {
+    cache: Option<&'c ChunkCache>,
+    /// First chunk index of the window and chunks per axis (the box `fetched` covers).
+    first: [i64; 3],
+    n: [usize; 3],
+    /// The chunks fetched up front, C order over the box (empty when none were).
+    fetched: Vec<Option<Arc<ChunkData>>>,
+}
+
+impl<'c> Source<'c> {
+    /// The chunks of `chunks` that `cache` misses, fetched at once on its pool when there are
+    /// two or more (a warm read allocates nothing: the box is only looked at).
+    fn new(level: &Level, cache: Option<&'c ChunkCache>, chunks: &Chunks) -> Result<Self, ReadError> {
+        let n = [0, 1, 2].map(|a| (chunks.last[a] - chunks.first[a] + 1).max(0) as usize);
+        let mut source = Source {
+            cache,
+            first: chunks.first,
+            n,
+            fetched: Vec::new(),
+        };
+        let Some(cache) = cache.filter(|c| c.fetch_concurrency() > 1) else {
+            return Ok(source);
+        };
+        let mut missing: Vec<[u64; 3]> = Vec::new();
+        let mut positions: Vec<usize> = Vec::new();
+        for (i, cidx) in source.indices().enumerate() {
+            let chunk = cidx.map(|v| v as u64);
+            if !cache.contains(&ChunkKey {
+                level_id: level.id,
+                chunk,
+            }) {
+                missing.push(chunk);
+                positions.push(i);
+            }
+        }
+        if missing.len() < 2 {
+            return Ok(source);
+        }
+        let mut got = vec![None; missing.len()];
+        fetch_many(level, cache, &missing, &mut got)?;
+        source.fetched = vec![None; n.iter().product()];
+        for (p, data) in positions.into_iter().zip(got) {
+            source.fetched[p] = data;
+        }
+        Ok(source)
+    }
+
+    /// Chunk indices of the box, C order.
+    fn indices(&self) -> impl Iterator<Item = [i64; 3]> + use<> {
+        let (first, n) = (self.first, self.n);
+        (0..n[0]).flat_map(move |z| {
+            (0..n[1]).flat_map(move |y| {
+                (0..n[2]).map(move |x| [first[0] + z as i64, first[1] + y as i64, first[2] + x as i64])
+            })
+        })
+    }
+
+    /// Chunk `cidx` of `level`.
+    #[inline(always)]
+    fn chunk(&self, level: &Level, cidx: [i64; 3]) -> Result<Arc<ChunkData>, ReadError> {
+        if !self.fetched.is_empty() {
+            let [z, y, x] = [0, 1, 2].map(|a| (cidx[a] - self.first[a]) as usize);
+            if let Some(Some(data)) = self.fetched.get((z * self.n[1] + y) * self.n[2] + x) {
+                return Ok(Arc::clone(data));
+            }
+        }
+        Ok(fetch(level, self.cache, cidx.map(|v| v as u64))?)
+    }
 }
 
 /// Up to [`GROUP`] chunks along x of one chunk row, and the part of the window they cover.
@@ -179,6 +255,7 @@ impl<'l> WindowRead<'l> {
         if voxels_in_bounds == 0 {
             return Ok(WindowReport { voxels_in_bounds });
         }
+        let source = Source::new(self.level, cache, &self.chunks())?;
         if self.strides[2].unsigned_abs() == 1 {
             let bytes = shape.iter().product::<usize>() * size_of::<T>();
             let store = match store {
@@ -186,12 +263,12 @@ impl<'l> WindowRead<'l> {
                 other => other,
             };
             if bytes >= STAGE_MIN_BYTES {
-                self.read_rows::<T, STAGE>(cache, dest.data, store, copy)?;
+                self.read_rows::<T, STAGE>(&source, dest.data, store, copy)?;
             } else {
-                self.read_rows::<T, 0>(cache, dest.data, store, copy)?;
+                self.read_rows::<T, 0>(&source, dest.data, store, copy)?;
             }
         } else {
-            self.read_regions(cache, dest.data, copy)?;
+            self.read_regions(&source, dest.data, copy)?;
         }
         Ok(WindowReport { voxels_in_bounds })
     }
@@ -201,7 +278,7 @@ impl<'l> WindowRead<'l> {
     /// whole and in order.
     fn read_rows<T: WindowElem, const N: usize>(
         &self,
-        cache: Option<&ChunkCache>,
+        source: &Source<'_>,
         dest: &mut [T],
         store: RowStore,
         copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
@@ -217,7 +294,7 @@ impl<'l> WindowRead<'l> {
                 let mut cx0 = first[2];
                 while cx0 <= last[2] {
                     let cx1 = (cx0 + GROUP as i64 - 1).min(last[2]);
-                    let group = self.group::<N>(cache, &chunks, [cz, cy, cx0], cx1, store)?;
+                    let group = self.group::<N>(source, &chunks, [cz, cy, cx0], cx1, store)?;
                     streamed |= group.staged && store == RowStore::Stream;
                     self.copy_group(&group, &mut stage.0, dest, &copy)?;
                     cx0 = cx1 + 1;
@@ -234,7 +311,7 @@ impl<'l> WindowRead<'l> {
     #[inline(always)]
     fn group<const N: usize>(
         &self,
-        cache: Option<&ChunkCache>,
+        source: &Source<'_>,
         chunks: &Chunks,
         cidx: [i64; 3],
         cx1: i64,
@@ -243,8 +320,7 @@ impl<'l> WindowRead<'l> {
         let c = chunks.c;
         let mut fetched: [Option<Arc<ChunkData>>; GROUP] = Default::default();
         for (k, slot) in fetched.iter_mut().enumerate().take((cx1 - cidx[2] + 1) as usize) {
-            let chunk = [cidx[0] as u64, cidx[1] as u64, (cidx[2] + k as i64) as u64];
-            *slot = Some(fetch(self.level, cache, chunk)?);
+            *slot = Some(source.chunk(self.level, [cidx[0], cidx[1], cidx[2] + k as i64])?);
         }
         let (lo, mut hi) = self.part(cidx, c);
         hi[2] = self.hi[2].min((cx1 + 1) * c[2]);
@@ -392,7 +468,7 @@ impl<'l> WindowRead<'l> {
     /// region (see [`crate::kernels::copy`]).
     fn read_regions<T: WindowElem>(
         &self,
-        cache: Option<&ChunkCache>,
+        source: &Source<'_>,
         dest: &mut [T],
         copy: impl Fn(&ChunkData, Span<'_>, &mut [T]) -> bool,
     ) -> Result<(), ReadError> {
@@ -401,7 +477,7 @@ impl<'l> WindowRead<'l> {
             for cy in first[1]..=last[1] {
                 for cx in first[2]..=last[2] {
                     let cidx = [cz, cy, cx];
-                    let chunk = fetch(self.level, cache, cidx.map(|v| v as u64))?;
+                    let chunk = source.chunk(self.level, cidx)?;
                     let (lo, hi) = self.part(cidx, c);
                     let from = ChunkBox {
                         dims,

@@ -16,8 +16,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use super::fetch::{FetchCounters, FetchOptions, FetchStats, Fetcher};
 use super::multiscale::SourceDtype;
 
 /// A decoded chunk in its stored element type (or a narrower one, see [`ChunkData::narrowed`]),
@@ -187,6 +188,9 @@ pub struct ChunkCache {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    /// How misses are fetched (set once, [`ChunkCache::configure_fetch`]).
+    fetcher: OnceLock<Fetcher>,
+    pub(crate) fetch_counters: FetchCounters,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -210,6 +214,63 @@ impl ChunkCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            fetcher: OnceLock::new(),
+            fetch_counters: FetchCounters::default(),
+        }
+    }
+
+    /// Set how this cache fetches the chunks it misses (see [`crate::store::fetch`]); the first
+    /// call wins (a cache shared between loaders keeps the first one's pools). Returns whether
+    /// this call set them. Without a call, misses are fetched one after the other.
+    pub fn configure_fetch(&self, options: FetchOptions) -> bool {
+        let mut set = false;
+        self.fetcher.get_or_init(|| {
+            set = true;
+            Fetcher::new(options)
+        });
+        set
+    }
+
+    /// Chunks one read fetches at once (1 until [`ChunkCache::configure_fetch`]).
+    #[must_use]
+    pub fn fetch_concurrency(&self) -> usize {
+        self.fetcher().map_or(1, |f| f.options.concurrency)
+    }
+
+    pub(crate) fn fetcher(&self) -> Option<&Fetcher> {
+        self.fetcher.get()
+    }
+
+    /// Counters of the chunks fetched through this cache.
+    #[must_use]
+    pub fn fetch_stats(&self) -> FetchStats {
+        self.fetch_counters.stats()
+    }
+
+    /// The cache's use clock (one tick per lookup or insert): entries used at or after a tick
+    /// read now are protected from fetch-ahead evictions ([`ChunkCache::insert_ahead`]).
+    #[must_use]
+    pub fn clock(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    /// True when the chunk is cached; counts nothing and changes no use time.
+    #[must_use]
+    pub fn contains(&self, key: &ChunkKey) -> bool {
+        self.lock(Self::shard_index(key)).map.contains_key(key)
+    }
+
+    /// Mark a cached chunk as used now without counting a hit (a chunk a batch ahead will read);
+    /// false when it is not cached.
+    pub fn touch(&self, key: &ChunkKey) -> bool {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.lock(Self::shard_index(key));
+        match shard.map.get_mut(key) {
+            Some(entry) => {
+                entry.last_used = tick;
+                true
+            }
+            None => false,
         }
     }
 
@@ -310,6 +371,59 @@ impl ChunkCache {
         }
     }
 
+    /// Insert a chunk fetched ahead, evicting only entries last used before tick `floor` (see
+    /// [`ChunkCache::clock`]); false (and not inserted) when it does not fit that way. An
+    /// existing entry is kept.
+    pub fn insert_ahead(&self, key: ChunkKey, data: Arc<ChunkData>, floor: u64) -> bool {
+        let bytes = data.byte_len() as u64;
+        if bytes > self.budget_bytes {
+            return false;
+        }
+        let own = Self::shard_index(&key);
+        if self.lock(own).map.contains_key(&key) {
+            return true;
+        }
+        if !self.make_room_before(own, bytes, floor) {
+            return false;
+        }
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.lock(own);
+        if let std::collections::hash_map::Entry::Vacant(slot) = shard.map.entry(key) {
+            slot.insert(Entry {
+                data,
+                bytes,
+                last_used: tick,
+            });
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// [`ChunkCache::make_room`] evicting only entries last used before `floor`; false when
+    /// `incoming` bytes still do not fit.
+    fn make_room_before(&self, own: usize, incoming: u64, floor: u64) -> bool {
+        for step in 0..SHARDS {
+            if self.bytes.load(Ordering::Relaxed) + incoming <= self.budget_bytes {
+                return true;
+            }
+            let mut shard = self.lock((own + step) % SHARDS);
+            while self.bytes.load(Ordering::Relaxed) + incoming > self.budget_bytes {
+                let oldest = shard
+                    .map
+                    .iter()
+                    .filter(|(_, e)| e.last_used < floor)
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(k, _)| *k);
+                let Some(oldest) = oldest else { break };
+                if let Some(e) = shard.map.remove(&oldest) {
+                    self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.bytes.load(Ordering::Relaxed) + incoming <= self.budget_bytes
+    }
+
     /// Drop every entry (counters other than `bytes` are kept).
     pub fn clear(&self) {
         for i in 0..SHARDS {
@@ -360,6 +474,23 @@ mod tests {
         cache.insert(key(0), Arc::new(ChunkData::U8(vec![1])));
         assert!(cache.get(&key(0)).is_none());
         assert_eq!(cache.stats().bytes, 0);
+    }
+
+    #[test]
+    fn ahead_inserts_never_evict_recent_entries() {
+        let cache = ChunkCache::new(200);
+        cache.insert(key(0), Arc::new(ChunkData::U8(vec![1; 100])));
+        let floor = cache.clock();
+        cache.insert(key(1), Arc::new(ChunkData::U8(vec![2; 100])));
+        // key(1) was used at or after the floor, key(0) before it: only key(0) may go.
+        assert!(cache.insert_ahead(key(2), Arc::new(ChunkData::U8(vec![3; 100])), floor));
+        assert!(!cache.contains(&key(0)) && cache.contains(&key(1)) && cache.contains(&key(2)));
+        assert!(!cache.insert_ahead(key(3), Arc::new(ChunkData::U8(vec![4; 100])), floor));
+        assert!(cache.contains(&key(1)) && cache.contains(&key(2)) && !cache.contains(&key(3)));
+        // Neither `contains` nor `touch` counts a hit or a miss.
+        assert!(cache.touch(&key(1)));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.evictions, s.bytes), (0, 0, 1, 200));
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! Chunks of a level: their store keys, decoding one ([`decode_chunk`]), fetching one through
-//! the [`ChunkCache`] ([`fetch`]) and counting a level's non-zero voxels ([`count_nonzero`]).
+//! the [`ChunkCache`] ([`fetch`]), several at once on the cache's fetch pool ([`fetch_many`]) or
+//! ahead of the reads that need them ([`fetch_ahead`]), and counting a level's non-zero voxels ([`count_nonzero`]).
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rayon::prelude::*;
 
 use zarrs::array::{ArrayError, ArrayShardedReadableExt, CodecOptions, ElementOwned};
 
 use super::cache::{ChunkCache, ChunkData, ChunkKey};
 use super::error::ChunkError;
+use super::fetch::FetchCounters;
 use super::multiscale::{Level, SourceDtype};
 
 /// Full-dimensional chunk indices (a leading 0 for the channel axis).
@@ -96,10 +102,129 @@ pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) 
             if let Some(hit) = cache.get(&key) {
                 return Ok(hit);
             }
-            let data = Arc::new(decode_chunk(level, chunk)?.tagged());
-            Ok(cache.insert(key, data))
+            let start = Instant::now();
+            let data = load(level, cache, chunk);
+            FetchCounters::add_time(&cache.fetch_counters.wait_ns, start.elapsed());
+            Ok(cache.insert(key, data?))
         }
     }
+}
+
+/// Fetch and decode a chunk for `cache` (its delay per request, its counters), not inserted.
+fn load(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
+    let counters = &cache.fetch_counters;
+    let _in_flight = counters.start_request();
+    if let Some(delay) = cache.fetcher().and_then(|f| f.options.delay) {
+        std::thread::sleep(delay);
+    }
+    let start = Instant::now();
+    let data = decode_chunk(level, chunk);
+    FetchCounters::add_time(&counters.decode_ns, start.elapsed());
+    let data = data?;
+    counters.chunks.fetch_add(1, Ordering::Relaxed);
+    counters.bytes.fetch_add(data.byte_len() as u64, Ordering::Relaxed);
+    Ok(Arc::new(data.tagged()))
+}
+
+/// Fetch `chunks` of `level` through `cache` on its fetch pool, several at once, into `out`
+/// (same order); on the calling thread, one after the other, without a pool. Every chunk is
+/// looked up and inserted as [`fetch`] does (same counts); the first failing chunk in `chunks`
+/// order is the error.
+///
+/// # Errors
+/// As [`decode_chunk`].
+pub(crate) fn fetch_many(
+    level: &Level,
+    cache: &ChunkCache,
+    chunks: &[[u64; 3]],
+    out: &mut [Option<Arc<ChunkData>>],
+) -> Result<(), ChunkError> {
+    let Some(pool) = cache.fetcher().and_then(|f| f.pool.as_ref()) else {
+        for (chunk, slot) in chunks.iter().zip(out.iter_mut()) {
+            *slot = Some(fetch(level, Some(cache), *chunk)?);
+        }
+        return Ok(());
+    };
+    let start = Instant::now();
+    let first_error: Mutex<Option<(usize, ChunkError)>> = Mutex::new(None);
+    pool.install(|| {
+        chunks
+            .par_iter()
+            .zip(out.par_iter_mut())
+            .enumerate()
+            .with_max_len(1)
+            .for_each(|(i, (chunk, slot))| {
+                let key = ChunkKey {
+                    level_id: level.id,
+                    chunk: *chunk,
+                };
+                let got = match cache.get(&key) {
+                    Some(hit) => Ok(hit),
+                    None => load(level, cache, *chunk).map(|data| cache.insert(key, data)),
+                };
+                match got {
+                    Ok(data) => *slot = Some(data),
+                    Err(e) => {
+                        let mut first = first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if first.as_ref().is_none_or(|(j, _)| i < *j) {
+                            *first = Some((i, e));
+                        }
+                    }
+                }
+            });
+    });
+    FetchCounters::add_time(&cache.fetch_counters.wait_ns, start.elapsed());
+    match first_error
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Chunks to fetch ahead into a cache: per level, the chunk indices.
+pub(crate) type AheadList = Vec<(Level, Vec<[u64; 3]>)>;
+
+/// Fetch `list` into `cache` in the background on its fetch-ahead pool, each chunk inserted
+/// only when it fits without evicting entries used at or after tick `floor`
+/// ([`ChunkCache::insert_ahead`]); failures are left for the read that needs the chunk to
+/// report. Returns false (nothing scheduled) when the cache has no fetch-ahead pool.
+pub(crate) fn fetch_ahead(
+    cache: &Arc<ChunkCache>,
+    list: AheadList,
+    floor: u64,
+    done: impl FnOnce() + Send + 'static,
+) -> bool {
+    let Some(pool) = cache.fetcher().and_then(|f| f.ahead_pool()) else {
+        return false;
+    };
+    let cache = Arc::clone(cache);
+    pool.spawn(move || {
+        let jobs: Vec<(&Level, [u64; 3])> = list
+            .iter()
+            .flat_map(|(level, chunks)| chunks.iter().map(move |c| (level, *c)))
+            .collect();
+        let counters = &cache.fetch_counters;
+        jobs.par_iter().with_max_len(1).for_each(|&(level, chunk)| {
+            let key = ChunkKey {
+                level_id: level.id,
+                chunk,
+            };
+            if cache.contains(&key) {
+                return;
+            }
+            if let Ok(data) = load(level, &cache, chunk) {
+                if cache.insert_ahead(key, data, floor) {
+                    counters.ahead_chunks.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        done();
+    });
+    true
 }
 
 fn count_chunk<S: Copy + PartialEq + Default>(src: &[S], dims: [usize; 3], extent: [usize; 3]) -> u64 {

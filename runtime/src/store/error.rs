@@ -3,8 +3,6 @@
 //! array path and the chunk's store key. Failed requests to remote stores carry the URL and a
 //! [`RemoteErrorKind`] whose hint says what to do.
 
-use super::location::RemoteConfigError;
-
 /// What went wrong with a request to a remote store (`s3://`, `http(s)://`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -331,4 +329,14 @@ impl ChunkError {
             },
         }
     }
+}
+
+/// Why the remote settings of the environment are unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{variable}`: {message}")]
+pub struct RemoteConfigError {
+    /// The variable or file at fault.
+    pub variable: String,
+    /// What is wrong and the fix.
+    pub message: String,
 }

@@ -6,6 +6,7 @@ mod class_weights;
 mod common;
 mod exclusion;
 mod faults;
+mod fetch;
 mod fixture;
 mod fuzz;
 #[cfg(feature = "remote")]

@@ -231,6 +231,8 @@ pub const SPEC_NORMALIZED: &str = r#"{
     },
     "pin_memory": true,
     "cache_bytes": 1073741824,
+    "fetch_concurrency": 16,
+    "fetch_ahead": 2,
     "on_error": "skip_and_log"
   },
   "predict": {

@@ -156,6 +156,8 @@ pub const SPEC_NORMALIZED: &str = r#"{
     "device": "cpu",
     "pin_memory": false,
     "cache_bytes": 1073741824,
+    "fetch_concurrency": 16,
+    "fetch_ahead": 2,
     "on_error": "fail"
   },
   "predict": null

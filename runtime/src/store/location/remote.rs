@@ -27,6 +27,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::store::error::RemoteConfigError;
+
 /// S3 credentials (an access key, optionally with a session token).
 #[derive(Clone, PartialEq, Eq)]
 pub struct S3Credentials {
@@ -79,16 +81,6 @@ impl Default for RemoteOptions {
             s3_endpoint: None,
         }
     }
-}
-
-/// Why the remote settings of the environment are unusable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{variable}`: {message}")]
-pub struct RemoteConfigError {
-    /// The variable or file at fault.
-    pub variable: String,
-    /// What is wrong and the fix.
-    pub message: String,
 }
 
 impl RemoteOptions {

@@ -24,11 +24,9 @@ fn open(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, Open
     use std::sync::Arc;
 
     use object_store::ObjectStore;
-    use object_store::aws::AmazonS3Builder;
     use object_store::prefix::PrefixStore;
 
-    use super::remote::{block_on, cached_store, client_options, open_error, readable, retry_config};
-    use crate::store::error::RemoteErrorKind;
+    use super::remote::{cached_store, readable};
 
     let from_env;
     let options = match remote {
@@ -50,38 +48,73 @@ fn open(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, Open
     // One client (one connection pool) per bucket and settings.
     let secret = options.credentials.as_ref().map(|c| c.secret_access_key.as_str());
     let key = format!("s3\u{0}{bucket}\u{0}{options:?}\u{0}{secret:?}");
-    let store = cached_store(key, || {
-        let allow_http = options.s3_endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
-        let mut builder = AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_region(&options.region)
-            .with_client_options(client_options(options).with_allow_http(allow_http))
-            .with_retry(retry_config(options));
-        if let Some(endpoint) = &options.s3_endpoint {
-            builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
-        }
-        builder = match &options.credentials {
-            Some(c) => {
-                let b = builder
-                    .with_access_key_id(&c.access_key_id)
-                    .with_secret_access_key(&c.secret_access_key);
-                match &c.session_token {
-                    Some(t) => b.with_token(t),
-                    None => b,
-                }
-            }
-            None => builder.with_skip_signature(true),
-        };
-        Ok(Arc::new(builder.build()?) as Arc<dyn ObjectStore>)
-    })
-    .map_err(|e| OpenError::Storage {
+    let store = cached_store(key, || s3_client(bucket, options)).map_err(|e| OpenError::Storage {
         location: location.to_string(),
         message: format!("cannot configure the S3 client: {e}"),
     })?;
 
-    // One listing under the prefix tells a missing bucket and an empty prefix apart from a
-    // group without metadata, and fails fast on an unreachable endpoint. A store that forbids
-    // listing may still allow reads: then the reads decide.
+    probe(location, bucket, prefix, &store)?;
+    let rooted: Arc<dyn ObjectStore> = if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    };
+    Ok(Location {
+        location: location.trim_end_matches('/').to_string(),
+        storage: readable(location, rooted)?,
+    })
+}
+
+/// The S3 client of one bucket: endpoint, region, credentials or unsigned requests, retries.
+#[cfg(feature = "remote")]
+fn s3_client(
+    bucket: &str,
+    options: &RemoteOptions,
+) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, object_store::Error> {
+    use std::sync::Arc;
+
+    use object_store::ObjectStore;
+    use object_store::aws::AmazonS3Builder;
+
+    use super::remote::{client_options, retry_config};
+
+    let allow_http = options.s3_endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&options.region)
+        .with_client_options(client_options(options).with_allow_http(allow_http))
+        .with_retry(retry_config(options));
+    if let Some(endpoint) = &options.s3_endpoint {
+        builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
+    }
+    builder = match &options.credentials {
+        Some(c) => {
+            let b = builder
+                .with_access_key_id(&c.access_key_id)
+                .with_secret_access_key(&c.secret_access_key);
+            match &c.session_token {
+                Some(t) => b.with_token(t),
+                None => b,
+            }
+        }
+        None => builder.with_skip_signature(true),
+    };
+    Ok(Arc::new(builder.build()?) as Arc<dyn ObjectStore>)
+}
+
+/// One listing under the prefix tells a missing bucket and an empty prefix apart from a group
+/// without metadata, and fails fast on an unreachable endpoint. A store that forbids listing may
+/// still allow reads: then the reads decide.
+#[cfg(feature = "remote")]
+fn probe(
+    location: &str,
+    bucket: &str,
+    prefix: &str,
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+) -> Result<(), OpenError> {
+    use super::remote::{block_on, open_error};
+    use crate::store::error::RemoteErrorKind;
+
     let listing_path = object_store::path::Path::from(prefix);
     let probe = block_on(location, store.list_with_delimiter(Some(&listing_path)))?;
     match probe {
@@ -113,15 +146,7 @@ fn open(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, Open
             error => return Err(error),
         },
     }
-    let rooted: Arc<dyn ObjectStore> = if prefix.is_empty() {
-        store
-    } else {
-        Arc::new(PrefixStore::new(store, prefix))
-    };
-    Ok(Location {
-        location: location.trim_end_matches('/').to_string(),
-        storage: readable(location, rooted)?,
-    })
+    Ok(())
 }
 
 #[cfg(not(feature = "remote"))]

@@ -1,0 +1,154 @@
+//! Fetching ahead: while a batch is assembled, the chunks of the next training batches are
+//! fetched into the chunk cache in the background.
+//!
+//! A worker starting batch `b` (position 0) schedules batches `b + 1 ..= b + ahead` not yet
+//! scheduled: for each of their samples it makes the same draw the loader's job makes (centre,
+//! key, spatial transform from the key), lists the chunks the sample reads
+//! ([`Reader::sample_chunks`]), marks the cached ones as used and hands the missing ones to the
+//! cache's fetch-ahead pool. Bounds: at most `ahead` batches ahead and `ahead` scheduled batches
+//! queued (more are dropped: their reads fetch the chunks themselves); a chunk fetched ahead
+//! is inserted only when it fits without evicting an entry used since the start of batch
+//! `b − slots − ahead`, which every batch in flight (and every batch scheduled ahead) has used
+//! or marked since; nothing without a cache, nor for specs with elastic deformation (its draw
+//! allocates and its window needs the field evaluated: those reads only fetch at once). The batches themselves do not change: the data
+//! a read finds in the cache is the data it would decode.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::store::chunk::{AheadList, fetch_ahead};
+use crate::store::{ChunkCache, ChunkKey};
+
+use crate::sample::{Reader, SampleRequest};
+
+/// Batches whose start ticks are kept.
+const TICKS: usize = 64;
+
+/// The fetch-ahead state of a training loader.
+pub(super) struct FetchAhead {
+    /// Batches fetched ahead (≥ 1).
+    batches: u64,
+    /// Ring slots (batches in flight at most).
+    slots: u64,
+    cache: Arc<ChunkCache>,
+    /// First batch (pipeline numbering) not scheduled yet.
+    next: AtomicU64,
+    /// Scheduled batches not finished.
+    pending: Arc<AtomicU64>,
+    /// `(batch + 1, cache clock)` when a worker started batch `batch`, at `batch mod TICKS`.
+    started: Vec<(AtomicU64, AtomicU64)>,
+}
+
+impl FetchAhead {
+    /// Fetching `batches` ahead into `cache` for a ring of `slots`; `None` when that is off (0
+    /// batches, a cache without budget, or more batches in flight than the ticks kept).
+    pub(super) fn new(batches: usize, slots: usize, cache: &Arc<ChunkCache>) -> Option<Self> {
+        let (batches, slots) = (batches as u64, slots as u64);
+        if batches == 0 || cache.budget_bytes() == 0 || slots + batches + 1 >= TICKS as u64 {
+            return None;
+        }
+        Some(FetchAhead {
+            batches,
+            slots,
+            cache: Arc::clone(cache),
+            next: AtomicU64::new(0),
+            pending: Arc::new(AtomicU64::new(0)),
+            started: (0..TICKS).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
+        })
+    }
+
+    /// Record the start of `batch`; the batches to schedule now, if any.
+    fn claim(&self, batch: u64) -> Option<std::ops::RangeInclusive<u64>> {
+        let (tag, tick) = &self.started[(batch % TICKS as u64) as usize];
+        tick.store(self.cache.clock(), Ordering::Relaxed);
+        tag.store(batch + 1, Ordering::Release);
+        let last = batch + self.batches;
+        let mut next = self.next.load(Ordering::Relaxed);
+        loop {
+            let from = next.max(batch + 1);
+            if from > last {
+                return None;
+            }
+            match self
+                .next
+                .compare_exchange_weak(next, last + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(from..=last),
+                Err(now) => next = now,
+            }
+        }
+    }
+
+    /// The eviction floor for chunks scheduled at the start of `batch` (0: evict nothing).
+    fn floor(&self, batch: u64) -> u64 {
+        let Some(oldest) = batch.checked_sub(self.slots + self.batches) else {
+            return 0;
+        };
+        let (tag, tick) = &self.started[(oldest % TICKS as u64) as usize];
+        let t = tick.load(Ordering::Relaxed);
+        if tag.load(Ordering::Acquire) == oldest + 1 {
+            t
+        } else {
+            0
+        }
+    }
+}
+
+impl FetchAhead {
+    /// Schedule the batches ahead of `batch` (see the module docs); called by the worker that
+    /// starts `batch`. `request(t, position)` is the request position `position` of batch `t`
+    /// reads first (`None`: nothing to read).
+    pub(super) fn schedule(
+        &self,
+        batch: u64,
+        reader: &Reader,
+        batch_size: usize,
+        request: impl Fn(u64, usize) -> Option<SampleRequest>,
+    ) {
+        // An elastic draw allocates its lattice and its window needs the field evaluated: specs
+        // with elastic deformation leave their chunks to the reads (fetched at once there).
+        if reader.spec().augment().spatial.elastic.is_some() {
+            return;
+        }
+        let Some(range) = self.claim(batch) else { return };
+        if self.pending.load(Ordering::Relaxed) >= self.batches {
+            return;
+        }
+        let floor = self.floor(batch);
+        let cache = &self.cache;
+        let mut list: AheadList = Vec::new();
+        for t in range {
+            for position in 0..batch_size {
+                let Some(request) = request(t, position) else { continue };
+                let draw = reader.spatial_draw(&request);
+                reader.sample_chunks(&request, &draw, &mut |level, chunk| {
+                    let key = ChunkKey {
+                        level_id: level.id,
+                        chunk,
+                    };
+                    if cache.touch(&key) {
+                        return;
+                    }
+                    match list.iter_mut().find(|(l, _)| l.id == level.id) {
+                        Some((_, chunks)) => chunks.push(chunk),
+                        None => list.push((level.clone(), vec![chunk])),
+                    }
+                });
+            }
+        }
+        if list.is_empty() {
+            return;
+        }
+        for (_, chunks) in &mut list {
+            chunks.sort_unstable();
+            chunks.dedup();
+        }
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let done = Arc::clone(&self.pending);
+        if !fetch_ahead(cache, list, floor, move || {
+            done.fetch_sub(1, Ordering::Relaxed);
+        }) {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

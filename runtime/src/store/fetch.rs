@@ -1,0 +1,206 @@
+//! How chunks that are not in the cache are fetched: the bounded pools that fetch and decode
+//! several at once ([`FetchOptions`]), a fixed delay per request for benchmarks, and the fetch
+//! counters ([`FetchStats`]).
+//!
+//! A [`crate::ChunkCache`] owns one [`Fetcher`] once [`crate::ChunkCache::configure_fetch`] is
+//! called (the loader does): a pool of `concurrency` threads for the chunks a read is waiting
+//! for, and a second pool of the same size, made on first use, for chunks fetched ahead (so
+//! that a read never queues behind a speculative fetch). Counters are relaxed atomics, bumped
+//! once per chunk decoded, never per voxel or per batch.
+//!
+//! ```
+//! use cellmap_runtime::{ChunkCache, FetchOptions};
+//! let cache = ChunkCache::new(256 << 20);
+//! assert!(cache.configure_fetch(FetchOptions { concurrency: 8, delay: None }));
+//! assert_eq!(cache.fetch_concurrency(), 8);
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The environment variable that adds a fixed delay (milliseconds) to every chunk request of a
+/// loader's cache: a benchmarking aid that makes a local store behave like a remote one
+/// (`CELLMAP_STORE_DELAY_MS=20 cellmap-compile bench SPEC`).
+pub const STORE_DELAY_ENV: &str = "CELLMAP_STORE_DELAY_MS";
+
+/// The delay [`STORE_DELAY_ENV`] asks for (`None` when unset, empty, zero or not a number).
+#[must_use]
+pub fn store_delay_from_env() -> Option<Duration> {
+    let ms: f64 = std::env::var(STORE_DELAY_ENV).ok()?.trim().parse().ok()?;
+    (ms.is_finite() && ms > 0.0).then(|| Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// How a cache fetches the chunks it misses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// Chunks fetched and decoded at once (threads of the fetch pool); 1 fetches them one after
+    /// the other on the reading thread.
+    pub concurrency: usize,
+    /// A fixed delay before every chunk request (a benchmarking aid: see [`STORE_DELAY_ENV`]).
+    pub delay: Option<Duration>,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            concurrency: 1,
+            delay: None,
+        }
+    }
+}
+
+/// Counters of the chunks a cache fetched (see [`crate::ChunkCache::fetch_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FetchStats {
+    /// Chunks fetched and decoded (misses, and chunks fetched ahead).
+    pub chunks: u64,
+    /// Decoded bytes of those chunks (as stored, before narrowing).
+    pub bytes: u64,
+    /// Seconds spent in zarrs' chunk retrieval (store read and decode), summed over threads.
+    pub decode_seconds: f64,
+    /// Seconds reading threads spent waiting for chunks not in the cache (sequential fetches and
+    /// concurrent ones alike, wall time summed over threads).
+    pub wait_seconds: f64,
+    /// Chunks fetched ahead into the cache.
+    pub ahead_chunks: u64,
+    /// Chunks not fetched ahead because the cache had no room without evicting chunks that
+    /// batches in flight have used.
+    pub ahead_skipped: u64,
+    /// Most chunk requests in flight at once.
+    pub max_in_flight: u64,
+}
+
+/// Relaxed counters behind [`FetchStats`].
+#[derive(Debug, Default)]
+pub(crate) struct FetchCounters {
+    pub(crate) chunks: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) decode_ns: AtomicU64,
+    pub(crate) wait_ns: AtomicU64,
+    pub(crate) ahead_chunks: AtomicU64,
+    pub(crate) ahead_skipped: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+impl FetchCounters {
+    pub(crate) fn stats(&self) -> FetchStats {
+        let ns = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 * 1e-9;
+        FetchStats {
+            chunks: self.chunks.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            decode_seconds: ns(&self.decode_ns),
+            wait_seconds: ns(&self.wait_ns),
+            ahead_chunks: self.ahead_chunks.load(Ordering::Relaxed),
+            ahead_skipped: self.ahead_skipped.load(Ordering::Relaxed),
+            max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A request starts: counted in flight until the guard drops.
+    pub(crate) fn start_request(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Add `d` to a nanosecond counter.
+    pub(crate) fn add_time(counter: &AtomicU64, d: Duration) {
+        counter.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// A chunk request in flight ([`FetchCounters::start_request`]).
+pub(crate) struct InFlight<'a>(&'a FetchCounters);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The pools of a cache (see the module docs).
+pub(crate) struct Fetcher {
+    pub(crate) options: FetchOptions,
+    /// Chunks a read waits for; `None` when `concurrency` is 1.
+    pub(crate) pool: Option<rayon::ThreadPool>,
+    /// Chunks fetched ahead; made on first use.
+    ahead: OnceLock<Option<rayon::ThreadPool>>,
+    /// The pools' threads, joined when the fetcher is dropped (so dropping a loader ends every
+    /// thread it started).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        // Dropping a pool tells its threads to exit once idle; then wait for them (not for the
+        // current thread: the last reference may be dropped by a task on a pool thread).
+        drop(self.pool.take());
+        drop(self.ahead.take());
+        let me = std::thread::current().id();
+        let threads = std::mem::take(
+            self.threads
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn pool(threads: usize, name: &'static str, handles: &Mutex<Vec<JoinHandle<()>>>) -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .spawn_handler(|thread| {
+            let mut builder = std::thread::Builder::new().name(format!("{name}-{}", thread.index()));
+            if let Some(size) = thread.stack_size() {
+                builder = builder.stack_size(size);
+            }
+            let handle = builder.spawn(|| thread.run())?;
+            handles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(handle);
+            Ok(())
+        })
+        .build()
+        .ok()
+}
+
+impl Fetcher {
+    pub(crate) fn new(options: FetchOptions) -> Self {
+        let options = FetchOptions {
+            concurrency: options.concurrency.max(1),
+            ..options
+        };
+        let threads = Mutex::new(Vec::new());
+        Fetcher {
+            pool: (options.concurrency > 1)
+                .then(|| pool(options.concurrency, "cellmap-fetch", &threads))
+                .flatten(),
+            options,
+            ahead: OnceLock::new(),
+            threads,
+        }
+    }
+
+    /// The pool that fetches ahead (`None` when it could not be made).
+    pub(crate) fn ahead_pool(&self) -> Option<&rayon::ThreadPool> {
+        self.ahead
+            .get_or_init(|| pool(self.options.concurrency, "cellmap-ahead", &self.threads))
+            .as_ref()
+    }
+}

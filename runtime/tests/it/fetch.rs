@@ -1,0 +1,177 @@
+//! Many chunk requests in flight: window reads fetch the chunks the cache misses at once on the
+//! cache's pool, and the loader fetches the chunks of later batches ahead. A fixed delay per
+//! chunk request (`FetchOptions::delay`, the `CELLMAP_STORE_DELAY_MS` aid) stands for a remote
+//! store; the in-flight high-water mark says whether requests overlapped.
+
+use std::time::{Duration, Instant};
+
+use cellmap_runtime::{
+    Loader, PipelineError, kernels::StridedDest, read::WindowRequest, read::read_window, store::ChunkCache,
+    store::FetchOptions, store::Multiscale, synth::SynthVariant,
+};
+use cellmap_schema::Split;
+use serde_json::json;
+
+use crate::loader::{options, spec_with, synth};
+
+const DELAY: Duration = Duration::from_millis(20);
+
+fn cache(concurrency: usize, delay: Option<Duration>) -> ChunkCache {
+    let cache = ChunkCache::new(64 << 20);
+    assert!(cache.configure_fetch(FetchOptions { concurrency, delay }));
+    cache
+}
+
+/// Read the `[40; 3]` window at voxel 10 of the synthetic raw s0 (32³ chunks: 8 of them).
+fn read_raw(ms: &Multiscale, cache: Option<&ChunkCache>) -> Vec<f32> {
+    let mut out = vec![0f32; 40 * 40 * 40];
+    let dest = StridedDest::c_order(&mut out, [40; 3]).unwrap();
+    read_window(
+        &ms.levels[0],
+        cache,
+        &WindowRequest {
+            start_vox: [10; 3],
+            fill: 0.0,
+        },
+        dest,
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_window_fetches_its_missing_chunks_at_once_and_reads_the_same_voxels() {
+    let f = synth(SynthVariant::V2);
+    let ms = Multiscale::open(&f.dir.join("recon-1/em/fibsem-uint8").display().to_string()).unwrap();
+    let plain = read_raw(&ms, None);
+    let k = 8u64;
+
+    let sequential = cache(1, Some(DELAY));
+    let t = Instant::now();
+    assert_eq!(read_raw(&ms, Some(&sequential)), plain);
+    let sequential_wall = t.elapsed();
+    let s = sequential.fetch_stats();
+    assert_eq!((s.chunks, s.max_in_flight), (k, 1), "{s:?}");
+    assert!(sequential_wall >= DELAY * k as u32, "{sequential_wall:?}");
+
+    let concurrent = cache(16, Some(DELAY));
+    let t = Instant::now();
+    assert_eq!(read_raw(&ms, Some(&concurrent)), plain);
+    let wall = t.elapsed();
+    let s = concurrent.fetch_stats();
+    assert_eq!(s.chunks, k, "{s:?}");
+    // One after the other, the 8 requests cannot overlap and take 8 × 20 ms at least.
+    assert!(s.max_in_flight >= 4, "{s:?}");
+    assert!(wall < DELAY * k as u32, "{wall:?}");
+    assert!(
+        s.wait_seconds > 0.0 && s.decode_seconds > 0.0 && s.bytes == k * 32 * 32 * 32,
+        "{s:?}"
+    );
+    let c = concurrent.stats();
+    assert_eq!((c.hits, c.misses), (0, k));
+
+    // Warm: nothing fetched again, the same voxels.
+    assert_eq!(read_raw(&ms, Some(&concurrent)), plain);
+    assert_eq!(concurrent.fetch_stats().chunks, k);
+    assert_eq!(concurrent.stats().hits, k);
+
+    // A cache without budget still fetches at once (the loader's `no_cache`).
+    let none = ChunkCache::new(0);
+    none.configure_fetch(FetchOptions {
+        concurrency: 16,
+        delay: Some(DELAY),
+    });
+    assert_eq!(read_raw(&ms, Some(&none)), plain);
+    assert!(none.fetch_stats().max_in_flight >= 4);
+}
+
+#[test]
+fn a_bad_chunk_among_several_fetched_at_once_names_the_array_and_the_key() {
+    let f = synth(SynthVariant::V2);
+    let chunk_file = f.dir.join("recon-1/em/fibsem-uint8/s0/1/0/1");
+    std::fs::write(&chunk_file, b"not a chunk").unwrap();
+    let ms = Multiscale::open(&f.dir.join("recon-1/em/fibsem-uint8").display().to_string()).unwrap();
+    let cache = cache(16, None);
+    let mut out = vec![0f32; 40 * 40 * 40];
+    let dest = StridedDest::c_order(&mut out, [40; 3]).unwrap();
+    let err = read_window(
+        &ms.levels[0],
+        Some(&cache),
+        &WindowRequest {
+            start_vox: [10; 3],
+            fill: 0.0,
+        },
+        dest,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("recon-1/em/fibsem-uint8/s0`"), "{err}");
+    assert!(
+        err.contains("(key `s0/1/0/1`)") && err.contains("chunk [1, 0, 1]"),
+        "{err}"
+    );
+}
+
+/// Every batch of `n` from a training loader over `spec`, flattened, with the loader's fetch
+/// counters.
+fn batches(
+    spec: cellmap_schema::Spec,
+    n: usize,
+    edit: impl FnOnce(&mut cellmap_runtime::LoaderOptions),
+) -> (Vec<Vec<u32>>, cellmap_runtime::store::FetchStats) {
+    let mut o = options(Split::Train);
+    edit(&mut o);
+    let mut loader = Loader::open(spec, o).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let batch = loader
+            .next_batch()
+            .unwrap()
+            .map_err(|e: PipelineError| e.to_string())
+            .unwrap();
+        let mut bits = Vec::new();
+        for i in 0..batch.arrays() {
+            bits.extend(batch.array(i).iter().map(|v| v.to_bits()));
+        }
+        out.push(bits);
+    }
+    (out, loader.fetch_stats())
+}
+
+#[test]
+fn batches_are_identical_with_and_without_concurrent_fetches_and_fetching_ahead() {
+    let f = synth(SynthVariant::V3);
+    // Rotation, mirror and transpose: the windows fetched ahead come from the spatial draws.
+    let spec = || {
+        spec_with(&f.dir, |d| {
+            d["augment"]["spatial"] = json!({"mirror": {"z": 0.5, "y": 0.5, "x": 0.5}, "transpose": ["z", "y", "x"], "rotate": {"z": [-180, 180]}});
+            d["sampling"]["iterations_per_epoch"] = json!(30);
+        })
+    };
+    let n = 8;
+    let (off, off_stats) = batches(spec(), n, |o| {
+        o.fetch_concurrency = Some(1);
+        o.fetch_ahead = Some(0);
+    });
+    // Each of the 2 workers fetches one chunk at a time.
+    assert!(
+        off_stats.max_in_flight <= 2 && off_stats.ahead_chunks == 0,
+        "{off_stats:?}"
+    );
+    let (on, on_stats) = batches(spec(), n, |o| {
+        o.fetch_concurrency = Some(8);
+        o.fetch_ahead = Some(3);
+        o.store_delay = Some(Duration::from_millis(5));
+    });
+    assert!(off == on, "batches differ with fetching at once and ahead");
+    assert!(on_stats.max_in_flight > 2, "{on_stats:?}");
+    // Batches 1 ..= 3 are scheduled when batch 0 starts, long before a worker reaches batch 3.
+    assert!(on_stats.ahead_chunks > 0, "{on_stats:?}");
+    // Without a cache: fetched at once, nothing ahead, the same batches.
+    let (none, none_stats) = batches(spec(), n, |o| {
+        o.no_cache = true;
+        o.fetch_concurrency = Some(8);
+    });
+    assert!(off == none, "batches differ without a cache");
+    assert_eq!(none_stats.ahead_chunks, 0, "{none_stats:?}");
+}
