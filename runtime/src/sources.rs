@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cellmap_schema::{DatasetSpec, Spec};
 
-use crate::store::{Multiscale, OpenError};
+use crate::store::{Multiscale, OpenError, is_url};
 
 /// Where the values of one class channel come from in one dataset.
 #[derive(Debug, Clone)]
@@ -205,11 +205,4 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
         .into_iter()
         .flatten()
         .collect()
-}
-
-/// Whether `location` is a URL (`s3://…`, `https://…`) rather than a filesystem path.
-fn is_url(location: &str) -> bool {
-    location
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric()))
 }

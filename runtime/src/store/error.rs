@@ -305,7 +305,7 @@ impl ChunkError {
         match e {
             zarrs::array::ArrayError::StorageError(_)
             | zarrs::array::ArrayError::CodecError(zarrs::array::CodecError::StorageError(_))
-                if super::location::is_url(array) =>
+                if super::is_url(array) =>
             {
                 // Store keys are relative to the group, the array location is `group/path`.
                 let group = array

@@ -11,6 +11,7 @@
 use zarrs::storage::{ReadableStorage, StoreKey};
 
 use super::error::{OpenError, RemoteErrorKind};
+use super::is_url;
 
 mod http;
 mod local;
@@ -46,13 +47,6 @@ fn unsupported_scheme(location: &str) -> Option<&'static str> {
     ["gs", "gcs", "az", "abfs"]
         .into_iter()
         .find(|s| location.strip_prefix(s).is_some_and(|rest| rest.starts_with("://")))
-}
-
-/// Whether `location` is a URL (`scheme://…`) rather than a filesystem path.
-pub(crate) fn is_url(location: &str) -> bool {
-    location
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The storage of one location plus the location string for error messages.
