@@ -5,8 +5,8 @@
 //! A sample's spatial transform is drawn once ([`draw_spatial`]) and applied to every array of
 //! the sample: each array builds its [`SampleGrid`] from the shared matrix, asks it for the
 //! [`SampleGrid::source_window`] to read, then either copies with strides
-//! ([`SampleGrid::as_strided`] + [`copy_strided`], for mirror/transpose only) or interpolates
-//! ([`gather`], [`gather_labels_packed`]).
+//! ([`SampleGrid::as_strided`] + [`copy_strided`](crate::kernels::copy_strided), for mirror/transpose only) or interpolates
+//! ([`gather`](crate::kernels::gather), [`gather_labels_packed`](crate::kernels::gather_labels_packed)).
 //!
 //! ```
 //! use cellmap_runtime::{kernels::GatherParams, kernels::GatherSource, augment::SampleGrid, augment::SpatialDraw, kernels::gather};

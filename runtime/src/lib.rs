@@ -7,14 +7,16 @@
 //!      ──next_batch()──► Batch: [B, C, Z, Y, X] f32 arrays (+ torch tensors with `torch`)
 //! ```
 //!
-//! Storage (`store`): [`Multiscale::open`] opens an OME-NGFF group, [`choose_level`] picks a
-//! scale level, [`decode_chunk`] decodes a chunk and [`ChunkCache`] shares decoded chunks.
-//! Kernels (`kernels`): copies into a [`StridedDest`], [`gather`], non-temporal stores, one
-//! CPU-feature dispatch; neither knows the other. On top: [`read_window`] reads a voxel window
-//! through the cache into a [`StridedDest`], the [`Reader`] reads whole samples, and
-//! [`write_synthetic`] writes a small CellMap-layout dataset. The compute layer:
-//! [`draw_spatial`], [`SampleGrid`] and [`apply_value_transforms`]. The samplers:
-//! [`TrainSampler`] and validation tiles sharded with [`shard`].
+//! Storage ([`store`]): [`store::Multiscale::open`] opens an OME-NGFF group,
+//! [`store::choose_level`] picks a scale level, [`store::decode_chunk`] decodes a chunk and
+//! [`store::ChunkCache`] shares decoded chunks. Kernels ([`kernels`]): copies into a
+//! [`kernels::StridedDest`], [`kernels::gather`], non-temporal stores; neither knows the other.
+//! On top: [`read::read_window`] reads a voxel window through the cache, the [`sample::Reader`]
+//! reads whole samples, and [`synth::write_synthetic`] writes a CellMap-layout dataset. The
+//! compute layer: [`augment::draw_spatial`], [`augment::SampleGrid`] and
+//! [`augment::apply_value_transforms`]. The samplers: [`sampler::TrainSampler`] and validation
+//! tiles sharded with [`sampler::shard`]. The crate root holds what a training program uses; see
+//! `docs/architecture.md` for the map.
 //!
 //! ```no_run
 //! use cellmap_runtime::{Loader, LoaderOptions};

@@ -148,7 +148,7 @@ pub trait SampleJob: Send + Sync + 'static {
     /// Fill sample `position` of batch `batch`. `attempt` is 0 first, then counts replacements
     /// under `skip_and_log`: a job must read a different sample for each attempt.
     /// Return `Ok(None)` for a position that holds no sample (it is then filled with
-    /// [`SampleJob::fill_empty`] semantics by the job itself and reported as [`SampleMeta::EMPTY`]).
+    /// the job itself and reported as [`SampleMeta::EMPTY`]).
     fn fill(
         &self,
         scratch: &mut Self::Scratch,

@@ -15,7 +15,7 @@
 //!
 //! A unit's region `[lo, hi)` (nm) is covered by an output array of `n = ceil((hi − lo)/s)` voxels of
 //! size `s` whose voxel 0 is centred at `lo + s/2` (the translation written to the metadata, in the
-//! voxel-centre convention [`crate::Multiscale`] reads). Tile `k` along an axis covers output voxels
+//! voxel-centre convention [`crate::store::Multiscale`] reads). Tile `k` along an axis covers output voxels
 //! `[k·T, min((k+1)·T, n))`: tiles never overlap and cover the array exactly; the last tile is
 //! clipped when written. The inputs of a tile are the crops centred on the *unclipped* tile, of
 //! `T·s/r + 2·context` voxels of each input (voxel size `r`), so a network whose valid output
@@ -425,7 +425,7 @@ impl PredictPlan {
         })
     }
 
-    /// Tile ids of one rank: `ids[rank::world_size]` (see [`crate::shard`]).
+    /// Tile ids of one rank: `ids[rank::world_size]` (see [`crate::sampler::shard`]).
     pub fn shard(&self, rank: usize, world_size: usize) -> Vec<usize> {
         (0..self.tile_count()).skip(rank).step_by(world_size.max(1)).collect()
     }

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Raw s0 has translation `[40, 24, 16]` nm; level `k` has scale `8·2^k` and translation
-//! `t0 + (2^k − 1)·4` nm (voxel-centre convention, see [`crate::Multiscale`]); coarser raw levels
+//! `t0 + (2^k − 1)·4` nm (voxel-centre convention, see [`crate::store::Multiscale`]); coarser raw levels
 //! are 2×2×2 means, coarser labels 2×2×2 maxima. Crops lie on the raw s0 grid at non-chunk-aligned
 //! offsets. `crop1` (train) has all four classes with `nuc` as uint64 instance ids (1, 2);
 //! `crop2` (validate) lacks `pm`. Labels are uint8 0/1 otherwise.

@@ -40,7 +40,7 @@ pub struct LoaderOptions {
     pub fetch_ahead: Option<usize>,
     /// A fixed delay before every chunk request, to measure how the loader hides the latency of
     /// a remote store with a local one (a benchmarking aid). Default: the
-    /// [`crate::STORE_DELAY_ENV`] environment variable (milliseconds), else none.
+    /// [`crate::store::STORE_DELAY_ENV`] environment variable (milliseconds), else none.
     pub store_delay: Option<std::time::Duration>,
     /// Where the ring's memory comes from (the torch interop sets libtorch tensors).
     pub ring_memory: RingMemory,

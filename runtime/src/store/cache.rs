@@ -144,7 +144,7 @@ impl ChunkData {
     }
 }
 
-/// Cache key: an opened level ([`crate::Level::id`]) and spatial chunk indices `z y x`.
+/// Cache key: an opened level ([`crate::store::Level::id`]) and spatial chunk indices `z y x`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChunkKey {
     /// The level's unique id.

@@ -2,14 +2,14 @@
 //! several at once ([`FetchOptions`]), a fixed delay per request for benchmarks, and the fetch
 //! counters ([`FetchStats`]).
 //!
-//! A [`crate::ChunkCache`] owns one [`Fetcher`] once [`crate::ChunkCache::configure_fetch`] is
+//! A [`crate::store::ChunkCache`] owns one [`Fetcher`] once [`crate::store::ChunkCache::configure_fetch`] is
 //! called (the loader does): a pool of `concurrency` threads for the chunks a read is waiting
 //! for, and a second pool of the same size, made on first use, for chunks fetched ahead (so
 //! that a read never queues behind a speculative fetch). Counters are relaxed atomics, bumped
 //! once per chunk decoded, never per voxel or per batch.
 //!
 //! ```
-//! use cellmap_runtime::{ChunkCache, FetchOptions};
+//! use cellmap_runtime::{store::ChunkCache, store::FetchOptions};
 //! let cache = ChunkCache::new(256 << 20);
 //! assert!(cache.configure_fetch(FetchOptions { concurrency: 8, delay: None }));
 //! assert_eq!(cache.fetch_concurrency(), 8);
@@ -51,7 +51,7 @@ impl Default for FetchOptions {
     }
 }
 
-/// Counters of the chunks a cache fetched (see [`crate::ChunkCache::fetch_stats`]).
+/// Counters of the chunks a cache fetched (see [`crate::store::ChunkCache::fetch_stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FetchStats {
     /// Chunks fetched and decoded (misses, and chunks fetched ahead).

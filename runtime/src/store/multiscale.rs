@@ -13,7 +13,7 @@
 //! World coordinates are nanometres on the axes `z y x`. Voxel `i` of a level with scale `s` and
 //! translation `t` is **centred** at `t + i·s`; the level covers `[t − s/2, t + (n − ½)·s]`
 //! ([`Level::bounds_nm`]). A crop of `N` voxels centred at `c` starts at voxel
-//! `floor((c − t)/s − (N − 1)/2 + 0.5)` ([`crate::crop_start_vox`]). Note: cellmap-data 2026.3
+//! `floor((c − t)/s − (N − 1)/2 + 0.5)` ([`crate::geometry::crop_start_vox`]). Note: cellmap-data 2026.3
 //! treats the translation as the voxel corner instead, shifting crops by up to one voxel and
 //! misaligning levels.
 //!
