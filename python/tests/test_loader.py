@@ -584,6 +584,8 @@ def test_normalized_spec_fills_defaults(synth: Synth, monkeypatch: pytest.Monkey
         "pin_memory": False,
         "cache_bytes": 1 << 30,
         "on_error": "fail",
+        "fetch_concurrency": 16,
+        "fetch_ahead": 2,
     }
     s = n["sampling"]
     assert s["seed"] == 0 and s["iterations_per_epoch"] == 1000 and s["weighting"] == "uniform"
