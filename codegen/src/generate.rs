@@ -13,7 +13,7 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
 use cellmap_runtime::Plan;
-use cellmap_schema::Spec;
+use cellmap_schema::{OutputDtype, Spec};
 
 pub mod python;
 
@@ -142,7 +142,9 @@ pub fn lib_rs(
 }
 
 /// One array of the batch: spec name, Rust name, channels, shape, whether it is an input.
-type ArrayRow = (String, Ident, usize, [usize; 3], bool);
+/// One batch array as the generated code names it: spec name, Rust identifier, channels,
+/// `[z, y, x]` shape, whether it is an input, and its element type.
+type ArrayRow = (String, Ident, usize, [usize; 3], bool, OutputDtype);
 
 fn lib_tokens(spec: &Spec, names: &crate::names::RustNames, plan: Option<&Plan>) -> Result<TokenStream, GenerateError> {
     let doc = format!(
@@ -185,12 +187,12 @@ fn array_rows(spec: &Spec, names: &crate::names::RustNames) -> Vec<ArrayRow> {
     spec.inputs()
         .iter()
         .zip(&names.inputs)
-        .map(|(a, n)| (a.name.clone(), ident(n), 1, a.shape_vox, true))
+        .map(|(a, n)| (a.name.clone(), ident(n), 1, a.shape_vox, true, a.dtype))
         .chain(
             spec.targets()
                 .iter()
                 .zip(&names.targets)
-                .map(|(a, n)| (a.name.clone(), ident(n), n_classes, a.shape_vox, false)),
+                .map(|(a, n)| (a.name.clone(), ident(n), n_classes, a.shape_vox, false, a.dtype)),
         )
         .collect()
 }
@@ -213,7 +215,7 @@ fn constants_tokens(spec: &Spec, names: &crate::names::RustNames, arrays: &[Arra
     let batch_bytes = cellmap_runtime::batch_layout(spec).batch_bytes();
     let prefetch = spec.loader().prefetch;
     let ring_bytes = batch_bytes * prefetch as u64;
-    let shape_consts = arrays.iter().map(|(name, ident, c, [z, y, x], _)| {
+    let shape_consts = arrays.iter().map(|(name, ident, c, [z, y, x], _, _)| {
         let konst = format_ident!("{}", ident.to_string().to_uppercase());
         let doc = format!(" Shape of one sample of `{name}`: `[channels, z, y, x]`.");
         let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
@@ -314,20 +316,35 @@ fn plan_tokens(plan: Option<&Plan>) -> (TokenStream, TokenStream) {
     (plan_fn, open_loader_fn)
 }
 
-/// The typed `Batch`: one accessor per array, typed by its shape.
+/// The Rust element type of a dtype, as generated code names it.
+fn elem_type(dtype: OutputDtype) -> TokenStream {
+    match dtype {
+        OutputDtype::Float32 => quote!(f32),
+        OutputDtype::Float16 => quote!(::cellmap_runtime::half::f16),
+        OutputDtype::Bfloat16 => quote!(::cellmap_runtime::half::bf16),
+        OutputDtype::Uint8 => quote!(u8),
+    }
+}
+
+/// The typed `Batch`: one accessor per array, typed by its shape and element type.
 fn batch_tokens(spec: &Spec, arrays: &[ArrayRow]) -> TokenStream {
     let batch_size = spec.loader().batch_size;
     let accessors = arrays
         .iter()
         .enumerate()
-        .map(|(i, (name, ident, c, [z, y, x], input))| {
+        .map(|(i, (name, ident, c, [z, y, x], input, dtype))| {
             let kind = if *input { "input" } else { "target" };
-            let doc = format!(" The {kind} array `{name}`: `[{batch_size}, {c}, {z}, {y}, {x}]` float32.");
+            let doc = format!(" The {kind} array `{name}`: `[{batch_size}, {c}, {z}, {y}, {x}]` {dtype}.");
             let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
+            let elem = elem_type(*dtype);
             quote! {
                 #[doc = #doc]
-                pub fn #ident(&self) -> ::cellmap_runtime::BatchArray<'_, #c, #z, #y, #x> {
-                    ::cellmap_runtime::BatchArray::new(self.inner.array(#i))
+                pub fn #ident(&self) -> ::cellmap_runtime::BatchArray<'_, #c, #z, #y, #x, #elem> {
+                    match self.inner.typed::<#elem>(#i) {
+                        ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+                        // The layout is this crate's: array #i has this dtype.
+                        ::std::option::Option::None => ::std::unreachable!("array {} of the generated layout", #i),
+                    }
                 }
             }
         });
@@ -448,19 +465,23 @@ fn torch_tokens(arrays: &[ArrayRow], planned: bool) -> TokenStream {
 
 /// The `torch::Batch` type: one tensor accessor per array.
 fn torch_batch_tokens(arrays: &[ArrayRow]) -> TokenStream {
-    let accessors = arrays.iter().enumerate().map(|(i, (name, ident, c, [z, y, x], _))| {
-        let doc = format!(" The array `{name}` as a `[B, {c}, {z}, {y}, {x}]` float32 tensor on the loader's device.");
-        quote! {
-            #[doc = #doc]
-            pub fn #ident(&self) -> &::cellmap_runtime::tch::Tensor {
-                match self.inner.array(#i) {
-                    ::std::option::Option::Some(t) => t,
-                    // The layout is this crate's: every array index exists.
-                    ::std::option::Option::None => ::std::unreachable!("array {} of the generated layout", #i),
+    let accessors = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ident, c, [z, y, x], _, dtype))| {
+            let doc =
+                format!(" The array `{name}` as a `[B, {c}, {z}, {y}, {x}]` {dtype} tensor on the loader's device.");
+            quote! {
+                #[doc = #doc]
+                pub fn #ident(&self) -> &::cellmap_runtime::tch::Tensor {
+                    match self.inner.array(#i) {
+                        ::std::option::Option::Some(t) => t,
+                        // The layout is this crate's: every array index exists.
+                        ::std::option::Option::None => ::std::unreachable!("array {} of the generated layout", #i),
+                    }
                 }
             }
-        }
-    });
+        });
     quote! {
             /// A batch of tensors, lent until dropped (on the CPU they are views of the ring slot).
             pub struct Batch<'a> {
@@ -662,10 +683,11 @@ fn arrays_table(spec: &Spec, names: &crate::names::RustNames) -> String {
     for (a, n, kind, c) in rows {
         let [z, y, x] = a.shape_vox;
         s.push_str(&format!(
-            "| `{}` | `batch.{n}()` | {kind} | `[{b}, {c}, {z}, {y}, {x}]` | {:?} | {} |\n",
+            "| `{}` | `batch.{n}()` | {kind} | `[{b}, {c}, {z}, {y}, {x}]` {} | {:?} | {} |\n",
             a.name,
+            a.dtype,
             a.voxel_size_nm,
-            b * c * z * y * x * 4
+            b * c * z * y * x * a.dtype.size_bytes()
         ));
     }
     s

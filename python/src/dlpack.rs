@@ -6,6 +6,7 @@
 
 use std::ffi::c_void;
 
+use cellmap_runtime::cellmap_schema::OutputDtype;
 use pyo3::prelude::*;
 
 /// The capsule name DLPack consumers look for.
@@ -82,16 +83,43 @@ unsafe extern "C" fn capsule_destructor(capsule: *mut pyo3::ffi::PyObject) {
     }
 }
 
-/// A DLPack capsule viewing `len` float32 values at `data` as a C-contiguous CPU tensor of
-/// `shape`, keeping `owner` alive as long as the tensor.
+/// A DLPack capsule viewing float32 values at `data` as a C-contiguous CPU tensor of `shape`,
+/// keeping `owner` alive as long as the tensor.
 ///
 /// # Safety
-/// `data` must point to `shape.iter().product()` initialised `f32` values that stay valid and
-/// are not written while `owner` is alive.
+/// As [`typed_capsule`], for `f32`.
 pub(crate) unsafe fn f32_capsule<O: Send + 'static>(
     py: Python<'_>,
     owner: O,
     data: *const f32,
+    shape: &[usize],
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: the caller's contract.
+    unsafe { typed_capsule(py, owner, data.cast(), OutputDtype::Float32, shape) }
+}
+
+/// The DLPack data type of a batch dtype (`kDLFloat` 2, `kDLBfloat` 4, `kDLUInt` 1).
+fn dl_dtype(dtype: OutputDtype) -> DlDataType {
+    let (code, bits) = match dtype {
+        OutputDtype::Float32 => (2, 32),
+        OutputDtype::Float16 => (2, 16),
+        OutputDtype::Bfloat16 => (4, 16),
+        OutputDtype::Uint8 => (1, 8),
+    };
+    DlDataType { code, bits, lanes: 1 }
+}
+
+/// A DLPack capsule viewing elements of `dtype` at `data` as a C-contiguous CPU tensor of
+/// `shape`, keeping `owner` alive as long as the tensor.
+///
+/// # Safety
+/// `data` must point to `shape.iter().product()` initialised, aligned elements of `dtype` that
+/// stay valid and are not written while `owner` is alive.
+pub(crate) unsafe fn typed_capsule<O: Send + 'static>(
+    py: Python<'_>,
+    owner: O,
+    data: *const u8,
+    dtype: OutputDtype,
     shape: &[usize],
 ) -> PyResult<Py<PyAny>> {
     let shape: Vec<i64> = shape.iter().map(|&n| n as i64).collect();
@@ -111,11 +139,7 @@ pub(crate) unsafe fn f32_capsule<O: Send + 'static>(
             device_id: 0,
         },
         ndim: held.shape.len() as i32,
-        dtype: DlDataType {
-            code: 2, // kDLFloat
-            bits: 32,
-            lanes: 1,
-        },
+        dtype: dl_dtype(dtype),
         shape: held.shape.as_mut_ptr(),
         strides: held.strides.as_mut_ptr(),
         byte_offset: 0,

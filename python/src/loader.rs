@@ -13,7 +13,7 @@ use cellmap_runtime::{
 };
 use cellmap_schema::{Device, Spec, Split};
 
-use crate::dlpack::f32_capsule;
+use crate::dlpack::typed_capsule;
 use crate::errors::{SlotsHeldError, cellmap_error};
 
 /// How long to wait for a batch between signal checks.
@@ -224,10 +224,12 @@ fn batch_values(py: Python<'_>, batch: Arc<OwnedBatch>) -> PyResult<PyBatch> {
     for (i, a) in layout.arrays.iter().enumerate() {
         let [z, y, x] = a.shape_vox;
         let shape = [layout.batch_size, a.channels, z, y, x];
-        let data = batch.array(i).as_ptr();
-        // SAFETY: array `i` of the batch holds `B·C·Z·Y·X` floats in its ring slot, which the
-        // workers do not write while an `Arc` of the batch (moved into the capsule) is alive.
-        arrays.push(unsafe { f32_capsule(py, Arc::clone(&batch), data, &shape) }?);
+        let view = batch.view(i);
+        let data = view.as_bytes().as_ptr();
+        // SAFETY: array `i` of the batch holds `B·C·Z·Y·X` elements of its dtype in its ring
+        // slot, which the workers do not write while an `Arc` of the batch (moved into the
+        // capsule) is alive.
+        arrays.push(unsafe { typed_capsule(py, Arc::clone(&batch), data, view.dtype(), &shape) }?);
     }
     let meta: Vec<_> = batch.meta().collect();
     Ok((

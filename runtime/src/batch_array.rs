@@ -3,13 +3,16 @@
 //! Generated loader crates instantiate [`BatchArray`] with their spec's shapes, so indexing
 //! compiles to constant strides.
 
-/// A `[B, C, Z, Y, X]` float32 array of a batch, with `C, Z, Y, X` as const generics.
+use crate::dtype::BatchElem;
+
+/// A `[B, C, Z, Y, X]` array of a batch, with `C, Z, Y, X` as const generics and elements `T`
+/// (`f32`, [`half::f16`], [`half::bf16`] or `u8`, as the spec's `dtype`).
 #[derive(Debug, Clone, Copy)]
-pub struct BatchArray<'a, const C: usize, const Z: usize, const Y: usize, const X: usize> {
-    data: &'a [f32],
+pub struct BatchArray<'a, const C: usize, const Z: usize, const Y: usize, const X: usize, T: BatchElem = f32> {
+    data: &'a [T],
 }
 
-impl<'a, const C: usize, const Z: usize, const Y: usize, const X: usize> BatchArray<'a, C, Z, Y, X> {
+impl<'a, const C: usize, const Z: usize, const Y: usize, const X: usize, T: BatchElem> BatchArray<'a, C, Z, Y, X, T> {
     /// Elements of one channel of one sample.
     pub const CHANNEL_LEN: usize = Z * Y * X;
     /// Elements of one sample.
@@ -19,7 +22,7 @@ impl<'a, const C: usize, const Z: usize, const Y: usize, const X: usize> BatchAr
     ///
     /// # Panics
     /// If `data.len()` is not a whole number of samples of this shape (a generator bug).
-    pub fn new(data: &'a [f32]) -> Self {
+    pub fn new(data: &'a [T]) -> Self {
         assert!(
             Self::SAMPLE_LEN > 0 && data.len().is_multiple_of(Self::SAMPLE_LEN),
             "a batch array of {} values is not a whole number of [{C}, {Z}, {Y}, {X}] samples",
@@ -34,7 +37,7 @@ impl<'a, const C: usize, const Z: usize, const Y: usize, const X: usize> BatchAr
     }
 
     /// The whole array, row-major.
-    pub fn as_slice(&self) -> &'a [f32] {
+    pub fn as_slice(&self) -> &'a [T] {
         self.data
     }
 
@@ -44,18 +47,18 @@ impl<'a, const C: usize, const Z: usize, const Y: usize, const X: usize> BatchAr
     }
 
     /// Sample `b`: `C · Z · Y · X` values.
-    pub fn sample(&self, b: usize) -> &'a [f32] {
+    pub fn sample(&self, b: usize) -> &'a [T] {
         &self.data[b * Self::SAMPLE_LEN..(b + 1) * Self::SAMPLE_LEN]
     }
 
     /// Channel `c` of sample `b`: `Z · Y · X` values.
-    pub fn channel(&self, b: usize, c: usize) -> &'a [f32] {
+    pub fn channel(&self, b: usize, c: usize) -> &'a [T] {
         let start = b * Self::SAMPLE_LEN + c * Self::CHANNEL_LEN;
         &self.data[start..start + Self::CHANNEL_LEN]
     }
 
     /// One voxel.
-    pub fn get(&self, b: usize, c: usize, z: usize, y: usize, x: usize) -> f32 {
+    pub fn get(&self, b: usize, c: usize, z: usize, y: usize, x: usize) -> T {
         self.data[b * Self::SAMPLE_LEN + c * Self::CHANNEL_LEN + (z * Y + y) * X + x]
     }
 }

@@ -20,7 +20,7 @@ pub use dest::{DestError, StridedDest};
 pub use gather::{GatherError, GatherParams, GatherSource, LabelParams, copy_strided, gather, gather_labels_packed};
 
 /// An element type of the row buffers and streaming stores: plain bytes without padding (`f32`,
-/// `u8`), so a byte copy is an element copy.
+/// `f16`, `bf16`, `u8`), so a byte copy is an element copy.
 pub trait Element: Copy + Send + Sync + 'static + sealed::Plain {
     /// The zero of the type (row buffers start with it).
     const ZERO: Self;
@@ -32,8 +32,26 @@ mod sealed {
     /// Only the plain types of [`super::Element`].
     pub trait Plain {}
     impl Plain for f32 {}
+    impl Plain for half::f16 {}
+    impl Plain for half::bf16 {}
     impl Plain for u8 {}
 }
+
+/// The 16-bit floats: `or_into` ORs their bits (as for `f32`).
+macro_rules! element16 {
+    ($t:ty) => {
+        impl Element for $t {
+            const ZERO: Self = <$t>::ZERO;
+            fn or_into(src: &[Self], dst: &mut [Self]) {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = <$t>::from_bits(d.to_bits() | s.to_bits());
+                }
+            }
+        }
+    };
+}
+element16!(half::f16);
+element16!(half::bf16);
 
 impl Element for f32 {
     const ZERO: Self = 0.0;

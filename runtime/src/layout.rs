@@ -1,6 +1,7 @@
 //! The shape of a batch: its arrays, their channels and voxels, and its exact bytes. Shared by
 //! the plan (which computes it from the spec) and the pipeline (which allocates it).
 
+use cellmap_schema::OutputDtype;
 use serde::{Deserialize, Serialize};
 
 /// Shape of one array of a batch: `[B, channels, Z, Y, X]`.
@@ -12,12 +13,24 @@ pub struct ArrayLayout {
     pub channels: usize,
     /// Spatial shape `[z, y, x]` in voxels.
     pub shape_vox: [usize; 3],
+    /// Element type (the spec's `dtype`).
+    #[serde(default = "float32")]
+    pub dtype: OutputDtype,
+}
+
+fn float32() -> OutputDtype {
+    OutputDtype::Float32
 }
 
 impl ArrayLayout {
     /// Elements of one sample of this array (`channels · z · y · x`).
     pub fn sample_len(&self) -> usize {
         self.channels * self.shape_vox.iter().product::<usize>()
+    }
+
+    /// Bytes of one sample of this array.
+    pub fn sample_bytes(&self) -> u64 {
+        (self.sample_len() as u64).saturating_mul(self.dtype.size_bytes() as u64)
     }
 }
 
@@ -31,15 +44,11 @@ pub struct BatchLayout {
 }
 
 impl BatchLayout {
-    /// Exact bytes of the tensor data of one batch (f32 elements; every array counted once).
+    /// Exact bytes of the tensor data of one batch (each array at its dtype's size, counted once).
     pub fn batch_bytes(&self) -> u64 {
         self.arrays
             .iter()
-            .map(|a| {
-                (self.batch_size as u64)
-                    .saturating_mul(a.sample_len() as u64)
-                    .saturating_mul(std::mem::size_of::<f32>() as u64)
-            })
+            .map(|a| (self.batch_size as u64).saturating_mul(a.sample_bytes()))
             .fold(0, u64::saturating_add)
     }
 }

@@ -32,9 +32,12 @@
 //! ```
 
 pub use cellmap_schema;
+/// The `f16` and `bf16` element types of `float16` and `bfloat16` batch arrays.
+pub use half;
 
 mod batch_array;
 mod cpu;
+pub mod dtype;
 mod layout;
 mod loader;
 #[cfg(feature = "torch")]

@@ -224,18 +224,19 @@ pub enum PlanError {
         #[source]
         source: Box<ChunkError>,
     },
-    /// The spec asks for a batch dtype this runtime does not fill.
+    /// A `uint8` input over data of another type: its values need not fit in `0..=255`.
     #[error(
-        "{}: array `{array}` asks for dtype `{dtype:?}`, but this runtime fills float32 batches only; set `dtype: float32` (or remove it)",
-        spec.display()
+        "{origin}: input `{array}` has `dtype: uint8`, but `{location}` holds `{source_dtype}` data, whose values need not fit in 0..=255; use `dtype: float32` (or `float16`, `bfloat16`) with a `normalize` transform"
     )]
-    UnsupportedDtype {
-        /// The spec file.
-        spec: std::path::PathBuf,
-        /// The array.
+    Uint8Source {
+        /// The dataset's origin (spec or CSV `file:line:column`).
+        origin: String,
+        /// The input array.
         array: String,
-        /// The dtype asked for.
-        dtype: cellmap_schema::OutputDtype,
+        /// The level read.
+        location: String,
+        /// Its data type.
+        source_dtype: crate::store::SourceDtype,
     },
     /// Every dataset of a split that the loader needs was excluded.
     #[error("no {split} dataset can produce a sample:\n{reasons}")]
@@ -275,18 +276,6 @@ pub struct Planned {
 
 /// Open the data of a spec and plan it.
 pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
-    if let Some(a) = spec
-        .inputs()
-        .iter()
-        .chain(spec.targets())
-        .find(|a| a.dtype != cellmap_schema::OutputDtype::Float32)
-    {
-        return Err(PlanError::UnsupportedDtype {
-            spec: spec.source().to_path_buf(),
-            array: a.name.clone(),
-            dtype: a.dtype,
-        });
-    }
     let layout = batch_layout(spec);
     let batch_bytes = layout.batch_bytes();
     let count = options.count_classes || spec.sampling().weighting == cellmap_schema::Weighting::VoxelWeighted;
@@ -303,6 +292,7 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
         warnings.extend(opened.warnings.iter().map(|w| format!("{}: {w}", dataset.origin)));
         match plan_dataset(spec, &opened, count, &mut warnings)? {
             Ok(plan) => {
+                check_uint8_sources(spec, &dataset.origin, &plan, &opened)?;
                 datasets.push(plan);
                 sources.push(opened);
             }
@@ -357,14 +347,37 @@ pub fn batch_layout(spec: &Spec) -> BatchLayout {
         name: a.name.clone(),
         channels: 1,
         shape_vox: a.shape_vox,
+        dtype: a.dtype,
     });
     let targets = spec.targets().iter().map(|a| ArrayLayout {
         name: a.name.clone(),
         channels: spec.classes().len(),
         shape_vox: a.shape_vox,
+        dtype: a.dtype,
     });
     BatchLayout {
         batch_size: spec.loader().batch_size,
         arrays: inputs.chain(targets).collect(),
     }
+}
+
+/// A `uint8` input copies stored values: the dataset's raw level must hold `uint8` data.
+fn check_uint8_sources(
+    spec: &Spec,
+    origin: &str,
+    plan: &DatasetPlan,
+    sources: &DatasetSources,
+) -> Result<(), PlanError> {
+    for (array, lp) in spec.inputs().iter().zip(&plan.inputs) {
+        let level = &sources.raw.levels[lp.level];
+        if array.dtype == cellmap_schema::OutputDtype::Uint8 && level.dtype != crate::store::SourceDtype::U8 {
+            return Err(PlanError::Uint8Source {
+                origin: origin.to_owned(),
+                array: array.name.clone(),
+                location: level.array_location().to_string(),
+                source_dtype: level.dtype,
+            });
+        }
+    }
+    Ok(())
 }

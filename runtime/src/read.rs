@@ -29,6 +29,7 @@ mod window;
 
 pub use elem::WindowElem;
 
+use crate::dtype::BatchElem;
 use crate::kernels::copy::Span;
 use crate::kernels::threshold::Thresholds;
 use crate::kernels::{DestError, StridedDest};
@@ -138,35 +139,37 @@ pub(crate) fn read_window_scratch<T: WindowElem>(
     read_window_stored(level, cache, request, dest, RowStore::Normal)
 }
 
-/// [`read_window`] into `f32` with a per-voxel `map` applied while copying (and to `fill`), so
-/// that a pointwise value transform (binarize, normalize) costs no second pass over the output.
+/// [`read_window`] with a per-voxel `map` applied to each value as `f32` while copying (and to
+/// `fill`), stored as `O` (any batch element type: see [`BatchElem::from_f32`]), so that a
+/// pointwise value transform (binarize, normalize) costs no second pass over the output.
 ///
 /// # Errors
 /// As [`read_window`].
-pub fn read_window_map(
+pub fn read_window_map<O: BatchElem + WindowElem>(
     level: &Level,
     cache: Option<&ChunkCache>,
     request: &WindowRequest<f32>,
-    dest: StridedDest<'_, f32>,
+    dest: StridedDest<'_, O>,
     map: impl Fn(f32) -> f32 + Copy,
 ) -> Result<WindowReport, ReadError> {
-    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [f32]| map_span(src, span, dest, map);
-    WindowRead::new(level, request.start_vox, &dest).read(cache, Some(map(request.fill)), dest, RowStore::Stream, copy)
+    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [O]| map_span(src, span, dest, map);
+    let fill = O::from_f32(map(request.fill));
+    WindowRead::new(level, request.start_vox, &dest).read(cache, Some(fill), dest, RowStore::Stream, copy)
 }
 
-/// [`read_window`] into `f32` binarized at `threshold` while copying: `1` where the value read
-/// (as `f32`) is above `threshold` in `f64`, `0` elsewhere, NaN kept — bit-identical to reading
-/// then applying a `binarize` transform, but an integer source is compared as an integer
-/// (`x >= k`, with `k` found once: the conversion to `f32` is monotone) and a float source
-/// against an `f32` threshold rounded down, so no value is converted to `f64`.
+/// [`read_window`] binarized at `threshold` while copying: `1` where the value read (as `f32`)
+/// is above `threshold` in `f64`, `0` elsewhere, NaN kept (stored as `O`: NaN, or 255 in `u8`)
+/// — bit-identical to reading then applying a `binarize` transform, but an integer source is
+/// compared as an integer (`x >= k`, with `k` found once: the conversion to `f32` is monotone)
+/// and a float source against an `f32` threshold rounded down, so no value is converted to `f64`.
 ///
 /// # Errors
 /// As [`read_window`].
-pub fn read_window_binarize(
+pub fn read_window_binarize<O: BatchElem + WindowElem>(
     level: &Level,
     cache: Option<&ChunkCache>,
     request: &WindowRequest<f32>,
-    dest: StridedDest<'_, f32>,
+    dest: StridedDest<'_, O>,
     threshold: f64,
 ) -> Result<WindowReport, ReadError> {
     let t = Thresholds::new(threshold);
@@ -176,18 +179,18 @@ pub fn read_window_binarize(
     } else {
         f32::from(u8::from(f64::from(fill) > threshold))
     };
-    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [f32]| {
+    let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [O]| {
         // NaN stays NaN; every other value becomes 1 or 0.
         threshold_span(
             &t,
             src,
             span,
             dest,
-            |d, x| *d = f32::from(u8::from(x)),
-            |d, x| *d = if x.is_nan() { x } else { f32::from(u8::from(x > t.f32)) },
+            |d, x| *d = O::from_f32(f32::from(u8::from(x))),
+            |d, x| *d = O::from_f32(if x.is_nan() { x } else { f32::from(u8::from(x > t.f32)) }),
         )
     };
-    WindowRead::new(level, request.start_vox, &dest).read(cache, Some(fill), dest, RowStore::Stream, copy)
+    WindowRead::new(level, request.start_vox, &dest).read(cache, Some(O::from_f32(fill)), dest, RowStore::Stream, copy)
 }
 
 /// ORs `request.bit` into `dest` (one byte per voxel, C order of `request.shape_vox`) wherever the

@@ -20,13 +20,14 @@ mod crop;
 mod error;
 mod packed;
 
-pub(crate) use crop::{CropContext, read_crop};
+pub(crate) use crop::{CropContext, CropElem, read_crop};
 pub use crop::{read_level_crop, transformed_window_vox};
 pub use error::{CropError, SampleAt, SampleReadError};
 
 use crate::augment::elastic::ElasticField;
 use crate::augment::spatial::{SpatialDraw, draw_spatial_into};
-use crate::augment::value::{ValueScratch, apply_value_transforms};
+use crate::augment::value::{Pointwise, ValueScratch, apply_value_transforms};
+use crate::dtype::{ArrayViewMut, BatchElem, convert_from_f32, f32_slice_mut};
 use crate::plan::{ClassPlan, DatasetPlan, Planned};
 use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 use crate::sources::{ClassSource, DatasetSources};
@@ -34,22 +35,36 @@ use crate::store::{ChunkCache, Level};
 use crop::is_strided;
 use packed::PackedTarget;
 
-/// Where a sample is written: one `channels · z · y · x` slice per array (inputs, then targets).
+/// Where a sample is written: one `channels · z · y · x` slice per array (inputs, then targets),
+/// of the array's dtype.
 pub trait SampleDest {
     /// The slice of array `i`.
-    fn array(&mut self, i: usize) -> &mut [f32];
+    fn array(&mut self, i: usize) -> ArrayViewMut<'_>;
 }
 
 impl SampleDest for crate::pipeline::SampleOut<'_> {
-    fn array(&mut self, i: usize) -> &mut [f32] {
+    fn array(&mut self, i: usize) -> ArrayViewMut<'_> {
         crate::pipeline::SampleOut::array(self, i)
     }
 }
 
+/// `float32` arrays (whatever the spec's dtypes).
 impl SampleDest for Vec<Vec<f32>> {
-    fn array(&mut self, i: usize) -> &mut [f32] {
-        &mut self[i]
+    fn array(&mut self, i: usize) -> ArrayViewMut<'_> {
+        ArrayViewMut::F32(&mut self[i])
     }
+}
+
+/// Calls `$f` (a generic method of the reader) with the typed slice of a view.
+macro_rules! typed {
+    ($view:expr, |$out:ident| $call:expr) => {
+        match $view {
+            ArrayViewMut::F32($out) => $call,
+            ArrayViewMut::F16($out) => $call,
+            ArrayViewMut::Bf16($out) => $call,
+            ArrayViewMut::U8($out) => $call,
+        }
+    };
 }
 
 /// One sample to read.
@@ -81,6 +96,8 @@ pub struct SampleScratch {
     lattice: Vec<[f32; 3]>,
     values: ValueScratch,
     elastic: ElasticField,
+    /// An array of another dtype assembled in `f32` (interpolated reads, value transforms).
+    staged: Vec<f32>,
 }
 
 /// What a reader reports about one read.
@@ -171,6 +188,7 @@ impl Reader {
             lattice: Vec::new(),
             values: ValueScratch::with_capacity(largest),
             elastic: ElasticField::with_capacity(largest),
+            staged: Vec::new(),
         }
     }
 
@@ -245,22 +263,24 @@ impl Reader {
             gathered: 0,
         };
         for i in 0..self.spec.inputs().len() {
-            self.read_input(scratch, &sample, i, dest.array(i), &mut info)?;
+            typed!(dest.array(i), |out| self
+                .read_input(scratch, &sample, i, out, &mut info))?;
         }
         let n_inputs = self.spec.inputs().len();
         for t in 0..self.spec.targets().len() {
-            self.read_target(scratch, &sample, t, dest.array(n_inputs + t), &mut info)?;
+            typed!(dest.array(n_inputs + t), |out| self
+                .read_target(scratch, &sample, t, out, &mut info))?;
         }
         Ok(info)
     }
 
     /// Input array `i` of a sample.
-    fn read_input(
+    fn read_input<O: CropElem>(
         &self,
         scratch: &mut SampleScratch,
         sample: &Sample<'_>,
         i: usize,
-        out: &mut [f32],
+        out: &mut [O],
         info: &mut ReadInfo,
     ) -> Result<(), SampleReadError> {
         let spec = &*self.spec;
@@ -270,6 +290,11 @@ impl Reader {
         } else {
             &[]
         };
+        if needs_staging::<O>(transforms) {
+            return staged(scratch, out, |scratch, f32_out| {
+                self.read_input(scratch, sample, i, f32_out, info)
+            });
+        }
         let ctx = self.crop_context(
             sample,
             &sample.sources.raw.levels[lp.level],
@@ -283,6 +308,7 @@ impl Reader {
             })?;
         let transforms = &transforms[usize::from(fused)..];
         if !transforms.is_empty() {
+            let out = f32_only(out);
             let mut rng = Rng::new(sample.request.key, STREAM_VALUE + i as u64);
             apply_value_transforms(transforms, out, array.shape_vox, &mut rng, &mut scratch.values).map_err(
                 |source| SampleReadError::Value {
@@ -296,12 +322,12 @@ impl Reader {
 
     /// Target array `t` of a sample: every class channel, packed in one gather where that
     /// applies, then the inferred true negatives.
-    fn read_target(
+    fn read_target<O: CropElem>(
         &self,
         scratch: &mut SampleScratch,
         sample: &Sample<'_>,
         t: usize,
-        out: &mut [f32],
+        out: &mut [O],
         info: &mut ReadInfo,
     ) -> Result<(), SampleReadError> {
         let spec = &*self.spec;
@@ -313,7 +339,13 @@ impl Reader {
             _ => None,
         };
         if let Some(p) = packed {
-            self.read_packed(scratch, sample, p, array, out)?;
+            match f32_slice_mut(out) {
+                Some(out) => self.read_packed(scratch, sample, p, array, out)?,
+                // The packed gather writes f32 channels: staged, then converted.
+                None => staged(scratch, out, |scratch, f32_out| {
+                    self.read_packed(scratch, sample, p, array, f32_out)
+                })?,
+            }
             info.gathered += 1;
         }
         let per_class = if packed.is_some() { &[][..] } else { classes.as_slice() };
@@ -328,7 +360,7 @@ impl Reader {
                     };
                     self.read_class(scratch, sample, &class, channel, info)?;
                 }
-                _ => channel.fill(f32::NAN),
+                _ => channel.fill(O::from_f32(f32::NAN)),
             }
         }
         // True negatives: after every annotated channel is final.
@@ -341,12 +373,12 @@ impl Reader {
     }
 
     /// One annotated class channel of a target array.
-    fn read_class(
+    fn read_class<O: CropElem>(
         &self,
         scratch: &mut SampleScratch,
         sample: &Sample<'_>,
         class: &ClassRead<'_>,
-        channel: &mut [f32],
+        channel: &mut [O],
         info: &mut ReadInfo,
     ) -> Result<(), SampleReadError> {
         let spec = &*self.spec;
@@ -358,6 +390,11 @@ impl Reader {
         } else {
             &[]
         };
+        if needs_staging::<O>(transforms) {
+            return staged(scratch, channel, |scratch, f32_out| {
+                self.read_class(scratch, sample, class, f32_out, info)
+            });
+        }
         let ctx = self.crop_context(sample, class.level, array, spec.sampling().pad_value_targets);
         let fused =
             read_crop(&ctx, transforms.first(), scratch, channel, info).map_err(|source| SampleReadError::Crop {
@@ -366,6 +403,7 @@ impl Reader {
             })?;
         let transforms = &transforms[usize::from(fused)..];
         if !transforms.is_empty() {
+            let channel = f32_only(channel);
             let stream = STREAM_VALUE + (spec.inputs().len() + t * spec.classes().len() + c) as u64;
             let mut rng = Rng::new(sample.request.key, stream);
             apply_value_transforms(transforms, channel, array.shape_vox, &mut rng, &mut scratch.values).map_err(
@@ -424,11 +462,12 @@ struct ClassRead<'a> {
     level: &'a Level,
 }
 
-/// Channel `c` becomes 0 where any related channel is present (> 0), NaN elsewhere.
-fn infer_negatives(out: &mut [f32], voxels: usize, c: usize, related: &[usize]) {
+/// Channel `c` becomes 0 where any related channel is present (> 0), NaN (unknown) elsewhere.
+fn infer_negatives<O: BatchElem>(out: &mut [O], voxels: usize, c: usize, related: &[usize]) {
     let (before, rest) = out.split_at_mut(c * voxels);
     let (channel, after) = rest.split_at_mut(voxels);
-    channel.fill(f32::NAN);
+    let (zero, unknown) = (O::from_f32(0.0), O::from_f32(f32::NAN));
+    channel.fill(unknown);
     for &r in related {
         let other = if r < c {
             &before[r * voxels..(r + 1) * voxels]
@@ -436,10 +475,49 @@ fn infer_negatives(out: &mut [f32], voxels: usize, c: usize, related: &[usize]) 
             &after[(r - c - 1) * voxels..(r - c) * voxels]
         };
         for (v, o) in channel.iter_mut().zip(other) {
-            if *o > 0.0 {
-                *v = 0.0;
+            // `uint8`'s unknown (255) is not a presence.
+            if *o != unknown && o.to_f32() > 0.0 {
+                *v = zero;
             }
         }
+    }
+}
+
+/// Whether an array of element type `O` with value `transforms` is assembled in `f32` first:
+/// never for `f32`; for the other types unless the transforms are at most one pointwise map,
+/// which the read applies while converting.
+fn needs_staging<O: BatchElem>(transforms: &[ValueTransform]) -> bool {
+    O::DTYPE != cellmap_schema::OutputDtype::Float32
+        && !(transforms.is_empty() || (transforms.len() == 1 && Pointwise::of(&transforms[0]).is_some()))
+}
+
+/// Runs `read` into the scratch's `f32` staging memory (sized like `out`), then converts into `out`.
+fn staged<O: BatchElem, E>(
+    scratch: &mut SampleScratch,
+    out: &mut [O],
+    read: impl FnOnce(&mut SampleScratch, &mut [f32]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut staged = std::mem::take(&mut scratch.staged);
+    staged.clear();
+    staged.resize(out.len(), 0.0);
+    let result = read(scratch, &mut staged);
+    if result.is_ok() {
+        convert_from_f32(&staged, out);
+    }
+    // Keep the memory for the next sample (a nested staging, if any, took its own).
+    if staged.capacity() >= scratch.staged.capacity() {
+        scratch.staged = staged;
+    }
+    result
+}
+
+/// The `f32` slice of an array whose value transforms run in place: `needs_staging` sends every
+/// other element type with such transforms through [`staged`], and the crop read applies the
+/// single pointwise transform of the rest, so only `f32` arrives here.
+fn f32_only<O: BatchElem>(out: &mut [O]) -> &mut [f32] {
+    match f32_slice_mut(out) {
+        Some(out) => out,
+        None => unreachable!("value transforms on a `{}` array without f32 staging", O::DTYPE),
     }
 }
 

@@ -338,10 +338,11 @@ pub fn torch_device(spec: &Spec) -> Result<tch::Device, TensorError> {
 }
 
 /// The tch kind of an output dtype.
-fn kind(dtype: OutputDtype) -> Kind {
+pub(crate) fn kind(dtype: OutputDtype) -> Kind {
     match dtype {
         OutputDtype::Float32 => Kind::Float,
         OutputDtype::Float16 => Kind::Half,
+        OutputDtype::Bfloat16 => Kind::BFloat16,
         OutputDtype::Uint8 => Kind::Uint8,
     }
 }

@@ -34,7 +34,7 @@ impl SampleJob for Ramp {
         out: &mut SampleOut<'_>,
     ) -> Result<Option<SampleMeta>, std::io::Error> {
         for a in 0..out.arrays() {
-            for (i, v) in out.array(a).iter_mut().enumerate() {
+            for (i, v) in out.array(a).typed::<f32>().expect("f32 layout").iter_mut().enumerate() {
                 *v = (batch as usize + position + i) as f32 + scratch[i % 1000];
             }
         }
@@ -58,11 +58,13 @@ fn main() {
                 name: "raw".into(),
                 channels: 1,
                 shape_vox: [8, 16, 16],
+                dtype: cellmap_schema::OutputDtype::Float32,
             },
             ArrayLayout {
                 name: "labels".into(),
                 channels: 3,
                 shape_vox: [8, 16, 16],
+                dtype: cellmap_schema::OutputDtype::Float32,
             },
         ],
     };

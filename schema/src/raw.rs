@@ -100,9 +100,13 @@ pub enum RawDtype {
     /// 32-bit float.
     #[default]
     Float32,
-    /// 16-bit float.
+    /// 16-bit float (IEEE binary16: 11-bit precision, values up to 65504).
     Float16,
-    /// 8-bit unsigned (inputs without value transforms only).
+    /// 16-bit brain float (float32's range, 8-bit precision).
+    Bfloat16,
+    /// 8-bit unsigned. Inputs: the stored `uint8` values, without value transforms. Targets: `0`
+    /// and `1`, with `255` for unknown voxels (NaN in float batches); every class needs `binarize`
+    /// as its last target transform.
     Uint8,
 }
 

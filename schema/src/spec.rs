@@ -178,9 +178,12 @@ pub enum Interpolation {
 pub enum OutputDtype {
     /// 32-bit float (the default).
     Float32,
-    /// 16-bit float (stored as IEEE binary16).
+    /// 16-bit float (stored as IEEE binary16); NaN kept.
     Float16,
-    /// 8-bit unsigned; only valid for inputs without value transforms.
+    /// 16-bit brain float (float32's exponent, 8-bit significand); NaN kept.
+    Bfloat16,
+    /// 8-bit unsigned: an input's stored `uint8` values (no value transforms), or a binarized
+    /// target's `0`/`1` with [`OutputDtype::UNKNOWN_U8`] where a float batch has NaN.
     Uint8,
 }
 
@@ -189,9 +192,37 @@ impl OutputDtype {
     pub fn size_bytes(self) -> usize {
         match self {
             OutputDtype::Float32 => 4,
-            OutputDtype::Float16 => 2,
+            OutputDtype::Float16 | OutputDtype::Bfloat16 => 2,
             OutputDtype::Uint8 => 1,
         }
+    }
+
+    /// The value a `uint8` target holds where a float target holds NaN (unknown: the class is
+    /// not annotated in the crop, or the voxel lies outside the data).
+    pub const UNKNOWN_U8: u8 = 255;
+
+    /// Every dtype, in schema order.
+    pub const ALL: [OutputDtype; 4] = [
+        OutputDtype::Float32,
+        OutputDtype::Float16,
+        OutputDtype::Bfloat16,
+        OutputDtype::Uint8,
+    ];
+
+    /// The spec's name of the dtype.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputDtype::Float32 => "float32",
+            OutputDtype::Float16 => "float16",
+            OutputDtype::Bfloat16 => "bfloat16",
+            OutputDtype::Uint8 => "uint8",
+        }
+    }
+}
+
+impl std::fmt::Display for OutputDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -9,6 +9,7 @@ use crate::raw::*;
 use crate::spec::*;
 use crate::yaml::{PositionIndex, escape_segment};
 
+mod dtype;
 mod predict;
 
 /// Collects diagnostics while checking one spec.
@@ -62,30 +63,11 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     let class_relations = relations(&raw.class_relations, &classes, c);
     let inputs = arrays(&raw.arrays.inputs, "inputs", Interpolation::Linear, c);
     let targets = arrays(&raw.arrays.targets, "targets", Interpolation::Nearest, c);
-    check_array_names_and_dtypes(&raw, &targets, c);
+    check_array_names(&raw, c);
     check_raw_only(&raw, c);
     let sampling = sampling(&raw.sampling, &classes, c);
     let augment = augment(&raw.augment, &classes, c);
-    // Validation inputs are the deterministic part of `augment.inputs` unless listed explicitly.
-    let transformed = if !augment.inputs.is_empty() {
-        Some("augment.inputs")
-    } else if !augment.validate.inputs.is_empty() {
-        Some("augment.validate.inputs")
-    } else {
-        None
-    };
-    if let Some(key) = transformed {
-        for i in inputs.iter().filter(|i| i.dtype == OutputDtype::Uint8) {
-            let d = c.at(
-                &format!("/arrays/inputs/{}/dtype", escape_segment(&i.name)),
-                "a `uint8` input cannot have value transforms",
-            );
-            c.push(
-                d.expected("`float32` or `float16`")
-                    .hint(format!("remove `{key}` or use a float dtype")),
-            );
-        }
-    }
+    dtype::check_uint8_arrays(&inputs, &targets, &classes, &sampling, &augment, c);
     let loader = loader(&raw.loader, c);
     let datasets = datasets(&raw, &classes, base_dir, c);
     let predict = raw
@@ -147,7 +129,7 @@ fn check_raw_only(raw: &RawSpec, c: &mut Checker<'_>) {
 }
 
 /// Inputs and targets have distinct names, and targets are not `uint8`.
-fn check_array_names_and_dtypes(raw: &RawSpec, targets: &[ArraySpec], c: &mut Checker<'_>) {
+fn check_array_names(raw: &RawSpec, c: &mut Checker<'_>) {
     for name in raw.arrays.inputs.keys() {
         if raw.arrays.targets.contains_key(name) {
             let d = c.at_key(
@@ -155,18 +137,6 @@ fn check_array_names_and_dtypes(raw: &RawSpec, targets: &[ArraySpec], c: &mut Ch
                 format!("array name `{name}` is used by an input and a target"),
             );
             c.push(d.hint("batch fields need distinct names; rename one"));
-        }
-    }
-    for t in targets {
-        if t.dtype == OutputDtype::Uint8 {
-            let d = c.at(
-                &format!("/arrays/targets/{}/dtype", escape_segment(&t.name)),
-                "target arrays cannot be `uint8`",
-            );
-            c.push(
-                d.expected("`float32` or `float16`")
-                    .hint("targets carry NaN for unknown voxels; use a float type"),
-            );
         }
     }
 }
@@ -374,6 +344,7 @@ fn arrays(
             dtype: match a.dtype {
                 RawDtype::Float32 => OutputDtype::Float32,
                 RawDtype::Float16 => OutputDtype::Float16,
+                RawDtype::Bfloat16 => OutputDtype::Bfloat16,
                 RawDtype::Uint8 => OutputDtype::Uint8,
             },
         });

@@ -75,11 +75,11 @@ fn render_batch(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "plan `{}`", plan.name);
     let _ = writeln!(s, "  batch: {} samples", plan.batch.batch_size);
     for a in &plan.batch.arrays {
-        let bytes = plan.batch.batch_size * a.sample_len() * 4;
+        let bytes = plan.batch.batch_size as u64 * a.sample_bytes();
         let _ = writeln!(
             s,
-            "    {:<12} [{}, {}, {}, {}, {}] float32  {} bytes",
-            a.name, plan.batch.batch_size, a.channels, a.shape_vox[0], a.shape_vox[1], a.shape_vox[2], bytes
+            "    {:<12} [{}, {}, {}, {}, {}] {}  {} bytes",
+            a.name, plan.batch.batch_size, a.channels, a.shape_vox[0], a.shape_vox[1], a.shape_vox[2], a.dtype, bytes
         );
     }
     let _ = writeln!(

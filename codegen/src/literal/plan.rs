@@ -79,7 +79,18 @@ fn array_layout_expr(a: &ArrayLayout) -> TokenStream {
     let name = string(&a.name);
     let channels = Literal::usize_suffixed(a.channels);
     let shape = usize_array(&a.shape_vox);
-    quote!(#r::ArrayLayout { name: #name, channels: #channels, shape_vox: #shape })
+    let dtype = output_dtype_expr(a.dtype);
+    quote!(#r::ArrayLayout { name: #name, channels: #channels, shape_vox: #shape, dtype: #dtype })
+}
+
+fn output_dtype_expr(dtype: cellmap_schema::OutputDtype) -> TokenStream {
+    use cellmap_schema::OutputDtype;
+    match dtype {
+        OutputDtype::Float32 => quote!(::cellmap_runtime::cellmap_schema::OutputDtype::Float32),
+        OutputDtype::Float16 => quote!(::cellmap_runtime::cellmap_schema::OutputDtype::Float16),
+        OutputDtype::Bfloat16 => quote!(::cellmap_runtime::cellmap_schema::OutputDtype::Bfloat16),
+        OutputDtype::Uint8 => quote!(::cellmap_runtime::cellmap_schema::OutputDtype::Uint8),
+    }
 }
 
 fn dataset_expr(d: &DatasetPlan) -> TokenStream {

@@ -52,7 +52,9 @@ fn build_writes_a_crate_and_refuses_to_overwrite_without_force() {
     );
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
-        readme.contains("| `raw_16nm` | `batch.raw_16nm()` | input | `[8, 1, 64, 64, 64]` |"),
+        readme.contains(
+            "| `raw_16nm` | `batch.raw_16nm()` | input | `[8, 1, 64, 64, 64]` float16 | [16.0, 16.0, 16.0] | 4194304 |"
+        ),
         "{readme}"
     );
 }

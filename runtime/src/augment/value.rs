@@ -167,6 +167,69 @@ fn blur_axis(data: &mut [f32], shape: [usize; 3], axis: usize, sigma: f64, radiu
 
 /// `nan_to_num` as a per-voxel map: NaN → `nan`, ±∞ → `posinf`/`neginf` (kept when `None`).
 /// Shared by the transform pass and the copies that apply a leading `nan_to_num` themselves.
+/// A pointwise value transform (`normalize`, `binarize`, `nan_to_num`) as a map of one value,
+/// with the same arithmetic as [`apply_value_transforms`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Pointwise {
+    /// `(x − shift) / scale`.
+    Normalize { shift: f32, scale: f32 },
+    /// 1 above the threshold, 0 elsewhere, NaN kept.
+    Binarize { threshold: f64 },
+    /// NaN and infinities replaced.
+    NanToNum {
+        nan: f32,
+        posinf: Option<f32>,
+        neginf: Option<f32>,
+    },
+}
+
+impl Pointwise {
+    /// The map of `t`, when `t` is pointwise.
+    pub(crate) fn of(t: &ValueTransform) -> Option<Pointwise> {
+        match *t {
+            ValueTransform::Normalize { shift, scale } => Some(Pointwise::Normalize {
+                shift: shift as f32,
+                scale: scale as f32,
+            }),
+            ValueTransform::Binarize { threshold } => Some(Pointwise::Binarize { threshold }),
+            ValueTransform::NanToNum { nan, posinf, neginf } => Some(Pointwise::NanToNum {
+                nan: nan as f32,
+                posinf: posinf.map(|v| v as f32),
+                neginf: neginf.map(|v| v as f32),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The transformed value.
+    #[inline(always)]
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        match self {
+            Pointwise::Normalize { shift, scale } => (x - shift) / scale,
+            Pointwise::Binarize { threshold } => {
+                if x.is_nan() {
+                    x
+                } else if f64::from(x) > threshold {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Pointwise::NanToNum { nan, posinf, neginf } => {
+                if x.is_nan() {
+                    nan
+                } else if x == f32::INFINITY {
+                    posinf.unwrap_or(x)
+                } else if x == f32::NEG_INFINITY {
+                    neginf.unwrap_or(x)
+                } else {
+                    x
+                }
+            }
+        }
+    }
+}
+
 pub(crate) fn nan_to_num_map(nan: f64, posinf: Option<f64>, neginf: Option<f64>) -> impl Fn(f32) -> f32 + Copy {
     let nan = nan as f32;
     let (pos, neg) = (posinf.map(|v| v as f32), neginf.map(|v| v as f32));

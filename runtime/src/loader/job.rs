@@ -238,7 +238,7 @@ impl SampleJob for LoaderJob {
                     } else {
                         f32::NAN
                     };
-                    out.array(i).fill(fill);
+                    out.array(i).fill_f32(fill);
                 }
                 Ok(None)
             }

@@ -5,16 +5,23 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::sync::Arc;
 
+use cellmap_schema::OutputDtype;
+
 use super::{PipelineOptions, SampleMeta};
+use crate::dtype::{ArrayView, ArrayViewMut, BatchElem};
 use crate::layout::BatchLayout;
 use crate::memory::HostBuffer;
 use crate::memory::MemoryError;
 
 /// Memory of one array of one slot.
 pub(super) struct SlotArray {
-    ptr: *mut f32,
+    /// The first element (aligned for `dtype`).
+    ptr: *mut u8,
+    /// Elements.
     len: usize,
+    /// Elements of one sample.
     sample_len: usize,
+    dtype: OutputDtype,
     /// Owns the memory `ptr` points into.
     #[cfg_attr(not(feature = "torch"), expect(dead_code, reason = "read only by the torch interop"))]
     memory: SlotMemory,
@@ -44,12 +51,14 @@ pub enum RingMemory {
 /// An allocator of ring arrays owned by another library, made by that library's interop (see
 /// `TorchLoader`); the pipeline only holds what it returns.
 #[derive(Debug, Clone, Copy)]
-pub struct ExternalAllocator(pub(crate) fn(len: usize, pin: bool) -> Result<ExternalBuffer, MemoryError>);
+pub struct ExternalAllocator(
+    pub(crate) fn(len: usize, dtype: OutputDtype, pin: bool) -> Result<ExternalBuffer, MemoryError>,
+);
 
-/// `len` zeroed f32 of another library: where they are, and the value that owns them.
+/// `len` zeroed elements of `dtype` of another library: where they are, and the value that owns them.
 pub(crate) struct ExternalBuffer {
     /// The first element.
-    pub(crate) ptr: *mut f32,
+    pub(crate) ptr: *mut u8,
     /// Keeps the memory alive (a `tch::Tensor`).
     pub(crate) owner: Box<dyn Any + Send>,
 }
@@ -82,12 +91,12 @@ impl BatchData {
                     .ok_or_else(|| MemoryError::Allocation {
                         bytes: u64::MAX,
                         reason: format!(
-                            "{} samples of {} floats overflow the address space",
+                            "{} samples of {} elements overflow the address space",
                             layout.batch_size,
                             a.sample_len()
                         ),
                     })?;
-                SlotArray::allocate(len, a.sample_len(), options)
+                SlotArray::allocate(len, a.sample_len(), a.dtype, options)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BatchData {
@@ -101,18 +110,48 @@ impl BatchData {
 
     /// Bytes of tensor memory of this slot.
     pub(super) fn bytes(&self) -> u64 {
-        self.arrays.iter().map(|a| a.len as u64 * size_of::<f32>() as u64).sum()
+        self.arrays
+            .iter()
+            .map(|a| a.len as u64 * a.dtype.size_bytes() as u64)
+            .sum()
     }
 
-    /// The data of array `i` (`[B, C, Z, Y, X]`, row-major): inputs first, then targets.
+    /// The data of array `i` (`[B, C, Z, Y, X]`, row-major; inputs first, then targets), typed by
+    /// its dtype.
     ///
     /// # Panics
     /// If `i` is out of range.
-    pub fn array(&self, i: usize) -> &[f32] {
+    pub fn view(&self, i: usize) -> ArrayView<'_> {
         let a = &self.arrays[i];
         // SAFETY: a `&BatchData` is only handed out by a guard or lease of a complete slot
-        // (Borrowed until it is dropped): no worker writes it meanwhile.
-        unsafe { std::slice::from_raw_parts(a.ptr, a.len) }
+        // (Borrowed until it is dropped): no worker writes it meanwhile; `ptr` holds `len`
+        // elements of `dtype`, aligned.
+        unsafe { view(a.ptr, a.len, a.dtype) }
+    }
+
+    /// Array `i` as `T`, when that is its dtype ([`BatchData::view`] for any dtype).
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    pub fn typed<T: BatchElem>(&self, i: usize) -> Option<&[T]> {
+        T::slice(self.view(i))
+    }
+
+    /// The data of a `float32` array `i` (`[B, C, Z, Y, X]`, row-major): inputs first, then
+    /// targets.
+    ///
+    /// # Panics
+    /// If `i` is out of range or the array is not `float32` (use [`BatchData::view`] or
+    /// [`BatchData::typed`] for the other dtypes).
+    pub fn array(&self, i: usize) -> &[f32] {
+        match self.view(i) {
+            ArrayView::F32(s) => s,
+            other => panic!(
+                "array {i} (`{}`) is `{}`, not float32: read it with `view` or `typed`",
+                self.layout.arrays[i].name,
+                other.dtype()
+            ),
+        }
     }
 
     /// Number of arrays.
@@ -149,23 +188,73 @@ impl BatchData {
 }
 
 impl SlotArray {
-    fn allocate(len: usize, sample_len: usize, options: &PipelineOptions) -> Result<SlotArray, MemoryError> {
+    fn allocate(
+        len: usize,
+        sample_len: usize,
+        dtype: OutputDtype,
+        options: &PipelineOptions,
+    ) -> Result<SlotArray, MemoryError> {
         if let RingMemory::External(ExternalAllocator(alloc)) = options.memory {
-            let buffer = alloc(len, options.pin)?;
+            let buffer = alloc(len, dtype, options.pin)?;
             return Ok(SlotArray {
                 ptr: buffer.ptr,
                 len,
                 sample_len,
+                dtype,
                 memory: SlotMemory::External(buffer.owner),
             });
         }
-        let memory = HostBuffer::try_zeroed(len)?;
+        // Host buffers hold `f32` words: enough of them for `len` elements of `dtype` (4-byte
+        // alignment serves every dtype).
+        let words = len
+            .checked_mul(dtype.size_bytes())
+            .map(|bytes| bytes.div_ceil(size_of::<f32>()))
+            .ok_or_else(|| MemoryError::Allocation {
+                bytes: u64::MAX,
+                reason: format!("{len} elements of {dtype} overflow the address space"),
+            })?;
+        let memory = HostBuffer::try_zeroed(words)?;
         Ok(SlotArray {
-            ptr: memory.as_ptr(),
+            ptr: memory.as_ptr().cast(),
             len,
             sample_len,
+            dtype,
             memory: SlotMemory::Host(memory),
         })
+    }
+}
+
+/// The typed view of `len` elements of `dtype` at `ptr`.
+///
+/// # Safety
+/// `ptr` must point to `len` initialised, aligned elements of `dtype` that nobody writes while
+/// the view lives.
+unsafe fn view<'a>(ptr: *const u8, len: usize, dtype: OutputDtype) -> ArrayView<'a> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match dtype {
+            OutputDtype::Float32 => ArrayView::F32(std::slice::from_raw_parts(ptr.cast(), len)),
+            OutputDtype::Float16 => ArrayView::F16(std::slice::from_raw_parts(ptr.cast(), len)),
+            OutputDtype::Bfloat16 => ArrayView::Bf16(std::slice::from_raw_parts(ptr.cast(), len)),
+            OutputDtype::Uint8 => ArrayView::U8(std::slice::from_raw_parts(ptr, len)),
+        }
+    }
+}
+
+/// The typed mutable view of `len` elements of `dtype` at `ptr`.
+///
+/// # Safety
+/// `ptr` must point to `len` initialised, aligned elements of `dtype` that only this view
+/// accesses while it lives.
+unsafe fn view_mut<'a>(ptr: *mut u8, len: usize, dtype: OutputDtype) -> ArrayViewMut<'a> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match dtype {
+            OutputDtype::Float32 => ArrayViewMut::F32(std::slice::from_raw_parts_mut(ptr.cast(), len)),
+            OutputDtype::Float16 => ArrayViewMut::F16(std::slice::from_raw_parts_mut(ptr.cast(), len)),
+            OutputDtype::Bfloat16 => ArrayViewMut::Bf16(std::slice::from_raw_parts_mut(ptr.cast(), len)),
+            OutputDtype::Uint8 => ArrayViewMut::U8(std::slice::from_raw_parts_mut(ptr, len)),
+        }
     }
 }
 
@@ -181,18 +270,22 @@ impl SampleOut<'_> {
         self.slot.arrays.len()
     }
 
-    /// This sample's region of array `i`: `channels · z · y · x` f32 values, channel-major.
+    /// This sample's region of array `i`: `channels · z · y · x` elements of the array's dtype,
+    /// channel-major.
     ///
     /// # Panics
     /// If `i` is not below [`SampleOut::arrays`].
-    pub fn array(&mut self, i: usize) -> &mut [f32] {
+    pub fn array(&mut self, i: usize) -> ArrayViewMut<'_> {
         let buf = &self.slot.arrays[i];
         let len = buf.sample_len;
         assert!((self.position + 1) * len <= buf.len, "sample position outside the slot");
         // SAFETY: the claim protocol gives this worker exclusive use of `position` in this slot
         // until it reports completion; regions of different positions are disjoint, and the
-        // slot's memory outlives the pipeline's workers.
-        unsafe { std::slice::from_raw_parts_mut(buf.ptr.add(self.position * len), len) }
+        // slot's memory outlives the pipeline's workers. The offset is in elements of `dtype`.
+        unsafe {
+            let first = buf.ptr.add(self.position * len * buf.dtype.size_bytes());
+            view_mut(first, len, buf.dtype)
+        }
     }
 
     /// Record this position's metadata.

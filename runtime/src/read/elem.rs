@@ -1,12 +1,14 @@
 //! The destination element types of a window read and the copies from each stored type.
 
+use crate::dtype::BatchElem;
 use crate::kernels::Element;
 use crate::kernels::copy::{Span, copy_span, fill_span};
 use crate::kernels::threshold::Thresholds;
 use crate::store::{ChunkData, SourceDtype};
 
-/// A destination element type of [`read_window`](super::read_window): `f32` (from any source
-/// type, `as f32`) or `u8` (from `uint8` sources only).
+/// A destination element type of [`read_window`](super::read_window): `f32`, `f16` and `bf16`
+/// (from any source type, through `as f32`, rounded to nearest) or `u8` (from `uint8` sources
+/// only).
 pub trait WindowElem: Element + sealed::Sealed {
     /// The type's name in errors.
     const NAME: &'static str;
@@ -38,6 +40,26 @@ impl WindowElem for f32 {
     }
 }
 
+/// The 16-bit floats: converted through `f32` like [`map_span`] with the identity.
+macro_rules! float16 {
+    ($t:ty, $name:literal) => {
+        impl sealed::Sealed for $t {
+            fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [$t]) -> bool {
+                map_span(src, span, dest, |x| x)
+            }
+        }
+
+        impl WindowElem for $t {
+            const NAME: &'static str = $name;
+            fn accepts(_: SourceDtype) -> bool {
+                true
+            }
+        }
+    };
+}
+float16!(half::f16, "f16");
+float16!(half::bf16, "bf16");
+
 impl sealed::Sealed for u8 {
     fn copy_span(src: &ChunkData, span: Span<'_>, dest: &mut [u8]) -> bool {
         match src {
@@ -55,21 +77,28 @@ impl WindowElem for u8 {
     }
 }
 
-/// Copy a span into `f32`, applying `map` to every value converted to `f32`.
+/// Copy a span into a batch element type, applying `map` to every value converted to `f32`
+/// and storing the result converted to `O` ([`BatchElem::from_f32`]; the identity for `f32`).
 #[inline]
-pub(super) fn map_span(src: &ChunkData, span: Span<'_>, dest: &mut [f32], map: impl Fn(f32) -> f32 + Copy) -> bool {
+pub(super) fn map_span<O: BatchElem>(
+    src: &ChunkData,
+    span: Span<'_>,
+    dest: &mut [O],
+    map: impl Fn(f32) -> f32 + Copy,
+) -> bool {
+    let put = move |d: &mut O, x: f32| *d = O::from_f32(map(x));
     match src {
-        ChunkData::U8(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
-        ChunkData::UniformU8(v) => fill_span(v, span, dest, |d, x| *d = map(f32::from(x))),
-        ChunkData::U16(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
-        ChunkData::U32(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
-        ChunkData::U64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
-        ChunkData::I8(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
-        ChunkData::I16(v) => copy_span(v, span, dest, |d, x| *d = map(f32::from(x))),
-        ChunkData::I32(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
-        ChunkData::I64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
-        ChunkData::F32(v) => copy_span(v, span, dest, |d, x| *d = map(x)),
-        ChunkData::F64(v) => copy_span(v, span, dest, |d, x| *d = map(x as f32)),
+        ChunkData::U8(v) => copy_span(v, span, dest, move |d, x| put(d, f32::from(x))),
+        ChunkData::UniformU8(v) => fill_span(v, span, dest, move |d, x| put(d, f32::from(x))),
+        ChunkData::U16(v) => copy_span(v, span, dest, move |d, x| put(d, f32::from(x))),
+        ChunkData::U32(v) => copy_span(v, span, dest, move |d, x| put(d, x as f32)),
+        ChunkData::U64(v) => copy_span(v, span, dest, move |d, x| put(d, x as f32)),
+        ChunkData::I8(v) => copy_span(v, span, dest, move |d, x| put(d, f32::from(x))),
+        ChunkData::I16(v) => copy_span(v, span, dest, move |d, x| put(d, f32::from(x))),
+        ChunkData::I32(v) => copy_span(v, span, dest, move |d, x| put(d, x as f32)),
+        ChunkData::I64(v) => copy_span(v, span, dest, move |d, x| put(d, x as f32)),
+        ChunkData::F32(v) => copy_span(v, span, dest, put),
+        ChunkData::F64(v) => copy_span(v, span, dest, move |d, x| put(d, x as f32)),
     }
 }
 

@@ -8,7 +8,8 @@ use super::{ReadInfo, SampleScratch};
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::{SampleGrid, StridedMap};
 use crate::augment::spatial::SpatialDraw;
-use crate::augment::value::nan_to_num_map;
+use crate::augment::value::{Pointwise, nan_to_num_map};
+use crate::dtype::{BatchElem, convert_from_f32, f32_slice_mut};
 use crate::kernels::{GatherParams, GatherSource, StridedDest, gather};
 use crate::read::{
     ReadError, WindowElem, WindowRequest, read_window, read_window_binarize, read_window_map, read_window_scratch,
@@ -72,16 +73,20 @@ pub fn read_level_crop(
     read_crop(&ctx, None, &mut scratch, out, &mut info).map(|_| ())
 }
 
+/// The output element types of a crop read: the batch element types that a window read writes.
+pub(crate) trait CropElem: BatchElem + WindowElem {}
+impl<T: BatchElem + WindowElem> CropElem for T {}
+
 /// Read a crop of `ctx.array`'s shape and voxel size centred at `ctx.centre_nm` from one level,
 /// transformed by `ctx.draw`: a strided copy when voxel sizes match and the transform is
 /// axis-aligned (applying `first_transform` itself when it is a binarize, normalize or
 /// nan_to_num: then it returns true), else a gather (resampling) from a window read into
 /// `scratch`.
-pub(crate) fn read_crop(
+pub(crate) fn read_crop<O: CropElem>(
     ctx: &CropContext<'_>,
     first_transform: Option<&ValueTransform>,
     scratch: &mut SampleScratch,
-    out: &mut [f32],
+    out: &mut [O],
     info: &mut ReadInfo,
 ) -> Result<bool, CropError> {
     let (level, array) = (ctx.level, ctx.array);
@@ -104,6 +109,38 @@ pub(crate) fn read_crop(
             return Ok(fused);
         }
     }
+    info.gathered += 1;
+    let Some(out) = f32_slice_mut(out) else {
+        // Other element types: gathered in f32 (the interpolation computes in f32), then the
+        // leading pointwise transform and the conversion in one pass.
+        let mut staged = std::mem::take(&mut scratch.staged);
+        staged.clear();
+        staged.resize(out.len(), 0.0);
+        let result = gather_crop(ctx, &grid, scratch, &mut staged);
+        let pointwise = first_transform.and_then(Pointwise::of);
+        match pointwise {
+            Some(p) => out
+                .iter_mut()
+                .zip(&staged)
+                .for_each(|(o, &v)| *o = O::from_f32(p.apply(v))),
+            None => convert_from_f32(&staged, out),
+        }
+        scratch.staged = staged;
+        return result.map(|()| pointwise.is_some());
+    };
+    gather_crop(ctx, &grid, scratch, out)?;
+    Ok(false)
+}
+
+/// The gather (resampling, rotation, elastic) of a crop into `f32`, from a source window read
+/// into `scratch`.
+fn gather_crop(
+    ctx: &CropContext<'_>,
+    grid: &SampleGrid,
+    scratch: &mut SampleScratch,
+    out: &mut [f32],
+) -> Result<(), CropError> {
+    let (level, array) = (ctx.level, ctx.array);
     let elastic = match &ctx.draw.elastic {
         Some(e) => {
             scratch.elastic.evaluate(e, array.shape_vox, array.voxel_size_nm);
@@ -114,13 +151,12 @@ pub(crate) fn read_crop(
     let elastic_max = elastic.map_or([0.0; 3], ElasticField::max_abs_nm);
     let (start, shape) = grid.source_window(array.interpolation, elastic_max);
     let window = clip(start, shape, level.shape_vox);
-    info.gathered += 1;
     if window.1.iter().product::<usize>() == 0 {
         out.fill(ctx.fill);
-        return Ok(false);
+        return Ok(());
     }
     let params = GatherParams {
-        grid: &grid,
+        grid,
         elastic,
         interpolation: array.interpolation,
         fill: ctx.fill,
@@ -132,17 +168,17 @@ pub(crate) fn read_crop(
     } else {
         gather_window(&mut scratch.window, ctx.fill, ctx, window, &params, out)?;
     }
-    Ok(false)
+    Ok(())
 }
 
 /// The strided copy of an axis-aligned crop along `map`; a leading pointwise transform is
 /// applied by the copy itself (bit-identical to `apply_value_transforms`, one pass fewer over
 /// the output): then it returns true.
-fn read_strided(
+fn read_strided<O: CropElem>(
     ctx: &CropContext<'_>,
     map: &StridedMap,
     first_transform: Option<&ValueTransform>,
-    out: &mut [f32],
+    out: &mut [O],
 ) -> Result<bool, ReadError> {
     let (level, cache) = (ctx.level, ctx.cache);
     let dest = StridedDest::new(out, map.dest_offset, map.dest_strides, map.src_shape)?;
@@ -165,6 +201,10 @@ fn read_strided(
             Ok(true)
         }
         _ => {
+            let request = WindowRequest {
+                start_vox: request.start_vox,
+                fill: O::from_f32(request.fill),
+            };
             read_window(level, cache, &request, dest)?;
             Ok(false)
         }

@@ -6,14 +6,14 @@ use crate::loader::Loader;
 use crate::memory::MemoryError;
 use crate::pipeline::{BatchData, ExternalAllocator, ExternalBuffer, SlotMemory};
 
-/// Ring arrays as 1-D float32 libtorch tensors.
+/// Ring arrays as 1-D libtorch tensors of their dtype.
 pub(crate) const TORCH_ALLOCATOR: ExternalAllocator = ExternalAllocator(zeroed);
 
 /// `len` zeros in a tensor; page-locked when `pin` (for DMA copies to a CUDA device). Callers
 /// pin only when CUDA is available (the torch interop checks the device first); should pinning
 /// still fail, the memory stays pageable: copies are then slower, never wrong.
-fn zeroed(len: usize, pin: bool) -> Result<ExternalBuffer, MemoryError> {
-    let bytes = len as u64 * size_of::<f32>() as u64;
+fn zeroed(len: usize, dtype: cellmap_schema::OutputDtype, pin: bool) -> Result<ExternalBuffer, MemoryError> {
+    let bytes = len as u64 * dtype.size_bytes() as u64;
     let size = i64::try_from(len).map_err(|_| MemoryError::Allocation {
         bytes,
         reason: "too many elements for a tensor".to_owned(),
@@ -22,7 +22,7 @@ fn zeroed(len: usize, pin: bool) -> Result<ExternalBuffer, MemoryError> {
         bytes,
         reason: format!("torch: {e}"),
     };
-    let mut t = tch::Tensor::f_zeros([size], (tch::Kind::Float, tch::Device::Cpu)).map_err(failed)?;
+    let mut t = tch::Tensor::f_zeros([size], (super::kind(dtype), tch::Device::Cpu)).map_err(failed)?;
     if pin && let Ok(pinned) = t.f_pin_memory(tch::Device::Cuda(0)) {
         t = pinned;
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod batches;
+mod dtypes;
 mod reuse;
 mod sampling;
 

@@ -60,7 +60,7 @@ impl SampleJob for Formula {
         std::thread::sleep(self.delay);
         for a in 0..out.arrays() {
             let v = value(batch, position, a, attempt);
-            out.array(a).fill(v);
+            out.array(a).fill_f32(v);
         }
         Ok(Some(SampleMeta {
             idx: (batch * 10 + position as u64) as i64,
@@ -90,11 +90,13 @@ fn layout() -> BatchLayout {
                 name: "raw".into(),
                 channels: 1,
                 shape_vox: [2, 3, 4],
+                dtype: cellmap_schema::OutputDtype::Float32,
             },
             ArrayLayout {
                 name: "labels".into(),
                 channels: 2,
                 shape_vox: [1, 2, 5],
+                dtype: cellmap_schema::OutputDtype::Float32,
             },
         ],
     }

@@ -21,11 +21,11 @@ pub mod class {
 /// Samples per batch.
 pub const BATCH_SIZE: usize = 8usize;
 /// Exact bytes of the tensors of one batch.
-pub const BATCH_BYTES: u64 = 343932928u64;
+pub const BATCH_BYTES: u64 = 339738624u64;
 /// Ring slots (batches in flight).
 pub const PREFETCH: usize = 4usize;
 /// Bytes of the ring, allocated once when a loader starts.
-pub const RING_BYTES: u64 = 1375731712u64;
+pub const RING_BYTES: u64 = 1358954496u64;
 /// Sample shapes per array.
 pub mod shapes {
     /// Shape of one sample of `raw`: `[channels, z, y, x]`.
@@ -286,16 +286,33 @@ pub struct Batch<'a> {
 }
 impl Batch<'_> {
     /// The input array `raw`: `[8, 1, 128, 128, 128]` float32.
-    pub fn raw(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 128, 128, 128> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(0usize))
+    pub fn raw(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 128, 128, 128, f32> {
+        match self.inner.typed::<f32>(0usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 0usize)
+            }
+        }
     }
-    /// The input array `raw_16nm`: `[8, 1, 64, 64, 64]` float32.
-    pub fn raw_16nm(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 64, 64, 64> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(1usize))
+    /// The input array `raw_16nm`: `[8, 1, 64, 64, 64]` float16.
+    pub fn raw_16nm(
+        &self,
+    ) -> ::cellmap_runtime::BatchArray<'_, 1, 64, 64, 64, ::cellmap_runtime::half::f16> {
+        match self.inner.typed::<::cellmap_runtime::half::f16>(1usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 1usize)
+            }
+        }
     }
     /// The target array `labels`: `[8, 4, 128, 128, 128]` float32.
-    pub fn labels(&self) -> ::cellmap_runtime::BatchArray<'_, 4, 128, 128, 128> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(2usize))
+    pub fn labels(&self) -> ::cellmap_runtime::BatchArray<'_, 4, 128, 128, 128, f32> {
+        match self.inner.typed::<f32>(2usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 2usize)
+            }
+        }
     }
     /// Epoch of this batch (0 for validation).
     pub fn epoch(&self) -> u64 {
@@ -390,7 +407,7 @@ pub mod torch {
                 }
             }
         }
-        /// The array `raw_16nm` as a `[B, 1, 64, 64, 64]` float32 tensor on the loader's device.
+        /// The array `raw_16nm` as a `[B, 1, 64, 64, 64]` float16 tensor on the loader's device.
         pub fn raw_16nm(&self) -> &::cellmap_runtime::tch::Tensor {
             match self.inner.array(1usize) {
                 ::std::option::Option::Some(t) => t,

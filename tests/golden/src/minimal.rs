@@ -177,12 +177,22 @@ pub struct Batch<'a> {
 }
 impl Batch<'_> {
     /// The input array `raw`: `[8, 1, 128, 128, 128]` float32.
-    pub fn raw(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 128, 128, 128> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(0usize))
+    pub fn raw(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 128, 128, 128, f32> {
+        match self.inner.typed::<f32>(0usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 0usize)
+            }
+        }
     }
     /// The target array `labels`: `[8, 4, 128, 128, 128]` float32.
-    pub fn labels(&self) -> ::cellmap_runtime::BatchArray<'_, 4, 128, 128, 128> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(1usize))
+    pub fn labels(&self) -> ::cellmap_runtime::BatchArray<'_, 4, 128, 128, 128, f32> {
+        match self.inner.typed::<f32>(1usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 1usize)
+            }
+        }
     }
     /// Epoch of this batch (0 for validation).
     pub fn epoch(&self) -> u64 {

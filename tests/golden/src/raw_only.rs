@@ -168,9 +168,11 @@ pub fn plan() -> ::cellmap_runtime::Plan {
             arrays: ::std::vec![
                 ::cellmap_runtime::ArrayLayout { name :
                 ::std::string::String::from("raw"), channels : 1usize, shape_vox : [16,
-                16, 16] }, ::cellmap_runtime::ArrayLayout { name :
+                16, 16], dtype : ::cellmap_runtime::cellmap_schema::OutputDtype::Float32
+                }, ::cellmap_runtime::ArrayLayout { name :
                 ::std::string::String::from("raw_coarse"), channels : 1usize, shape_vox :
-                [8, 8, 8] }
+                [8, 8, 8], dtype :
+                ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
             ],
         },
         batch_bytes: 36864u64,
@@ -235,12 +237,22 @@ pub struct Batch<'a> {
 }
 impl Batch<'_> {
     /// The input array `raw`: `[2, 1, 16, 16, 16]` float32.
-    pub fn raw(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 16, 16, 16> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(0usize))
+    pub fn raw(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 16, 16, 16, f32> {
+        match self.inner.typed::<f32>(0usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 0usize)
+            }
+        }
     }
     /// The input array `raw_coarse`: `[2, 1, 8, 8, 8]` float32.
-    pub fn raw_coarse(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 8, 8, 8> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(1usize))
+    pub fn raw_coarse(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 8, 8, 8, f32> {
+        match self.inner.typed::<f32>(1usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 1usize)
+            }
+        }
     }
     /// Epoch of this batch (0 for validation).
     pub fn epoch(&self) -> u64 {

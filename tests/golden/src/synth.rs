@@ -191,9 +191,11 @@ pub fn plan() -> ::cellmap_runtime::Plan {
             arrays: ::std::vec![
                 ::cellmap_runtime::ArrayLayout { name :
                 ::std::string::String::from("raw"), channels : 1usize, shape_vox : [24,
-                24, 24] }, ::cellmap_runtime::ArrayLayout { name :
+                24, 24], dtype : ::cellmap_runtime::cellmap_schema::OutputDtype::Float32
+                }, ::cellmap_runtime::ArrayLayout { name :
                 ::std::string::String::from("labels"), channels : 4usize, shape_vox :
-                [16, 16, 16] }
+                [16, 16, 16], dtype :
+                ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
             ],
         },
         batch_bytes: 362496u64,
@@ -293,12 +295,22 @@ pub struct Batch<'a> {
 }
 impl Batch<'_> {
     /// The input array `raw`: `[3, 1, 24, 24, 24]` float32.
-    pub fn raw(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 24, 24, 24> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(0usize))
+    pub fn raw(&self) -> ::cellmap_runtime::BatchArray<'_, 1, 24, 24, 24, f32> {
+        match self.inner.typed::<f32>(0usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 0usize)
+            }
+        }
     }
     /// The target array `labels`: `[3, 4, 16, 16, 16]` float32.
-    pub fn labels(&self) -> ::cellmap_runtime::BatchArray<'_, 4, 16, 16, 16> {
-        ::cellmap_runtime::BatchArray::new(self.inner.array(1usize))
+    pub fn labels(&self) -> ::cellmap_runtime::BatchArray<'_, 4, 16, 16, 16, f32> {
+        match self.inner.typed::<f32>(1usize) {
+            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray::new(data),
+            ::std::option::Option::None => {
+                ::std::unreachable!("array {} of the generated layout", 1usize)
+            }
+        }
     }
     /// Epoch of this batch (0 for validation).
     pub fn epoch(&self) -> u64 {
