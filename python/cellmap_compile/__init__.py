@@ -216,7 +216,8 @@ class Loader:
             package built with ``cellmap-compile build --python`` embeds: the data is checked
             against it instead of planned, and a plan the data no longer matches is an error.
 
-    Each batch dict holds one float32 tensor ``[B, C, Z, Y, X]`` per array (:attr:`arrays`) on
+    Each batch dict holds one tensor ``[B, C, Z, Y, X]`` per array (:attr:`arrays`), of the array's
+    ``dtype`` (float32 unless the spec says float16, bfloat16 or uint8), on
     ``device``, plus CPU tensors ``idx`` (int64 ``[B]``, sample index in its epoch or tile
     index; -1 for an empty position at the end of validation), ``dataset`` (int64 ``[B]``,
     dataset index within the split) and ``centre_nm`` (float64 ``[B, 3]``, z, y, x).

@@ -206,6 +206,42 @@ def test_sample_augment_matches_the_training_batch(synth: Synth, monkeypatch: py
     assert "transform" not in plain["info"]
 
 
+@pytest.mark.parametrize(
+    ("dtype", "torch_dtype"),
+    [("float16", torch.float16), ("bfloat16", torch.bfloat16), ("uint8", torch.uint8)],
+)
+def test_batch_dtypes_are_the_float32_batches_converted(
+    synth: Synth, monkeypatch: pytest.MonkeyPatch, dtype: str, torch_dtype: torch.dtype
+) -> None:
+    # A rotation (interpolated gather) and the validation split's unannotated `pm` (unknown).
+    monkeypatch.chdir(synth.root)
+    spec = loader_dict(str(synth.csv))
+    spec["augment"] = {"spatial": {"rotate": {"z": [-30, 30]}}}
+    reference = [clone(b) for _, b in zip(range(2), cc.Loader(spec))]
+    reference_val = clone(next(iter(cc.Loader(spec, split="validate"))))
+    for array in spec["arrays"]["inputs"].values():
+        array["dtype"] = dtype
+    for array in spec["arrays"]["targets"].values():
+        array["dtype"] = dtype
+    got = [clone(b) for _, b in zip(range(2), cc.Loader(spec))]
+    got_val = clone(next(iter(cc.Loader(spec, split="validate"))))
+    for g, r in [*zip(got, reference), (got_val, reference_val)]:
+        for name in ARRAYS:
+            assert g[name].dtype == torch_dtype and g[name].shape == r[name].shape, name
+            if dtype == "uint8":
+                # Round to nearest (ties to even); NaN (unknown) is 255.
+                want = torch.where(torch.isnan(r[name]), 255.0, r[name]).round().clamp(0, 255).to(torch.uint8)
+            else:
+                want = r[name].to(torch_dtype)
+                # NaN where the float32 batch has NaN (payloads differ between converters).
+                assert torch.equal(g[name].isnan(), r[name].isnan()), (dtype, name)
+                g[name], want = g[name].nan_to_num(-7.0), want.nan_to_num(-7.0)
+            as_int = torch.uint8 if dtype == "uint8" else torch.int16
+            assert torch.equal(g[name].view(as_int), want.view(as_int)), (dtype, name)
+    if dtype == "uint8":
+        assert (got_val["labels"][:, CLASSES.index("pm")] == 255).all()
+
+
 def test_validation_batches_carry_unknown_classes_as_nan(synth: Synth) -> None:
     # Validation crop 2 annotates mito, er and nuc; pm is unknown there: NaN in every tile.
     batch = next(iter(cc.Loader(synth.spec, split="validate")))

@@ -176,14 +176,14 @@ impl<'a> ArrayView<'a> {
     }
 
     /// The raw bytes (native endianness).
-    pub fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(self) -> &'a [u8] {
         // SAFETY: every element type is plain data without padding; the byte view covers the
         // same memory.
         unsafe {
             match self {
-                ArrayView::F32(s) => std::slice::from_raw_parts(s.as_ptr().cast(), size_of_val(*s)),
-                ArrayView::F16(s) => std::slice::from_raw_parts(s.as_ptr().cast(), size_of_val(*s)),
-                ArrayView::Bf16(s) => std::slice::from_raw_parts(s.as_ptr().cast(), size_of_val(*s)),
+                ArrayView::F32(s) => std::slice::from_raw_parts(s.as_ptr().cast(), size_of_val(s)),
+                ArrayView::F16(s) => std::slice::from_raw_parts(s.as_ptr().cast(), size_of_val(s)),
+                ArrayView::Bf16(s) => std::slice::from_raw_parts(s.as_ptr().cast(), size_of_val(s)),
                 ArrayView::U8(s) => s,
             }
         }

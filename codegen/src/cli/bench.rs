@@ -167,7 +167,7 @@ pub(crate) fn bench(
     let mut next = |loader: &mut Loader| -> Result<bool, String> {
         match loader.next_batch() {
             Some(Ok(batch)) => {
-                std::hint::black_box(batch.array(0).first());
+                std::hint::black_box(batch.view(0).as_bytes().first());
                 consumed += 1;
                 Ok(true)
             }

@@ -57,9 +57,33 @@ pub fn preview(spec: cellmap_schema::Spec, split: Split, which: u64, out: &std::
         Some(Err(e)) => return Err(e.to_string()),
         None => return Err(format!("the {} split yields no batch", split.name())),
     };
-    let arrays: Vec<&[f32]> = (0..loader_arrays(&spec_copy)).map(|i| batch.array(i)).collect();
+    let n_inputs = spec_copy.inputs().len();
+    let values: Vec<Vec<f32>> = (0..loader_arrays(&spec_copy))
+        .map(|i| display_values(batch.view(i), i >= n_inputs))
+        .collect();
+    let arrays: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
     let image = crate::preview::render(&spec_copy, &arrays, batch.len());
     image.write_png(out).map_err(|e| format!("`{}`: {e}", out.display()))
+}
+
+/// A batch array as the `f32` values the preview draws: `uint8` inputs scaled to `[0, 1]`,
+/// `uint8` targets' 255 read as unknown (NaN).
+fn display_values(view: cellmap_runtime::dtype::ArrayView<'_>, target: bool) -> Vec<f32> {
+    use cellmap_runtime::dtype::ArrayView;
+    match view {
+        ArrayView::U8(v) if target => v
+            .iter()
+            .map(|&x| {
+                if x == cellmap_schema::OutputDtype::UNKNOWN_U8 {
+                    f32::NAN
+                } else {
+                    f32::from(x)
+                }
+            })
+            .collect(),
+        ArrayView::U8(v) => v.iter().map(|&x| f32::from(x) / 255.0).collect(),
+        other => other.to_f32_vec(),
+    }
 }
 
 fn loader_arrays(spec: &cellmap_schema::Spec) -> usize {

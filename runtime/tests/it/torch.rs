@@ -174,3 +174,34 @@ fn a_torch_loader_over_an_earlier_plan_yields_the_same_tensors() {
         .to_string();
     assert!(err.contains("the data changed since this plan was made"), "{err}");
 }
+
+#[test]
+fn tensors_have_the_kind_of_each_arrays_dtype_and_hold_the_plain_batch() {
+    let fx = synth(SynthVariant::V3);
+    for (dtype, kind) in [
+        ("float16", Kind::Half),
+        ("bfloat16", Kind::BFloat16),
+        ("uint8", Kind::Uint8),
+    ] {
+        let spec = spec_with(&fx.dir, |d| {
+            d["arrays"]["inputs"]["raw"]["dtype"] = serde_json::json!(dtype);
+            d["arrays"]["targets"]["labels"]["dtype"] = serde_json::json!(dtype);
+        });
+        let mut loader = TorchLoader::open(spec.clone(), options(Split::Train)).unwrap();
+        let mut plain = Loader::open(spec, options(Split::Train)).unwrap();
+        for _ in 0..2 {
+            let batch = loader.next_batch().unwrap().unwrap();
+            let reference = plain.next_batch().unwrap().unwrap();
+            let host = batch.host().unwrap();
+            for i in 0..2 {
+                let t = batch.array(i).unwrap();
+                assert_eq!(t.kind(), kind, "{dtype}");
+                // Zero copy at the array's element size.
+                let bytes = host.view(i).as_bytes();
+                assert_eq!(t.data_ptr() as *const u8, bytes.as_ptr(), "{dtype}");
+                assert_eq!(t.numel() * t.kind().elt_size_in_bytes(), bytes.len(), "{dtype}");
+                assert_eq!(bytes, reference.view(i).as_bytes(), "{dtype} array {i}");
+            }
+        }
+    }
+}
