@@ -215,19 +215,26 @@ impl Row<'_> {
 
 /// The dataset normalization of a 7-column row's `shift,scale` (columns 6 and 7; `row_text` is the
 /// row's line, for the column of an error): none when both are empty.
-fn row_normalize([shift, scale]: [&str; 2], row_text: &str, row: &Row<'_>) -> Result<Option<ValueTransform>, Box<Diagnostic>> {
+fn row_normalize(
+    [shift, scale]: [&str; 2],
+    row_text: &str,
+    row: &Row<'_>,
+) -> Result<Option<ValueTransform>, Box<Diagnostic>> {
     if shift.is_empty() && scale.is_empty() {
         return Ok(None);
     }
     let bad = |index: usize, name: &str, given: &str, expected: &str| {
         let column = field_column(row_text, index);
         Box::new(
-            row.error_at(column, format!("column {} (`{name}`) is `{given}`, not {expected}", index + 1))
-                .expected(format!("{expected}, or empty to keep the spec's `normalize`"))
-                .hint(format!(
-                    "column 6 is the shift subtracted, column 7 the scale divided by (a number or `dtype`) ({})",
-                    row.named
-                )),
+            row.error_at(
+                column,
+                format!("column {} (`{name}`) is `{given}`, not {expected}", index + 1),
+            )
+            .expected(format!("{expected}, or empty to keep the spec's `normalize`"))
+            .hint(format!(
+                "column 6 is the shift subtracted, column 7 the scale divided by (a number or `dtype`) ({})",
+                row.named
+            )),
         )
     };
     let number = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite());

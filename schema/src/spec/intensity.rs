@@ -2,13 +2,16 @@
 
 use std::borrow::Cow;
 
-use super::{Augment, DatasetSpec, ValueTransform};
+use super::{Augment, DatasetSpec, Split, ValueTransform};
 
 impl ValueTransform {
     /// True for `normalize` in either form ([`ValueTransform::Normalize`],
     /// [`ValueTransform::NormalizeDtype`]).
     pub fn is_normalize(&self) -> bool {
-        matches!(self, ValueTransform::Normalize { .. } | ValueTransform::NormalizeDtype { .. })
+        matches!(
+            self,
+            ValueTransform::Normalize { .. } | ValueTransform::NormalizeDtype { .. }
+        )
     }
 }
 
@@ -34,8 +37,15 @@ impl Augment {
     /// assert_eq!(b.len(), 2);
     /// ```
     pub fn inputs_of(&self, dataset: &DatasetSpec) -> Cow<'_, [ValueTransform]> {
-        let list = self.inputs_for(dataset.split);
-        let Some(own) = &dataset.normalize else {
+        self.inputs_with(dataset.split, dataset.normalize.as_ref())
+    }
+
+    /// The value transforms on every input of a sample of `split` with `normalize` (a dataset's own, if
+    /// any) in place of each `normalize` entry, or first when the list has none: what
+    /// [`Augment::inputs_of`] gives for a dataset of that split and normalization.
+    pub fn inputs_with(&self, split: Split, normalize: Option<&ValueTransform>) -> Cow<'_, [ValueTransform]> {
+        let list = self.inputs_for(split);
+        let Some(own) = normalize else {
             return Cow::Borrowed(list);
         };
         if list.iter().any(ValueTransform::is_normalize) {

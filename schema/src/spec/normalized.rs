@@ -224,11 +224,16 @@ fn dataset_errors(spec: &Spec, out: &mut Vec<String>) {
     for d in &spec.datasets {
         let normalize_ok = match &d.normalize {
             None => true,
-            Some(t @ (ValueTransform::Normalize { .. } | ValueTransform::NormalizeDtype { .. })) => transform_is_valid(t),
+            Some(t @ (ValueTransform::Normalize { .. } | ValueTransform::NormalizeDtype { .. })) => {
+                transform_is_valid(t)
+            }
             Some(_) => false,
         };
         if !normalize_ok {
-            out.push(format!("dataset `{}`: its `normalize` must be a valid normalize", d.raw));
+            out.push(format!(
+                "dataset `{}`: its `normalize` must be a valid normalize",
+                d.raw
+            ));
         }
         if let Some(t) = &d.targets {
             let unknown = t.annotated.iter().flatten().any(|c| !spec.classes.contains(c));
@@ -291,7 +296,10 @@ fn augment_errors(spec: &Spec, out: &mut Vec<String>) {
         .chain(a.per_class.values())
         .chain(a.validate.per_class.values())
         .flatten();
-    if targets.clone().any(|t| matches!(t, ValueTransform::NormalizeDtype { .. })) {
+    if targets
+        .clone()
+        .any(|t| matches!(t, ValueTransform::NormalizeDtype { .. }))
+    {
         out.push("`normalize` with `scale: dtype` is for inputs only".to_owned());
     }
 }

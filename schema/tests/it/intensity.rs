@@ -54,9 +54,15 @@ fn issue_16_inline_dataset_normalize_replaces_the_specs_for_inputs_only() {
     assert_eq!(a.inputs_of(&d[0]).as_ref(), [normalize(0.0, 255.0), NOISE]);
     assert_eq!(a.inputs_of(&d[1]).as_ref(), [normalize(100.0, 1000.0), NOISE]);
     assert_eq!(d[2].split, Split::Validate);
-    assert_eq!(a.inputs_of(&d[2]).as_ref(), [ValueTransform::NormalizeDtype { shift: None }]);
+    assert_eq!(
+        a.inputs_of(&d[2]).as_ref(),
+        [ValueTransform::NormalizeDtype { shift: None }]
+    );
     // Targets keep the spec's transforms.
-    assert_eq!(a.targets_for(Split::Train, "mito"), [ValueTransform::Binarize { threshold: 0.0 }]);
+    assert_eq!(
+        a.targets_for(Split::Train, "mito"),
+        [ValueTransform::Binarize { threshold: 0.0 }]
+    );
     let text = spec.to_normalized().unwrap();
     assert_eq!(Spec::from_normalized(&text).unwrap().to_normalized().unwrap(), text);
 }
@@ -98,7 +104,11 @@ fn issue_16_datasplit_shift_and_scale_columns() {
 #[test]
 fn issue_16_datasplit_bad_scale_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("split.csv"), "train,a.zarr,raw,a.zarr,crop1/[mito],0,65k\n").unwrap();
+    std::fs::write(
+        dir.path().join("split.csv"),
+        "train,a.zarr,raw,a.zarr,crop1/[mito],0,65k\n",
+    )
+    .unwrap();
     let path = dir.path().join("spec.yaml");
     std::fs::write(&path, format!("{ARRAYS}data: {{csv: split.csv}}\n")).unwrap();
     let errors = cellmap_schema::load(&path).unwrap_err().0;
@@ -106,5 +116,8 @@ fn issue_16_datasplit_bad_scale_names_file_line_and_column() {
     let e = &errors[0];
     assert_eq!(e.file, dir.path().join("split.csv"));
     assert_eq!((e.line, e.column), (1, 40));
-    assert_eq!(e.message, "column 7 (`scale`) is `65k`, not a non-zero finite number or `dtype`");
+    assert_eq!(
+        e.message,
+        "column 7 (`scale`) is `65k`, not a non-zero finite number or `dtype`"
+    );
 }
