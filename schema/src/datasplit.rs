@@ -135,55 +135,11 @@ pub(crate) fn read(
             line,
             named: &named,
         };
-        let split = match row_split(&cols, is_first, &row) {
-            Ok(split) => split,
-            Err(d) => {
-                errors.push(*d);
-                continue;
-            }
-        };
-        let (raw, gt, intensity) = match cols.as_slice() {
-            [_, raw, gt] => (raw.to_string(), gt.to_string(), None),
-            [_, raw_root, raw_ds, gt_root, gt_ds] => (join(raw_root, raw_ds), join(gt_root, gt_ds), None),
-            [_, raw_root, raw_ds, gt_root, gt_ds, shift, scale] => {
-                (join(raw_root, raw_ds), join(gt_root, gt_ds), Some([*shift, *scale]))
-            }
-            _ => {
-                errors.push(
-                    csv_error(line, format!("row has {} columns", cols.len()))
-                        .expected("5 columns `split,raw_zarr_root,raw_ds_path,gt_zarr_root,gt_ds_path`, 3 columns `split,raw_path,gt_path`, or 7 columns: the 5 then `shift,scale`")
-                        .hint(named.clone()),
-                );
-                continue;
-            }
-        };
         let row_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-        let normalize = match intensity.map(|v| row_normalize(v, row_text, &row)).transpose() {
-            Ok(n) => n.flatten(),
-            Err(d) => {
-                errors.push(*d);
-                continue;
-            }
-        };
-        if raw.is_empty() {
-            errors.push(csv_error(line, "empty raw path".to_owned()).hint(named.clone()));
-            continue;
+        match row_dataset(&cols, is_first, row_text, ctx, &row, &mut warnings) {
+            Ok(d) => datasets.push(d),
+            Err(d) => errors.push(*d),
         }
-        let targets = match row_targets(&gt, ctx, &row, &mut warnings) {
-            Ok(t) => t,
-            Err(d) => {
-                errors.push(*d);
-                continue;
-            }
-        };
-        datasets.push(DatasetSpec {
-            split,
-            index: 0,
-            raw: resolve_path(ctx.base_dir, &raw),
-            targets,
-            origin: format!("{}:{line}", csv_path.display()),
-            normalize,
-        });
     }
     if errors.is_empty() && datasets.is_empty() {
         errors.push(spec_error(format!("datasplit CSV `{written}` lists no datasets")));
@@ -193,6 +149,50 @@ pub(crate) fn read(
     } else {
         Err(errors)
     }
+}
+
+/// The dataset of one non-empty row (`row_text` is its line, for the column of an error).
+fn row_dataset(
+    cols: &[&str],
+    is_first: bool,
+    row_text: &str,
+    ctx: &DatasplitContext<'_>,
+    row: &Row<'_>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<DatasetSpec, Box<Diagnostic>> {
+    let split = row_split(cols, is_first, row)?;
+    let (raw, gt, intensity) = match cols {
+        [_, raw, gt] => (raw.to_string(), gt.to_string(), None),
+        [_, raw_root, raw_ds, gt_root, gt_ds] => (join(raw_root, raw_ds), join(gt_root, gt_ds), None),
+        [_, raw_root, raw_ds, gt_root, gt_ds, shift, scale] => {
+            (join(raw_root, raw_ds), join(gt_root, gt_ds), Some([*shift, *scale]))
+        }
+        _ => {
+            return Err(Box::new(
+                row.error(format!("row has {} columns", cols.len()))
+                    .expected("5 columns `split,raw_zarr_root,raw_ds_path,gt_zarr_root,gt_ds_path`, 3 columns `split,raw_path,gt_path`, or 7 columns: the 5 then `shift,scale`")
+                    .hint(row.named.to_owned()),
+            ));
+        }
+    };
+    let normalize = intensity
+        .map(|v| row_normalize(v, row_text, row))
+        .transpose()?
+        .flatten();
+    if raw.is_empty() {
+        return Err(Box::new(
+            row.error("empty raw path".to_owned()).hint(row.named.to_owned()),
+        ));
+    }
+    let targets = row_targets(&gt, ctx, row, warnings)?;
+    Ok(DatasetSpec {
+        split,
+        index: 0,
+        raw: resolve_path(ctx.base_dir, &raw),
+        targets,
+        origin: format!("{}:{}", row.csv_path.display(), row.line),
+        normalize,
+    })
 }
 
 /// Where a CSV row is, for its diagnostics.

@@ -46,8 +46,8 @@ pub(super) fn check_uint8_inputs(inputs: &[ArraySpec], datasets: &[DatasetSpec],
         let d = c.at(
             &format!("/arrays/inputs/{}/dtype", escape_segment(&i.name)),
             format!(
-                "a `uint8` input cannot be normalized, and dataset `{}` ({}) has its own `normalize`",
-                dataset.raw, dataset.origin
+                "a `uint8` input cannot be normalized, and the dataset at {} has its own `normalize`",
+                dataset.origin
             ),
         );
         c.push(
