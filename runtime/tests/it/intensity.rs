@@ -125,6 +125,27 @@ fn issue_16_scale_dtype_divides_uint16_by_65535_and_uint8_by_255_in_one_split() 
 }
 
 #[test]
+fn issue_16_scale_dtype_maps_int16_from_its_minimum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fmt = Fmt::V2 {
+        compressor: serde_json::Value::Null,
+        sep: "/",
+    };
+    let (signed, _) = write_pyramid::<i16>(&tmp.path().join("signed.zarr"), &fmt, SHAPE, [16; 3], None);
+    assert!(signed.iter().any(|v| *v < 0));
+    let data = "  datasets:\n    - { split: train, raw: signed.zarr }\n    - { split: validate, raw: signed.zarr, normalize: { shift: 0, scale: dtype } }";
+    let s = spec(tmp.path(), data, "[{ normalize: { scale: dtype } }]");
+    // (x − (−32768)) / 65535 onto [0, 1]; an explicit shift replaces the minimum.
+    let seen = check(&s, Split::Train, 2, |_, c| {
+        normalized(&crop(&signed, c), -32768.0, 65535.0)
+    });
+    assert!(seen[0] > 0);
+    check(&s, Split::Validate, 1, |_, c| {
+        normalized(&crop(&signed, c), 0.0, 65535.0)
+    });
+}
+
+#[test]
 fn issue_16_inline_dataset_normalize_overrides_the_specs_in_training_and_validation() {
     let tmp = tempfile::tempdir().unwrap();
     let (wide, narrow) = volumes(tmp.path());
