@@ -270,8 +270,9 @@ fn convert(config: Map<String, Value>, options: &ImportOptions<'_>) -> Result<Im
     };
     let header = format!(
         "# Imported from {source} by `cellmap-compile import`.\n\
-         # augment.inputs is cellmap-data's default raw transform (uint8 ÷ 255, NaN → 0) unless the\n\
-         # configuration listed its own; validation applies only its deterministic entries.\n"
+         # augment.inputs is cellmap-data's default raw transform (the raw dtype's range onto [0, 1]:\n\
+         # uint8 ÷ 255, uint16 ÷ 65535; NaN → 0) unless the configuration listed its own; validation\n\
+         # applies only its deterministic entries.\n"
     );
     Ok(Imported {
         yaml: format!("{header}{}", yaml(&Value::Object(spec), 0)),
@@ -410,19 +411,20 @@ fn augment_section(config: &Map<String, Value>, notes: &mut Vec<String>) -> Resu
             Some(list @ Value::Array(_)) => Some(list.clone()),
             Some(_) => {
                 notes.push(format!(
-                    "`{key}` is a Python transform, not a list in the spec's syntax (e.g. `[{{\"normalize\": {{\"scale\": 255}}}}]`): {what} get {default}; write them in the spec"
+                    "`{key}` is a Python transform, not a list in the spec's syntax (e.g. `[{{\"normalize\": {{\"scale\": \"dtype\"}}}}]`): {what} get {default}; write them in the spec"
                 ));
                 None
             }
         }
     };
-    // cellmap-data's default raw transforms: ToDtype(float, scale=True) (÷255 for uint8), NaNtoNum(nan=0).
+    // cellmap-data's default raw transforms: ToDtype(float, scale=True) (÷ the dtype's maximum: 255 for
+    // uint8, 65535 for uint16), NaNtoNum(nan=0); `scale: dtype` resolves it per dataset.
     let inputs = transforms(
         "train_raw_value_transforms",
         "training inputs",
-        "cellmap-data's default (÷ 255, NaN → 0)",
+        "cellmap-data's default (÷ the raw dtype's maximum, NaN → 0)",
     )
-    .unwrap_or_else(|| json!([{"normalize": {"shift": 0, "scale": 255}}, {"nan_to_num": {"nan": 0}}]));
+    .unwrap_or_else(|| json!([{"normalize": {"scale": "dtype"}}, {"nan_to_num": {"nan": 0}}]));
     augment.insert("inputs".into(), inputs);
     if let Some(targets) = transforms("target_value_transforms", "targets", "the default (binarized at 0)") {
         augment.insert("targets".into(), targets);

@@ -103,7 +103,8 @@ def normalized_spec(spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText)
 
 
 def plan(spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText, *, counts: bool = False) -> dict[str, Any]:
-    """The plan (levels, boxes, centre grids, tiles, exact batch bytes) as ``plan --json`` prints it."""
+    """The plan (levels, boxes, centre grids, tiles, exact batch bytes, each dataset's resolved
+    ``input_transforms``) as ``plan --json`` prints it."""
     return json.loads(_native.plan_json(*spec_source(spec), counts))
 
 
@@ -354,7 +355,8 @@ class Loader:
         return batch
 
     def plan(self) -> dict[str, Any]:
-        """The plan (levels, boxes, centre grids, tiles, batch bytes) as a dict."""
+        """The plan (levels, boxes, centre grids, tiles, batch bytes, each dataset's resolved
+        ``input_transforms``) as a dict."""
         return json.loads(self._native.plan_json())
 
     def preview(self, path: str | os.PathLike[str], step: int = 0) -> None:

@@ -196,9 +196,12 @@ impl NativeLoader {
             .collect()
     }
 
-    /// The plan as JSON (as `cellmap-compile plan --json` prints it).
+    /// The plan as JSON (as `cellmap-compile plan --json` prints it, with each dataset's
+    /// `input_transforms`).
     fn plan_json(&self) -> PyResult<String> {
-        serde_json::to_string(self.loader.plan()).map_err(cellmap_error)
+        cellmap_runtime::sample::intensity::plan_json(self.loader.spec(), self.loader.planned())
+            .and_then(|v| serde_json::to_string(&v))
+            .map_err(cellmap_error)
     }
 
     /// The validated spec as JSON.

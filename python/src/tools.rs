@@ -61,7 +61,9 @@ fn plan_json(py: Python<'_>, text: &str, source: &str, counts: bool) -> PyResult
     let spec = parse(py, text, source)?.spec;
     py.detach(|| {
         let planned = plan(&spec, PlanOptions { count_classes: counts }).map_err(|e| e.to_string())?;
-        serde_json::to_string(&planned.plan).map_err(|e| e.to_string())
+        cellmap_runtime::sample::intensity::plan_json(&spec, &planned)
+            .and_then(|v| serde_json::to_string(&v))
+            .map_err(|e| e.to_string())
     })
     .map_err(cellmap_error)
 }

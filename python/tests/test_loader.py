@@ -242,6 +242,21 @@ def test_batch_dtypes_are_the_float32_batches_converted(
         assert (got_val["labels"][:, CLASSES.index("pm")] == 255).all()
 
 
+def test_normalize_dtype_in_a_spec_dict_divides_uint8_raw_by_255(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue #16: `normalize: dtype` passes through a spec dict and resolves per dataset from the raw
+    # dtype (the synthetic raw is uint8: ÷ 255), which `plan()` shows.
+    monkeypatch.chdir(synth.root)
+    by_number = loader_dict(str(synth.csv))
+    by_number["augment"] = {"inputs": [{"normalize": {"scale": 255}}]}
+    by_dtype = loader_dict(str(synth.csv))
+    by_dtype["augment"] = {"inputs": [{"normalize": "dtype"}]}
+    a = clone(next(iter(cc.Loader(by_number))))
+    b = clone(next(iter(cc.Loader(by_dtype))))
+    assert same_bits(a["raw"], b["raw"])
+    plan = cc.plan(by_dtype)
+    assert plan["datasets"][0]["input_transforms"]["raw"] == [{"normalize": {"shift": 0.0, "scale": 255.0}}]
+
+
 def test_validation_batches_carry_unknown_classes_as_nan(synth: Synth) -> None:
     # Validation crop 2 annotates mito, er and nuc; pm is unknown there: NaN in every tile.
     batch = next(iter(cc.Loader(synth.spec, split="validate")))

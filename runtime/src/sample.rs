@@ -18,6 +18,7 @@ use cellmap_schema::{ArraySpec, Spec, ValueTransform};
 mod chunks;
 mod crop;
 mod error;
+pub mod intensity;
 mod packed;
 
 pub(crate) use crop::{CropContext, CropElem, read_crop};
@@ -78,7 +79,8 @@ pub struct SampleRequest {
     pub key: SampleKey,
     /// Apply the spec's spatial transforms (training) or not (validation, `sample`).
     pub spatial: bool,
-    /// Apply the value transforms of the dataset's split ([`cellmap_schema::Augment::inputs_for`] and
+    /// Apply the value transforms of the dataset's split ([`cellmap_schema::Augment::inputs_of`], with
+    /// the dataset's own `normalize` and `scale: dtype` resolved, see [`intensity`], and
     /// [`cellmap_schema::Augment::targets_for`]: a validation dataset gets `augment.validate`, by default
     /// the deterministic training transforms) or none (the stored values).
     pub values: bool,
@@ -118,6 +120,8 @@ pub struct Reader {
     /// Per dataset, per target array: the one-pass packed-labels plan (with the target transforms
     /// of the dataset's split), when it applies.
     packed: Vec<Vec<Option<PackedTarget>>>,
+    /// Per dataset, per input array: its value transforms (its own `normalize`, `scale: dtype` resolved).
+    inputs: intensity::InputTransforms,
     /// The largest extent of the spec's arrays (nm), which an elastic lattice covers.
     extent_nm: [f64; 3],
 }
@@ -139,6 +143,7 @@ impl Reader {
             })
             .collect();
         Reader {
+            inputs: intensity::InputTransforms::of_plan(&spec, &planned),
             extent_nm: largest_extent_nm(&spec),
             spec,
             planned,
@@ -286,7 +291,7 @@ impl Reader {
         let spec = &*self.spec;
         let (array, lp) = (&spec.inputs()[i], &sample.plan.inputs[i]);
         let transforms: &[ValueTransform] = if sample.request.values {
-            spec.augment().inputs_for(sample.plan.split)
+            self.inputs.get(sample.request.dataset, i)
         } else {
             &[]
         };

@@ -1,5 +1,8 @@
 //! cellmap-data's datasplit CSV: `split,raw_zarr_root,raw_ds_path,gt_zarr_root,gt_ds_path_with_[classes]`
 //! (5 columns) or `split,raw_path,gt_path` (3 columns), no header, `#` comments and empty lines skipped.
+//! Our extension: 7 columns, the 5 above then `shift,scale`, a dataset's own intensity normalization
+//! (`scale` a number or `dtype`; either may be empty, and a row with both empty keeps the spec's
+//! `normalize`). With full paths, leave the two root columns empty: `train,,/d/a.zarr/raw,,/d/a.zarr/[mito],0,dtype`.
 //!
 //! As in cellmap-data, a bracketed class the spec does not list is not loaded: it is dropped from the
 //! row's class list with a warning, not an error. Splits are `train`, `validate` and `test` (CellMap's
@@ -9,7 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::spec::{DatasetSpec, Split, TargetTemplate};
+use crate::spec::{DatasetSpec, Split, TargetTemplate, ValueTransform};
 
 /// Largest datasplit CSV accepted, in bytes.
 const MAX_CSV_BYTES: u64 = 16 << 20;
@@ -132,43 +135,11 @@ pub(crate) fn read(
             line,
             named: &named,
         };
-        let split = match row_split(&cols, is_first, &row) {
-            Ok(split) => split,
-            Err(d) => {
-                errors.push(*d);
-                continue;
-            }
-        };
-        let (raw, gt) = match cols.as_slice() {
-            [_, raw, gt] => (raw.to_string(), gt.to_string()),
-            [_, raw_root, raw_ds, gt_root, gt_ds] => (join(raw_root, raw_ds), join(gt_root, gt_ds)),
-            _ => {
-                errors.push(
-                    csv_error(line, format!("row has {} columns", cols.len()))
-                        .expected("5 columns `split,raw_zarr_root,raw_ds_path,gt_zarr_root,gt_ds_path` or 3 columns `split,raw_path,gt_path`")
-                        .hint(named.clone()),
-                );
-                continue;
-            }
-        };
-        if raw.is_empty() {
-            errors.push(csv_error(line, "empty raw path".to_owned()).hint(named.clone()));
-            continue;
+        let row_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+        match row_dataset(&cols, is_first, row_text, ctx, &row, &mut warnings) {
+            Ok(d) => datasets.push(d),
+            Err(d) => errors.push(*d),
         }
-        let targets = match row_targets(&gt, ctx, &row, &mut warnings) {
-            Ok(t) => t,
-            Err(d) => {
-                errors.push(*d);
-                continue;
-            }
-        };
-        datasets.push(DatasetSpec {
-            split,
-            index: 0,
-            raw: resolve_path(ctx.base_dir, &raw),
-            targets,
-            origin: format!("{}:{line}", csv_path.display()),
-        });
     }
     if errors.is_empty() && datasets.is_empty() {
         errors.push(spec_error(format!("datasplit CSV `{written}` lists no datasets")));
@@ -178,6 +149,50 @@ pub(crate) fn read(
     } else {
         Err(errors)
     }
+}
+
+/// The dataset of one non-empty row (`row_text` is its line, for the column of an error).
+fn row_dataset(
+    cols: &[&str],
+    is_first: bool,
+    row_text: &str,
+    ctx: &DatasplitContext<'_>,
+    row: &Row<'_>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<DatasetSpec, Box<Diagnostic>> {
+    let split = row_split(cols, is_first, row)?;
+    let (raw, gt, intensity) = match cols {
+        [_, raw, gt] => (raw.to_string(), gt.to_string(), None),
+        [_, raw_root, raw_ds, gt_root, gt_ds] => (join(raw_root, raw_ds), join(gt_root, gt_ds), None),
+        [_, raw_root, raw_ds, gt_root, gt_ds, shift, scale] => {
+            (join(raw_root, raw_ds), join(gt_root, gt_ds), Some([*shift, *scale]))
+        }
+        _ => {
+            return Err(Box::new(
+                row.error(format!("row has {} columns", cols.len()))
+                    .expected("5 columns `split,raw_zarr_root,raw_ds_path,gt_zarr_root,gt_ds_path`, 3 columns `split,raw_path,gt_path`, or 7 columns: the 5 then `shift,scale`")
+                    .hint(row.named.to_owned()),
+            ));
+        }
+    };
+    let normalize = intensity
+        .map(|v| row_normalize(v, row_text, row))
+        .transpose()?
+        .flatten();
+    if raw.is_empty() {
+        return Err(Box::new(
+            row.error("empty raw path".to_owned()).hint(row.named.to_owned()),
+        ));
+    }
+    let targets = row_targets(&gt, ctx, row, warnings)?;
+    Ok(DatasetSpec {
+        split,
+        index: 0,
+        raw: resolve_path(ctx.base_dir, &raw),
+        targets,
+        origin: format!("{}:{}", row.csv_path.display(), row.line),
+        normalize,
+    })
 }
 
 /// Where a CSV row is, for its diagnostics.
@@ -190,8 +205,75 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn error(&self, message: String) -> Diagnostic {
-        Diagnostic::error(self.csv_path, (self.line, 1), "/data/csv", message)
+        self.error_at(1, message)
     }
+
+    fn error_at(&self, column: usize, message: String) -> Diagnostic {
+        Diagnostic::error(self.csv_path, (self.line, column), "/data/csv", message)
+    }
+}
+
+/// The dataset normalization of a 7-column row's `shift,scale` (columns 6 and 7; `row_text` is the
+/// row's line, for the column of an error): none when both are empty.
+fn row_normalize(
+    [shift, scale]: [&str; 2],
+    row_text: &str,
+    row: &Row<'_>,
+) -> Result<Option<ValueTransform>, Box<Diagnostic>> {
+    if shift.is_empty() && scale.is_empty() {
+        return Ok(None);
+    }
+    let bad = |index: usize, name: &str, given: &str, expected: &str| {
+        let column = field_column(row_text, index);
+        Box::new(
+            row.error_at(
+                column,
+                format!("column {} (`{name}`) is `{given}`, not {expected}", index + 1),
+            )
+            .expected(format!("{expected}, or empty to keep the spec's `normalize`"))
+            .hint(format!(
+                "column 6 is the shift subtracted, column 7 the scale divided by (a number or `dtype`) ({})",
+                row.named
+            )),
+        )
+    };
+    let number = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite());
+    let shift = match shift {
+        "" => None,
+        v => Some(number(v).ok_or_else(|| bad(5, "shift", v, "a finite number"))?),
+    };
+    Ok(Some(match scale {
+        "dtype" => ValueTransform::NormalizeDtype { shift },
+        v => {
+            let scale = match v {
+                "" => 1.0,
+                v => number(v)
+                    .filter(|x| *x != 0.0)
+                    .ok_or_else(|| bad(6, "scale", v, "a non-zero finite number or `dtype`"))?,
+            };
+            ValueTransform::Normalize {
+                shift: shift.unwrap_or(0.0),
+                scale,
+            }
+        }
+    }))
+}
+
+/// The column (from 1, in characters) where field `index` (from 0) of a CSV line starts; commas inside
+/// double quotes do not separate fields.
+fn field_column(line: &str, index: usize) -> usize {
+    let (mut field, mut quoted) = (0, false);
+    for (column, ch) in line.chars().enumerate() {
+        if field == index {
+            return column + 1;
+        }
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => field += 1,
+            _ => {}
+        }
+    }
+    line.chars().count() + 1
 }
 
 /// The split in a row's first column; a header row or an unknown name is an error.
@@ -321,5 +403,12 @@ mod tests {
         assert_eq!(record_line(text, 0), 1);
         assert_eq!(record_line(text, 4), 5);
         assert_eq!(record_line(text, text.len()), 6);
+    }
+
+    #[test]
+    fn field_columns_skip_quoted_commas() {
+        assert_eq!(field_column("a,b,c", 0), 1);
+        assert_eq!(field_column("a,\"b,x\",c", 2), 9);
+        assert_eq!(field_column("a,b", 5), 4);
     }
 }

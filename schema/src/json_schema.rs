@@ -237,6 +237,11 @@ fn one_of(
     out: &mut Vec<Diagnostic>,
 ) {
     let pointer = error.instance_path().as_str().to_owned();
+    // An optional union (`anyOf: [union, null]`) given a value: what matters is the union's failure.
+    if let Some((inner, inner_context)) = optional_union(error, context) {
+        one_of(inner, inner_context, schema, file, positions, out);
+        return;
+    }
     let depth =
         |errs: &Vec<ValidationError<'static>>| errs.iter().map(|e| e.instance_path().as_str().len()).max().unwrap_or(0);
     let best = context
@@ -266,6 +271,50 @@ fn one_of(
     );
 }
 
+/// The inner union of an `anyOf: [union, {type: null}]` that a non-null value failed, and its branches.
+fn optional_union<'e>(
+    error: &ValidationError<'_>,
+    context: &'e [Vec<ValidationError<'static>>],
+) -> Option<(&'e ValidationError<'static>, &'e [Vec<ValidationError<'static>>])> {
+    if error.instance().is_null() || context.len() != 2 {
+        return None;
+    }
+    let pointer = error.instance_path().as_str();
+    let mut union = None;
+    for errs in context {
+        match errs.as_slice() {
+            [e] if e.instance_path().as_str() == pointer => match e.kind() {
+                ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+                    union = Some((e, context.as_slice()));
+                }
+                ValidationErrorKind::Type {
+                    kind: TypeKind::Single(jsonschema::JsonType::Null),
+                } => {}
+                _ => return None,
+            },
+            _ => return None,
+        }
+    }
+    union
+}
+
+/// Errors of nested unions at the union's own value, flattened (a `$ref` to an enum of constants
+/// inside an untagged union fails as a union of its own).
+fn flatten<'e>(errs: &'e [ValidationError<'static>], pointer: &str, out: &mut Vec<&'e ValidationError<'static>>) {
+    for e in errs {
+        match e.kind() {
+            ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context }
+                if e.instance_path().as_str() == pointer =>
+            {
+                for inner in context {
+                    flatten(inner, pointer, out);
+                }
+            }
+            _ => out.push(e),
+        }
+    }
+}
+
 /// A `oneOf` that no branch matched, with no branch failing deeper than the value itself.
 struct Branches<'a> {
     context: &'a [Vec<ValidationError<'static>>],
@@ -277,7 +326,11 @@ struct Branches<'a> {
 
 impl Branches<'_> {
     fn errors(&self) -> impl Iterator<Item = &ValidationError<'static>> {
-        self.context.iter().flat_map(|errs| errs.iter())
+        let mut out = Vec::new();
+        for errs in self.context {
+            flatten(errs, &self.pointer, &mut out);
+        }
+        out.into_iter()
     }
 
     /// A mapping whose key names no variant of an externally tagged enum (the `required` keys of
@@ -324,13 +377,28 @@ impl Branches<'_> {
             })
             .collect();
         let given = self.instance.as_str().filter(|_| !constants.is_empty())?;
+        // The other forms of an untagged union (`scale: 255` beside `scale: dtype`).
+        let mut forms: Vec<&str> = self
+            .errors()
+            .filter_map(|e| match e.kind() {
+                ValidationErrorKind::Type {
+                    kind: TypeKind::Single(t),
+                } if *t != jsonschema::JsonType::String => Some(kind_name(t)),
+                _ => None,
+            })
+            .collect();
+        forms.dedup();
+        let mut expected = format!("one of {}", list(&constants));
+        for form in forms {
+            expected.push_str(&format!(", or {form}"));
+        }
         let d = Diagnostic::error(
             self.file,
             self.positions.value(&self.pointer),
             self.pointer.clone(),
             format!("`{}` is not an allowed value", show(self.instance)),
         )
-        .expected(format!("one of {}", list(&constants)))
+        .expected(expected)
         .maybe_hint(did_you_mean(given, constants.iter().map(String::as_str)));
         Some(d)
     }

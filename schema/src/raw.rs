@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod normalize;
+
+pub use normalize::{RawDtypeRange, RawNormalize, RawNormalizeForm, RawScale};
+
 /// A cellmap-compile spec as written in YAML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +144,12 @@ pub struct RawDataset {
     /// disk (a class is annotated when its group exists).
     #[serde(default)]
     pub classes: Option<Vec<String>>,
+    /// This dataset's intensity normalization, e.g. `{shift: 0, scale: 65535}` or `dtype`: it replaces
+    /// the `normalize` entries of `augment.inputs` and `augment.validate.inputs` for this dataset's
+    /// inputs (or runs first when those lists have none). Targets are not affected. Default: none (the
+    /// spec's transforms as written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<RawNormalizeForm>,
 }
 
 /// A data split.
@@ -448,8 +458,8 @@ pub struct RawElastic {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawTransform {
-    /// `x ← (x − shift) / scale`.
-    Normalize(RawNormalize),
+    /// `x ← (x − shift) / scale`, with numbers or from the source dtype's range (`normalize: dtype`).
+    Normalize(RawNormalizeForm),
     /// `x ← 1 if x > threshold else 0`; NaN stays NaN.
     Binarize(RawBinarize),
     /// Replace NaN and infinities.
@@ -462,22 +472,6 @@ pub enum RawTransform {
     RandomGamma(RawRange),
     /// Separable Gaussian blur with replicate padding.
     GaussianBlur(RawGaussianBlur),
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-/// Parameters of `normalize`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawNormalize {
-    /// Subtracted first. Default: `0`.
-    #[serde(default)]
-    pub shift: f64,
-    /// Divided by; non-zero. Default: `1`.
-    #[serde(default = "one")]
-    pub scale: f64,
 }
 
 /// Parameters of `binarize`.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod intensity;
 mod normalized;
 
 pub use normalized::NormalizedError;
@@ -300,6 +301,12 @@ pub struct DatasetSpec {
     pub targets: Option<TargetTemplate>,
     /// Where this dataset was declared, for error messages (`file:line:column`).
     pub origin: String,
+    /// This dataset's own normalization ([`ValueTransform::Normalize`] or
+    /// [`ValueTransform::NormalizeDtype`]), from its inline `normalize` or its CSV row's `shift,scale`
+    /// columns: it replaces the `normalize` entries of the input transforms for its inputs (see
+    /// [`Augment::inputs_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<ValueTransform>,
 }
 
 /// Where the label groups of one crop live.
@@ -487,6 +494,14 @@ pub enum ValueTransform {
         /// Divided by; non-zero.
         scale: f64,
     },
+    /// `x ← (x − shift) / (max − min)` over the source array's dtype range `[min, max]` (`scale: dtype`):
+    /// unsigned integers `x / max`, signed integers `(x − min) / (max − min)`, floats unchanged
+    /// (`shift` 0, scale 1). The runtime resolves it per dataset into a [`ValueTransform::Normalize`]
+    /// from the dtype of the raw level read.
+    NormalizeDtype {
+        /// Subtracted first; `None` = the dtype's minimum (0 for unsigned integers and floats).
+        shift: Option<f64>,
+    },
     /// `x ← 1 if x > threshold else 0`; NaN stays NaN.
     Binarize {
         /// Threshold.
@@ -538,6 +553,7 @@ impl ValueTransform {
             | ValueTransform::RandomContrast { .. }
             | ValueTransform::RandomGamma { .. } => true,
             ValueTransform::Normalize { .. }
+            | ValueTransform::NormalizeDtype { .. }
             | ValueTransform::Binarize { .. }
             | ValueTransform::NanToNum { .. }
             | ValueTransform::GaussianBlur { .. } => false,

@@ -10,6 +10,7 @@ use crate::spec::*;
 use crate::yaml::{PositionIndex, escape_segment};
 
 mod dtype;
+mod intensity;
 mod predict;
 
 /// Collects diagnostics while checking one spec.
@@ -70,6 +71,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     dtype::check_uint8_arrays(&inputs, &targets, &classes, &sampling, &augment, c);
     let loader = loader(&raw.loader, c);
     let datasets = datasets(&raw, &classes, base_dir, c);
+    intensity::check_uint8_inputs(&inputs, &datasets, c);
     let predict = raw
         .predict
         .as_ref()
@@ -510,14 +512,8 @@ fn transforms(raw: &[RawTransform], pointer: &str, c: &mut Checker<'_>) -> Vec<V
         let p = format!("{pointer}/{i}");
         out.push(match t {
             RawTransform::Normalize(n) => {
-                if n.scale == 0.0 {
-                    let d = c.at(&format!("{p}/normalize/scale"), "`scale` is 0");
-                    c.push(d.expected("a non-zero divisor"));
-                }
-                ValueTransform::Normalize {
-                    shift: n.shift,
-                    scale: n.scale,
-                }
+                let for_inputs = pointer == "/augment/inputs" || pointer == "/augment/validate/inputs";
+                intensity::normalize(n, &format!("{p}/normalize"), for_inputs, c)
             }
             RawTransform::Binarize(b) => ValueTransform::Binarize { threshold: b.threshold },
             RawTransform::NanToNum(n) => ValueTransform::NanToNum {
@@ -665,12 +661,17 @@ fn inline_datasets(list: &[RawDataset], classes: &[String], base_dir: &Path, c: 
                 }
             }
         };
+        let normalize = d
+            .normalize
+            .as_ref()
+            .map(|n| intensity::normalize(n, &format!("{pointer}/normalize"), true, c));
         out.push(DatasetSpec {
             split,
             index: 0,
             raw: resolve_path(base_dir, &d.raw),
             targets,
             origin: c.origin(&pointer),
+            normalize,
         });
     }
     datasplit::number(out)

@@ -40,7 +40,8 @@ pub(crate) fn run(args: &PlanArgs) -> ExitCode {
         }
     };
     if args.json {
-        match serde_json::to_string_pretty(&planned.plan) {
+        let json = cellmap_runtime::sample::intensity::plan_json(&checked.spec, &planned);
+        match json.and_then(|v| serde_json::to_string_pretty(&v)) {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -49,6 +50,7 @@ pub(crate) fn run(args: &PlanArgs) -> ExitCode {
         }
     } else {
         print!("{}", render(&planned.plan, checked.spec.classes()));
+        print!("{}", render_intensity(&checked.spec, &planned));
     }
     // The plan is printed either way (its ring bytes are what to lower); a loader would refuse it.
     if let Err(e) = check_fits(&MemoryNeed::of_plan(&planned.plan, &checked.spec)) {
@@ -148,6 +150,32 @@ fn render_dataset(s: &mut String, d: &cellmap_runtime::DatasetPlan, classes: &[S
             .collect();
         let _ = writeln!(s, "{:<15}foreground/total voxels: {}", "", cells.join(" "));
     }
+}
+
+/// One line per dataset input whose `normalize` is its own or was resolved from the raw dtype
+/// (`scale: dtype`); nothing when every dataset uses the spec's numbers.
+pub(crate) fn render_intensity(spec: &cellmap_schema::Spec, planned: &cellmap_runtime::Planned) -> String {
+    let mut s = String::new();
+    let resolved = cellmap_runtime::sample::intensity::InputTransforms::of_plan(spec, planned);
+    for (d, per_input) in planned.plan.datasets.iter().zip(resolved.per_dataset()) {
+        for (array, transforms) in spec.inputs().iter().zip(per_input) {
+            if transforms.as_slice() == spec.augment().inputs_for(d.split) {
+                continue;
+            }
+            for t in transforms {
+                if let cellmap_schema::ValueTransform::Normalize { shift, scale } = t {
+                    let _ = writeln!(
+                        s,
+                        "normalize {:<9} {:>3}  {}: (x - {shift}) / {scale}",
+                        d.split.name(),
+                        d.index,
+                        array.name
+                    );
+                }
+            }
+        }
+    }
+    s
 }
 
 /// Class weights, exclusions and warnings.

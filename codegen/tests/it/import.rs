@@ -180,8 +180,9 @@ fn a_challenge_train_config_becomes_this_spec() {
     assert_eq!(
         out.yaml,
         r#"# Imported from a CellMap segmentation challenge train config by `cellmap-compile import`.
-# augment.inputs is cellmap-data's default raw transform (uint8 ÷ 255, NaN → 0) unless the
-# configuration listed its own; validation applies only its deterministic entries.
+# augment.inputs is cellmap-data's default raw transform (the raw dtype's range onto [0, 1]:
+# uint8 ÷ 255, uint16 ÷ 65535; NaN → 0) unless the configuration listed its own; validation
+# applies only its deterministic entries.
 version: 1
 name: "csc-3d"
 classes: ["nuc","er","mito","ecs"]
@@ -218,7 +219,7 @@ augment:
       x: [-180,180]
       y: [-180,180]
       z: [-180,180]
-  inputs: [{"normalize":{"shift":0,"scale":255}},{"nan_to_num":{"nan":0}}]
+  inputs: [{"normalize":{"scale":"dtype"}},{"nan_to_num":{"nan":0}}]
 loader:
   batch_size: 3
   workers: 2
@@ -249,6 +250,11 @@ loader:
     assert!(spec.class_relations()["nuc"].contains("mito") && !spec.class_relations()["nuc"].contains("er"));
     assert_eq!(spec.loader().workers, 2);
     assert!(!spec.sampling().validation_tiling);
+    // issue #16: cellmap-data's `ToDtype(scale=True)` divides by the raw dtype's maximum, per dataset.
+    assert_eq!(
+        spec.augment().inputs[0],
+        cellmap_schema::ValueTransform::NormalizeDtype { shift: None }
+    );
 }
 
 #[test]

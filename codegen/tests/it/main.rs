@@ -6,6 +6,7 @@ mod datasplit;
 mod golden;
 mod house;
 mod import;
+mod intensity;
 mod memory;
 mod predict;
 mod reliability;

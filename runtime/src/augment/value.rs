@@ -2,7 +2,9 @@
 //!
 //! Differences from cellmap-data's classes (`transforms/augment/`):
 //! - `normalize` is explicit `(x − shift) / scale` (cellmap-data deleted its `Normalize` and relied
-//!   on dtype scaling, which silently differs between its code eras);
+//!   on dtype scaling, which silently differs between its code eras); `scale: dtype` asks for the
+//!   stored dtype's range explicitly and is resolved per dataset before this runs
+//!   (`sample::intensity`);
 //! - `nan_to_num` keeps ±∞ when no replacement is given (torch replaces them with the dtype's
 //!   extremes);
 //! - `random_contrast` uses the mean over all non-NaN voxels of the crop (cellmap-data takes
@@ -77,6 +79,12 @@ pub fn apply_value_transforms(
             ValueTransform::Normalize { shift, scale } => {
                 let (shift, scale) = (shift as f32, scale as f32);
                 data.iter_mut().for_each(|x| *x = (*x - shift) / scale);
+            }
+            ValueTransform::NormalizeDtype { shift } => {
+                // Readers resolve `scale: dtype` against the stored dtype first
+                // (`sample::intensity`); what reaches here is `f32` data, which keeps its values.
+                let shift = shift.unwrap_or(0.0) as f32;
+                data.iter_mut().for_each(|x| *x -= shift);
             }
             ValueTransform::Binarize { threshold } => {
                 data.iter_mut().for_each(|x| {

@@ -5,16 +5,20 @@
 //! matches, resampled with the input's interpolation otherwise); voxels outside the raw data get
 //! the spec's input pad value. The deterministic entries (`normalize`, `binarize`, `nan_to_num`,
 //! `gaussian_blur`) of the validation input transforms (`augment.validate.inputs`, by default those of
-//! `augment.inputs`) are applied; random ones (noise, contrast, gamma) are not.
+//! `augment.inputs`) are applied; random ones (noise, contrast, gamma) are not. A unit that reads a
+//! dataset's raw volume (a validation crop, or a `predict.raw` path that a dataset names) takes that
+//! dataset's own `normalize`, and `scale: dtype` is resolved against the dtype of the level read, as
+//! the loader does ([`crate::sample::intensity`]).
 
 use std::sync::Arc;
 
-use cellmap_schema::{ArraySpec, OutputDtype, Spec, Split, ValueTransform};
+use cellmap_schema::{ArraySpec, DatasetSpec, OutputDtype, PredictRegion, Spec, Split, ValueTransform};
 
 use super::{PredictError, PredictPlan};
 use crate::augment::spatial::SpatialDraw;
 use crate::augment::value::{ValueScratch, apply_value_transforms};
 use crate::rng::{Rng, STREAM_VALUE, SampleKey};
+use crate::sample::intensity::resolve_dtype;
 use crate::sample::{CropContext, ReadInfo, SampleScratch, read_crop};
 use crate::store::ChunkCache;
 use crate::store::{Level, Multiscale, choose_level};
@@ -54,7 +58,8 @@ pub struct TileLoader {
     levels: Vec<Vec<Level>>,
     /// Per input: the crop read (window shape, voxel size, interpolation).
     arrays: Vec<ArraySpec>,
-    transforms: Vec<ValueTransform>,
+    /// `[unit][input]`: the value transforms (see [`unit_transforms`]).
+    transforms: Vec<Vec<Vec<ValueTransform>>>,
     fill: f32,
     cache: ChunkCache,
     scratch: SampleScratch,
@@ -111,13 +116,7 @@ impl TileLoader {
                 dtype: OutputDtype::Float32,
             })
             .collect();
-        let transforms = spec
-            .augment()
-            .inputs_for(Split::Validate)
-            .iter()
-            .filter(|t| !t.is_random())
-            .cloned()
-            .collect();
+        let transforms = unit_transforms(spec, &plan, &levels);
         let sample_len: Vec<usize> = arrays.iter().map(ArraySpec::voxels).collect();
         let batch = TileBatch {
             tiles: Vec::with_capacity(batch_size),
@@ -227,9 +226,14 @@ impl TileLoader {
             centre_nm: t.centre_nm,
             fill: self.fill,
         };
-        let fused = read_crop(&ctx, self.transforms.first(), &mut self.scratch, out, &mut info)
+        let transforms = self
+            .transforms
+            .get(t.unit)
+            .and_then(|u| u.get(i))
+            .map_or(&[][..], Vec::as_slice);
+        let fused = read_crop(&ctx, transforms.first(), &mut self.scratch, out, &mut info)
             .map_err(|e| fail(&array.name, e.to_string()))?;
-        let transforms = &self.transforms[usize::from(fused)..];
+        let transforms = &transforms[usize::from(fused)..];
         if !transforms.is_empty() {
             let key = SampleKey {
                 seed: self.seed,
@@ -243,4 +247,30 @@ impl TileLoader {
         }
         Ok(())
     }
+}
+
+/// `[unit][input]`: the deterministic validation input transforms of each unit, with the `normalize`
+/// of the dataset it reads (the validation dataset of a `validation` unit, else the first dataset whose
+/// raw path is the unit's) and `scale: dtype` resolved against the dtype of each input's level.
+fn unit_transforms(spec: &Spec, plan: &PredictPlan, levels: &[Vec<Level>]) -> Vec<Vec<Vec<ValueTransform>>> {
+    let validation: Vec<&DatasetSpec> = spec.datasets_of(Split::Validate).collect();
+    plan.units
+        .iter()
+        .zip(levels)
+        .enumerate()
+        .map(|(u, (unit, levels))| {
+            let dataset = match spec.predict().map(|p| &p.region) {
+                Some(PredictRegion::Validation) => validation.get(u).copied(),
+                _ => spec.datasets().iter().find(|d| d.raw == unit.raw),
+            };
+            let list = spec
+                .augment()
+                .inputs_with(Split::Validate, dataset.and_then(|d| d.normalize.as_ref()));
+            let deterministic: Vec<ValueTransform> = list.iter().filter(|t| !t.is_random()).cloned().collect();
+            levels
+                .iter()
+                .map(|level| resolve_dtype(&deterministic, level.dtype))
+                .collect()
+        })
+        .collect()
 }

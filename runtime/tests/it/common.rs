@@ -78,6 +78,16 @@ impl Dt for u16 {
         f32::from(self)
     }
 }
+impl Dt for i16 {
+    const V2: &'static str = "<i2";
+    const V3: &'static str = "int16";
+    fn from_index(v: u64) -> Self {
+        ((v % 60_000) as i32 - 30_000) as i16
+    }
+    fn to_f32(self) -> f32 {
+        f32::from(self)
+    }
+}
 impl Dt for u64 {
     const V2: &'static str = "<u8";
     const V3: &'static str = "uint64";

@@ -11,6 +11,7 @@ mod fixture;
 mod fuzz;
 #[cfg(feature = "remote")]
 mod http;
+mod intensity;
 mod loader;
 mod memory;
 mod multiscale;

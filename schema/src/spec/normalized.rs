@@ -222,6 +222,19 @@ fn dataset_errors(spec: &Spec, out: &mut Vec<String>) {
         out.push("datasets are not ordered train, validate, test".to_owned());
     }
     for d in &spec.datasets {
+        let normalize_ok = match &d.normalize {
+            None => true,
+            Some(t @ (ValueTransform::Normalize { .. } | ValueTransform::NormalizeDtype { .. })) => {
+                transform_is_valid(t)
+            }
+            Some(_) => false,
+        };
+        if !normalize_ok {
+            out.push(format!(
+                "dataset `{}`: its `normalize` must be a valid normalize",
+                d.raw
+            ));
+        }
         if let Some(t) = &d.targets {
             let unknown = t.annotated.iter().flatten().any(|c| !spec.classes.contains(c));
             if !t.template.contains("{class}") || unknown {
@@ -278,11 +291,23 @@ fn augment_errors(spec: &Spec, out: &mut Vec<String>) {
     if all.clone().any(|t| !transform_is_valid(t)) {
         out.push("a value transform has a parameter out of range".to_owned());
     }
+    let targets = [&a.targets, &a.validate.targets]
+        .into_iter()
+        .chain(a.per_class.values())
+        .chain(a.validate.per_class.values())
+        .flatten();
+    if targets
+        .clone()
+        .any(|t| matches!(t, ValueTransform::NormalizeDtype { .. }))
+    {
+        out.push("`normalize` with `scale: dtype` is for inputs only".to_owned());
+    }
 }
 
 fn transform_is_valid(t: &ValueTransform) -> bool {
     match t {
         ValueTransform::Normalize { shift, scale } => shift.is_finite() && scale.is_finite() && *scale != 0.0,
+        ValueTransform::NormalizeDtype { shift } => shift.is_none_or(f64::is_finite),
         ValueTransform::Binarize { threshold } => threshold.is_finite(),
         ValueTransform::NanToNum { .. } => true,
         ValueTransform::GaussianNoise { mean, std } => mean.is_finite() && std.is_finite() && *std >= 0.0,

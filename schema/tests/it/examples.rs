@@ -109,6 +109,14 @@ fn full_and_2d_resolve() {
     );
     assert_eq!(s.datasets()[2].split, Split::Validate);
     assert_eq!(s.datasets()[2].targets.as_ref().unwrap().annotated, None);
+    assert_eq!(
+        s.datasets()[2].normalize,
+        Some(ValueTransform::NormalizeDtype { shift: Some(0.0) })
+    );
+    assert_eq!(
+        s.augment().inputs_of(&s.datasets()[2])[0],
+        ValueTransform::NormalizeDtype { shift: Some(0.0) }
+    );
     assert!(
         s.datasets()[0].origin.ends_with("examples/full.yaml:15:7"),
         "{}",

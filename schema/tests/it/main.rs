@@ -5,6 +5,7 @@ mod catalogue;
 mod datasplit;
 mod examples;
 mod fuzz;
+mod intensity;
 mod remote;
 mod schema_file;
 
