@@ -122,6 +122,9 @@ pub struct Reader {
     packed: Vec<Vec<Option<PackedTarget>>>,
     /// Per dataset, per input array: its value transforms (its own `normalize`, `scale: dtype` resolved).
     inputs: intensity::InputTransforms,
+    /// Per dataset, per target array, per class: its value transforms where `scale: dtype` needed
+    /// resolving against the class's label dtype (else the spec's list).
+    targets: intensity::TargetTransforms,
     /// The largest extent of the spec's arrays (nm), which an elastic lattice covers.
     extent_nm: [f64; 3],
 }
@@ -144,6 +147,7 @@ impl Reader {
             .collect();
         Reader {
             inputs: intensity::InputTransforms::of_plan(&spec, &planned),
+            targets: intensity::TargetTransforms::of_plan(&spec, &planned),
             extent_nm: largest_extent_nm(&spec),
             spec,
             planned,
@@ -391,7 +395,9 @@ impl Reader {
         let array = &spec.targets()[t];
         let name = &spec.classes()[c];
         let transforms: &[ValueTransform] = if sample.request.values {
-            spec.augment().targets_for(sample.plan.split, name)
+            self.targets
+                .get(sample.request.dataset, t, c)
+                .unwrap_or_else(|| spec.augment().targets_for(sample.plan.split, name))
         } else {
             &[]
         };

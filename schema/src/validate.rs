@@ -511,10 +511,7 @@ fn transforms(raw: &[RawTransform], pointer: &str, c: &mut Checker<'_>) -> Vec<V
     for (i, t) in raw.iter().enumerate() {
         let p = format!("{pointer}/{i}");
         out.push(match t {
-            RawTransform::Normalize(n) => {
-                let for_inputs = pointer == "/augment/inputs" || pointer == "/augment/validate/inputs";
-                intensity::normalize(n, &format!("{p}/normalize"), for_inputs, c)
-            }
+            RawTransform::Normalize(n) => intensity::normalize(n, &format!("{p}/normalize"), c),
             RawTransform::Binarize(b) => ValueTransform::Binarize { threshold: b.threshold },
             RawTransform::NanToNum(n) => ValueTransform::NanToNum {
                 nan: n.nan,
@@ -664,7 +661,7 @@ fn inline_datasets(list: &[RawDataset], classes: &[String], base_dir: &Path, c: 
         let normalize = d
             .normalize
             .as_ref()
-            .map(|n| intensity::normalize(n, &format!("{pointer}/normalize"), true, c));
+            .map(|n| intensity::normalize(n, &format!("{pointer}/normalize"), c));
         out.push(DatasetSpec {
             split,
             index: 0,

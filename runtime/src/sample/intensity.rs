@@ -10,7 +10,8 @@
 use cellmap_schema::{DatasetSpec, Spec, ValueTransform};
 use serde::Serialize;
 
-use crate::plan::Planned;
+use crate::plan::{ClassPlan, Planned};
+use crate::sources::ClassSource;
 use crate::store::SourceDtype;
 
 /// The value range `(min, max)` of an integer dtype; `None` for floats (no range to map).
@@ -93,6 +94,60 @@ impl InputTransforms {
     /// Per plan dataset, per input array: the transforms.
     pub fn per_dataset(&self) -> &[Vec<Vec<ValueTransform>>] {
         &self.per_dataset
+    }
+}
+
+/// Target value transforms with `scale: dtype`, resolved per dataset, target array and class from
+/// the dtype of the class's label level. Lists without `scale: dtype` are not copied: the reader
+/// takes them from the spec.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetTransforms {
+    /// Per plan dataset, per target array, per class: the resolved list, when it needed resolving.
+    per_dataset: Vec<Vec<Vec<Option<Vec<ValueTransform>>>>>,
+}
+
+impl TargetTransforms {
+    /// Resolves the target lists of every dataset of a plan that hold `scale: dtype`.
+    pub fn of_plan(spec: &Spec, planned: &Planned) -> TargetTransforms {
+        let per_dataset = planned
+            .plan
+            .datasets
+            .iter()
+            .zip(&planned.sources)
+            .map(|(d, sources)| {
+                d.targets
+                    .iter()
+                    .map(|classes| {
+                        classes
+                            .iter()
+                            .zip(spec.classes())
+                            .zip(&sources.classes)
+                            .map(|((class_plan, name), source)| {
+                                let list = spec.augment().targets_for(d.split, name);
+                                if !list.iter().any(|t| matches!(t, ValueTransform::NormalizeDtype { .. })) {
+                                    return None;
+                                }
+                                let dtype = match (class_plan, source) {
+                                    (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => {
+                                        group.levels.get(lp.level).map_or(SourceDtype::F32, |l| l.dtype)
+                                    }
+                                    // Not read: the channel is NaN or inferred.
+                                    _ => return None,
+                                };
+                                Some(resolve_dtype(list, dtype))
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        TargetTransforms { per_dataset }
+    }
+
+    /// The resolved list of class `class` of target `target` of plan dataset `dataset`, when the
+    /// spec's list holds `scale: dtype`.
+    pub fn get(&self, dataset: usize, target: usize, class: usize) -> Option<&[ValueTransform]> {
+        self.per_dataset.get(dataset)?.get(target)?.get(class)?.as_deref()
     }
 }
 

@@ -212,3 +212,37 @@ fn issue_16_predict_inputs_resolve_normalize_per_raw_volume_like_the_loader() {
         assert!(same(&out, &want), "tile {tile} of unit {}", t.unit);
     }
 }
+
+#[test]
+fn target_scale_dtype_divides_each_class_by_its_label_dtype_range() {
+    use super::loader::{CLASSES, CROP1_T, direct, spec_with, synth};
+    let f = synth(cellmap_runtime::synth::SynthVariant::V2);
+    let s = spec_with(&f.dir, |d| {
+        d["augment"]["targets"] = serde_json::json!([{"normalize": "dtype"}]);
+    });
+    let mut loader = Loader::open(s, options(Split::Train)).unwrap();
+    let crop = f.dir.join("recon-1/labels/groundtruth/crop1");
+    for _ in 0..2 {
+        let batch = loader.next_batch().unwrap().unwrap();
+        for (b, m) in batch.meta().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                let group = crop.join(class);
+                let stored = direct(&group, start(m.centre_nm, CROP1_T, 12), [12; 3]);
+                let level = cellmap_runtime::store::Multiscale::open(&group.display().to_string())
+                    .unwrap()
+                    .levels[0]
+                    .dtype;
+                let range = cellmap_runtime::sample::intensity::dtype_range(level).unwrap().1 as f32;
+                let want: Vec<f32> = stored.iter().map(|v| (v - 0.0) / range).collect();
+                let got = &batch.array(1)[(b * 4 + c) * 1728..(b * 4 + c + 1) * 1728];
+                assert!(same(got, &want), "{class} ({level})");
+                if level == cellmap_runtime::store::SourceDtype::U8 {
+                    assert!(
+                        got.iter().all(|v| *v == 0.0 || *v == 1.0 / 255.0),
+                        "{class}: 0/1 masks ÷ 255"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -38,7 +38,8 @@ pub struct RawNormalize {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<f64>,
     /// Divided by: a non-zero number, or `dtype` for the value range of the source array's dtype, read
-    /// per dataset from its raw level (`max − min`: `255` for `uint8`, `65535` for `uint16`,
+    /// per dataset from the level read (the raw level for inputs, each class's label level for
+    /// targets: `0`/`255` masks become `0`/`1`) (`max − min`: `255` for `uint8`, `65535` for `uint16`,
     /// `4294967295` for `uint32`, `65535` for `int16` with shift `-32768`; `1` for floats, which are
     /// left as stored). Default: `1`.
     #[serde(default = "RawScale::one")]

@@ -288,19 +288,8 @@ fn augment_errors(spec: &Spec, out: &mut Vec<String>) {
         .chain(a.per_class.values())
         .chain(a.validate.per_class.values())
         .flatten();
-    if all.clone().any(|t| !transform_is_valid(t)) {
+    if all.into_iter().any(|t| !transform_is_valid(t)) {
         out.push("a value transform has a parameter out of range".to_owned());
-    }
-    let targets = [&a.targets, &a.validate.targets]
-        .into_iter()
-        .chain(a.per_class.values())
-        .chain(a.validate.per_class.values())
-        .flatten();
-    if targets
-        .clone()
-        .any(|t| matches!(t, ValueTransform::NormalizeDtype { .. }))
-    {
-        out.push("`normalize` with `scale: dtype` is for inputs only".to_owned());
     }
 }
 

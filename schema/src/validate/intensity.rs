@@ -5,9 +5,10 @@ use crate::raw::{RawNormalizeForm, RawScale};
 use crate::spec::{ArraySpec, DatasetSpec, OutputDtype, ValueTransform};
 use crate::yaml::escape_segment;
 
-/// The validated `normalize` at `pointer` (the `normalize` value); `scale: dtype` is an error outside
-/// the input transforms (`for_inputs` false).
-pub(super) fn normalize(n: &RawNormalizeForm, pointer: &str, for_inputs: bool, c: &mut Checker<'_>) -> ValueTransform {
+/// The validated `normalize` at `pointer` (the `normalize` value). `scale: dtype` resolves per
+/// dataset from the dtype of the array read: the raw level for inputs, each class's label level for
+/// targets.
+pub(super) fn normalize(n: &RawNormalizeForm, pointer: &str, c: &mut Checker<'_>) -> ValueTransform {
     let params = n.params();
     match params.scale {
         RawScale::Number(scale) => {
@@ -20,20 +21,7 @@ pub(super) fn normalize(n: &RawNormalizeForm, pointer: &str, for_inputs: bool, c
                 scale,
             }
         }
-        RawScale::Dtype(_) => {
-            if !for_inputs {
-                let at = match n {
-                    RawNormalizeForm::Dtype(_) => pointer.to_owned(),
-                    RawNormalizeForm::Params(_) => format!("{pointer}/scale"),
-                };
-                let d = c.at(&at, "`scale: dtype` applies to inputs only");
-                c.push(
-                    d.expected("a number")
-                        .hint("write the target's scale as a number, e.g. `scale: 255`"),
-                );
-            }
-            ValueTransform::NormalizeDtype { shift: params.shift }
-        }
+        RawScale::Dtype(_) => ValueTransform::NormalizeDtype { shift: params.shift },
     }
 }
 
