@@ -53,6 +53,7 @@ pub mod read;
 pub mod rng;
 pub mod sample;
 pub mod sampler;
+pub mod slicing;
 pub mod sources;
 pub mod store;
 pub mod synth;

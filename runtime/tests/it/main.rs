@@ -19,6 +19,7 @@ mod predict;
 #[cfg(feature = "remote")]
 mod s3;
 mod sampler;
+mod slicing;
 mod split_values;
 mod synth;
 #[cfg(feature = "torch")]
