@@ -222,8 +222,8 @@ fn batch_values(py: Python<'_>, batch: Arc<OwnedBatch>) -> PyResult<PyBatch> {
     let layout = batch.layout();
     let mut arrays = Vec::with_capacity(layout.arrays.len());
     for (i, a) in layout.arrays.iter().enumerate() {
-        let [z, y, x] = a.shape_vox;
-        let shape = [layout.batch_size, a.channels, z, y, x];
+        // `[B, C, Z, Y, X]`, or `[B, C, Y, X]` for a 2D spec: the same memory either way.
+        let shape = a.tensor_shape(layout.batch_size);
         let data = batch.array(i).as_ptr();
         // SAFETY: array `i` of the batch holds `B·C·Z·Y·X` floats in its ring slot, which the
         // workers do not write while an `Arc` of the batch (moved into the capsule) is alive.

@@ -150,6 +150,23 @@ def test_batches_have_the_spec_names_shapes_dtypes_and_device(synth: Synth) -> N
     assert "Loader(spec='pytest_loader', split='train'" in repr(loader)
 
 
+def test_a_2d_spec_gives_4d_batches(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue #16: arrays of shape [1, h, w] give [B, C, h, w] tensors (numpy views too), for every
+    # slice axis; the memory is the ring slot's as for 3D specs.
+    monkeypatch.chdir(synth.root)
+    for axis in ["z", "y", "x", "any"]:
+        spec = loader_dict(str(synth.csv), raw=[1, 20, 24], labels=[1, 12, 16])
+        spec["sampling"]["slice_axis"] = axis
+        for handoff in ["dlpack", "copy"]:
+            batch = next(iter(cc.Loader(spec, handoff=handoff)))
+            assert list(batch["raw"].shape) == [BATCH, 1, 20, 24], (axis, handoff)
+            assert list(batch["labels"].shape) == [BATCH, len(CLASSES), 12, 16], (axis, handoff)
+            assert batch["raw"].numpy().shape == (BATCH, 1, 20, 24)
+    # A 3D spec keeps [B, C, Z, Y, X], z of 1 included.
+    batch = next(iter(cc.Loader(loader_dict(str(synth.csv), raw=[1, 20, 24], labels=[2, 12, 16]))))
+    assert list(batch["raw"].shape) == [BATCH, 1, 1, 20, 24]
+
+
 def test_values_are_bit_identical_to_the_sample_verb(synth: Synth, tmp_path: Path) -> None:
     compared = 0
     for split in ["train", "validate"]:

@@ -61,7 +61,7 @@ pub mod synth;
 // The root: what a training program, a generated crate and the Python package use. Everything
 // else lives in the module named after its concept (`store`, `read`, `kernels`, `augment`,
 // `sample`, `sampler`, `pipeline`, `predict`, ...; see docs/architecture.md).
-pub use batch_array::BatchArray;
+pub use batch_array::{BatchArray, BatchArray2d};
 pub use geometry::Box3;
 pub use layout::{ArrayLayout, BatchLayout};
 #[doc(hidden)]

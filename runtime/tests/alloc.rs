@@ -58,11 +58,13 @@ fn main() {
                 name: "raw".into(),
                 channels: 1,
                 shape_vox: [8, 16, 16],
+                spatial_dims: 3,
             },
             ArrayLayout {
                 name: "labels".into(),
                 channels: 3,
                 shape_vox: [8, 16, 16],
+                spatial_dims: 3,
             },
         ],
     };

@@ -79,7 +79,8 @@ fn array_layout_expr(a: &ArrayLayout) -> TokenStream {
     let name = string(&a.name);
     let channels = Literal::usize_suffixed(a.channels);
     let shape = usize_array(&a.shape_vox);
-    quote!(#r::ArrayLayout { name: #name, channels: #channels, shape_vox: #shape })
+    let dims = Literal::usize_suffixed(a.spatial_dims);
+    quote!(#r::ArrayLayout { name: #name, channels: #channels, shape_vox: #shape, spatial_dims: #dims })
 }
 
 fn dataset_expr(d: &DatasetPlan) -> TokenStream {

@@ -142,6 +142,7 @@ fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
             name: "raw".into(),
             channels: 1,
             shape_vox: [1 << 20, 1 << 20, 1 << 18],
+            spatial_dims: 3,
         }],
     };
     let options = PipelineOptions {

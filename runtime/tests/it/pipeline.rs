@@ -90,11 +90,13 @@ fn layout() -> BatchLayout {
                 name: "raw".into(),
                 channels: 1,
                 shape_vox: [2, 3, 4],
+                spatial_dims: 3,
             },
             ArrayLayout {
                 name: "labels".into(),
                 channels: 2,
                 shape_vox: [1, 2, 5],
+                spatial_dims: 3,
             },
         ],
     }

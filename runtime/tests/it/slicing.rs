@@ -228,3 +228,36 @@ fn spatial_transforms_act_in_the_plane_of_the_slice() {
         assert_eq!(out[0], flipped, "{name}");
     }
 }
+
+#[test]
+fn a_2d_spec_has_4d_batches_holding_its_slices() {
+    use cellmap_runtime::Loader;
+    use cellmap_schema::Split;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data.zarr");
+    write_store(&root);
+    let spec = spec(&root, SCALES[0], "y");
+    let layout = cellmap_runtime::batch_layout(&spec);
+    for a in &layout.arrays {
+        assert_eq!(a.spatial_dims, 2);
+        assert_eq!(a.tensor_shape(2), [2, 1, 5, 7]);
+    }
+    let mut loader = Loader::open(spec, crate::loader::options(Split::Train)).unwrap();
+    for _ in 0..2 {
+        let batch = loader.next_batch().unwrap().unwrap();
+        assert_eq!(batch.layout().arrays[0].tensor_shape(2), [2, 1, 5, 7]);
+        for (b, m) in batch.meta().enumerate() {
+            let raw = &batch.array(0)[b * 35..(b + 1) * 35];
+            assert_eq!(raw, world_plane(&root, "raw", 0, Axis::Y, m.centre_nm), "sample {b}");
+            let labels = &batch.array(1)[b * 35..(b + 1) * 35];
+            assert_eq!(labels, world_plane(&root, "labels/mito", 0, Axis::Y, m.centre_nm));
+        }
+    }
+    // A 3D spec keeps `[B, C, Z, Y, X]`, and so does a 2D array beside a 3D one.
+    let mut doc = spec_doc(&root, SCALES[0], "z", "train");
+    doc["arrays"]["targets"]["labels"]["shape"] = json!([3, 5, 7]);
+    let layout = cellmap_runtime::batch_layout(&crate::loader::spec_of(&doc));
+    assert_eq!(layout.arrays[0].tensor_shape(2), [2, 1, 1, 5, 7]);
+    assert_eq!(layout.arrays[1].tensor_shape(2), [2, 1, 3, 5, 7]);
+}
