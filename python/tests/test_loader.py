@@ -867,6 +867,26 @@ def test_predictor_writes_what_the_model_returns(synth: Synth, tmp_path: Path) -
     assert not (tmp_path / "out.zarr/synth/er").exists() and not (tmp_path / "out.zarr/synth/pm").exists()
 
 
+def test_a_2d_predictor_reads_4d_inputs_like_the_training_batches(synth: Synth, tmp_path: Path) -> None:
+    path = predict_spec(synth, tmp_path, tile=[1, 8, 8])
+    spec = json.loads(path.read_text())
+    spec["arrays"]["inputs"]["raw"]["shape"] = [1, 8, 8]
+    spec["arrays"]["targets"]["labels"]["shape"] = [1, 4, 4]
+    path.write_text(json.dumps(spec, indent=2))
+    pred = cc.Predictor(path, batch_size=4)
+    tiles, inputs = next(iter(pred))
+    assert list(inputs["raw"].shape) == [len(tiles), 1, 8, 8]
+    tile_raw = image(synth.raw, (1, 8, 8))
+    for b, t in enumerate(tiles):
+        assert same_bits(inputs["raw"][b, 0], read(tile_raw, pred.tile(t)["centre_nm"])[0]), t
+    pred.write(tiles, model(inputs["raw"]))
+    assert pred.tiles_completed == len(tiles)
+    out = image(tmp_path / "out.zarr/synth/nuc", (1, 8, 8))
+    for b, t in enumerate(tiles):
+        centre = pred.tile(t)["centre_nm"]
+        assert same_bits(read(out, centre)[0], inputs["raw"][b, 0] * (CLASSES.index("nuc") + 1)), t
+
+
 def test_predictor_resumes_where_it_stopped(synth: Synth, tmp_path: Path) -> None:
     spec = predict_spec(synth, tmp_path)
     shares = [cc.Predictor(spec, rank=r, world_size=2).pending() for r in range(2)]

@@ -52,6 +52,19 @@ pub fn frame_array(array: &ArraySpec, axis: Axis) -> ArraySpec {
     }
 }
 
+/// `array`'s crop in world axes when slicing along `axis`: its shape `[1, h, w]` moved so that the
+/// one voxel lies along `axis` (`[h, 1, w]` for y, `[h, w, 1]` for x), the voxel size unchanged.
+pub fn world_array(array: &ArraySpec, axis: Axis) -> ArraySpec {
+    let mut shape_vox = [0usize; 3];
+    for (a, &w) in frame_axes(axis).iter().enumerate() {
+        shape_vox[w] = array.shape_vox[a];
+    }
+    ArraySpec {
+        shape_vox,
+        ..array.clone()
+    }
+}
+
 /// The world-axis box the crops of `array` cover around their centre in a dataset of `split`:
 /// the array itself for z-slices and 3D specs, its shape moved to world axes for a fixed y or x,
 /// and for [`SliceAxis::Any`] in training the largest of the three per world axis, so that every
