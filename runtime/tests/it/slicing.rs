@@ -261,3 +261,35 @@ fn a_2d_spec_has_4d_batches_holding_its_slices() {
     assert_eq!(layout.arrays[0].tensor_shape(2), [2, 1, 1, 5, 7]);
     assert_eq!(layout.arrays[1].tensor_shape(2), [2, 1, 3, 5, 7]);
 }
+
+#[test]
+fn validation_tiles_of_a_y_spec_cover_each_y_plane() {
+    use cellmap_runtime::Loader;
+    use cellmap_schema::Split;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data.zarr");
+    write_store(&root);
+    let spec = spec_of_split(&root, SCALES[0], "y", "validate");
+    let (_, planned, _) = open(&spec);
+    // Whole [5, 1, 7] tiles of the 12 × 14 × 16 level: 2 along z, every one of the 14 y planes, 2 along x.
+    let tiles = &planned.plan.datasets[0].tiles;
+    assert_eq!(tiles.shape, [2, 14, 2]);
+    assert_eq!(tiles.step_nm, [40.0, 4.0, 28.0]);
+    let mut loader = Loader::open(spec, crate::loader::options(Split::Validate)).unwrap();
+    let mut seen = 0;
+    while let Some(batch) = loader.next_batch() {
+        let batch = batch.unwrap();
+        for (b, m) in batch.meta().enumerate().filter(|(_, m)| m.idx >= 0) {
+            let raw = &batch.array(0)[b * 35..(b + 1) * 35];
+            assert_eq!(
+                raw,
+                world_plane(&root, "raw", 0, Axis::Y, m.centre_nm),
+                "tile {}",
+                m.idx
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2 * 14 * 2);
+}
