@@ -215,8 +215,14 @@ fn constants_tokens(spec: &Spec, names: &crate::names::RustNames, arrays: &[Arra
     let batch_bytes = cellmap_runtime::batch_layout(spec).batch_bytes();
     let prefetch = spec.loader().prefetch;
     let ring_bytes = batch_bytes * prefetch as u64;
+    let two_d = spec.is_2d();
     let shape_consts = arrays.iter().map(|(name, ident, c, [z, y, x], _, _)| {
         let konst = format_ident!("{}", ident.to_string().to_uppercase());
+        if two_d {
+            let doc = format!(" Shape of one sample of `{name}` (a 2D spec): `[channels, rows, columns]`.");
+            let [c, y, x] = [*c, *y, *x].map(Literal::usize_unsuffixed);
+            return quote!(#[doc = #doc] pub const #konst: [usize; 3] = [#c, #y, #x];);
+        }
         let doc = format!(" Shape of one sample of `{name}`: `[channels, z, y, x]`.");
         let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
         quote!(#[doc = #doc] pub const #konst: [usize; 4] = [#c, #z, #y, #x];)
@@ -334,9 +340,23 @@ fn batch_tokens(spec: &Spec, arrays: &[ArrayRow]) -> TokenStream {
         .enumerate()
         .map(|(i, (name, ident, c, [z, y, x], input, dtype))| {
             let kind = if *input { "input" } else { "target" };
+            let elem = elem_type(*dtype);
+            if spec.is_2d() {
+                let doc = format!(" The {kind} array `{name}`: `[{batch_size}, {c}, {y}, {x}]` {dtype} (2D).");
+                let [c, y, x] = [*c, *y, *x].map(Literal::usize_unsuffixed);
+                return quote! {
+                    #[doc = #doc]
+                    pub fn #ident(&self) -> ::cellmap_runtime::BatchArray2d<'_, #c, #y, #x, #elem> {
+                        match self.inner.typed::<#elem>(#i) {
+                            ::std::option::Option::Some(data) => ::cellmap_runtime::BatchArray2d::new(data),
+                            // The layout is this crate's: array #i has this dtype.
+                            ::std::option::Option::None => ::std::unreachable!("array {} of the generated layout", #i),
+                        }
+                    }
+                };
+            }
             let doc = format!(" The {kind} array `{name}`: `[{batch_size}, {c}, {z}, {y}, {x}]` {dtype}.");
             let [c, z, y, x] = [*c, *z, *y, *x].map(Literal::usize_unsuffixed);
-            let elem = elem_type(*dtype);
             quote! {
                 #[doc = #doc]
                 pub fn #ident(&self) -> ::cellmap_runtime::BatchArray<'_, #c, #z, #y, #x, #elem> {
@@ -682,8 +702,13 @@ fn arrays_table(spec: &Spec, names: &crate::names::RustNames) -> String {
         );
     for (a, n, kind, c) in rows {
         let [z, y, x] = a.shape_vox;
+        let shape = if spec.is_2d() {
+            format!("[{b}, {c}, {y}, {x}]")
+        } else {
+            format!("[{b}, {c}, {z}, {y}, {x}]")
+        };
         s.push_str(&format!(
-            "| `{}` | `batch.{n}()` | {kind} | `[{b}, {c}, {z}, {y}, {x}]` {} | {:?} | {} |\n",
+            "| `{}` | `batch.{n}()` | {kind} | `{shape}` {} | {:?} | {} |\n",
             a.name,
             a.dtype,
             a.voxel_size_nm,

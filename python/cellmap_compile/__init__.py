@@ -412,12 +412,14 @@ class Predictor:
         return self._native.tile(int(tile))
 
     def read(self, tiles: list[int]) -> dict[str, torch.Tensor]:
-        """The inputs of ``tiles``: ``{name: float32 [B, 1, Z, Y, X]}``, each tile grown by the context."""
+        """The inputs of ``tiles``: ``{name: float32 [B, 1, Z, Y, X]}`` (``[B, 1, Y, X]`` for a 2D spec, as
+        its training batches), each tile grown by the context."""
         out = self._native.read_tiles([int(t) for t in tiles])
         return {name: torch.from_dlpack(capsule) for name, capsule in zip(self.inputs, out)}
 
     def write(self, tiles: list[int] | torch.Tensor, outputs: torch.Tensor) -> None:
-        """Write the model's outputs for ``tiles``: float32-convertible ``[B, model_classes, Z, Y, X]``."""
+        """Write the model's outputs for ``tiles``: float32-convertible ``[B, model_classes, Z, Y, X]`` (or
+        ``[B, model_classes, Y, X]`` for a 2D spec)."""
         if isinstance(tiles, torch.Tensor):
             tiles = tiles.tolist()
         data = outputs.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()

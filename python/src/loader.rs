@@ -225,8 +225,8 @@ fn batch_values(py: Python<'_>, batch: Arc<OwnedBatch>) -> PyResult<PyBatch> {
     let layout = batch.layout();
     let mut arrays = Vec::with_capacity(layout.arrays.len());
     for (i, a) in layout.arrays.iter().enumerate() {
-        let [z, y, x] = a.shape_vox;
-        let shape = [layout.batch_size, a.channels, z, y, x];
+        // `[B, C, Z, Y, X]`, or `[B, C, Y, X]` for a 2D spec: the same memory either way.
+        let shape = a.tensor_shape(layout.batch_size);
         let view = batch.view(i);
         let data = view.as_bytes().as_ptr();
         // SAFETY: array `i` of the batch holds `B·C·Z·Y·X` elements of its dtype in its ring

@@ -22,6 +22,8 @@ pub(crate) struct NativePredictor {
     /// Reads any tile's inputs (opened over every tile; `read_tile` takes ids).
     tiles: Mutex<TileLoader>,
     dist: DistInfo,
+    /// A 2D spec: inputs are `[B, 1, Y, X]`, as its training batches.
+    two_d: bool,
 }
 
 #[pymethods]
@@ -53,6 +55,7 @@ impl NativePredictor {
             writer,
             tiles: Mutex::new(tiles),
             dist,
+            two_d: spec.is_2d(),
         })
     }
 
@@ -94,7 +97,8 @@ impl NativePredictor {
         Ok(dict)
     }
 
-    /// The inputs of `tiles`: one DLPack capsule per input, float32 `[B, 1, Z, Y, X]`.
+    /// The inputs of `tiles`: one DLPack capsule per input, float32 `[B, 1, Z, Y, X]` (`[B, 1, Y, X]`
+    /// for a 2D spec, as its training batches).
     fn read_tiles(&self, py: Python<'_>, tiles: Vec<usize>) -> PyResult<Vec<Py<PyAny>>> {
         for &t in &tiles {
             if t >= self.plan.tile_count() {
@@ -129,7 +133,11 @@ impl NativePredictor {
             .zip(buffers)
             .map(|(input, values)| {
                 let [z, y, x] = input.window_vox;
-                owned_capsule(py, values, &[tiles.len(), 1, z, y, x])
+                if self.two_d && z == 1 {
+                    owned_capsule(py, values, &[tiles.len(), 1, y, x])
+                } else {
+                    owned_capsule(py, values, &[tiles.len(), 1, z, y, x])
+                }
             })
             .collect()
     }

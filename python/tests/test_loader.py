@@ -150,6 +150,23 @@ def test_batches_have_the_spec_names_shapes_dtypes_and_device(synth: Synth) -> N
     assert "Loader(spec='pytest_loader', split='train'" in repr(loader)
 
 
+def test_a_2d_spec_gives_4d_batches(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue #16: arrays of shape [1, h, w] give [B, C, h, w] tensors (numpy views too), for every
+    # slice axis; the memory is the ring slot's as for 3D specs.
+    monkeypatch.chdir(synth.root)
+    for axis in ["z", "y", "x", "any"]:
+        spec = loader_dict(str(synth.csv), raw=[1, 20, 24], labels=[1, 12, 16])
+        spec["sampling"]["slice_axis"] = axis
+        for handoff in ["dlpack", "copy"]:
+            batch = next(iter(cc.Loader(spec, handoff=handoff)))
+            assert list(batch["raw"].shape) == [BATCH, 1, 20, 24], (axis, handoff)
+            assert list(batch["labels"].shape) == [BATCH, len(CLASSES), 12, 16], (axis, handoff)
+            assert batch["raw"].numpy().shape == (BATCH, 1, 20, 24)
+    # A 3D spec keeps [B, C, Z, Y, X], z of 1 included.
+    batch = next(iter(cc.Loader(loader_dict(str(synth.csv), raw=[1, 20, 24], labels=[2, 12, 16]))))
+    assert list(batch["raw"].shape) == [BATCH, 1, 1, 20, 24]
+
+
 def test_values_are_bit_identical_to_the_sample_verb(synth: Synth, tmp_path: Path) -> None:
     compared = 0
     for split in ["train", "validate"]:
@@ -899,6 +916,26 @@ def test_predictor_writes_what_the_model_returns(synth: Synth, tmp_path: Path) -
         assert out.dtype() == "float32" and list(out.level_shape()) == PRED_SHAPE
         assert same_bits(read(out, centre), raw * (CLASSES.index(cls) + 1)), cls
     assert not (tmp_path / "out.zarr/synth/er").exists() and not (tmp_path / "out.zarr/synth/pm").exists()
+
+
+def test_a_2d_predictor_reads_4d_inputs_like_the_training_batches(synth: Synth, tmp_path: Path) -> None:
+    path = predict_spec(synth, tmp_path, tile=[1, 8, 8])
+    spec = json.loads(path.read_text())
+    spec["arrays"]["inputs"]["raw"]["shape"] = [1, 8, 8]
+    spec["arrays"]["targets"]["labels"]["shape"] = [1, 4, 4]
+    path.write_text(json.dumps(spec, indent=2))
+    pred = cc.Predictor(path, batch_size=4)
+    tiles, inputs = next(iter(pred))
+    assert list(inputs["raw"].shape) == [len(tiles), 1, 8, 8]
+    tile_raw = image(synth.raw, (1, 8, 8))
+    for b, t in enumerate(tiles):
+        assert same_bits(inputs["raw"][b, 0], read(tile_raw, pred.tile(t)["centre_nm"])[0]), t
+    pred.write(tiles, model(inputs["raw"]))
+    assert pred.tiles_completed == len(tiles)
+    out = image(tmp_path / "out.zarr/synth/nuc", (1, 8, 8))
+    for b, t in enumerate(tiles):
+        centre = pred.tile(t)["centre_nm"]
+        assert same_bits(read(out, centre)[0], inputs["raw"][b, 0] * (CLASSES.index("nuc") + 1)), t
 
 
 def test_predictor_resumes_where_it_stopped(synth: Synth, tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ pub mod read;
 pub mod rng;
 pub mod sample;
 pub mod sampler;
+pub mod slicing;
 pub mod sources;
 pub mod store;
 pub mod synth;
@@ -63,7 +64,7 @@ pub mod synth;
 // The root: what a training program, a generated crate and the Python package use. Everything
 // else lives in the module named after its concept (`store`, `read`, `kernels`, `augment`,
 // `sample`, `sampler`, `pipeline`, `predict`, ...; see docs/architecture.md).
-pub use batch_array::BatchArray;
+pub use batch_array::{BatchArray, BatchArray2d};
 pub use geometry::Box3;
 pub use layout::{ArrayLayout, BatchLayout};
 #[doc(hidden)]

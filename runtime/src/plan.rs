@@ -341,19 +341,23 @@ pub fn plan(spec: &Spec, options: PlanOptions) -> Result<Planned, PlanError> {
     Ok(Planned { plan, sources })
 }
 
-/// The batch layout of a spec: inputs `[B, 1, …]`, then targets `[B, classes, …]`.
+/// The batch layout of a spec: inputs `[B, 1, …]`, then targets `[B, classes, …]`; 2 spatial
+/// axes (`[B, C, Y, X]`) when the spec is 2D ([`Spec::is_2d`]).
 pub fn batch_layout(spec: &Spec) -> BatchLayout {
+    let spatial_dims = if spec.is_2d() { 2 } else { 3 };
     let inputs = spec.inputs().iter().map(|a| ArrayLayout {
         name: a.name.clone(),
         channels: 1,
         shape_vox: a.shape_vox,
         dtype: a.dtype,
+        spatial_dims,
     });
     let targets = spec.targets().iter().map(|a| ArrayLayout {
         name: a.name.clone(),
         channels: spec.classes().len(),
         shape_vox: a.shape_vox,
         dtype: a.dtype,
+        spatial_dims,
     });
     BatchLayout {
         batch_size: spec.loader().batch_size,

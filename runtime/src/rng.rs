@@ -19,6 +19,8 @@ pub const STREAM_CENTRE: u64 = 1;
 pub const STREAM_EPOCH: u64 = 2;
 /// Stream of a sample's spatial transform draw.
 pub const STREAM_SPATIAL: u64 = 3;
+/// Stream of a sample's slice axis (`sampling.slice_axis: any`).
+pub const STREAM_SLICE: u64 = 4;
 /// Stream of a sample's value transforms (each array uses `STREAM_VALUE + array position`).
 pub const STREAM_VALUE: u64 = 16;
 

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use cellmap_schema::{ArraySpec, Spec, ValueTransform};
+use cellmap_schema::{ArraySpec, Axis, Spec, ValueTransform};
 
 mod chunks;
 mod crop;
@@ -31,6 +31,7 @@ use crate::augment::value::{Pointwise, ValueScratch, apply_value_transforms};
 use crate::dtype::{ArrayViewMut, BatchElem, convert_from_f32, f32_slice_mut};
 use crate::plan::{ClassPlan, DatasetPlan, Planned};
 use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
+use crate::slicing::{Frames, frame_axes, slice_axis_of};
 use crate::sources::{ClassSource, DatasetSources};
 use crate::store::{ChunkCache, Level};
 use crop::is_strided;
@@ -127,6 +128,8 @@ pub struct Reader {
     targets: intensity::TargetTransforms,
     /// The largest extent of the spec's arrays (nm), which an elastic lattice covers.
     extent_nm: [f64; 3],
+    /// The arrays in the frame of each slice axis (2D specs; z only for 3D ones).
+    frames: Frames,
 }
 
 impl Reader {
@@ -145,10 +148,12 @@ impl Reader {
                     .collect()
             })
             .collect();
+        let frames = Frames::new(&spec);
         Reader {
             inputs: intensity::InputTransforms::of_plan(&spec, &planned),
             targets: intensity::TargetTransforms::of_plan(&spec, &planned),
-            extent_nm: largest_extent_nm(&spec),
+            extent_nm: frames.largest_extent_nm(),
+            frames,
             spec,
             planned,
             cache,
@@ -201,8 +206,15 @@ impl Reader {
         }
     }
 
-    /// The spatial transform [`Reader::read`] applies to `request`: drawn from the request's key
-    /// (stream [`STREAM_SPATIAL`]) when it asks for spatial augmentation and the spec has some,
+    /// The world axis `request` slices ([`crate::slicing::slice_axis_of`]): z for 3D specs.
+    pub fn slice_axis(&self, request: &SampleRequest) -> Axis {
+        let split = self.planned.plan.datasets[request.dataset].split;
+        slice_axis_of(&self.spec, split, request.key)
+    }
+
+    /// The spatial transform [`Reader::read`] applies to `request`, in the frame of its slice
+    /// ([`crate::slicing`]; the world frame for 3D specs and z-slices): drawn from the request's
+    /// key (stream [`STREAM_SPATIAL`]) when it asks for spatial augmentation and the spec has some,
     /// else the identity.
     pub fn spatial_draw(&self, request: &SampleRequest) -> SpatialDraw {
         let spatial = &self.spec.augment().spatial;
@@ -223,7 +235,13 @@ impl Reader {
         draw: &SpatialDraw,
         dest: &mut impl SampleDest,
     ) -> Result<ReadInfo, SampleReadError> {
-        self.read_with(scratch, request, dest, draw)
+        let axis = self.slice_axis(request);
+        if axis == Axis::Z {
+            return self.read_with(scratch, request, dest, (draw, axis));
+        }
+        let mut world = draw.clone();
+        world.slice(frame_axes(axis));
+        self.read_with(scratch, request, dest, (&world, axis))
     }
 
     /// Read one sample into `dest`.
@@ -248,22 +266,25 @@ impl Reader {
         } else {
             draw.reset(&mut scratch.lattice);
         }
-        let result = self.read_with(scratch, request, dest, &draw);
+        let axis = self.slice_axis(request);
+        draw.slice(frame_axes(axis));
+        let result = self.read_with(scratch, request, dest, (&draw, axis));
         scratch.draw = draw;
         result
     }
 
-    /// [`Reader::read`] with the sample's spatial transform drawn.
+    /// [`Reader::read`] with the sample's spatial transform drawn (in world axes) and its slice axis.
     fn read_with(
         &self,
         scratch: &mut SampleScratch,
         request: &SampleRequest,
         dest: &mut impl SampleDest,
-        draw: &SpatialDraw,
+        (draw, axis): (&SpatialDraw, Axis),
     ) -> Result<ReadInfo, SampleReadError> {
         let sample = Sample {
             request,
             draw,
+            axis,
             plan: &self.planned.plan.datasets[request.dataset],
             sources: &self.planned.sources[request.dataset],
         };
@@ -293,7 +314,7 @@ impl Reader {
         info: &mut ReadInfo,
     ) -> Result<(), SampleReadError> {
         let spec = &*self.spec;
-        let (array, lp) = (&spec.inputs()[i], &sample.plan.inputs[i]);
+        let (array, lp) = (self.frames.input(sample.axis, i), &sample.plan.inputs[i]);
         let transforms: &[ValueTransform] = if sample.request.values {
             self.inputs.get(sample.request.dataset, i)
         } else {
@@ -339,8 +360,7 @@ impl Reader {
         out: &mut [O],
         info: &mut ReadInfo,
     ) -> Result<(), SampleReadError> {
-        let spec = &*self.spec;
-        let (array, classes) = (&spec.targets()[t], &sample.plan.targets[t]);
+        let (array, classes) = (self.frames.target(sample.axis, t), &sample.plan.targets[t]);
         let voxels = array.voxels();
         // The packed gather binarizes, so it stands in for reads with value transforms only.
         let packed = match &self.packed[sample.request.dataset][t] {
@@ -392,7 +412,7 @@ impl Reader {
     ) -> Result<(), SampleReadError> {
         let spec = &*self.spec;
         let (t, c) = (class.t, class.c);
-        let array = &spec.targets()[t];
+        let array = self.frames.target(sample.axis, t);
         let name = &spec.classes()[c];
         let transforms: &[ValueTransform] = if sample.request.values {
             self.targets
@@ -449,7 +469,10 @@ impl Reader {
 /// One sample being read: the request, its transform, and the dataset's plan and sources.
 struct Sample<'a> {
     request: &'a SampleRequest,
+    /// The transform in world axes.
     draw: &'a SpatialDraw,
+    /// The world axis the sample slices (z for 3D specs).
+    axis: Axis,
     plan: &'a DatasetPlan,
     sources: &'a DatasetSources,
 }
@@ -530,15 +553,4 @@ fn f32_only<O: BatchElem>(out: &mut [O]) -> &mut [f32] {
         Some(out) => out,
         None => unreachable!("value transforms on a `{}` array without f32 staging", O::DTYPE),
     }
-}
-
-/// The largest physical extent of any array of the spec, per axis (for the elastic lattice).
-pub(crate) fn largest_extent_nm(spec: &Spec) -> [f64; 3] {
-    let mut e = [0.0f64; 3];
-    for a in spec.inputs().iter().chain(spec.targets()) {
-        for (ax, v) in e.iter_mut().enumerate() {
-            *v = v.max(a.shape_vox[ax] as f64 * a.voxel_size_nm[ax]);
-        }
-    }
-    e
 }

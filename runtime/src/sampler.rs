@@ -20,7 +20,7 @@
 //! let sampling = Sampling {
 //!     seed: 1, iterations_per_epoch: 4, weighting: Weighting::Uniform, foreground: None,
 //!     pad: PadPolicy { train: true, validate: true }, pad_value_inputs: 0.0,
-//!     pad_value_targets: f32::NAN, validation_tiling: true,
+//!     pad_value_targets: f32::NAN, validation_tiling: true, slice_axis: Default::default(),
 //! };
 //! let grid = DatasetGrid { grid_shape: [2, 3, 4], annotated: vec![true], foreground_voxels: vec![],
 //!     total_voxels: vec![], foreground: None };

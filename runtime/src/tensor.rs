@@ -131,8 +131,8 @@ impl TorchLoader {
                     slot,
                     array: a.name.clone(),
                 })?;
-                let [z, y, x] = a.shape_vox.map(|n| n as i64);
-                views.push(t.f_view_([b, a.channels as i64, z, y, x])?);
+                let shape: Vec<i64> = a.tensor_shape(layout.batch_size).iter().map(|&n| n as i64).collect();
+                views.push(t.f_view_(shape.as_slice())?);
             }
             let meta_host = [
                 Tensor::f_zeros([b], (Kind::Int64, tch::Device::Cpu))?,

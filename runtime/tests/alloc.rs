@@ -59,12 +59,14 @@ fn main() {
                 channels: 1,
                 shape_vox: [8, 16, 16],
                 dtype: cellmap_schema::OutputDtype::Float32,
+                spatial_dims: 3,
             },
             ArrayLayout {
                 name: "labels".into(),
                 channels: 3,
                 shape_vox: [8, 16, 16],
                 dtype: cellmap_schema::OutputDtype::Float32,
+                spatial_dims: 3,
             },
         ],
     };

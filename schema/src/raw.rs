@@ -200,6 +200,28 @@ pub struct RawSampling {
     /// Draw a fraction of training centres on foreground voxels of one class. Default: none.
     #[serde(default)]
     pub foreground: Option<RawForeground>,
+    /// 2D specs only (every array's shape `[1, h, w]` or `[h, w]`): the world axis a sample is a plane
+    /// of constant value of. `z`: rows world y, columns world x; `y`: rows z, columns x; `x`: rows z,
+    /// columns y; `any`: one of the three per training sample, uniformly (validation reads `z`). The
+    /// voxel size stays `[z, y, x]` in world axes. Default: `z`.
+    #[serde(default)]
+    #[schemars(example = RawSliceAxis::Any)]
+    pub slice_axis: RawSliceAxis,
+}
+
+/// The world axis 2D samples are slices of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSliceAxis {
+    /// Planes of constant z (rows y, columns x).
+    #[default]
+    Z,
+    /// Planes of constant y (rows z, columns x).
+    Y,
+    /// Planes of constant x (rows z, columns y).
+    X,
+    /// One of z, y, x per training sample.
+    Any,
 }
 
 impl Default for RawSampling {
@@ -212,6 +234,7 @@ impl Default for RawSampling {
             pad_value: RawPadValue::default(),
             validation_tiling: true,
             foreground: None,
+            slice_axis: RawSliceAxis::Z,
         }
     }
 }

@@ -139,6 +139,12 @@ impl Spec {
     pub fn predict(&self) -> Option<&Predict> {
         self.predict.as_ref()
     }
+
+    /// True when every input and target array is 2D ([`ArraySpec::is_2d`]): batches are then
+    /// `[B, C, H, W]` and `sampling.slice_axis` may slice along y or x.
+    pub fn is_2d(&self) -> bool {
+        !self.inputs.is_empty() && self.inputs.iter().chain(&self.targets).all(ArraySpec::is_2d)
+    }
 }
 
 /// One input or target array: a crop of `shape_vox` voxels at `voxel_size_nm`.
@@ -160,6 +166,11 @@ impl ArraySpec {
     /// Number of voxels of one crop.
     pub fn voxels(&self) -> usize {
         self.shape_vox.iter().product()
+    }
+
+    /// True for a 2D array (one voxel along the slice axis: `shape_vox[0] == 1`).
+    pub fn is_2d(&self) -> bool {
+        self.shape_vox[0] == 1
     }
 }
 
@@ -347,6 +358,57 @@ pub struct Sampling {
     pub pad_value_targets: f32,
     /// Whether validation iterates non-overlapping tiles (true) or random centres (false).
     pub validation_tiling: bool,
+    /// The world axis the samples of a 2D spec are slices of (always [`SliceAxis::Z`] for 3D specs).
+    #[serde(default)]
+    pub slice_axis: SliceAxis,
+}
+
+/// The world axis the samples of a 2D spec (every array `[1, h, w]`) are slices of.
+///
+/// A spec's voxel size `[vz, vy, vx]` is in world axes whatever the slice axis, and its shape
+/// `[1, h, w]` reads as (one voxel along the slice axis, `h` rows, `w` columns). Rows and columns are
+/// the two other world axes in `z, y, x` order:
+///
+/// | slice axis | world shape | rows (voxel size) | columns (voxel size) |
+/// |---|---|---|---|
+/// | `z` | `[1, h, w]` | y (`vy`) | x (`vx`) |
+/// | `y` | `[h, 1, w]` | z (`vz`) | x (`vx`) |
+/// | `x` | `[h, w, 1]` | z (`vz`) | y (`vy`) |
+///
+/// Scale levels are chosen for `[vz, vy, vx]` as for 3D specs, so every slice axis reads the same level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SliceAxis {
+    /// Planes of constant z.
+    #[default]
+    Z,
+    /// Planes of constant y.
+    Y,
+    /// Planes of constant x.
+    X,
+    /// One of z, y and x per training sample, uniformly, drawn from the sample's key; validation
+    /// and test samples are z-slices.
+    Any,
+}
+
+impl SliceAxis {
+    /// The one world axis of a fixed slice axis; `None` for [`SliceAxis::Any`].
+    pub fn axis(self) -> Option<Axis> {
+        match self {
+            SliceAxis::Z => Some(Axis::Z),
+            SliceAxis::Y => Some(Axis::Y),
+            SliceAxis::X => Some(Axis::X),
+            SliceAxis::Any => None,
+        }
+    }
+
+    /// The lowercase name as written in the spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            SliceAxis::Any => "any",
+            fixed => fixed.axis().map_or("any", Axis::name),
+        }
+    }
 }
 
 /// Dataset weighting for training centres.

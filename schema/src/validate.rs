@@ -66,6 +66,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     let targets = arrays(&raw.arrays.targets, "targets", Interpolation::Nearest, c);
     check_array_names(&raw, c);
     check_raw_only(&raw, c);
+    check_slice_axis(&raw, &inputs, &targets, c);
     let sampling = sampling(&raw.sampling, &classes, c);
     let augment = augment(&raw.augment, &classes, c);
     dtype::check_uint8_arrays(&inputs, &targets, &classes, &sampling, &augment, c);
@@ -395,7 +396,44 @@ fn sampling(raw: &RawSampling, classes: &[String], c: &mut Checker<'_>) -> Sampl
         pad_value_inputs: raw.pad_value.inputs.to_f32(),
         pad_value_targets: raw.pad_value.targets.to_f32(),
         validation_tiling: raw.validation_tiling,
+        slice_axis: match raw.slice_axis {
+            RawSliceAxis::Z => SliceAxis::Z,
+            RawSliceAxis::Y => SliceAxis::Y,
+            RawSliceAxis::X => SliceAxis::X,
+            RawSliceAxis::Any => SliceAxis::Any,
+        },
     }
+}
+
+/// `sampling.slice_axis` other than `z` needs every array to be 2D.
+fn check_slice_axis(raw: &RawSpec, inputs: &[ArraySpec], targets: &[ArraySpec], c: &mut Checker<'_>) {
+    if raw.sampling.slice_axis == RawSliceAxis::Z {
+        return;
+    }
+    let kinds = [("inputs", inputs), ("targets", targets)];
+    let Some((kind, array)) = kinds
+        .iter()
+        .flat_map(|(kind, arrays)| arrays.iter().map(move |a| (*kind, a)))
+        .find(|(_, a)| !a.is_2d())
+    else {
+        return;
+    };
+    let axis = match raw.sampling.slice_axis {
+        RawSliceAxis::Y => "y",
+        RawSliceAxis::X => "x",
+        _ => "any",
+    };
+    let d = c.at(
+        "/sampling/slice_axis",
+        format!(
+            "`slice_axis: {axis}` needs 2D arrays, but `arrays.{kind}.{}` has shape {:?}",
+            array.name, array.shape_vox
+        ),
+    );
+    c.push(
+        d.expected("every input and target shape `[1, h, w]` (or `[h, w]`)")
+            .hint("make every array 2D, or remove `slice_axis` (3D crops are read as they are)"),
+    );
 }
 
 fn axis(a: RawAxis) -> Axis {

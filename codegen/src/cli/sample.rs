@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use cellmap_runtime::{
     ClassPlan, PlanOptions, augment::SpatialDraw, geometry::crop_start_vox, npy, plan, rng::STREAM_SPATIAL,
-    rng::SampleKey, sample::Reader, sample::SampleRequest, sample::transformed_window_vox, store::ChunkCache,
+    rng::SampleKey, sample::Reader, sample::SampleRequest, sample::transformed_window_vox, slicing, store::ChunkCache,
 };
 use cellmap_schema::Split;
 
@@ -245,9 +245,15 @@ pub fn read_sample(
         .read_transformed(&mut scratch, &request, &draw, &mut values)
         .map_err(|e| e.to_string())?;
     let d = &planned.plan.datasets[position];
+    // The windows in world axes: a 2D spec's y- or x-slice reads its frame's transform carried
+    // into world axes (the identity for 3D specs and z-slices).
+    let axis = reader.slice_axis(&request);
+    let mut world_draw = draw.clone();
+    world_draw.slice(slicing::frame_axes(axis));
     let windows = Windows {
         centre,
-        draw: &draw,
+        draw: &world_draw,
+        axis,
         transformed: options.augment || options.transform.is_some(),
     };
     let (arrays, described) = describe_arrays(&spec, d, &windows, values);
@@ -258,6 +264,7 @@ pub fn read_sample(
         "raw": d.raw,
         "origin": d.origin,
         "centre_nm": centre,
+        "slice_axis": axis.name(),
         "value_transforms": !options.raw_values,
         "arrays": described,
     });
@@ -297,14 +304,17 @@ fn plan_and_find(
 /// Describes the source window an array's crop reads.
 struct Windows<'a> {
     centre: [f64; 3],
+    /// The transform in world axes.
     draw: &'a SpatialDraw,
+    /// The world axis the sample slices (z for 3D specs).
+    axis: cellmap_schema::Axis,
     transformed: bool,
 }
 
 impl Windows<'_> {
     fn describe(&self, lp: &cellmap_runtime::LevelPlan, array: &cellmap_schema::ArraySpec) -> serde_json::Value {
         let centre = self.centre;
-        let shape = array.shape_vox;
+        let shape = slicing::world_array(array, self.axis).shape_vox;
         let start: Vec<i64> = (0..3)
             .map(|a| crop_start_vox(centre[a], lp.translation_nm[a], lp.scale_nm[a], shape[a]))
             .collect();
@@ -312,7 +322,8 @@ impl Windows<'_> {
             "start_vox": start, "shape_vox": shape, "resampled": lp.resampled });
         if self.transformed {
             // The voxels the transformed crop samples (before clipping to the level).
-            let (start, shape) = transformed_window_vox(array, self.draw, centre, lp.translation_nm, lp.scale_nm);
+            let frame = slicing::frame_array(array, self.axis);
+            let (start, shape) = transformed_window_vox(&frame, self.draw, centre, lp.translation_nm, lp.scale_nm);
             w["transformed_start_vox"] = serde_json::json!(start);
             w["transformed_shape_vox"] = serde_json::json!(shape);
         }

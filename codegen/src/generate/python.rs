@@ -103,9 +103,12 @@ fn batch_fields(spec: &Spec) -> String {
     {
         let [z, y, x] = a.shape_vox;
         let key = serde_json::Value::String(a.name.clone()).to_string();
-        s.push_str(&format!(
-            "        {key}: torch.Tensor,  # {kind}, float32 [{b}, {channels}, {z}, {y}, {x}]\n"
-        ));
+        let shape = if spec.is_2d() {
+            format!("[{b}, {channels}, {y}, {x}]")
+        } else {
+            format!("[{b}, {channels}, {z}, {y}, {x}]")
+        };
+        s.push_str(&format!("        {key}: torch.Tensor,  # {kind}, float32 {shape}\n"));
     }
     s
 }

@@ -80,7 +80,8 @@ fn array_layout_expr(a: &ArrayLayout) -> TokenStream {
     let channels = Literal::usize_suffixed(a.channels);
     let shape = usize_array(&a.shape_vox);
     let dtype = output_dtype_expr(a.dtype);
-    quote!(#r::ArrayLayout { name: #name, channels: #channels, shape_vox: #shape, dtype: #dtype })
+    let dims = Literal::usize_suffixed(a.spatial_dims);
+    quote!(#r::ArrayLayout { name: #name, channels: #channels, shape_vox: #shape, dtype: #dtype, spatial_dims: #dims })
 }
 
 fn output_dtype_expr(dtype: cellmap_schema::OutputDtype) -> TokenStream {

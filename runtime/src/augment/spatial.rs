@@ -91,6 +91,36 @@ impl SpatialDraw {
         *self = SpatialDraw::identity();
     }
 
+    /// Carries the transform from a slice frame into world axes: `frame[a]` is the world axis that
+    /// frame axis `a` runs along (`[0, 1, 2]`: the world frame, nothing changes). The matrix
+    /// becomes `S · M` (`S[frame[a]][a] = 1`), the permutation and mirror flags name world axes,
+    /// and the elastic displacements (drawn per frame axis) move to their world axes; the angles
+    /// stay those drawn, about the frame's axes. How a 2D spec reads y- and x-slices: the spec's
+    /// transforms act in the plane of the slice (frame z is its normal), whatever world axis that is.
+    pub fn slice(&mut self, frame: [usize; 3]) {
+        if frame == [0, 1, 2] {
+            return;
+        }
+        let mut s = [[0.0; 3]; 3];
+        for (a, &w) in frame.iter().enumerate() {
+            s[w][a] = 1.0;
+        }
+        self.matrix = mat_mul(&s, &self.matrix);
+        self.permutation = self.permutation.map(|p| frame[p]);
+        let mirror = self.mirror;
+        for (a, &w) in frame.iter().enumerate() {
+            self.mirror[w] = mirror[a];
+        }
+        if let Some(e) = &mut self.elastic {
+            for d in &mut e.displacement_nm {
+                let old = *d;
+                for (a, &w) in frame.iter().enumerate() {
+                    d[w] = old[a];
+                }
+            }
+        }
+    }
+
     /// True when the transform only permutes and flips axes (no rotation residue, no elastic), so
     /// arrays can be copied with strides instead of interpolated.
     pub fn is_axis_aligned(&self) -> bool {
@@ -344,6 +374,20 @@ mod tests {
         assert!(SpatialDraw::explicit([0.0; 3], [false; 3], [0, 0, 1]).is_none());
         assert!(SpatialDraw::explicit([0.0; 3], [false; 3], [0, 1, 3]).is_none());
         assert!(SpatialDraw::explicit([f64::NAN, 0.0, 0.0], [false; 3], [0, 1, 2]).is_none());
+    }
+
+    #[test]
+    fn slicing_maps_frame_axes_to_world_axes() {
+        // A y-slice: frame (normal, rows, columns) = world (y, z, x).
+        let mut d = SpatialDraw::explicit([0.0; 3], [false, true, false], [0, 2, 1]).unwrap();
+        d.slice([1, 0, 2]);
+        // Output rows run along frame x = world x; output columns along frame y (flipped) = world z.
+        assert_eq!(d.permutation, [1, 2, 0]);
+        assert_eq!(d.mirror, [true, false, false]);
+        assert_eq!(d.matrix, [[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]);
+        let mut same = SpatialDraw::identity();
+        same.slice([0, 1, 2]);
+        assert_eq!(same, SpatialDraw::identity());
     }
 
     #[test]

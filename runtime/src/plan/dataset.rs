@@ -7,6 +7,7 @@ use cellmap_schema::{ArraySpec, Spec};
 use super::fit::{Fit, axis_centres, no_fit_reason};
 use super::{CentreGrid, ClassCount, ClassPlan, DatasetPlan, EPS, LevelPlan, PlanError};
 use crate::geometry::Box3;
+use crate::slicing::footprint;
 use crate::sources::{ClassSource, DatasetSources};
 use crate::store::count_nonzero;
 use crate::store::{Level, Multiscale, choose_level};
@@ -38,7 +39,12 @@ pub(super) fn plan_dataset(
     let ds = &opened.spec;
     let pad = spec.sampling().pad.for_split(ds.split);
     let (inputs, targets) = choose_levels(spec, opened, warnings);
-    let annotated = annotated(spec, opened, &targets);
+    // Centres and fits use each crop's world footprint (a 2D spec's y- or x-slices cover other axes).
+    let footprints = Footprints {
+        inputs: spec.inputs().iter().map(|a| footprint(spec, a, ds.split)).collect(),
+        targets: spec.targets().iter().map(|a| footprint(spec, a, ds.split)).collect(),
+    };
+    let annotated = annotated(&footprints.targets, opened, &targets);
     let Some(bbox) = bounding_box(opened, &inputs, &annotated) else {
         return Ok(Err(Exclusion::NoOverlap));
     };
@@ -48,7 +54,7 @@ pub(super) fn plan_dataset(
     // Reference grid: the first annotated class of the first target array, else the raw of the first input.
     let (reference, ref_array) = match annotated.first() {
         Some(a) => (a.level.clone(), a.array),
-        None => match (inputs.first(), spec.inputs().first()) {
+        None => match (inputs.first(), footprints.inputs.first()) {
             (Some(lp), Some(array)) => (lp.clone(), array),
             _ => return Ok(Err(Exclusion::NoArrays)),
         },
@@ -58,7 +64,10 @@ pub(super) fn plan_dataset(
     let fits: Vec<Fit<'_>> = if pad {
         Vec::new()
     } else {
-        let inputs = inputs.iter().zip(spec.inputs()).map(|(lp, array)| Fit::new(lp, array));
+        let inputs = inputs
+            .iter()
+            .zip(&footprints.inputs)
+            .map(|(lp, array)| Fit::new(lp, array));
         inputs
             .chain(annotated.iter().map(|a| Fit::new(a.level, a.array)))
             .collect()
@@ -144,11 +153,22 @@ struct Annotated<'a> {
     array: &'a ArraySpec,
 }
 
-/// Every annotated class channel, target arrays in spec order, classes in spec order.
-fn annotated<'a>(spec: &'a Spec, opened: &'a DatasetSources, targets: &'a [Vec<ClassPlan>]) -> Vec<Annotated<'a>> {
+/// The world footprints of a spec's arrays in one dataset ([`crate::slicing::footprint`]).
+struct Footprints {
+    inputs: Vec<ArraySpec>,
+    targets: Vec<ArraySpec>,
+}
+
+/// Every annotated class channel, target arrays in spec order, classes in spec order (`arrays`:
+/// the target arrays' footprints).
+fn annotated<'a>(
+    arrays: &'a [ArraySpec],
+    opened: &'a DatasetSources,
+    targets: &'a [Vec<ClassPlan>],
+) -> Vec<Annotated<'a>> {
     targets
         .iter()
-        .zip(spec.targets())
+        .zip(arrays)
         .flat_map(|(classes, array)| {
             classes
                 .iter()

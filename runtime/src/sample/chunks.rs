@@ -1,8 +1,11 @@
 //! The chunks a sample reads, found without reading it: for fetching them ahead.
 
+use cellmap_schema::Axis;
+
 use super::{Reader, SampleRequest};
 use crate::augment::spatial::SpatialDraw;
 use crate::plan::ClassPlan;
+use crate::slicing::frame_axes;
 use crate::sources::ClassSource;
 use crate::store::Level;
 
@@ -13,15 +16,26 @@ impl Reader {
     /// `request` under `draw` reads: per input array its level, per annotated class of every
     /// target array its level, over the window [`transformed_window_vox`] gives (clipped to the
     /// level). Geometry only: nothing is read and nothing allocated (an elastic draw evaluates
-    /// its field, which allocates).
+    /// its field, which allocates). `draw` is in the frame of the sample's slice, as [`Reader::spatial_draw`] gives it.
     pub fn sample_chunks(&self, request: &SampleRequest, draw: &SpatialDraw, visit: &mut impl FnMut(&Level, [u64; 3])) {
+        let axis = self.slice_axis(request);
+        let sliced;
+        let draw = if axis == Axis::Z {
+            draw
+        } else {
+            let mut world = draw.clone();
+            world.slice(frame_axes(axis));
+            sliced = world;
+            &sliced
+        };
         let spec = self.spec();
         let planned = self.planned();
         let (plan, sources) = (
             &planned.plan.datasets[request.dataset],
             &planned.sources[request.dataset],
         );
-        for (array, lp) in spec.inputs().iter().zip(&plan.inputs) {
+        let inputs = (0..spec.inputs().len()).map(|i| self.frames.input(axis, i));
+        for (array, lp) in inputs.zip(&plan.inputs) {
             let level = &sources.raw.levels[lp.level];
             window_chunks(
                 level,
@@ -29,7 +43,8 @@ impl Reader {
                 visit,
             );
         }
-        for (array, classes) in spec.targets().iter().zip(&plan.targets) {
+        let targets = (0..spec.targets().len()).map(|t| self.frames.target(axis, t));
+        for (array, classes) in targets.zip(&plan.targets) {
             for (class_plan, source) in classes.iter().zip(&sources.classes) {
                 if let (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) = (class_plan, source) {
                     let level = &group.levels[lp.level];

@@ -246,9 +246,13 @@ pub(super) fn is_strided(level: &Level, array: &ArraySpec, draw: &SpatialDraw) -
     is_strided_at(level.scale_nm, array, draw)
 }
 
+/// Axis-aligned, and the voxel size of each output axis equals the level's along the world axis it
+/// runs along (index by index, as for 3D crops, or through the transform's permutation: the frame
+/// of a y- or x-slice of a 2D spec).
 fn is_strided_at(scale_nm: [f64; 3], array: &ArraySpec, draw: &SpatialDraw) -> bool {
+    let same = |a: usize, b: usize| (scale_nm[b] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a];
     draw.is_axis_aligned()
-        && (0..3).all(|a| (scale_nm[a] - array.voxel_size_nm[a]).abs() <= 1e-6 * array.voxel_size_nm[a])
+        && ((0..3).all(|a| same(a, a)) || (0..3).all(|a| (0..3).any(|b| draw.matrix[b][a] != 0.0 && same(a, b))))
 }
 
 /// The voxel window `(start, shape)`, before clipping to the level, that a read of `array`

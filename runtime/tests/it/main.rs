@@ -20,6 +20,8 @@ mod predict;
 #[cfg(feature = "remote")]
 mod s3;
 mod sampler;
+mod schema_enums;
+mod slicing;
 mod split_values;
 mod synth;
 #[cfg(feature = "torch")]

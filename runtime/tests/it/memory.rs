@@ -143,6 +143,7 @@ fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
             channels: 1,
             shape_vox: [1 << 20, 1 << 20, 1 << 18],
             dtype: cellmap_schema::OutputDtype::Float32,
+            spatial_dims: 3,
         }],
     };
     let options = PipelineOptions {

@@ -91,12 +91,14 @@ fn layout() -> BatchLayout {
                 channels: 1,
                 shape_vox: [2, 3, 4],
                 dtype: cellmap_schema::OutputDtype::Float32,
+                spatial_dims: 3,
             },
             ArrayLayout {
                 name: "labels".into(),
                 channels: 2,
                 shape_vox: [1, 2, 5],
                 dtype: cellmap_schema::OutputDtype::Float32,
+                spatial_dims: 3,
             },
         ],
     }

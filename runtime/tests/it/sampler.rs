@@ -21,6 +21,7 @@ fn sampling(weighting: Weighting, iterations: u64, foreground: Option<f64>) -> S
         pad_value_inputs: 0.0,
         pad_value_targets: f32::NAN,
         validation_tiling: true,
+        slice_axis: cellmap_schema::SliceAxis::Z,
     }
 }
 

@@ -205,3 +205,23 @@ fn tensors_have_the_kind_of_each_arrays_dtype_and_hold_the_plain_batch() {
         }
     }
 }
+
+/// Issue #16: a 2D spec's tensors are `[B, C, Y, X]`, views of the same slot memory.
+#[test]
+fn a_2d_spec_gives_4d_tensors() {
+    let fx = synth(SynthVariant::V2);
+    let spec = spec_with(&fx.dir, |d| {
+        d["arrays"]["inputs"]["raw"]["shape"] = serde_json::json!([1, 16, 12]);
+        d["arrays"]["targets"]["labels"]["shape"] = serde_json::json!([1, 12, 12]);
+        d["sampling"]["slice_axis"] = serde_json::json!("x");
+    });
+    let mut loader = TorchLoader::open(spec.clone(), options(Split::Train)).unwrap();
+    let mut plain = Loader::open(spec, options(Split::Train)).unwrap();
+    let batch = loader.next_batch().unwrap().unwrap();
+    let reference = plain.next_batch().unwrap().unwrap();
+    for (i, (shape, channels)) in [([16i64, 12], 1i64), ([12, 12], 4)].into_iter().enumerate() {
+        let t = batch.array(i).unwrap();
+        assert_eq!(t.size(), [3, channels, shape[0], shape[1]]);
+        assert_eq!(f32s(t), bits(reference.array(i)));
+    }
+}

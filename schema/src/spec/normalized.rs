@@ -258,6 +258,9 @@ fn sampling_errors(spec: &Spec, out: &mut Vec<String>) {
             out.push("pad values must be finite or NaN".to_owned());
         }
     }
+    if spec.sampling.slice_axis != super::SliceAxis::Z && !spec.is_2d() {
+        out.push("`sampling.slice_axis` other than `z` needs every array to be 2D".to_owned());
+    }
 }
 
 fn augment_errors(spec: &Spec, out: &mut Vec<String>) {

@@ -262,3 +262,26 @@ fn normalized_text_reads_back_into_the_same_spec() {
         .to_string();
     assert!(err.starts_with("normalized spec is not the JSON of a spec"), "{err}");
 }
+
+/// Issue #16: `slice_axis` reads back, defaults to `z` (older normalized texts lack it), and a
+/// normalized text slicing a 3D spec along y is refused.
+#[test]
+fn slice_axis_defaults_to_z_and_needs_2d_arrays() {
+    use cellmap_schema::{SliceAxis, Spec};
+    let two_d = cellmap_schema::load(&root().join("examples/2d.yaml")).unwrap().spec;
+    assert!(two_d.is_2d());
+    assert_eq!(two_d.sampling().slice_axis, SliceAxis::Any);
+    let minimal = cellmap_schema::load(&root().join("examples/minimal.yaml"))
+        .unwrap()
+        .spec;
+    assert!(!minimal.is_2d());
+    assert_eq!(minimal.sampling().slice_axis, SliceAxis::Z);
+    let mut doc: serde_json::Value = serde_json::from_str(&minimal.to_normalized().unwrap()).unwrap();
+    assert_eq!(doc["sampling"]["slice_axis"], "z");
+    doc["sampling"].as_object_mut().unwrap().remove("slice_axis");
+    let older = Spec::from_normalized(&doc.to_string()).unwrap();
+    assert_eq!(older.sampling().slice_axis, SliceAxis::Z);
+    doc["sampling"]["slice_axis"] = "y".into();
+    let err = Spec::from_normalized(&doc.to_string()).unwrap_err();
+    assert!(err.to_string().contains("`sampling.slice_axis`"), "{err}");
+}

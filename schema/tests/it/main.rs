@@ -3,6 +3,7 @@
 mod augment;
 mod catalogue;
 mod datasplit;
+mod doc_examples;
 mod examples;
 mod fuzz;
 mod intensity;

@@ -123,7 +123,8 @@ pub const SPEC_NORMALIZED: &str = r#"{
     },
     "pad_value_inputs": 0.0,
     "pad_value_targets": null,
-    "validation_tiling": true
+    "validation_tiling": true,
+    "slice_axis": "z"
   },
   "augment": {
     "spatial": {

@@ -76,7 +76,8 @@ pub const SPEC_NORMALIZED: &str = r#"{
     },
     "pad_value_inputs": 0.0,
     "pad_value_targets": null,
-    "validation_tiling": true
+    "validation_tiling": true,
+    "slice_axis": "z"
   },
   "augment": {
     "spatial": {
@@ -168,11 +169,12 @@ pub fn plan() -> ::cellmap_runtime::Plan {
             arrays: ::std::vec![
                 ::cellmap_runtime::ArrayLayout { name :
                 ::std::string::String::from("raw"), channels : 1usize, shape_vox : [16,
-                16, 16], dtype : ::cellmap_runtime::cellmap_schema::OutputDtype::Float32
-                }, ::cellmap_runtime::ArrayLayout { name :
+                16, 16], dtype : ::cellmap_runtime::cellmap_schema::OutputDtype::Float32,
+                spatial_dims : 3usize }, ::cellmap_runtime::ArrayLayout { name :
                 ::std::string::String::from("raw_coarse"), channels : 1usize, shape_vox :
                 [8, 8, 8], dtype :
-                ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
+                ::cellmap_runtime::cellmap_schema::OutputDtype::Float32, spatial_dims :
+                3usize }
             ],
         },
         batch_bytes: 36864u64,

@@ -95,7 +95,8 @@ pub const SPEC_NORMALIZED: &str = r#"{
     },
     "pad_value_inputs": 0.0,
     "pad_value_targets": null,
-    "validation_tiling": true
+    "validation_tiling": true,
+    "slice_axis": "z"
   },
   "augment": {
     "spatial": {
@@ -191,11 +192,12 @@ pub fn plan() -> ::cellmap_runtime::Plan {
             arrays: ::std::vec![
                 ::cellmap_runtime::ArrayLayout { name :
                 ::std::string::String::from("raw"), channels : 1usize, shape_vox : [24,
-                24, 24], dtype : ::cellmap_runtime::cellmap_schema::OutputDtype::Float32
-                }, ::cellmap_runtime::ArrayLayout { name :
+                24, 24], dtype : ::cellmap_runtime::cellmap_schema::OutputDtype::Float32,
+                spatial_dims : 3usize }, ::cellmap_runtime::ArrayLayout { name :
                 ::std::string::String::from("labels"), channels : 4usize, shape_vox :
                 [16, 16, 16], dtype :
-                ::cellmap_runtime::cellmap_schema::OutputDtype::Float32 }
+                ::cellmap_runtime::cellmap_schema::OutputDtype::Float32, spatial_dims :
+                3usize }
             ],
         },
         batch_bytes: 362496u64,

@@ -164,3 +164,21 @@ fn a_raw_only_crate_has_no_classes_and_equals_the_generic_loader() {
         }
     }
 }
+
+/// Issue #16: a 2D spec's crate has `[channels, rows, columns]` shapes and `[B, C, Y, X]` arrays.
+#[test]
+fn a_2d_crate_has_4d_shapes() {
+    use cellmap_golden::n_2d;
+    assert_eq!(n_2d::shapes::RAW, [1, 256, 256]);
+    assert_eq!(n_2d::shapes::LABELS, [2, 256, 256]);
+    let data = vec![0.0f32; 2 * 256 * 256 * 3];
+    let labels = cellmap_runtime::BatchArray2d::<2, 256, 256>::new(&data);
+    assert_eq!(labels.shape(), [3, 2, 256, 256]);
+    assert_eq!(labels.channel(2, 1).len(), 256 * 256);
+    let spec = n_2d::spec();
+    assert!(spec.is_2d());
+    assert_eq!(
+        spec.sampling().slice_axis,
+        cellmap_runtime::cellmap_schema::SliceAxis::Any
+    );
+}
