@@ -179,15 +179,26 @@ pub fn read_window_binarize<O: BatchElem + WindowElem>(
     } else {
         f32::from(u8::from(f64::from(fill) > threshold))
     };
+    // The two outputs, converted once: the loops only select.
+    let (zero, one) = (O::from_f32(0.0), O::from_f32(1.0));
     let copy = |src: &ChunkData, span: Span<'_>, dest: &mut [O]| {
-        // NaN stays NaN; every other value becomes 1 or 0.
+        // NaN stays NaN (unknown); every other value becomes 1 or 0.
         threshold_span(
             &t,
             src,
             span,
             dest,
-            |d, x| *d = O::from_f32(f32::from(u8::from(x))),
-            |d, x| *d = O::from_f32(if x.is_nan() { x } else { f32::from(u8::from(x > t.f32)) }),
+            |d, x| *d = if x { one } else { zero },
+            |d, x| {
+                *d = if x.is_nan() {
+                    // The NaN itself (its payload kept in f32).
+                    O::from_f32(x)
+                } else if x > t.f32 {
+                    one
+                } else {
+                    zero
+                }
+            },
         )
     };
     WindowRead::new(level, request.start_vox, &dest).read(cache, Some(O::from_f32(fill)), dest, RowStore::Stream, copy)

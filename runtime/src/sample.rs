@@ -368,13 +368,7 @@ impl Reader {
             _ => None,
         };
         if let Some(p) = packed {
-            match f32_slice_mut(out) {
-                Some(out) => self.read_packed(scratch, sample, p, array, out)?,
-                // The packed gather writes f32 channels: staged, then converted.
-                None => staged(scratch, out, |scratch, f32_out| {
-                    self.read_packed(scratch, sample, p, array, f32_out)
-                })?,
-            }
+            self.read_packed(scratch, sample, p, array, out)?;
             info.gathered += 1;
         }
         let per_class = if packed.is_some() { &[][..] } else { classes.as_slice() };

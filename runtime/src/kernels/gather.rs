@@ -26,10 +26,12 @@
 
 use cellmap_schema::Interpolation;
 
+use super::Element;
 use super::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
 use crate::cpu::Features;
+use crate::dtype::{BatchElem, f32_slice_mut};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -112,6 +114,15 @@ pub enum GatherError {
         shape: [usize; 3],
         /// Level shape.
         level_shape: [u64; 3],
+    },
+    /// An output row is longer than a gather into a type other than `f32` converts on the stack
+    /// (gather such rows into `f32` and convert after).
+    #[error("output rows of {voxels} voxels are longer than the {max} a converting gather takes")]
+    RowTooLong {
+        /// Voxels per output row.
+        voxels: usize,
+        /// The longest row converted on the stack.
+        max: usize,
     },
     /// A sample needs a level voxel that the window does not hold (the window was too small).
     #[error("a sample needs level voxel `{voxel:?}`, outside the window at `{start:?}` of shape `{shape:?}`")]
@@ -415,20 +426,40 @@ fn check_out(len: usize, shape: [usize; 3], channels: usize) -> Result<(), Gathe
 /// # Errors
 /// [`GatherError`] when the buffers are inconsistent, or a point inside the level needs a voxel
 /// outside the window (the window was too small: use [`SampleGrid::source_window`]).
-pub fn gather<T: Copy + Into<f32> + Default + 'static>(
+pub fn gather<T: Copy + Into<f32> + Default + 'static, O: BatchElem + Element>(
     source: &GatherSource<'_, T>,
     params: &GatherParams<'_>,
-    out: &mut [f32],
+    out: &mut [O],
+) -> Result<(), GatherError> {
+    gather_map(source, params, |x| x, out)
+}
+
+/// [`gather`] with `map` applied to every sampled value (fill included) before it is stored as
+/// `O`: a leading pointwise value transform fused into the gather.
+///
+/// # Errors
+/// As [`gather`].
+pub(crate) fn gather_map<T: Copy + Into<f32> + Default + 'static, O: BatchElem + Element>(
+    source: &GatherSource<'_, T>,
+    params: &GatherParams<'_>,
+    map: impl Fn(f32) -> f32 + Copy,
+    out: &mut [O],
 ) -> Result<(), GatherError> {
     let mut window = SourceWindow::new(source)?;
     let plan = plan(params.grid, params.elastic)?;
     window.anchor = plan.anchor;
     check_out(out.len(), plan.shape, 1)?;
+    if f32_slice_mut(out).is_none() && plan.shape[2] > MAX_CONVERTED_ROW {
+        return Err(GatherError::RowTooLong {
+            voxels: plan.shape[2],
+            max: MAX_CONVERTED_ROW,
+        });
+    }
     match params.elastic {
-        None => gather_rows(&window, params, &plan, &NoDisplacement, out),
+        None => gather_rows(&window, params, &plan, &NoDisplacement, map, out),
         Some(field) => {
             let disp = Displacement::new(field, &plan);
-            gather_rows(&window, params, &plan, &disp, out)
+            gather_rows(&window, params, &plan, &disp, map, out)
         }
     }
 }
@@ -509,6 +540,10 @@ fn row_origin(grid: &SampleGrid, anchor: [f64; 3], pz: usize, py: usize) -> [f32
 /// Longest output row staged for non-temporal stores.
 const ROW_BUF: usize = 1024;
 
+/// Longest output row a gather into a type other than `f32` takes (rows are computed in `f32` on
+/// the stack, then converted); callers stage longer rows in `f32` themselves.
+pub(crate) const MAX_CONVERTED_ROW: usize = ROW_BUF;
+
 /// Voxels per block of the fast linear loop: coordinates and weights of a block are computed
 /// first (independent, vectorisable), then its corner loads, then the blends (vectorisable).
 const BLOCK: usize = 64;
@@ -578,43 +613,46 @@ fn linear_fast<T: Copy + Into<f32> + Default, D: Displace>(
 
 /// Dispatches to a copy of the kernel compiled with AVX2 when the CPU has it: the same IEEE
 /// operations (Rust never contracts to FMA), so the same bits, only wider vectors.
-fn gather_rows<T: Copy + Into<f32> + Default + 'static, D: Displace>(
+fn gather_rows<T: Copy + Into<f32> + Default + 'static, D: Displace, O: BatchElem + Element>(
     w: &SourceWindow<'_, T>,
     params: &GatherParams<'_>,
     plan: &Plan,
     disp: &D,
-    out: &mut [f32],
+    map: impl Fn(f32) -> f32 + Copy,
+    out: &mut [O],
 ) -> Result<(), GatherError> {
     #[cfg(target_arch = "x86_64")]
     if Features::get().avx2 {
         // SAFETY: the CPU supports AVX2 (`Features::get`).
-        return unsafe { gather_rows_avx2(w, params, plan, disp, out) };
+        return unsafe { gather_rows_avx2(w, params, plan, disp, map, out) };
     }
-    gather_rows_impl(w, params, plan, disp, out, false)
+    gather_rows_impl(w, params, plan, disp, map, out, false)
 }
 
 /// The kernel compiled with AVX2 enabled.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn gather_rows_avx2<T: Copy + Into<f32> + Default + 'static, D: Displace>(
+fn gather_rows_avx2<T: Copy + Into<f32> + Default + 'static, D: Displace, O: BatchElem + Element>(
     w: &SourceWindow<'_, T>,
     params: &GatherParams<'_>,
     plan: &Plan,
     disp: &D,
-    out: &mut [f32],
+    map: impl Fn(f32) -> f32 + Copy,
+    out: &mut [O],
 ) -> Result<(), GatherError> {
-    gather_rows_impl(w, params, plan, disp, out, true)
+    gather_rows_impl(w, params, plan, disp, map, out, true)
 }
 
 /// The row loop; `avx2` is true only in the copy compiled with AVX2 (it unlocks the intrinsic
 /// trilinear kernel for `u8` windows).
 #[inline(always)]
-fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace>(
+fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace, O: BatchElem + Element>(
     w: &SourceWindow<'_, T>,
     params: &GatherParams<'_>,
     plan: &Plan,
     disp: &D,
-    out: &mut [f32],
+    map: impl Fn(f32) -> f32 + Copy,
+    out: &mut [O],
     avx2: bool,
 ) -> Result<(), GatherError> {
     let &GatherParams {
@@ -630,16 +668,17 @@ fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace>(
     let [sz, sy, _] = w.stride;
     let anchor = w.anchor.map(|v| v as f64);
     let offset = w.offset32();
-    // Outputs larger than the caches: rows staged on the stack, then non-temporal stores.
+    // Outputs larger than the caches: rows staged on the stack, then non-temporal stores. Other
+    // element types than `f32`: rows staged on the stack, then converted.
     let stream = size_of_val(out) >= STREAM_MIN_BYTES && nx <= ROW_BUF;
+    let direct = !stream && f32_slice_mut(out).is_some();
     let mut buf = [0f32; ROW_BUF];
     for pz in 0..nz {
         for py in 0..ny {
             let row = (pz * ny + py) * nx;
-            let out_row = if stream {
-                &mut buf[..nx]
-            } else {
-                &mut out[row..row + nx]
+            let out_row = match f32_slice_mut(&mut out[row..row + nx]) {
+                Some(direct_row) if direct => direct_row,
+                _ => &mut buf[..nx],
             };
             // Coordinates of px = 0; level coordinates are `v + anchor`.
             let base = row_origin(grid, anchor, pz, py);
@@ -680,13 +719,33 @@ fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace>(
                         let done = unsafe { linear_u8_avx2(src, &geometry, lo, fast) };
                         let fast = &mut fast[done..];
                         linear_fast(w, base, s2, disp, row, lo + done, fast);
-                        continue_row(stream, &buf, out, row, nx);
+                        continue_row(
+                            Row {
+                                direct,
+                                stream,
+                                row,
+                                nx,
+                            },
+                            &mut buf,
+                            out,
+                            map,
+                        );
                         continue;
                     }
                     linear_fast(w, base, s2, disp, row, lo, fast);
                 }
             }
-            continue_row(stream, &buf, out, row, nx);
+            continue_row(
+                Row {
+                    direct,
+                    stream,
+                    row,
+                    nx,
+                },
+                &mut buf,
+                out,
+                map,
+            );
         }
     }
     if stream {
@@ -695,11 +754,54 @@ fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace>(
     Ok(())
 }
 
-/// Writes a row staged in `buf` to `out` (when streaming).
+/// Where a finished output row is: computed in place in `out` (`direct`), or staged in the row
+/// buffer and written with non-temporal stores (`stream`) or plain ones.
+#[derive(Clone, Copy)]
+struct Row {
+    direct: bool,
+    stream: bool,
+    row: usize,
+    nx: usize,
+}
+
+/// Finishes output row `at.row`: `map` applied to every value, then (unless it was computed in
+/// place) the row staged in `buf` is written to `out` as `O`.
 #[inline(always)]
-fn continue_row(stream: bool, buf: &[f32], out: &mut [f32], row: usize, nx: usize) {
-    if stream {
-        store_stream(&buf[..nx], &mut out[row..row + nx]);
+fn continue_row<O: BatchElem + Element>(at: Row, buf: &mut [f32], out: &mut [O], map: impl Fn(f32) -> f32 + Copy) {
+    let Row {
+        direct,
+        stream,
+        row,
+        nx,
+    } = at;
+    let dest = &mut out[row..row + nx];
+    if direct {
+        if let Some(dest) = f32_slice_mut(dest) {
+            dest.iter_mut().for_each(|v| *v = map(*v));
+        }
+        return;
+    }
+    let src = &mut buf[..nx];
+    match (f32_slice_mut(dest), stream) {
+        (Some(dest), true) => {
+            src.iter_mut().for_each(|v| *v = map(*v));
+            store_stream(src, dest);
+        }
+        (Some(dest), false) => dest.iter_mut().zip(src.iter()).for_each(|(d, &v)| *d = map(v)),
+        (None, true) => {
+            let mut typed = [O::ZERO; ROW_BUF];
+            convert_row(src, &mut typed[..nx], map);
+            store_stream(&typed[..nx], &mut out[row..row + nx]);
+        }
+        (None, false) => convert_row(src, dest, map),
+    }
+}
+
+/// `dst[i] = O::from_f32(map(src[i]))`.
+#[inline(always)]
+fn convert_row<O: BatchElem>(src: &[f32], dst: &mut [O], map: impl Fn(f32) -> f32 + Copy) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = O::from_f32(map(s));
     }
 }
 

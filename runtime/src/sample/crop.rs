@@ -10,7 +10,8 @@ use crate::augment::grid::{SampleGrid, StridedMap};
 use crate::augment::spatial::SpatialDraw;
 use crate::augment::value::{Pointwise, nan_to_num_map};
 use crate::dtype::{BatchElem, convert_from_f32, f32_slice_mut};
-use crate::kernels::{GatherParams, GatherSource, StridedDest, gather};
+use crate::kernels::gather::{MAX_CONVERTED_ROW, gather_map};
+use crate::kernels::{GatherParams, GatherSource, StridedDest};
 use crate::read::{
     ReadError, WindowElem, WindowRequest, read_window, read_window_binarize, read_window_map, read_window_scratch,
 };
@@ -110,35 +111,36 @@ pub(crate) fn read_crop<O: CropElem>(
         }
     }
     info.gathered += 1;
-    let Some(out) = f32_slice_mut(out) else {
-        // Other element types: gathered in f32 (the interpolation computes in f32), then the
-        // leading pointwise transform and the conversion in one pass.
+    if f32_slice_mut(out).is_some() {
+        // f32: value transforms run in place afterwards.
+        gather_crop(ctx, &grid, scratch, |x| x, out)?;
+        return Ok(false);
+    }
+    // Other element types: rows computed in f32 and converted as they are stored, the leading
+    // pointwise transform applied on the way; rows too long for the stack go through f32 staging.
+    let pointwise = first_transform.and_then(Pointwise::of);
+    let map = move |x: f32| pointwise.map_or(x, |p| p.apply(x));
+    if array.shape_vox[2] <= MAX_CONVERTED_ROW {
+        gather_crop(ctx, &grid, scratch, map, out)?;
+    } else {
         let mut staged = std::mem::take(&mut scratch.staged);
-        staged.clear();
         staged.resize(out.len(), 0.0);
-        let result = gather_crop(ctx, &grid, scratch, &mut staged);
-        let pointwise = first_transform.and_then(Pointwise::of);
-        match pointwise {
-            Some(p) => out
-                .iter_mut()
-                .zip(&staged)
-                .for_each(|(o, &v)| *o = O::from_f32(p.apply(v))),
-            None => convert_from_f32(&staged, out),
-        }
+        let result = gather_crop(ctx, &grid, scratch, map, &mut staged[..out.len()]);
+        convert_from_f32(&staged[..out.len()], out);
         scratch.staged = staged;
-        return result.map(|()| pointwise.is_some());
-    };
-    gather_crop(ctx, &grid, scratch, out)?;
-    Ok(false)
+        result?;
+    }
+    Ok(pointwise.is_some())
 }
 
-/// The gather (resampling, rotation, elastic) of a crop into `f32`, from a source window read
-/// into `scratch`.
-fn gather_crop(
+/// The gather (resampling, rotation, elastic) of a crop, from a source window read into
+/// `scratch`, `map` applied to every value (fill included) before it is stored as `O`.
+fn gather_crop<O: CropElem>(
     ctx: &CropContext<'_>,
     grid: &SampleGrid,
     scratch: &mut SampleScratch,
-    out: &mut [f32],
+    map: impl Fn(f32) -> f32 + Copy,
+    out: &mut [O],
 ) -> Result<(), CropError> {
     let (level, array) = (ctx.level, ctx.array);
     let elastic = match &ctx.draw.elastic {
@@ -152,7 +154,7 @@ fn gather_crop(
     let (start, shape) = grid.source_window(array.interpolation, elastic_max);
     let window = clip(start, shape, level.shape_vox);
     if window.1.iter().product::<usize>() == 0 {
-        out.fill(ctx.fill);
+        out.fill(O::from_f32(map(ctx.fill)));
         return Ok(());
     }
     let params = GatherParams {
@@ -164,9 +166,9 @@ fn gather_crop(
     // A uint8 level is gathered from a uint8 window: a quarter of the bytes to read and to keep
     // in the caches while the rotated rows walk through it.
     if level.dtype == SourceDtype::U8 {
-        gather_window(&mut scratch.bytes, 0, ctx, window, &params, out)?;
+        gather_window(&mut scratch.bytes, 0, ctx, window, &params, (map, out))?;
     } else {
-        gather_window(&mut scratch.window, ctx.fill, ctx, window, &params, out)?;
+        gather_window(&mut scratch.window, ctx.fill, ctx, window, &params, (map, out))?;
     }
     Ok(())
 }
@@ -213,13 +215,13 @@ fn read_strided<O: CropElem>(
 
 /// Read the source window `(lo, size)` into `buf` (grown as needed; `zero` pads it, and fills
 /// voxels outside the level) and gather `out` from it.
-fn gather_window<T: WindowElem + Into<f32> + Default>(
+fn gather_window<T: WindowElem + Into<f32> + Default, O: CropElem>(
     buf: &mut Vec<T>,
     zero: T,
     ctx: &CropContext<'_>,
     (lo, size): ([i64; 3], [usize; 3]),
     params: &GatherParams<'_>,
-    out: &mut [f32],
+    (map, out): (impl Fn(f32) -> f32 + Copy, &mut [O]),
 ) -> Result<(), CropError> {
     let voxels: usize = size.iter().product();
     if buf.len() < voxels {
@@ -237,7 +239,7 @@ fn gather_window<T: WindowElem + Into<f32> + Default>(
         shape: size,
         level_shape: ctx.level.shape_vox,
     };
-    gather(&source, params, out)?;
+    gather_map(&source, params, map, out)?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use cellmap_schema::{ArraySpec, Interpolation, Spec, Split, ValueTransform};
 
-use super::crop::clip;
+use super::crop::{CropElem, clip};
 use super::error::{CropError, SampleReadError};
 use super::{Reader, Sample, SampleScratch};
 use crate::augment::elastic::ElasticField;
@@ -70,13 +70,13 @@ impl PackedTarget {
 
 impl Reader {
     /// Read every class of a target array in one packed nearest-neighbour gather.
-    pub(super) fn read_packed(
+    pub(super) fn read_packed<O: CropElem>(
         &self,
         scratch: &mut SampleScratch,
         sample: &Sample<'_>,
         packed: &PackedTarget,
         array: &ArraySpec,
-        out: &mut [f32],
+        out: &mut [O],
     ) -> Result<(), SampleReadError> {
         let level = &packed.level;
         let fill = self.spec.sampling().pad_value_targets;
@@ -108,7 +108,7 @@ impl Reader {
                 } else {
                     fill
                 };
-                out[c * channel..(c + 1) * channel].fill(value);
+                out[c * channel..(c + 1) * channel].fill(O::from_f32(value));
             }
             return Ok(());
         }

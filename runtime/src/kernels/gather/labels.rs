@@ -1,5 +1,5 @@
 //! Packed binary labels: up to 8 classes as the bits of one byte per voxel, gathered with nearest
-//! neighbour into one `f32` channel per class in a single pass.
+//! neighbour into one channel per class (of any batch element type) in a single pass.
 
 use cellmap_schema::Interpolation;
 
@@ -12,6 +12,8 @@ use super::{
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
 use crate::cpu::Features;
+use crate::dtype::BatchElem;
+use crate::kernels::Element;
 use crate::kernels::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
 
 /// Row chunk of the packed gather (bytes are staged on the stack, then unpacked per class).
@@ -42,10 +44,10 @@ pub struct LabelParams<'a> {
 ///
 /// # Errors
 /// As [`gather`](super::gather), plus [`GatherError::TooManyClasses`] for more than 8 classes.
-pub fn gather_labels_packed(
+pub fn gather_labels_packed<O: BatchElem + Element>(
     source: &GatherSource<'_, u8>,
     params: &LabelParams<'_>,
-    out: &mut [f32],
+    out: &mut [O],
 ) -> Result<(), GatherError> {
     if params.classes > 8 {
         return Err(GatherError::TooManyClasses {
@@ -64,36 +66,40 @@ pub fn gather_labels_packed(
 
 /// Dispatches to a copy of the kernel compiled with AVX2 when the CPU has it: the same IEEE
 /// operations (Rust never contracts to FMA), so the same bits, only wider vectors.
-fn labels_rows<D: Displace>(
+fn labels_rows<D: Displace, O: BatchElem + Element>(
     w: &SourceWindow<'_, u8>,
     params: &LabelParams<'_>,
     plan: &Plan,
     disp: &D,
-    out: &mut [f32],
+    out: &mut [O],
 ) -> Result<(), GatherError> {
     #[cfg(target_arch = "x86_64")]
     if Features::get().avx2 {
         // SAFETY: the CPU supports AVX2 (`Features::get`).
         return unsafe { labels_rows_avx2(w, params, plan, disp, out) };
     }
-    labels_rows_impl::<D, false>(w, params, plan, disp, out)
+    labels_rows_impl::<D, O, false>(w, params, plan, disp, out)
 }
 
 /// The kernel compiled with AVX2 enabled.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn labels_rows_avx2<D: Displace>(
+fn labels_rows_avx2<D: Displace, O: BatchElem + Element>(
     w: &SourceWindow<'_, u8>,
     params: &LabelParams<'_>,
     plan: &Plan,
     disp: &D,
-    out: &mut [f32],
+    out: &mut [O],
 ) -> Result<(), GatherError> {
-    labels_rows_impl::<D, true>(w, params, plan, disp, out)
+    labels_rows_impl::<D, O, true>(w, params, plan, disp, out)
 }
 
 /// Per-row constants of the packed gather and its stack buffers.
-struct Rows {
+struct Rows<O> {
+    /// The outputs: class present, absent, and outside the level (`fill`), as `O`.
+    one: O,
+    zero: O,
+    fill: O,
     lo_ok: [f32; 3],
     hi_ok: [f32; 3],
     anchor: [f64; 3],
@@ -107,18 +113,18 @@ struct Rows {
     bytes: [u8; CHUNK],
     inside: [u8; CHUNK],
     idx: [u32; CHUNK],
-    unpacked: [f32; CHUNK],
+    unpacked: [O; CHUNK],
 }
 
 /// The row loop; `AVX2` is true only in the copy compiled with AVX2 (it unlocks the gather
 /// intrinsics of [`bytes_avx2`]).
 #[inline(always)]
-fn labels_rows_impl<D: Displace, const AVX2: bool>(
+fn labels_rows_impl<D: Displace, O: BatchElem + Element, const AVX2: bool>(
     w: &SourceWindow<'_, u8>,
     params: &LabelParams<'_>,
     plan: &Plan,
     disp: &D,
-    out: &mut [f32],
+    out: &mut [O],
 ) -> Result<(), GatherError> {
     let [nz, ny, nx] = plan.shape;
     let voxels = nz * ny * nx;
@@ -126,7 +132,7 @@ fn labels_rows_impl<D: Displace, const AVX2: bool>(
     let unknown_mask = params.unknown_mask;
     for c in 0..classes {
         if unknown_mask >> c & 1 == 1 {
-            out[c * voxels..(c + 1) * voxels].fill(f32::NAN);
+            out[c * voxels..(c + 1) * voxels].fill(O::from_f32(f32::NAN));
         }
     }
     let known = !unknown_mask & (((1u16 << classes) - 1) as u8);
@@ -135,21 +141,24 @@ fn labels_rows_impl<D: Displace, const AVX2: bool>(
     }
     let (lo_ok, hi_ok) = fast_bounds(w, plan.margin, Interpolation::Nearest);
     let mut rows = Rows {
+        one: O::from_f32(1.0),
+        zero: O::from_f32(0.0),
+        fill: O::from_f32(params.fill),
         lo_ok,
         hi_ok,
         anchor: w.anchor.map(|v| v as f64),
         offset: w.offset32(),
         known,
         voxels,
-        stream: voxels * size_of::<f32>() >= STREAM_MIN_BYTES,
+        stream: voxels * size_of::<O>() >= STREAM_MIN_BYTES,
         bytes: [0u8; CHUNK],
         inside: [0u8; CHUNK],
         idx: [0u32; CHUNK],
-        unpacked: [0f32; CHUNK],
+        unpacked: [O::ZERO; CHUNK],
     };
     for pz in 0..nz {
         for py in 0..ny {
-            labels_row::<D, AVX2>(w, params, plan, disp, &mut rows, [pz, py], out)?;
+            labels_row::<D, O, AVX2>(w, params, plan, disp, &mut rows, [pz, py], out)?;
         }
     }
     if rows.stream {
@@ -161,14 +170,14 @@ fn labels_rows_impl<D: Displace, const AVX2: bool>(
 /// One output row `(pz, py)` of [`labels_rows_impl`], chunk by chunk: the bytes of the row
 /// ends (checked) and of the fast range (indices first, then the loads), unpacked per class.
 #[inline(always)]
-fn labels_row<D: Displace, const AVX2: bool>(
+fn labels_row<D: Displace, O: BatchElem + Element, const AVX2: bool>(
     w: &SourceWindow<'_, u8>,
     params: &LabelParams<'_>,
     plan: &Plan,
     disp: &D,
-    r: &mut Rows,
+    r: &mut Rows<O>,
     [pz, py]: [usize; 2],
-    out: &mut [f32],
+    out: &mut [O],
 ) -> Result<(), GatherError> {
     let [_, ny, nx] = plan.shape;
     let s2 = plan.step;
@@ -223,15 +232,16 @@ fn labels_row<D: Displace, const AVX2: bool>(
 
 /// Writes the `len` staged bytes of output voxels `at..at + len` to every known class channel.
 #[inline(always)]
-fn unpack(r: &mut Rows, params: &LabelParams<'_>, at: usize, len: usize, out: &mut [f32]) {
+fn unpack<O: BatchElem + Element>(r: &mut Rows<O>, params: &LabelParams<'_>, at: usize, len: usize, out: &mut [O]) {
     let voxels = r.voxels;
+    let (one, zero, fill) = (r.one, r.zero, r.fill);
     for c in (0..params.classes).filter(|c| r.known >> c & 1 == 1) {
         let dest = &mut out[c * voxels + at..c * voxels + at + len];
         let mask = 1u8 << c;
         let target = if r.stream { &mut r.unpacked[..len] } else { &mut *dest };
         for ((o, &b), &ins) in target.iter_mut().zip(&r.bytes[..len]).zip(&r.inside[..len]) {
-            let bit = if b & mask != 0 { 1.0 } else { 0.0 };
-            *o = if ins != 0 { bit } else { params.fill };
+            let bit = if b & mask != 0 { one } else { zero };
+            *o = if ins != 0 { bit } else { fill };
         }
         if r.stream {
             store_stream(&r.unpacked[..len], dest);
