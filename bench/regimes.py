@@ -1,0 +1,165 @@
+"""cellmap-data (2026.3.20.1935) against cellmap-compile in the regimes of issue #15, same run.
+
+    python bench/regimes.py --bin target/release/cellmap-compile --work DIR [--only NAME ...]
+
+Regimes (batch 8 unless said, 2 workers / num_workers 2, no augmentation):
+- `cold`: 128³ raw + 4 classes at 8 nm, ours without a chunk cache (`bench --no-cache`): every read
+  decodes its chunks (cellmap-data has no chunk cache: it always reads through zarr/tensorstore);
+- `ws10x`: 300 crops over 20 volumes (64³ crops, 4 classes), ours with a cache of a tenth of the
+  decoded working set;
+- `classes40`: 40 classes per crop at 64³, ours with the default cache and without one;
+- `slices2d`: 2D 128² z-slices, 4 classes, batch 16, ours without a cache;
+- `first_batch`: the 300-crop data: seconds from nothing to the first batch (cellmap-data: split,
+  dataset and loader construction plus one batch; ours: `bench`'s time to first batch).
+Writes bench/regimes.json. Each measurement runs in a fresh process.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def child(a: argparse.Namespace) -> None:
+    """One cellmap-data measurement, in its own process."""
+    import torch
+    from cellmap_data import CellMapDataLoader, CellMapDataSplit
+
+    torch.manual_seed(0)
+    os.chdir(a.data)
+    classes = a.classes.split(",")
+    shape = tuple(int(v) for v in a.shape.split(","))
+    t0 = time.perf_counter()
+    split = CellMapDataSplit(
+        input_arrays={"raw": {"shape": shape, "scale": (8, 8, 8)}},
+        target_arrays={"labels": {"shape": shape, "scale": (8, 8, 8)}},
+        classes=classes,
+        csv_path="datasplit.csv",
+    )
+    loader = CellMapDataLoader(
+        split.train_datasets_combined,
+        classes=classes,
+        batch_size=a.batch,
+        num_workers=a.workers,
+        is_train=True,
+        weighted_sampler=False,
+    )
+    it = (b for _ in range(10**9) for b in loader)
+    next(it)
+    first = time.perf_counter() - t0
+    for _ in range(a.warmup):
+        next(it)
+    t = time.perf_counter()
+    for _ in range(a.batches):
+        next(it)
+    elapsed = time.perf_counter() - t
+    print(json.dumps({"samples_per_s": a.batches * a.batch / elapsed, "first_batch_s": first}))
+
+
+def python(data: str, classes: list, shape: tuple, batch: int, batches: int, warmup: int, venv_python: str) -> dict:
+    cmd = [venv_python, os.path.abspath(__file__), "--child", "--data", data, "--classes", ",".join(classes)]
+    cmd += ["--shape", ",".join(map(str, shape)), "--batch", str(batch), "--batches", str(batches)]
+    cmd += ["--warmup", str(warmup), "--workers", "2"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def spec(data: str, name: str, classes: list, shape: tuple, batch: int, cache: int | None) -> str:
+    path = os.path.join(data, f"regime-{name}.yaml")
+    s = ", ".join(map(str, shape))
+    cache_line = f"  cache_bytes: {cache}\n" if cache is not None else ""
+    with open(path, "w") as f:
+        f.write(
+            f"version: 1\nname: regime\nclasses: [{', '.join(classes)}]\narrays:\n"
+            f"  inputs:\n    raw: {{ shape: [{s}], scale: [8, 8, 8] }}\n"
+            f"  targets:\n    labels: {{ shape: [{s}], scale: [8, 8, 8] }}\n"
+            f"data:\n  csv: datasplit.csv\nsampling:\n  seed: 42\n  pad: true\n"
+            f"loader:\n  batch_size: {batch}\n  workers: 2\n{cache_line}"
+        )
+    return path
+
+
+def ours(binary: str, spec_path: str, batches: int, warmup: int, *flags: str) -> dict:
+    cmd = [binary, "bench", spec_path, "--batches", str(batches), "--warmup", str(warmup), "--quiet", *flags]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def synth(binary: str, path: str, *args: str) -> None:
+    if not os.path.exists(os.path.join(path, "datasplit.csv")):
+        subprocess.run([binary, "synth", path, *args], check=True, capture_output=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin")
+    p.add_argument("--work", default="/tmp/cellmap-regimes")
+    p.add_argument("--python", default=os.path.expanduser("~/.cache/cellmap-compile/cellmap-data-venv/bin/python"))
+    p.add_argument("--only", nargs="*")
+    p.add_argument("--out", default=os.path.join(HERE, "regimes.json"))
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    for k, d in [("data", ""), ("classes", ""), ("shape", ""), ("batch", 8), ("batches", 4), ("warmup", 1), ("workers", 2)]:
+        p.add_argument(f"--{k}", type=type(d), default=d, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        child(a)
+        return
+    four = ["mito", "er", "nuc", "pm"]
+    forty = four + [f"c{i}" for i in range(4, 40)]
+    rows = []
+
+    def want(name: str) -> bool:
+        return not a.only or name in a.only
+
+    def row(name: str, py: dict, ours_runs: dict, note: str) -> None:
+        r = {"regime": name, "cellmap_data": py, "ours": ours_runs, "note": note}
+        r["ratios"] = {k: v["samples_per_s"] / py["samples_per_s"] for k, v in ours_runs.items()}
+        rows.append(r)
+        print(json.dumps({"regime": name, "cellmap_data": round(py["samples_per_s"], 2),
+                          **{k: round(v["samples_per_s"], 1) for k, v in ours_runs.items()},
+                          "ratios": {k: round(v, 1) for k, v in r["ratios"].items()}}), flush=True)
+
+    one = os.path.join(a.work, "one")
+    synth(a.bin, one)
+    if want("cold"):
+        s = spec(one, "cold", four, (128, 128, 128), 8, None)
+        row("cold", python(one, four, (128, 128, 128), 8, 4, 1, a.python),
+            {"no_cache": ours(a.bin, s, 12, 2, "--no-cache"), "cache": ours(a.bin, s, 30, 5)},
+            "128³ raw + 4 classes, batch 8, 2 workers")
+    if want("slices2d"):
+        s = spec(one, "slices2d", four, (1, 128, 128), 16, None)
+        row("slices2d", python(one, four, (1, 128, 128), 16, 8, 2, a.python),
+            {"no_cache": ours(a.bin, s, 40, 4, "--no-cache"), "cache": ours(a.bin, s, 200, 20)},
+            "2D 128² z-slices, 4 classes, batch 16, 2 workers")
+    many40 = os.path.join(a.work, "many40")
+    synth(a.bin, many40, "--volumes", "2", "--crops", "6", "--classes", "40", "--crop-size", "96", "--variants", "v2")
+    if want("classes40"):
+        s = spec(many40, "classes40", forty, (64, 64, 64), 8, None)
+        row("classes40", python(many40, forty, (64, 64, 64), 8, 4, 1, a.python),
+            {"no_cache": ours(a.bin, s, 12, 2, "--no-cache"), "cache": ours(a.bin, s, 40, 8)},
+            "40 classes per crop at 64³, batch 8, 2 workers")
+    many = os.path.join(a.work, "many300")
+    synth(a.bin, many, "--volumes", "20", "--crops", "300", "--variants", "v2")
+    if want("ws10x") or want("first_batch"):
+        # The decoded working set: every crop's raw and label chunks (64³ crops, 4 classes, uint8
+        # after narrowing): measured by a cache large enough, then a tenth of it.
+        s = spec(many, "ws10x", four, (64, 64, 64), 8, 64 << 20)
+        py = python(many, four, (64, 64, 64), 8, 4, 1, a.python)
+        r = ours(a.bin, s, 40, 8)
+        if want("ws10x"):
+            row("ws10x", py, {"cache_64MiB": r, "no_cache": ours(a.bin, s, 12, 2, "--no-cache")},
+                "300 crops over 20 volumes, 64³, 4 classes, cache 64 MiB")
+        if want("first_batch"):
+            rows.append({"regime": "first_batch", "cellmap_data_s": py["first_batch_s"],
+                         "ours_s": r.get("first_batch_seconds"), "plan_s": r.get("plan_seconds")})
+            print(json.dumps(rows[-1]), flush=True)
+    with open(a.out, "w") as f:
+        json.dump({"cpus": os.cpu_count(), "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
