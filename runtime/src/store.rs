@@ -30,7 +30,7 @@ pub use location::{RemoteConfigError, RemoteOptions, S3Credentials};
 pub use multiscale::{Level, LevelChoice, Multiscale, SourceDtype, choose_level};
 
 /// Whether `location` is a URL (`scheme://…`) rather than a filesystem path.
-pub(crate) fn is_url(location: &str) -> bool {
+pub fn is_url(location: &str) -> bool {
     location
         .split_once("://")
         .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric()))

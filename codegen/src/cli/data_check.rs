@@ -125,11 +125,6 @@ fn multiscale_problem(path: &Path) -> Result<Option<String>, ()> {
     }
 }
 
-/// Whether `path` is a URL (`s3://…`, `https://…`): opened by the runtime's reader.
-fn is_url(path: &str) -> bool {
-    path.contains("://")
-}
-
 /// A remote group, opened through the runtime (the same client, settings and errors as the
 /// loader). `Ok(false)` when it is not there (an empty prefix, no group metadata).
 fn remote_group(path: &str) -> Result<bool, cellmap_runtime::store::OpenError> {
@@ -158,7 +153,7 @@ fn check_remote_group(path: &str, role: String, origin: &str, out: &mut Vec<Data
 }
 
 fn check_group(path: &str, role: String, origin: &str, out: &mut Vec<DataError>) {
-    if is_url(path) {
+    if cellmap_runtime::store::is_url(path) {
         return check_remote_group(path, role, origin, out);
     }
     match multiscale_problem(Path::new(path)) {
@@ -186,7 +181,7 @@ fn check_dataset(d: &DatasetSpec, classes: &[String], out: &mut Vec<DataError>) 
                 check_group(&t.path_of(class), format!("class `{class}`"), &d.origin, out);
             }
         }
-        None if is_url(&t.template) => {
+        None if cellmap_runtime::store::is_url(&t.template) => {
             let (mut found, errors_before) = (0, out.len());
             for class in classes {
                 let path = t.path_of(class);
