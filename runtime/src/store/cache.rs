@@ -292,6 +292,9 @@ impl ChunkCache {
         let mut stats = self.fetch_counters.stats();
         stats.store_requests = self.tier.requests.load(Ordering::Relaxed);
         stats.store_bytes = self.tier.request_bytes.load(Ordering::Relaxed);
+        // The delay is slept inside the timed retrieval: the decode time leaves it out.
+        let delay_s = self.tier.delay_ns.load(Ordering::Relaxed) as f64 * 1e-9;
+        stats.decode_seconds = (stats.decode_seconds - delay_s).max(0.0);
         stats
     }
 

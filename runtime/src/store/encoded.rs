@@ -269,6 +269,8 @@ pub(crate) struct StoreTier {
     pub(crate) requests: AtomicU64,
     /// Bytes those requests returned.
     pub(crate) request_bytes: AtomicU64,
+    /// Nanoseconds slept for the benchmarking delay (left out of the decode time).
+    pub(crate) delay_ns: AtomicU64,
 }
 
 impl StoreTier {
@@ -279,6 +281,7 @@ impl StoreTier {
             delay: OnceLock::new(),
             requests: AtomicU64::new(0),
             request_bytes: AtomicU64::new(0),
+            delay_ns: AtomicU64::new(0),
         }
     }
 
@@ -291,6 +294,8 @@ impl StoreTier {
     fn request(&self) {
         if let Some(delay) = self.delay.get().copied().flatten() {
             std::thread::sleep(delay);
+            let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+            self.delay_ns.fetch_add(ns, Ordering::Relaxed);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
     }

@@ -59,8 +59,8 @@ pub struct FetchStats {
     pub chunks: u64,
     /// Decoded bytes of those chunks (as stored, before narrowing).
     pub bytes: u64,
-    /// Seconds spent in zarrs' chunk retrieval (store read, the benchmarking delay, decode),
-    /// summed over threads.
+    /// Seconds spent in zarrs' chunk retrieval (store read and decode; not the benchmarking
+    /// delay), summed over threads.
     pub decode_seconds: f64,
     /// Seconds reading threads spent waiting for chunks not in the cache (sequential fetches and
     /// concurrent ones alike, wall time summed over threads).
