@@ -25,14 +25,16 @@ use std::time::Duration;
 
 use cellmap_schema::{Device, ErrorPolicy, Spec};
 
-use crate::memory::{MemoryNeed, check_fits};
+use crate::memory::{MemoryNeed, check_fits, spec_is_remote};
 #[cfg(feature = "torch")]
 use crate::pipeline::SlotMemory;
 use crate::pipeline::{Leased, Pipeline, PipelineError, PipelineOptions, RingMemory, SampleJob};
 use crate::plan::{Plan, PlanOptions, Planned, foreground_index, plan};
 use crate::sample::Reader;
 use crate::sampler::{DatasetGrid, TrainSampler};
-use crate::store::{CacheStats, ChunkCache, FetchOptions, FetchStats, store_delay_from_env};
+use crate::store::{
+    CacheStats, ChunkCache, CompressedOptions, CompressedStats, FetchOptions, FetchStats, store_delay_from_env,
+};
 
 use ahead::FetchAhead;
 use job::{EPOCHS_CACHED, JobKind, dataset_grid};
@@ -189,6 +191,11 @@ impl Loader {
         self.cache.as_ref().map(|c| c.stats())
     }
 
+    /// Counters of the chunk cache's compressed tier (`None` without a cache).
+    pub fn compressed_stats(&self) -> Option<CompressedStats> {
+        self.cache.as_ref().map(|c| c.compressed_stats())
+    }
+
     /// Counters of the chunks this loader's reads fetched (with or without a cache; shared with
     /// the loaders that share its cache).
     pub fn fetch_stats(&self) -> FetchStats {
@@ -231,16 +238,25 @@ impl Loader {
 /// fit in the memory the machine offers: refused before anything is allocated. A shared cache
 /// counts with what it may still grow by.
 fn open_cache(spec: &Spec, plan: &Plan, options: &LoaderOptions) -> Result<Option<Arc<ChunkCache>>, LoaderError> {
-    let cache_bytes = match (&options.cache, options.no_cache) {
-        (_, true) => 0,
-        (Some(shared), false) => shared.budget_bytes().saturating_sub(shared.stats().bytes),
-        (None, false) => spec.loader().cache_bytes,
+    let compressed =
+        CompressedOptions::from_setting(options.compressed_cache_bytes.or(spec.loader().compressed_cache_bytes));
+    let (cache_bytes, compressed_cache_bytes) = match (&options.cache, options.no_cache) {
+        (_, true) => (0, 0),
+        (Some(shared), false) => {
+            let tier = shared.compressed_stats();
+            (
+                shared.budget_bytes().saturating_sub(shared.stats().bytes),
+                tier.budget_bytes.saturating_sub(tier.bytes),
+            )
+        }
+        (None, false) => (spec.loader().cache_bytes, compressed.held_bytes(spec_is_remote(spec))),
     };
     check_fits(&MemoryNeed {
         batch_size: plan.batch.batch_size,
         batch_bytes: plan.batch_bytes,
         prefetch: options.prefetch.unwrap_or(spec.loader().prefetch),
         cache_bytes,
+        compressed_cache_bytes,
     })?;
     if options.no_cache {
         return Ok(None);
@@ -248,7 +264,7 @@ fn open_cache(spec: &Spec, plan: &Plan, options: &LoaderOptions) -> Result<Optio
     let cache = options
         .cache
         .clone()
-        .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader().cache_bytes)));
+        .unwrap_or_else(|| Arc::new(ChunkCache::new(spec.loader().cache_bytes).with_compressed(compressed)));
     Ok(Some(cache))
 }
 

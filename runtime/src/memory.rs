@@ -1,7 +1,8 @@
 //! Whether a loader fits in memory, checked before anything is allocated.
 //!
-//! A loader holds a ring of `prefetch` batches, allocated once at start, and a chunk cache that
-//! grows up to `loader.cache_bytes`. [`check_fits`] compares their sum with the memory the
+//! A loader holds a ring of `prefetch` batches, allocated once at start, a chunk cache that
+//! grows up to `loader.cache_bytes`, and a compressed tier of encoded chunks that grows up to
+//! `loader.compressed_cache_bytes` (by default only over remote data: [`compressed_cache_bytes`]). [`check_fits`] compares their sum with the memory the
 //! machine offers and refuses a loader that cannot fit, with the numbers and the keys to change,
 //! instead of letting an allocation abort the process (or the kernel kill it once the ring's
 //! pages are written). `cellmap-compile plan`, `cellmap-compile check --data` and every
@@ -21,7 +22,7 @@
 //!
 //! ```
 //! use cellmap_runtime::{memory::MemoryAvailable, memory::MemoryNeed};
-//! let need = MemoryNeed { batch_size: 8, batch_bytes: 1 << 20, prefetch: 4, cache_bytes: 1 << 30 };
+//! let need = MemoryNeed { batch_size: 8, batch_bytes: 1 << 20, prefetch: 4, cache_bytes: 1 << 30, compressed_cache_bytes: 0 };
 //! assert_eq!(need.ring_bytes(), 4 << 20);
 //! let offered = MemoryAvailable { bytes: 512 << 20, source: "a test".into() };
 //! let err = need.fits_in(&offered).unwrap_err().to_string();
@@ -41,7 +42,7 @@ use crate::plan::{Plan, batch_layout};
 /// The environment variable that replaces the detection of available memory: bytes, or `off`.
 pub const MEMORY_LIMIT_ENV: &str = "CELLMAP_MEMORY_LIMIT_BYTES";
 
-/// What a loader holds in memory: its ring and its chunk cache.
+/// What a loader holds in memory: its ring, its chunk cache and the cache's compressed tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryNeed {
     /// Samples per batch (`loader.batch_size`).
@@ -52,6 +53,26 @@ pub struct MemoryNeed {
     pub prefetch: usize,
     /// Bytes the chunk cache may grow to (`loader.cache_bytes`; 0 without a cache).
     pub cache_bytes: u64,
+    /// Bytes the compressed tier may grow to ([`compressed_cache_bytes`]; 0 without one).
+    pub compressed_cache_bytes: u64,
+}
+
+/// Bytes the compressed tier of a loader of `spec` may hold: `loader.compressed_cache_bytes`
+/// when set; unset, [`crate::store::DEFAULT_COMPRESSED_CACHE_BYTES`] when a dataset of the spec
+/// is on a remote store (`s3://`, `http(s)://`), else 0.
+pub fn compressed_cache_bytes(spec: &Spec) -> u64 {
+    crate::store::CompressedOptions::from_setting(spec.loader().compressed_cache_bytes).held_bytes(spec_is_remote(spec))
+}
+
+/// Whether a dataset of `spec` (raw or targets) is on a remote store.
+pub fn spec_is_remote(spec: &Spec) -> bool {
+    let url = |s: &str| {
+        s.split_once("://")
+            .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric()))
+    };
+    spec.datasets()
+        .iter()
+        .any(|d| url(&d.raw) || d.targets.as_ref().is_some_and(|t| url(&t.template)))
 }
 
 impl MemoryNeed {
@@ -63,6 +84,7 @@ impl MemoryNeed {
             batch_bytes: batch_layout(spec).batch_bytes(),
             prefetch: spec.loader().prefetch,
             cache_bytes: spec.loader().cache_bytes,
+            compressed_cache_bytes: compressed_cache_bytes(spec),
         }
     }
 
@@ -73,6 +95,7 @@ impl MemoryNeed {
             batch_bytes: plan.batch_bytes,
             prefetch: plan.prefetch,
             cache_bytes: spec.loader().cache_bytes,
+            compressed_cache_bytes: compressed_cache_bytes(spec),
         }
     }
 
@@ -81,9 +104,11 @@ impl MemoryNeed {
         self.batch_bytes.saturating_mul(self.prefetch.max(1) as u64)
     }
 
-    /// Ring and cache together.
+    /// Ring, cache and compressed tier together.
     pub fn total_bytes(&self) -> u64 {
-        self.ring_bytes().saturating_add(self.cache_bytes)
+        self.ring_bytes()
+            .saturating_add(self.cache_bytes)
+            .saturating_add(self.compressed_cache_bytes)
     }
 
     /// `Ok` when the ring and the cache fit in `available`.
@@ -142,8 +167,23 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn too_large(need: &MemoryNeed, available: &MemoryAvailable) -> String {
+    let (tier, keys) = if need.compressed_cache_bytes > 0 {
+        (
+            format!(
+                " and its compressed tier up to {} bytes ({:.1} MiB, `loader.compressed_cache_bytes`)",
+                need.compressed_cache_bytes,
+                mib(need.compressed_cache_bytes)
+            ),
+            "`loader.batch_size`, `loader.prefetch`, `loader.cache_bytes` or `loader.compressed_cache_bytes`",
+        )
+    } else {
+        (
+            String::new(),
+            "`loader.batch_size`, `loader.prefetch` or `loader.cache_bytes`",
+        )
+    };
     format!(
-        "not enough memory for the loader: the batch ring needs {} bytes ({:.1} MiB = `loader.prefetch` {} × {} bytes per batch of `loader.batch_size` {}) and the chunk cache up to {} bytes ({:.1} MiB, `loader.cache_bytes`), {} bytes in all, but {} bytes ({:.1} MiB) are available ({}); lower `loader.batch_size`, `loader.prefetch` or `loader.cache_bytes`",
+        "not enough memory for the loader: the batch ring needs {} bytes ({:.1} MiB = `loader.prefetch` {} × {} bytes per batch of `loader.batch_size` {}) and the chunk cache up to {} bytes ({:.1} MiB, `loader.cache_bytes`){tier}, {} bytes in all, but {} bytes ({:.1} MiB) are available ({}); lower {keys}",
         need.ring_bytes(),
         mib(need.ring_bytes()),
         need.prefetch.max(1),
@@ -373,6 +413,7 @@ mod tests {
             batch_bytes: 41_943_040_000,
             prefetch: 4,
             cache_bytes: 1 << 30,
+            compressed_cache_bytes: 0,
         };
         let available = MemoryAvailable {
             bytes: 8 << 30,
@@ -388,5 +429,15 @@ mod tests {
             source: "exact".into(),
         };
         assert_eq!(need.fits_in(&exact), Ok(()));
+        let tiered = MemoryNeed {
+            compressed_cache_bytes: 1 << 29,
+            ..need
+        };
+        let err = tiered.fits_in(&exact).unwrap_err().to_string();
+        assert!(
+            err.contains("and its compressed tier up to 536870912 bytes (512.0 MiB, `loader.compressed_cache_bytes`), 169382772736 bytes in all"),
+            "{err}"
+        );
+        assert!(err.ends_with("or `loader.compressed_cache_bytes`"), "{err}");
     }
 }

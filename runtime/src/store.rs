@@ -8,6 +8,8 @@
 //! - [`chunk`]: chunk keys, decoding ([`decode_chunk`]), fetching through the cache, and
 //!   [`count_nonzero`];
 //! - [`cache`]: the decoded-chunk cache shared by every reader ([`ChunkCache`], [`ChunkData`]);
+//! - [`encoded`]: its compressed tier, encoded chunk bytes kept as the store returned them and
+//!   read on a decoded miss before the store is asked ([`CompressedOptions`], [`CompressedStats`]);
 //! - [`fetch`]: the bounded pools that fetch several missing chunks at once and ahead, the
 //!   benchmarking delay per request, and the fetch counters ([`FetchOptions`], [`FetchStats`]);
 //! - [`error`]: [`OpenError`] (naming the location) and [`ChunkError`] (naming the array path and
@@ -17,6 +19,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod chunk;
+pub(crate) mod encoded;
 pub(crate) mod error;
 pub(crate) mod fetch;
 pub(crate) mod location;
@@ -24,6 +27,7 @@ pub(crate) mod multiscale;
 
 pub use cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use chunk::{count_nonzero, decode_chunk};
+pub use encoded::{CompressedOptions, CompressedStats, DEFAULT_COMPRESSED_CACHE_BYTES, ENTRY_OVERHEAD_BYTES};
 pub use error::{ChunkError, FetchError, OpenError, RemoteErrorKind};
 pub use fetch::{FetchOptions, FetchStats, STORE_DELAY_ENV, store_delay_from_env};
 pub use location::{RemoteConfigError, RemoteOptions, S3Credentials};

@@ -666,6 +666,10 @@ pub struct LoaderSpec {
     pub pin_memory: bool,
     /// Byte budget of the shared decoded-chunk cache.
     pub cache_bytes: u64,
+    /// Byte budget of the compressed tier (encoded chunk bytes kept in memory); `None`: the
+    /// runtime's default, for remote stores only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_cache_bytes: Option<u64>,
     /// Chunks fetched and decoded at once by one read (the size of the loader's fetch pool), ≥ 1.
     #[serde(default = "default_fetch_concurrency")]
     pub fetch_concurrency: usize,

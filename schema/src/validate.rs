@@ -628,6 +628,7 @@ fn loader(raw: &RawLoader, c: &mut Checker<'_>) -> LoaderSpec {
         device,
         pin_memory: raw.pin_memory.unwrap_or(matches!(device, Device::Cuda(_))),
         cache_bytes: raw.cache_bytes,
+        compressed_cache_bytes: raw.compressed_cache_bytes,
         fetch_concurrency: raw.fetch_concurrency.max(1) as usize,
         fetch_ahead: raw.fetch_ahead.min(64) as usize,
         on_error: match raw.on_error {

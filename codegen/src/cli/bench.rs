@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cellmap_runtime::{
     Loader, LoaderOptions, diagnostics::allocations, diagnostics::cpu_seconds, diagnostics::peak_rss_bytes,
-    diagnostics::thread_count, memory::HostBuffer, store::CacheStats, store::FetchStats,
+    diagnostics::thread_count, memory::HostBuffer, store::CacheStats, store::CompressedStats, store::FetchStats,
 };
 use cellmap_schema::Split;
 
@@ -39,6 +39,10 @@ pub(crate) struct BenchArgs {
     /// Override `loader.fetch_ahead` (training batches fetched ahead; 0 = off).
     #[arg(long)]
     fetch_ahead: Option<usize>,
+    /// Override `loader.compressed_cache_bytes` (the compressed tier's budget, for every store;
+    /// 0 = off).
+    #[arg(long)]
+    compressed_cache_bytes: Option<u64>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -87,16 +91,33 @@ pub(crate) struct FetchReport {
     pub(crate) ahead_chunks: u64,
     /// Most chunk requests in flight at once (whole run).
     pub(crate) max_in_flight: u64,
+    /// Requests that reached the store per sample (reads the compressed tier answered are not).
+    pub(crate) store_requests_per_sample: f64,
+    /// Reads of the store the compressed tier answered, over all reads of the store (`None`
+    /// without a tier).
+    pub(crate) compressed_hit_rate: Option<f64>,
+    /// Bytes the compressed tier holds at the end (charged: values plus per-entry overhead).
+    pub(crate) compressed_bytes: u64,
+    /// The compressed tier's budget (0 = off).
+    pub(crate) compressed_budget_bytes: u64,
 }
 
+/// Counters sampled before and after the measured batches.
+type Counters = (Option<CacheStats>, FetchStats, Option<CompressedStats>);
+
 impl FetchReport {
-    fn new(
-        before: (Option<CacheStats>, FetchStats),
-        after: (Option<CacheStats>, FetchStats),
-        samples: u64,
-    ) -> FetchReport {
+    fn new(before: Counters, after: Counters, samples: u64) -> FetchReport {
         let cache_hit_rate = match (before.0, after.0) {
             (Some(a), Some(b)) => {
+                let hits = b.hits - a.hits;
+                let total = hits + (b.misses - a.misses);
+                Some(if total == 0 { 1.0 } else { hits as f64 / total as f64 })
+            }
+            _ => None,
+        };
+        let tier = after.2.unwrap_or_default();
+        let compressed_hit_rate = match (before.2, after.2) {
+            (Some(a), Some(b)) if b.budget_bytes > 0 => {
                 let hits = b.hits - a.hits;
                 let total = hits + (b.misses - a.misses);
                 Some(if total == 0 { 1.0 } else { hits as f64 / total as f64 })
@@ -113,6 +134,10 @@ impl FetchReport {
             fetch_wait_seconds: b.wait_seconds - a.wait_seconds,
             ahead_chunks: b.ahead_chunks - a.ahead_chunks,
             max_in_flight: b.max_in_flight,
+            store_requests_per_sample: per_sample(b.store_requests - a.store_requests),
+            compressed_hit_rate,
+            compressed_bytes: tier.bytes,
+            compressed_budget_bytes: tier.budget_bytes,
         }
     }
 }
@@ -135,6 +160,7 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
     options.workers = args.workers;
     options.fetch_concurrency = args.fetch_concurrency;
     options.fetch_ahead = args.fetch_ahead;
+    options.compressed_cache_bytes = args.compressed_cache_bytes;
     match bench(spec, options, args.warmup, args.batches, !args.quiet) {
         Ok(report) => {
             print_table(&report);
@@ -183,7 +209,7 @@ pub(crate) fn bench(
         first_batch_seconds.get_or_insert_with(|| t_plan.elapsed().as_secs_f64());
     }
     let bar = progress.then(|| progress_bar(batches));
-    let stats_before = (loader.cache_stats(), loader.fetch_stats());
+    let stats_before = (loader.cache_stats(), loader.fetch_stats(), loader.compressed_stats());
     let cpu_before = cpu_seconds();
     let t = Instant::now();
     let mut measured = 0u64;
@@ -217,7 +243,7 @@ pub(crate) fn bench(
     }
     let fetch = FetchReport::new(
         stats_before,
-        (loader.cache_stats(), loader.fetch_stats()),
+        (loader.cache_stats(), loader.fetch_stats(), loader.compressed_stats()),
         measured * batch_size as u64,
     );
     let floor = memory_floor_samples_per_s(batch_bytes, batch_size, workers)?;
@@ -317,6 +343,15 @@ fn print_table(r: &BenchReport) {
     println!("{:<24} {:>14.3}", "fetch wait s (workers)", f.fetch_wait_seconds);
     println!("{:<24} {:>14}", "chunks fetched ahead", f.ahead_chunks);
     println!("{:<24} {:>14}", "most requests in flight", f.max_in_flight);
+    println!("{:<24} {:>14.2}", "store requests/sample", f.store_requests_per_sample);
+    if let Some(h) = f.compressed_hit_rate {
+        println!("{:<24} {:>13.1}%", "compressed hit rate", h * 100.0);
+        println!(
+            "{:<24} {:>14}",
+            "compressed MiB held",
+            format!("{:.1} / {:.1}", mib(f.compressed_bytes), mib(f.compressed_budget_bytes))
+        );
+    }
     println!("{:<24} {:>14.3}", "s to first batch", r.first_batch_seconds);
     println!("{:<24} {:>14}", "workers", r.workers);
     if let Some(c) = r.cpu_cores {

@@ -31,8 +31,11 @@ pub struct LoaderOptions {
     /// A chunk cache to share (e.g. between a training and a validation loader); by default
     /// each loader makes one with the spec's budget.
     pub cache: Option<Arc<ChunkCache>>,
-    /// Disable the chunk cache (cold reads, for benchmarks).
+    /// Disable the chunk cache and its compressed tier (cold reads, for benchmarks).
     pub no_cache: bool,
+    /// Override the spec's `loader.compressed_cache_bytes` (the compressed tier's budget; 0 =
+    /// off, for every store). A shared cache keeps its own tier.
+    pub compressed_cache_bytes: Option<u64>,
     /// Override the spec's `loader.fetch_concurrency` (chunks one read fetches at once). A
     /// shared cache keeps the fetch pool of the first loader that used it.
     pub fetch_concurrency: Option<usize>,
@@ -95,6 +98,7 @@ impl LoaderOptions {
             prefetch: None,
             cache: None,
             no_cache: false,
+            compressed_cache_bytes: None,
             fetch_concurrency: None,
             fetch_ahead: None,
             store_delay: None,

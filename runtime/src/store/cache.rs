@@ -18,8 +18,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use super::encoded::{CompressedOptions, CompressedStats, StoreTier};
 use super::fetch::{FetchCounters, FetchOptions, FetchStats, Fetcher};
-use super::multiscale::SourceDtype;
+use super::multiscale::{LevelArray, SourceDtype};
 
 /// A decoded chunk in its stored element type (or a narrower one, see [`ChunkData::narrowed`]),
 /// C order (`[c,] z, y, x`).
@@ -191,6 +192,11 @@ pub struct ChunkCache {
     /// How misses are fetched (set once, [`ChunkCache::configure_fetch`]).
     fetcher: OnceLock<Fetcher>,
     pub(crate) fetch_counters: FetchCounters,
+    /// The compressed tier, the store delay and the store-request counters
+    /// ([`ChunkCache::with_compressed`]).
+    pub(crate) tier: Arc<StoreTier>,
+    /// Per level read through this cache, its array over the tiered store (made on first miss).
+    views: Mutex<HashMap<u64, Arc<LevelArray>>>,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -216,7 +222,45 @@ impl ChunkCache {
             evictions: AtomicU64::new(0),
             fetcher: OnceLock::new(),
             fetch_counters: FetchCounters::default(),
+            tier: Arc::new(StoreTier::new(CompressedOptions::OFF)),
+            views: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This cache with a compressed tier (module `store::encoded`): encoded chunk bytes
+    /// kept in memory, read on a decoded miss before the store is asked.
+    #[must_use]
+    pub fn with_compressed(mut self, options: CompressedOptions) -> Self {
+        let delay = self.tier.delay.get().copied();
+        let tier = StoreTier::new(options);
+        if let Some(delay) = delay {
+            let _ = tier.delay.set(delay);
+        }
+        self.tier = Arc::new(tier);
+        self.views = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// Counters of the compressed tier (all zero without one).
+    #[must_use]
+    pub fn compressed_stats(&self) -> CompressedStats {
+        self.tier.cache.stats()
+    }
+
+    /// Drop every encoded chunk of the compressed tier.
+    pub fn clear_compressed(&self) {
+        self.tier.cache.clear();
+    }
+
+    /// The array of `level` as this cache reads its misses: over the level's store wrapped in
+    /// the tier (`TieredStorage`), made once per level.
+    pub(crate) fn level_view(&self, level: &super::multiscale::Level) -> Arc<LevelArray> {
+        let mut views = self.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            views
+                .entry(level.id)
+                .or_insert_with(|| Arc::new(level.array.tiered(level.id, &self.tier))),
+        )
     }
 
     /// Set how this cache fetches the chunks it misses (see [`crate::store::fetch`]); the first
@@ -226,6 +270,7 @@ impl ChunkCache {
         let mut set = false;
         self.fetcher.get_or_init(|| {
             set = true;
+            let _ = self.tier.delay.set(options.delay);
             Fetcher::new(options)
         });
         set
@@ -244,7 +289,13 @@ impl ChunkCache {
     /// Counters of the chunks fetched through this cache.
     #[must_use]
     pub fn fetch_stats(&self) -> FetchStats {
-        self.fetch_counters.stats()
+        let mut stats = self.fetch_counters.stats();
+        stats.store_requests = self.tier.requests.load(Ordering::Relaxed);
+        stats.store_bytes = self.tier.request_bytes.load(Ordering::Relaxed);
+        // The delay is slept inside the timed retrieval: the decode time leaves it out.
+        let delay_s = self.tier.delay_ns.load(Ordering::Relaxed) as f64 * 1e-9;
+        stats.decode_seconds = (stats.decode_seconds - delay_s).max(0.0);
+        stats
     }
 
     /// The cache's use clock (one tick per lookup or insert): entries used at or after a tick

@@ -13,7 +13,7 @@ use zarrs::array::{ArrayError, ArrayShardedReadableExt, CodecOptions, ElementOwn
 use super::cache::{ChunkCache, ChunkData, ChunkKey};
 use super::error::ChunkError;
 use super::fetch::FetchCounters;
-use super::multiscale::{Level, SourceDtype};
+use super::multiscale::{Level, LevelArray, SourceDtype};
 
 /// Full-dimensional chunk indices (a leading 0 for the channel axis).
 fn full_indices(level: &Level, chunk: [u64; 3]) -> Vec<u64> {
@@ -51,8 +51,7 @@ pub(crate) fn chunk_size_error(level: &Level, chunk: [u64; 3], got: usize) -> Ch
     }
 }
 
-fn retrieve<T: ElementOwned>(level: &Level, indices: &[u64], options: &CodecOptions) -> Result<Vec<T>, ArrayError> {
-    let la = &level.array;
+fn retrieve<T: ElementOwned>(la: &LevelArray, indices: &[u64], options: &CodecOptions) -> Result<Vec<T>, ArrayError> {
     match &la.sharded {
         Some(cache) => la.array.retrieve_subchunk_opt::<Vec<T>>(cache, indices, options),
         None => la.array.retrieve_chunk_opt::<Vec<T>>(indices, options),
@@ -66,19 +65,25 @@ fn retrieve<T: ElementOwned>(level: &Level, indices: &[u64], options: &CodecOpti
 /// a failed request to a remote store, [`ChunkError::ChunkSize`]
 /// when the decoded chunk is too short.
 pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
+    decode_from(level, &level.array, chunk)
+}
+
+/// [`decode_chunk`] reading `level`'s store through `la` (the level's array, or a cache's view
+/// of it over the compressed tier: [`ChunkCache::level_view`]).
+fn decode_from(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
     let indices = full_indices(level, chunk);
     let options = CodecOptions::default().with_concurrent_target(1);
     let result = match level.dtype {
-        SourceDtype::U8 => retrieve::<u8>(level, &indices, &options).map(ChunkData::U8),
-        SourceDtype::U16 => retrieve::<u16>(level, &indices, &options).map(ChunkData::U16),
-        SourceDtype::U32 => retrieve::<u32>(level, &indices, &options).map(ChunkData::U32),
-        SourceDtype::U64 => retrieve::<u64>(level, &indices, &options).map(ChunkData::U64),
-        SourceDtype::I8 => retrieve::<i8>(level, &indices, &options).map(ChunkData::I8),
-        SourceDtype::I16 => retrieve::<i16>(level, &indices, &options).map(ChunkData::I16),
-        SourceDtype::I32 => retrieve::<i32>(level, &indices, &options).map(ChunkData::I32),
-        SourceDtype::I64 => retrieve::<i64>(level, &indices, &options).map(ChunkData::I64),
-        SourceDtype::F32 => retrieve::<f32>(level, &indices, &options).map(ChunkData::F32),
-        SourceDtype::F64 => retrieve::<f64>(level, &indices, &options).map(ChunkData::F64),
+        SourceDtype::U8 => retrieve::<u8>(la, &indices, &options).map(ChunkData::U8),
+        SourceDtype::U16 => retrieve::<u16>(la, &indices, &options).map(ChunkData::U16),
+        SourceDtype::U32 => retrieve::<u32>(la, &indices, &options).map(ChunkData::U32),
+        SourceDtype::U64 => retrieve::<u64>(la, &indices, &options).map(ChunkData::U64),
+        SourceDtype::I8 => retrieve::<i8>(la, &indices, &options).map(ChunkData::I8),
+        SourceDtype::I16 => retrieve::<i16>(la, &indices, &options).map(ChunkData::I16),
+        SourceDtype::I32 => retrieve::<i32>(la, &indices, &options).map(ChunkData::I32),
+        SourceDtype::I64 => retrieve::<i64>(la, &indices, &options).map(ChunkData::I64),
+        SourceDtype::F32 => retrieve::<f32>(la, &indices, &options).map(ChunkData::F32),
+        SourceDtype::F64 => retrieve::<f64>(la, &indices, &options).map(ChunkData::F64),
     };
     let data = result.map_err(|e| ChunkError::from_read(level, chunk_key_string(level, chunk), chunk, &e))?;
     if data.len() < chunk_elements(level) {
@@ -110,15 +115,15 @@ pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) 
     }
 }
 
-/// Fetch and decode a chunk for `cache` (its delay per request, its counters), not inserted.
+/// Fetch and decode a chunk for `cache` (through its compressed tier, with its delay per store
+/// request, its counters), not inserted.
 fn load(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
     let counters = &cache.fetch_counters;
     let _in_flight = counters.start_request();
-    if let Some(delay) = cache.fetcher().and_then(|f| f.options.delay) {
-        std::thread::sleep(delay);
-    }
+    // The store is read through the cache's tier: the delay per request, the compressed tier.
+    let view = cache.level_view(level);
     let start = Instant::now();
-    let data = decode_chunk(level, chunk);
+    let data = decode_from(level, &view, chunk);
     FetchCounters::add_time(&counters.decode_ns, start.elapsed());
     let data = data?;
     counters.chunks.fetch_add(1, Ordering::Relaxed);

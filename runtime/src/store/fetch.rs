@@ -38,7 +38,8 @@ pub struct FetchOptions {
     /// Chunks fetched and decoded at once (threads of the fetch pool); 1 fetches them one after
     /// the other on the reading thread.
     pub concurrency: usize,
-    /// A fixed delay before every chunk request (a benchmarking aid: see [`STORE_DELAY_ENV`]).
+    /// A fixed delay before every request that reaches the store (a benchmarking aid: see
+    /// [`STORE_DELAY_ENV`]); reads answered by the compressed tier are not delayed.
     pub delay: Option<Duration>,
 }
 
@@ -58,7 +59,8 @@ pub struct FetchStats {
     pub chunks: u64,
     /// Decoded bytes of those chunks (as stored, before narrowing).
     pub bytes: u64,
-    /// Seconds spent in zarrs' chunk retrieval (store read and decode), summed over threads.
+    /// Seconds spent in zarrs' chunk retrieval (store read and decode; not the benchmarking
+    /// delay), summed over threads.
     pub decode_seconds: f64,
     /// Seconds reading threads spent waiting for chunks not in the cache (sequential fetches and
     /// concurrent ones alike, wall time summed over threads).
@@ -70,6 +72,11 @@ pub struct FetchStats {
     pub ahead_skipped: u64,
     /// Most chunk requests in flight at once.
     pub max_in_flight: u64,
+    /// Requests that reached the store (whole values and byte ranges; reads answered by the
+    /// compressed tier are not requests).
+    pub store_requests: u64,
+    /// Encoded bytes those requests returned.
+    pub store_bytes: u64,
 }
 
 /// Relaxed counters behind [`FetchStats`].
@@ -96,6 +103,8 @@ impl FetchCounters {
             ahead_chunks: self.ahead_chunks.load(Ordering::Relaxed),
             ahead_skipped: self.ahead_skipped.load(Ordering::Relaxed),
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
+            store_requests: 0,
+            store_bytes: 0,
         }
     }
 

@@ -36,6 +36,7 @@ use zarrs::array::data_type::{
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
 use zarrs::storage::ReadableStorageTraits;
 
+use super::encoded::{StoreTier, TieredStorage};
 use super::error::OpenError;
 use super::location::{Location, RemoteOptions, open_location, open_location_with};
 use crate::geometry::Box3;
@@ -134,6 +135,25 @@ pub(crate) struct LevelArray {
     pub(crate) sharded: Option<ArrayShardedReadableExtCache>,
     /// `location/path`, for error messages.
     pub(crate) array_location: String,
+}
+
+impl LevelArray {
+    /// The same array read through `tier` (requests counted and delayed, encoded values kept in
+    /// the compressed tier when it keeps this level's), with a shard-index cache of its own.
+    pub(crate) fn tiered(&self, level_id: u64, tier: &Arc<StoreTier>) -> LevelArray {
+        let storage = TieredStorage {
+            inner: self.array.storage(),
+            tier: Arc::clone(tier),
+            level_id,
+            keep: tier.keeps(&self.array_location),
+        };
+        let array = self.array.with_storage::<dyn ReadableStorageTraits>(Arc::new(storage));
+        LevelArray {
+            sharded: self.sharded.as_ref().map(|_| ArrayShardedReadableExtCache::new(&array)),
+            array,
+            array_location: self.array_location.clone(),
+        }
+    }
 }
 
 static NEXT_LEVEL_ID: AtomicU64 = AtomicU64::new(1);

@@ -4,6 +4,7 @@ mod alloc;
 mod augment;
 mod class_weights;
 mod common;
+mod compressed;
 mod exclusion;
 mod faults;
 mod fetch;

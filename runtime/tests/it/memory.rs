@@ -161,3 +161,40 @@ fn issue16_a_ring_the_system_refuses_is_an_error_not_an_abort() {
         "{err}"
     );
 }
+
+/// Issue #15: the compressed tier counts: a spec's `loader.compressed_cache_bytes` (and the
+/// `LoaderOptions` override) pushes a loader that fits without it over the limit; unset, local
+/// data adds nothing (the default tier keeps remote levels only).
+#[test]
+fn issue15_the_limit_counts_the_compressed_tier() {
+    if !in_child_with_limit("issue15_the_limit_counts_the_compressed_tier", "100000000") {
+        return;
+    }
+    let f = synth(SynthVariant::V2);
+    let s = |tier: Option<u64>| {
+        spec_with(&f.dir, |d| {
+            d["loader"]["cache_bytes"] = json!(64 << 20);
+            if let Some(t) = tier {
+                d["loader"]["compressed_cache_bytes"] = json!(t);
+            }
+        })
+    };
+    assert!(Loader::open(s(None), options(Split::Train)).is_ok());
+    assert!(Loader::open(s(Some(16 << 20)), options(Split::Train)).is_ok());
+    let err = Loader::open(s(Some(64 << 20)), options(Split::Train))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains(
+            "and the chunk cache up to 67108864 bytes (64.0 MiB, `loader.cache_bytes`) and its compressed tier up to 67108864 bytes (64.0 MiB, `loader.compressed_cache_bytes`)"
+        ) && err.ends_with("`loader.cache_bytes` or `loader.compressed_cache_bytes`"),
+        "{err}"
+    );
+    let mut o = options(Split::Train);
+    o.compressed_cache_bytes = Some(64 << 20);
+    assert!(Loader::open(s(None), o).is_err(), "the override counts too");
+    let mut o = options(Split::Train);
+    o.no_cache = true;
+    assert!(Loader::open(s(Some(64 << 20)), o).is_ok(), "no cache, no tier");
+}

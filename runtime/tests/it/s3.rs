@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use cellmap_runtime::{
     Loader, kernels::StridedDest, read::ReadError, read::WindowRequest, read::read_window, store::ChunkCache,
-    store::ChunkError, store::Multiscale, store::OpenError, store::RemoteErrorKind, store::RemoteOptions,
-    store::S3Credentials, synth::SynthOptions, synth::SynthSize, synth::SynthVariant, synth::write_synthetic,
+    store::ChunkError, store::CompressedOptions, store::Multiscale, store::OpenError, store::RemoteErrorKind,
+    store::RemoteOptions, store::S3Credentials, synth::SynthOptions, synth::SynthSize, synth::SynthVariant,
+    synth::write_synthetic,
 };
 use cellmap_schema::Split;
 use object_store::ObjectStoreExt;
@@ -255,6 +256,55 @@ fn s3_reads_equal_filesystem_reads_signed_and_unsigned_and_private_data_needs_cr
         msg.contains("access denied") && msg.contains("AWS_ACCESS_KEY_ID"),
         "{msg}"
     );
+}
+
+/// Issue #15's compressed tier over a real S3 server, as a loader over `s3://` data gets it by
+/// default: a decoded cache too small for a single chunk, so every read decodes, and the second
+/// round of reads is answered from the encoded bytes kept in memory without one request.
+#[test]
+fn s3_second_reads_past_a_small_decoded_cache_ask_the_server_nothing() {
+    let Some(moto) = moto() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dataset(tmp.path());
+    assert_eq!(create_bucket(&moto.endpoint, BUCKET), 200);
+    upload(&moto.endpoint, BUCKET, &dir, "synth", true);
+    let o = remote(&moto.endpoint, None);
+    for v in ["v2", "v3"] {
+        for g in GROUPS {
+            let local = Multiscale::open(dir.join(v).join("synth.zarr").join(g).to_str().unwrap()).unwrap();
+            let url = format!("s3://{BUCKET}/synth/{v}/synth.zarr/{g}");
+            let remote = Multiscale::open_with(&url, &o).unwrap();
+            let cache = ChunkCache::new(1 << 12).with_compressed(CompressedOptions::from_setting(None));
+            let starts = [[-2i64, 3, 5], [4, 9, 1], [20, 30, 28]];
+            let want: Vec<Vec<f32>> = starts
+                .iter()
+                .map(|s| window(&local.levels[0], None, *s).unwrap())
+                .collect();
+            for (s, w) in starts.iter().zip(&want) {
+                assert!(
+                    same(w, &window(&remote.levels[0], Some(&cache), *s).unwrap()),
+                    "{v} {g} {s:?}"
+                );
+            }
+            let first = cache.fetch_stats();
+            assert!(first.store_requests > 0, "{first:?}");
+            for (s, w) in starts.iter().zip(&want) {
+                assert!(
+                    same(w, &window(&remote.levels[0], Some(&cache), *s).unwrap()),
+                    "{v} {g} {s:?}"
+                );
+            }
+            let second = cache.fetch_stats();
+            assert_eq!(second.store_requests, first.store_requests, "{v} {g}: {second:?}");
+            assert!(
+                second.chunks > first.chunks,
+                "{v} {g}: decoded again, from the tier: {second:?}"
+            );
+            let t = cache.compressed_stats();
+            assert_eq!((t.misses, t.evictions), (first.store_requests, 0), "{v} {g}: {t:?}");
+            assert_eq!(t.value_bytes, first.store_bytes, "{v} {g}: {t:?}");
+        }
+    }
 }
 
 #[test]
