@@ -27,7 +27,7 @@
 use cellmap_schema::Interpolation;
 
 use super::Element;
-use super::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
+use super::stream::{STREAM_MIN_BYTES, store_fence};
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
 use crate::cpu::Features;
@@ -36,11 +36,13 @@ use crate::dtype::{BatchElem, f32_slice_mut};
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod labels;
+mod rows;
 mod strided;
 
 #[cfg(target_arch = "x86_64")]
 use avx2::{RowGeometry, linear_u8_avx2};
 pub use labels::{LabelParams, gather_labels_packed};
+use rows::{Row, continue_row};
 pub use strided::copy_strided;
 
 /// A source window of a gather: `src` holds the voxels `[start, start + shape)` (C order) of a
@@ -676,6 +678,12 @@ fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace, O: Bat
     for pz in 0..nz {
         for py in 0..ny {
             let row = (pz * ny + py) * nx;
+            let at = Row {
+                direct,
+                stream,
+                row,
+                nx,
+            };
             let out_row = match f32_slice_mut(&mut out[row..row + nx]) {
                 Some(direct_row) if direct => direct_row,
                 _ => &mut buf[..nx],
@@ -719,90 +727,19 @@ fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace, O: Bat
                         let done = unsafe { linear_u8_avx2(src, &geometry, lo, fast) };
                         let fast = &mut fast[done..];
                         linear_fast(w, base, s2, disp, row, lo + done, fast);
-                        continue_row(
-                            Row {
-                                direct,
-                                stream,
-                                row,
-                                nx,
-                            },
-                            &mut buf,
-                            out,
-                            map,
-                        );
+                        continue_row(at, &mut buf, out, map);
                         continue;
                     }
                     linear_fast(w, base, s2, disp, row, lo, fast);
                 }
             }
-            continue_row(
-                Row {
-                    direct,
-                    stream,
-                    row,
-                    nx,
-                },
-                &mut buf,
-                out,
-                map,
-            );
+            continue_row(at, &mut buf, out, map);
         }
     }
     if stream {
         store_fence();
     }
     Ok(())
-}
-
-/// Where a finished output row is: computed in place in `out` (`direct`), or staged in the row
-/// buffer and written with non-temporal stores (`stream`) or plain ones.
-#[derive(Clone, Copy)]
-struct Row {
-    direct: bool,
-    stream: bool,
-    row: usize,
-    nx: usize,
-}
-
-/// Finishes output row `at.row`: `map` applied to every value, then (unless it was computed in
-/// place) the row staged in `buf` is written to `out` as `O`.
-#[inline(always)]
-fn continue_row<O: BatchElem + Element>(at: Row, buf: &mut [f32], out: &mut [O], map: impl Fn(f32) -> f32 + Copy) {
-    let Row {
-        direct,
-        stream,
-        row,
-        nx,
-    } = at;
-    let dest = &mut out[row..row + nx];
-    if direct {
-        if let Some(dest) = f32_slice_mut(dest) {
-            dest.iter_mut().for_each(|v| *v = map(*v));
-        }
-        return;
-    }
-    let src = &mut buf[..nx];
-    match (f32_slice_mut(dest), stream) {
-        (Some(dest), true) => {
-            src.iter_mut().for_each(|v| *v = map(*v));
-            store_stream(src, dest);
-        }
-        (Some(dest), false) => dest.iter_mut().zip(src.iter()).for_each(|(d, &v)| *d = map(v)),
-        (None, true) => {
-            let mut typed = [O::ZERO; ROW_BUF];
-            convert_row(src, &mut typed[..nx], map);
-            store_stream(&typed[..nx], &mut out[row..row + nx]);
-        }
-        (None, false) => convert_row(src, dest, map),
-    }
-}
-
-/// `dst[i] = O::from_f32(map(src[i]))`.
-#[inline(always)]
-fn convert_row<O: BatchElem>(src: &[f32], dst: &mut [O], map: impl Fn(f32) -> f32 + Copy) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = O::from_f32(map(s));
-    }
 }
 
 /// `src` as bytes when `T` is `u8`.
