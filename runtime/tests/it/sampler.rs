@@ -408,6 +408,11 @@ fn locality_epochs_refilled_in_place_equal_fresh_ones() {
                 assert_eq!(reused.get(i), fresh.get(i));
             }
         }
+        // Once the draws have held an epoch, refilling them (the order too) allocates nothing.
+        let before = crate::alloc::allocations();
+        sampler.epoch_into(9, &mut reused);
+        assert_eq!(crate::alloc::allocations() - before, 0, "{weighting:?}");
+        assert_eq!(reused.get(5), sampler.epoch(9).get(5));
     }
     let long = Sampling {
         locality: 2,

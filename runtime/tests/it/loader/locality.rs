@@ -85,6 +85,10 @@ fn locality_batches_resume_and_do_not_depend_on_workers_or_ranks() {
     let running = read(&mut open(&s, |_| {}), 16);
     assert_eq!(read(&mut open(&s, |o| o.workers = Some(1)), 16), running);
     assert_eq!(read(&mut open(&s, |o| o.workers = Some(3)), 16), running);
+    // Fetching ahead (on by default: 2 batches) draws through the same `LoaderJob::draw`; off or
+    // further ahead, the batches are the same.
+    assert_eq!(read(&mut open(&s, |o| o.fetch_ahead = Some(0)), 16), running);
+    assert_eq!(read(&mut open(&s, |o| o.fetch_ahead = Some(6)), 16), running);
     let resumed = read(
         &mut open(&s, |o| {
             o.epoch = 1;
