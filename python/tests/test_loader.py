@@ -167,6 +167,26 @@ def test_a_2d_spec_gives_4d_batches(synth: Synth, monkeypatch: pytest.MonkeyPatc
     assert list(batch["raw"].shape) == [BATCH, 1, 1, 20, 24]
 
 
+def test_sampling_locality_reads_an_epochs_draws_permuted(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue #15: `sampling.locality` passes through spec dicts; an epoch reads the (dataset, centre)
+    # draws of locality 1, permuted (3 draws of a crop down one batch position of 3 batches).
+    monkeypatch.chdir(synth.root)
+
+    def epoch(locality: int) -> list[tuple[int, tuple[float, ...]]]:
+        spec = loader_dict(str(synth.csv))
+        spec["sampling"]["locality"] = locality
+        loader = cc.Loader(spec)
+        draws = [(int(b["dataset"][k]), tuple(b["centre_nm"][k].tolist())) for b in loader for k in range(BATCH)]
+        assert loader.epoch == 1
+        return draws
+
+    plain, local = epoch(1), epoch(3)
+    assert len(plain) == BATCH * BATCHES_PER_EPOCH
+    assert sorted(local) == sorted(plain) and local != plain
+    # Window of 3 batches: sample (batch k, position p) is the (3p + k)-th of the window's visit order.
+    assert [local[k * BATCH + p] for p in range(BATCH) for k in range(3)] == plain[: 3 * BATCH]
+
+
 def test_values_are_bit_identical_to_the_sample_verb(synth: Synth, tmp_path: Path) -> None:
     compared = 0
     for split in ["train", "validate"]:

@@ -310,7 +310,9 @@ fn job_kind(
     // The seed override draws the centres too, not only the augmentation.
     let mut sampling = spec.sampling().clone();
     sampling.seed = options.seed.unwrap_or(sampling.seed);
-    let sampler = TrainSampler::new(grids, &sampling, dist.rank, dist.world_size)?;
+    // Locality visits are interleaved across the positions of a batch (see `sampler`).
+    let sampler =
+        TrainSampler::new(grids, &sampling, dist.rank, dist.world_size)?.interleaved(spec.loader().batch_size as u64);
     Ok(JobKind::Train {
         sampler,
         epochs: Mutex::new(Vec::with_capacity(EPOCHS_CACHED + 1)),

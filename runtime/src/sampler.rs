@@ -14,6 +14,13 @@
 //! unbiased integer below the total number of centres, which also fixes the centre), the
 //! foreground coin, then the centre (or the foreground rank) as an unbiased integer.
 //!
+//! With `sampling.locality` `n > 1` ([`TrainSampler::interleaved`] sets the batch size), sample `i`
+//! is draw `order[i]` of the same draws: a permutation, computed per epoch by
+//! [`TrainSampler::epoch`], that reads `n` draws of a crop at one batch position of `n`
+//! consecutive batches (the scheme is in `sampler/locality.rs`). The epoch's draws are those of
+//! locality 1, so every weighting keeps its per-epoch counts and centre law; `class_balanced`
+//! keeps its balance over the epoch, no longer over every prefix of it.
+//!
 //! ```
 //! use cellmap_runtime::{sampler::DatasetGrid, sampler::TrainSampler};
 //! use cellmap_schema::{PadPolicy, Sampling, Weighting};
@@ -21,6 +28,7 @@
 //!     seed: 1, iterations_per_epoch: 4, weighting: Weighting::Uniform, foreground: None,
 //!     pad: PadPolicy { train: true, validate: true }, pad_value_inputs: 0.0,
 //!     pad_value_targets: f32::NAN, validation_tiling: true, slice_axis: Default::default(),
+//!     locality: 1,
 //! };
 //! let grid = DatasetGrid { grid_shape: [2, 3, 4], annotated: vec![true], foreground_voxels: vec![],
 //!     total_voxels: vec![], foreground: None };
@@ -33,6 +41,7 @@
 
 mod distributed;
 mod foreground;
+mod locality;
 
 pub use distributed::{DistError, DistInfo, shard};
 pub use foreground::ForegroundIndex;
@@ -42,6 +51,7 @@ use std::sync::Arc;
 use cellmap_schema::{Sampling, Weighting};
 
 use crate::rng::{Rng, STREAM_CENTRE, STREAM_EPOCH, SampleKey};
+use locality::Locality;
 
 /// Floor of a dataset's `voxel_weighted` probability, as a fraction of the uniform share
 /// `1 / n_datasets` (cellmap-data clamps its dataset weights to at least 0.1).
@@ -98,6 +108,17 @@ pub enum SamplerError {
         expected: u64,
         /// Flags given.
         got: u64,
+    },
+    /// `sampling.locality` above 1 with more draws per epoch than its order can index.
+    #[error(
+        "`sampling.locality: {locality}` reorders at most 4294967295 draws per epoch, \
+         `iterations_per_epoch` is {iterations}; lower it or set `locality: 1`"
+    )]
+    LocalityEpochTooLong {
+        /// The locality.
+        locality: u32,
+        /// Draws per epoch.
+        iterations: u64,
     },
     /// A grid's size overflows the address space.
     #[error("grid `{grid_shape:?}` has too many centres to index")]
@@ -165,6 +186,7 @@ pub struct TrainSampler {
     rank: usize,
     world_size: usize,
     choice: Arc<Choice>,
+    locality: Locality,
 }
 
 impl TrainSampler {
@@ -208,6 +230,12 @@ impl TrainSampler {
                 });
             }
         }
+        if sampling.locality > 1 && sampling.iterations_per_epoch > u64::from(u32::MAX) {
+            return Err(SamplerError::LocalityEpochTooLong {
+                locality: sampling.locality,
+                iterations: sampling.iterations_per_epoch,
+            });
+        }
         let sizes: Vec<u64> = grids.iter().map(DatasetGrid::centres).collect();
         if sizes.iter().all(|&s| s == 0) {
             return Err(SamplerError::NoCentres { datasets: grids.len() });
@@ -248,7 +276,20 @@ impl TrainSampler {
             rank,
             world_size,
             choice: Arc::new(choice),
+            locality: Locality {
+                visits: u64::from(sampling.locality.max(1)),
+                width: 1,
+            },
         })
+    }
+
+    /// This sampler with its `sampling.locality` visits interleaved across `width` batch positions
+    /// (the loader's batch size; see the module docs). Without it the width is 1: a crop's visit
+    /// takes `locality` consecutive samples. No effect at locality 1.
+    #[must_use]
+    pub fn interleaved(mut self, width: u64) -> TrainSampler {
+        self.locality.width = width.max(1);
+        self
     }
 
     /// The datasets, in the order of [`SampleChoice::dataset`].
@@ -276,7 +317,8 @@ impl TrainSampler {
     }
 
     /// Prepares epoch `epoch`: precomputes the class-balanced crop sequence (other weightings need
-    /// nothing), after which any sample of the epoch can be drawn in any order.
+    /// nothing) and, at `sampling.locality` above 1, the order of the epoch's draws (`O(iterations)`
+    /// draws of the datasets), after which any sample of the epoch can be drawn in any order.
     pub fn epoch(&self, epoch: u64) -> EpochDraws {
         let mut draws = EpochDraws {
             sampler: self.clone(),
@@ -284,6 +326,9 @@ impl TrainSampler {
             sequence: Vec::new(),
             counts: Vec::new(),
             ties: Vec::new(),
+            order: Vec::new(),
+            datasets: Vec::new(),
+            per_dataset: Vec::new(),
         };
         self.epoch_into(epoch, &mut draws);
         draws
@@ -316,6 +361,16 @@ impl TrainSampler {
                 }
                 draws.sequence.push(crop as u32);
             }
+        }
+        draws.order.clear();
+        if !self.locality.is_identity() {
+            let mut datasets = std::mem::take(&mut draws.datasets);
+            datasets.clear();
+            // Draws of index < iterations exist (a class-balanced sequence has one per step).
+            datasets.extend((0..self.iterations).map(|j| draws.draw(j).map_or(0, |c| c.dataset as u32)));
+            self.locality
+                .order(&datasets, self.grids.len(), &mut draws.per_dataset, &mut draws.order);
+            draws.datasets = datasets;
         }
     }
 }
@@ -401,6 +456,12 @@ pub struct EpochDraws {
     counts: Vec<u64>,
     /// Scratch of the class-balanced draw: the classes with the fewest samples.
     ties: Vec<usize>,
+    /// `sampling.locality`: the draw read as sample `i` (empty at locality 1: draw `i`).
+    order: Vec<u32>,
+    /// Scratch of the locality order: the dataset of each draw.
+    datasets: Vec<u32>,
+    /// Scratch of the locality order, per dataset.
+    per_dataset: Vec<[u64; 3]>,
 }
 
 impl EpochDraws {
@@ -424,8 +485,25 @@ impl EpochDraws {
         self.sampler.key(self.epoch, i)
     }
 
-    /// Sample `i` of the epoch, `None` when `i ≥ iterations_per_epoch`.
+    /// Sample `i` of the epoch, `None` when `i ≥ iterations_per_epoch`: draw `i`, or at
+    /// `sampling.locality` above 1 the draw its order puts there ([`EpochDraws::source`]).
     pub fn get(&self, i: u64) -> Option<SampleChoice> {
+        self.draw(self.source(i)?)
+    }
+
+    /// The draw read as sample `i` (`i` itself at locality 1), `None` when `i ≥ iterations_per_epoch`.
+    pub fn source(&self, i: u64) -> Option<u64> {
+        if i >= self.sampler.iterations {
+            return None;
+        }
+        if self.order.is_empty() {
+            return Some(i);
+        }
+        self.order.get(usize::try_from(i).ok()?).map(|&j| u64::from(j))
+    }
+
+    /// Draw `i` of the epoch, in draw order.
+    fn draw(&self, i: u64) -> Option<SampleChoice> {
         let s = &self.sampler;
         if i >= s.iterations {
             return None;

@@ -361,6 +361,10 @@ pub struct Sampling {
     /// The world axis the samples of a 2D spec are slices of (always [`SliceAxis::Z`] for 3D specs).
     #[serde(default)]
     pub slice_axis: SliceAxis,
+    /// Training draws of one crop read together (1: the draw order unchanged); see
+    /// `sampling.locality` in the schema and the runtime's `sampler` module.
+    #[serde(default = "normalized::one", skip_serializing_if = "normalized::is_one")]
+    pub locality: u32,
 }
 
 /// The world axis the samples of a 2D spec (every array `[1, h, w]`) are slices of.

@@ -402,6 +402,7 @@ fn sampling(raw: &RawSampling, classes: &[String], c: &mut Checker<'_>) -> Sampl
             RawSliceAxis::X => SliceAxis::X,
             RawSliceAxis::Any => SliceAxis::Any,
         },
+        locality: raw.locality.max(1),
     }
 }
 

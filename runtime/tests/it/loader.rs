@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 mod batches;
 mod dtypes;
+mod locality;
 mod reuse;
 mod sampling;
 

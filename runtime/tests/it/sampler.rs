@@ -22,6 +22,7 @@ fn sampling(weighting: Weighting, iterations: u64, foreground: Option<f64>) -> S
         pad_value_targets: f32::NAN,
         validation_tiling: true,
         slice_axis: cellmap_schema::SliceAxis::Z,
+        locality: 1,
     }
 }
 
@@ -271,4 +272,156 @@ fn invalid_samplers_are_rejected() {
             ..
         })
     ));
+}
+
+/// `sampling.locality`'s documented order, written out naively: each dataset's draws cut into
+/// visits of `n` in draw order, visits in the order of their first draw, then windows of `n · w`
+/// read column by column (`n` batches down one position) except a last short window.
+/// `order[i]` is the draw read as sample `i`.
+pub(crate) fn locality_order(datasets: &[usize], n: usize, w: usize) -> Vec<usize> {
+    let mut open: std::collections::BTreeMap<usize, usize> = Default::default();
+    let mut visits: Vec<Vec<usize>> = Vec::new();
+    for (j, &d) in datasets.iter().enumerate() {
+        match open.get(&d) {
+            Some(&v) if visits[v].len() < n => visits[v].push(j),
+            _ => {
+                open.insert(d, visits.len());
+                visits.push(vec![j]);
+            }
+        }
+    }
+    let flat: Vec<usize> = visits.concat();
+    let mut order = vec![usize::MAX; flat.len()];
+    for (q, &j) in flat.iter().enumerate() {
+        let (base, r) = (q - q % (n * w), q % (n * w));
+        let i = if base + n * w <= flat.len() {
+            base + (r % n) * w + r / n
+        } else {
+            q
+        };
+        order[i] = j;
+    }
+    order
+}
+
+#[test]
+fn locality_reads_the_epochs_draws_in_the_documented_order() {
+    let mut grids = vec![
+        grid([7, 9, 11], &[true, false]),
+        grid([3, 3, 3], &[true, true]),
+        grid([5, 1, 4], &[false, true]),
+        grid([2, 6, 2], &[true, false]),
+    ];
+    grids[0].foreground = Some(ForegroundIndex::from_mask([7, 9, 11], (0..693).map(|i| i % 5 == 0)).unwrap());
+    for g in &mut grids {
+        g.foreground_voxels = vec![3, 5];
+        g.total_voxels = vec![40, 60];
+    }
+    for weighting in [Weighting::Uniform, Weighting::ClassBalanced, Weighting::VoxelWeighted] {
+        for (rank, world) in [(0, 1), (1, 3)] {
+            let plain = sampling(weighting, 500, Some(0.3));
+            let base = TrainSampler::new(grids.clone(), &plain, rank, world)
+                .unwrap()
+                .interleaved(8);
+            for (n, w) in [(1, 8), (2, 3), (4, 8), (8, 8), (8, 1), (100, 4)] {
+                let spec = Sampling {
+                    locality: n as u32,
+                    ..plain.clone()
+                };
+                let sampler = TrainSampler::new(grids.clone(), &spec, rank, world)
+                    .unwrap()
+                    .interleaved(w as u64);
+                for epoch in [0, 5] {
+                    let want = draws(&base, epoch);
+                    let got = draws(&sampler, epoch);
+                    let order = locality_order(&want.iter().map(|c| c.dataset).collect::<Vec<_>>(), n, w);
+                    let e = sampler.epoch(epoch);
+                    for (i, &j) in order.iter().enumerate() {
+                        assert_eq!(got[i], want[j], "{weighting:?} n={n} w={w} sample {i}");
+                        assert_eq!(e.source(i as u64), Some(j as u64));
+                    }
+                    if n == 1 {
+                        assert_eq!(got, want, "locality 1 is the draw order");
+                    } else {
+                        assert_ne!(got, want, "{weighting:?} n={n} w={w}: reordered");
+                    }
+                    // Same multiset of draws: sorted, equal.
+                    let key = |c: &SampleChoice| (c.dataset, c.grid_index, c.on_foreground);
+                    let (mut a, mut b): (Vec<_>, Vec<_>) =
+                        (got.iter().map(key).collect(), want.iter().map(key).collect());
+                    a.sort_unstable();
+                    b.sort_unstable();
+                    assert_eq!(a, b);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn locality_keeps_a_crop_at_one_position_for_n_batches() {
+    // One dataset per visit and draws per dataset a multiple of n: every window column is a visit.
+    let grids: Vec<DatasetGrid> = (0..6).map(|_| grid([4, 4, 4], &[true])).collect();
+    let spec = Sampling {
+        locality: 4,
+        ..sampling(Weighting::Uniform, 4 * 8 * 30, None)
+    };
+    let sampler = TrainSampler::new(grids, &spec, 0, 1).unwrap().interleaved(8);
+    let got = draws(&sampler, 1);
+    let mut same_column = 0;
+    for window in got.chunks(32) {
+        for p in 0..8 {
+            let column: Vec<usize> = (0..4).map(|k| window[k * 8 + p].dataset).collect();
+            same_column += usize::from(column.iter().all(|&d| d == column[0]));
+        }
+    }
+    // 240 columns; only those holding the end of one visit and the start of the next (at most
+    // one per dataset's short last visit, and windows after it shifted) may mix datasets.
+    assert!(same_column >= 200, "{same_column} of 240 columns read one crop");
+    let plain = TrainSampler::new(sampler.grids().to_vec(), &Sampling { locality: 1, ..spec }, 0, 1).unwrap();
+    let plain = draws(&plain, 1);
+    let plain_same = plain
+        .chunks(32)
+        .map(|w| {
+            (0..8)
+                .filter(|&p| (0..4).all(|k| w[k * 8 + p].dataset == w[p].dataset))
+                .count()
+        })
+        .sum::<usize>();
+    assert!(plain_same < 10, "{plain_same} columns of locality 1 read one crop");
+}
+
+#[test]
+fn locality_epochs_refilled_in_place_equal_fresh_ones() {
+    let grids = vec![grid([7, 9, 11], &[true, false]), grid([3, 3, 3], &[true, true])];
+    for weighting in [Weighting::Uniform, Weighting::ClassBalanced] {
+        let spec = Sampling {
+            locality: 4,
+            ..sampling(weighting, 96, None)
+        };
+        let sampler = TrainSampler::new(grids.clone(), &spec, 0, 1).unwrap().interleaved(3);
+        let mut reused = sampler.epoch(7);
+        for epoch in [0u64, 3, 7] {
+            sampler.epoch_into(epoch, &mut reused);
+            let fresh = sampler.epoch(epoch);
+            for i in 0..96 {
+                assert_eq!(reused.get(i), fresh.get(i));
+            }
+        }
+        // Once the draws have held an epoch, refilling them (the order too) allocates nothing.
+        let before = crate::alloc::allocations();
+        sampler.epoch_into(9, &mut reused);
+        assert_eq!(crate::alloc::allocations() - before, 0, "{weighting:?}");
+        assert_eq!(reused.get(5), sampler.epoch(9).get(5));
+    }
+    let long = Sampling {
+        locality: 2,
+        ..sampling(Weighting::Uniform, 1 << 33, None)
+    };
+    let err = TrainSampler::new(grids, &long, 0, 1).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`sampling.locality: 2` reorders at most 4294967295 draws per epoch, `iterations_per_epoch` is 8589934592; \
+         lower it or set `locality: 1`"
+    );
 }

@@ -142,6 +142,17 @@ pub(super) fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Err
     Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
 }
 
+/// `sampling.locality` of normalized texts written before it existed.
+pub(super) fn one() -> u32 {
+    1
+}
+
+/// Whether `locality` is its default (left out of normalized texts, which stay as they were).
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+pub(super) fn is_one(locality: &u32) -> bool {
+    *locality == 1
+}
+
 /// The guarantees of a validated spec that `spec` breaks, one sentence each.
 pub(crate) fn invariant_errors(spec: &Spec) -> Vec<String> {
     let mut out = Vec::new();
@@ -260,6 +271,9 @@ fn sampling_errors(spec: &Spec, out: &mut Vec<String>) {
     }
     if spec.sampling.slice_axis != super::SliceAxis::Z && !spec.is_2d() {
         out.push("`sampling.slice_axis` other than `z` needs every array to be 2D".to_owned());
+    }
+    if !(1..=4096).contains(&spec.sampling.locality) {
+        out.push("`sampling.locality` must be in [1, 4096]".to_owned());
     }
 }
 
