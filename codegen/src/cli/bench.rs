@@ -89,6 +89,10 @@ pub(crate) struct FetchReport {
     pub(crate) fetch_wait_seconds: f64,
     /// Chunks fetched ahead into the cache.
     pub(crate) ahead_chunks: u64,
+    /// Chunks not fetched ahead: no room in the cache.
+    pub(crate) ahead_skipped: u64,
+    /// Chunks fetched ahead and decoded, then not kept (wasted decodes).
+    pub(crate) ahead_discarded: u64,
     /// Most chunk requests in flight at once (whole run).
     pub(crate) max_in_flight: u64,
     /// Requests that reached the store per sample (reads the compressed tier answered are not).
@@ -133,6 +137,8 @@ impl FetchReport {
             decode_seconds: b.decode_seconds - a.decode_seconds,
             fetch_wait_seconds: b.wait_seconds - a.wait_seconds,
             ahead_chunks: b.ahead_chunks - a.ahead_chunks,
+            ahead_skipped: b.ahead_skipped - a.ahead_skipped,
+            ahead_discarded: b.ahead_discarded - a.ahead_discarded,
             max_in_flight: b.max_in_flight,
             store_requests_per_sample: per_sample(b.store_requests - a.store_requests),
             compressed_hit_rate,
@@ -341,7 +347,14 @@ fn print_table(r: &BenchReport) {
     );
     println!("{:<24} {:>14.3}", "decode s (all threads)", f.decode_seconds);
     println!("{:<24} {:>14.3}", "fetch wait s (workers)", f.fetch_wait_seconds);
-    println!("{:<24} {:>14}", "chunks fetched ahead", f.ahead_chunks);
+    println!(
+        "{:<24} {:>14}",
+        "chunks fetched ahead",
+        format!(
+            "{} (+{} skipped, {} discarded)",
+            f.ahead_chunks, f.ahead_skipped, f.ahead_discarded
+        )
+    );
     println!("{:<24} {:>14}", "most requests in flight", f.max_in_flight);
     println!("{:<24} {:>14.2}", "store requests/sample", f.store_requests_per_sample);
     if let Some(h) = f.compressed_hit_rate {

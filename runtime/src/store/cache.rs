@@ -450,6 +450,22 @@ impl ChunkCache {
         true
     }
 
+    /// Bytes that inserts evicting only entries last used before `floor` could take now: the free
+    /// budget plus those entries (one pass over the shards; a snapshot, as reads insert too).
+    pub(crate) fn room_before(&self, floor: u64) -> u64 {
+        let mut room = self.budget_bytes.saturating_sub(self.bytes.load(Ordering::Relaxed));
+        for i in 0..SHARDS {
+            let shard = self.lock(i);
+            room += shard
+                .map
+                .values()
+                .filter(|e| e.last_used < floor)
+                .map(|e| e.bytes)
+                .sum::<u64>();
+        }
+        room
+    }
+
     /// [`ChunkCache::make_room`] evicting only entries last used before `floor`; false when
     /// `incoming` bytes still do not fit.
     fn make_room_before(&self, own: usize, incoming: u64, floor: u64) -> bool {

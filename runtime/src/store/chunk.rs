@@ -206,11 +206,23 @@ pub(crate) fn fetch_ahead(
     };
     let cache = Arc::clone(cache);
     pool.spawn(move || {
-        let jobs: Vec<(&Level, [u64; 3])> = list
-            .iter()
-            .flat_map(|(level, chunks)| chunks.iter().map(move |c| (level, *c)))
-            .collect();
         let counters = &cache.fetch_counters;
+        // Only the chunks the cache has room for (at a byte per voxel, the least a decoded chunk
+        // of any type takes) are fetched: a chunk decoded ahead and then refused would be decoded
+        // twice, which with a cache far smaller than the working set costs more than it saves.
+        let mut room = cache.room_before(floor);
+        let mut jobs: Vec<(&Level, [u64; 3])> = Vec::new();
+        for (level, chunks) in list.iter() {
+            let least = level.chunk_shape_vox.iter().product::<u64>();
+            for &chunk in chunks {
+                if least <= room {
+                    room -= least;
+                    jobs.push((level, chunk));
+                } else {
+                    counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         jobs.par_iter().with_max_len(1).for_each(|&(level, chunk)| {
             let key = ChunkKey {
                 level_id: level.id,
@@ -223,7 +235,7 @@ pub(crate) fn fetch_ahead(
                 if cache.insert_ahead(key, data, floor) {
                     counters.ahead_chunks.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
+                    counters.ahead_discarded.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });

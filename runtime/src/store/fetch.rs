@@ -67,9 +67,12 @@ pub struct FetchStats {
     pub wait_seconds: f64,
     /// Chunks fetched ahead into the cache.
     pub ahead_chunks: u64,
-    /// Chunks not fetched ahead because the cache had no room without evicting chunks that
-    /// batches in flight have used.
+    /// Chunks not fetched ahead because the cache had no room (at a byte per voxel) without
+    /// evicting chunks that batches in flight have used.
     pub ahead_skipped: u64,
+    /// Chunks fetched ahead, decoded, then not kept: the room was taken meanwhile, or the chunk
+    /// was larger than a byte per voxel (decode work wasted).
+    pub ahead_discarded: u64,
     /// Most chunk requests in flight at once.
     pub max_in_flight: u64,
     /// Requests that reached the store (whole values and byte ranges; reads answered by the
@@ -88,6 +91,7 @@ pub(crate) struct FetchCounters {
     pub(crate) wait_ns: AtomicU64,
     pub(crate) ahead_chunks: AtomicU64,
     pub(crate) ahead_skipped: AtomicU64,
+    pub(crate) ahead_discarded: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
 }
@@ -102,6 +106,7 @@ impl FetchCounters {
             wait_seconds: ns(&self.wait_ns),
             ahead_chunks: self.ahead_chunks.load(Ordering::Relaxed),
             ahead_skipped: self.ahead_skipped.load(Ordering::Relaxed),
+            ahead_discarded: self.ahead_discarded.load(Ordering::Relaxed),
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
             store_requests: 0,
             store_bytes: 0,

@@ -175,3 +175,29 @@ fn batches_are_identical_with_and_without_concurrent_fetches_and_fetching_ahead(
     assert!(off == none, "batches differ without a cache");
     assert_eq!(none_stats.ahead_chunks, 0, "{none_stats:?}");
 }
+
+#[test]
+fn a_cache_without_room_fetches_nothing_ahead_rather_than_decoding_twice() {
+    let f = synth(SynthVariant::V3);
+    let spec = |cache_bytes: u64| {
+        spec_with(&f.dir, |d| {
+            d["augment"]["spatial"] = json!({"rotate": {"z": [-180, 180]}});
+            d["sampling"]["iterations_per_epoch"] = json!(30);
+            d["loader"]["cache_bytes"] = json!(cache_bytes);
+        })
+    };
+    let n = 6;
+    let (reference, _) = batches(spec(1 << 20), n, |o| o.no_cache = true);
+    // A cache smaller than any chunk (at a byte per voxel): nothing fetched ahead is decoded.
+    let (tiny, stats) = batches(spec(1000), n, |o| o.fetch_ahead = Some(3));
+    assert!(tiny == reference, "batches differ with a cache without room");
+    assert_eq!((stats.ahead_chunks, stats.ahead_discarded), (0, 0), "{stats:?}");
+    assert!(stats.ahead_skipped > 0, "{stats:?}");
+    // With room, chunks are fetched ahead and kept.
+    let (roomy, stats) = batches(spec(256 << 20), n, |o| {
+        o.fetch_ahead = Some(3);
+        o.store_delay = Some(Duration::from_millis(5));
+    });
+    assert!(roomy == reference, "batches differ with fetching ahead");
+    assert!(stats.ahead_chunks > 0 && stats.ahead_skipped == 0, "{stats:?}");
+}
