@@ -268,11 +268,12 @@ impl<'a> ArrayViewMut<'a> {
     }
 }
 
-/// `dst[i] = T::from_f32(src[i])`: the last pass of an array staged in `f32` (interpolated
-/// reads and value transforms compute in `f32`).
-pub(crate) fn convert_from_f32<T: BatchElem>(src: &[f32], dst: &mut [T]) {
+/// `dst[i] = T::from_f32(map(src[i]))`: values computed in `f32` (a gathered row, an array with
+/// value transforms) stored as `T`, a pointwise `map` applied on the way.
+#[inline(always)]
+pub(crate) fn convert_from_f32<T: BatchElem>(src: &[f32], dst: &mut [T], map: impl Fn(f32) -> f32 + Copy) {
     for (d, &s) in dst.iter_mut().zip(src) {
-        *d = T::from_f32(s);
+        *d = T::from_f32(map(s));
     }
 }
 

@@ -530,12 +530,10 @@ fn staged<O: BatchElem, E>(
     staged.resize(out.len(), 0.0);
     let result = read(scratch, &mut staged);
     if result.is_ok() {
-        convert_from_f32(&staged, out);
+        convert_from_f32(&staged, out, |x| x);
     }
-    // Keep the memory for the next sample (a nested staging, if any, took its own).
-    if staged.capacity() >= scratch.staged.capacity() {
-        scratch.staged = staged;
-    }
+    // Kept for the next sample (the `f32` read inside does not stage).
+    scratch.staged = staged;
     result
 }
 

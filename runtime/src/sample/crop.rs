@@ -126,7 +126,7 @@ pub(crate) fn read_crop<O: CropElem>(
         let mut staged = std::mem::take(&mut scratch.staged);
         staged.resize(out.len(), 0.0);
         let result = gather_crop(ctx, &grid, scratch, map, &mut staged[..out.len()]);
-        convert_from_f32(&staged[..out.len()], out);
+        convert_from_f32(&staged[..out.len()], out, |x| x);
         scratch.staged = staged;
         result?;
     }

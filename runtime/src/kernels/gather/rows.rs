@@ -2,7 +2,7 @@
 //! element type, or written with non-temporal stores.
 
 use super::ROW_BUF;
-use crate::dtype::{BatchElem, f32_slice_mut};
+use crate::dtype::{BatchElem, convert_from_f32, f32_slice_mut};
 use crate::kernels::Element;
 use crate::kernels::stream::store_stream;
 
@@ -47,17 +47,9 @@ pub(super) fn continue_row<O: BatchElem + Element>(
         (Some(dest), false) => dest.iter_mut().zip(src.iter()).for_each(|(d, &v)| *d = map(v)),
         (None, true) => {
             let mut typed = [O::ZERO; ROW_BUF];
-            convert_row(src, &mut typed[..nx], map);
+            convert_from_f32(src, &mut typed[..nx], map);
             store_stream(&typed[..nx], &mut out[row..row + nx]);
         }
-        (None, false) => convert_row(src, dest, map),
-    }
-}
-
-/// `dst[i] = O::from_f32(map(src[i]))`.
-#[inline(always)]
-fn convert_row<O: BatchElem>(src: &[f32], dst: &mut [O], map: impl Fn(f32) -> f32 + Copy) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = O::from_f32(map(s));
+        (None, false) => convert_from_f32(src, dest, map),
     }
 }

@@ -25,19 +25,9 @@ fn open(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, Open
     use object_store::http::HttpBuilder;
     use object_store::prefix::PrefixStore;
 
-    use super::remote::{cached_store, client_options, readable, retry_config};
+    use super::remote::{cached_store, client_options, options_or_env, readable, retry_config};
 
-    let from_env;
-    let options = match remote {
-        Some(o) => o,
-        None => {
-            from_env = RemoteOptions::from_env().map_err(|source| OpenError::RemoteConfig {
-                location: location.to_string(),
-                source,
-            })?;
-            &from_env
-        }
-    };
+    let options = &*options_or_env(location, remote)?;
     let Some((origin, path)) = split(location) else {
         return Err(OpenError::Storage {
             location: location.to_string(),

@@ -276,6 +276,22 @@ mod client {
         }
     }
 
+    /// The options a location is opened with: the caller's, else the environment's.
+    pub(in crate::store::location) fn options_or_env<'a>(
+        location: &str,
+        remote: Option<&'a RemoteOptions>,
+    ) -> Result<std::borrow::Cow<'a, RemoteOptions>, OpenError> {
+        match remote {
+            Some(o) => Ok(std::borrow::Cow::Borrowed(o)),
+            None => RemoteOptions::from_env()
+                .map(std::borrow::Cow::Owned)
+                .map_err(|source| OpenError::RemoteConfig {
+                    location: location.to_string(),
+                    source,
+                }),
+        }
+    }
+
     /// `store` as a synchronous zarrs store.
     pub(in crate::store::location) fn readable(
         location: &str,
@@ -373,7 +389,7 @@ mod client {
 }
 
 #[cfg(feature = "remote")]
-pub(super) use client::{block_on, cached_store, client_options, open_error, readable, retry_config};
+pub(super) use client::{block_on, cached_store, client_options, open_error, options_or_env, readable, retry_config};
 
 #[cfg(test)]
 mod tests {

@@ -26,19 +26,9 @@ fn open(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, Open
     use object_store::ObjectStore;
     use object_store::prefix::PrefixStore;
 
-    use super::remote::{cached_store, readable};
+    use super::remote::{cached_store, options_or_env, readable};
 
-    let from_env;
-    let options = match remote {
-        Some(o) => o,
-        None => {
-            from_env = RemoteOptions::from_env().map_err(|source| OpenError::RemoteConfig {
-                location: location.to_string(),
-                source,
-            })?;
-            &from_env
-        }
-    };
+    let options = &*options_or_env(location, remote)?;
     let Some((bucket, prefix)) = split(location) else {
         return Err(OpenError::Storage {
             location: location.to_string(),
