@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use cellmap_runtime::{
-    Loader, PipelineError, kernels::StridedDest, read::WindowRequest, read::read_window, store::ChunkCache,
-    store::CompressedOptions, store::ENTRY_OVERHEAD_BYTES, store::FetchOptions, store::Multiscale, synth::SynthVariant,
+    Loader, store::ChunkCache, store::CompressedOptions, store::ENTRY_OVERHEAD_BYTES, store::FetchOptions,
+    store::Multiscale, synth::SynthVariant,
 };
 use cellmap_schema::Split;
 use serde_json::json;
 
+use crate::fetch::{batches, read_raw};
 use crate::loader::{options, spec_with, synth};
 
 /// Decoded bytes of one 32³ uint8 chunk of the synthetic raw s0: a decoded cache this small holds
@@ -31,23 +32,6 @@ fn cache(decoded_bytes: u64, compressed_bytes: u64, concurrency: usize) -> Chunk
 
 fn raw(f: &crate::loader::Fixture) -> Multiscale {
     Multiscale::open(&f.dir.join("recon-1/em/fibsem-uint8").display().to_string()).unwrap()
-}
-
-/// Read the `[40; 3]` window at voxel 10 of raw s0 (8 chunks of 32³).
-fn read_raw(ms: &Multiscale, cache: Option<&ChunkCache>) -> Result<Vec<f32>, String> {
-    let mut out = vec![0f32; 40 * 40 * 40];
-    let dest = StridedDest::c_order(&mut out, [40; 3]).unwrap();
-    read_window(
-        &ms.levels[0],
-        cache,
-        &WindowRequest {
-            start_vox: [10; 3],
-            fill: 0.0,
-        },
-        dest,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(out)
 }
 
 /// Sum of the sizes of the chunk files under `s0` of raw (the encoded bytes of every chunk).
@@ -161,25 +145,6 @@ fn a_failed_request_is_not_kept() {
     assert_eq!(tiered.compressed_stats().entries, 8);
 }
 
-/// Every batch of `n` from a training loader over `spec`, as bits.
-fn batches(spec: cellmap_schema::Spec, n: usize, edit: impl FnOnce(&mut cellmap_runtime::LoaderOptions)) -> Vec<u32> {
-    let mut o = options(Split::Train);
-    edit(&mut o);
-    let mut loader = Loader::open(spec, o).unwrap();
-    let mut bits = Vec::new();
-    for _ in 0..n {
-        let batch = loader
-            .next_batch()
-            .unwrap()
-            .map_err(|e: PipelineError| e.to_string())
-            .unwrap();
-        for i in 0..batch.arrays() {
-            bits.extend(batch.array(i).iter().map(|v| v.to_bits()));
-        }
-    }
-    bits
-}
-
 #[test]
 fn batches_are_identical_with_the_tier_on_off_and_without_a_cache() {
     for variant in [SynthVariant::V2, SynthVariant::V3] {
@@ -196,10 +161,10 @@ fn batches_are_identical_with_the_tier_on_off_and_without_a_cache() {
             })
         };
         let n = 6;
-        let on = batches(spec(Some(64 << 20)), n, |_| {});
-        let off = batches(spec(Some(0)), n, |_| {});
-        let none = batches(spec(None), n, |o| o.no_cache = true);
-        let overridden = batches(spec(None), n, |o| o.compressed_cache_bytes = Some(64 << 20));
+        let on = batches(spec(Some(64 << 20)), n, |_| {}).0;
+        let off = batches(spec(Some(0)), n, |_| {}).0;
+        let none = batches(spec(None), n, |o| o.no_cache = true).0;
+        let overridden = batches(spec(None), n, |o| o.compressed_cache_bytes = Some(64 << 20)).0;
         assert!(on == off, "{variant:?}: batches differ with the tier on and off");
         assert!(on == none, "{variant:?}: batches differ without a cache");
         assert!(on == overridden, "{variant:?}: batches differ with the option's tier");

@@ -22,8 +22,9 @@ fn cache(concurrency: usize, delay: Option<Duration>) -> ChunkCache {
     cache
 }
 
-/// Read the `[40; 3]` window at voxel 10 of the synthetic raw s0 (32³ chunks: 8 of them).
-fn read_raw(ms: &Multiscale, cache: Option<&ChunkCache>) -> Vec<f32> {
+/// Read the `[40; 3]` window at voxel 10 of the synthetic raw s0 (32³ chunks: 8 of them); the
+/// error as text.
+pub(crate) fn read_raw(ms: &Multiscale, cache: Option<&ChunkCache>) -> Result<Vec<f32>, String> {
     let mut out = vec![0f32; 40 * 40 * 40];
     let dest = StridedDest::c_order(&mut out, [40; 3]).unwrap();
     read_window(
@@ -35,20 +36,20 @@ fn read_raw(ms: &Multiscale, cache: Option<&ChunkCache>) -> Vec<f32> {
         },
         dest,
     )
-    .unwrap();
-    out
+    .map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 #[test]
 fn a_window_fetches_its_missing_chunks_at_once_and_reads_the_same_voxels() {
     let f = synth(SynthVariant::V2);
     let ms = Multiscale::open(&f.dir.join("recon-1/em/fibsem-uint8").display().to_string()).unwrap();
-    let plain = read_raw(&ms, None);
+    let plain = read_raw(&ms, None).unwrap();
     let k = 8u64;
 
     let sequential = cache(1, Some(DELAY));
     let t = Instant::now();
-    assert_eq!(read_raw(&ms, Some(&sequential)), plain);
+    assert_eq!(read_raw(&ms, Some(&sequential)).unwrap(), plain);
     let sequential_wall = t.elapsed();
     let s = sequential.fetch_stats();
     assert_eq!((s.chunks, s.max_in_flight), (k, 1), "{s:?}");
@@ -56,7 +57,7 @@ fn a_window_fetches_its_missing_chunks_at_once_and_reads_the_same_voxels() {
 
     let concurrent = cache(16, Some(DELAY));
     let t = Instant::now();
-    assert_eq!(read_raw(&ms, Some(&concurrent)), plain);
+    assert_eq!(read_raw(&ms, Some(&concurrent)).unwrap(), plain);
     let wall = t.elapsed();
     let s = concurrent.fetch_stats();
     assert_eq!(s.chunks, k, "{s:?}");
@@ -71,7 +72,7 @@ fn a_window_fetches_its_missing_chunks_at_once_and_reads_the_same_voxels() {
     assert_eq!((c.hits, c.misses), (0, k));
 
     // Warm: nothing fetched again, the same voxels.
-    assert_eq!(read_raw(&ms, Some(&concurrent)), plain);
+    assert_eq!(read_raw(&ms, Some(&concurrent)).unwrap(), plain);
     assert_eq!(concurrent.fetch_stats().chunks, k);
     assert_eq!(concurrent.stats().hits, k);
 
@@ -81,7 +82,7 @@ fn a_window_fetches_its_missing_chunks_at_once_and_reads_the_same_voxels() {
         concurrency: 16,
         delay: Some(DELAY),
     });
-    assert_eq!(read_raw(&ms, Some(&none)), plain);
+    assert_eq!(read_raw(&ms, Some(&none)).unwrap(), plain);
     assert!(none.fetch_stats().max_in_flight >= 4);
 }
 
@@ -114,7 +115,7 @@ fn a_bad_chunk_among_several_fetched_at_once_names_the_array_and_the_key() {
 
 /// Every batch of `n` from a training loader over `spec`, flattened, with the loader's fetch
 /// counters.
-fn batches(
+pub(crate) fn batches(
     spec: cellmap_schema::Spec,
     n: usize,
     edit: impl FnOnce(&mut cellmap_runtime::LoaderOptions),
