@@ -2,6 +2,7 @@
 
 mod bench;
 mod build;
+mod cache;
 mod check;
 mod data_check;
 mod demo;
@@ -63,6 +64,9 @@ pub(crate) enum Command {
     Bench(bench::BenchArgs),
     /// Write the specialised loader crate of a spec.
     Build(build::BuildArgs),
+    /// Write the spec's training cache: the arrays its plan reads, copied into a local folder
+    /// rechunked for sample windows, binary classes packed as bits (`loader.training_cache`).
+    Cache(cache::CacheArgs),
     /// Turn a cellmap-data configuration (JSON) and its datasplit CSV into a spec.
     Import(import::ImportArgs),
     /// Run everything end to end on synthetic data: synth, check, plan, build, bench, preview.
@@ -158,6 +162,7 @@ where
         Command::Preview(args) => preview::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Build(args) => build::run(&args),
+        Command::Cache(args) => cache::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Import(args) => import::run(&args),
     }

@@ -60,6 +60,7 @@ pub mod slicing;
 pub mod sources;
 pub mod store;
 pub mod synth;
+pub mod training_cache;
 
 // The root: what a training program, a generated crate and the Python package use. Everything
 // else lives in the module named after its concept (`store`, `read`, `kernels`, `augment`,

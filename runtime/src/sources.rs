@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cellmap_schema::{DatasetSpec, Spec};
 
 use crate::store::{Multiscale, OpenError, is_url};
+use crate::training_cache::TrainingCache;
 
 /// Where the values of one class channel come from in one dataset.
 #[derive(Debug, Clone)]
@@ -86,14 +87,35 @@ impl DatasetSources {
         locations.dedup();
         // A raw group that fails to open is opened again by each dataset, for its own error.
         let raws = parallel_map(&locations, |location| Multiscale::open(location).ok());
-        let raws: HashMap<&str, Multiscale> = locations
+        let mut raws: HashMap<&str, Multiscale> = locations
             .into_iter()
             .zip(raws)
             .filter_map(|(l, m)| Some((l, m?)))
             .collect();
-        parallel_map(&datasets, |d| {
-            Self::open_with_raw(spec, d, raws.get(d.raw.as_str()).cloned())
-        })
+        // The training cache: its levels replace those it holds, each raw group once.
+        let cache = spec.loader().training_cache.as_deref().map(TrainingCache::open);
+        let mut cache_warnings = Vec::new();
+        match &cache {
+            Some(Ok(cache)) => {
+                for raw in raws.values_mut() {
+                    cache_warnings.extend(cache.apply(raw));
+                }
+            }
+            Some(Err(e)) => cache_warnings.push(e.clone()),
+            None => {}
+        }
+        let mut opened = parallel_map(&datasets, |d| {
+            let mut opened = Self::open_with_raw(spec, d, raws.get(d.raw.as_str()).cloned());
+            if let (Some(Ok(cache)), Ok(sources)) = (&cache, &mut opened) {
+                cache.apply_classes(sources);
+            }
+            opened
+        });
+        // Shown once, with the first dataset that opened.
+        if let Some(first) = opened.iter_mut().find_map(|o| o.as_mut().ok()) {
+            first.warnings.extend(cache_warnings);
+        }
+        opened
     }
 
     /// Open a dataset whose raw group may be open already.

@@ -18,6 +18,7 @@
 //! Copying decoded chunks into crops is the business of [`crate::read`] and [`crate::kernels`].
 
 pub(crate) mod cache;
+pub(crate) mod cached;
 pub(crate) mod chunk;
 pub(crate) mod encoded;
 pub(crate) mod error;
@@ -26,6 +27,7 @@ pub(crate) mod location;
 pub(crate) mod multiscale;
 
 pub use cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
+pub use cached::ChunkBox;
 pub use chunk::{count_nonzero, decode_chunk};
 pub use encoded::{CompressedOptions, CompressedStats, DEFAULT_COMPRESSED_CACHE_BYTES, ENTRY_OVERHEAD_BYTES};
 pub use error::{ChunkError, FetchError, OpenError, RemoteErrorKind};

@@ -135,6 +135,15 @@ impl Spec {
         &self.loader
     }
 
+    /// The same spec reading through the training cache in `dir` (an absolute local folder), or
+    /// through none: what `bench --training-cache` and the Python loader's `training_cache`
+    /// argument set over the spec's `loader.training_cache`.
+    #[must_use]
+    pub fn with_training_cache(mut self, dir: Option<String>) -> Spec {
+        self.loader.training_cache = dir;
+        self
+    }
+
     /// Tiled inference settings, when the spec has a `predict` section.
     pub fn predict(&self) -> Option<&Predict> {
         self.predict.as_ref()
@@ -682,6 +691,9 @@ pub struct LoaderSpec {
     pub fetch_ahead: usize,
     /// Policy for unreadable samples.
     pub on_error: ErrorPolicy,
+    /// The training cache's folder (absolute), when the spec names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_cache: Option<String>,
 }
 
 /// Tiled inference: read inputs around each output tile, run the model, write its valid output.

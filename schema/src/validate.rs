@@ -70,7 +70,7 @@ pub(crate) fn build(raw: RawSpec, c: &mut Checker<'_>, source: PathBuf, base_dir
     let sampling = sampling(&raw.sampling, &classes, c);
     let augment = augment(&raw.augment, &classes, c);
     dtype::check_uint8_arrays(&inputs, &targets, &classes, &sampling, &augment, c);
-    let loader = loader(&raw.loader, c);
+    let loader = loader(&raw.loader, base_dir, c);
     let datasets = datasets(&raw, &classes, base_dir, c);
     intensity::check_uint8_inputs(&inputs, &datasets, c);
     let predict = raw
@@ -609,7 +609,7 @@ fn check_range(r: &RawRange, pointer: &str, c: &mut Checker<'_>) -> (f64, f64) {
     (lo, hi)
 }
 
-fn loader(raw: &RawLoader, c: &mut Checker<'_>) -> LoaderSpec {
+fn loader(raw: &RawLoader, base_dir: &Path, c: &mut Checker<'_>) -> LoaderSpec {
     let device = match raw.device.as_str() {
         "cpu" => Device::Cpu,
         "cuda" => Device::Cuda(0),
@@ -636,7 +636,23 @@ fn loader(raw: &RawLoader, c: &mut Checker<'_>) -> LoaderSpec {
             RawOnError::Fail => ErrorPolicy::Fail,
             RawOnError::SkipAndLog => ErrorPolicy::SkipAndLog,
         },
+        training_cache: raw
+            .training_cache
+            .as_deref()
+            .and_then(|dir| training_cache(dir, base_dir, c)),
     }
+}
+
+/// The training cache's folder, resolved against the spec's folder: a local folder only.
+fn training_cache(dir: &str, base_dir: &Path, c: &mut Checker<'_>) -> Option<String> {
+    if dir.contains("://") {
+        let d = c.at("/loader/training_cache", format!("`{dir}` is a URL"));
+        c.push(
+            d.expected("a local folder (the cache is read at local-disk speed; write it with `cellmap-compile cache`)"),
+        );
+        return None;
+    }
+    Some(crate::datasplit::resolve_path(base_dir, dir))
 }
 
 fn inline_datasets(list: &[RawDataset], classes: &[String], base_dir: &Path, c: &mut Checker<'_>) -> Vec<DatasetSpec> {

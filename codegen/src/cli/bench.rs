@@ -43,6 +43,13 @@ pub(crate) struct BenchArgs {
     /// 0 = off).
     #[arg(long)]
     compressed_cache_bytes: Option<u64>,
+    /// Read through this training cache (written by `cellmap-compile cache`) instead of the
+    /// spec's `loader.training_cache`.
+    #[arg(long, conflicts_with = "no_training_cache")]
+    training_cache: Option<PathBuf>,
+    /// Read the data directly even when the spec names a training cache.
+    #[arg(long)]
+    no_training_cache: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -71,6 +78,9 @@ pub(crate) struct BenchReport {
     pub(crate) plan_seconds: f64,
     /// Seconds from opening the loader (planning included) to the first batch.
     pub(crate) first_batch_seconds: f64,
+    /// Chunks read from the data because the training cache does not hold them (whole run;
+    /// `None` without a training cache).
+    pub(crate) training_cache_fallbacks: Option<u64>,
     /// What the measured batches fetched.
     pub(crate) fetch: FetchReport,
 }
@@ -153,7 +163,13 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let spec = checked.spec;
+    let mut spec = checked.spec;
+    if let Some(dir) = &args.training_cache {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        spec = spec.with_training_cache(Some(dir.display().to_string()));
+    } else if args.no_training_cache {
+        spec = spec.with_training_cache(None);
+    }
     let mut options = match LoaderOptions::train() {
         Ok(o) => o,
         Err(e) => {
@@ -272,6 +288,12 @@ pub(crate) fn bench(
         threads_end: thread_count(),
         plan_seconds,
         first_batch_seconds: first_batch_seconds.unwrap_or(f64::NAN),
+        training_cache_fallbacks: loader
+            .spec()
+            .loader()
+            .training_cache
+            .as_ref()
+            .map(|_| cellmap_runtime::training_cache::fallback_chunks(&loader.planned().sources)),
         fetch,
     })
 }
@@ -366,6 +388,9 @@ fn print_table(r: &BenchReport) {
         );
     }
     println!("{:<24} {:>14.3}", "s to first batch", r.first_batch_seconds);
+    if let Some(n) = r.training_cache_fallbacks {
+        println!("{:<24} {:>14}", "training cache misses", n);
+    }
     println!("{:<24} {:>14}", "workers", r.workers);
     if let Some(c) = r.cpu_cores {
         println!("{:<24} {:>14.2}", "CPU cores busy", c);

@@ -71,6 +71,14 @@ pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkEr
 /// [`decode_chunk`] reading `level`'s store through `la` (the level's array, or a cache's view
 /// of it over the compressed tier: [`ChunkCache::level_view`]).
 fn decode_from(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
+    match &level.cached {
+        Some(role) => super::cached::decode(level, role, chunk),
+        None => decode_plain(level, la, chunk),
+    }
+}
+
+/// Decode `chunk` of `la` as `level`'s array (its dtype and axes), whatever its cache role.
+pub(crate) fn decode_plain(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
     let indices = full_indices(level, chunk);
     let options = CodecOptions::default().with_concurrent_target(1);
     let result = match level.dtype {

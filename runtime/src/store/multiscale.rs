@@ -36,6 +36,7 @@ use zarrs::array::data_type::{
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
 use zarrs::storage::ReadableStorageTraits;
 
+use super::cached::CacheRole;
 use super::encoded::{StoreTier, TieredStorage};
 use super::error::OpenError;
 use super::location::{Location, RemoteOptions, open_location, open_location_with};
@@ -181,6 +182,8 @@ pub struct Level {
     /// Unique id of this opened level (cache keys).
     pub id: u64,
     pub(crate) array: Arc<LevelArray>,
+    /// How the level is read when it comes from the training cache (`None`: from its array).
+    pub(crate) cached: Option<Arc<CacheRole>>,
 }
 
 impl std::fmt::Debug for Level {
@@ -195,6 +198,7 @@ impl std::fmt::Debug for Level {
             .field("dtype", &self.dtype)
             .field("has_channel_axis", &self.has_channel_axis)
             .field("id", &self.id)
+            .field("cached", &self.cached.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -216,7 +220,10 @@ impl Level {
     /// The array's user attributes (`.zattrs` of a v2 array, `attributes` of a v3 `zarr.json`).
     #[must_use]
     pub fn attributes(&self) -> &serde_json::Map<String, serde_json::Value> {
-        self.array.array.attributes()
+        match &self.cached {
+            Some(role) => role.source().attributes(),
+            None => self.array.array.attributes(),
+        }
     }
 
     /// `location/path` of the level's array.
@@ -228,7 +235,84 @@ impl Level {
     /// Number of chunks (decode units) per axis.
     #[must_use]
     pub fn chunk_grid_shape(&self) -> [u64; 3] {
-        [0, 1, 2].map(|a| self.shape_vox[a].div_ceil(self.chunk_shape_vox[a]))
+        self.chunk_grid_shape_for(self.chunk_shape_vox)
+    }
+
+    /// Number of chunks of shape `chunk` per axis.
+    #[must_use]
+    pub fn chunk_grid_shape_for(&self, chunk: [u64; 3]) -> [u64; 3] {
+        [0, 1, 2].map(|a| self.shape_vox[a].div_ceil(chunk[a].max(1)))
+    }
+
+    /// Chunks of this training-cache level read from its source because the cache does not hold
+    /// them; `None` for a level that is not a cached copy.
+    #[must_use]
+    pub fn cache_fallbacks(&self) -> Option<u64> {
+        match self.cached.as_deref() {
+            Some(CacheRole::Copy { fallbacks, .. }) => Some(fallbacks.load(Ordering::Relaxed)),
+            _ => None,
+        }
+    }
+
+    /// True when the level is read through the training cache.
+    #[must_use]
+    pub fn is_cached(&self) -> bool {
+        self.cached.is_some()
+    }
+
+    /// Open the array `path` of the local folder `dir` (3 spatial axes) with this level's
+    /// geometry; it must have this level's spatial shape.
+    pub(crate) fn open_like(&self, dir: &str, path: &str) -> Result<Level, OpenError> {
+        let store = open_location(dir)?;
+        let level = open_level(&store, path, self.scale_nm, self.translation_nm, 3, false)?;
+        if level.shape_vox != self.shape_vox {
+            return Err(OpenError::LevelOpen {
+                location: dir.to_owned(),
+                level: path.to_owned(),
+                message: format!(
+                    "shape {:?} differs from its source's {:?} ({})",
+                    level.shape_vox,
+                    self.shape_vox,
+                    self.array_location()
+                ),
+            });
+        }
+        Ok(level)
+    }
+
+    /// This level read from its cached copy `copy` ([`Level::open_like`]), which holds the chunks
+    /// in `written`.
+    pub(crate) fn cached_copy(&self, copy: Level, written: Vec<super::cached::ChunkBox>) -> Level {
+        Level {
+            path: self.path.clone(),
+            cached: Some(Arc::new(CacheRole::Copy {
+                source: self.clone(),
+                written,
+                fallbacks: AtomicU64::new(0),
+            })),
+            ..copy
+        }
+    }
+
+    /// This (binary label) level read as bit `bit` of the packed array `pack`.
+    pub(crate) fn cached_bit(&self, pack: &Arc<Level>, bit: u32) -> Level {
+        Level {
+            path: self.path.clone(),
+            scale_nm: self.scale_nm,
+            translation_nm: self.translation_nm,
+            shape_vox: self.shape_vox,
+            chunk_shape_vox: pack.chunk_shape_vox,
+            shard_shape_vox: None,
+            dtype: SourceDtype::U8,
+            has_channel_axis: false,
+            id: NEXT_LEVEL_ID.fetch_add(1, Ordering::Relaxed),
+            array: Arc::clone(&pack.array),
+            cached: Some(Arc::new(CacheRole::Bit {
+                source: self.clone(),
+                pack: Arc::clone(pack),
+                bit,
+            })),
+        }
     }
 }
 
@@ -597,6 +681,7 @@ fn open_level(
             sharded,
             array_location: format!("{location}/{}", path.trim_matches('/')),
         }),
+        cached: None,
     })
 }
 

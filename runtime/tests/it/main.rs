@@ -27,4 +27,5 @@ mod split_values;
 mod synth;
 #[cfg(feature = "torch")]
 mod torch;
+mod training_cache;
 mod window;

@@ -85,6 +85,15 @@ pub struct RawLoader {
     /// What to do with a sample that cannot be read. Default: `fail`.
     #[serde(default)]
     pub on_error: RawOnError,
+    /// Local folder of the training cache that `cellmap-compile cache` writes for this spec
+    /// (relative to the spec's folder): the arrays the plan reads, rechunked for sample windows
+    /// with a fast codec, and every binary class of a crop packed as the bits of one array. The
+    /// loader reads through it, and reads from the data itself whatever it does not hold (a
+    /// region outside the cached margin, an array whose metadata changed since the cache was
+    /// written). Default: none (read the data directly).
+    #[serde(default)]
+    #[schemars(length(min = 1), example = &"cache/train")]
+    pub training_cache: Option<String>,
 }
 
 impl Default for RawLoader {
@@ -100,6 +109,7 @@ impl Default for RawLoader {
             fetch_concurrency: default_fetch_concurrency(),
             fetch_ahead: default_fetch_ahead(),
             on_error: RawOnError::default(),
+            training_cache: None,
         }
     }
 }

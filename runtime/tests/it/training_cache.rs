@@ -1,0 +1,299 @@
+//! The training cache (issue #15): `cellmap-compile cache` copies what a plan reads into a local
+//! folder, rechunked, binary classes packed as bits; a loader reading through it gives the same
+//! batches bit for bit. Real zarr v2 and sharded v3 sources, real cached arrays read back with
+//! zarrs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cellmap_runtime::plan::{PlanOptions, plan};
+use cellmap_runtime::sources::ClassSource;
+use cellmap_runtime::synth::SynthVariant;
+use cellmap_runtime::training_cache::{CacheCodec, CacheOptions, MANIFEST, Manifest, fallback_chunks, write};
+use cellmap_schema::{Spec, Split};
+use serde_json::json;
+use zarrs::array::Array;
+use zarrs::filesystem::FilesystemStore;
+
+use crate::fetch::batches;
+use crate::loader::{spec_with, synth};
+
+/// The fixture spec with rotation, mirror and transpose, reading through `cache` when given.
+fn spec(zarr: &Path, cache: Option<&Path>) -> Spec {
+    spec_with(zarr, |d| {
+        d["augment"]["spatial"] = json!({"mirror": {"z": 0.5, "y": 0.5, "x": 0.5}, "transpose": ["z", "y", "x"],
+            "rotate": {"z": [-180, 180]}});
+        d["sampling"]["iterations_per_epoch"] = json!(24);
+        if let Some(dir) = cache {
+            d["loader"]["training_cache"] = json!(dir.display().to_string());
+        }
+    })
+}
+
+fn options(chunk: u64) -> CacheOptions {
+    CacheOptions {
+        chunk: [chunk; 3],
+        codec: CacheCodec::Lz4,
+        reach_nm: None,
+    }
+}
+
+/// Training batches of `spec` with the decoded-chunk cache off (every read decodes) and on.
+fn both(spec: &Spec) -> [Vec<Vec<u32>>; 2] {
+    let (cold, _) = batches(spec.clone(), 6, |o| o.no_cache = true);
+    let (warm, _) = batches(spec.clone(), 6, |_| {});
+    [cold, warm]
+}
+
+#[test]
+fn batches_read_through_the_training_cache_equal_those_read_from_the_data() {
+    for (variant, chunk, codec) in [
+        (SynthVariant::V2, 24, CacheCodec::Lz4),
+        (SynthVariant::V3, 16, CacheCodec::None),
+        (SynthVariant::V2, 32, CacheCodec::Zstd),
+    ] {
+        let f = synth(variant);
+        let dir = f.dir.parent().unwrap().join("cache");
+        let direct = spec(&f.dir, None);
+        let report = write(
+            &direct,
+            &dir,
+            &CacheOptions {
+                codec,
+                ..options(chunk)
+            },
+        )
+        .unwrap();
+        assert_eq!((report.copies_written, report.kept), (1, 0), "{report:?}");
+        assert!(report.packs_written >= 1 && report.chunks_written > 0, "{report:?}");
+        let cached = spec(&f.dir, Some(&dir));
+        let planned = plan(&cached, PlanOptions::default()).unwrap();
+        // Every level the plan reads is read through the cache, with the source's geometry.
+        for (d, s) in planned.plan.datasets.iter().zip(&planned.sources) {
+            assert!(s.raw.levels[d.inputs[0].level].is_cached());
+            for (c, class) in d.targets[0].iter().enumerate() {
+                if let (cellmap_runtime::ClassPlan::Annotated(lp), ClassSource::Annotated(ms)) = (class, &s.classes[c])
+                {
+                    assert!(ms.levels[lp.level].is_cached(), "class {c}");
+                    assert_eq!(ms.levels[lp.level].chunk_shape_vox, [chunk; 3]);
+                }
+            }
+        }
+        assert_eq!(
+            planned.plan.datasets,
+            plan(&direct, PlanOptions::default()).unwrap().plan.datasets
+        );
+        assert!(
+            !planned.plan.warnings.iter().any(|w| w.contains("training cache")),
+            "{:?}",
+            planned.plan.warnings
+        );
+        assert_eq!(both(&cached), both(&direct), "{variant:?} chunk {chunk}");
+        // The margin covers every rotated window: nothing was read from the data.
+        let (_, _) = batches(cached.clone(), 6, |o| o.no_cache = true);
+        let planned = plan(&cached, PlanOptions::default()).unwrap();
+        let mut loader = cellmap_runtime::Loader::with_plan(
+            Arc::new(cached.clone()),
+            Arc::new(planned),
+            crate::loader::options(Split::Train),
+        )
+        .unwrap();
+        for _ in 0..6 {
+            loader.next_batch().unwrap().unwrap();
+        }
+        assert_eq!(fallback_chunks(&loader.planned().sources), 0);
+    }
+}
+
+/// The decoded voxels of a whole array of the cache (or any zarr v3 array), as u64.
+fn read_all(dir: &Path, path: &str) -> (String, Vec<u64>) {
+    let store = Arc::new(FilesystemStore::new(dir).unwrap());
+    let array = Array::open(store, &format!("/{}", path.trim_start_matches('/'))).unwrap();
+    let subset = array.subset_all();
+    let dtype = array.data_type().to_string();
+    let dtype = dtype.split_whitespace().next().unwrap().to_owned();
+    let data: Vec<u64> = match dtype.as_str() {
+        "uint8" => array
+            .retrieve_array_subset::<Vec<u8>>(&subset)
+            .unwrap()
+            .into_iter()
+            .map(u64::from)
+            .collect(),
+        "uint16" => array
+            .retrieve_array_subset::<Vec<u16>>(&subset)
+            .unwrap()
+            .into_iter()
+            .map(u64::from)
+            .collect(),
+        "uint32" => array
+            .retrieve_array_subset::<Vec<u32>>(&subset)
+            .unwrap()
+            .into_iter()
+            .map(u64::from)
+            .collect(),
+        "uint64" => array.retrieve_array_subset::<Vec<u64>>(&subset).unwrap(),
+        other => panic!("{other}"),
+    };
+    (dtype, data)
+}
+
+#[test]
+fn each_packed_bit_is_its_label_non_zero_and_the_raw_copy_holds_the_source_voxels() {
+    let f = synth(SynthVariant::V2);
+    let dir = f.dir.parent().unwrap().join("cache");
+    let report = write(&spec(&f.dir, None), &dir, &options(24)).unwrap();
+    let manifest = Manifest::read(&dir).unwrap();
+    assert_eq!(manifest.packs.len(), report.packs_written);
+    let classes: usize = manifest.packs.iter().map(|p| p.members.len()).sum();
+    assert_eq!(classes, report.classes_packed);
+    for pack in &manifest.packs {
+        let (dtype, bits) = read_all(&dir, &pack.path);
+        assert_eq!(dtype, "uint8", "{} classes", pack.members.len());
+        assert_eq!(pack.dtype, "uint8");
+        for m in &pack.members {
+            let (source_dir, level) = m.source.array.rsplit_once('/').unwrap();
+            let (_, labels) = read_v2(Path::new(source_dir), level);
+            assert_eq!(labels.len(), bits.len());
+            let wrong = labels
+                .iter()
+                .zip(&bits)
+                .filter(|(l, b)| (**l != 0) != ((**b >> m.bit) & 1 == 1))
+                .count();
+            assert_eq!(wrong, 0, "{} bit {}", m.source.array, m.bit);
+            assert!(labels.iter().any(|&l| l != 0), "the fixture's class has foreground");
+        }
+    }
+    // The raw copy: same voxels as the source wherever it was written.
+    let copy = &manifest.arrays[0];
+    let (source_dir, level) = copy.source.array.rsplit_once('/').unwrap();
+    let (_, source) = read_v2(Path::new(source_dir), level);
+    let (dtype, cached) = read_all(&dir, &copy.path);
+    assert_eq!(dtype, "uint8");
+    let [nz, ny, nx] = copy.source.shape_vox.map(|v| v as usize);
+    let mut compared = 0;
+    for [lo, hi] in &copy.written {
+        for z in (lo[0] * 24) as usize..((hi[0] * 24) as usize).min(nz) {
+            for y in (lo[1] * 24) as usize..((hi[1] * 24) as usize).min(ny) {
+                for x in (lo[2] * 24) as usize..((hi[2] * 24) as usize).min(nx) {
+                    let i = (z * ny + y) * nx + x;
+                    assert_eq!(cached[i], source[i], "voxel {z} {y} {x}");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 0);
+}
+
+/// The whole of a zarr v2 array `level` of the group at `group`, as u64.
+fn read_v2(group: &Path, level: &str) -> (String, Vec<u64>) {
+    let store = Arc::new(FilesystemStore::new(group).unwrap());
+    let array = Array::open(store, &format!("/{level}")).unwrap();
+    let subset = array.subset_all();
+    let dtype = array.data_type().to_string();
+    let dtype = dtype.split_whitespace().next().unwrap().to_owned();
+    let data = match dtype.as_str() {
+        "uint8" => array
+            .retrieve_array_subset::<Vec<u8>>(&subset)
+            .unwrap()
+            .into_iter()
+            .map(u64::from)
+            .collect(),
+        "uint64" => array.retrieve_array_subset::<Vec<u64>>(&subset).unwrap(),
+        other => panic!("{other}"),
+    };
+    (dtype, data)
+}
+
+#[test]
+fn chunks_the_cache_does_not_hold_are_read_from_the_data_and_counted() {
+    let f = synth(SynthVariant::V3);
+    let dir = f.dir.parent().unwrap().join("cache");
+    let direct = spec(&f.dir, None);
+    write(&direct, &dir, &options(8)).unwrap();
+    // Keep only the chunks of the first half of z (as a cache written with a smaller margin,
+    // or for another spec, would).
+    let mut manifest = Manifest::read(&dir).unwrap();
+    manifest.arrays[0].written = vec![[[0, 0, 0], [6, 12, 12]]];
+    manifest.write(&dir).unwrap();
+    let cached = spec(&f.dir, Some(&dir));
+    assert_eq!(both(&cached), both(&direct));
+    let planned = Arc::new(plan(&cached, PlanOptions::default()).unwrap());
+    let mut loader = cellmap_runtime::Loader::with_plan(
+        Arc::new(cached),
+        Arc::clone(&planned),
+        crate::loader::options(Split::Train),
+    )
+    .unwrap();
+    for _ in 0..4 {
+        loader.next_batch().unwrap().unwrap();
+    }
+    assert!(fallback_chunks(&planned.sources) > 0);
+}
+
+#[test]
+fn a_stale_or_missing_cache_is_read_around_with_a_warning_naming_the_fix() {
+    let f = synth(SynthVariant::V2);
+    let dir = f.dir.parent().unwrap().join("cache");
+    let direct = spec(&f.dir, None);
+    // No manifest yet.
+    let cached = spec(&f.dir, Some(&dir));
+    let planned = plan(&cached, PlanOptions::default()).unwrap();
+    let warning = planned
+        .plan
+        .warnings
+        .iter()
+        .find(|w| w.contains("training cache"))
+        .expect("a warning");
+    assert!(
+        warning.contains(MANIFEST) && warning.contains("cellmap-compile cache"),
+        "{warning}"
+    );
+    assert!(!planned.sources[0].raw.levels.iter().any(|l| l.is_cached()));
+    // A raw entry whose source changed (as recorded: another translation).
+    write(&direct, &dir, &options(24)).unwrap();
+    let mut manifest = Manifest::read(&dir).unwrap();
+    manifest.arrays[0].source.translation_nm[0] += 8.0;
+    manifest.write(&dir).unwrap();
+    let planned = plan(&cached, PlanOptions::default()).unwrap();
+    let warning = planned
+        .plan
+        .warnings
+        .iter()
+        .find(|w| w.contains("training cache"))
+        .expect("a warning");
+    assert!(
+        warning.contains("changed since it was cached") && warning.contains("translation"),
+        "{warning}"
+    );
+    assert!(!planned.sources[0].raw.levels.iter().any(|l| l.is_cached()));
+    assert_eq!(both(&cached), both(&direct));
+    // Writing again brings it up to date: the raw is copied again, the packs are kept.
+    let report = write(&direct, &dir, &options(24)).unwrap();
+    assert_eq!((report.copies_written, report.packs_written), (1, 0), "{report:?}");
+    assert_eq!(report.kept, Manifest::read(&dir).unwrap().packs.len());
+    let planned = plan(&cached, PlanOptions::default()).unwrap();
+    assert!(!planned.plan.warnings.iter().any(|w| w.contains("training cache")));
+}
+
+#[test]
+fn labels_that_are_not_binary_for_the_spec_are_copied_whole_not_packed() {
+    let f = synth(SynthVariant::V2);
+    let dir = f.dir.parent().unwrap().join("cache");
+    let edit = |cache: Option<&Path>| {
+        spec_with(&f.dir, |d| {
+            // Labels kept as they are stored (no binarize), and one class binarized at 1.5.
+            d["augment"]["targets"] = json!([{"normalize": {"shift": 0, "scale": 1}}]);
+            d["augment"]["per_class"] = json!({"er": [{"binarize": {"threshold": 1.5}}]});
+            if let Some(dir) = cache {
+                d["loader"]["training_cache"] = json!(dir.display().to_string());
+            }
+        })
+    };
+    let report = write(&edit(None), &dir, &options(24)).unwrap();
+    assert_eq!(report.packs_written, 0, "{report:?}");
+    let manifest = Manifest::read(&dir).unwrap();
+    assert!(manifest.arrays.len() > 1, "raw and the labels");
+    assert!(manifest.arrays.iter().any(|a| a.source.array.contains("/labels/")));
+    assert_eq!(both(&edit(Some(&dir))), both(&edit(None)));
+}
