@@ -9,6 +9,9 @@ Regimes (batch 8 unless said, 2 workers / num_workers 2, no augmentation):
   the decoded working set (about 15 MB per crop, 4.5 GB in all), and without one;
 - `classes40`: 40 classes per crop at 64³, ours with the default cache and without one;
 - `slices2d`: 2D 128² z-slices, 4 classes, batch 16, ours without a cache;
+- every regime also runs ours through the spec's training cache (`cellmap-compile cache`, written
+  once before, its time printed): `tc_no_cache` (no chunk cache: every read decodes a cached
+  chunk), and for `ws10x` `tc_cache` (64 MiB chunk cache too);
 - `first_batch`: the 300-crop data: seconds from nothing to the first batch (cellmap-data: split,
   dataset and loader construction plus one batch; ours: `bench`'s time to first batch).
 Writes bench/regimes.json. Each measurement runs in a fresh process.
@@ -89,6 +92,15 @@ def ours(binary: str, spec_path: str, batches: int, warmup: int, *flags: str) ->
     return json.loads(out.strip().splitlines()[-1])
 
 
+def training_cache(binary: str, spec_path: str) -> str:
+    """Write the spec's training cache (`cellmap-compile cache`) next to it; returns its folder."""
+    out = spec_path[: -len(".yaml")] + "-cache"
+    t = time.perf_counter()
+    subprocess.run([binary, "cache", spec_path, "--out", out], check=True, capture_output=True)
+    print(json.dumps({"training_cache": out, "write_s": round(time.perf_counter() - t, 2)}), flush=True)
+    return out
+
+
 def synth(binary: str, path: str, *args: str) -> None:
     if not os.path.exists(os.path.join(path, "datasplit.csv")):
         subprocess.run([binary, "synth", path, *args], check=True, capture_output=True)
@@ -101,6 +113,7 @@ def main() -> None:
     p.add_argument("--python", default=os.path.expanduser("~/.cache/cellmap-compile/cellmap-data-venv/bin/python"))
     p.add_argument("--only", nargs="*")
     p.add_argument("--out", default=os.path.join(HERE, "regimes.json"))
+    p.add_argument("--no-training-cache", action="store_true", help="skip the training-cache runs")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for k, d in [("data", ""), ("classes", ""), ("shape", ""), ("batch", 8), ("batches", 4), ("warmup", 1), ("workers", 2)]:
         p.add_argument(f"--{k}", type=type(d), default=d, help=argparse.SUPPRESS)
@@ -123,24 +136,37 @@ def main() -> None:
                           **{k: round(v["samples_per_s"], 1) for k, v in ours_runs.items()},
                           "ratios": {k: round(v, 1) for k, v in r["ratios"].items()}}), flush=True)
 
+    def through_cache(spec_path: str, batches: int, warmup: int, cached_too: bool = False) -> dict:
+        """Ours reading through the spec's training cache: without a chunk cache (and with one)."""
+        if a.no_training_cache:
+            return {}
+        tc = training_cache(a.bin, spec_path)
+        runs = {"tc_no_cache": ours(a.bin, spec_path, batches, warmup, "--no-cache", "--training-cache", tc)}
+        if cached_too:
+            runs["tc_cache"] = ours(a.bin, spec_path, batches, warmup, "--training-cache", tc)
+        return runs
+
     one = os.path.join(a.work, "one")
     synth(a.bin, one)
     if want("cold"):
         s = spec(one, "cold", four, (128, 128, 128), 8, None)
         row("cold", python(one, four, (128, 128, 128), 8, 4, 1, a.python),
-            {"no_cache": ours(a.bin, s, 12, 2, "--no-cache"), "cache": ours(a.bin, s, 30, 5)},
+            {"no_cache": ours(a.bin, s, 12, 2, "--no-cache"), "cache": ours(a.bin, s, 30, 5),
+             **through_cache(s, 12, 2)},
             "128³ raw + 4 classes, batch 8, 2 workers")
     if want("slices2d"):
         s = spec(one, "slices2d", four, (1, 128, 128), 16, None)
         row("slices2d", python(one, four, (1, 128, 128), 16, 8, 2, a.python),
-            {"no_cache": ours(a.bin, s, 40, 4, "--no-cache"), "cache": ours(a.bin, s, 200, 20)},
+            {"no_cache": ours(a.bin, s, 40, 4, "--no-cache"), "cache": ours(a.bin, s, 200, 20),
+             **through_cache(s, 40, 4)},
             "2D 128² z-slices, 4 classes, batch 16, 2 workers")
     many40 = os.path.join(a.work, "many40")
     synth(a.bin, many40, "--volumes", "2", "--crops", "6", "--classes", "40", "--crop-size", "96", "--variants", "v2")
     if want("classes40"):
         s = spec(many40, "classes40", forty, (64, 64, 64), 8, None)
         row("classes40", python(many40, forty, (64, 64, 64), 8, 4, 1, a.python),
-            {"no_cache": ours(a.bin, s, 12, 2, "--no-cache"), "cache": ours(a.bin, s, 40, 8)},
+            {"no_cache": ours(a.bin, s, 12, 2, "--no-cache"), "cache": ours(a.bin, s, 40, 8),
+             **through_cache(s, 12, 2)},
             "40 classes per crop at 64³, batch 8, 2 workers")
     many = os.path.join(a.work, "many300")
     synth(a.bin, many, "--volumes", "20", "--crops", "300", "--crop-size", "96", "--variants", "v2")
@@ -151,7 +177,8 @@ def main() -> None:
         py = python(many, four, (64, 64, 64), 8, 4, 1, a.python)
         r = ours(a.bin, s, 40, 8)
         if want("ws10x"):
-            row("ws10x", py, {"cache_64MiB": r, "no_cache": ours(a.bin, s, 12, 2, "--no-cache")},
+            row("ws10x", py, {"cache_64MiB": r, "no_cache": ours(a.bin, s, 12, 2, "--no-cache"),
+                              **through_cache(s, 40, 8, cached_too=True)},
                 "300 crops (96³) over 20 volumes, 64³ samples, 4 classes, cache 64 MiB")
         if want("first_batch"):
             rows.append({"regime": "first_batch", "cellmap_data_s": py["first_batch_s"],

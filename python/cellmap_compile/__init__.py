@@ -216,6 +216,10 @@ class Loader:
         plan: A plan made earlier for this spec (``plan()``'s dict or its JSON), e.g. the one a
             package built with ``cellmap-compile build --python`` embeds: the data is checked
             against it instead of planned, and a plan the data no longer matches is an error.
+        training_cache: Read through this training cache folder (written by
+            ``cellmap-compile cache SPEC --out DIR``) instead of the spec's
+            ``loader.training_cache``: the same batches, read from a local copy laid out for
+            sample windows.
 
     Each batch dict holds one tensor ``[B, C, Z, Y, X]`` per array (:attr:`arrays`), of the array's
     ``dtype`` (float32 unless the spec says float16, bfloat16 or uint8), on
@@ -243,6 +247,7 @@ class Loader:
         handoff: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         plan: str | Mapping[str, Any] | None = None,
+        training_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         text, source = spec_source(spec)
         self._spec_args = (text, source)
@@ -253,6 +258,7 @@ class Loader:
             "seed": seed,
             "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
             "plan": plan if plan is None or isinstance(plan, str) else json.dumps(plan),
+            "training_cache": None if training_cache is None else os.fspath(training_cache),
         }
         self._native = self._open_native(epoch, step)
         #: The split this loader reads.

@@ -80,6 +80,7 @@ class LoaderArgs(TypedDict, total=False):
     step: int  # 0
     cache_dir: str | None  # None
     plan: str | None  # None
+    training_cache: str | None  # None
 
 class NativeLoader:
     """The generic Rust loader: an endless training stream or validation passes.

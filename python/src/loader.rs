@@ -96,6 +96,9 @@ pub(crate) struct LoaderArgs {
     /// A plan made earlier, as JSON (a generated package's embedded plan).
     #[pyo3(default)]
     plan: Option<String>,
+    /// Read through this training cache folder instead of the spec's `loader.training_cache`.
+    #[pyo3(default)]
+    training_cache: Option<PathBuf>,
 }
 
 /// The Rust loader behind the Python `Loader`: an endless training stream or one validation
@@ -115,7 +118,12 @@ impl NativeLoader {
     #[new]
     fn new(py: Python<'_>, text: &str, source: &str, args: LoaderArgs) -> PyResult<Self> {
         let split: Split = crate::spec::split(&args.split)?;
-        let spec = Arc::new(crate::spec::parse(py, text, source)?.spec);
+        let mut spec = crate::spec::parse(py, text, source)?.spec;
+        if let Some(dir) = args.training_cache {
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            spec = spec.with_training_cache(Some(dir.display().to_string()));
+        }
+        let spec = Arc::new(spec);
         let mut options = LoaderOptions::new(split, dist(args.rank, args.world_size)?);
         options.epoch = args.epoch;
         options.step = args.step;

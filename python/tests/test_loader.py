@@ -1096,3 +1096,29 @@ def test_native_image_level_and_bounds_match_the_metadata(synth: Synth) -> None:
         assert list(hi) == [translation[a] + (shape[a] - 0.5) * scale[a] for a in range(3)]
     lo, hi = image(synth.raw, (4, 4, 4)).bounds_nm()
     assert (list(lo), list(hi)) == ([36.0, 20.0, 12.0], [1572.0, 1556.0, 1548.0])
+
+
+def test_batches_through_the_training_cache_equal_the_direct_batches(
+    synth: Synth, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # issue #15: `cellmap-compile cache` (the console script's) writes the spec's training cache;
+    # a Loader reading through it (the `training_cache` argument, or the spec's key) gives the
+    # same batches, rotated training and validation tiles alike.
+    monkeypatch.chdir(synth.root)
+    spec = loader_dict(str(synth.csv))
+    spec["augment"] = {"spatial": {"rotate": {"z": [-30, 30]}}, "targets": [{"binarize": {"threshold": 0}}]}
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(json.dumps(spec))
+    cache = tmp_path / "cache"
+    assert _native.cli(["cellmap-compile", "cache", str(spec_file), "--out", str(cache), "--chunk", "16"]) == 0
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["arrays"] and manifest["packs"], manifest
+    direct = [clone(b) for _, b in zip(range(3), cc.Loader(spec))]
+    direct_val = [clone(b) for b in cc.Loader(spec, split="validate")]
+    through = [clone(b) for _, b in zip(range(3), cc.Loader(spec, training_cache=cache))]
+    spec["loader"]["training_cache"] = str(cache)
+    through_val = [clone(b) for b in cc.Loader(spec, split="validate")]
+    assert len(through_val) == len(direct_val) > 0
+    for got, want in [*zip(through, direct), *zip(through_val, direct_val)]:
+        for name in ARRAYS:
+            assert torch.equal(got[name].nan_to_num(-7.0), want[name].nan_to_num(-7.0)), name

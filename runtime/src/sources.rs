@@ -14,7 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cellmap_schema::{DatasetSpec, Spec};
 
 use crate::store::{Multiscale, OpenError, is_url};
-use crate::training_cache::TrainingCache;
+
+pub(crate) mod manifest;
+pub(crate) mod training_cache;
+
+use training_cache::TrainingCache;
 
 /// Where the values of one class channel come from in one dataset.
 #[derive(Debug, Clone)]

@@ -27,13 +27,12 @@ pub(crate) mod location;
 pub(crate) mod multiscale;
 
 pub use cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
-pub use cached::ChunkBox;
 pub use chunk::{count_nonzero, decode_chunk};
 pub use encoded::{CompressedOptions, CompressedStats, DEFAULT_COMPRESSED_CACHE_BYTES, ENTRY_OVERHEAD_BYTES};
 pub use error::{ChunkError, FetchError, OpenError, RemoteErrorKind};
 pub use fetch::{FetchOptions, FetchStats, STORE_DELAY_ENV, store_delay_from_env};
 pub use location::{RemoteConfigError, RemoteOptions, S3Credentials};
-pub use multiscale::{Level, LevelChoice, Multiscale, SourceDtype, choose_level};
+pub use multiscale::{ChunkBox, Level, LevelChoice, Multiscale, SourceDtype, choose_level};
 
 /// Whether `location` is a URL (`scheme://…`) rather than a filesystem path.
 pub fn is_url(location: &str) -> bool {

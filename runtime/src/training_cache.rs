@@ -21,10 +21,8 @@
 //! ([`fallback_chunks`]). As with cached plans, voxel contents are not compared: rewrite the
 //! cache (run `cache` again) after relabelling a crop without changing its metadata.
 
-mod manifest;
-mod open;
 mod write;
 
-pub use manifest::{CopyEntry, MANIFEST, Manifest, PackEntry, PackMember, SourceMeta};
-pub use open::{TrainingCache, fallback_chunks};
+pub use crate::sources::manifest::{CopyEntry, MANIFEST, Manifest, PackEntry, PackMember, SourceMeta};
+pub use crate::sources::training_cache::{TrainingCache, fallback_chunks};
 pub use write::{CacheCodec, CacheError, CacheOptions, CacheReport, input_reach_nm, write};

@@ -23,6 +23,10 @@ pub(crate) struct CacheArgs {
     /// plane of 128² for 2D samples sliced along one axis.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     chunk: Option<u64>,
+    /// Remove the array folders the manifest no longer names (replaced by this run or earlier
+    /// ones). Only while no loader reads the cache.
+    #[arg(long)]
+    prune: bool,
 }
 
 /// `--codec`.
@@ -51,6 +55,7 @@ pub(crate) fn run(args: &CacheArgs) -> ExitCode {
         return ExitCode::from(EXIT_INVALID);
     };
     let mut options = CacheOptions::for_spec(&spec);
+    options.prune = args.prune;
     if let Some(edge) = args.chunk {
         options.chunk = [edge; 3];
     }
@@ -75,6 +80,12 @@ pub(crate) fn run(args: &CacheArgs) -> ExitCode {
                 r.disk_bytes as f64 / 1e6,
                 r.elapsed.as_secs_f64()
             );
+            if !r.unreferenced.is_empty() && !args.prune {
+                println!(
+                    "{} array folders are no longer named by the manifest (replaced); remove them with --prune once no loader reads this cache",
+                    r.unreferenced.len()
+                );
+            }
             if spec.loader().training_cache.is_none() {
                 println!(
                     "read through it: add `training_cache: {}` under `loader:` in {}",

@@ -50,7 +50,7 @@ fn github_format_prints_annotations() {
     assert_eq!(
         stdout(&o),
         "::error file=tests/specs/invalid/unknown_key_nested.yaml,line=16,col=3::unknown key `batch_sise` (at `/loader/batch_sise`)\
-         %0Aexpected: one of `batch_size`, `workers`, `prefetch`, `device`, `pin_memory`, `cache_bytes`, `compressed_cache_bytes`, `fetch_concurrency`, `fetch_ahead`, `on_error`\
+         %0Aexpected: one of `batch_size`, `workers`, `prefetch`, `device`, `pin_memory`, `cache_bytes`, `compressed_cache_bytes`, `fetch_concurrency`, `fetch_ahead`, `on_error`, `training_cache`\
          %0Ahint: did you mean `batch_size`?\n"
     );
 }

@@ -16,50 +16,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use zarrs::array::CodecOptions;
 
 use super::cache::ChunkData;
-use super::chunk::{decode_chunk, decode_plain};
 use super::error::ChunkError;
-use super::multiscale::{Level, SourceDtype};
+use super::multiscale::{CacheRole, ChunkBox, Level, LevelArray, SourceDtype};
 
-/// A half-open box of chunk indices `[lo, hi)` per axis, `z y x`.
-pub type ChunkBox = [[u64; 3]; 2];
-
-/// How a level of the training cache is read.
-#[derive(Debug)]
-pub(crate) enum CacheRole {
-    /// A rechunked copy of `source`, written inside `written` (chunk boxes of the cache's grid).
-    Copy {
-        /// The level it copies.
-        source: Level,
-        /// Chunks the cache holds.
-        written: Vec<ChunkBox>,
-        /// Chunks read from the source because the cache does not hold them.
-        fallbacks: AtomicU64,
-    },
-    /// Bit `bit` of `pack`: 1 where `source` is non-zero.
-    Bit {
-        /// The label level it stands for.
-        source: Level,
-        /// The packed array.
-        pack: Arc<Level>,
-        /// The class's bit.
-        bit: u32,
-    },
-}
-
-impl CacheRole {
-    /// The source level this cached level stands for.
-    pub(crate) fn source(&self) -> &Level {
-        match self {
-            CacheRole::Copy { source, .. } | CacheRole::Bit { source, .. } => source,
-        }
-    }
-}
+/// How a chunk of a level is decoded from an array as that level's (`chunk::decode_plain`), passed
+/// in so that this module sits below `chunk`.
+pub(crate) type DecodePlain = fn(&Level, &LevelArray, [u64; 3]) -> Result<ChunkData, ChunkError>;
 
 /// Whether `boxes` hold `chunk`.
 pub(crate) fn holds(boxes: &[ChunkBox], chunk: [u64; 3]) -> bool {
@@ -69,7 +37,12 @@ pub(crate) fn holds(boxes: &[ChunkBox], chunk: [u64; 3]) -> bool {
 }
 
 /// Decode `chunk` of a cached `level` in its `role`.
-pub(crate) fn decode(level: &Level, role: &CacheRole, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
+pub(crate) fn decode(
+    level: &Level,
+    role: &CacheRole,
+    chunk: [u64; 3],
+    plain: DecodePlain,
+) -> Result<ChunkData, ChunkError> {
     match role {
         CacheRole::Copy {
             source,
@@ -77,14 +50,14 @@ pub(crate) fn decode(level: &Level, role: &CacheRole, chunk: [u64; 3]) -> Result
             fallbacks,
         } => {
             if holds(written, chunk) {
-                decode_plain(level, &level.array, chunk)
+                plain(level, &level.array, chunk)
             } else {
                 fallbacks.fetch_add(1, Ordering::Relaxed);
                 read_region(source, level, chunk)
             }
         }
         CacheRole::Bit { pack, bit, .. } => {
-            let packed = packed_chunk(pack, chunk)?;
+            let packed = packed_chunk(pack, chunk, plain)?;
             Ok(ChunkData::U8(extract_bit(&packed, *bit)))
         }
     }
@@ -177,7 +150,7 @@ struct PackMemo {
 static PACK_MEMO: Mutex<Option<PackMemo>> = Mutex::new(None);
 
 /// The decoded chunk `chunk` of `pack`, from the memo or decoded now (and kept).
-fn packed_chunk(pack: &Level, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
+fn packed_chunk(pack: &Level, chunk: [u64; 3], plain: DecodePlain) -> Result<Arc<ChunkData>, ChunkError> {
     let key = (pack.id, chunk);
     if let Some(hit) = PACK_MEMO
         .lock()
@@ -187,7 +160,7 @@ fn packed_chunk(pack: &Level, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkEr
     {
         return Ok(hit);
     }
-    let data = Arc::new(decode_chunk(pack, chunk)?);
+    let data = Arc::new(plain(pack, &pack.array, chunk)?);
     let mut memo = PACK_MEMO.lock().unwrap_or_else(PoisonError::into_inner);
     let memo = memo.get_or_insert_with(|| PackMemo {
         entries: HashMap::new(),
@@ -216,4 +189,73 @@ pub(crate) fn pack_dtype(classes: usize) -> Option<SourceDtype> {
         33..=64 => SourceDtype::U64,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bit_of_every_packed_width_reads_back() {
+        let values: Vec<u64> = vec![0, 1, 1 << 7, (1 << 15) | 1, 1 << 31, 1 << 63, u64::MAX];
+        for bit in 0..64u32 {
+            let expect: Vec<u8> = values.iter().map(|v| ((v >> bit) & 1) as u8).collect();
+            assert_eq!(
+                extract_bit(&ChunkData::U64(values.clone()), bit),
+                expect,
+                "u64 bit {bit}"
+            );
+            if bit < 32 {
+                let v32 = values.iter().map(|&v| v as u32).collect();
+                assert_eq!(extract_bit(&ChunkData::U32(v32), bit), expect, "u32 bit {bit}");
+            }
+            if bit < 16 {
+                let v16 = values.iter().map(|&v| v as u16).collect();
+                assert_eq!(extract_bit(&ChunkData::U16(v16), bit), expect, "u16 bit {bit}");
+            }
+            if bit < 8 {
+                let v8 = values.iter().map(|&v| v as u8).collect();
+                assert_eq!(extract_bit(&ChunkData::U8(v8), bit), expect, "u8 bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn packs_take_the_narrowest_unsigned_type() {
+        let widths: Vec<Option<SourceDtype>> = [1, 8, 9, 16, 17, 32, 33, 64, 65].map(pack_dtype).to_vec();
+        use SourceDtype::*;
+        assert_eq!(
+            widths,
+            [
+                Some(U8),
+                Some(U8),
+                Some(U16),
+                Some(U16),
+                Some(U32),
+                Some(U32),
+                Some(U64),
+                Some(U64),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn a_chunk_is_held_when_a_written_box_holds_it() {
+        let boxes = [[[0, 0, 0], [2, 2, 2]], [[4, 4, 4], [5, 6, 7]]];
+        assert!(holds(&boxes, [1, 1, 1]) && holds(&boxes, [4, 5, 6]));
+        assert!(!holds(&boxes, [2, 0, 0]) && !holds(&boxes, [4, 6, 6]) && !holds(&[], [0, 0, 0]));
+    }
+
+    #[test]
+    fn a_region_at_the_array_edge_is_placed_in_a_whole_chunk() {
+        let region: Vec<u8> = (1..=12).collect();
+        let out = place(&region, [1, 3, 4], [2, 4, 4]);
+        assert_eq!(&out[..12], &region[..]);
+        assert!(out[12..].iter().all(|&v| v == 0));
+        let out = place(&region, [1, 2, 6], [1, 4, 8]);
+        assert_eq!(&out[0..8], &[1, 2, 3, 4, 5, 6, 0, 0]);
+        assert_eq!(&out[8..16], &[7, 8, 9, 10, 11, 12, 0, 0]);
+        assert!(out[16..].iter().all(|&v| v == 0));
+    }
 }

@@ -72,7 +72,7 @@ pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkEr
 /// of it over the compressed tier: [`ChunkCache::level_view`]).
 fn decode_from(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
     match &level.cached {
-        Some(role) => super::cached::decode(level, role, chunk),
+        Some(role) => super::cached::decode(level, role, chunk, decode_plain),
         None => decode_plain(level, la, chunk),
     }
 }

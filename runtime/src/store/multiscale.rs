@@ -36,7 +36,6 @@ use zarrs::array::data_type::{
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
 use zarrs::storage::ReadableStorageTraits;
 
-use super::cached::CacheRole;
 use super::encoded::{StoreTier, TieredStorage};
 use super::error::OpenError;
 use super::location::{Location, RemoteOptions, open_location, open_location_with};
@@ -126,6 +125,41 @@ impl SourceDtype {
 impl std::fmt::Display for SourceDtype {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A half-open box of chunk indices `[lo, hi)` per axis, `z y x`.
+pub type ChunkBox = [[u64; 3]; 2];
+
+/// How a level of the training cache is read.
+#[derive(Debug)]
+pub(crate) enum CacheRole {
+    /// A rechunked copy of `source`, written inside `written` (chunk boxes of the cache's grid).
+    Copy {
+        /// The level it copies.
+        source: Level,
+        /// Chunks the cache holds.
+        written: Vec<ChunkBox>,
+        /// Chunks read from the source because the cache does not hold them.
+        fallbacks: AtomicU64,
+    },
+    /// Bit `bit` of `pack`: 1 where `source` is non-zero.
+    Bit {
+        /// The label level it stands for.
+        source: Level,
+        /// The packed array.
+        pack: Arc<Level>,
+        /// The class's bit.
+        bit: u32,
+    },
+}
+
+impl CacheRole {
+    /// The source level this cached level stands for.
+    pub(crate) fn source(&self) -> &Level {
+        match self {
+            CacheRole::Copy { source, .. } | CacheRole::Bit { source, .. } => source,
+        }
     }
 }
 
@@ -282,7 +316,7 @@ impl Level {
 
     /// This level read from its cached copy `copy` ([`Level::open_like`]), which holds the chunks
     /// in `written`.
-    pub(crate) fn cached_copy(&self, copy: Level, written: Vec<super::cached::ChunkBox>) -> Level {
+    pub(crate) fn cached_copy(&self, copy: Level, written: Vec<ChunkBox>) -> Level {
         Level {
             path: self.path.clone(),
             cached: Some(Arc::new(CacheRole::Copy {

@@ -14,10 +14,11 @@ use zarrs::filesystem::FilesystemStore;
 
 use cellmap_schema::{SliceAxis, Spec, Split, ValueTransform};
 
-use super::manifest::{CopyEntry, FORMAT, Manifest, PackEntry, PackMember, SourceMeta};
 use crate::plan::{ClassPlan, DatasetPlan, PlanError, PlanOptions, plan};
+use crate::sources::manifest::{CopyEntry, FORMAT, Manifest, PackEntry, PackMember, SourceMeta};
 use crate::sources::{ClassSource, DatasetSources};
-use crate::store::cached::{ChunkBox, pack_dtype};
+use crate::store::ChunkBox;
+use crate::store::cached::pack_dtype;
 use crate::store::{Level, SourceDtype};
 
 /// The codec of the cached arrays.
@@ -68,6 +69,10 @@ pub struct CacheOptions {
     /// Reach (nm per axis) around each dataset's box that raw levels are cached over; `None`:
     /// what the spec's input windows can reach under its spatial transforms ([`input_reach_nm`]).
     pub reach_nm: Option<[f64; 3]>,
+    /// Remove the array folders the new manifest no longer names (arrays replaced by this run or
+    /// earlier ones). Only when no loader reads the cache: one that opened the previous manifest
+    /// reads the removed arrays.
+    pub prune: bool,
 }
 
 impl CacheOptions {
@@ -84,6 +89,7 @@ impl CacheOptions {
             chunk,
             codec: CacheCodec::default(),
             reach_nm: None,
+            prune: false,
         }
     }
 }
@@ -105,8 +111,11 @@ pub struct CacheReport {
     pub chunks_written: u64,
     /// Decoded source bytes read.
     pub source_bytes: u64,
-    /// Bytes of the cache's files on disk after writing.
+    /// Bytes of the cache's files on disk after writing (and pruning).
     pub disk_bytes: u64,
+    /// Array folders the manifest no longer names (replaced ones, left for loaders that opened
+    /// the previous manifest); removed when [`CacheOptions::prune`] is set.
+    pub unreferenced: Vec<PathBuf>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -169,25 +178,18 @@ pub fn write(spec: &Spec, dir: &Path, options: &CacheOptions) -> Result<CacheRep
     let (copies, packs) = jobs(spec, &planned.plan.datasets, &planned.sources, options);
     let store = Arc::new(FilesystemStore::new(&dir).map_err(|e| io_err(&dir, &e))?);
     let counters = Counters::default();
+    // Arrays are written to new folders (never over ones a manifest names), so a failed run or a
+    // loader that opened the previous manifest never reads a half-written array.
+    let generation = generation();
     let mut manifest = Manifest {
         format: FORMAT,
         arrays: Vec::new(),
         packs: Vec::new(),
     };
-    let mut report = CacheReport {
-        dir: dir.clone(),
-        copies_written: 0,
-        packs_written: 0,
-        classes_packed: 0,
-        kept: 0,
-        chunks_written: 0,
-        source_bytes: 0,
-        disk_bytes: 0,
-        elapsed: Duration::ZERO,
-    };
+    let mut report = CacheReport::new(&dir);
     for job in &copies {
         let meta = SourceMeta::of(&job.source);
-        let path = format!("arrays/{}", name_of(&[&meta.array]));
+        let path = format!("arrays/{}-{generation}", name_of(&[&meta.array]));
         let current = old.arrays.iter().find(|e| {
             e.source == meta && e.chunk_shape_vox == job.chunk && job.boxes.iter().all(|b| e.written.contains(b))
         });
@@ -208,7 +210,7 @@ pub fn write(spec: &Spec, dir: &Path, options: &CacheOptions) -> Result<CacheRep
     for job in &packs {
         let metas: Vec<SourceMeta> = job.members.iter().map(SourceMeta::of).collect();
         let names: Vec<&str> = metas.iter().map(|m| m.array.as_str()).collect();
-        let path = format!("packs/{}", name_of(&names));
+        let path = format!("packs/{}-{generation}", name_of(&names));
         let members: Vec<PackMember> = metas
             .into_iter()
             .zip(0u32..)
@@ -233,7 +235,51 @@ pub fn write(spec: &Spec, dir: &Path, options: &CacheOptions) -> Result<CacheRep
             members,
         });
     }
-    // Entries of other specs (sources this plan does not read) stay.
+    keep_others(&mut manifest, old);
+    manifest.write(&dir).map_err(|message| CacheError::Io {
+        path: dir.display().to_string(),
+        message,
+    })?;
+    report.unreferenced = unreferenced(&dir, &manifest);
+    if options.prune {
+        for folder in &report.unreferenced {
+            std::fs::remove_dir_all(folder).map_err(|e| io_err(folder, &e))?;
+        }
+    }
+    report.chunks_written = counters.chunks.load(Ordering::Relaxed);
+    report.source_bytes = counters.source_bytes.load(Ordering::Relaxed);
+    report.disk_bytes = disk_bytes(&dir);
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
+impl CacheReport {
+    fn new(dir: &Path) -> CacheReport {
+        CacheReport {
+            dir: dir.to_path_buf(),
+            copies_written: 0,
+            packs_written: 0,
+            classes_packed: 0,
+            kept: 0,
+            chunks_written: 0,
+            source_bytes: 0,
+            disk_bytes: 0,
+            unreferenced: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// A token naming this run's new array folders: the time in nanoseconds and the process id.
+fn generation() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+/// Add to `manifest` the entries of `old` for sources it does not cache (other specs' arrays).
+fn keep_others(manifest: &mut Manifest, old: Manifest) {
     let cached: HashSet<String> = manifest
         .arrays
         .iter()
@@ -253,15 +299,6 @@ pub fn write(spec: &Spec, dir: &Path, options: &CacheOptions) -> Result<CacheRep
             .into_iter()
             .filter(|p| p.members.iter().all(|m| !cached.contains(&m.source.array))),
     );
-    manifest.write(&dir).map_err(|message| CacheError::Io {
-        path: dir.display().to_string(),
-        message,
-    })?;
-    report.chunks_written = counters.chunks.load(Ordering::Relaxed);
-    report.source_bytes = counters.source_bytes.load(Ordering::Relaxed);
-    report.disk_bytes = disk_bytes(&dir);
-    report.elapsed = start.elapsed();
-    Ok(report)
 }
 
 #[derive(Default)]
@@ -439,21 +476,16 @@ fn jobs(
     (copies.into_values().collect(), packs)
 }
 
-/// Write the zarr v3 metadata of a cached array (the folder emptied first).
+/// Write the zarr v3 metadata of a cached array of `(shape, chunk shape, dtype)` in a new folder.
 fn create_array(
     store: &Arc<FilesystemStore>,
     dir: &Path,
     path: &str,
-    shape: [u64; 3],
-    chunk: [u64; 3],
-    dtype: SourceDtype,
+    (shape, chunk, dtype): ([u64; 3], [u64; 3], SourceDtype),
     codec: CacheCodec,
     source: &str,
 ) -> Result<Array<FilesystemStore>, CacheError> {
     let folder = dir.join(path);
-    if folder.exists() {
-        std::fs::remove_dir_all(&folder).map_err(|e| io_err(&folder, &e))?;
-    }
     std::fs::create_dir_all(&folder).map_err(|e| io_err(&folder, &e))?;
     let meta = json!({"zarr_format": 3, "node_type": "array", "shape": shape, "data_type": dtype.name(),
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunk}},
@@ -529,9 +561,7 @@ fn write_copy(
         store,
         dir,
         path,
-        source.shape_vox,
-        job.chunk,
-        source.dtype,
+        (source.shape_vox, job.chunk, source.dtype),
         codec,
         src_name,
     )?;
@@ -622,7 +652,7 @@ fn write_pack(
     let dtype = pack_dtype(job.members.len()).unwrap_or(SourceDtype::U64);
     let names: Vec<&str> = job.members.iter().map(Level::array_location).collect();
     let label = names.join(", ");
-    let array = create_array(store, dir, path, first.shape_vox, job.chunk, dtype, codec, &label)?;
+    let array = create_array(store, dir, path, (first.shape_vox, job.chunk, dtype), codec, &label)?;
     let whole = [[[0; 3], first.chunk_grid_shape_for(job.chunk)]];
     let blocks = blocks(&whole, job.chunk, first.shape_vox);
     blocks.par_iter().with_max_len(1).try_for_each(|ranges| {
@@ -668,6 +698,30 @@ fn write_pack(
         Ok::<(), CacheError>(())
     })?;
     Ok(dtype)
+}
+
+/// Folders under `dir/arrays` and `dir/packs` that `manifest` does not name.
+fn unreferenced(dir: &Path, manifest: &Manifest) -> Vec<PathBuf> {
+    let named: HashSet<&str> = manifest
+        .arrays
+        .iter()
+        .map(|e| e.path.as_str())
+        .chain(manifest.packs.iter().map(|p| p.path.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for kind in ["arrays", "packs"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(kind)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = format!("{kind}/{}", e.file_name().to_string_lossy());
+            if !named.contains(name.as_str()) {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Bytes of the files under `dir`.

@@ -35,6 +35,7 @@ fn options(chunk: u64) -> CacheOptions {
         chunk: [chunk; 3],
         codec: CacheCodec::Lz4,
         reach_nm: None,
+        prune: false,
     }
 }
 
@@ -272,6 +273,20 @@ fn a_stale_or_missing_cache_is_read_around_with_a_warning_naming_the_fix() {
     let report = write(&direct, &dir, &options(24)).unwrap();
     assert_eq!((report.copies_written, report.packs_written), (1, 0), "{report:?}");
     assert_eq!(report.kept, Manifest::read(&dir).unwrap().packs.len());
+    // The replaced raw copy stays for loaders that opened the old manifest, until pruned.
+    assert_eq!(report.unreferenced.len(), 1, "{report:?}");
+    assert!(report.unreferenced[0].is_dir());
+    let pruned = write(
+        &direct,
+        &dir,
+        &CacheOptions {
+            prune: true,
+            ..options(24)
+        },
+    )
+    .unwrap();
+    assert_eq!((pruned.copies_written, pruned.packs_written), (0, 0), "{pruned:?}");
+    assert!(!report.unreferenced[0].exists());
     let planned = plan(&cached, PlanOptions::default()).unwrap();
     assert!(!planned.plan.warnings.iter().any(|w| w.contains("training cache")));
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::manifest::{Manifest, SourceMeta};
-use crate::sources::{ClassSource, DatasetSources};
+use super::{ClassSource, DatasetSources};
 use crate::store::{Level, Multiscale};
 
 /// An opened training cache: its manifest, indexed by source array.

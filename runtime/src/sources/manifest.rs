@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::ChunkBox;
 use crate::store::Level;
-use crate::store::cached::ChunkBox;
 
 /// File name of the manifest inside the cache folder.
 pub const MANIFEST: &str = "manifest.json";
