@@ -41,6 +41,7 @@ __all__ = [
     "plan",
     "preview",
     "sample",
+    "write_training_cache",
 ]
 
 __version__: str = _native.VERSION
@@ -106,6 +107,29 @@ def plan(spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText, *, counts:
     """The plan (levels, boxes, centre grids, tiles, exact batch bytes, each dataset's resolved
     ``input_transforms``) as ``plan --json`` prints it."""
     return json.loads(_native.plan_json(*spec_source(spec), counts))
+
+
+def write_training_cache(
+    spec: str | os.PathLike[str] | Mapping[str, Any] | SpecText,
+    out: str | os.PathLike[str],
+    *,
+    codec: str = "lz4",
+    chunk: int | None = None,
+    prune: bool = False,
+) -> dict[str, Any]:
+    """Write (or bring up to date) the spec's training cache in ``out``, as
+    ``cellmap-compile cache SPEC --out OUT`` does: the arrays its plan reads copied into a local
+    folder laid out for sample windows, every binary class of a crop packed as bits. Read through
+    it with ``Loader(spec, training_cache=out)`` (or ``loader.training_cache`` in the spec, or
+    ``CellMapDataLoader(..., training_cache=out)``): the batches are the same.
+
+    ``codec``: ``"none"``, ``"lz4"`` or ``"zstd"``; ``chunk``: the chunk edge in voxels (default
+    32 for 3D samples, one 128² plane for 2D ones); ``prune``: remove the array folders a rewrite
+    replaced (only while no loader reads the cache). Returns what was written: ``copies_written``,
+    ``packs_written``, ``classes_packed``, ``kept``, ``chunks_written``, ``source_bytes``,
+    ``disk_bytes``, ``unreferenced`` and ``seconds``.
+    """
+    return _native.write_training_cache(*spec_source(spec), os.fspath(out), codec, chunk, prune)
 
 
 def sample(

@@ -38,6 +38,11 @@ def plan_json(text: str, source: str, counts: bool = False) -> str:
     """The plan as JSON, as ``cellmap-compile plan --json`` prints it; raises ``SpecError`` or
     ``CellmapError``. ``counts`` counts class voxels (``plan --counts``)."""
 
+def write_training_cache(
+    text: str, source: str, out: str, codec: str = "lz4", chunk: int | None = None, prune: bool = False
+) -> dict[str, Any]:
+    """Write the spec's training cache in ``out`` (``cellmap-compile cache``); the report as a dict."""
+
 class SampleRequest(TypedDict, total=False):
     """What ``sample`` reads (``split``, ``dataset`` and ``centre_nm`` are required; a missing
     key takes the default shown)."""

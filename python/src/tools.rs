@@ -1,5 +1,5 @@
-//! The module's functions: `check`, `normalized_spec`, `plan_json`, `sample`, `preview`,
-//! `import_config` and `cli`.
+//! The module's functions: `check`, `normalized_spec`, `plan_json`, `write_training_cache`,
+//! `sample`, `preview`, `import_config` and `cli`.
 
 use std::path::Path;
 
@@ -19,6 +19,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(normalized_spec, m)?)?;
     m.add_function(wrap_pyfunction!(plan_json, m)?)?;
+    m.add_function(wrap_pyfunction!(write_training_cache, m)?)?;
     m.add_function(wrap_pyfunction!(sample, m)?)?;
     m.add_function(wrap_pyfunction!(preview, m)?)?;
     m.add_function(wrap_pyfunction!(import_config, m)?)?;
@@ -66,6 +67,58 @@ fn plan_json(py: Python<'_>, text: &str, source: &str, counts: bool) -> PyResult
             .map_err(|e| e.to_string())
     })
     .map_err(cellmap_error)
+}
+
+/// Write (or bring up to date) the spec's training cache in `out` (`cellmap-compile cache`):
+/// `codec` is `none`, `lz4` or `zstd`, `chunk` a chunk edge (default: the spec's), `prune`
+/// removes replaced array folders. Returns the report as a dict.
+#[pyfunction]
+#[pyo3(signature = (text, source, out, codec = "lz4", chunk = None, prune = false))]
+fn write_training_cache<'py>(
+    py: Python<'py>,
+    text: &str,
+    source: &str,
+    out: std::path::PathBuf,
+    codec: &str,
+    chunk: Option<u64>,
+    prune: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    use cellmap_runtime::training_cache::{CacheCodec, CacheOptions, write};
+    let spec = parse(py, text, source)?.spec;
+    let mut options = CacheOptions::for_spec(&spec);
+    options.codec = match codec {
+        "none" => CacheCodec::None,
+        "lz4" => CacheCodec::Lz4,
+        "zstd" => CacheCodec::Zstd,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown codec `{other}` (expected `none`, `lz4` or `zstd`)"
+            )));
+        }
+    };
+    if let Some(edge) = chunk {
+        if !(1..=1024).contains(&edge) {
+            return Err(PyValueError::new_err(format!("chunk edge {edge} is not in [1, 1024]")));
+        }
+        options.chunk = [edge; 3];
+    }
+    options.prune = prune;
+    let report = py
+        .detach(|| write(&spec, &out, &options).map_err(|e| e.to_string()))
+        .map_err(cellmap_error)?;
+    let d = PyDict::new(py);
+    d.set_item("dir", report.dir.display().to_string())?;
+    d.set_item("copies_written", report.copies_written)?;
+    d.set_item("packs_written", report.packs_written)?;
+    d.set_item("classes_packed", report.classes_packed)?;
+    d.set_item("kept", report.kept)?;
+    d.set_item("chunks_written", report.chunks_written)?;
+    d.set_item("source_bytes", report.source_bytes)?;
+    d.set_item("disk_bytes", report.disk_bytes)?;
+    let unreferenced: Vec<String> = report.unreferenced.iter().map(|p| p.display().to_string()).collect();
+    d.set_item("unreferenced", unreferenced)?;
+    d.set_item("seconds", report.elapsed.as_secs_f64())?;
+    Ok(d)
 }
 
 /// What [`sample`] reads: a dict with the Python `sample`'s arguments (`split`, `dataset` and

@@ -888,3 +888,26 @@ def test_import_config_turns_transform_objects_into_spec_transforms(tmp_path):
         cc.import_config(
             None, input_arrays=arrays, classes=["mito"], train_raw_value_transforms=T.Lambda(lambda x: x)
         )
+
+
+
+def test_a_compat_loader_reads_through_a_training_cache_written_from_its_spec(in_synth, tmp_path):
+    # issue #15: compat users write the cache from the loader's spec and pass `training_cache=`.
+    import cellmap_compile as cc
+    from cellmap_compile.compat import CellMapDataLoader
+
+    split = make_split()
+    direct = CellMapDataLoader(split.train_datasets_combined, classes=CLASSES, batch_size=2)
+    report = cc.write_training_cache(direct.spec, tmp_path / "tc", chunk=8)
+    assert report["copies_written"] >= 1 and report["packs_written"] >= 1, report
+    again = cc.write_training_cache(direct.spec, tmp_path / "tc", chunk=8)
+    assert again["copies_written"] == again["packs_written"] == 0 and again["kept"] >= 2, again
+    through = CellMapDataLoader(split.train_datasets_combined, classes=CLASSES, batch_size=2, training_cache=tmp_path / "tc")
+    n = 0
+    for a, b in zip(iter(direct), iter(through)):
+        for key in ("raw", "labels"):
+            assert torch.equal(a[key].nan_to_num(-7.0), b[key].nan_to_num(-7.0)), key
+        n += 1
+        if n == 3:
+            break
+    assert n == 3

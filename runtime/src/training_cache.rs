@@ -6,8 +6,9 @@
 //! - each raw level the plan reads, over the region its samples can reach (every dataset's box
 //!   plus the input window's reach under the spec's spatial transforms), rechunked to
 //!   [`CacheOptions::chunk`] with a fast codec ([`CacheCodec`]);
-//! - every binary class of a crop packed as the bits of one unsigned array (up to 64 classes per
-//!   array; bit set where the label is non-zero), so that one decode serves every class;
+//! - every binary class of a crop packed as the bits of unsigned arrays (8 classes to a byte by
+//!   default, up to 64 per array: [`CacheOptions::classes_per_pack`]; bit set where the label
+//!   is non-zero), so that one decode serves 8 classes;
 //! - labels that are not binary for this spec (no leading `binarize` with a threshold in
 //!   `[0, 1)`, signed or float labels) rechunked whole;
 //! - `manifest.json`, written last: for each cached array its source (location, dtype, shape,

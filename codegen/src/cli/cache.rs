@@ -23,6 +23,9 @@ pub(crate) struct CacheArgs {
     /// plane of 128² for 2D samples sliced along one axis.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     chunk: Option<u64>,
+    /// Binary classes packed into one array (8: a byte a voxel; up to 64: `uint64`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    classes_per_pack: u64,
     /// Remove the array folders the manifest no longer names (replaced by this run or earlier
     /// ones). Only while no loader reads the cache.
     #[arg(long)]
@@ -56,6 +59,7 @@ pub(crate) fn run(args: &CacheArgs) -> ExitCode {
     };
     let mut options = CacheOptions::for_spec(&spec);
     options.prune = args.prune;
+    options.classes_per_pack = usize::try_from(args.classes_per_pack).unwrap_or(8);
     if let Some(edge) = args.chunk {
         options.chunk = [edge; 3];
     }

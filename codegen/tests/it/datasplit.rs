@@ -1,11 +1,9 @@
 //! A CellMap datasplit CSV as cellmap-data reads it (issue #16): `test` rows are a third split that
 //! `plan` lists, and a bracketed class the spec does not list is a warning, not an error.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
-}
+use crate::bin;
 
 #[test]
 fn issue_16_plan_lists_test_rows_and_warns_of_unknown_classes() {

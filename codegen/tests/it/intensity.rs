@@ -1,11 +1,9 @@
 //! `cellmap-compile plan` shows each dataset's effective input transforms: its own `normalize` (here
 //! from the datasplit's `shift,scale` columns) and `scale: dtype` resolved from the raw dtype (issue #16).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
-}
+use crate::bin;
 
 #[test]
 fn issue_16_plan_shows_each_datasets_effective_normalize() {

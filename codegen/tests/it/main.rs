@@ -1,6 +1,7 @@
 //! Integration tests of the `cellmap-compile` binary.
 
 mod build;
+mod cache;
 mod check;
 mod datasplit;
 mod golden;
@@ -18,6 +19,11 @@ use std::process::{Command, Output};
 /// The workspace root.
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `cellmap-compile` binary, as a command to configure.
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
 }
 
 /// Runs the binary in the workspace root.

@@ -1,13 +1,9 @@
 //! `predict-plan` and `predict --identity` on a synthetic dataset: plan text and JSON, a full run,
 //! a resumed run that skips everything, ranks from the environment; regions outside the data.
 
-use std::process::Command;
-
 use super::run;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
-}
+use crate::bin;
 
 #[test]
 fn predict_plan_and_identity_run() {

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
-}
+use crate::bin;
 
 fn synth(dir: &Path, seed: u64, force: bool) -> Command {
     let mut c = bin();

@@ -1,13 +1,11 @@
 //! `cellmap-compile sample`: the value transforms follow the split of the dataset sampled.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use cellmap_runtime::npy;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cellmap-compile"))
-}
+use crate::bin;
 
 /// `raw.npy` of one sample of `spec`.
 fn sample_raw(spec: &Path, out: &Path, extra: &[&str]) -> Vec<f32> {

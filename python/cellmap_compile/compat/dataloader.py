@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
@@ -110,6 +111,10 @@ class CellMapDataLoader:
     - ``device``: batches are moved there (CUDA batches are copied once through pinned memory);
       ``None`` gives CPU tensors, as cellmap-data always does.
     - ``sampler``: a :class:`ClassBalancedSampler` is honoured; another sampler is not (warning).
+    - ``training_cache`` (not in cellmap-data): read through this training cache folder, written
+      once with ``cellmap_compile.write_training_cache(loader.spec, folder)``: the same batches,
+      from a local copy laid out for sample windows (for data on S3 or far larger than the
+      chunk cache).
     - ``**kwargs``: ``torch.utils.data.DataLoader``'s keywords are accepted (``drop_last`` and
       ``prefetch_factor`` act; ``pin_memory`` pins CUDA transfers; ``collate_fn`` and
       ``batch_sampler`` cannot be honoured and warn; the others only concern worker processes);
@@ -128,6 +133,7 @@ class CellMapDataLoader:
         rng: Optional[torch.Generator] = None,
         device: Optional[str | torch.device] = None,
         iterations_per_epoch: Optional[int] = None,
+        training_cache: Optional[str | os.PathLike[str]] = None,
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(kwargs) - DATALOADER_KWARGS)
@@ -235,6 +241,8 @@ class CellMapDataLoader:
             prefetch=max(4, int(prefetch_factor) * workers if prefetch_factor else 4),
             pin_memory=kwargs.get("pin_memory") if self._device is not None and self._device.type == "cuda" else None,
         )
+        #: The training cache folder read through (``training_cache``), or ``None``.
+        self._training_cache = None if training_cache is None else os.fspath(training_cache)
         self._native: Optional[cc.Loader] = None
         self._stream: Optional[Iterator[dict[str, torch.Tensor]]] = None
         self._stream_at = (0, 0)
@@ -255,7 +263,16 @@ class CellMapDataLoader:
         # training: each torchrun rank draws its own stream (RANK / WORLD_SIZE).
         dist = {"rank": 0, "world_size": 1} if self._split == "validate" else {}
         handoff = handoff or self._handoff
-        return cc.Loader(self._spec, self._split, device=device, epoch=epoch, step=step, handoff=handoff, **dist)
+        return cc.Loader(
+            self._spec,
+            self._split,
+            device=device,
+            epoch=epoch,
+            step=step,
+            handoff=handoff,
+            training_cache=self._training_cache,
+            **dist,
+        )
 
     @property
     def loader(self) -> _Batches:

@@ -69,6 +69,10 @@ pub struct CacheOptions {
     /// Reach (nm per axis) around each dataset's box that raw levels are cached over; `None`:
     /// what the spec's input windows can reach under its spatial transforms ([`input_reach_nm`]).
     pub reach_nm: Option<[f64; 3]>,
+    /// Binary classes packed into one array, in `[1, 64]`: 8 (the default) packs them as the bits
+    /// of a byte; more share one decode among more classes but make every class read wider
+    /// elements (`uint16` … `uint64`).
+    pub classes_per_pack: usize,
     /// Remove the array folders the new manifest no longer names (arrays replaced by this run or
     /// earlier ones). Only when no loader reads the cache: one that opened the previous manifest
     /// reads the removed arrays.
@@ -89,6 +93,7 @@ impl CacheOptions {
             chunk,
             codec: CacheCodec::default(),
             reach_nm: None,
+            classes_per_pack: 8,
             prune: false,
         }
     }
@@ -443,7 +448,7 @@ fn jobs(
                 add_copy(level, b, chunk);
             }
         }
-        // Binary classes grouped by geometry (one pack each, ≤ 64 classes); others copied whole.
+        // Binary classes grouped by geometry (packs of `classes_per_pack`); others copied whole.
         let mut groups: BTreeMap<String, Vec<Level>> = BTreeMap::new();
         for per_class in &d.targets {
             for (c, class_plan) in per_class.iter().enumerate() {
@@ -465,7 +470,7 @@ fn jobs(
             }
         }
         for group in groups.into_values() {
-            for members in group.chunks(64) {
+            for members in group.chunks(options.classes_per_pack.clamp(1, 64)) {
                 packs.push(PackJob {
                     chunk: chunk_for(&members[0], options.chunk),
                     members: members.to_vec(),

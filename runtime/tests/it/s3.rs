@@ -23,7 +23,7 @@ use cellmap_runtime::{
     Loader, kernels::StridedDest, read::ReadError, read::WindowRequest, read::read_window, store::ChunkCache,
     store::ChunkError, store::CompressedOptions, store::Multiscale, store::OpenError, store::RemoteErrorKind,
     store::RemoteOptions, store::S3Credentials, synth::SynthOptions, synth::SynthSize, synth::SynthVariant,
-    synth::write_synthetic,
+    synth::write_synthetic, training_cache,
 };
 use cellmap_schema::Split;
 use object_store::ObjectStoreExt;
@@ -423,7 +423,14 @@ fn s3_loader_batches_equal_local_ones_and_a_dead_server_ends_in_an_error() {
     }
     let mut o = options(Split::Train);
     o.no_cache = true; // every sample reads the server
-    let mut want = Loader::open(local, options(Split::Train)).unwrap();
+    let mut want = Loader::open(local.clone(), options(Split::Train)).unwrap();
+    // The training cache written from the bucket; a loader reading through it, opened while the
+    // server is up, needs no request once it reads.
+    let cache = tmp.path().join("training-cache");
+    let written = training_cache::write(&s3, &cache, &training_cache::CacheOptions::for_spec(&s3)).unwrap();
+    assert!(written.copies_written == 1 && written.packs_written >= 1, "{written:?}");
+    let through_spec = s3.clone().with_training_cache(Some(cache.display().to_string()));
+    let mut through = Loader::open(through_spec, o.clone()).unwrap();
     let mut got = Loader::open(s3, o).unwrap();
     assert_eq!(want.plan().ring_bytes, got.plan().ring_bytes);
     for n in 0..3 {
@@ -439,6 +446,17 @@ fn s3_loader_batches_equal_local_ones_and_a_dead_server_ends_in_an_error() {
 
     moto.child.kill().unwrap();
     moto.child.wait().unwrap();
+    // With the server gone, the cached loader still gives the local batches.
+    let mut want = Loader::open(local, options(Split::Train)).unwrap();
+    for n in 0..3 {
+        let a = want.next_batch().unwrap().unwrap();
+        let b = through.next_batch().unwrap().unwrap();
+        for i in 0..2 {
+            assert!(same(a.array(i), b.array(i)), "through the cache: batch {n} array {i}");
+        }
+    }
+    assert_eq!(through.skipped_samples(), 0);
+    assert_eq!(training_cache::fallback_chunks(&through.planned().sources), 0);
     let endpoint = moto.endpoint.replace("http://", "");
     let t = Instant::now();
     let (msg, skipped) = within("the loader after the server died", move || {

@@ -35,6 +35,7 @@ fn options(chunk: u64) -> CacheOptions {
         chunk: [chunk; 3],
         codec: CacheCodec::Lz4,
         reach_nm: None,
+        classes_per_pack: 8,
         prune: false,
     }
 }
@@ -311,4 +312,49 @@ fn labels_that_are_not_binary_for_the_spec_are_copied_whole_not_packed() {
     assert!(manifest.arrays.len() > 1, "raw and the labels");
     assert!(manifest.arrays.iter().any(|a| a.source.array.contains("/labels/")));
     assert_eq!(both(&edit(Some(&dir))), both(&edit(None)));
+}
+
+#[test]
+fn twelve_classes_pack_into_one_wide_array_or_several_bytes_with_the_same_batches() {
+    use cellmap_runtime::synth::{SynthMany, SynthOptions, SynthSize, write_synthetic};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("many");
+    write_synthetic(
+        &data,
+        &SynthOptions {
+            seed: 5,
+            size: SynthSize::Small,
+            variants: vec![SynthVariant::V3],
+            many: Some(SynthMany {
+                volumes: 1,
+                crops: 2,
+                classes: 12,
+                crop_vox: 32,
+            }),
+            ..SynthOptions::default()
+        },
+    )
+    .unwrap();
+    let direct = cellmap_schema::load(&data.join("spec.yaml")).unwrap().spec;
+    let (want, _) = batches(direct.clone(), 3, |o| o.no_cache = true);
+    for (per_pack, packs_per_crop, dtype) in [(64, 1, "uint16"), (5, 3, "uint8"), (8, 2, "uint8")] {
+        let dir = tmp.path().join(format!("cache-{per_pack}"));
+        let report = write(
+            &direct,
+            &dir,
+            &CacheOptions {
+                classes_per_pack: per_pack,
+                ..options(16)
+            },
+        )
+        .unwrap();
+        let crops = direct.datasets().len();
+        assert_eq!(report.packs_written, crops * packs_per_crop, "{report:?}");
+        assert_eq!(report.classes_packed, crops * 12);
+        let manifest = Manifest::read(&dir).unwrap();
+        assert!(manifest.packs.iter().all(|p| p.dtype == dtype), "{:?}", manifest.packs);
+        let through = direct.clone().with_training_cache(Some(dir.display().to_string()));
+        let (got, _) = batches(through, 3, |o| o.no_cache = true);
+        assert_eq!(got, want, "{per_pack} classes per pack");
+    }
 }

@@ -1,0 +1,68 @@
+//! `cellmap-compile cache`: the spec's training cache written, brought up to date, read through
+//! by `bench` (issue #15).
+
+use crate::bin;
+
+#[test]
+fn cache_writes_keeps_and_bench_reads_through_the_training_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = bin().args(["synth", "--small"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spec = data.join("spec.yaml");
+    let cache = tmp.path().join("cache");
+
+    // No folder named: exit 1, saying where to name one.
+    let out = bin().arg("cache").arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--out") && err.contains("training_cache"), "{err}");
+
+    let out = bin().arg("cache").arg(&spec).arg("--out").arg(&cache).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("1 arrays copied") && text.contains("0 current and kept"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("add `training_cache: {}`", cache.display())),
+        "{text}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache.join("manifest.json")).unwrap()).unwrap();
+    let packs = manifest["packs"].as_array().unwrap().len();
+    assert!(packs >= 1, "{manifest}");
+
+    // Again: everything is current.
+    let out = bin().arg("cache").arg(&spec).arg("--out").arg(&cache).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "0 arrays copied, 0 packs (0 classes) written, {} current and kept",
+            packs + 1
+        )),
+        "{text}"
+    );
+
+    let out = bin()
+        .arg("bench")
+        .arg(&spec)
+        .args([
+            "--batches",
+            "2",
+            "--warmup",
+            "1",
+            "--quiet",
+            "--no-cache",
+            "--training-cache",
+        ])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("training cache misses"), "{text}");
+    let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(report["training_cache_fallbacks"], 0, "{report}");
+}
