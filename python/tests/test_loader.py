@@ -1101,18 +1101,19 @@ def test_native_image_level_and_bounds_match_the_metadata(synth: Synth) -> None:
 def test_batches_through_the_training_cache_equal_the_direct_batches(
     synth: Synth, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # issue #15: `cellmap-compile cache` (the console script's) writes the spec's training cache;
-    # a Loader reading through it (the `training_cache` argument, or the spec's key) gives the
-    # same batches, rotated training and validation tiles alike.
+    # issue #15: `write_training_cache` writes the spec's training cache (as `cellmap-compile
+    # cache` does); a Loader reading through it (the `training_cache` argument, or the spec's key)
+    # gives the same batches, rotated training and validation tiles alike.
     monkeypatch.chdir(synth.root)
     spec = loader_dict(str(synth.csv))
     spec["augment"] = {"spatial": {"rotate": {"z": [-30, 30]}}, "targets": [{"binarize": {"threshold": 0}}]}
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(json.dumps(spec))
     cache = tmp_path / "cache"
-    assert _native.cli(["cellmap-compile", "cache", str(spec_file), "--out", str(cache), "--chunk", "16"]) == 0
+    report = cc.write_training_cache(spec, cache, chunk=16)
+    assert report["copies_written"] == 1 and report["packs_written"] >= 1, report
     manifest = json.loads((cache / "manifest.json").read_text())
-    assert manifest["arrays"] and manifest["packs"], manifest
+    assert len(manifest["packs"]) == report["packs_written"], manifest
+    with pytest.raises(ValueError, match="unknown codec `lz5`"):
+        cc.write_training_cache(spec, cache, codec="lz5")
     direct = [clone(b) for _, b in zip(range(3), cc.Loader(spec))]
     direct_val = [clone(b) for b in cc.Loader(spec, split="validate")]
     through = [clone(b) for _, b in zip(range(3), cc.Loader(spec, training_cache=cache))]

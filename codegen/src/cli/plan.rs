@@ -51,6 +51,10 @@ pub(crate) fn run(args: &PlanArgs) -> ExitCode {
     } else {
         print!("{}", render(&planned.plan, checked.spec.classes()));
         print!("{}", render_intensity(&checked.spec, &planned));
+        if let Some(dir) = &checked.spec.loader().training_cache {
+            let (cached, read) = cached_levels(&planned);
+            println!("training cache {dir}: {cached} of the {read} levels read come from it");
+        }
     }
     // The plan is printed either way (its ring bytes are what to lower); a loader would refuse it.
     if let Err(e) = check_fits(&MemoryNeed::of_plan(&planned.plan, &checked.spec)) {
@@ -58,6 +62,34 @@ pub(crate) fn run(args: &PlanArgs) -> ExitCode {
         return ExitCode::from(EXIT_INVALID);
     }
     ExitCode::SUCCESS
+}
+
+/// Levels the plan reads (each raw level once however many datasets share it, each class level),
+/// and how many of them come from the training cache: `(cached, read)`.
+fn cached_levels(planned: &cellmap_runtime::Planned) -> (usize, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut cached, mut read) = (0, 0);
+    for (d, s) in planned.plan.datasets.iter().zip(&planned.sources) {
+        let raws = d.inputs.iter().map(|lp| &s.raw.levels[lp.level]);
+        let classes = d.targets.iter().flat_map(|per_class| {
+            per_class
+                .iter()
+                .zip(&s.classes)
+                .filter_map(|(plan, source)| match (plan, source) {
+                    (ClassPlan::Annotated(lp), cellmap_runtime::sources::ClassSource::Annotated(ms)) => {
+                        Some(&ms.levels[lp.level])
+                    }
+                    _ => None,
+                })
+        });
+        for level in raws.chain(classes) {
+            if seen.insert(level.id) {
+                read += 1;
+                cached += usize::from(level.is_cached());
+            }
+        }
+    }
+    (cached, read)
 }
 
 /// The plan as a human-readable table.

@@ -65,4 +65,27 @@ fn cache_writes_keeps_and_bench_reads_through_the_training_cache() {
     assert!(text.contains("training cache misses"), "{text}");
     let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(report["training_cache_fallbacks"], 0, "{report}");
+
+    // A spec naming the cache: `plan` says every level read comes from it.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains("\nloader:\n"), "{text}");
+    let named = data.join("cached.yaml");
+    std::fs::write(
+        &named,
+        text.replace(
+            "\nloader:\n",
+            &format!("\nloader:\n  training_cache: {}\n", cache.display()),
+        ),
+    )
+    .unwrap();
+    let out = bin().arg("plan").arg(&named).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("training cache "))
+        .expect("a training cache line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (cached, read) = (words[3], words[6]);
+    assert!(cached == read && cached.parse::<usize>().unwrap() > 1, "{line}");
 }

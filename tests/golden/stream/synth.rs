@@ -12,11 +12,14 @@ fn main() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error
     let opening = Instant::now();
     let mut loader = synth::Loader::train()?;
     let open_seconds = opening.elapsed().as_secs_f64();
+    let mut first_batch_seconds = None;
     for _ in 0..20 {
         if let Some(batch) = loader.next_batch() {
             batch?;
+            first_batch_seconds.get_or_insert_with(|| opening.elapsed().as_secs_f64());
         }
     }
+    let first_batch_seconds = first_batch_seconds.unwrap_or(f64::NAN);
     let start = Instant::now();
     let mut samples = 0usize;
     for _ in 0..batches {
@@ -28,12 +31,12 @@ fn main() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error
     let rate = samples as f64 / seconds;
     if ::std::env::var_os("CELLMAP_STREAM_JSON").is_some() {
         println!(
-            "{{\"samples\": {samples}, \"seconds\": {seconds:.3}, \"samples_per_s\": {rate:.2}, \"open_seconds\": {open_seconds:.4}}}"
+            "{{\"samples\": {samples}, \"seconds\": {seconds:.3}, \"samples_per_s\": {rate:.2}, \"open_seconds\": {open_seconds:.4}, \"first_batch_seconds\": {first_batch_seconds:.4}}}"
         );
     } else {
         println!(
-            "loader started in {:.1} ms; {samples} samples in {seconds:.2} s: {rate:.1} samples/s ({} bytes per batch)",
-            open_seconds * 1e3, synth::BATCH_BYTES
+            "loader started in {:.1} ms, first batch after {:.1} ms; {samples} samples in {seconds:.2} s: {rate:.1} samples/s ({} bytes per batch)",
+            open_seconds * 1e3, first_batch_seconds * 1e3, synth::BATCH_BYTES
         );
     }
     Ok(())
