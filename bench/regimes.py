@@ -11,7 +11,8 @@ Regimes (batch 8 unless said, 2 workers / num_workers 2, no augmentation):
 - `slices2d`: 2D 128² z-slices, 4 classes, batch 16, ours without a cache;
 - every regime also runs ours through the spec's training cache (`cellmap-compile cache`, written
   once before, its time printed): `tc_no_cache` (no chunk cache: every read decodes a cached
-  chunk), and for `ws10x` `tc_cache` (64 MiB chunk cache too);
+  chunk), and for `ws10x` `tc_cache` (64 MiB chunk cache too) and `tc_cache_locality8` (the
+  same with `sampling.locality: 8`);
 - `first_batch`: the 300-crop data: seconds from nothing to the first batch (cellmap-data: split,
   dataset and loader construction plus one batch; ours: `bench`'s time to first batch).
 Writes bench/regimes.json. Each measurement runs in a fresh process.
@@ -71,7 +72,7 @@ def python(data: str, classes: list, shape: tuple, batch: int, batches: int, war
     return json.loads(out.strip().splitlines()[-1])
 
 
-def spec(data: str, name: str, classes: list, shape: tuple, batch: int, cache: int | None) -> str:
+def spec(data: str, name: str, classes: list, shape: tuple, batch: int, cache: int | None, locality: int = 1) -> str:
     path = os.path.join(data, f"regime-{name}.yaml")
     s = ", ".join(map(str, shape))
     cache_line = f"  cache_bytes: {cache}\n" if cache is not None else ""
@@ -80,7 +81,7 @@ def spec(data: str, name: str, classes: list, shape: tuple, batch: int, cache: i
             f"version: 1\nname: regime\nclasses: [{', '.join(classes)}]\narrays:\n"
             f"  inputs:\n    raw: {{ shape: [{s}], scale: [8, 8, 8] }}\n"
             f"  targets:\n    labels: {{ shape: [{s}], scale: [8, 8, 8] }}\n"
-            f"data:\n  csv: datasplit.csv\nsampling:\n  seed: 42\n  pad: true\n"
+            f"data:\n  csv: datasplit.csv\nsampling:\n  seed: 42\n  pad: true\n  locality: {locality}\n"
             f"loader:\n  batch_size: {batch}\n  workers: 2\n{cache_line}"
         )
     return path
@@ -177,8 +178,13 @@ def main() -> None:
         py = python(many, four, (64, 64, 64), 8, 4, 1, a.python)
         r = ours(a.bin, s, 40, 8)
         if want("ws10x"):
-            row("ws10x", py, {"cache_64MiB": r, "no_cache": ours(a.bin, s, 12, 2, "--no-cache"),
-                              **through_cache(s, 40, 8, cached_too=True)},
+            runs = {"cache_64MiB": r, "no_cache": ours(a.bin, s, 12, 2, "--no-cache"),
+                    **through_cache(s, 40, 8, cached_too=True)}
+            if not a.no_training_cache:
+                # The same cache read with 8 draws per crop visit (sampling.locality: 8).
+                s8 = spec(many, "ws10x-locality8", four, (64, 64, 64), 8, 64 << 20, locality=8)
+                runs["tc_cache_locality8"] = ours(a.bin, s8, 40, 8, "--training-cache", s[: -len(".yaml")] + "-cache")
+            row("ws10x", py, runs,
                 "300 crops (96³) over 20 volumes, 64³ samples, 4 classes, cache 64 MiB")
         if want("first_batch"):
             rows.append({"regime": "first_batch", "cellmap_data_s": py["first_batch_s"],
