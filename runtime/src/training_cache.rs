@@ -22,8 +22,11 @@
 //! ([`fallback_chunks`]). As with cached plans, voxel contents are not compared: rewrite the
 //! cache (run `cache` again) after relabelling a crop without changing its metadata.
 
+mod arrays;
+mod jobs;
 mod write;
 
 pub use crate::sources::manifest::{CopyEntry, MANIFEST, Manifest, PackEntry, PackMember, SourceMeta};
 pub use crate::sources::training_cache::{TrainingCache, fallback_chunks};
-pub use write::{CacheCodec, CacheError, CacheOptions, CacheReport, input_reach_nm, write};
+pub use jobs::input_reach_nm;
+pub use write::{CacheCodec, CacheError, CacheOptions, CacheReport, write, write_with_progress};

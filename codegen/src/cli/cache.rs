@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cellmap_runtime::training_cache::{CacheCodec, CacheOptions, write};
+use cellmap_runtime::training_cache::{CacheCodec, CacheOptions, write_with_progress};
 
 use super::{EXIT_INVALID, load_spec};
 
@@ -26,6 +26,12 @@ pub(crate) struct CacheArgs {
     /// Binary classes packed into one array (8: a byte a voxel; up to 64: `uint64`).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     classes_per_pack: u64,
+    /// Arrays written at once. Default: the spec's `loader.fetch_concurrency`.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
     /// Remove the array folders the manifest no longer names (replaced by this run or earlier
     /// ones). Only while no loader reads the cache.
     #[arg(long)]
@@ -59,6 +65,9 @@ pub(crate) fn run(args: &CacheArgs) -> ExitCode {
     };
     let mut options = CacheOptions::for_spec(&spec);
     options.prune = args.prune;
+    if let Some(n) = args.threads {
+        options.threads = usize::try_from(n).unwrap_or(1);
+    }
     options.classes_per_pack = usize::try_from(args.classes_per_pack).unwrap_or(8);
     if let Some(edge) = args.chunk {
         options.chunk = [edge; 3];
@@ -68,7 +77,25 @@ pub(crate) fn run(args: &CacheArgs) -> ExitCode {
         CodecArg::Lz4 => CacheCodec::Lz4,
         CodecArg::Zstd => CacheCodec::Zstd,
     };
-    match write(&spec, &dir, &options) {
+    let bar = (!args.quiet).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} arrays  {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |done: usize, total: usize| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    };
+    let result = write_with_progress(&spec, &dir, &options, &progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match result {
         Ok(r) => {
             println!(
                 "training cache {}: {} arrays copied, {} packs ({} classes) written, {} current and kept; {} chunks of {:?} ({}), {:.1} MB read from the data, {:.1} MB on disk, {:.1} s",

@@ -35,6 +35,7 @@ fn options(chunk: u64) -> CacheOptions {
         chunk: [chunk; 3],
         codec: CacheCodec::Lz4,
         reach_nm: None,
+        threads: 2,
         classes_per_pack: 8,
         prune: false,
     }
@@ -357,4 +358,55 @@ fn twelve_classes_pack_into_one_wide_array_or_several_bytes_with_the_same_batche
         let (got, _) = batches(through, 3, |o| o.no_cache = true);
         assert_eq!(got, want, "{per_pack} classes per pack");
     }
+}
+
+#[test]
+fn a_run_that_fails_keeps_what_it_finished_and_names_the_array_it_could_not_read() {
+    let f = synth(SynthVariant::V2);
+    let dir = f.dir.parent().unwrap().join("cache");
+    let direct = spec(&f.dir, None);
+    // A corrupt chunk in the validation crop's `mito`: one array at a time, the raw copy and the
+    // training crop's packs come first and are finished before it fails.
+    let chunk = first_file(&f.dir.join("recon-1/labels/groundtruth/crop2/mito/s0"));
+    let good = std::fs::read(&chunk).unwrap();
+    std::fs::write(&chunk, b"not a blosc frame").unwrap();
+    let one_at_a_time = CacheOptions {
+        threads: 1,
+        ..options(24)
+    };
+    let err = write(&direct, &dir, &one_at_a_time).unwrap_err().to_string();
+    assert!(err.contains("crop2/mito/s0") && err.contains("caching"), "{err}");
+    let partial = Manifest::read(&dir).unwrap();
+    assert_eq!(partial.arrays.len(), 1, "the raw copy: {partial:?}");
+    assert!(!partial.packs.is_empty(), "the training crop's packs: {partial:?}");
+    assert!(
+        partial
+            .packs
+            .iter()
+            .all(|p| p.members.iter().all(|m| !m.source.array.contains("crop2")))
+    );
+    // Repaired, the next run keeps all of that and writes the rest.
+    std::fs::write(&chunk, good).unwrap();
+    let report = write(&direct, &dir, &one_at_a_time).unwrap();
+    assert_eq!(report.kept, 1 + partial.packs.len(), "{report:?}");
+    assert_eq!((report.copies_written, report.unreferenced.len()), (0, 0), "{report:?}");
+    assert!(report.packs_written >= 1, "{report:?}");
+    let cached = spec(&f.dir, Some(&dir));
+    assert_eq!(both(&cached), both(&direct));
+}
+
+/// The first regular file under `dir` (depth first, names sorted): a chunk of an array.
+fn first_file(dir: &Path) -> std::path::PathBuf {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for e in entries {
+        let name = e.file_name().unwrap().to_string_lossy().into_owned();
+        if e.is_dir() {
+            return first_file(&e);
+        }
+        if !name.starts_with('.') {
+            return e;
+        }
+    }
+    panic!("no chunk under {}", dir.display());
 }
