@@ -5,7 +5,9 @@
 //! 3. compile the spec into a loader crate (`DIR/crate`) and, unless `--no-cargo`, build and run
 //!    its `stream` example (the generated, specialised loader) with cargo;
 //! 4. stream batches through the generic loader with a progress bar;
-//! 5. draw one batch as `DIR/preview.png`; print a summary.
+//! 5. write the spec's training cache (`DIR/training-cache`) and compare cold reads (no chunk
+//!    cache) from the data and through it;
+//! 6. draw one batch as `DIR/preview.png`; print a summary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -47,7 +49,7 @@ pub(crate) fn run(args: &DemoArgs) -> ExitCode {
 }
 
 fn step(n: u32, what: &str) {
-    println!("\n[{n}/5] {what}");
+    println!("\n[{n}/6] {what}");
 }
 
 fn demo(args: &DemoArgs) -> Result<(), String> {
@@ -103,7 +105,10 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         report.cache_hit_rate.unwrap_or(0.0) * 100.0
     );
 
-    step(5, "preview");
+    step(5, "training cache: cold reads from the data and through it");
+    let cold = cold_reads(&checked.spec, &args.dir.join("training-cache"), args.batches)?;
+
+    step(6, "preview");
     let png = args.dir.join("preview.png");
     super::preview::preview(checked.spec.clone(), cellmap_schema::Split::Train, 0, &png)?;
     println!("wrote {}", png.display());
@@ -119,8 +124,43 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         Some(s) => println!("  generated crate {s:.1} samples/s ({})", crate_dir.display()),
         None => println!("  generated crate {} (not built: --no-cargo)", crate_dir.display()),
     }
+    println!(
+        "  cold reads      {:.1} samples/s from the data, {:.1} through the training cache ({:.1}×)",
+        cold.0,
+        cold.1,
+        cold.1 / cold.0.max(1e-9)
+    );
     println!("  preview         {}", png.display());
     Ok(())
+}
+
+/// Write `spec`'s training cache in `dir`, then stream batches with no chunk cache from the data
+/// and through the cache: `(samples/s from the data, samples/s through the cache)`.
+fn cold_reads(spec: &cellmap_schema::Spec, dir: &Path, batches: u64) -> Result<(f64, f64), String> {
+    use cellmap_runtime::training_cache::{CacheOptions, write};
+    let written = write(spec, dir, &CacheOptions::for_spec(spec)).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({} arrays copied, {} packs ({} classes), {:.1} MB) in {:.2} s",
+        written.dir.display(),
+        written.copies_written,
+        written.packs_written,
+        written.classes_packed,
+        written.disk_bytes as f64 / 1e6,
+        written.elapsed.as_secs_f64()
+    );
+    let cold = |spec: cellmap_schema::Spec| -> Result<f64, String> {
+        let mut options = LoaderOptions::train().map_err(|e| e.to_string())?;
+        options.dist = cellmap_runtime::DistInfo::single();
+        options.no_cache = true;
+        Ok(bench(spec, options, 4, batches.div_ceil(2), false)?.samples_per_s)
+    };
+    let direct = cold(spec.clone().with_training_cache(None))?;
+    let through = cold(
+        spec.clone()
+            .with_training_cache(Some(written.dir.display().to_string())),
+    )?;
+    println!("no chunk cache: {direct:.1} samples/s from the data, {through:.1} through the training cache");
+    Ok((direct, through))
 }
 
 /// The demo spec: the synthetic data's CSV, 64³ crops at 8 nm, mirror/transpose/rotate.
