@@ -24,9 +24,11 @@
 
 mod arrays;
 mod jobs;
+mod options;
 mod write;
 
 pub use crate::sources::manifest::{CopyEntry, MANIFEST, Manifest, PackEntry, PackMember, SourceMeta};
 pub use crate::sources::training_cache::{TrainingCache, fallback_chunks};
 pub use jobs::input_reach_nm;
-pub use write::{CacheCodec, CacheError, CacheOptions, CacheReport, write, write_with_progress};
+pub use options::{CacheCodec, CacheError, CacheOptions, CacheReport};
+pub use write::{write, write_with_progress};

@@ -13,7 +13,7 @@ use zarrs::array::{Array, CodecOptions};
 use zarrs::filesystem::FilesystemStore;
 
 use super::jobs::{CopyJob, PackJob};
-use super::write::{CacheCodec, CacheError, io_err};
+use super::options::{CacheCodec, CacheError, io_err};
 use crate::store::cached::pack_dtype;
 use crate::store::{ChunkBox, Level, SourceDtype};
 

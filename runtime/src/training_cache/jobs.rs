@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use cellmap_schema::{SliceAxis, Spec, Split, ValueTransform};
 
-use super::write::CacheOptions;
+use super::options::CacheOptions;
 use crate::plan::{ClassPlan, DatasetPlan};
 use crate::sources::{ClassSource, DatasetSources};
 use crate::store::{ChunkBox, Level, SourceDtype};
