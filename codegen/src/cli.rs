@@ -23,6 +23,7 @@ pub fn data_diagnostics(spec: &cellmap_schema::Spec) -> Vec<cellmap_schema::Diag
         .into_iter()
         .map(|e| e.into_diagnostic())
         .chain(data_check::memory(spec))
+        .chain(data_check::training_cache(spec))
         .collect()
 }
 pub use sample::{ExplicitTransform, SampleOptions, SampleOut, read_sample};

@@ -241,6 +241,28 @@ pub(crate) fn memory(spec: &Spec) -> Option<Diagnostic> {
     )
 }
 
+/// A warning at the spec's `training_cache` key when the folder it names holds no readable
+/// training cache manifest (the loader then reads the data directly).
+pub(crate) fn training_cache(spec: &Spec) -> Option<Diagnostic> {
+    let dir = spec.loader().training_cache.as_ref()?;
+    let err = cellmap_runtime::training_cache::Manifest::read(Path::new(dir)).err()?;
+    let text = std::fs::read_to_string(spec.source()).unwrap_or_default();
+    let (line, column) = key_position(&text, "training_cache").unwrap_or((1, 1));
+    Some(
+        Diagnostic::error(
+            spec.source(),
+            (line, column),
+            "/loader/training_cache",
+            format!("training cache: {err}; until then the loader reads the data directly"),
+        )
+        .warning()
+        .hint(format!(
+            "write it with `cellmap-compile cache {}`",
+            spec.source().display()
+        )),
+    )
+}
+
 /// Line and column (from 1) of the first `key:` outside comments.
 fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
     let pattern = format!("{key}:");

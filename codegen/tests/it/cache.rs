@@ -88,4 +88,29 @@ fn cache_writes_keeps_and_bench_reads_through_the_training_cache() {
     let words: Vec<&str> = line.split_whitespace().collect();
     let (cached, read) = (words[3], words[6]);
     assert!(cached == read && cached.parse::<usize>().unwrap() > 1, "{line}");
+
+    // `check --data`: no word of it while the cache is there; a warning (exit 0) naming the fix
+    // when the folder holds none.
+    let out = bin().args(["check", "--data"]).arg(&named).output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && !all.contains("training cache"), "{all}");
+    let missing = data.join("missing.yaml");
+    let text = std::fs::read_to_string(&named).unwrap();
+    std::fs::write(&missing, text.replace(&cache.display().to_string(), "no-cache-here")).unwrap();
+    let out = bin().args(["check", "--data"]).arg(&missing).output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("missing.yaml:") && all.contains("warning") && all.contains("manifest.json does not exist"),
+        "{all}"
+    );
+    assert!(all.contains("cellmap-compile cache"), "{all}");
 }
