@@ -116,6 +116,7 @@ def write_training_cache(
     codec: str = "lz4",
     chunk: int | None = None,
     prune: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Write (or bring up to date) the spec's training cache in ``out``, as
     ``cellmap-compile cache SPEC --out OUT`` does: the arrays its plan reads copied into a local
@@ -125,11 +126,13 @@ def write_training_cache(
 
     ``codec``: ``"none"``, ``"lz4"`` or ``"zstd"``; ``chunk``: the chunk edge in voxels (default
     32 for 3D samples, one 128² plane for 2D ones); ``prune``: remove the array folders a rewrite
-    replaced (only while no loader reads the cache). Returns what was written: ``copies_written``,
+    replaced (only while no loader reads the cache); ``force``: copy every array again (after
+    relabelling a crop in place: contents are not compared). Returns what was written: ``copies_written``,
     ``packs_written``, ``classes_packed``, ``kept``, ``chunks_written``, ``source_bytes``,
     ``disk_bytes``, ``unreferenced`` and ``seconds``.
     """
-    return _native.write_training_cache(*spec_source(spec), os.fspath(out), codec, chunk, prune)
+    args = {"codec": codec, "chunk": chunk, "prune": prune, "force": force}
+    return _native.write_training_cache(*spec_source(spec), os.fspath(out), args)
 
 
 def sample(

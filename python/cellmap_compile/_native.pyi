@@ -38,9 +38,16 @@ def plan_json(text: str, source: str, counts: bool = False) -> str:
     """The plan as JSON, as ``cellmap-compile plan --json`` prints it; raises ``SpecError`` or
     ``CellmapError``. ``counts`` counts class voxels (``plan --counts``)."""
 
-def write_training_cache(
-    text: str, source: str, out: str, codec: str = "lz4", chunk: int | None = None, prune: bool = False
-) -> dict[str, Any]:
+class CacheArgs(TypedDict, total=False):
+    """Options of ``write_training_cache`` (``codec`` is required; a missing other key takes the
+    default shown)."""
+
+    codec: str  # "none", "lz4" or "zstd"
+    chunk: int | None  # None: the spec's chunk shape
+    prune: bool  # False
+    force: bool  # False
+
+def write_training_cache(text: str, source: str, out: str, args: CacheArgs) -> dict[str, Any]:
     """Write the spec's training cache in ``out`` (``cellmap-compile cache``); the report as a dict."""
 
 class SampleRequest(TypedDict, total=False):

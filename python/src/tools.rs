@@ -69,24 +69,38 @@ fn plan_json(py: Python<'_>, text: &str, source: &str, counts: bool) -> PyResult
     .map_err(cellmap_error)
 }
 
-/// Write (or bring up to date) the spec's training cache in `out` (`cellmap-compile cache`):
-/// `codec` is `none`, `lz4` or `zstd`, `chunk` a chunk edge (default: the spec's), `prune`
-/// removes replaced array folders. Returns the report as a dict.
+/// How [`write_training_cache`] writes: a dict with the Python function's keyword arguments
+/// (`codec` required; a missing other key takes the default).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct CacheArgs {
+    /// `none`, `lz4` or `zstd` (required).
+    codec: String,
+    /// Chunk edge in voxels (default: the spec's).
+    #[pyo3(default)]
+    chunk: Option<u64>,
+    /// Remove replaced array folders.
+    #[pyo3(default)]
+    prune: bool,
+    /// Copy every array again.
+    #[pyo3(default)]
+    force: bool,
+}
+
+/// Write (or bring up to date) the spec's training cache in `out` (`cellmap-compile cache`);
+/// `args` holds the Python function's keywords ([`CacheArgs`]). Returns the report as a dict.
 #[pyfunction]
-#[pyo3(signature = (text, source, out, codec = "lz4", chunk = None, prune = false))]
 fn write_training_cache<'py>(
     py: Python<'py>,
     text: &str,
     source: &str,
     out: std::path::PathBuf,
-    codec: &str,
-    chunk: Option<u64>,
-    prune: bool,
+    args: CacheArgs,
 ) -> PyResult<Bound<'py, PyDict>> {
     use cellmap_runtime::training_cache::{CacheCodec, CacheOptions, write};
     let spec = parse(py, text, source)?.spec;
     let mut options = CacheOptions::for_spec(&spec);
-    options.codec = match codec {
+    options.codec = match args.codec.as_str() {
         "none" => CacheCodec::None,
         "lz4" => CacheCodec::Lz4,
         "zstd" => CacheCodec::Zstd,
@@ -96,13 +110,14 @@ fn write_training_cache<'py>(
             )));
         }
     };
-    if let Some(edge) = chunk {
+    if let Some(edge) = args.chunk {
         if !(1..=1024).contains(&edge) {
             return Err(PyValueError::new_err(format!("chunk edge {edge} is not in [1, 1024]")));
         }
         options.chunk = [edge; 3];
     }
-    options.prune = prune;
+    options.prune = args.prune;
+    options.force = args.force;
     let report = py
         .detach(|| write(&spec, &out, &options).map_err(|e| e.to_string()))
         .map_err(cellmap_error)?;

@@ -902,6 +902,8 @@ def test_a_compat_loader_reads_through_a_training_cache_written_from_its_spec(in
     assert report["copies_written"] >= 1 and report["packs_written"] >= 1, report
     again = cc.write_training_cache(direct.spec, tmp_path / "tc", chunk=8)
     assert again["copies_written"] == again["packs_written"] == 0 and again["kept"] >= 2, again
+    forced = cc.write_training_cache(direct.spec, tmp_path / "tc", chunk=8, force=True)
+    assert forced["kept"] == 0 and forced["copies_written"] + forced["packs_written"] == again["kept"], forced
     through = CellMapDataLoader(split.train_datasets_combined, classes=CLASSES, batch_size=2, training_cache=tmp_path / "tc")
     n = 0
     for a, b in zip(iter(direct), iter(through)):

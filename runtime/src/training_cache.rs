@@ -20,7 +20,7 @@
 //! whose source metadata changed since the cache was written is read from the source (with a
 //! warning), and a chunk outside the written boxes is read from the source and counted
 //! ([`fallback_chunks`]). As with cached plans, voxel contents are not compared: rewrite the
-//! cache (run `cache` again) after relabelling a crop without changing its metadata.
+//! cache (`cellmap-compile cache --force`) after relabelling a crop without changing its metadata.
 
 mod arrays;
 mod jobs;

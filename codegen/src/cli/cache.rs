@@ -32,6 +32,10 @@ pub(crate) struct CacheArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Copy every array again, even those already current (after relabelling a crop in place:
+    /// contents are not compared, only metadata).
+    #[arg(long)]
+    force: bool,
     /// Remove the array folders the manifest no longer names (replaced by this run or earlier
     /// ones). Only while no loader reads the cache.
     #[arg(long)]
@@ -65,6 +69,7 @@ pub(crate) fn run(args: &CacheArgs) -> ExitCode {
     };
     let mut options = CacheOptions::for_spec(&spec);
     options.prune = args.prune;
+    options.force = args.force;
     if let Some(n) = args.threads {
         options.threads = usize::try_from(n).unwrap_or(1);
     }

@@ -65,6 +65,9 @@ pub struct CacheOptions {
     /// of a byte; more share one decode among more classes but make every class read wider
     /// elements (`uint16` … `uint64`).
     pub classes_per_pack: usize,
+    /// Copy every array again, even those the cache holds from the same source metadata (after
+    /// relabelling a crop in place: contents are not compared).
+    pub force: bool,
     /// Remove the array folders the new manifest no longer names (arrays replaced by this run or
     /// earlier ones). Only when no loader reads the cache: one that opened the previous manifest
     /// reads the removed arrays.
@@ -87,6 +90,7 @@ impl CacheOptions {
             reach_nm: None,
             threads: spec.loader().fetch_concurrency.max(1),
             classes_per_pack: 8,
+            force: false,
             prune: false,
         }
     }

@@ -54,6 +54,7 @@ pub fn write_with_progress(
         // the previous manifest never reads a half-written array.
         generation: generation(),
         codec: options.codec,
+        force: options.force,
         counters: Counters::default(),
         state: Mutex::new(State {
             manifest: Manifest {
@@ -124,6 +125,7 @@ struct Run<'a> {
     old: Manifest,
     generation: String,
     codec: CacheCodec,
+    force: bool,
     counters: Counters,
     state: Mutex<State>,
     total: usize,
@@ -137,7 +139,8 @@ impl Run<'_> {
             Job::Copy(job) => {
                 let meta = SourceMeta::of(&job.source);
                 let current = self.old.arrays.iter().find(|e| {
-                    e.source == meta
+                    !self.force
+                        && e.source == meta
                         && e.chunk_shape_vox == job.chunk
                         && job.boxes.iter().all(|b| e.written.contains(b))
                 });
@@ -181,7 +184,7 @@ impl Run<'_> {
                     .old
                     .packs
                     .iter()
-                    .find(|e| e.members == members && e.chunk_shape_vox == job.chunk);
+                    .find(|e| !self.force && e.members == members && e.chunk_shape_vox == job.chunk);
                 let (entry, written) = match current {
                     Some(entry) => (entry.clone(), false),
                     None => {

@@ -37,6 +37,7 @@ fn options(chunk: u64) -> CacheOptions {
         reach_nm: None,
         threads: 2,
         classes_per_pack: 8,
+        force: false,
         prune: false,
     }
 }
@@ -291,6 +292,22 @@ fn a_stale_or_missing_cache_is_read_around_with_a_warning_naming_the_fix() {
     assert!(!report.unreferenced[0].exists());
     let planned = plan(&cached, PlanOptions::default()).unwrap();
     assert!(!planned.plan.warnings.iter().any(|w| w.contains("training cache")));
+    // `force` copies everything again (contents are not compared; after relabelling in place).
+    let forced = write(
+        &direct,
+        &dir,
+        &CacheOptions {
+            force: true,
+            ..options(24)
+        },
+    )
+    .unwrap();
+    assert_eq!(forced.kept, 0, "{forced:?}");
+    assert_eq!(
+        forced.copies_written + forced.packs_written,
+        1 + report.kept,
+        "{forced:?}"
+    );
 }
 
 #[test]
