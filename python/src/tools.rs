@@ -100,16 +100,12 @@ fn write_training_cache<'py>(
     use cellmap_runtime::training_cache::{CacheCodec, CacheOptions, write};
     let spec = parse(py, text, source)?.spec;
     let mut options = CacheOptions::for_spec(&spec);
-    options.codec = match args.codec.as_str() {
-        "none" => CacheCodec::None,
-        "lz4" => CacheCodec::Lz4,
-        "zstd" => CacheCodec::Zstd,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown codec `{other}` (expected `none`, `lz4` or `zstd`)"
-            )));
-        }
-    };
+    options.codec = CacheCodec::from_name(&args.codec).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown codec `{}` (expected `none`, `lz4` or `zstd`)",
+            args.codec
+        ))
+    })?;
     if let Some(edge) = args.chunk {
         if !(1..=1024).contains(&edge) {
             return Err(PyValueError::new_err(format!("chunk edge {edge} is not in [1, 1024]")));

@@ -6,12 +6,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::manifest::{Manifest, SourceMeta};
 use super::{ClassSource, DatasetSources};
+use crate::store::location::{Location, open_location};
 use crate::store::{Level, Multiscale};
 
 /// An opened training cache: its manifest, indexed by source array.
 #[derive(Debug)]
 pub struct TrainingCache {
     dir: String,
+    /// The folder, opened once for every cached array.
+    store: Location,
     manifest: Manifest,
     /// Source array → index into `manifest.arrays`.
     copies: HashMap<String, usize>,
@@ -29,6 +32,7 @@ impl TrainingCache {
     pub fn open(dir: &str) -> Result<TrainingCache, String> {
         let manifest = Manifest::read(Path::new(dir))
             .map_err(|e| format!("training cache: {e}; write it with `cellmap-compile cache SPEC`"))?;
+        let store = open_location(dir).map_err(|e| format!("training cache: {e}"))?;
         let copies = manifest
             .arrays
             .iter()
@@ -48,6 +52,7 @@ impl TrainingCache {
             .collect();
         Ok(TrainingCache {
             dir: dir.to_owned(),
+            store,
             manifest,
             copies,
             members,
@@ -82,7 +87,7 @@ impl TrainingCache {
                 return Err(w);
             }
             let copy = level
-                .open_like(&self.dir, &entry.path)
+                .open_like(&self.store, &entry.path)
                 .map_err(|e| format!("training cache: {e}; reading `{}` from the source", now.array))?;
             return Ok(Some(level.cached_copy(copy, entry.written.clone())));
         }
@@ -104,7 +109,7 @@ impl TrainingCache {
             .entry(p)
             .or_insert_with(|| {
                 let entry = &self.manifest.packs[p];
-                like.open_like(&self.dir, &entry.path)
+                like.open_like(&self.store, &entry.path)
                     .map(Arc::new)
                     .map_err(|e| format!("training cache: {e}; reading its classes from their sources"))
             })

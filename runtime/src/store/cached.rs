@@ -19,7 +19,7 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use zarrs::array::CodecOptions;
+use zarrs::array::{ArrayError, CodecOptions, ElementOwned};
 
 use super::cache::ChunkData;
 use super::error::ChunkError;
@@ -63,31 +63,41 @@ pub(crate) fn decode(
     }
 }
 
+/// The voxels of `level` in the spatial `ranges` (channel 0 when it has a channel axis), decoded
+/// from its array as elements of type `T` (its dtype): the training cache's copies and fallback
+/// reads go through here.
+pub(crate) fn read_subset<T: ElementOwned>(level: &Level, ranges: &[Range<u64>; 3]) -> Result<Vec<T>, ArrayError> {
+    let mut full: Vec<Range<u64>> = Vec::with_capacity(4);
+    if level.has_channel_axis {
+        full.push(0..1);
+    }
+    full.extend(ranges.iter().cloned());
+    level
+        .array
+        .array
+        .retrieve_array_subset_opt::<Vec<T>>(&full, &CodecOptions::default().with_concurrent_target(1))
+}
+
 /// The voxels of `level`'s cache chunk `chunk` read from `source` (same geometry, another chunk
 /// grid), as a whole chunk: voxels past the array's end hold 0 (no read uses them).
 fn read_region(source: &Level, level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
     let cs = level.chunk_shape_vox;
-    let mut ranges: Vec<Range<u64>> = Vec::with_capacity(4);
-    if source.has_channel_axis {
-        ranges.push(0..1);
-    }
     let mut extent = [0u64; 3];
-    for a in 0..3 {
+    let ranges: [Range<u64>; 3] = std::array::from_fn(|a| {
         let lo = chunk[a] * cs[a];
-        let hi = (lo + cs[a]).min(source.shape_vox[a]);
-        extent[a] = hi.saturating_sub(lo);
-        ranges.push(lo..lo.max(hi));
-    }
-    let err = |e: &zarrs::array::ArrayError| ChunkError::from_read(source, format!("{ranges:?}"), chunk, e);
+        let hi = (lo + cs[a]).min(source.shape_vox[a]).max(lo);
+        extent[a] = hi - lo;
+        lo..hi
+    });
+    let err = |e: &ArrayError| ChunkError::from_read(source, format!("{ranges:?}"), chunk, e);
     macro_rules! region {
-        ($t:ty, $variant:ident) => {{
-            let got: Vec<$t> = source
-                .array
-                .array
-                .retrieve_array_subset_opt::<Vec<$t>>(&ranges, &CodecOptions::default().with_concurrent_target(1))
-                .map_err(|e| err(&e))?;
-            ChunkData::$variant(place(&got, extent, cs))
-        }};
+        ($t:ty, $variant:ident) => {
+            ChunkData::$variant(place(
+                &read_subset::<$t>(source, &ranges).map_err(|e| err(&e))?,
+                extent,
+                cs,
+            ))
+        };
     }
     Ok(match source.dtype {
         SourceDtype::U8 => region!(u8, U8),

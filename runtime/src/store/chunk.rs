@@ -70,6 +70,8 @@ pub fn decode_chunk(level: &Level, chunk: [u64; 3]) -> Result<ChunkData, ChunkEr
 
 /// [`decode_chunk`] reading `level`'s store through `la` (the level's array, or a cache's view
 /// of it over the compressed tier: [`ChunkCache::level_view`]).
+/// A level of the training cache reads its local copy directly: no request delay and no
+/// compressed tier, which stand for a remote store.
 fn decode_from(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
     match &level.cached {
         Some(role) => super::cached::decode(level, role, chunk, decode_plain),

@@ -294,14 +294,13 @@ impl Level {
         self.cached.is_some()
     }
 
-    /// Open the array `path` of the local folder `dir` (3 spatial axes) with this level's
-    /// geometry; it must have this level's spatial shape.
-    pub(crate) fn open_like(&self, dir: &str, path: &str) -> Result<Level, OpenError> {
-        let store = open_location(dir)?;
-        let level = open_level(&store, path, self.scale_nm, self.translation_nm, 3, false)?;
+    /// Open the array `path` of `store` (the training cache's folder; 3 spatial axes) with this
+    /// level's geometry; it must have this level's spatial shape.
+    pub(crate) fn open_like(&self, store: &Location, path: &str) -> Result<Level, OpenError> {
+        let level = open_level(store, path, self.scale_nm, self.translation_nm, 3, false)?;
         if level.shape_vox != self.shape_vox {
             return Err(OpenError::LevelOpen {
-                location: dir.to_owned(),
+                location: store.location.clone(),
                 level: path.to_owned(),
                 message: format!(
                     "shape {:?} differs from its source's {:?} ({})",

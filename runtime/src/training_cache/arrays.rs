@@ -14,7 +14,7 @@ use zarrs::filesystem::FilesystemStore;
 
 use super::jobs::{CopyJob, PackJob};
 use super::options::{CacheCodec, CacheError, io_err};
-use crate::store::cached::pack_dtype;
+use crate::store::cached::{pack_dtype, read_subset};
 use crate::store::{ChunkBox, Level, SourceDtype};
 
 /// Blocks of cache chunks written at once, per axis (one source read per block).
@@ -86,16 +86,6 @@ fn blocks(boxes: &[ChunkBox], chunk: [u64; 3], shape: [u64; 3]) -> Vec<[Range<u6
     out
 }
 
-/// `ranges` of a level's spatial axes, with channel 0 first when it has a channel axis.
-fn full_ranges(level: &Level, ranges: &[Range<u64>; 3]) -> Vec<Range<u64>> {
-    let mut full = Vec::with_capacity(4);
-    if level.has_channel_axis {
-        full.push(0..1);
-    }
-    full.extend(ranges.iter().cloned());
-    full
-}
-
 fn codec_options() -> CodecOptions {
     CodecOptions::default().with_concurrent_target(1)
 }
@@ -125,15 +115,10 @@ pub(super) fn write_copy(
     };
     let blocks = blocks(&job.boxes, job.chunk, source.shape_vox);
     blocks.par_iter().with_max_len(1).try_for_each(|ranges| {
-        let full = full_ranges(source, ranges);
         let spatial: Vec<Range<u64>> = ranges.to_vec();
         macro_rules! copy {
             ($t:ty) => {{
-                let data: Vec<$t> = source
-                    .array
-                    .array
-                    .retrieve_array_subset_opt::<Vec<$t>>(&full, &codec_options())
-                    .map_err(|e| err(&e))?;
+                let data: Vec<$t> = read_subset(source, ranges).map_err(|e| err(&e))?;
                 counters
                     .source_bytes
                     .fetch_add((data.len() * std::mem::size_of::<$t>()) as u64, Ordering::Relaxed);
@@ -170,14 +155,9 @@ fn chunks_in(ranges: &[Range<u64>; 3], chunk: [u64; 3]) -> u64 {
 
 /// 1 where `level`'s voxels in `ranges` are non-zero.
 fn nonzero(level: &Level, ranges: &[Range<u64>; 3], counters: &Counters) -> Result<Vec<bool>, String> {
-    let full = full_ranges(level, ranges);
     macro_rules! mask {
         ($t:ty) => {{
-            let data: Vec<$t> = level
-                .array
-                .array
-                .retrieve_array_subset_opt::<Vec<$t>>(&full, &codec_options())
-                .map_err(|e| e.to_string())?;
+            let data: Vec<$t> = read_subset(level, ranges).map_err(|e| e.to_string())?;
             counters
                 .source_bytes
                 .fetch_add((data.len() * std::mem::size_of::<$t>()) as u64, Ordering::Relaxed);

@@ -23,6 +23,14 @@ pub enum CacheCodec {
 }
 
 impl CacheCodec {
+    /// Every codec, in the order the command line lists them.
+    pub const ALL: [CacheCodec; 3] = [CacheCodec::None, CacheCodec::Lz4, CacheCodec::Zstd];
+
+    /// The codec called `name` ([`CacheCodec::name`]).
+    pub fn from_name(name: &str) -> Option<CacheCodec> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {

@@ -94,8 +94,6 @@ fn batches_read_through_the_training_cache_equal_those_read_from_the_data() {
         );
         assert_eq!(both(&cached), both(&direct), "{variant:?} chunk {chunk}");
         // The margin covers every rotated window: nothing was read from the data.
-        let (_, _) = batches(cached.clone(), 6, |o| o.no_cache = true);
-        let planned = plan(&cached, PlanOptions::default()).unwrap();
         let mut loader = cellmap_runtime::Loader::with_plan(
             Arc::new(cached.clone()),
             Arc::new(planned),
@@ -109,7 +107,8 @@ fn batches_read_through_the_training_cache_equal_those_read_from_the_data() {
     }
 }
 
-/// The decoded voxels of a whole array of the cache (or any zarr v3 array), as u64.
+/// The decoded voxels of the whole array `path` of the store at `dir` (a cached array, or a zarr
+/// v2 or v3 source level), with its unsigned dtype's name, as u64.
 fn read_all(dir: &Path, path: &str) -> (String, Vec<u64>) {
     let store = Arc::new(FilesystemStore::new(dir).unwrap());
     let array = Array::open(store, &format!("/{}", path.trim_start_matches('/'))).unwrap();
@@ -156,7 +155,7 @@ fn each_packed_bit_is_its_label_non_zero_and_the_raw_copy_holds_the_source_voxel
         assert_eq!(pack.dtype, "uint8");
         for m in &pack.members {
             let (source_dir, level) = m.source.array.rsplit_once('/').unwrap();
-            let (_, labels) = read_v2(Path::new(source_dir), level);
+            let (_, labels) = read_all(Path::new(source_dir), level);
             assert_eq!(labels.len(), bits.len());
             let wrong = labels
                 .iter()
@@ -170,7 +169,7 @@ fn each_packed_bit_is_its_label_non_zero_and_the_raw_copy_holds_the_source_voxel
     // The raw copy: same voxels as the source wherever it was written.
     let copy = &manifest.arrays[0];
     let (source_dir, level) = copy.source.array.rsplit_once('/').unwrap();
-    let (_, source) = read_v2(Path::new(source_dir), level);
+    let (_, source) = read_all(Path::new(source_dir), level);
     let (dtype, cached) = read_all(&dir, &copy.path);
     assert_eq!(dtype, "uint8");
     let [nz, ny, nx] = copy.source.shape_vox.map(|v| v as usize);
@@ -187,26 +186,6 @@ fn each_packed_bit_is_its_label_non_zero_and_the_raw_copy_holds_the_source_voxel
         }
     }
     assert!(compared > 0);
-}
-
-/// The whole of a zarr v2 array `level` of the group at `group`, as u64.
-fn read_v2(group: &Path, level: &str) -> (String, Vec<u64>) {
-    let store = Arc::new(FilesystemStore::new(group).unwrap());
-    let array = Array::open(store, &format!("/{level}")).unwrap();
-    let subset = array.subset_all();
-    let dtype = array.data_type().to_string();
-    let dtype = dtype.split_whitespace().next().unwrap().to_owned();
-    let data = match dtype.as_str() {
-        "uint8" => array
-            .retrieve_array_subset::<Vec<u8>>(&subset)
-            .unwrap()
-            .into_iter()
-            .map(u64::from)
-            .collect(),
-        "uint64" => array.retrieve_array_subset::<Vec<u64>>(&subset).unwrap(),
-        other => panic!("{other}"),
-    };
-    (dtype, data)
 }
 
 #[test]
