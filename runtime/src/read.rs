@@ -139,6 +139,20 @@ pub(crate) fn read_window_scratch<T: WindowElem>(
     read_window_stored(level, cache, request, dest, RowStore::Normal)
 }
 
+/// [`read_window`] into scratch memory that is read again right away, with plain stores (the
+/// window stays in the caches) and any strides.
+///
+/// # Errors
+/// As [`read_window`].
+pub(crate) fn read_window_strided_scratch<T: WindowElem>(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    request: &WindowRequest<T>,
+    dest: StridedDest<'_, T>,
+) -> Result<WindowReport, ReadError> {
+    read_window_stored(level, cache, request, dest, RowStore::Normal)
+}
+
 /// [`read_window`] with a per-voxel `map` applied to each value as `f32` while copying (and to
 /// `fill`), stored as `O` (any batch element type: see [`BatchElem::from_f32`]), so that a
 /// pointwise value transform (binarize, normalize) costs no second pass over the output.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use cellmap_schema::{ArraySpec, Axis, Spec, ValueTransform};
 
+mod bits;
 mod chunks;
 mod crop;
 mod error;
@@ -34,6 +35,7 @@ use crate::rng::{Rng, STREAM_SPATIAL, STREAM_VALUE, SampleKey};
 use crate::slicing::{Frames, frame_axes, slice_axis_of};
 use crate::sources::{ClassSource, DatasetSources};
 use crate::store::{ChunkCache, Level};
+use bits::BitTarget;
 use crop::is_strided;
 use packed::PackedTarget;
 
@@ -93,6 +95,12 @@ pub struct SampleScratch {
     window: Vec<f32>,
     /// Byte scratch: packed class bits, or a uint8 source window.
     bytes: Vec<u8>,
+    /// Output elements outside the level (a bit-pack read, [`bits`]).
+    outside: Vec<usize>,
+    /// The same elements marked (non-zero) in a mask over the output.
+    outside_mask: Vec<u8>,
+    /// The strided maps of a bit-pack read, one per pack.
+    maps: Vec<crate::augment::grid::StridedMap>,
     /// The last sample's spatial transform (its elastic lattice memory is reused).
     draw: SpatialDraw,
     /// The elastic lattice memory while a sample draws no deformation.
@@ -110,6 +118,9 @@ pub struct ReadInfo {
     pub strided: u32,
     /// Arrays (and classes) read with interpolation.
     pub gathered: u32,
+    /// Classes read from the training cache's bit packs, one window read per pack (counted in
+    /// `strided` too).
+    pub from_packs: u32,
 }
 
 /// Reads samples of a planned spec into caller-provided memory.
@@ -121,6 +132,8 @@ pub struct Reader {
     /// Per dataset, per target array: the one-pass packed-labels plan (with the target transforms
     /// of the dataset's split), when it applies.
     packed: Vec<Vec<Option<PackedTarget>>>,
+    /// Per dataset, per target array: the classes read from the training cache's bit packs.
+    bits: Vec<Vec<Option<BitTarget>>>,
     /// Per dataset, per input array: its value transforms (its own `normalize`, `scale: dtype` resolved).
     inputs: intensity::InputTransforms,
     /// Per dataset, per target array, per class: its value transforms where `scale: dtype` needed
@@ -149,9 +162,29 @@ impl Reader {
             })
             .collect();
         let frames = Frames::new(&spec);
+        let targets = intensity::TargetTransforms::of_plan(&spec, &planned);
+        let bits = planned
+            .plan
+            .datasets
+            .iter()
+            .zip(&planned.sources)
+            .enumerate()
+            .map(|(d, (plan, sources))| {
+                (0..plan.targets.len())
+                    .map(|t| {
+                        BitTarget::plan(&plan.targets[t], sources, |c| {
+                            targets
+                                .get(d, t, c)
+                                .unwrap_or_else(|| spec.augment().targets_for(plan.split, &spec.classes()[c]))
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         Reader {
             inputs: intensity::InputTransforms::of_plan(&spec, &planned),
-            targets: intensity::TargetTransforms::of_plan(&spec, &planned),
+            targets,
+            bits,
             extent_nm: frames.largest_extent_nm(),
             frames,
             spec,
@@ -203,6 +236,9 @@ impl Reader {
             values: ValueScratch::with_capacity(largest),
             elastic: ElasticField::with_capacity(largest),
             staged: Vec::new(),
+            outside: Vec::new(),
+            outside_mask: Vec::new(),
+            maps: Vec::new(),
         }
     }
 
@@ -291,6 +327,7 @@ impl Reader {
         let mut info = ReadInfo {
             strided: 0,
             gathered: 0,
+            from_packs: 0,
         };
         for i in 0..self.spec.inputs().len() {
             typed!(dest.array(i), |out| self
@@ -371,8 +408,20 @@ impl Reader {
             self.read_packed(scratch, sample, p, array, out)?;
             info.gathered += 1;
         }
+        // Classes of the training cache's bit packs, one read per pack, on a strided copy.
+        let bits = match &self.bits[sample.request.dataset][t] {
+            Some(b) if sample.request.values && packed.is_none() => Some(b),
+            _ => None,
+        };
+        let bits = match bits {
+            Some(b) if self.read_bits(scratch, sample, (b, array), out, info)? => Some(b),
+            _ => None,
+        };
         let per_class = if packed.is_some() { &[][..] } else { classes.as_slice() };
         for (c, (class_plan, source)) in per_class.iter().zip(&sample.sources.classes).enumerate() {
+            if bits.is_some_and(|b| b.covers(c)) {
+                continue;
+            }
             let channel = &mut out[c * voxels..(c + 1) * voxels];
             match (class_plan, source) {
                 (ClassPlan::Annotated(lp), ClassSource::Annotated(group)) => {

@@ -216,6 +216,7 @@ impl TileLoader {
         let mut info = ReadInfo {
             strided: 0,
             gathered: 0,
+            from_packs: 0,
         };
         let draw = SpatialDraw::identity();
         let ctx = CropContext {

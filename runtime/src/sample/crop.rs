@@ -61,6 +61,7 @@ pub fn read_level_crop(
     let mut info = ReadInfo {
         strided: 0,
         gathered: 0,
+        from_packs: 0,
     };
     let draw = SpatialDraw::identity();
     let ctx = CropContext {

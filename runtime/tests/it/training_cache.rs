@@ -406,3 +406,93 @@ fn first_file(dir: &Path) -> std::path::PathBuf {
     }
     panic!("no chunk under {}", dir.display());
 }
+
+/// A strided read (mirrors and transposes, no rotation) takes every class of a bit pack from one
+/// window read of the pack, with the voxels a class-by-class read of the data gives: inside the
+/// crop, and outside it where the pad value is binarized per class (NaN kept; 0.5 above a
+/// threshold of 0, not above 0.7).
+#[test]
+fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxels() {
+    use cellmap_runtime::rng::SampleKey;
+    use cellmap_runtime::sample::{Reader, SampleRequest};
+
+    let f = synth(SynthVariant::V2);
+    let dir = f.dir.parent().unwrap().join("cache-bits");
+    let edit = |cache: Option<&Path>, pad: Option<f64>, threshold: f64| {
+        spec_with(&f.dir, |d| {
+            d["augment"]["spatial"] = json!({"mirror": {"z": 0.5, "y": 0.5, "x": 0.5}, "transpose": ["z", "y", "x"]});
+            d["augment"]["targets"] = json!([{"binarize": {"threshold": threshold}}]);
+            if let Some(pad) = pad {
+                d["sampling"]["pad_value"] = json!({"targets": pad});
+            }
+            if let Some(dir) = cache {
+                d["loader"]["training_cache"] = json!(dir.display().to_string());
+            }
+        })
+    };
+    write(&edit(None, None, 0.0), &dir, &options(8)).unwrap();
+    let mut checked = 0;
+    for (pad, threshold) in [(None, 0.0), (Some(0.5), 0.0), (Some(0.5), 0.7)] {
+        let [direct, cached] = [None, Some(dir.as_path())].map(|cache| {
+            let spec = Arc::new(edit(cache, pad, threshold));
+            let planned = Arc::new(plan(&spec, PlanOptions::default()).unwrap());
+            (Reader::new(spec, Arc::clone(&planned), None), planned)
+        });
+        let planned = &cached.1;
+        let empty: Vec<Vec<f32>> = planned
+            .plan
+            .batch
+            .arrays
+            .iter()
+            .map(|l| vec![0.0; l.sample_len()])
+            .collect();
+        // Centres at the crop's corners (windows reaching outside it) and inside.
+        let ClassSource::Annotated(ms) = &planned.sources[0].classes[0] else {
+            panic!("mito is annotated in crop1")
+        };
+        let bounds = ms.levels[0].bounds_nm();
+        for index in 0..12u64 {
+            let t = [0.0, 0.3, 0.5, 1.0][index as usize % 4];
+            let centre_nm = std::array::from_fn(|a| bounds.lo_nm[a] + t * (bounds.hi_nm[a] - bounds.lo_nm[a]));
+            let request = SampleRequest {
+                dataset: 0,
+                centre_nm,
+                key: SampleKey {
+                    seed: 3,
+                    epoch: 0,
+                    rank: 0,
+                    index,
+                },
+                spatial: true,
+                values: true,
+            };
+            let (mut a, mut b) = (empty.clone(), empty.clone());
+            let info = cached.0.read(&mut cached.0.scratch(), &request, &mut a).unwrap();
+            let plain = direct.0.read(&mut direct.0.scratch(), &request, &mut b).unwrap();
+            assert_eq!(info.from_packs as usize, crate::loader::CLASSES.len(), "{info:?}");
+            assert_eq!((plain.from_packs, info.strided), (0, plain.strided));
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    crate::loader::same(x, y),
+                    "pad {pad:?} threshold {threshold} sample {index}"
+                );
+            }
+            let labels = &a[1];
+            if t == 0.0 {
+                // Outside the crop the class channels hold the binarized pad value.
+                let expected = match pad {
+                    None => f32::NAN,
+                    Some(p) => f32::from(u8::from(p > threshold)),
+                };
+                let voxels = labels.len() / crate::loader::CLASSES.len();
+                let padded = labels[..voxels]
+                    .iter()
+                    .filter(|v| crate::loader::same(&[**v], &[expected]))
+                    .count();
+                assert!(padded > 0, "pad {pad:?} threshold {threshold}");
+            }
+            checked += labels.iter().filter(|v| **v == 1.0).count();
+        }
+    }
+    assert!(checked > 0, "some class voxels were set");
+}
