@@ -95,9 +95,8 @@ pub struct SampleScratch {
     window: Vec<f32>,
     /// Byte scratch: packed class bits, or a uint8 source window.
     bytes: Vec<u8>,
-    /// Output elements outside the level (a bit-pack read, [`bits`]).
-    outside: Vec<usize>,
-    /// The same elements marked (non-zero) in a mask over the output.
+    /// The output elements outside the level, marked (non-zero) in a mask over the output (a
+    /// bit-pack read, [`bits`]).
     outside_mask: Vec<u8>,
     /// The strided maps of a bit-pack read, one per pack.
     maps: Vec<crate::augment::grid::StridedMap>,
@@ -236,7 +235,6 @@ impl Reader {
             values: ValueScratch::with_capacity(largest),
             elastic: ElasticField::with_capacity(largest),
             staged: Vec::new(),
-            outside: Vec::new(),
             outside_mask: Vec::new(),
             maps: Vec::new(),
         }

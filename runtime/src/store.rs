@@ -23,8 +23,10 @@ pub(crate) mod chunk;
 pub(crate) mod encoded;
 pub(crate) mod error;
 pub(crate) mod fetch;
+pub(crate) mod local;
 pub(crate) mod location;
 pub(crate) mod multiscale;
+pub(crate) mod pool;
 
 pub use cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
 pub use chunk::{count_nonzero, decode_chunk};

@@ -17,7 +17,7 @@ use crate::kernels::StridedDest;
 use crate::kernels::copy::{ChunkBox, Region, Runs, Span};
 use crate::kernels::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
 use crate::store::chunk::{chunk_size_error, fetch, fetch_many};
-use crate::store::{ChunkCache, ChunkData, ChunkKey, Level};
+use crate::store::{ChunkCache, ChunkData, ChunkKey, Level, pool};
 
 /// How finished destination rows are written. Rows are assembled in a stack buffer, several at
 /// once (one copy call per chunk covers many rows), then written out whole.
@@ -88,7 +88,10 @@ impl<'c> Source<'c> {
             n,
             fetched: Vec::new(),
         };
-        let Some(cache) = cache.filter(|c| c.fetch_concurrency() > 1) else {
+        // Chunk files of the training cache are read where they are needed: a local read and
+        // decode is shorter than a hand-off to the pool and back.
+        let local = level.array.local.is_some();
+        let Some(cache) = cache.filter(|c| c.fetch_concurrency() > 1 && !local) else {
             return Ok(source);
         };
         let mut missing: Vec<[u64; 3]> = Vec::new();
@@ -138,6 +141,13 @@ impl<'c> Source<'c> {
     }
 }
 
+impl Drop for Source<'_> {
+    /// The chunks fetched for this read go back to the chunk pool once no one else holds them.
+    fn drop(&mut self) {
+        self.fetched.drain(..).flatten().for_each(pool::recycle);
+    }
+}
+
 /// Up to [`GROUP`] chunks along x of one chunk row, and the part of the window they cover.
 struct Group {
     chunks: [Option<Arc<ChunkData>>; GROUP],
@@ -156,6 +166,14 @@ struct Group {
     /// Rows per pass.
     rows_per_pass: usize,
     store: RowStore,
+}
+
+impl Drop for Group {
+    /// The group's chunks go back to the chunk pool once no one else holds them (a cache, the
+    /// read's up-front fetch).
+    fn drop(&mut self) {
+        self.chunks.iter_mut().filter_map(Option::take).for_each(pool::recycle);
+    }
 }
 
 /// A window read: the in-bounds box and the destination's geometry. The destination's

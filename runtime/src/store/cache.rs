@@ -414,6 +414,7 @@ impl ChunkCache {
                 if let Some(e) = shard.map.remove(&oldest) {
                     self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
                     self.evictions.fetch_add(1, Ordering::Relaxed);
+                    super::pool::recycle(e.data);
                 }
             }
             if self.bytes.load(Ordering::Relaxed) + incoming <= self.budget_bytes {
@@ -485,6 +486,7 @@ impl ChunkCache {
                 if let Some(e) = shard.map.remove(&oldest) {
                     self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
                     self.evictions.fetch_add(1, Ordering::Relaxed);
+                    super::pool::recycle(e.data);
                 }
             }
         }

@@ -81,6 +81,9 @@ fn decode_from(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkD
 
 /// Decode `chunk` of `la` as `level`'s array (its dtype and axes), whatever its cache role.
 pub(crate) fn decode_plain(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
+    if let Some(local) = &la.local {
+        return local.read(level, chunk);
+    }
     let indices = full_indices(level, chunk);
     let options = CodecOptions::default().with_concurrent_target(1);
     let result = match level.dtype {
@@ -223,6 +226,11 @@ pub(crate) fn fetch_ahead(
         let mut room = cache.room_before(floor);
         let mut jobs: Vec<(&Level, [u64; 3])> = Vec::new();
         for (level, chunks) in list.iter() {
+            // The training cache's chunk files are read where they are needed (see `Source` in
+            // `read::window`): a local decode is shorter than the hand-off.
+            if level.array.local.is_some() {
+                continue;
+            }
             let least = level.chunk_shape_vox.iter().product::<u64>();
             for &chunk in chunks {
                 if least <= room {

@@ -170,6 +170,8 @@ pub(crate) struct LevelArray {
     pub(crate) sharded: Option<ArrayShardedReadableExtCache>,
     /// `location/path`, for error messages.
     pub(crate) array_location: String,
+    /// The direct reader of a training-cache array's chunk files (else zarrs decodes them).
+    pub(crate) local: Option<super::local::LocalChunks>,
 }
 
 impl LevelArray {
@@ -187,6 +189,7 @@ impl LevelArray {
             sharded: self.sharded.as_ref().map(|_| ArrayShardedReadableExtCache::new(&array)),
             array,
             array_location: self.array_location.clone(),
+            local: self.local.clone(),
         }
     }
 }
@@ -297,7 +300,15 @@ impl Level {
     /// Open the array `path` of `store` (the training cache's folder; 3 spatial axes) with this
     /// level's geometry; it must have this level's spatial shape.
     pub(crate) fn open_like(&self, store: &Location, path: &str) -> Result<Level, OpenError> {
-        let level = open_level(store, path, self.scale_nm, self.translation_nm, 3, false)?;
+        let mut level = open_level(store, path, self.scale_nm, self.translation_nm, 3, false)?;
+        // A local array in the training cache's own layout has its chunk files read directly.
+        let key = path.trim_matches('/');
+        if !super::is_url(&store.location)
+            && let Some(meta) = store.get_json(&format!("{key}/zarr.json"))?
+            && let Some(array) = Arc::get_mut(&mut level.array)
+        {
+            array.local = super::local::LocalChunks::detect(&std::path::Path::new(&store.location).join(key), &meta);
+        }
         if level.shape_vox != self.shape_vox {
             return Err(OpenError::LevelOpen {
                 location: store.location.clone(),
@@ -713,6 +724,7 @@ fn open_level(
             array,
             sharded,
             array_location: format!("{location}/{}", path.trim_matches('/')),
+            local: None,
         }),
         cached: None,
     })
