@@ -100,7 +100,8 @@ fn main() {
     loader_on_synthetic_data(false, true);
     loader_on_synthetic_data(true, false);
     spatial_draws_do_not_allocate();
-    println!("4 passed, 0 failed");
+    training_cache_reads_without_a_chunk_cache();
+    println!("5 passed, 0 failed");
 }
 
 /// The real loader on the synthetic dataset, with mirror, transpose, rotation and noise (and,
@@ -186,4 +187,51 @@ fn spatial_draws_do_not_allocate() {
     println!("draw_spatial: {allocations} allocations over 1000 draws");
     assert_eq!(allocations, 0, "spatial draws must not allocate");
     assert_eq!(permuted, 1000, "every draw rotates");
+}
+
+/// Every read decoding a chunk of the training cache (no chunk cache at all: each window reads
+/// its chunk files again), with mirrors and transposes: after warm-up the chunk memory and the
+/// `Arc`s sharing it are recycled, and no batch allocates.
+fn training_cache_reads_without_a_chunk_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = cellmap_runtime::synth::SynthOptions {
+        size: cellmap_runtime::synth::SynthSize::Small,
+        variants: vec![cellmap_runtime::synth::SynthVariant::V2],
+        ..Default::default()
+    };
+    let report = cellmap_runtime::synth::write_synthetic(&tmp.path().join("synth"), &options).unwrap();
+    let cache = tmp.path().join("training-cache");
+    let mut text = std::fs::read_to_string(&report.spec_yaml).unwrap();
+    text.push_str("augment:\n  spatial:\n    mirror: {z: 0.5, y: 0.5, x: 0.5}\n    transpose: [z, y, x]\n");
+    let spec = cellmap_schema::parse(&text, &report.spec_yaml).unwrap().spec;
+    let written = cellmap_runtime::training_cache::write(
+        &spec,
+        &cache,
+        &cellmap_runtime::training_cache::CacheOptions::for_spec(&spec),
+    )
+    .unwrap();
+    assert!(written.packs_written > 0, "{written:?}");
+    text = text.replace(
+        "loader:\n",
+        &format!("loader:\n  training_cache: {}\n", cache.display()),
+    );
+    let spec = cellmap_schema::parse(&text, &report.spec_yaml).unwrap().spec;
+    let mut options = cellmap_runtime::LoaderOptions::train().unwrap();
+    options.dist = cellmap_runtime::DistInfo::single();
+    options.no_cache = true;
+    let mut loader = cellmap_runtime::Loader::open(spec, options).unwrap();
+    for _ in 0..30 {
+        loader.next_batch().unwrap().unwrap();
+    }
+    let before = cellmap_runtime::diagnostics::allocations();
+    let n = 100;
+    for _ in 0..n {
+        loader.next_batch().unwrap().unwrap();
+    }
+    let allocations = cellmap_runtime::diagnostics::allocations() - before;
+    println!("training cache, no chunk cache: {allocations} allocations over {n} steady-state batches");
+    assert_eq!(
+        allocations, 0,
+        "reads through the training cache must not allocate once warm"
+    );
 }

@@ -122,6 +122,11 @@ impl FetchAhead {
                 let Some(request) = request(t, position) else { continue };
                 let draw = reader.spatial_draw(&request);
                 reader.sample_chunks(&request, &draw, &mut |level, chunk| {
+                    // The training cache's chunk files are read where they are needed (see
+                    // `Source` in `read::window`): a local decode is shorter than the hand-off.
+                    if level.array.local.is_some() {
+                        return;
+                    }
                     let key = ChunkKey {
                         level_id: level.id,
                         chunk,

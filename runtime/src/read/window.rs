@@ -510,6 +510,7 @@ impl<'l> WindowRead<'l> {
                     if !copy(&chunk, Span::Region(&region), dest) {
                         return Err(chunk_size_error(self.level, cidx.map(|v| v as u64), chunk.len()).into());
                     }
+                    pool::recycle(chunk);
                 }
             }
         }

@@ -111,7 +111,7 @@ pub(crate) fn decode_plain(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> R
 /// As [`decode_chunk`].
 pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
     match cache {
-        None => Ok(Arc::new(decode_chunk(level, chunk)?.tagged())),
+        None => Ok(super::pool::wrap(decode_chunk(level, chunk)?.tagged())),
         Some(cache) => {
             let key = ChunkKey {
                 level_id: level.id,
@@ -141,7 +141,7 @@ fn load(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> Result<Arc<ChunkD
     let data = data?;
     counters.chunks.fetch_add(1, Ordering::Relaxed);
     counters.bytes.fetch_add(data.byte_len() as u64, Ordering::Relaxed);
-    Ok(Arc::new(data.tagged()))
+    Ok(super::pool::wrap(data.tagged()))
 }
 
 /// Fetch `chunks` of `level` through `cache` on its fetch pool, several at once, into `out`
@@ -226,11 +226,6 @@ pub(crate) fn fetch_ahead(
         let mut room = cache.room_before(floor);
         let mut jobs: Vec<(&Level, [u64; 3])> = Vec::new();
         for (level, chunks) in list.iter() {
-            // The training cache's chunk files are read where they are needed (see `Source` in
-            // `read::window`): a local decode is shorter than the hand-off.
-            if level.array.local.is_some() {
-                continue;
-            }
             let least = level.chunk_shape_vox.iter().product::<u64>();
             for &chunk in chunks {
                 if least <= room {

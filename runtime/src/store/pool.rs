@@ -4,7 +4,9 @@
 //! `uint8` is what the training cache holds most of (raw EM, packed class bits); chunks of other
 //! types are allocated as before.
 //!
-//! The pool keeps at most [`POOL_BYTES`]; buffers past it are freed.
+//! The `Arc` a chunk is shared through is recycled too ([`wrap`]), so that a read that misses
+//! every cache allocates nothing once warm. The pool keeps at most [`POOL_BYTES`] of buffers and
+//! [`POOL_ARCS`] empty `Arc`s; past that they are freed.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -14,14 +16,20 @@ use super::multiscale::SourceDtype;
 /// Bytes of free buffers the pool keeps at most.
 pub(crate) const POOL_BYTES: usize = 32 << 20;
 
+/// Empty `Arc`s the pool keeps at most.
+pub(crate) const POOL_ARCS: usize = 4096;
+
 struct Pool {
     free: Vec<Vec<u8>>,
     bytes: usize,
+    /// `Arc`s no one else holds, each with an empty chunk.
+    arcs: Vec<Arc<ChunkData>>,
 }
 
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     free: Vec::new(),
     bytes: 0,
+    arcs: Vec::new(),
 });
 
 /// A `uint8` buffer of `len` elements from the pool (or a new one), its contents unspecified.
@@ -65,14 +73,40 @@ pub(crate) fn filled(
     Ok(data)
 }
 
-/// Hand a chunk back once its last reader lets go of it (no effect while another holds it).
-pub(crate) fn recycle(data: Arc<ChunkData>) {
-    if let Some(ChunkData::U8(v) | ChunkData::UniformU8(v)) = Arc::into_inner(data) {
-        let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.bytes + v.capacity() <= POOL_BYTES {
-            pool.bytes += v.capacity();
-            pool.free.push(v);
-        }
+/// `data` shared through an `Arc`, a recycled one when the pool has one.
+pub(crate) fn wrap(data: ChunkData) -> Arc<ChunkData> {
+    let arc = POOL.lock().unwrap_or_else(PoisonError::into_inner).arcs.pop();
+    match arc {
+        Some(mut arc) => match Arc::get_mut(&mut arc) {
+            Some(slot) => {
+                *slot = data;
+                arc
+            }
+            None => Arc::new(data),
+        },
+        None => Arc::new(data),
+    }
+}
+
+/// Hand a chunk back once its last reader lets go of it (no effect while another holds it): its
+/// `uint8` memory and its `Arc` are kept for the next decodes.
+pub(crate) fn recycle(mut data: Arc<ChunkData>) {
+    let Some(slot) = Arc::get_mut(&mut data) else {
+        return;
+    };
+    let buffer = match std::mem::replace(slot, ChunkData::U8(Vec::new())) {
+        ChunkData::U8(v) | ChunkData::UniformU8(v) => Some(v),
+        _ => None,
+    };
+    let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(v) = buffer
+        && pool.bytes + v.capacity() <= POOL_BYTES
+    {
+        pool.bytes += v.capacity();
+        pool.free.push(v);
+    }
+    if pool.arcs.len() < POOL_ARCS {
+        pool.arcs.push(data);
     }
 }
 
@@ -136,5 +170,8 @@ mod tests {
         .unwrap();
         assert_eq!(wide, ChunkData::U16(vec![1, 2, 259]));
         assert!(filled(SourceDtype::U8, 4, |_| Err("no".into())).is_err());
+        // A recycled `Arc` carries the next chunk.
+        let again = wrap(ChunkData::U16(vec![5, 6]));
+        assert_eq!(*again, ChunkData::U16(vec![5, 6]));
     }
 }
