@@ -102,7 +102,7 @@ fn write_training_cache<'py>(
     let mut options = CacheOptions::for_spec(&spec);
     options.codec = CacheCodec::from_name(&args.codec).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "unknown codec `{}` (expected `none`, `lz4` or `zstd`)",
+            "unknown codec `{}` (expected `auto`, `none`, `lz4` or `zstd`)",
             args.codec
         ))
     })?;

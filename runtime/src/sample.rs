@@ -117,8 +117,8 @@ pub struct ReadInfo {
     pub strided: u32,
     /// Arrays (and classes) read with interpolation.
     pub gathered: u32,
-    /// Classes read from the training cache's bit packs, one window read per pack (counted in
-    /// `strided` too).
+    /// Classes read from the training cache's bit packs, one window read per pack (a strided
+    /// copy or a packed gather; counted in `strided` or `gathered` too).
     pub from_packs: u32,
 }
 
@@ -405,6 +405,7 @@ impl Reader {
         if let Some(p) = packed {
             self.read_packed(scratch, sample, p, array, out)?;
             info.gathered += 1;
+            info.from_packs += p.classes_from_pack();
         }
         // Classes of the training cache's bit packs, one read per pack, on a strided copy.
         let bits = match &self.bits[sample.request.dataset][t] {

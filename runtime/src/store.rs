@@ -20,16 +20,19 @@
 pub(crate) mod cache;
 pub(crate) mod cached;
 pub(crate) mod chunk;
+pub(crate) mod chunk_data;
 pub(crate) mod encoded;
 pub(crate) mod error;
 pub(crate) mod fetch;
 pub(crate) mod local;
+pub(crate) mod local_layout;
 pub(crate) mod location;
 pub(crate) mod multiscale;
 pub(crate) mod pool;
 
-pub use cache::{CacheStats, ChunkCache, ChunkData, ChunkKey};
+pub use cache::{CacheStats, ChunkCache, ChunkKey};
 pub use chunk::{count_nonzero, decode_chunk};
+pub use chunk_data::ChunkData;
 pub use encoded::{CompressedOptions, CompressedStats, DEFAULT_COMPRESSED_CACHE_BYTES, ENTRY_OVERHEAD_BYTES};
 pub use error::{ChunkError, FetchError, OpenError, RemoteErrorKind};
 pub use fetch::{FetchOptions, FetchStats, STORE_DELAY_ENV, store_delay_from_env};

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use zarrs::array::{ArrayError, CodecOptions, ElementOwned};
 
-use super::cache::ChunkData;
+use super::chunk_data::ChunkData;
 use super::error::ChunkError;
 use super::multiscale::{CacheRole, ChunkBox, Level, LevelArray, SourceDtype};
 

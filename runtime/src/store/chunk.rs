@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use zarrs::array::{ArrayError, ArrayShardedReadableExt, CodecOptions, ElementOwned};
 
-use super::cache::{ChunkCache, ChunkData, ChunkKey};
+use super::cache::{ChunkCache, ChunkKey};
+use super::chunk_data::ChunkData;
 use super::error::ChunkError;
 use super::fetch::FetchCounters;
 use super::multiscale::{Level, LevelArray, SourceDtype};

@@ -10,61 +10,14 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Read;
-use std::path::Path;
 
-use serde_json::Value;
-
-use super::cache::ChunkData;
+use super::chunk_data::ChunkData;
 use super::error::ChunkError;
+use super::local_layout::{Codec, LocalChunks};
 use super::multiscale::{Level, SourceDtype};
 use super::pool;
 
-/// How a chunk file is encoded after the little-endian `bytes` codec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Codec {
-    /// Stored as is.
-    Raw,
-    /// One blosc frame (any of its compressors: the frame names its own).
-    Blosc,
-}
-
-/// A training-cache array whose chunk files are read directly.
-#[derive(Clone, Debug)]
-pub(crate) struct LocalChunks {
-    /// The array's folder.
-    folder: String,
-    codec: Codec,
-}
-
 impl LocalChunks {
-    /// The direct reader of the array in `folder` with metadata `meta` (its `zarr.json`), when
-    /// its layout is the training cache's (see the module docs); `None` otherwise.
-    pub(crate) fn detect(folder: &Path, meta: &Value) -> Option<LocalChunks> {
-        if cfg!(target_endian = "big") || meta["zarr_format"] != 3 || meta["shape"].as_array()?.len() != 3 {
-            return None;
-        }
-        let keys = &meta["chunk_key_encoding"];
-        let default_keys = keys["name"] == "default"
-            && (keys["configuration"]["separator"] == "/" || keys["configuration"]["separator"].is_null());
-        let fill_zero = meta["fill_value"].as_f64() == Some(0.0);
-        if !default_keys || !fill_zero || meta["chunk_grid"]["name"] != "regular" {
-            return None;
-        }
-        let codecs = meta["codecs"].as_array()?;
-        let little = |c: &Value| {
-            c["name"] == "bytes" && (c["configuration"]["endian"] == "little" || c["configuration"]["endian"].is_null())
-        };
-        let codec = match codecs.as_slice() {
-            [bytes] if little(bytes) => Codec::Raw,
-            [bytes, blosc] if little(bytes) && blosc["name"] == "blosc" => Codec::Blosc,
-            _ => return None,
-        };
-        Some(LocalChunks {
-            folder: folder.to_str()?.to_owned(),
-            codec,
-        })
-    }
-
     /// Chunk `chunk` of `level` (whose array this reads): a missing file reads as zeros, the
     /// fill value.
     ///
@@ -87,37 +40,36 @@ impl LocalChunks {
         FILE.with_borrow_mut(|file| {
             file.path.clear();
             let _ = write!(file.path, "{}/c/{}/{}/{}", self.folder, chunk[0], chunk[1], chunk[2]);
-            file.bytes.clear();
-            match std::fs::File::open(&file.path) {
-                Ok(mut f) => f.read_to_end(&mut file.bytes).map_err(|e| e.to_string())?,
+            let mut f = match std::fs::File::open(&file.path) {
+                Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(pool::zeroed(dtype, elements)),
                 Err(e) => return Err(e.to_string()),
             };
             let bytes = elements * dtype.size_bytes();
-            pool::filled(dtype, elements, |dst| self.decode(&file.bytes, dst, bytes))
-        })
-    }
-
-    /// Decode the chunk file `src` into `dst` (`bytes` bytes, the whole chunk); `dst` is written
-    /// whole or an error returned.
-    fn decode(&self, src: &[u8], dst: *mut u8, bytes: usize) -> Result<(), String> {
-        match self.codec {
-            Codec::Raw => {
-                if src.len() != bytes {
-                    return Err(format!("the file holds {} bytes, the chunk {bytes}", src.len()));
+            match self.codec {
+                // Straight into the chunk's memory, then a check that the file ends there.
+                Codec::Raw => pool::filled(dtype, elements, |dst| {
+                    let short = |e: std::io::Error| format!("{e}: the file holds fewer bytes than the chunk's {bytes}");
+                    f.read_exact(dst).map_err(short)?;
+                    match f.read(&mut [0u8; 1]) {
+                        Ok(0) => Ok(()),
+                        Ok(_) => Err(format!("the file holds more bytes than the chunk's {bytes}")),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }),
+                Codec::Blosc => {
+                    file.bytes.clear();
+                    f.read_to_end(&mut file.bytes).map_err(|e| e.to_string())?;
+                    pool::filled(dtype, elements, |dst| blosc_decompress(&file.bytes, dst))
                 }
-                // SAFETY: `dst` is valid for `bytes` bytes (`pool::filled`'s contract) and does
-                // not overlap `src`, a per-thread buffer.
-                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, bytes) };
-                Ok(())
             }
-            Codec::Blosc => blosc_decompress(src, dst, bytes),
-        }
+        })
     }
 }
 
-/// Decompress the blosc frame `src` into `dst`, which must be exactly `bytes` long.
-fn blosc_decompress(src: &[u8], dst: *mut u8, bytes: usize) -> Result<(), String> {
+/// Decompress the blosc frame `src` into `dst`, whose length must be the frame's decoded size.
+fn blosc_decompress(src: &[u8], dst: &mut [u8]) -> Result<(), String> {
+    let bytes = dst.len();
     // A blosc header is 16 bytes; the sizes it gives are checked against the file and the chunk.
     if src.len() < 16 {
         return Err(format!(
@@ -136,7 +88,7 @@ fn blosc_decompress(src: &[u8], dst: *mut u8, bytes: usize) -> Result<(), String
     }
     // SAFETY: `src` holds the `cbytes` bytes of the frame (checked above); `dst` is valid for
     // `bytes` bytes, which is the frame's decoded size, the most the call writes.
-    let n = unsafe { blosc_src::blosc_decompress_ctx(src.as_ptr().cast(), dst.cast(), bytes, 1) };
+    let n = unsafe { blosc_src::blosc_decompress_ctx(src.as_ptr().cast(), dst.as_mut_ptr().cast(), bytes, 1) };
     if usize::try_from(n).ok() != Some(bytes) {
         return Err(format!("blosc decompression failed ({n})"));
     }
@@ -156,7 +108,10 @@ thread_local! {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::sync::Arc;
+
+    use serde_json::Value;
 
     use serde_json::json;
     use zarrs::array::Array;

@@ -171,7 +171,7 @@ pub(crate) struct LevelArray {
     /// `location/path`, for error messages.
     pub(crate) array_location: String,
     /// The direct reader of a training-cache array's chunk files (else zarrs decodes them).
-    pub(crate) local: Option<super::local::LocalChunks>,
+    pub(crate) local: Option<super::local_layout::LocalChunks>,
 }
 
 impl LevelArray {
@@ -307,7 +307,8 @@ impl Level {
             && let Some(meta) = store.get_json(&format!("{key}/zarr.json"))?
             && let Some(array) = Arc::get_mut(&mut level.array)
         {
-            array.local = super::local::LocalChunks::detect(&std::path::Path::new(&store.location).join(key), &meta);
+            array.local =
+                super::local_layout::LocalChunks::detect(&std::path::Path::new(&store.location).join(key), &meta);
         }
         if level.shape_vox != self.shape_vox {
             return Err(OpenError::LevelOpen {

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::cache::ChunkData;
+use super::chunk_data::ChunkData;
 use super::multiscale::SourceDtype;
 
 /// Bytes of free buffers the pool keeps at most.
@@ -56,20 +56,23 @@ pub(crate) fn zeroed(dtype: SourceDtype, elements: usize) -> ChunkData {
     zero_of(dtype, elements)
 }
 
-/// A chunk of `elements` elements of `dtype` whose bytes `fill` writes, whole, through the
-/// pointer it is given (valid for `elements × size` bytes); its error is passed on.
+/// A chunk of `elements` elements of `dtype` whose bytes `fill` writes, whole (it is given every
+/// byte of the chunk: a recycled buffer's old values, or zeros); its error is passed on.
 pub(crate) fn filled(
     dtype: SourceDtype,
     elements: usize,
-    fill: impl FnOnce(*mut u8) -> Result<(), String>,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), String>,
 ) -> Result<ChunkData, String> {
     if dtype == SourceDtype::U8 {
         let mut v = take_u8(elements);
-        fill(v.as_mut_ptr())?;
+        fill(&mut v)?;
         return Ok(ChunkData::U8(v));
     }
     let mut data = zero_of(dtype, elements);
-    fill(bytes_of(&mut data))?;
+    let bytes = data.byte_len();
+    // SAFETY: the chunk's elements are plain integers or floats without padding, initialized
+    // (zeros), `bytes` long in all; every byte pattern is a valid element.
+    fill(unsafe { std::slice::from_raw_parts_mut(bytes_of(&mut data), bytes) })?;
     Ok(data)
 }
 
@@ -150,9 +153,8 @@ mod tests {
     #[test]
     fn recycled_buffers_are_refilled_whole() {
         let a = Arc::new(
-            filled(SourceDtype::U8, 64, |p| {
-                // SAFETY: `p` is valid for 64 bytes (`filled`'s contract).
-                unsafe { std::ptr::write_bytes(p, 7, 64) };
+            filled(SourceDtype::U8, 64, |b| {
+                b.fill(7);
                 Ok(())
             })
             .unwrap(),
@@ -162,9 +164,8 @@ mod tests {
         assert_eq!(*shared, ChunkData::U8(vec![7; 64]), "a shared chunk is left alone");
         recycle(shared);
         assert_eq!(zeroed(SourceDtype::U8, 48), ChunkData::U8(vec![0; 48]));
-        let wide = filled(SourceDtype::U16, 3, |p| {
-            // SAFETY: `p` is valid for 6 bytes.
-            unsafe { std::ptr::copy_nonoverlapping([1u8, 0, 2, 0, 3, 1].as_ptr(), p, 6) };
+        let wide = filled(SourceDtype::U16, 3, |b| {
+            b.copy_from_slice(&[1, 0, 2, 0, 3, 1]);
             Ok(())
         })
         .unwrap();

@@ -100,6 +100,19 @@ pub(super) fn write_copy(
 ) -> Result<(), CacheError> {
     let source = &job.source;
     let src_name = source.array_location();
+    let err = |e: &dyn std::fmt::Display| CacheError::Copy {
+        source_array: src_name.to_owned(),
+        array: dir.join(path).display().to_string(),
+        message: e.to_string(),
+    };
+    let blocks = blocks(&job.boxes, job.chunk, source.shape_vox);
+    let codec = match (codec, blocks.first()) {
+        (CacheCodec::Auto, Some(first)) => codec.resolve(
+            &block_bytes(source, first).map_err(|e| err(&e))?,
+            source.dtype.size_bytes(),
+        ),
+        _ => codec,
+    };
     let array = create_array(
         store,
         dir,
@@ -108,12 +121,6 @@ pub(super) fn write_copy(
         codec,
         src_name,
     )?;
-    let err = |e: &dyn std::fmt::Display| CacheError::Copy {
-        source_array: src_name.to_owned(),
-        array: dir.join(path).display().to_string(),
-        message: e.to_string(),
-    };
-    let blocks = blocks(&job.boxes, job.chunk, source.shape_vox);
     blocks.par_iter().with_max_len(1).try_for_each(|ranges| {
         let spatial: Vec<Range<u64>> = ranges.to_vec();
         macro_rules! copy {
@@ -143,6 +150,31 @@ pub(super) fn write_copy(
             .chunks
             .fetch_add(chunks_in(ranges, job.chunk), Ordering::Relaxed);
         Ok(())
+    })
+}
+
+/// The voxels of `level` in `ranges` as their little-endian bytes (the codec sample of
+/// [`CacheCodec::Auto`]).
+fn block_bytes(level: &Level, ranges: &[Range<u64>; 3]) -> Result<Vec<u8>, zarrs::array::ArrayError> {
+    macro_rules! bytes {
+        ($t:ty) => {
+            read_subset::<$t>(level, ranges)?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect()
+        };
+    }
+    Ok(match level.dtype {
+        SourceDtype::U8 => read_subset::<u8>(level, ranges)?,
+        SourceDtype::U16 => bytes!(u16),
+        SourceDtype::U32 => bytes!(u32),
+        SourceDtype::U64 => bytes!(u64),
+        SourceDtype::I8 => bytes!(i8),
+        SourceDtype::I16 => bytes!(i16),
+        SourceDtype::I32 => bytes!(i32),
+        SourceDtype::I64 => bytes!(i64),
+        SourceDtype::F32 => bytes!(f32),
+        SourceDtype::F64 => bytes!(f64),
     })
 }
 

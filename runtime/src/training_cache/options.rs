@@ -13,18 +13,26 @@ use crate::store::SourceDtype;
 /// The codec of the cached arrays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CacheCodec {
-    /// No compression: the decode is a copy; the most disk.
-    None,
-    /// blosc-lz4 (level 1): near-copy decode speed, some compression (labels a lot). The default.
+    /// Per array: blosc-lz4 where it saves at least a tenth of the bytes (tried on the array's
+    /// first block; packed classes always), else none. Raw EM rarely compresses with lz4, and an
+    /// uncompressed chunk is read straight into the chunk's memory. The default.
     #[default]
+    Auto,
+    /// No compression: the decode is one file read into the chunk's memory; the most disk.
+    None,
+    /// blosc-lz4 (level 1): near-copy decode speed, some compression (labels a lot).
     Lz4,
-    /// zstd (level 1): smaller files, slower decodes.
+    /// zstd (level 1): smaller files, slower decodes (read through zarrs).
     Zstd,
 }
 
+/// The share of its bytes lz4 must save on an array's first block for [`CacheCodec::Auto`] to
+/// compress the array.
+const AUTO_MIN_SAVING: f64 = 0.1;
+
 impl CacheCodec {
     /// Every codec, in the order the command line lists them.
-    pub const ALL: [CacheCodec; 3] = [CacheCodec::None, CacheCodec::Lz4, CacheCodec::Zstd];
+    pub const ALL: [CacheCodec; 4] = [CacheCodec::Auto, CacheCodec::None, CacheCodec::Lz4, CacheCodec::Zstd];
 
     /// The codec called `name` ([`CacheCodec::name`]).
     pub fn from_name(name: &str) -> Option<CacheCodec> {
@@ -34,17 +42,32 @@ impl CacheCodec {
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
+            CacheCodec::Auto => "auto",
             CacheCodec::None => "none",
             CacheCodec::Lz4 => "lz4",
             CacheCodec::Zstd => "zstd",
         }
     }
 
-    /// The zarr v3 codec chain for elements of `dtype`.
+    /// The codec an array is written with: [`CacheCodec::Auto`] resolved against `sample`, the
+    /// bytes of the array's first block as stored (elements of `typesize` bytes).
+    pub(super) fn resolve(self, sample: &[u8], typesize: usize) -> CacheCodec {
+        if self != CacheCodec::Auto {
+            return self;
+        }
+        match lz4_size(sample, typesize) {
+            Some(n) if (n as f64) <= (1.0 - AUTO_MIN_SAVING) * sample.len() as f64 => CacheCodec::Lz4,
+            _ => CacheCodec::None,
+        }
+    }
+
+    /// The zarr v3 codec chain for elements of `dtype` (`Auto` resolved: see
+    /// [`CacheCodec::resolve`]; unresolved it writes lz4).
     pub(super) fn codecs(self, dtype: SourceDtype) -> serde_json::Value {
         let bytes = json!({"name": "bytes", "configuration": {"endian": "little"}});
         match self {
             CacheCodec::None => json!([bytes]),
+            CacheCodec::Auto => CacheCodec::Lz4.codecs(dtype),
             CacheCodec::Lz4 => {
                 let size = dtype.size_bytes();
                 let shuffle = if size > 1 { "shuffle" } else { "noshuffle" };
@@ -54,6 +77,34 @@ impl CacheCodec {
             CacheCodec::Zstd => json!([bytes, {"name": "zstd", "configuration": {"level": 1, "checksum": false}}]),
         }
     }
+}
+
+/// Bytes of `data` compressed as the lz4 codec writes it (blosc-lz4, level 1, shuffled for
+/// elements wider than a byte); `None` when blosc refuses.
+fn lz4_size(data: &[u8], typesize: usize) -> Option<usize> {
+    if data.is_empty() {
+        return None;
+    }
+    // blosc's worst case: the input plus its 16-byte header.
+    let mut out = vec![0u8; data.len() + 16];
+    let shuffle = i32::from(typesize > 1);
+    // SAFETY: `data` is valid for `data.len()` bytes and `out` for `out.len()`, which the call
+    // does not exceed; the compressor name is a NUL-terminated string.
+    let n = unsafe {
+        blosc_src::blosc_compress_ctx(
+            1,
+            shuffle,
+            typesize.max(1),
+            data.len(),
+            data.as_ptr().cast(),
+            out.as_mut_ptr().cast(),
+            out.len(),
+            c"lz4".as_ptr(),
+            0,
+            1,
+        )
+    };
+    usize::try_from(n).ok().filter(|&n| n > 0)
 }
 
 /// How the cache is written.
@@ -160,5 +211,33 @@ pub(super) fn io_err(path: &Path, e: &dyn std::fmt::Display) -> CacheError {
     CacheError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `auto` picks lz4 for bytes it shrinks by a tenth (runs, shuffled small integers) and none
+    /// for noise; the explicit codecs stay as they are.
+    #[test]
+    fn auto_resolves_by_what_lz4_saves() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..1 << 15)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let runs: Vec<u8> = (0..1 << 15).map(|i| u8::from(i % 1000 < 300)).collect();
+        let small_u16: Vec<u8> = (0..1u16 << 14).flat_map(|i| (i % 300).to_le_bytes()).collect();
+        assert_eq!(CacheCodec::Auto.resolve(&noise, 1), CacheCodec::None);
+        assert_eq!(CacheCodec::Auto.resolve(&runs, 1), CacheCodec::Lz4);
+        assert_eq!(CacheCodec::Auto.resolve(&small_u16, 2), CacheCodec::Lz4);
+        assert_eq!(CacheCodec::Auto.resolve(&[], 1), CacheCodec::None);
+        assert_eq!(CacheCodec::Zstd.resolve(&noise, 1), CacheCodec::Zstd);
+        assert_eq!(CacheCodec::from_name("auto"), Some(CacheCodec::Auto));
     }
 }

@@ -407,10 +407,10 @@ fn first_file(dir: &Path) -> std::path::PathBuf {
     panic!("no chunk under {}", dir.display());
 }
 
-/// A strided read (mirrors and transposes, no rotation) takes every class of a bit pack from one
-/// window read of the pack, with the voxels a class-by-class read of the data gives: inside the
-/// crop, and outside it where the pad value is binarized per class (NaN kept; 0.5 above a
-/// threshold of 0, not above 0.7).
+/// A strided read (mirrors and transposes) takes every class of a bit pack from one window read
+/// of the pack, and so does a rotated one (the packed gather), with the voxels a class-by-class
+/// read of the data gives: inside the crop, and outside it where the pad value is binarized per
+/// class (NaN kept; 0.5 above a threshold of 0, not above 0.7).
 #[test]
 fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxels() {
     use cellmap_runtime::rng::SampleKey;
@@ -418,9 +418,12 @@ fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxe
 
     let f = synth(SynthVariant::V2);
     let dir = f.dir.parent().unwrap().join("cache-bits");
-    let edit = |cache: Option<&Path>, pad: Option<f64>, threshold: f64| {
+    let edit = |cache: Option<&Path>, pad: Option<f64>, threshold: f64, rotate: bool| {
         spec_with(&f.dir, |d| {
             d["augment"]["spatial"] = json!({"mirror": {"z": 0.5, "y": 0.5, "x": 0.5}, "transpose": ["z", "y", "x"]});
+            if rotate {
+                d["augment"]["spatial"]["rotate"] = json!({"z": [-180, 180]});
+            }
             d["augment"]["targets"] = json!([{"binarize": {"threshold": threshold}}]);
             if let Some(pad) = pad {
                 d["sampling"]["pad_value"] = json!({"targets": pad});
@@ -430,11 +433,12 @@ fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxe
             }
         })
     };
-    write(&edit(None, None, 0.0), &dir, &options(8)).unwrap();
+    write(&edit(None, None, 0.0, true), &dir, &options(8)).unwrap();
     let mut checked = 0;
-    for (pad, threshold) in [(None, 0.0), (Some(0.5), 0.0), (Some(0.5), 0.7)] {
+    let cases = [(None, 0.0), (Some(0.5), 0.0), (Some(0.5), 0.7)];
+    for (pad, threshold, rotate) in cases.into_iter().flat_map(|(p, t)| [(p, t, false), (p, t, true)]) {
         let [direct, cached] = [None, Some(dir.as_path())].map(|cache| {
-            let spec = Arc::new(edit(cache, pad, threshold));
+            let spec = Arc::new(edit(cache, pad, threshold, rotate));
             let planned = Arc::new(plan(&spec, PlanOptions::default()).unwrap());
             (Reader::new(spec, Arc::clone(&planned), None), planned)
         });
@@ -467,10 +471,18 @@ fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxe
                 values: true,
             };
             let (mut a, mut b) = (empty.clone(), empty.clone());
+            // Without rotation a strided copy; with it the packed gather.
             let info = cached.0.read(&mut cached.0.scratch(), &request, &mut a).unwrap();
             let plain = direct.0.read(&mut direct.0.scratch(), &request, &mut b).unwrap();
-            assert_eq!(info.from_packs as usize, crate::loader::CLASSES.len(), "{info:?}");
-            assert_eq!((plain.from_packs, info.strided), (0, plain.strided));
+            assert_eq!(
+                info.from_packs as usize,
+                crate::loader::CLASSES.len(),
+                "rotate {rotate}: {info:?}"
+            );
+            assert_eq!(
+                (plain.from_packs, info.strided, info.gathered),
+                (0, plain.strided, plain.gathered)
+            );
             for (x, y) in a.iter().zip(&b) {
                 assert!(
                     crate::loader::same(x, y),
@@ -478,7 +490,7 @@ fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxe
                 );
             }
             let labels = &a[1];
-            if t == 0.0 {
+            if t == 0.0 && !rotate {
                 // Outside the crop the class channels hold the binarized pad value.
                 let expected = match pad {
                     None => f32::NAN,
@@ -495,4 +507,36 @@ fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxe
         }
     }
     assert!(checked > 0, "some class voxels were set");
+}
+
+/// The default codec (`auto`) compresses what lz4 shrinks by a tenth and leaves the rest
+/// uncompressed: the synthetic raw (noise over smooth shapes) is stored as is, the packed classes
+/// with blosc-lz4; both are read directly and give the direct batches.
+#[test]
+fn the_auto_codec_stores_raw_that_does_not_compress_as_is_and_packs_with_lz4() {
+    let f = synth(SynthVariant::V2);
+    let dir = f.dir.parent().unwrap().join("cache-auto");
+    let direct = spec(&f.dir, None);
+    let mut o = options(32);
+    o.codec = CacheCodec::Auto;
+    write(&direct, &dir, &o).unwrap();
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join(MANIFEST)).unwrap()).unwrap();
+    let codecs = |path: &str| {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(path).join("zarr.json")).unwrap()).unwrap();
+        meta["codecs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    for copy in &manifest.arrays {
+        assert_eq!(codecs(&copy.path), ["bytes"], "{}", copy.path);
+    }
+    assert!(!manifest.packs.is_empty());
+    for pack in &manifest.packs {
+        assert_eq!(codecs(&pack.path), ["bytes", "blosc"], "{}", pack.path);
+    }
+    assert_eq!(both(&spec(&f.dir, Some(&dir))), both(&direct));
 }
