@@ -540,3 +540,47 @@ fn the_auto_codec_stores_raw_that_does_not_compress_as_is_and_packs_with_lz4() {
     }
     assert_eq!(both(&spec(&f.dir, Some(&dir))), both(&direct));
 }
+
+/// A truncated chunk file of the cache fails the batch with an error that names the cached array,
+/// the chunk and the sizes (nothing read past the file).
+#[test]
+fn a_truncated_cache_chunk_is_an_error_naming_the_file_and_the_fix() {
+    let f = synth(SynthVariant::V2);
+    let dir = f.dir.parent().unwrap().join("cache-truncated");
+    let direct = spec(&f.dir, None);
+    let mut o = options(8);
+    o.codec = CacheCodec::None;
+    write(&direct, &dir, &o).unwrap();
+    let manifest = Manifest::read(&dir).unwrap();
+    // Every chunk file of the raw copy loses its second half.
+    let mut files = vec![dir.join(&manifest.arrays[0].path).join("c")];
+    let mut truncated = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+            truncated += 1;
+        }
+    }
+    assert!(truncated > 0);
+    let cached = spec(&f.dir, Some(&dir));
+    let mut o = crate::loader::options(Split::Train);
+    o.no_cache = true;
+    let mut loader = cellmap_runtime::Loader::open(cached, o).unwrap();
+    let err = loader.next_batch().expect("a batch").err().expect("the batch fails");
+    let mut chain = vec![err.to_string()];
+    let mut source = std::error::Error::source(&err);
+    while let Some(e) = source {
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    let text = chain.join(" / ");
+    assert!(
+        text.contains(&manifest.arrays[0].path)
+            && text.contains("could not be decoded")
+            && text.contains("fewer bytes"),
+        "{text}"
+    );
+}
