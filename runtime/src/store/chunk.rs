@@ -134,8 +134,12 @@ pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) 
 fn load(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
     let counters = &cache.fetch_counters;
     let _in_flight = counters.start_request();
-    // The store is read through the cache's tier: the delay per request, the compressed tier.
-    let view = cache.level_view(level);
+    // The store is read through the cache's tier (the delay per request, the compressed tier),
+    // except a training cache's chunk files, which are read directly (no view to make).
+    let view = match level.array.local {
+        Some(_) => Arc::clone(&level.array),
+        None => cache.level_view(level),
+    };
     let start = Instant::now();
     let data = decode_from(level, &view, chunk);
     FetchCounters::add_time(&counters.decode_ns, start.elapsed());
