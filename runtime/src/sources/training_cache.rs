@@ -104,16 +104,18 @@ impl TrainingCache {
 
     /// Pack `p`, opened once with the geometry of its member `like`.
     fn pack(&self, p: usize, like: &Level) -> Result<Arc<Level>, String> {
-        let mut packs = self.packs.lock().unwrap_or_else(PoisonError::into_inner);
-        packs
-            .entry(p)
-            .or_insert_with(|| {
-                let entry = &self.manifest.packs[p];
-                like.open_like(&self.store, &entry.path)
-                    .map(Arc::new)
-                    .map_err(|e| format!("training cache: {e}; reading its classes from their sources"))
-            })
-            .clone()
+        let lock = || self.packs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(opened) = lock().get(&p) {
+            return opened.clone();
+        }
+        // Opened without the lock (datasets open in parallel); if two threads open the same
+        // pack, the first one stored is the one every class shares.
+        let entry = &self.manifest.packs[p];
+        let opened = like
+            .open_like(&self.store, &entry.path)
+            .map(Arc::new)
+            .map_err(|e| format!("training cache: {e}; reading its classes from their sources"));
+        lock().entry(p).or_insert(opened).clone()
     }
 
     /// Swap every level of `ms` the cache holds; the warnings of those it holds but cannot use.

@@ -300,11 +300,11 @@ impl Level {
     /// Open the array `path` of `store` (the training cache's folder; 3 spatial axes) with this
     /// level's geometry; it must have this level's spatial shape.
     pub(crate) fn open_like(&self, store: &Location, path: &str) -> Result<Level, OpenError> {
-        let mut level = open_level(store, path, self.scale_nm, self.translation_nm, 3, false)?;
+        let (mut level, meta) = open_level_meta(store, path, (self.scale_nm, self.translation_nm), 3, false)?;
         // A local array in the training cache's own layout has its chunk files read directly.
         let key = path.trim_matches('/');
         if !super::is_url(&store.location)
-            && let Some(meta) = store.get_json(&format!("{key}/zarr.json"))?
+            && let Some(meta) = meta
             && let Some(array) = Arc::get_mut(&mut level.array)
         {
             array.local =
@@ -640,6 +640,17 @@ fn open_level(
     n_axes: usize,
     has_channel_axis: bool,
 ) -> Result<Level, OpenError> {
+    open_level_meta(store, path, (scale_nm, translation_nm), n_axes, has_channel_axis).map(|(level, _)| level)
+}
+
+/// [`open_level`], with the array's `zarr.json` as read (zarr v3 only).
+fn open_level_meta(
+    store: &Location,
+    path: &str,
+    (scale_nm, translation_nm): ([f64; 3], [f64; 3]),
+    n_axes: usize,
+    has_channel_axis: bool,
+) -> Result<(Level, Option<Value>), OpenError> {
     let location = &store.location;
     let level_err = |message: String| OpenError::LevelOpen {
         location: location.clone(),
@@ -670,7 +681,8 @@ fn open_level(
         level: path.to_string(),
         dtype: array.data_type().to_string(),
     })?;
-    if let Some(meta) = store.get_json(&format!("{}/zarr.json", path.trim_matches('/')))? {
+    let meta = store.get_json(&format!("{}/zarr.json", path.trim_matches('/')))?;
+    if let Some(meta) = &meta {
         let grid = meta
             .get("chunk_grid")
             .and_then(|g| g.get("name"))
@@ -711,7 +723,7 @@ fn open_level(
     } else {
         (None, spatial(&chunk), None)
     };
-    Ok(Level {
+    let level = Level {
         path: path.to_string(),
         scale_nm,
         translation_nm,
@@ -728,7 +740,8 @@ fn open_level(
             local: None,
         }),
         cached: None,
-    })
+    };
+    Ok((level, meta))
 }
 
 /// Refuse decode units no machine can hold (a fill-value chunk is allocated whole): fuzz
