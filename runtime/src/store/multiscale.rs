@@ -300,7 +300,8 @@ impl Level {
     /// Open the array `path` of `store` (the training cache's folder; 3 spatial axes) with this
     /// level's geometry; it must have this level's spatial shape.
     pub(crate) fn open_like(&self, store: &Location, path: &str) -> Result<Level, OpenError> {
-        let (mut level, meta) = open_level_meta(store, path, (self.scale_nm, self.translation_nm), 3, false)?;
+        // The training cache writes zarr v3.
+        let (mut level, meta) = open_level_meta(store, (path, 3), (self.scale_nm, self.translation_nm), 3, false)?;
         // A local array in the training cache's own layout has its chunk files read directly.
         let key = path.trim_matches('/');
         if !super::is_url(&store.location)
@@ -466,14 +467,14 @@ impl Multiscale {
                 .and_then(Value::as_str)
                 .ok_or_else(|| invalid(location, &format!("`datasets[{i}].path` is missing")))?;
             let (scale_nm, translation_nm) = parse_transforms(location, i, ds, axes.len())?;
-            levels.push(open_level(
+            let (level, _) = open_level_meta(
                 &store,
-                path,
-                scale_nm,
-                translation_nm,
+                (path, zarr_format),
+                (scale_nm, translation_nm),
                 axes.len(),
                 has_channel,
-            )?);
+            )?;
+            levels.push(level);
         }
         Ok(Multiscale {
             location: location.to_string(),
@@ -632,21 +633,11 @@ const MAX_CHUNK_BYTES: u64 = 1 << 30;
 /// Most inner chunks a shard may hold (its index is 16 bytes per inner chunk).
 const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
 
-fn open_level(
-    store: &Location,
-    path: &str,
-    scale_nm: [f64; 3],
-    translation_nm: [f64; 3],
-    n_axes: usize,
-    has_channel_axis: bool,
-) -> Result<Level, OpenError> {
-    open_level_meta(store, path, (scale_nm, translation_nm), n_axes, has_channel_axis).map(|(level, _)| level)
-}
-
-/// [`open_level`], with the array's `zarr.json` as read (zarr v3 only).
+/// Open the level array `path` of `store` (zarr `zarr_format`) with its geometry; with the
+/// array's `zarr.json` as read (zarr v3 only: a v2 store has none to look for).
 fn open_level_meta(
     store: &Location,
-    path: &str,
+    (path, zarr_format): (&str, u8),
     (scale_nm, translation_nm): ([f64; 3], [f64; 3]),
     n_axes: usize,
     has_channel_axis: bool,
@@ -681,7 +672,10 @@ fn open_level_meta(
         level: path.to_string(),
         dtype: array.data_type().to_string(),
     })?;
-    let meta = store.get_json(&format!("{}/zarr.json", path.trim_matches('/')))?;
+    let meta = match zarr_format {
+        3 => store.get_json(&format!("{}/zarr.json", path.trim_matches('/')))?,
+        _ => None,
+    };
     if let Some(meta) = &meta {
         let grid = meta
             .get("chunk_grid")
