@@ -34,6 +34,7 @@ use zarrs::array::data_type::{
     UInt16DataType, UInt32DataType, UInt64DataType,
 };
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
+use zarrs::config::MetadataRetrieveVersion;
 use zarrs::storage::ReadableStorageTraits;
 
 use super::encoded::{StoreTier, TieredStorage};
@@ -649,7 +650,12 @@ fn open_level_meta(
         message,
     };
     let node = format!("/{}", path.trim_matches('/'));
-    let array = match Array::open(store.storage.clone(), &node) {
+    // The group's format says where the array's metadata is: no lookup of the other one.
+    let version = match zarr_format {
+        3 => MetadataRetrieveVersion::V3,
+        _ => MetadataRetrieveVersion::V2,
+    };
+    let array = match Array::open_opt(store.storage.clone(), &node, &version) {
         Ok(a) => a,
         Err(zarrs::array::ArrayCreateError::MissingMetadata) => {
             return Err(OpenError::MissingLevel {
