@@ -634,6 +634,27 @@ const MAX_CHUNK_BYTES: u64 = 1 << 30;
 /// Most inner chunks a shard may hold (its index is 16 bytes per inner chunk).
 const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
 
+/// The zarrs array `path` of `store`, its metadata looked for where the group's `zarr_format`
+/// puts it (no lookup of the other format's file).
+fn open_array(store: &Location, path: &str, zarr_format: u8) -> Result<Array<dyn ReadableStorageTraits>, OpenError> {
+    let node = format!("/{}", path.trim_matches('/'));
+    let version = match zarr_format {
+        3 => MetadataRetrieveVersion::V3,
+        _ => MetadataRetrieveVersion::V2,
+    };
+    Array::open_opt(store.storage.clone(), &node, &version).map_err(|e| match e {
+        zarrs::array::ArrayCreateError::MissingMetadata => OpenError::MissingLevel {
+            location: store.location.clone(),
+            level: path.to_string(),
+        },
+        e => OpenError::LevelOpen {
+            location: store.location.clone(),
+            level: path.to_string(),
+            message: e.to_string(),
+        },
+    })
+}
+
 /// Open the level array `path` of `store` (zarr `zarr_format`) with its geometry; with the
 /// array's `zarr.json` as read (zarr v3 only: a v2 store has none to look for).
 fn open_level_meta(
@@ -649,22 +670,7 @@ fn open_level_meta(
         level: path.to_string(),
         message,
     };
-    let node = format!("/{}", path.trim_matches('/'));
-    // The group's format says where the array's metadata is: no lookup of the other one.
-    let version = match zarr_format {
-        3 => MetadataRetrieveVersion::V3,
-        _ => MetadataRetrieveVersion::V2,
-    };
-    let array = match Array::open_opt(store.storage.clone(), &node, &version) {
-        Ok(a) => a,
-        Err(zarrs::array::ArrayCreateError::MissingMetadata) => {
-            return Err(OpenError::MissingLevel {
-                location: location.clone(),
-                level: path.to_string(),
-            });
-        }
-        Err(e) => return Err(level_err(e.to_string())),
-    };
+    let array = open_array(store, path, zarr_format)?;
     if array.dimensionality() != n_axes {
         return Err(OpenError::AxisCountMismatch {
             location: location.clone(),
