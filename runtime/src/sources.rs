@@ -7,7 +7,6 @@
 //! NaN elsewhere.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -142,14 +141,14 @@ impl DatasetSources {
                 let path = targets.path_of(class);
                 // A remote group is probed by opening it: one that is not there (an empty
                 // prefix, no group metadata) counts as missing, like a missing folder.
+                // A class group is looked for in its raw group's zarr format first.
                 let opened = match listed {
                     Some(false) => None,
-                    _ if is_url(&path) => match Multiscale::open(&path) {
-                        Err(OpenError::NotFound { .. } | OpenError::NotAGroup { .. }) => None,
+                    _ => match Multiscale::open_expecting(&path, raw.zarr_format) {
+                        Err(OpenError::NotFound { .. }) => None,
+                        Err(OpenError::NotAGroup { .. }) if is_url(&path) => None,
                         other => Some(other),
                     },
-                    _ if Path::new(&path).exists() => Some(Multiscale::open(&path)),
-                    _ => None,
                 };
                 match (listed, opened) {
                     (Some(false), _) | (None, None) => {}

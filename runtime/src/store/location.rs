@@ -82,35 +82,36 @@ pub(crate) fn open_location_with(location: &str, remote: Option<&RemoteOptions>)
 impl Location {
     /// Read and parse a JSON document at `key`; `Ok(None)` when it does not exist.
     pub(crate) fn get_json(&self, key: &str) -> Result<Option<serde_json::Value>, OpenError> {
+        match self.get_bytes(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| OpenError::InvalidJson {
+                    location: format!("{}/{key}", self.location),
+                    message: e.to_string(),
+                }),
+        }
+    }
+
+    /// Read the value at `key` whole; `Ok(None)` when it does not exist.
+    pub(crate) fn get_bytes(&self, key: &str) -> Result<Option<zarrs::storage::Bytes>, OpenError> {
         let store_key = StoreKey::new(key).map_err(|e| OpenError::Storage {
             location: self.location.clone(),
             message: e.to_string(),
         })?;
-        let url = format!("{}/{key}", self.location);
-        let bytes = self.storage.get(&store_key).map_err(|e| {
+        self.storage.get(&store_key).map_err(|e| {
+            let url = format!("{}/{key}", self.location);
             let message = e.to_string();
             if is_url(&self.location) {
                 OpenError::Remote {
                     location: self.location.clone(),
                     kind: RemoteErrorKind::classify(&message),
-                    url: url.clone(),
+                    url,
                     message,
                 }
             } else {
-                OpenError::Storage {
-                    location: url.clone(),
-                    message,
-                }
+                OpenError::Storage { location: url, message }
             }
-        })?;
-        match bytes {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| OpenError::InvalidJson {
-                    location: url,
-                    message: e.to_string(),
-                }),
-        }
+        })
     }
 }

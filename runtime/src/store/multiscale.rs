@@ -25,8 +25,8 @@
 //! # Ok::<(), cellmap_runtime::store::OpenError>(())
 //! ```
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use zarrs::array::data_type::{
@@ -34,8 +34,10 @@ use zarrs::array::data_type::{
     UInt16DataType, UInt32DataType, UInt64DataType,
 };
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
-use zarrs::config::MetadataRetrieveVersion;
-use zarrs::storage::ReadableStorageTraits;
+use zarrs::metadata::ArrayMetadata;
+use zarrs::metadata::v2::ArrayMetadataV2;
+use zarrs::metadata::v3::ArrayMetadataV3;
+use zarrs::storage::{Bytes, ReadableStorageTraits, StoreKey};
 
 use super::encoded::{StoreTier, TieredStorage};
 use super::error::OpenError;
@@ -173,6 +175,8 @@ pub(crate) struct LevelArray {
     pub(crate) array_location: String,
     /// The direct reader of a training-cache array's chunk files (else zarrs decodes them).
     pub(crate) local: Option<super::local_layout::LocalChunks>,
+    /// A zarr v2 array's `.zattrs`, read the first time they are asked for.
+    pub(crate) v2_attributes: OnceLock<serde_json::Map<String, Value>>,
 }
 
 impl LevelArray {
@@ -191,7 +195,25 @@ impl LevelArray {
             array,
             array_location: self.array_location.clone(),
             local: self.local.clone(),
+            v2_attributes: self.v2_attributes.clone(),
         }
+    }
+
+    /// The array's user attributes. A zarr v2 array's `.zattrs` is read the first time they are
+    /// asked for (opening reads only `.zarray`); one that is missing, unreadable or not a JSON
+    /// object counts as no attributes, and what uses them computes the value instead.
+    fn attributes(&self) -> &serde_json::Map<String, Value> {
+        if !matches!(self.array.metadata(), ArrayMetadata::V2(_)) {
+            return self.array.attributes();
+        }
+        self.v2_attributes.get_or_init(|| {
+            let key = format!("{}/.zattrs", self.array.path().as_str().trim_matches('/'));
+            StoreKey::new(key.trim_start_matches('/'))
+                .ok()
+                .and_then(|k| self.array.storage().get(&k).ok().flatten())
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -260,7 +282,7 @@ impl Level {
     pub fn attributes(&self) -> &serde_json::Map<String, serde_json::Value> {
         match &self.cached {
             Some(role) => role.source().attributes(),
-            None => self.array.array.attributes(),
+            None => self.array.attributes(),
         }
     }
 
@@ -302,11 +324,11 @@ impl Level {
     /// level's geometry; it must have this level's spatial shape.
     pub(crate) fn open_like(&self, store: &Location, path: &str) -> Result<Level, OpenError> {
         // The training cache writes zarr v3.
-        let (mut level, meta) = open_level_meta(store, (path, 3), (self.scale_nm, self.translation_nm), 3, false)?;
+        let (mut level, doc) = open_level_meta(store, (path, 3), (self.scale_nm, self.translation_nm), 3, false)?;
         // A local array in the training cache's own layout has its chunk files read directly.
         let key = path.trim_matches('/');
         if !super::is_url(&store.location)
-            && let Some(meta) = meta
+            && let Some(meta) = doc.and_then(|d| serde_json::from_slice::<Value>(&d).ok())
             && let Some(array) = Arc::get_mut(&mut level.array)
         {
             array.local =
@@ -437,7 +459,18 @@ impl Multiscale {
     /// malformed metadata, unsupported axes, a missing level, a mismatched axis count or an
     /// unsupported data type; [`OpenError::Remote`] naming the URL for a failed request.
     pub fn open(location: &str) -> Result<Multiscale, OpenError> {
-        Self::open_store(location, open_location(location)?)
+        Self::open_store(location, open_location(location)?, None)
+    }
+
+    /// [`Multiscale::open`] looking for `zarr_format`'s group metadata first: a class group of a
+    /// dataset whose raw group has that format. A zarr v2 group is then opened without looking
+    /// for a `zarr.json` (one request fewer per group, a failed one). A group holding both
+    /// formats' metadata is read in the expected format; [`Multiscale::open`] prefers v3.
+    ///
+    /// # Errors
+    /// As [`Multiscale::open`].
+    pub fn open_expecting(location: &str, zarr_format: u8) -> Result<Multiscale, OpenError> {
+        Self::open_store(location, open_location(location)?, Some(zarr_format))
     }
 
     /// [`Multiscale::open`] with explicit remote settings instead of the environment's.
@@ -445,11 +478,11 @@ impl Multiscale {
     /// # Errors
     /// As [`Multiscale::open`].
     pub fn open_with(location: &str, remote: &RemoteOptions) -> Result<Multiscale, OpenError> {
-        Self::open_store(location, open_location_with(location, Some(remote))?)
+        Self::open_store(location, open_location_with(location, Some(remote))?, None)
     }
 
-    fn open_store(location: &str, store: Location) -> Result<Multiscale, OpenError> {
-        let (zarr_format, multiscales) = read_multiscales(&store)?;
+    fn open_store(location: &str, store: Location, expected: Option<u8>) -> Result<Multiscale, OpenError> {
+        let (zarr_format, multiscales) = read_multiscales(&store, expected)?;
         let ms = multiscales
             .as_array()
             .and_then(|a| a.first())
@@ -493,8 +526,20 @@ fn invalid(location: &str, message: &str) -> OpenError {
     }
 }
 
-fn read_multiscales(store: &Location) -> Result<(u8, Value), OpenError> {
+/// The group's zarr format and `multiscales`: from `zarr.json` (v3, preferred) or `.zattrs`
+/// (v2); `expected` 2 looks at `.zattrs` first. `.zgroup` is read only to tell a group without
+/// `.zattrs` from no group at all.
+fn read_multiscales(store: &Location, expected: Option<u8>) -> Result<(u8, Value), OpenError> {
     let location = &store.location;
+    let v2 = |attrs: &Option<Value>| attrs.as_ref().and_then(|a| a.get("multiscales")).cloned();
+    let mut zattrs = None;
+    if expected == Some(2) {
+        let attrs = store.get_json(".zattrs")?;
+        if let Some(ms) = v2(&attrs) {
+            return Ok((2, ms));
+        }
+        zattrs = Some(attrs);
+    }
     if let Some(meta) = store.get_json("zarr.json")? {
         let attrs = meta.get("attributes");
         let ms = attrs
@@ -508,19 +553,21 @@ fn read_multiscales(store: &Location) -> Result<(u8, Value), OpenError> {
             }),
         };
     }
-    let zattrs = store.get_json(".zattrs")?;
-    let zgroup = store.get_json(".zgroup")?;
-    match (zattrs, zgroup) {
-        (None, None) => Err(OpenError::NotAGroup {
-            location: location.clone(),
-        }),
-        (attrs, _) => match attrs.as_ref().and_then(|a| a.get("multiscales")) {
-            Some(ms) => Ok((2, ms.clone())),
-            None => Err(OpenError::NoMultiscales {
-                location: location.clone(),
-            }),
-        },
+    let zattrs = match zattrs {
+        Some(attrs) => attrs,
+        None => store.get_json(".zattrs")?,
+    };
+    if let Some(ms) = v2(&zattrs) {
+        return Ok((2, ms));
     }
+    if zattrs.is_none() && store.get_json(".zgroup")?.is_none() {
+        return Err(OpenError::NotAGroup {
+            location: location.clone(),
+        });
+    }
+    Err(OpenError::NoMultiscales {
+        location: location.clone(),
+    })
 }
 
 /// Axis names, validated to be `[c] z y x`.
@@ -634,43 +681,62 @@ const MAX_CHUNK_BYTES: u64 = 1 << 30;
 /// Most inner chunks a shard may hold (its index is 16 bytes per inner chunk).
 const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
 
-/// The zarrs array `path` of `store`, its metadata looked for where the group's `zarr_format`
-/// puts it (no lookup of the other format's file).
-fn open_array(store: &Location, path: &str, zarr_format: u8) -> Result<Array<dyn ReadableStorageTraits>, OpenError> {
-    let node = format!("/{}", path.trim_matches('/'));
-    let version = match zarr_format {
-        3 => MetadataRetrieveVersion::V3,
-        _ => MetadataRetrieveVersion::V2,
+/// The zarrs array `path` of `store` from its metadata document, read once where the group's
+/// `zarr_format` puts it (`zarr.json` or `.zarray`; a v2 array's `.zattrs` is read only when its
+/// attributes are asked for, [`Level::attributes`]); with a v3 document's bytes.
+fn open_array(
+    store: &Location,
+    path: &str,
+    zarr_format: u8,
+) -> Result<(Array<dyn ReadableStorageTraits>, Option<Bytes>), OpenError> {
+    let key = path.trim_matches('/');
+    let level_err = |message: String| OpenError::LevelOpen {
+        location: store.location.clone(),
+        level: path.to_string(),
+        message,
     };
-    Array::open_opt(store.storage.clone(), &node, &version).map_err(|e| match e {
-        zarrs::array::ArrayCreateError::MissingMetadata => OpenError::MissingLevel {
-            location: store.location.clone(),
-            level: path.to_string(),
-        },
-        e => OpenError::LevelOpen {
-            location: store.location.clone(),
-            level: path.to_string(),
-            message: e.to_string(),
-        },
-    })
+    let file = if zarr_format == 3 { "zarr.json" } else { ".zarray" };
+    let doc_key = if key.is_empty() {
+        file.to_string()
+    } else {
+        format!("{key}/{file}")
+    };
+    let doc = store.get_bytes(&doc_key)?.ok_or_else(|| OpenError::MissingLevel {
+        location: store.location.clone(),
+        level: path.to_string(),
+    })?;
+    let invalid = |e: serde_json::Error| level_err(format!("invalid metadata `{doc_key}`: {e}"));
+    let metadata = if zarr_format == 3 {
+        let v3: ArrayMetadataV3 = serde_json::from_slice(&doc).map_err(invalid)?;
+        // As zarrs' own open: an extension field the reader must understand is refused.
+        if let Some((name, _)) = v3.additional_fields.iter().find(|(_, f)| f.must_understand()) {
+            return Err(level_err(format!("unsupported additional field `{name}`")));
+        }
+        ArrayMetadata::V3(v3)
+    } else {
+        ArrayMetadata::V2(serde_json::from_slice::<ArrayMetadataV2>(&doc).map_err(invalid)?)
+    };
+    let array = Array::new_with_metadata(store.storage.clone(), &format!("/{key}"), metadata)
+        .map_err(|e| level_err(e.to_string()))?;
+    Ok((array, (zarr_format == 3).then_some(doc)))
 }
 
 /// Open the level array `path` of `store` (zarr `zarr_format`) with its geometry; with the
-/// array's `zarr.json` as read (zarr v3 only: a v2 store has none to look for).
+/// bytes of the array's `zarr.json` (zarr v3 only: a v2 store has none to look for).
 fn open_level_meta(
     store: &Location,
     (path, zarr_format): (&str, u8),
     (scale_nm, translation_nm): ([f64; 3], [f64; 3]),
     n_axes: usize,
     has_channel_axis: bool,
-) -> Result<(Level, Option<Value>), OpenError> {
+) -> Result<(Level, Option<Bytes>), OpenError> {
     let location = &store.location;
     let level_err = |message: String| OpenError::LevelOpen {
         location: location.clone(),
         level: path.to_string(),
         message,
     };
-    let array = open_array(store, path, zarr_format)?;
+    let (array, doc) = open_array(store, path, zarr_format)?;
     if array.dimensionality() != n_axes {
         return Err(OpenError::AxisCountMismatch {
             location: location.clone(),
@@ -684,20 +750,13 @@ fn open_level_meta(
         level: path.to_string(),
         dtype: array.data_type().to_string(),
     })?;
-    let meta = match zarr_format {
-        3 => store.get_json(&format!("{}/zarr.json", path.trim_matches('/')))?,
-        _ => None,
-    };
-    if let Some(meta) = &meta {
-        let grid = meta
-            .get("chunk_grid")
-            .and_then(|g| g.get("name"))
-            .and_then(Value::as_str);
-        if grid != Some("regular") {
-            return Err(level_err(format!(
-                "chunk grid {grid:?} is not supported; expected `regular`"
-            )));
-        }
+    if let ArrayMetadata::V3(meta) = array.metadata()
+        && meta.chunk_grid.name() != "regular"
+    {
+        return Err(level_err(format!(
+            "chunk grid {:?} is not supported; expected `regular`",
+            meta.chunk_grid.name()
+        )));
     }
     let spatial = |v: &[u64]| [v[n_axes - 3], v[n_axes - 2], v[n_axes - 1]];
     let shape = array.shape().to_vec();
@@ -744,10 +803,11 @@ fn open_level_meta(
             sharded,
             array_location: format!("{location}/{}", path.trim_matches('/')),
             local: None,
+            v2_attributes: OnceLock::new(),
         }),
         cached: None,
     };
-    Ok((level, meta))
+    Ok((level, doc))
 }
 
 /// Refuse decode units no machine can hold (a fill-value chunk is allocated whole): fuzz

@@ -182,3 +182,122 @@ fn http_reads_equal_filesystem_reads() {
         "{e}"
     );
 }
+
+/// Opening reads each metadata document once: a group's `.zattrs` (or `zarr.json`) and each
+/// level's `.zarray` (or `zarr.json`); a v2 level's `.zattrs` only when its attributes are asked
+/// for; a v2 group expected as v2 is not probed for a `zarr.json`. Counted as requests to a
+/// server (one connection per request).
+#[test]
+fn opening_a_group_reads_each_metadata_document_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fmt = Fmt::V2 {
+        compressor: blosc("zstd", 1),
+        sep: "/",
+    };
+    write_pyramid::<u8>(&dir.path().join("v2"), &fmt, [16; 3], [8; 3], None);
+    write_pyramid::<u8>(
+        &dir.path().join("v3"),
+        &Fmt::V3Sharded { inner: vec![4; 3] },
+        [16; 3],
+        [8; 3],
+        None,
+    );
+    std::fs::write(dir.path().join("v2/s0/.zattrs"), r#"{"class_counts": {"mito": 7}}"#).unwrap();
+    let (url, requests) = serve(dir.path().to_path_buf());
+    let counted = |f: &dyn Fn() -> Multiscale| {
+        let before = requests.load(Ordering::Relaxed);
+        let ms = f();
+        (ms, requests.load(Ordering::Relaxed) - before)
+    };
+    let v2 = format!("{url}/v2");
+    let (ms, n) = counted(&|| Multiscale::open_expecting(&v2, 2).unwrap());
+    assert_eq!((ms.zarr_format, ms.levels.len(), n), (2, 2, 3), ".zattrs + 2 × .zarray");
+    let before = requests.load(Ordering::Relaxed);
+    let attrs = ms.levels[0].attributes();
+    assert_eq!(attrs["class_counts"]["mito"], 7);
+    assert!(ms.levels[1].attributes().is_empty(), "s1 has no .zattrs");
+    assert!(ms.levels[0].attributes().contains_key("class_counts"));
+    assert_eq!(
+        requests.load(Ordering::Relaxed) - before,
+        2,
+        "each level's .zattrs read once, when asked"
+    );
+    let (_, n) = counted(&|| Multiscale::open(&v2).unwrap());
+    assert_eq!(n, 4, "without an expected format, a zarr.json is looked for first");
+    // A chunk is one request (a GET, no HEAD for its size first): 16³ in 8³ chunks is 8.
+    let before = requests.load(Ordering::Relaxed);
+    let mut out = vec![0f32; 16 * 16 * 16];
+    let request = WindowRequest {
+        start_vox: [0; 3],
+        fill: 0.0,
+    };
+    let dest = StridedDest::new(&mut out, 0, [256, 16, 1], [16; 3]).unwrap();
+    read_window(&ms.levels[0], None, &request, dest).unwrap();
+    assert_eq!(requests.load(Ordering::Relaxed) - before, 8, "one request per chunk");
+    let v3 = format!("{url}/v3");
+    for expected in [2, 3] {
+        let (ms, n) = counted(&|| Multiscale::open_expecting(&v3, expected).unwrap());
+        assert_eq!(ms.zarr_format, 3);
+        let probes = if expected == 2 { 1 } else { 0 };
+        assert_eq!(n, probes + 3, "zarr.json + 2 × s*/zarr.json (expected v{expected})");
+    }
+    let (ms, n) = counted(&|| Multiscale::open(&v3).unwrap());
+    assert_eq!(n, 3);
+    assert!(ms.levels[0].attributes().is_empty());
+}
+
+/// A group with both formats' metadata is read in the format it is expected in; `open` prefers
+/// zarr v3. A folder without group metadata is no group; a group without `multiscales` says so.
+#[test]
+fn the_expected_format_decides_only_where_both_formats_are_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("both");
+    write_pyramid::<u8>(
+        &both,
+        &Fmt::V2 {
+            compressor: blosc("lz4", 1),
+            sep: "/",
+        },
+        [16; 3],
+        [8; 3],
+        None,
+    );
+    // A zarr v3 group document whose levels have no zarr.json of their own.
+    std::fs::write(
+        both.join("zarr.json"),
+        serde_json::json!({"zarr_format": 3, "node_type": "group",
+            "attributes": std::fs::read_to_string(both.join(".zattrs")).map(|s| serde_json::from_str::<serde_json::Value>(&s).unwrap()).unwrap()})
+            .to_string(),
+    )
+    .unwrap();
+    let path = both.to_str().unwrap();
+    let e = Multiscale::open(path).unwrap_err();
+    assert!(
+        matches!(&e, OpenError::MissingLevel { level, .. } if level == "s0"),
+        "{e}"
+    );
+    let ms = Multiscale::open_expecting(path, 2).unwrap();
+    assert_eq!((ms.zarr_format, ms.levels.len()), (2, 2));
+    assert!(matches!(
+        Multiscale::open_expecting(path, 3).unwrap_err(),
+        OpenError::MissingLevel { .. }
+    ));
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for expected in [2, 3] {
+        let e = Multiscale::open_expecting(empty.to_str().unwrap(), expected).unwrap_err();
+        assert!(matches!(e, OpenError::NotAGroup { .. }), "{e}");
+    }
+    std::fs::write(empty.join(".zgroup"), r#"{"zarr_format": 2}"#).unwrap();
+    let e = Multiscale::open_expecting(empty.to_str().unwrap(), 2).unwrap_err();
+    assert!(matches!(e, OpenError::NoMultiscales { .. }), "{e}");
+    std::fs::remove_file(empty.join(".zgroup")).unwrap();
+    std::fs::write(empty.join(".zattrs"), r#"{"other": 1}"#).unwrap();
+    for expected in [2, 3] {
+        let e = Multiscale::open_expecting(empty.to_str().unwrap(), expected).unwrap_err();
+        assert!(matches!(e, OpenError::NoMultiscales { .. }), "{e}");
+    }
+    let e = Multiscale::open_expecting(dir.path().join("missing").to_str().unwrap(), 2).unwrap_err();
+    assert!(matches!(e, OpenError::NotFound { .. }), "{e}");
+}

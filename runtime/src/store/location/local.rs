@@ -13,12 +13,13 @@ pub(super) const BACKEND: Backend = Backend { claims: |_| true, open };
 
 fn open(location: &str, _remote: Option<&RemoteOptions>) -> Result<Location, OpenError> {
     let path = Path::new(location);
-    if !path.exists() {
+    // One `stat`: a path that cannot be looked up counts as missing.
+    let Ok(meta) = std::fs::metadata(path) else {
         return Err(OpenError::NotFound {
             location: location.to_string(),
         });
-    }
-    if !path.is_dir() {
+    };
+    if !meta.is_dir() {
         return Err(OpenError::NotAGroup {
             location: location.to_string(),
         });

@@ -239,7 +239,10 @@ mod client {
     use std::sync::{Arc, Mutex, OnceLock};
 
     use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
-    use zarrs::storage::ReadableStorage;
+    use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
+    use zarrs::storage::{
+        Bytes, MaybeBytes, MaybeBytesIterator, ReadableStorage, ReadableStorageTraits, StorageError, StoreKey,
+    };
     use zarrs_object_store::AsyncObjectStore;
     use zarrs_storage::storage_adapter::async_to_sync::{AsyncToSyncBlockOn, AsyncToSyncStorageAdapter};
 
@@ -292,7 +295,7 @@ mod client {
         }
     }
 
-    /// `store` as a synchronous zarrs store.
+    /// `store` as a synchronous zarrs store ([`RemoteStorage`]).
     pub(in crate::store::location) fn readable(
         location: &str,
         store: Arc<dyn ObjectStore>,
@@ -301,10 +304,93 @@ mod client {
             location: location.to_string(),
             message,
         })?;
-        Ok(Arc::new(AsyncToSyncStorageAdapter::new(
-            Arc::new(AsyncObjectStore::new(store)),
-            BlockOn(runtime.handle().clone()),
-        )))
+        Ok(Arc::new(RemoteStorage {
+            adapter: AsyncToSyncStorageAdapter::new(
+                Arc::new(AsyncObjectStore::new(store.clone())),
+                BlockOn(runtime.handle().clone()),
+            ),
+            store,
+            runtime: runtime.handle().clone(),
+        }))
+    }
+
+    /// A synchronous zarrs store over `object_store`: zarrs' async-to-sync adapter, except where
+    /// it would ask for a value's size first. Its `get` reads a whole value as a ranged read from
+    /// 0 to the size, one `HEAD` and one `GET` per chunk or metadata document; here a whole value
+    /// is one `GET`, and byte ranges with both ends known (inner chunks of a shard) are one ranged
+    /// `GET`. Ranges counted from the end (a shard's index) still go through the adapter.
+    struct RemoteStorage {
+        adapter: AsyncToSyncStorageAdapter<AsyncObjectStore<Arc<dyn ObjectStore>>, BlockOn>,
+        store: Arc<dyn ObjectStore>,
+        runtime: tokio::runtime::Handle,
+    }
+
+    /// A missing object is `None`; other failures keep `object_store`'s message (as the adapter's).
+    fn found<T>(result: Result<T, object_store::Error>) -> Result<Option<T>, StorageError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StorageError::Other(e.to_string())),
+        }
+    }
+
+    impl ReadableStorageTraits for RemoteStorage {
+        fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
+            let path = object_store::path::Path::from(key.as_str());
+            found(self.runtime.block_on(async {
+                self.store
+                    .get_opts(&path, object_store::GetOptions::default())
+                    .await?
+                    .bytes()
+                    .await
+            }))
+        }
+
+        fn get_partial_many<'a>(
+            &'a self,
+            key: &StoreKey,
+            byte_ranges: ByteRangeIterator<'a>,
+        ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+            let ranges: Vec<ByteRange> = byte_ranges.collect();
+            let bounded: Option<Vec<std::ops::Range<u64>>> = ranges
+                .iter()
+                .map(|r| match *r {
+                    ByteRange::FromStart(start, Some(len)) => Some(start..start.saturating_add(len)),
+                    _ => None,
+                })
+                .collect();
+            let Some(bounded) = bounded else {
+                return self.adapter.get_partial_many(key, Box::new(ranges.into_iter()));
+            };
+            let path = object_store::path::Path::from(key.as_str());
+            let Some(parts) = found(self.runtime.block_on(self.store.get_ranges(&path, &bounded)))? else {
+                return Ok(None);
+            };
+            let checked: Vec<Result<Bytes, StorageError>> = bounded
+                .iter()
+                .zip(parts)
+                .map(|(range, bytes)| {
+                    let want = range.end - range.start;
+                    if bytes.len() as u64 == want {
+                        Ok(bytes)
+                    } else {
+                        Err(StorageError::Other(format!(
+                            "a ranged read returned {} bytes, expected {want}",
+                            bytes.len()
+                        )))
+                    }
+                })
+                .collect();
+            Ok(Some(Box::new(checked.into_iter())))
+        }
+
+        fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+            self.adapter.size_key(key)
+        }
+
+        fn supports_get_partial(&self) -> bool {
+            true
+        }
     }
 
     /// Run one future on the shared runtime (opening probes).
