@@ -40,6 +40,7 @@ mod cpu;
 pub mod dtype;
 mod layout;
 mod loader;
+mod parallel;
 #[cfg(feature = "torch")]
 mod tensor;
 

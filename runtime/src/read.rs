@@ -135,8 +135,7 @@ pub(crate) fn read_window_scratch<T: WindowElem>(
     shape_vox: [usize; 3],
     dest: &mut [T],
 ) -> Result<WindowReport, ReadError> {
-    let dest = StridedDest::c_order(dest, shape_vox)?;
-    read_window_stored(level, cache, request, dest, RowStore::Normal)
+    read_window_strided_scratch(level, cache, request, StridedDest::c_order(dest, shape_vox)?)
 }
 
 /// [`read_window`] into scratch memory that is read again right away, with plain stores (the

@@ -7,12 +7,14 @@
 //! NaN elsewhere.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use cellmap_schema::{DatasetSpec, Spec};
 
+use crate::parallel;
 use crate::store::{Multiscale, OpenError, is_url};
+
+pub use crate::parallel::{OPEN_THREADS, REMOTE_OPEN_THREADS};
 
 pub(crate) mod manifest;
 pub(crate) mod training_cache;
@@ -70,26 +72,41 @@ pub struct DatasetError {
     pub source: Box<OpenError>,
 }
 
+/// A class group as opened: `None` where the crop has none (a missing folder, or over a remote
+/// store no group metadata), else the group or why it failed.
+type OpenedGroup = Option<Result<Multiscale, OpenError>>;
+
 impl DatasetSources {
     /// Open the raw group and every class group of one dataset.
     pub fn open(spec: &Spec, dataset: &DatasetSpec) -> Result<Self, DatasetError> {
-        Self::open_with_raw(spec, dataset, None)
+        let raw = Multiscale::open(&dataset.raw).map_err(|e| dataset_error(dataset, e))?;
+        let groups = class_groups(spec, dataset)
+            .into_iter()
+            .map(|(c, path)| (c, open_class_group(&path, raw.zarr_format)))
+            .collect();
+        Self::assemble(spec, dataset, raw, groups)
     }
 
-    /// Open the data of every dataset of `datasets`, [`OPEN_THREADS`] at a time (metadata reads
-    /// wait on the store, a remote one most of all), each raw group once however many crops share
-    /// it: those crops' raw levels are one opened array, so the chunk cache holds each raw chunk
-    /// once. Results in the order of `datasets`.
+    /// Open the data of every dataset of `datasets`: each raw group once however many crops share
+    /// it (those crops' raw levels are one opened array, so the chunk cache holds each raw chunk
+    /// once), then every class group of every dataset in one pool of [`OPEN_THREADS`] threads
+    /// ([`REMOTE_OPEN_THREADS`] when a location is remote: each metadata document is a round
+    /// trip), so that a dataset's groups are opened side by side, not one after another. Results
+    /// in the order of `datasets`.
     pub fn open_all<'a>(
         spec: &Spec,
         datasets: impl IntoIterator<Item = &'a DatasetSpec>,
     ) -> Vec<Result<Self, DatasetError>> {
         let datasets: Vec<&DatasetSpec> = datasets.into_iter().collect();
+        let remote = datasets
+            .iter()
+            .any(|d| is_url(&d.raw) || d.targets.as_ref().is_some_and(|t| is_url(&t.path_of(""))));
+        let threads = if remote { REMOTE_OPEN_THREADS } else { OPEN_THREADS };
         let mut locations: Vec<&str> = datasets.iter().map(|d| d.raw.as_str()).collect();
         locations.sort_unstable();
         locations.dedup();
         // A raw group that fails to open is opened again by each dataset, for its own error.
-        let raws = parallel_map(&locations, |location| Multiscale::open(location).ok());
+        let raws = parallel::map(&locations, threads, |location| Multiscale::open(location).ok());
         let mut raws: HashMap<&str, Multiscale> = locations
             .into_iter()
             .zip(raws)
@@ -107,13 +124,45 @@ impl DatasetSources {
             Some(Err(e)) => cache_warnings.push(e.clone()),
             None => {}
         }
-        let mut opened = parallel_map(&datasets, |d| {
-            let mut opened = Self::open_with_raw(spec, d, raws.get(d.raw.as_str()).cloned());
-            if let (Some(Ok(cache)), Ok(sources)) = (&cache, &mut opened) {
-                cache.apply_classes(sources);
-            }
-            opened
-        });
+        // Every class group of every dataset whose raw group opened, in its raw group's format.
+        let wanted: Vec<(usize, usize, String, u8)> = datasets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((i, d, raws.get(d.raw.as_str())?.zarr_format)))
+            .flat_map(|(i, d, format)| {
+                class_groups(spec, d)
+                    .into_iter()
+                    .map(move |(c, path)| (i, c, path, format))
+            })
+            .collect();
+        let groups = parallel::map(&wanted, threads, |(_, _, path, format)| open_class_group(path, *format));
+        let mut by_dataset: Vec<Vec<(usize, OpenedGroup)>> = datasets.iter().map(|_| Vec::new()).collect();
+        for ((i, c, _, _), group) in wanted.into_iter().zip(groups) {
+            by_dataset[i].push((c, group));
+        }
+        let assembled: Vec<Mutex<Result<Self, DatasetError>>> = datasets
+            .iter()
+            .zip(by_dataset)
+            .map(|(d, groups)| {
+                let opened = match raws.get(d.raw.as_str()) {
+                    Some(raw) => Self::assemble(spec, d, raw.clone(), groups),
+                    None => Self::open(spec, d),
+                };
+                Mutex::new(opened)
+            })
+            .collect();
+        // Cached stand-ins of the class levels (local files), dataset by dataset side by side.
+        if let Some(Ok(cache)) = &cache {
+            parallel::map(&assembled, threads, |cell| {
+                if let Ok(sources) = &mut *cell.lock().unwrap_or_else(PoisonError::into_inner) {
+                    cache.apply_classes(sources);
+                }
+            });
+        }
+        let mut opened: Vec<Result<Self, DatasetError>> = assembled
+            .into_iter()
+            .map(|cell| cell.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .collect();
         // Shown once, with the first dataset that opened.
         if let Some(first) = opened.iter_mut().find_map(|o| o.as_mut().ok()) {
             first.warnings.extend(cache_warnings);
@@ -121,42 +170,29 @@ impl DatasetSources {
         opened
     }
 
-    /// Open a dataset whose raw group may be open already.
-    fn open_with_raw(spec: &Spec, dataset: &DatasetSpec, raw: Option<Multiscale>) -> Result<Self, DatasetError> {
-        let wrap = |source| DatasetError {
-            origin: dataset.origin.clone(),
-            split: dataset.split.name(),
-            index: dataset.index,
-            source: Box::new(source),
-        };
-        let raw = match raw {
-            Some(raw) => raw,
-            None => Multiscale::open(&dataset.raw).map_err(wrap)?,
-        };
+    /// The dataset from its opened raw group and the class groups of [`class_groups`] as opened.
+    fn assemble(
+        spec: &Spec,
+        dataset: &DatasetSpec,
+        raw: Multiscale,
+        groups: Vec<(usize, OpenedGroup)>,
+    ) -> Result<Self, DatasetError> {
         let mut warnings = Vec::new();
         let mut annotated: Vec<Option<Multiscale>> = vec![None; spec.classes().len()];
-        if let Some(targets) = &dataset.targets {
-            for (c, class) in spec.classes().iter().enumerate() {
-                let listed = targets.annotated.as_ref().map(|l| l.iter().any(|a| a == class));
-                let path = targets.path_of(class);
-                // A remote group is probed by opening it: one that is not there (an empty
-                // prefix, no group metadata) counts as missing, like a missing folder.
-                // A class group is looked for in its raw group's zarr format first.
-                let opened = match listed {
-                    Some(false) => None,
-                    _ => match Multiscale::open_expecting(&path, raw.zarr_format) {
-                        Err(OpenError::NotFound { .. }) => None,
-                        Err(OpenError::NotAGroup { .. }) if is_url(&path) => None,
-                        other => Some(other),
-                    },
-                };
-                match (listed, opened) {
-                    (Some(false), _) | (None, None) => {}
-                    (Some(true), None) => warnings.push(format!(
-                        "class `{class}` is listed as annotated but `{path}` does not exist; its channel is unknown (NaN)"
-                    )),
-                    (_, Some(m)) => annotated[c] = Some(m.map_err(wrap)?),
-                }
+        for (c, group) in groups {
+            let class = &spec.classes()[c];
+            let listed = dataset
+                .targets
+                .as_ref()
+                .and_then(|t| t.annotated.as_ref())
+                .is_some_and(|l| l.iter().any(|a| a == class));
+            match group {
+                Some(opened) => annotated[c] = Some(opened.map_err(|e| dataset_error(dataset, e))?),
+                None if listed => warnings.push(format!(
+                    "class `{class}` is listed as annotated but `{}` does not exist; its channel is unknown (NaN)",
+                    dataset.targets.as_ref().map(|t| t.path_of(class)).unwrap_or_default()
+                )),
+                None => {}
             }
         }
         let is_annotated: Vec<bool> = annotated.iter().map(Option::is_some).collect();
@@ -201,33 +237,35 @@ impl DatasetSources {
     }
 }
 
-/// Threads that open datasets at once ([`DatasetSources::open_all`]).
-pub const OPEN_THREADS: usize = 16;
-
-/// `f` over `items` on up to [`OPEN_THREADS`] scoped threads; results in the order of `items`.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = items.len().min(OPEN_THREADS);
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .into_iter()
-        .flatten()
+/// The class groups `dataset` may have, as (class index, location): every class of the spec
+/// unless its targets list the annotated classes and leave it out.
+fn class_groups(spec: &Spec, dataset: &DatasetSpec) -> Vec<(usize, String)> {
+    let Some(targets) = &dataset.targets else {
+        return Vec::new();
+    };
+    spec.classes()
+        .iter()
+        .enumerate()
+        .filter(|(_, class)| targets.annotated.as_ref().is_none_or(|l| l.iter().any(|a| a == *class)))
+        .map(|(c, class)| (c, targets.path_of(class)))
         .collect()
+}
+
+/// Open the class group at `path`, its raw group's `zarr_format` looked for first; `None` where
+/// there is none: a missing path, or (remote, where folders do not exist) no group metadata.
+fn open_class_group(path: &str, zarr_format: u8) -> OpenedGroup {
+    match Multiscale::open_expecting(path, zarr_format) {
+        Err(OpenError::NotFound { .. }) => None,
+        Err(OpenError::NotAGroup { .. }) if is_url(path) => None,
+        other => Some(other),
+    }
+}
+
+fn dataset_error(dataset: &DatasetSpec, source: OpenError) -> DatasetError {
+    DatasetError {
+        origin: dataset.origin.clone(),
+        split: dataset.split.name(),
+        index: dataset.index,
+        source: Box::new(source),
+    }
 }

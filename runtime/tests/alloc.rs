@@ -110,12 +110,7 @@ fn main() {
 /// (chunk cache, scratch and epoch draws filled), no batch allocates and no thread appears.
 fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let options = cellmap_runtime::synth::SynthOptions {
-        size: cellmap_runtime::synth::SynthSize::Small,
-        variants: vec![cellmap_runtime::synth::SynthVariant::V2],
-        ..Default::default()
-    };
-    let report = cellmap_runtime::synth::write_synthetic(&tmp.path().join("synth"), &options).unwrap();
+    let report = synthetic(tmp.path());
     // The synthetic spec with smaller crops and every training augmentation, validated again.
     let mut text = std::fs::read_to_string(&report.spec_yaml)
         .unwrap()
@@ -136,17 +131,9 @@ fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
     let mut options = cellmap_runtime::LoaderOptions::train().unwrap();
     options.dist = cellmap_runtime::DistInfo::single();
     let mut loader = cellmap_runtime::Loader::open(spec, options).unwrap();
-    for _ in 0..30 {
-        loader.next_batch().unwrap().unwrap();
-    }
-    let threads_warm = threads();
-    let before = cellmap_runtime::diagnostics::allocations();
-    let n = 100;
-    for _ in 0..n {
-        let batch = loader.next_batch().unwrap().unwrap();
-        assert_eq!(batch.len(), 4);
-    }
-    let allocations = cellmap_runtime::diagnostics::allocations() - before;
+    let (n, threads_warm) = (100, std::cell::Cell::new(0));
+    let allocations = steady_allocations(&mut loader, n, || threads_warm.set(threads()));
+    let threads_warm = threads_warm.get();
     println!(
         "loader: {allocations} allocations over {n} steady-state batches with rotation{}{}; threads {threads_warm} -> {}",
         if elastic { " and elastic" } else { "" },
@@ -194,12 +181,7 @@ fn spatial_draws_do_not_allocate() {
 /// `Arc`s sharing it are recycled, and no batch allocates.
 fn training_cache_reads_without_a_chunk_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = cellmap_runtime::synth::SynthOptions {
-        size: cellmap_runtime::synth::SynthSize::Small,
-        variants: vec![cellmap_runtime::synth::SynthVariant::V2],
-        ..Default::default()
-    };
-    let report = cellmap_runtime::synth::write_synthetic(&tmp.path().join("synth"), &options).unwrap();
+    let report = synthetic(tmp.path());
     let cache = tmp.path().join("training-cache");
     let mut text = std::fs::read_to_string(&report.spec_yaml).unwrap();
     text.push_str("augment:\n  spatial:\n    mirror: {z: 0.5, y: 0.5, x: 0.5}\n    transpose: [z, y, x]\n");
@@ -220,18 +202,36 @@ fn training_cache_reads_without_a_chunk_cache() {
     options.dist = cellmap_runtime::DistInfo::single();
     options.no_cache = true;
     let mut loader = cellmap_runtime::Loader::open(spec, options).unwrap();
-    for _ in 0..30 {
-        loader.next_batch().unwrap().unwrap();
-    }
-    let before = cellmap_runtime::diagnostics::allocations();
     let n = 100;
-    for _ in 0..n {
-        loader.next_batch().unwrap().unwrap();
-    }
-    let allocations = cellmap_runtime::diagnostics::allocations() - before;
+    let allocations = steady_allocations(&mut loader, n, || {});
     println!("training cache, no chunk cache: {allocations} allocations over {n} steady-state batches");
     assert_eq!(
         allocations, 0,
         "reads through the training cache must not allocate once warm"
     );
+}
+
+/// The small synthetic dataset (zarr v2) under `dir`.
+fn synthetic(dir: &std::path::Path) -> cellmap_runtime::synth::SynthReport {
+    let options = cellmap_runtime::synth::SynthOptions {
+        size: cellmap_runtime::synth::SynthSize::Small,
+        variants: vec![cellmap_runtime::synth::SynthVariant::V2],
+        ..Default::default()
+    };
+    cellmap_runtime::synth::write_synthetic(&dir.join("synth"), &options).unwrap()
+}
+
+/// Allocations over `n` batches of `loader` after 30 warm-up batches (chunk cache, scratch and
+/// epoch draws filled; `warm` runs between the two); every batch holds the spec's 4 samples.
+fn steady_allocations(loader: &mut cellmap_runtime::Loader, n: usize, warm: impl FnOnce()) -> u64 {
+    for _ in 0..30 {
+        loader.next_batch().unwrap().unwrap();
+    }
+    warm();
+    let before = cellmap_runtime::diagnostics::allocations();
+    for _ in 0..n {
+        let batch = loader.next_batch().unwrap().unwrap();
+        assert_eq!(batch.len(), 4);
+    }
+    cellmap_runtime::diagnostics::allocations() - before
 }

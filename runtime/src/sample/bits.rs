@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use cellmap_schema::{ArraySpec, ValueTransform};
 
-use super::crop::{CropElem, is_strided};
+use super::crop::{CropElem, crop_grid};
 use super::error::SampleReadError;
 use super::{ReadInfo, Reader, Sample, SampleScratch};
-use crate::augment::grid::{SampleGrid, StridedMap};
+use crate::augment::grid::StridedMap;
 use crate::kernels::StridedDest;
 use crate::kernels::stream::{STREAM_MIN_BYTES, store_stream};
 use crate::plan::ClassPlan;
@@ -90,24 +90,17 @@ impl BitTarget {
     }
 }
 
-/// The strided map of `array` read from `level` for a sample, snapped to whole voxels as the
-/// per-class strided copy snaps it; `None` when the read needs interpolation.
+/// The strided map of `array` read from `level` for a sample: the grid every crop reader takes
+/// ([`crop_grid`]); `None` when the read needs interpolation.
 fn strided_map(level: &Level, array: &ArraySpec, sample: &Sample<'_>) -> Option<StridedMap> {
-    if !is_strided(level, array, sample.draw) {
-        return None;
-    }
-    let mut grid = SampleGrid::new(
+    let (_, map) = crop_grid(
+        array,
+        sample.draw,
         sample.request.centre_nm,
-        array.shape_vox,
-        array.voxel_size_nm,
-        &sample.draw.matrix,
         level.translation_nm,
         level.scale_nm,
     );
-    for o in &mut grid.origin {
-        *o = (*o + 0.5).floor();
-    }
-    grid.as_strided()
+    map
 }
 
 impl Reader {
@@ -132,6 +125,7 @@ impl Reader {
         let voxels = array.voxels();
         let pad = self.spec.sampling().pad_value_targets;
         let (zero, one) = (O::from_f32(0.0), O::from_f32(1.0));
+        let mut marked: Option<(StridedMap, [u64; 3])> = None;
         for (g, group) in bits.groups.iter().enumerate() {
             let (level, map) = (&*group.pack, scratch.maps[g]);
             scratch.bytes.clear();
@@ -149,11 +143,15 @@ impl Reader {
                     at: sample.at(array, Some(&self.spec.classes()[group.members[0].0])),
                     source: e.into(),
                 })?;
-            // Voxels outside the crop, marked in a byte mask the channel writes select by.
+            // Voxels outside the crop, marked in a byte mask the channel writes select by; built
+            // once for the packs that share a map and a shape (those of one crop).
             let outside = if read.voxels_in_bounds < voxels as u64 {
-                scratch.outside_mask.clear();
-                scratch.outside_mask.resize(voxels, 0);
-                mark_outside(&map, level.shape_vox, &mut scratch.outside_mask);
+                if marked != Some((map, level.shape_vox)) {
+                    scratch.outside_mask.clear();
+                    scratch.outside_mask.resize(voxels, 0);
+                    mark_outside(&map, level.shape_vox, &mut scratch.outside_mask);
+                    marked = Some((map, level.shape_vox));
+                }
                 Some(scratch.outside_mask.as_slice())
             } else {
                 None

@@ -92,24 +92,11 @@ pub(crate) fn read_crop<O: CropElem>(
     info: &mut ReadInfo,
 ) -> Result<bool, CropError> {
     let (level, array) = (ctx.level, ctx.array);
-    let mut grid = SampleGrid::new(
-        ctx.centre_nm,
-        array.shape_vox,
-        array.voxel_size_nm,
-        &ctx.draw.matrix,
-        level.translation_nm,
-        level.scale_nm,
-    );
-    if is_strided(level, array, ctx.draw) {
-        // Whole voxels: snap the crop to the level's grid (the centre may sit between voxels).
-        for o in &mut grid.origin {
-            *o = (*o + 0.5).floor();
-        }
-        if let Some(map) = grid.as_strided() {
-            let fused = read_strided(ctx, &map, first_transform, out)?;
-            info.strided += 1;
-            return Ok(fused);
-        }
+    let (grid, strided) = crop_grid(array, ctx.draw, ctx.centre_nm, level.translation_nm, level.scale_nm);
+    if let Some(map) = strided {
+        let fused = read_strided(ctx, &map, first_transform, out)?;
+        info.strided += 1;
+        return Ok(fused);
     }
     info.gathered += 1;
     if f32_slice_mut(out).is_some() {
@@ -249,6 +236,36 @@ pub(super) fn is_strided(level: &Level, array: &ArraySpec, draw: &SpatialDraw) -
     is_strided_at(level.scale_nm, array, draw)
 }
 
+/// The sampling grid of a crop of `array` centred at `centre_nm` under `draw`, from a level at
+/// `translation_nm` and `scale_nm`, and its strided map when the crop is a copy of whole voxels
+/// (axis-aligned at the level's voxel size: then the grid is snapped to the level's voxels, as
+/// the centre may sit between them). Every reader of a crop (class by class, a pack's bits at
+/// once, the window a tool reports) takes its voxels from this one grid.
+pub(crate) fn crop_grid(
+    array: &ArraySpec,
+    draw: &SpatialDraw,
+    centre_nm: [f64; 3],
+    translation_nm: [f64; 3],
+    scale_nm: [f64; 3],
+) -> (SampleGrid, Option<StridedMap>) {
+    let mut grid = SampleGrid::new(
+        centre_nm,
+        array.shape_vox,
+        array.voxel_size_nm,
+        &draw.matrix,
+        translation_nm,
+        scale_nm,
+    );
+    if !is_strided_at(scale_nm, array, draw) {
+        return (grid, None);
+    }
+    for o in &mut grid.origin {
+        *o = (*o + 0.5).floor();
+    }
+    let map = grid.as_strided();
+    (grid, map)
+}
+
 /// Axis-aligned, and the voxel size of each output axis equals the level's along the world axis it
 /// runs along (index by index, as for 3D crops, or through the transform's permutation: the frame
 /// of a y- or x-slice of a 2D spec).
@@ -270,22 +287,9 @@ pub fn transformed_window_vox(
     translation_nm: [f64; 3],
     scale_nm: [f64; 3],
 ) -> ([i64; 3], [usize; 3]) {
-    let mut grid = SampleGrid::new(
-        centre_nm,
-        array.shape_vox,
-        array.voxel_size_nm,
-        &draw.matrix,
-        translation_nm,
-        scale_nm,
-    );
-    if is_strided_at(scale_nm, array, draw) {
-        // As `read_crop` snaps it.
-        for o in &mut grid.origin {
-            *o = (*o + 0.5).floor();
-        }
-        if let Some(map) = grid.as_strided() {
-            return (map.src_start, map.src_shape);
-        }
+    let (grid, strided) = crop_grid(array, draw, centre_nm, translation_nm, scale_nm);
+    if let Some(map) = strided {
+        return (map.src_start, map.src_shape);
     }
     let elastic_max = match &draw.elastic {
         Some(e) => {

@@ -494,22 +494,21 @@ impl Multiscale {
             .and_then(Value::as_array)
             .filter(|d| !d.is_empty())
             .ok_or_else(|| invalid(location, "`multiscales[0].datasets` must be a non-empty list"))?;
-        let mut levels = Vec::with_capacity(datasets.len());
+        let mut described = Vec::with_capacity(datasets.len());
         for (i, ds) in datasets.iter().enumerate() {
             let path = ds
                 .get("path")
                 .and_then(Value::as_str)
                 .ok_or_else(|| invalid(location, &format!("`datasets[{i}].path` is missing")))?;
-            let (scale_nm, translation_nm) = parse_transforms(location, i, ds, axes.len())?;
-            let (level, _) = open_level_meta(
-                &store,
-                (path, zarr_format),
-                (scale_nm, translation_nm),
-                axes.len(),
-                has_channel,
-            )?;
-            levels.push(level);
+            described.push((path, parse_transforms(location, i, ds, axes.len())?));
         }
+        // A remote group's levels are opened side by side (a round trip each); local ones in turn.
+        let threads = if super::is_url(location) { described.len() } else { 1 };
+        let levels = crate::parallel::map(&described, threads, |&(path, transforms)| {
+            open_level_meta(&store, (path, zarr_format), transforms, axes.len(), has_channel).map(|(level, _)| level)
+        })
+        .into_iter()
+        .collect::<Result<Vec<Level>, OpenError>>()?;
         Ok(Multiscale {
             location: location.to_string(),
             levels,

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::prelude::*;
 use serde_json::json;
@@ -106,13 +106,16 @@ pub(super) fn write_copy(
         message: e.to_string(),
     };
     let blocks = blocks(&job.boxes, job.chunk, source.shape_vox);
-    let codec = match (codec, blocks.first()) {
-        (CacheCodec::Auto, Some(first)) => codec.resolve(
-            &block_bytes(source, first).map_err(|e| err(&e))?,
-            source.dtype.size_bytes(),
-        ),
-        _ => codec,
+    // `auto` tries lz4 on the first block; that block is then written from the bytes read.
+    let first_block = match (codec, blocks.first()) {
+        (CacheCodec::Auto, Some(first)) => Some(block_bytes(source, first).map_err(|e| err(&e))?),
+        _ => None,
     };
+    let codec = match &first_block {
+        Some(bytes) => codec.resolve(bytes, source.dtype.size_bytes()),
+        None => codec,
+    };
+    let first_block = Mutex::new(first_block);
     let array = create_array(
         store,
         dir,
@@ -121,36 +124,51 @@ pub(super) fn write_copy(
         codec,
         src_name,
     )?;
-    blocks.par_iter().with_max_len(1).try_for_each(|ranges| {
-        let spatial: Vec<Range<u64>> = ranges.to_vec();
-        macro_rules! copy {
-            ($t:ty) => {{
-                let data: Vec<$t> = read_subset(source, ranges).map_err(|e| err(&e))?;
-                counters
-                    .source_bytes
-                    .fetch_add((data.len() * std::mem::size_of::<$t>()) as u64, Ordering::Relaxed);
-                array
-                    .store_array_subset_opt(&spatial, data, &codec_options())
-                    .map_err(|e| err(&e))?;
-            }};
-        }
-        match source.dtype {
-            SourceDtype::U8 => copy!(u8),
-            SourceDtype::U16 => copy!(u16),
-            SourceDtype::U32 => copy!(u32),
-            SourceDtype::U64 => copy!(u64),
-            SourceDtype::I8 => copy!(i8),
-            SourceDtype::I16 => copy!(i16),
-            SourceDtype::I32 => copy!(i32),
-            SourceDtype::I64 => copy!(i64),
-            SourceDtype::F32 => copy!(f32),
-            SourceDtype::F64 => copy!(f64),
-        }
-        counters
-            .chunks
-            .fetch_add(chunks_in(ranges, job.chunk), Ordering::Relaxed);
-        Ok(())
-    })
+    blocks
+        .par_iter()
+        .enumerate()
+        .with_max_len(1)
+        .try_for_each(|(i, ranges)| {
+            let spatial: Vec<Range<u64>> = ranges.to_vec();
+            let read_before = if i == 0 {
+                first_block.lock().unwrap_or_else(PoisonError::into_inner).take()
+            } else {
+                None
+            };
+            macro_rules! copy {
+                ($t:ty) => {{
+                    let data: Vec<$t> = match &read_before {
+                        Some(bytes) => bytes
+                            .chunks_exact(std::mem::size_of::<$t>())
+                            .map(|b| <$t>::from_le_bytes(std::array::from_fn(|k| b[k])))
+                            .collect(),
+                        None => read_subset(source, ranges).map_err(|e| err(&e))?,
+                    };
+                    counters
+                        .source_bytes
+                        .fetch_add((data.len() * std::mem::size_of::<$t>()) as u64, Ordering::Relaxed);
+                    array
+                        .store_array_subset_opt(&spatial, data, &codec_options())
+                        .map_err(|e| err(&e))?;
+                }};
+            }
+            match source.dtype {
+                SourceDtype::U8 => copy!(u8),
+                SourceDtype::U16 => copy!(u16),
+                SourceDtype::U32 => copy!(u32),
+                SourceDtype::U64 => copy!(u64),
+                SourceDtype::I8 => copy!(i8),
+                SourceDtype::I16 => copy!(i16),
+                SourceDtype::I32 => copy!(i32),
+                SourceDtype::I64 => copy!(i64),
+                SourceDtype::F32 => copy!(f32),
+                SourceDtype::F64 => copy!(f64),
+            }
+            counters
+                .chunks
+                .fetch_add(chunks_in(ranges, job.chunk), Ordering::Relaxed);
+            Ok(())
+        })
 }
 
 /// The voxels of `level` in `ranges` as their little-endian bytes (the codec sample of

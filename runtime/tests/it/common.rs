@@ -243,3 +243,36 @@ pub(crate) fn write_pyramid<T: Dt>(
     let d1 = write_array::<T>(root, "s1", fmt, &full(shape1), &c, 3);
     (d0, d1)
 }
+
+/// A sample request with spatial and value augmentation on (epoch 0, rank 0); override fields
+/// with struct update syntax.
+pub(crate) fn sample_request(
+    dataset: usize,
+    centre_nm: [f64; 3],
+    seed: u64,
+    index: u64,
+) -> cellmap_runtime::sample::SampleRequest {
+    cellmap_runtime::sample::SampleRequest {
+        dataset,
+        centre_nm,
+        key: cellmap_runtime::rng::SampleKey {
+            seed,
+            epoch: 0,
+            rank: 0,
+            index,
+        },
+        spatial: true,
+        values: true,
+    }
+}
+
+/// An error and its sources, `" / "`-joined: what a person reads.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(e) = source {
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    chain.join(" / ")
+}

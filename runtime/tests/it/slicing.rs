@@ -5,12 +5,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cellmap_runtime::{PlanOptions, Planned, plan, rng::SampleKey, sample::Reader, sample::SampleRequest};
+use cellmap_runtime::{PlanOptions, Planned, plan, sample::Reader, sample::SampleRequest};
 use cellmap_schema::{Axis, Spec};
 use serde_json::{Value, json};
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
+use crate::common::sample_request;
 use crate::common::{Fmt, LevelMeta, ms_attrs, write_array, write_group, zyx_axes};
 
 const SHAPE0: [u64; 3] = [12, 14, 16];
@@ -78,18 +79,7 @@ fn open(spec: &Spec) -> (Arc<Spec>, Arc<Planned>, Reader) {
 }
 
 fn request(centre_nm: [f64; 3], index: u64) -> SampleRequest {
-    SampleRequest {
-        dataset: 0,
-        centre_nm,
-        key: SampleKey {
-            seed: 3,
-            epoch: 0,
-            rank: 0,
-            index,
-        },
-        spatial: true,
-        values: true,
-    }
+    sample_request(0, centre_nm, 3, index)
 }
 
 /// The `[5, 7]` plane of `level` (`group/sN`) that a sample slicing `axis` at `centre_nm` reads,

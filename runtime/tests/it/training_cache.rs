@@ -15,6 +15,7 @@ use serde_json::json;
 use zarrs::array::Array;
 use zarrs::filesystem::FilesystemStore;
 
+use crate::common::sample_request;
 use crate::fetch::batches;
 use crate::loader::{spec_with, synth};
 
@@ -413,8 +414,7 @@ fn first_file(dir: &Path) -> std::path::PathBuf {
 /// class (NaN kept; 0.5 above a threshold of 0, not above 0.7).
 #[test]
 fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxels() {
-    use cellmap_runtime::rng::SampleKey;
-    use cellmap_runtime::sample::{Reader, SampleRequest};
+    use cellmap_runtime::sample::Reader;
 
     let f = synth(SynthVariant::V2);
     let dir = f.dir.parent().unwrap().join("cache-bits");
@@ -458,18 +458,7 @@ fn a_strided_read_takes_every_class_of_a_pack_from_one_read_with_the_data_s_voxe
         for index in 0..12u64 {
             let t = [0.0, 0.3, 0.5, 1.0][index as usize % 4];
             let centre_nm = std::array::from_fn(|a| bounds.lo_nm[a] + t * (bounds.hi_nm[a] - bounds.lo_nm[a]));
-            let request = SampleRequest {
-                dataset: 0,
-                centre_nm,
-                key: SampleKey {
-                    seed: 3,
-                    epoch: 0,
-                    rank: 0,
-                    index,
-                },
-                spatial: true,
-                values: true,
-            };
+            let request = sample_request(0, centre_nm, 3, index);
             let (mut a, mut b) = (empty.clone(), empty.clone());
             // Without rotation a strided copy; with it the packed gather.
             let info = cached.0.read(&mut cached.0.scratch(), &request, &mut a).unwrap();
@@ -570,13 +559,7 @@ fn a_truncated_cache_chunk_is_an_error_naming_the_file_and_the_fix() {
     o.no_cache = true;
     let mut loader = cellmap_runtime::Loader::open(cached, o).unwrap();
     let err = loader.next_batch().expect("a batch").err().expect("the batch fails");
-    let mut chain = vec![err.to_string()];
-    let mut source = std::error::Error::source(&err);
-    while let Some(e) = source {
-        chain.push(e.to_string());
-        source = e.source();
-    }
-    let text = chain.join(" / ");
+    let text = crate::common::error_chain(&err);
     assert!(
         text.contains(&manifest.arrays[0].path)
             && text.contains("could not be decoded")

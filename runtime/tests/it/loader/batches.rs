@@ -1,6 +1,7 @@
 //! Batches against direct reads: training, validation tiles, resume, mirror, padding, packed labels.
 
 use super::*;
+use crate::common::sample_request;
 
 #[test]
 fn plan_has_the_documented_grid_tiles_and_bytes() {
@@ -206,18 +207,7 @@ fn mirror_folds_into_the_read() {
         .iter()
         .map(|a| vec![0.0; a.sample_len()])
         .collect();
-    let request = SampleRequest {
-        dataset: 0,
-        centre_nm: centre,
-        key: SampleKey {
-            seed: 1,
-            epoch: 0,
-            rank: 0,
-            index: 0,
-        },
-        spatial: true,
-        values: true,
-    };
+    let request = sample_request(0, centre, 1, 0);
     let info = reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
     assert_eq!(info.gathered, 0, "a mirror is a strided copy");
     let want = direct(
@@ -253,16 +243,8 @@ fn padding_fills_outside_the_data() {
         .map(|a| vec![0.0; a.sample_len()])
         .collect();
     let request = SampleRequest {
-        dataset: 0,
-        centre_nm: centre,
-        key: SampleKey {
-            seed: 1,
-            epoch: 0,
-            rank: 0,
-            index: 0,
-        },
         spatial: false,
-        values: true,
+        ..sample_request(0, centre, 1, 0)
     };
     reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
     let w = start(centre, CROP1_T, 12);
@@ -300,18 +282,7 @@ fn packed_label_gather_equals_per_class_reads_under_rotation_and_resampling() {
         for (dataset, index) in [(0usize, [3u64, 20, 40]), (1, [0, 0, 0]), (0, [52, 52, 52])] {
             let grid = &planned.plan.datasets[dataset].grid;
             let index = index.map(|i| i.min(grid.shape[0] - 1));
-            let request = SampleRequest {
-                dataset,
-                centre_nm: grid.centre(index),
-                key: SampleKey {
-                    seed: 5,
-                    epoch: 0,
-                    rank: 0,
-                    index: index[0],
-                },
-                spatial: true,
-                values: true,
-            };
+            let request = sample_request(dataset, grid.centre(index), 5, index[0]);
             let mut a: Vec<Vec<f32>> = planned
                 .plan
                 .batch

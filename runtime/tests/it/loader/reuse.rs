@@ -1,6 +1,7 @@
 //! Reuse without change: leading value transforms in the copy, owned batches, earlier plans, recycled epochs.
 
 use super::*;
+use crate::common::sample_request;
 
 /// One sample of train dataset 0 read without spatial augmentation (value transforms applied),
 /// centred where `centre` says once the spec is planned; every array of the batch layout.
@@ -9,16 +10,8 @@ fn read_unaugmented(s: Spec, centre: impl FnOnce(&Planned) -> [f64; 3]) -> Vec<V
     let planned = Arc::new(plan(&s, PlanOptions::default()).unwrap());
     let reader = Reader::new(Arc::clone(&s), Arc::clone(&planned), None);
     let request = SampleRequest {
-        dataset: 0,
-        centre_nm: centre(&planned),
-        key: SampleKey {
-            seed: 1,
-            epoch: 0,
-            rank: 0,
-            index: 0,
-        },
         spatial: false,
-        values: true,
+        ..sample_request(0, centre(&planned), 1, 0)
     };
     let mut out: Vec<Vec<f32>> = planned
         .plan

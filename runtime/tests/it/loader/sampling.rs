@@ -1,6 +1,7 @@
 //! Where samples come from: foreground bias, class counts, resampled levels, rank shards, exclusions.
 
 use super::*;
+use crate::common::sample_request;
 
 #[test]
 fn foreground_bias_one_puts_every_centre_on_the_class() {
@@ -79,16 +80,8 @@ fn resampled_arrays_equal_nearest_reads_of_the_chosen_level() {
             .map(|a| vec![0.0; a.sample_len()])
             .collect();
         let request = SampleRequest {
-            dataset: 0,
-            centre_nm: centre,
-            key: SampleKey {
-                seed: 1,
-                epoch: 0,
-                rank: 0,
-                index: 0,
-            },
             spatial: false,
-            values: true,
+            ..sample_request(0, centre, 1, 0)
         };
         reader.read(&mut reader.scratch(), &request, &mut out).unwrap();
         // Raw: the integer window of s1 (t = t0 + 4 nm, s = 16 nm).
