@@ -79,10 +79,11 @@ type OpenedGroup = Option<Result<Multiscale, OpenError>>;
 impl DatasetSources {
     /// Open the raw group and every class group of one dataset.
     pub fn open(spec: &Spec, dataset: &DatasetSpec) -> Result<Self, DatasetError> {
-        let raw = Multiscale::open(&dataset.raw).map_err(|e| dataset_error(dataset, e))?;
+        let needed = needed_scales(spec);
+        let raw = Multiscale::open_for(&dataset.raw, None, &needed).map_err(|e| dataset_error(dataset, e))?;
         let groups = class_groups(spec, dataset)
             .into_iter()
-            .map(|(c, path)| (c, open_class_group(&path, raw.zarr_format)))
+            .map(|(c, path)| (c, open_class_group(&path, raw.zarr_format, &needed)))
             .collect();
         Self::assemble(spec, dataset, raw, groups)
     }
@@ -106,7 +107,10 @@ impl DatasetSources {
         locations.sort_unstable();
         locations.dedup();
         // A raw group that fails to open is opened again by each dataset, for its own error.
-        let raws = parallel::map(&locations, threads, |location| Multiscale::open(location).ok());
+        let needed = needed_scales(spec);
+        let raws = parallel::map(&locations, threads, |location| {
+            Multiscale::open_for(location, None, &needed).ok()
+        });
         let mut raws: HashMap<&str, Multiscale> = locations
             .into_iter()
             .zip(raws)
@@ -135,7 +139,9 @@ impl DatasetSources {
                     .map(move |(c, path)| (i, c, path, format))
             })
             .collect();
-        let groups = parallel::map(&wanted, threads, |(_, _, path, format)| open_class_group(path, *format));
+        let groups = parallel::map(&wanted, threads, |(_, _, path, format)| {
+            open_class_group(path, *format, &needed)
+        });
         let mut by_dataset: Vec<Vec<(usize, OpenedGroup)>> = datasets.iter().map(|_| Vec::new()).collect();
         for ((i, c, _, _), group) in wanted.into_iter().zip(groups) {
             by_dataset[i].push((c, group));
@@ -251,10 +257,21 @@ fn class_groups(spec: &Spec, dataset: &DatasetSpec) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// Open the class group at `path`, its raw group's `zarr_format` looked for first; `None` where
-/// there is none: a missing path, or (remote, where folders do not exist) no group metadata.
-fn open_class_group(path: &str, zarr_format: u8) -> OpenedGroup {
-    match Multiscale::open_expecting(path, zarr_format) {
+/// The voxel sizes a spec reads at: its input and target arrays'. A group is opened up to the
+/// coarsest level these choose ([`Multiscale::open_for`]): the plan chooses among those.
+fn needed_scales(spec: &Spec) -> Vec<[f64; 3]> {
+    spec.inputs()
+        .iter()
+        .chain(spec.targets())
+        .map(|a| a.voxel_size_nm)
+        .collect()
+}
+
+/// Open the class group at `path` for the voxel sizes `needed`, its raw group's `zarr_format`
+/// looked for first; `None` where there is none: a missing path, or (remote, where folders do
+/// not exist) no group metadata.
+fn open_class_group(path: &str, zarr_format: u8, needed: &[[f64; 3]]) -> OpenedGroup {
+    match Multiscale::open_for(path, Some(zarr_format), needed) {
         Err(OpenError::NotFound { .. }) => None,
         Err(OpenError::NotAGroup { .. }) if is_url(path) => None,
         other => Some(other),

@@ -28,6 +28,7 @@ pub(crate) mod local;
 pub(crate) mod local_layout;
 pub(crate) mod location;
 pub(crate) mod multiscale;
+mod ngff;
 pub(crate) mod pool;
 
 pub use cache::{CacheStats, ChunkCache, ChunkKey};

@@ -29,12 +29,15 @@ pub enum StaleReason {
         /// The plan's.
         planned: String,
     },
-    /// A group has fewer levels than the plan reads.
-    #[error("`{group}` has {levels} levels, the plan reads level {level} (`{path}`)")]
+    /// A group has fewer levels than the plan reads, or the spec's voxel sizes no longer
+    /// choose a level as coarse as it.
+    #[error(
+        "the plan reads level {level} (`{path}`) of `{group}`, but the spec's voxel sizes now choose among its first {levels} levels only"
+    )]
     LevelMissing {
         /// The group.
         group: String,
-        /// Its levels now.
+        /// Its levels opened now: up to the coarsest one the spec's voxel sizes choose.
         levels: usize,
         /// The level the plan reads.
         level: usize,

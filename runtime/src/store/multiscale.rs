@@ -42,6 +42,7 @@ use zarrs::storage::{Bytes, ReadableStorageTraits, StoreKey};
 use super::encoded::{StoreTier, TieredStorage};
 use super::error::OpenError;
 use super::location::{Location, RemoteOptions, open_location, open_location_with};
+use super::ngff::{invalid, parse_axes, parse_transforms, read_multiscales};
 use crate::geometry::Box3;
 
 /// Element type of a stored level.
@@ -390,7 +391,9 @@ impl Level {
 pub struct Multiscale {
     /// The location as given.
     pub location: String,
-    /// The levels in metadata order (normally finest first).
+    /// The levels in metadata order (normally finest first): all of them, or for a group opened
+    /// for a spec's voxel sizes ([`Multiscale::open_for`]) the first ones up to the coarsest the
+    /// spec reads; a level's index is its index in the metadata either way.
     pub levels: Vec<Level>,
     /// Zarr format version (2 or 3).
     pub zarr_format: u8,
@@ -420,11 +423,16 @@ const REL_TOL: f64 = 1e-6;
 /// `finer_than_available = true` (the caller owns non-emptiness: [`Multiscale::open`] guarantees it).
 #[must_use]
 pub fn choose_level(levels: &[Level], requested_nm: [f64; 3]) -> LevelChoice {
-    let volume = |l: &Level| l.scale_nm.iter().product::<f64>();
-    let not_coarser = |l: &Level| (0..3).all(|a| l.scale_nm[a] <= requested_nm[a] * (1.0 + REL_TOL));
+    choose_scale(levels.len(), |i| levels[i].scale_nm, requested_nm)
+}
+
+/// [`choose_level`] over `n` levels whose voxel sizes `scale(i)` gives.
+fn choose_scale(n: usize, scale: impl Fn(usize) -> [f64; 3], requested_nm: [f64; 3]) -> LevelChoice {
+    let volume = |i: usize| scale(i).iter().product::<f64>();
+    let not_coarser = |i: usize| (0..3).all(|a| scale(i)[a] <= requested_nm[a] * (1.0 + REL_TOL));
     let mut best: Option<usize> = None;
-    for (i, l) in levels.iter().enumerate() {
-        if not_coarser(l) && best.is_none_or(|b| volume(l) > volume(&levels[b])) {
+    for i in 0..n {
+        if not_coarser(i) && best.is_none_or(|b| volume(i) > volume(b)) {
             best = Some(i);
         }
     }
@@ -432,17 +440,16 @@ pub fn choose_level(levels: &[Level], requested_nm: [f64; 3]) -> LevelChoice {
         Some(i) => (i, false),
         None => {
             let mut finest = 0;
-            for (i, l) in levels.iter().enumerate() {
-                if volume(l) < volume(&levels[finest]) {
+            for i in 0..n {
+                if volume(i) < volume(finest) {
                     finest = i;
                 }
             }
             (finest, true)
         }
     };
-    let exact = levels
-        .get(index)
-        .is_some_and(|l| (0..3).all(|a| (l.scale_nm[a] - requested_nm[a]).abs() <= REL_TOL * requested_nm[a].abs()));
+    let exact =
+        index < n && (0..3).all(|a| (scale(index)[a] - requested_nm[a]).abs() <= REL_TOL * requested_nm[a].abs());
     LevelChoice {
         index,
         exact,
@@ -459,18 +466,26 @@ impl Multiscale {
     /// malformed metadata, unsupported axes, a missing level, a mismatched axis count or an
     /// unsupported data type; [`OpenError::Remote`] naming the URL for a failed request.
     pub fn open(location: &str) -> Result<Multiscale, OpenError> {
-        Self::open_store(location, open_location(location)?, None)
+        Self::open_store(location, open_location(location)?, None, &[])
     }
 
-    /// [`Multiscale::open`] looking for `zarr_format`'s group metadata first: a class group of a
-    /// dataset whose raw group has that format. A zarr v2 group is then opened without looking
-    /// for a `zarr.json` (one request fewer per group, a failed one). A group holding both
-    /// formats' metadata is read in the expected format; [`Multiscale::open`] prefers v3.
+    /// [`Multiscale::open`] for a spec's reads: only the levels up to the coarsest one that
+    /// [`choose_level`] picks for a voxel size of `needed_nm` are opened (every level when it is
+    /// empty), so `levels` is a prefix of the metadata's list and each level keeps its index
+    /// there; coarser levels, which the spec never reads, cost no metadata read. With
+    /// `expected_format`, that zarr format's group metadata is looked for first (a class group of
+    /// a dataset whose raw group has that format: a zarr v2 group is then opened without looking
+    /// for a `zarr.json`); a group holding both formats' metadata is read in the expected one,
+    /// where [`Multiscale::open`] prefers v3.
     ///
     /// # Errors
     /// As [`Multiscale::open`].
-    pub fn open_expecting(location: &str, zarr_format: u8) -> Result<Multiscale, OpenError> {
-        Self::open_store(location, open_location(location)?, Some(zarr_format))
+    pub fn open_for(
+        location: &str,
+        expected_format: Option<u8>,
+        needed_nm: &[[f64; 3]],
+    ) -> Result<Multiscale, OpenError> {
+        Self::open_store(location, open_location(location)?, expected_format, needed_nm)
     }
 
     /// [`Multiscale::open`] with explicit remote settings instead of the environment's.
@@ -478,10 +493,15 @@ impl Multiscale {
     /// # Errors
     /// As [`Multiscale::open`].
     pub fn open_with(location: &str, remote: &RemoteOptions) -> Result<Multiscale, OpenError> {
-        Self::open_store(location, open_location_with(location, Some(remote))?, None)
+        Self::open_store(location, open_location_with(location, Some(remote))?, None, &[])
     }
 
-    fn open_store(location: &str, store: Location, expected: Option<u8>) -> Result<Multiscale, OpenError> {
+    fn open_store(
+        location: &str,
+        store: Location,
+        expected: Option<u8>,
+        needed_nm: &[[f64; 3]],
+    ) -> Result<Multiscale, OpenError> {
         let (zarr_format, multiscales) = read_multiscales(&store, expected)?;
         let ms = multiscales
             .as_array()
@@ -502,6 +522,14 @@ impl Multiscale {
                 .ok_or_else(|| invalid(location, &format!("`datasets[{i}].path` is missing")))?;
             described.push((path, parse_transforms(location, i, ds, axes.len())?));
         }
+        // The prefix up to the coarsest level a needed voxel size chooses.
+        let scale = |i: usize| described[i].1.0;
+        let opened = needed_nm
+            .iter()
+            .map(|&v| choose_scale(described.len(), scale, v).index + 1)
+            .max()
+            .unwrap_or(described.len());
+        described.truncate(opened);
         // A remote group's levels are opened side by side (a round trip each); local ones in turn.
         let threads = if super::is_url(location) { described.len() } else { 1 };
         let levels = crate::parallel::map(&described, threads, |&(path, transforms)| {
@@ -516,163 +544,6 @@ impl Multiscale {
             axes,
         })
     }
-}
-
-fn invalid(location: &str, message: &str) -> OpenError {
-    OpenError::InvalidMetadata {
-        location: location.to_string(),
-        message: message.to_string(),
-    }
-}
-
-/// The group's zarr format and `multiscales`: from `zarr.json` (v3, preferred) or `.zattrs`
-/// (v2); `expected` 2 looks at `.zattrs` first. `.zgroup` is read only to tell a group without
-/// `.zattrs` from no group at all.
-fn read_multiscales(store: &Location, expected: Option<u8>) -> Result<(u8, Value), OpenError> {
-    let location = &store.location;
-    let v2 = |attrs: &Option<Value>| attrs.as_ref().and_then(|a| a.get("multiscales")).cloned();
-    let mut zattrs = None;
-    if expected == Some(2) {
-        let attrs = store.get_json(".zattrs")?;
-        if let Some(ms) = v2(&attrs) {
-            return Ok((2, ms));
-        }
-        zattrs = Some(attrs);
-    }
-    if let Some(meta) = store.get_json("zarr.json")? {
-        let attrs = meta.get("attributes");
-        let ms = attrs
-            .and_then(|a| a.get("ome"))
-            .and_then(|o| o.get("multiscales"))
-            .or_else(|| attrs.and_then(|a| a.get("multiscales")));
-        return match ms {
-            Some(ms) => Ok((3, ms.clone())),
-            None => Err(OpenError::NoMultiscales {
-                location: location.clone(),
-            }),
-        };
-    }
-    let zattrs = match zattrs {
-        Some(attrs) => attrs,
-        None => store.get_json(".zattrs")?,
-    };
-    if let Some(ms) = v2(&zattrs) {
-        return Ok((2, ms));
-    }
-    if zattrs.is_none() && store.get_json(".zgroup")?.is_none() {
-        return Err(OpenError::NotAGroup {
-            location: location.clone(),
-        });
-    }
-    Err(OpenError::NoMultiscales {
-        location: location.clone(),
-    })
-}
-
-/// Axis names, validated to be `[c] z y x`.
-fn parse_axes(location: &str, axes: Option<&Value>) -> Result<Vec<String>, OpenError> {
-    let Some(list) = axes.and_then(Value::as_array) else {
-        // OME-NGFF < 0.4 had no axes; CellMap data is always z y x.
-        return Ok(vec!["z".into(), "y".into(), "x".into()]);
-    };
-    let mut parsed = Vec::with_capacity(list.len());
-    for (i, a) in list.iter().enumerate() {
-        let (name, kind) = match a {
-            Value::String(s) => (s.clone(), None),
-            Value::Object(o) => (
-                o.get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| invalid(location, &format!("`axes[{i}].name` is missing")))?
-                    .to_string(),
-                o.get("type").and_then(Value::as_str).map(str::to_string),
-            ),
-            _ => {
-                return Err(invalid(location, &format!("`axes[{i}]` must be a string or an object")));
-            }
-        };
-        parsed.push((name, kind));
-    }
-    let names: Vec<String> = parsed.iter().map(|(n, _)| n.clone()).collect();
-    let is_spatial = |(name, kind): &(String, Option<String>)| match kind.as_deref() {
-        Some(k) => k == "space",
-        None => matches!(name.as_str(), "z" | "y" | "x"),
-    };
-    let is_channel =
-        |(name, kind): &(String, Option<String>)| kind.as_deref() == Some("channel") || (kind.is_none() && name == "c");
-    for (i, ax) in parsed.iter().enumerate() {
-        if !(is_spatial(ax) || (i == 0 && is_channel(ax))) {
-            return Err(OpenError::NonSpatialAxis {
-                location: location.to_string(),
-                axis: ax.0.clone(),
-                index: i,
-            });
-        }
-    }
-    let n = parsed.len();
-    let spatial_ok = n >= 3 && names[n - 3..] == ["z", "y", "x"];
-    let lead_ok = n == 3 || (n == 4 && is_channel(&parsed[0]));
-    if !spatial_ok || !lead_ok {
-        return Err(OpenError::UnsupportedAxes {
-            location: location.to_string(),
-            axes: names,
-        });
-    }
-    Ok(names)
-}
-
-/// The level's spatial scale and translation (last three entries).
-fn parse_transforms(
-    location: &str,
-    index: usize,
-    dataset: &Value,
-    n_axes: usize,
-) -> Result<([f64; 3], [f64; 3]), OpenError> {
-    let transforms = dataset
-        .get("coordinateTransformations")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            invalid(
-                location,
-                &format!("`datasets[{index}].coordinateTransformations` is missing"),
-            )
-        })?;
-    let mut scale = None;
-    let mut translation = [0.0; 3];
-    for t in transforms {
-        let kind = t.get("type").and_then(Value::as_str).unwrap_or_default();
-        if kind != "scale" && kind != "translation" {
-            continue;
-        }
-        let values: Option<Vec<f64>> = t
-            .get(kind)
-            .and_then(Value::as_array)
-            .map(|v| v.iter().filter_map(Value::as_f64).collect());
-        let values = values.filter(|v| v.len() == n_axes).ok_or_else(|| {
-            invalid(
-                location,
-                &format!("`datasets[{index}]` {kind} must be a list of {n_axes} numbers"),
-            )
-        })?;
-        let last3 = [values[n_axes - 3], values[n_axes - 2], values[n_axes - 1]];
-        if kind == "scale" {
-            if last3.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-                return Err(invalid(
-                    location,
-                    &format!("`datasets[{index}]` scale {last3:?} must be positive"),
-                ));
-            }
-            scale = Some(last3);
-        } else {
-            translation = last3;
-        }
-    }
-    let scale = scale.ok_or_else(|| {
-        invalid(
-            location,
-            &format!("`datasets[{index}]` has no `scale` coordinate transformation"),
-        )
-    })?;
-    Ok((scale, translation))
 }
 
 /// Largest decoded chunk (decode unit) a level may have.

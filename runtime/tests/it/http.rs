@@ -210,7 +210,7 @@ fn opening_a_group_reads_each_metadata_document_once() {
         (ms, requests.load(Ordering::Relaxed) - before)
     };
     let v2 = format!("{url}/v2");
-    let (ms, n) = counted(&|| Multiscale::open_expecting(&v2, 2).unwrap());
+    let (ms, n) = counted(&|| Multiscale::open_for(&v2, Some(2), &[]).unwrap());
     assert_eq!((ms.zarr_format, ms.levels.len(), n), (2, 2, 3), ".zattrs + 2 × .zarray");
     let before = requests.load(Ordering::Relaxed);
     let attrs = ms.levels[0].attributes();
@@ -224,6 +224,24 @@ fn opening_a_group_reads_each_metadata_document_once() {
     );
     let (_, n) = counted(&|| Multiscale::open(&v2).unwrap());
     assert_eq!(n, 4, "without an expected format, a zarr.json is looked for first");
+    // Opened for a spec's voxel sizes: the levels up to the coarsest one they choose (s0 at
+    // 8 nm, s1 at 16 nm; a finer request than any level still reads the finest).
+    for (needed, levels) in [
+        (vec![[8.0; 3]], 1),
+        (vec![[4.0; 3]], 1),
+        (vec![[12.0; 3]], 1),
+        (vec![[16.0; 3]], 2),
+        (vec![[8.0; 3], [64.0; 3]], 2),
+    ] {
+        let (ms, n) = counted(&|| Multiscale::open_for(&v2, Some(2), &needed).unwrap());
+        assert_eq!(ms.levels.len(), levels, "{needed:?}");
+        assert_eq!(
+            n,
+            1 + levels as u64,
+            ".zattrs + the opened levels' .zarray ({needed:?})"
+        );
+        assert_eq!(ms.levels[0].path, "s0");
+    }
     // A chunk is one request (a GET, no HEAD for its size first): 16³ in 8³ chunks is 8.
     let before = requests.load(Ordering::Relaxed);
     let mut out = vec![0f32; 16 * 16 * 16];
@@ -236,7 +254,7 @@ fn opening_a_group_reads_each_metadata_document_once() {
     assert_eq!(requests.load(Ordering::Relaxed) - before, 8, "one request per chunk");
     let v3 = format!("{url}/v3");
     for expected in [2, 3] {
-        let (ms, n) = counted(&|| Multiscale::open_expecting(&v3, expected).unwrap());
+        let (ms, n) = counted(&|| Multiscale::open_for(&v3, Some(expected), &[]).unwrap());
         assert_eq!(ms.zarr_format, 3);
         let probes = if expected == 2 { 1 } else { 0 };
         assert_eq!(n, probes + 3, "zarr.json + 2 × s*/zarr.json (expected v{expected})");
@@ -276,28 +294,28 @@ fn the_expected_format_decides_only_where_both_formats_are_present() {
         matches!(&e, OpenError::MissingLevel { level, .. } if level == "s0"),
         "{e}"
     );
-    let ms = Multiscale::open_expecting(path, 2).unwrap();
+    let ms = Multiscale::open_for(path, Some(2), &[]).unwrap();
     assert_eq!((ms.zarr_format, ms.levels.len()), (2, 2));
     assert!(matches!(
-        Multiscale::open_expecting(path, 3).unwrap_err(),
+        Multiscale::open_for(path, Some(3), &[]).unwrap_err(),
         OpenError::MissingLevel { .. }
     ));
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     for expected in [2, 3] {
-        let e = Multiscale::open_expecting(empty.to_str().unwrap(), expected).unwrap_err();
+        let e = Multiscale::open_for(empty.to_str().unwrap(), Some(expected), &[]).unwrap_err();
         assert!(matches!(e, OpenError::NotAGroup { .. }), "{e}");
     }
     std::fs::write(empty.join(".zgroup"), r#"{"zarr_format": 2}"#).unwrap();
-    let e = Multiscale::open_expecting(empty.to_str().unwrap(), 2).unwrap_err();
+    let e = Multiscale::open_for(empty.to_str().unwrap(), Some(2), &[]).unwrap_err();
     assert!(matches!(e, OpenError::NoMultiscales { .. }), "{e}");
     std::fs::remove_file(empty.join(".zgroup")).unwrap();
     std::fs::write(empty.join(".zattrs"), r#"{"other": 1}"#).unwrap();
     for expected in [2, 3] {
-        let e = Multiscale::open_expecting(empty.to_str().unwrap(), expected).unwrap_err();
+        let e = Multiscale::open_for(empty.to_str().unwrap(), Some(expected), &[]).unwrap_err();
         assert!(matches!(e, OpenError::NoMultiscales { .. }), "{e}");
     }
-    let e = Multiscale::open_expecting(dir.path().join("missing").to_str().unwrap(), 2).unwrap_err();
+    let e = Multiscale::open_for(dir.path().join("missing").to_str().unwrap(), Some(2), &[]).unwrap_err();
     assert!(matches!(e, OpenError::NotFound { .. }), "{e}");
 }
