@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use super::manifest::{Manifest, SourceMeta};
 use super::{ClassSource, DatasetSources};
@@ -20,8 +20,9 @@ pub struct TrainingCache {
     copies: HashMap<String, usize>,
     /// Source array → (index into `manifest.packs`, bit).
     members: HashMap<String, (usize, usize)>,
-    /// Packs opened so far: every class of a pack shares one opened array (one decode memo).
-    packs: Mutex<HashMap<usize, Result<Arc<Level>, String>>>,
+    /// Packs opened so far, by index into `manifest.packs`: every class of a pack shares one
+    /// opened array (one decode memo); each pack is opened once, by the first class that asks.
+    packs: Vec<OnceLock<Result<Arc<Level>, String>>>,
 }
 
 impl TrainingCache {
@@ -53,10 +54,10 @@ impl TrainingCache {
         Ok(TrainingCache {
             dir: dir.to_owned(),
             store,
+            packs: (0..manifest.packs.len()).map(|_| OnceLock::new()).collect(),
             manifest,
             copies,
             members,
-            packs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -72,6 +73,10 @@ impl TrainingCache {
     /// # Errors
     /// As above.
     pub fn level(&self, level: &Level) -> Result<Option<Level>, String> {
+        let array = level.array_location();
+        if !self.copies.contains_key(array) && !self.members.contains_key(array) {
+            return Ok(None);
+        }
         let now = SourceMeta::of(level);
         let stale = |cached: &SourceMeta| {
             cached.differences(&now).map(|d| {
@@ -102,20 +107,16 @@ impl TrainingCache {
         Ok(None)
     }
 
-    /// Pack `p`, opened once with the geometry of its member `like`.
+    /// Pack `p`, opened once with the geometry of its member `like` (datasets open in parallel:
+    /// another class of the pack waits for that open rather than opening it again).
     fn pack(&self, p: usize, like: &Level) -> Result<Arc<Level>, String> {
-        let lock = || self.packs.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(opened) = lock().get(&p) {
-            return opened.clone();
-        }
-        // Opened without the lock (datasets open in parallel); if two threads open the same
-        // pack, the first one stored is the one every class shares.
-        let entry = &self.manifest.packs[p];
-        let opened = like
-            .open_like(&self.store, &entry.path)
-            .map(Arc::new)
-            .map_err(|e| format!("training cache: {e}; reading its classes from their sources"));
-        lock().entry(p).or_insert(opened).clone()
+        self.packs[p]
+            .get_or_init(|| {
+                like.open_like(&self.store, &self.manifest.packs[p].path)
+                    .map(Arc::new)
+                    .map_err(|e| format!("training cache: {e}; reading its classes from their sources"))
+            })
+            .clone()
     }
 
     /// Swap every level of `ms` the cache holds; the warnings of those it holds but cannot use.

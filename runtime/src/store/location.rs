@@ -49,11 +49,18 @@ fn unsupported_scheme(location: &str) -> Option<&'static str> {
         .find(|s| location.strip_prefix(s).is_some_and(|rest| rest.starts_with("://")))
 }
 
+/// Why a location holds no group metadata, asked only when none is found: a backend that can
+/// tell a missing bucket or an empty prefix from a folder without metadata (S3, by one listing)
+/// returns that error; `Ok` leaves it to the caller.
+pub(crate) type ExplainMissing = std::sync::Arc<dyn Fn() -> Result<(), OpenError> + Send + Sync>;
+
 /// The storage of one location plus the location string for error messages.
 #[derive(Clone)]
 pub(crate) struct Location {
     pub(crate) location: String,
     pub(crate) storage: ReadableStorage,
+    /// See [`ExplainMissing`]; `None` for backends whose reads already say it.
+    pub(crate) explain_missing: Option<ExplainMissing>,
 }
 
 impl std::fmt::Debug for Location {
@@ -80,6 +87,12 @@ pub(crate) fn open_location_with(location: &str, remote: Option<&RemoteOptions>)
 }
 
 impl Location {
+    /// The error that explains why no group metadata was found here, if the backend can tell
+    /// (a missing bucket, an empty prefix); `Ok` otherwise.
+    pub(crate) fn explain_missing(&self) -> Result<(), OpenError> {
+        self.explain_missing.as_ref().map_or(Ok(()), |explain| explain())
+    }
+
     /// Read and parse a JSON document at `key`; `Ok(None)` when it does not exist.
     pub(crate) fn get_json(&self, key: &str) -> Result<Option<serde_json::Value>, OpenError> {
         match self.get_bytes(key)? {

@@ -49,6 +49,8 @@ pub(super) fn read_multiscales(store: &Location, expected: Option<u8>) -> Result
         return Ok((2, ms));
     }
     if zattrs.is_none() && store.get_json(".zgroup")?.is_none() {
+        // A missing bucket or prefix, where the store can tell; else a folder without metadata.
+        store.explain_missing()?;
         return Err(OpenError::NotAGroup {
             location: location.clone(),
         });

@@ -32,5 +32,6 @@ fn open(location: &str, _remote: Option<&RemoteOptions>) -> Result<Location, Ope
     Ok(Location {
         location: if trimmed.is_empty() { location } else { trimmed }.to_string(),
         storage: Arc::new(store),
+        explain_missing: None,
     })
 }

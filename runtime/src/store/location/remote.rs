@@ -314,11 +314,11 @@ mod client {
         }))
     }
 
-    /// A synchronous zarrs store over `object_store`: zarrs' async-to-sync adapter, except where
-    /// it would ask for a value's size first. Its `get` reads a whole value as a ranged read from
-    /// 0 to the size, one `HEAD` and one `GET` per chunk or metadata document; here a whole value
-    /// is one `GET`, and byte ranges with both ends known (inner chunks of a shard) are one ranged
-    /// `GET`. Ranges counted from the end (a shard's index) still go through the adapter.
+    /// A synchronous zarrs store over `object_store`. zarrs' async-to-sync adapter reads a whole
+    /// value as a ranged read from 0 to its size, so every chunk or metadata document cost a
+    /// `HEAD` and a `GET`; here every read is one `GET` with its range in the request (none, from
+    /// an offset, both ends, or the last bytes), and byte ranges with both ends known (inner
+    /// chunks of a shard) go out together. Only `size_key` goes through the adapter.
     struct RemoteStorage {
         adapter: AsyncToSyncStorageAdapter<AsyncObjectStore<Arc<dyn ObjectStore>>, BlockOn>,
         store: Arc<dyn ObjectStore>,
@@ -352,6 +352,7 @@ mod client {
             byte_ranges: ByteRangeIterator<'a>,
         ) -> Result<MaybeBytesIterator<'a>, StorageError> {
             let ranges: Vec<ByteRange> = byte_ranges.collect();
+            let path = object_store::path::Path::from(key.as_str());
             let bounded: Option<Vec<std::ops::Range<u64>>> = ranges
                 .iter()
                 .map(|r| match *r {
@@ -359,29 +360,52 @@ mod client {
                     _ => None,
                 })
                 .collect();
-            let Some(bounded) = bounded else {
-                return self.adapter.get_partial_many(key, Box::new(ranges.into_iter()));
-            };
-            let path = object_store::path::Path::from(key.as_str());
-            let Some(parts) = found(self.runtime.block_on(self.store.get_ranges(&path, &bounded)))? else {
-                return Ok(None);
-            };
-            let checked: Vec<Result<Bytes, StorageError>> = bounded
-                .iter()
-                .zip(parts)
-                .map(|(range, bytes)| {
-                    let want = range.end - range.start;
-                    if bytes.len() as u64 == want {
-                        Ok(bytes)
-                    } else {
-                        Err(StorageError::Other(format!(
-                            "a ranged read returned {} bytes, expected {want}",
-                            bytes.len()
-                        )))
+            if let Some(bounded) = bounded {
+                let Some(parts) = found(self.runtime.block_on(self.store.get_ranges(&path, &bounded)))? else {
+                    return Ok(None);
+                };
+                let checked: Vec<Result<Bytes, StorageError>> = bounded
+                    .iter()
+                    .zip(parts)
+                    .map(|(range, bytes)| {
+                        let want = range.end - range.start;
+                        if bytes.len() as u64 == want {
+                            Ok(bytes)
+                        } else {
+                            Err(StorageError::Other(format!(
+                                "a ranged read returned {} bytes, expected {want}",
+                                bytes.len()
+                            )))
+                        }
+                    })
+                    .collect();
+                return Ok(Some(Box::new(checked.into_iter())));
+            }
+            // A whole value, the rest from an offset or the last bytes (a shard's index): one
+            // GET each, the range in the request; the object's size is never asked for.
+            let mut parts = Vec::with_capacity(ranges.len());
+            for r in &ranges {
+                let range = match *r {
+                    ByteRange::FromStart(0, None) => None,
+                    ByteRange::FromStart(start, None) => Some(object_store::GetRange::Offset(start)),
+                    ByteRange::FromStart(start, Some(len)) => {
+                        Some(object_store::GetRange::Bounded(start..start.saturating_add(len)))
                     }
-                })
-                .collect();
-            Ok(Some(Box::new(checked.into_iter())))
+                    ByteRange::Suffix(len) => Some(object_store::GetRange::Suffix(len)),
+                };
+                let options = object_store::GetOptions {
+                    range,
+                    ..Default::default()
+                };
+                let read = self
+                    .runtime
+                    .block_on(async { self.store.get_opts(&path, options).await?.bytes().await });
+                match found(read)? {
+                    Some(bytes) => parts.push(Ok(bytes)),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(Box::new(parts.into_iter())))
         }
 
         fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {

@@ -43,15 +43,18 @@ fn open(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, Open
         message: format!("cannot configure the S3 client: {e}"),
     })?;
 
-    probe(location, bucket, prefix, &store)?;
     let rooted: Arc<dyn ObjectStore> = if prefix.is_empty() {
-        store
+        store.clone()
     } else {
-        Arc::new(PrefixStore::new(store, prefix))
+        Arc::new(PrefixStore::new(store.clone(), prefix))
     };
+    // Listed only when the group's metadata is not found (a listing per group would double
+    // the requests of opening, and S3 serves listings slower than reads).
+    let (location_, bucket, prefix) = (location.to_string(), bucket.to_string(), prefix.to_string());
     Ok(Location {
         location: location.trim_end_matches('/').to_string(),
         storage: readable(location, rooted)?,
+        explain_missing: Some(Arc::new(move || probe(&location_, &bucket, &prefix, &store))),
     })
 }
 
@@ -93,7 +96,7 @@ fn s3_client(
 }
 
 /// One listing under the prefix tells a missing bucket and an empty prefix apart from a group
-/// without metadata, and fails fast on an unreachable endpoint. A store that forbids listing may
+/// without metadata (asked when no group metadata was found). A store that forbids listing may
 /// still allow reads: then the reads decide.
 #[cfg(feature = "remote")]
 fn probe(
