@@ -99,7 +99,9 @@ pub(crate) struct FetchReport {
     pub(crate) fetch_wait_seconds: f64,
     /// Chunks fetched ahead into the cache.
     pub(crate) ahead_chunks: u64,
-    /// Chunks not fetched ahead: no room in the cache.
+    /// Chunks fetched ahead as stored bytes into the compressed tier (no room decoded).
+    pub(crate) ahead_encoded: u64,
+    /// Chunks not fetched ahead: no room in the cache, no compressed tier for them.
     pub(crate) ahead_skipped: u64,
     /// Chunks fetched ahead and decoded, then not kept (wasted decodes).
     pub(crate) ahead_discarded: u64,
@@ -147,6 +149,7 @@ impl FetchReport {
             decode_seconds: b.decode_seconds - a.decode_seconds,
             fetch_wait_seconds: b.wait_seconds - a.wait_seconds,
             ahead_chunks: b.ahead_chunks - a.ahead_chunks,
+            ahead_encoded: b.ahead_encoded - a.ahead_encoded,
             ahead_skipped: b.ahead_skipped - a.ahead_skipped,
             ahead_discarded: b.ahead_discarded - a.ahead_discarded,
             max_in_flight: b.max_in_flight,
@@ -373,8 +376,8 @@ fn print_table(r: &BenchReport) {
         "{:<24} {:>14}",
         "chunks fetched ahead",
         format!(
-            "{} (+{} skipped, {} discarded)",
-            f.ahead_chunks, f.ahead_skipped, f.ahead_discarded
+            "{} (+{} encoded, {} skipped, {} discarded)",
+            f.ahead_chunks, f.ahead_encoded, f.ahead_skipped, f.ahead_discarded
         )
     );
     println!("{:<24} {:>14}", "most requests in flight", f.max_in_flight);

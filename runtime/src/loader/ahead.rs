@@ -9,7 +9,9 @@
 //! queued (more are dropped: their reads fetch the chunks themselves); a chunk fetched ahead
 //! is inserted only when it fits without evicting an entry used since the start of batch
 //! `b − slots − ahead`, which every batch in flight (and every batch scheduled ahead) has used
-//! or marked since; nothing without a cache, nor for specs with elastic deformation (its draw
+//! or marked since. One that does not fit is fetched as stored bytes into the compressed tier
+//! where the tier keeps its level (remote data, unsharded): the latency is hidden, the decode is
+//! left to the read. Nothing without a cache, nor for specs with elastic deformation (its draw
 //! allocates and its window needs the field evaluated: those reads only fetch at once). The batches themselves do not change: the data
 //! a read finds in the cache is the data it would decode.
 

@@ -228,20 +228,25 @@ pub(crate) fn fetch_ahead(
         // Only the chunks the cache has room for (at a byte per voxel, the least a decoded chunk
         // of any type takes) are fetched: a chunk decoded ahead and then refused would be decoded
         // twice, which with a cache far smaller than the working set costs more than it saves.
+        // The others, where the compressed tier keeps their level (remote data), are fetched
+        // without decoding: their read then decodes them without a request.
         let mut room = cache.room_before(floor);
-        let mut jobs: Vec<(&Level, [u64; 3])> = Vec::new();
+        let mut jobs: Vec<(&Level, [u64; 3], bool)> = Vec::new();
         for (level, chunks) in list.iter() {
             let least = level.chunk_shape_vox.iter().product::<u64>();
+            let encoded = level.shard_shape_vox.is_none() && cache.tier.keeps(level.array_location());
             for &chunk in chunks {
                 if least <= room {
                     room -= least;
-                    jobs.push((level, chunk));
+                    jobs.push((level, chunk, false));
+                } else if encoded {
+                    jobs.push((level, chunk, true));
                 } else {
                     counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        jobs.par_iter().with_max_len(1).for_each(|&(level, chunk)| {
+        jobs.par_iter().with_max_len(1).for_each(|&(level, chunk, encoded)| {
             let key = ChunkKey {
                 level_id: level.id,
                 chunk,
@@ -249,7 +254,11 @@ pub(crate) fn fetch_ahead(
             if cache.contains(&key) {
                 return;
             }
-            if let Ok(data) = load(level, &cache, chunk) {
+            if encoded {
+                if fetch_encoded(level, &cache, chunk) {
+                    counters.ahead_encoded.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if let Ok(data) = load(level, &cache, chunk) {
                 if cache.insert_ahead(key, data, floor) {
                     counters.ahead_chunks.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -260,6 +269,15 @@ pub(crate) fn fetch_ahead(
         done();
     });
     true
+}
+
+/// Fetch the stored bytes of `chunk` (an unsharded level the compressed tier keeps) into
+/// `cache`'s tier, not decoded; whether they are there now (a missing chunk keeps nothing).
+fn fetch_encoded(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> bool {
+    let _in_flight = cache.fetch_counters.start_request();
+    let view = cache.level_view(level);
+    let key = view.array.chunk_key(&full_indices(level, chunk));
+    matches!(view.array.storage().get(&key), Ok(Some(_)))
 }
 
 fn count_chunk<S: Copy + PartialEq + Default>(src: &[S], dims: [usize; 3], extent: [usize; 3]) -> u64 {

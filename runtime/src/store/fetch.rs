@@ -67,8 +67,11 @@ pub struct FetchStats {
     pub wait_seconds: f64,
     /// Chunks fetched ahead into the cache.
     pub ahead_chunks: u64,
+    /// Chunks fetched ahead as stored bytes into the compressed tier, not decoded: the cache had
+    /// no room for them decoded, and the tier keeps their level (remote data).
+    pub ahead_encoded: u64,
     /// Chunks not fetched ahead because the cache had no room (at a byte per voxel) without
-    /// evicting chunks that batches in flight have used.
+    /// evicting chunks that batches in flight have used, and no compressed tier keeps them.
     pub ahead_skipped: u64,
     /// Chunks fetched ahead, decoded, then not kept: the room was taken meanwhile, or the chunk
     /// was larger than a byte per voxel (decode work wasted).
@@ -90,6 +93,7 @@ pub(crate) struct FetchCounters {
     pub(crate) decode_ns: AtomicU64,
     pub(crate) wait_ns: AtomicU64,
     pub(crate) ahead_chunks: AtomicU64,
+    pub(crate) ahead_encoded: AtomicU64,
     pub(crate) ahead_skipped: AtomicU64,
     pub(crate) ahead_discarded: AtomicU64,
     in_flight: AtomicU64,
@@ -105,6 +109,7 @@ impl FetchCounters {
             decode_seconds: ns(&self.decode_ns),
             wait_seconds: ns(&self.wait_ns),
             ahead_chunks: self.ahead_chunks.load(Ordering::Relaxed),
+            ahead_encoded: self.ahead_encoded.load(Ordering::Relaxed),
             ahead_skipped: self.ahead_skipped.load(Ordering::Relaxed),
             ahead_discarded: self.ahead_discarded.load(Ordering::Relaxed),
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),

@@ -202,3 +202,36 @@ fn a_cache_without_room_fetches_nothing_ahead_rather_than_decoding_twice() {
     assert!(roomy == reference, "batches differ with fetching ahead");
     assert!(stats.ahead_chunks > 0 && stats.ahead_skipped == 0, "{stats:?}");
 }
+
+/// A decoded cache without room but a compressed tier that keeps the data: the chunks of the
+/// batches ahead are fetched into the tier as stored bytes, not decoded (their reads then decode
+/// them without asking the store); the batches are those read without any cache. Without the
+/// tier, nothing is fetched ahead, as above.
+#[test]
+fn without_room_chunks_ahead_are_fetched_into_the_compressed_tier() {
+    let f = synth(SynthVariant::V2);
+    let spec = |tier: u64| {
+        spec_with(&f.dir, |d| {
+            d["augment"]["spatial"] = json!({"rotate": {"z": [-180, 180]}});
+            d["sampling"]["iterations_per_epoch"] = json!(30);
+            d["loader"]["cache_bytes"] = json!(1000);
+            d["loader"]["compressed_cache_bytes"] = json!(tier);
+        })
+    };
+    let n = 6;
+    let (reference, _) = batches(spec(0), n, |o| o.no_cache = true);
+    let (ahead, stats) = batches(spec(64 << 20), n, |o| {
+        o.fetch_ahead = Some(3);
+        o.store_delay = Some(Duration::from_millis(5));
+    });
+    assert!(
+        ahead == reference,
+        "batches differ with chunks fetched ahead into the tier"
+    );
+    assert!(stats.ahead_encoded > 0, "{stats:?}");
+    assert_eq!((stats.ahead_chunks, stats.ahead_discarded), (0, 0), "{stats:?}");
+    let (none, stats) = batches(spec(0), n, |o| o.fetch_ahead = Some(3));
+    assert!(none == reference);
+    assert_eq!(stats.ahead_encoded, 0, "{stats:?}");
+    assert!(stats.ahead_skipped > 0, "{stats:?}");
+}
