@@ -104,6 +104,7 @@ impl Loader {
                 options.fetch_ahead.unwrap_or(spec.loader().fetch_ahead),
                 pipeline_options.prefetch,
                 &reads,
+                spec_is_remote(&spec),
             ),
             JobKind::Tiles { .. } => None,
         };

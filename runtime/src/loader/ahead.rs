@@ -6,7 +6,8 @@
 //! key, spatial transform from the key), lists the chunks the sample reads
 //! ([`Reader::sample_chunks`]), marks the cached ones as used and hands the missing ones to the
 //! cache's fetch-ahead pool. Bounds: at most `ahead` batches ahead and `ahead` scheduled batches
-//! queued (more are dropped: their reads fetch the chunks themselves); a chunk fetched ahead
+//! queued (while that many are still fetching, later batches wait for a later batch start to
+//! claim them, or their reads fetch the chunks themselves); a chunk fetched ahead
 //! is inserted only when it fits without evicting an entry used since the start of batch
 //! `b − slots − ahead`, which every batch in flight (and every batch scheduled ahead) has used
 //! or marked since. One that does not fit is fetched as stored bytes into the compressed tier
@@ -18,8 +19,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::chunk::{AheadList, fetch_ahead};
-use crate::store::{ChunkCache, ChunkKey};
+use crate::store::chunk::{AheadList, fetch_ahead, fetch_encoded_many};
+use crate::store::{ChunkCache, ChunkKey, Level};
 
 use crate::sample::{Reader, SampleRequest};
 
@@ -39,12 +40,14 @@ pub(super) struct FetchAhead {
     pending: Arc<AtomicU64>,
     /// `(batch + 1, cache clock)` when a worker started batch `batch`, at `batch mod TICKS`.
     started: Vec<(AtomicU64, AtomicU64)>,
+    /// The compressed tier keeps some of the data (remote data): samples prefetch their chunks.
+    remote: bool,
 }
 
 impl FetchAhead {
     /// Fetching `batches` ahead into `cache` for a ring of `slots`; `None` when that is off (0
     /// batches, a cache without budget, or more batches in flight than the ticks kept).
-    pub(super) fn new(batches: usize, slots: usize, cache: &Arc<ChunkCache>) -> Option<Self> {
+    pub(super) fn new(batches: usize, slots: usize, cache: &Arc<ChunkCache>, remote: bool) -> Option<Self> {
         let (batches, slots) = (batches as u64, slots as u64);
         if batches == 0 || cache.budget_bytes() == 0 || slots + batches + 1 >= TICKS as u64 {
             return None;
@@ -56,14 +59,19 @@ impl FetchAhead {
             next: AtomicU64::new(0),
             pending: Arc::new(AtomicU64::new(0)),
             started: (0..TICKS).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
+            remote: remote && cache.compressed_stats().budget_bytes > 0,
         })
     }
 
-    /// Record the start of `batch`; the batches to schedule now, if any.
-    fn claim(&self, batch: u64) -> Option<std::ops::RangeInclusive<u64>> {
+    /// Record the start of `batch` (the eviction floor of later batches).
+    fn record(&self, batch: u64) {
         let (tag, tick) = &self.started[(batch % TICKS as u64) as usize];
         tick.store(self.cache.clock(), Ordering::Relaxed);
         tag.store(batch + 1, Ordering::Release);
+    }
+
+    /// The batches to schedule at the start of `batch`, if any.
+    fn claim(&self, batch: u64) -> Option<std::ops::RangeInclusive<u64>> {
         let last = batch + self.batches;
         let mut next = self.next.load(Ordering::Relaxed);
         loop {
@@ -97,6 +105,21 @@ impl FetchAhead {
 }
 
 impl FetchAhead {
+    /// Fetch the chunks `request` reads, of every array, at once into the compressed tier as
+    /// stored bytes (remote data: see [`fetch_encoded_many`]) before the sample's arrays are read
+    /// one after another, so that a sample whose chunks were not fetched ahead waits one round
+    /// trip, not one per array. Nothing for data the tier does not keep (local files).
+    pub(super) fn prefetch_sample(&self, reader: &Reader, request: &SampleRequest) {
+        if !self.remote || reader.spec().augment().spatial.elastic.is_some() {
+            return;
+        }
+        let draw = reader.spatial_draw(request);
+        let mut chunks: Vec<(Level, [u64; 3])> = Vec::new();
+        reader.sample_chunks(request, &draw, &mut |level, chunk| chunks.push((level.clone(), chunk)));
+        let refs: Vec<(&Level, [u64; 3])> = chunks.iter().map(|(l, c)| (l, *c)).collect();
+        fetch_encoded_many(&self.cache, &refs);
+    }
+
     /// Schedule the batches ahead of `batch` (see the module docs); called by the worker that
     /// starts `batch`. `request(t, position)` is the request position `position` of batch `t`
     /// reads first (`None`: nothing to read).
@@ -112,10 +135,13 @@ impl FetchAhead {
         if reader.spec().augment().spatial.elastic.is_some() {
             return;
         }
-        let Some(range) = self.claim(batch) else { return };
+        self.record(batch);
+        // With the batches scheduled before still fetching, these are left for a later start
+        // to claim (claimed now, they would never be fetched ahead).
         if self.pending.load(Ordering::Relaxed) >= self.batches {
             return;
         }
+        let Some(range) = self.claim(batch) else { return };
         let floor = self.floor(batch);
         let cache = &self.cache;
         let mut list: AheadList = Vec::new();

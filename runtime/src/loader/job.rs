@@ -249,6 +249,9 @@ impl SampleJob for LoaderJob {
                 split_index,
             } => {
                 let request = self.request(batch, dataset, centre_nm, idx, attempt);
+                if let Some(ahead) = &self.ahead {
+                    ahead.prefetch_sample(&self.reader, &request);
+                }
                 self.reader.read(scratch, &request, out).map_err(Box::new)?;
                 Ok(Some(SampleMeta {
                     idx,

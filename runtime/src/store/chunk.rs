@@ -271,6 +271,34 @@ pub(crate) fn fetch_ahead(
     true
 }
 
+/// Fetch the stored bytes of `chunks` into `cache`'s compressed tier, all at once on its fetch
+/// pool, not decoded (a sample's chunks of every array, before its arrays are read one after
+/// another: one round trip instead of one per array). Only chunks of unsharded levels the tier
+/// keeps, not decoded in the cache; failures are left to the reads.
+pub(crate) fn fetch_encoded_many(cache: &ChunkCache, chunks: &[(&Level, [u64; 3])]) {
+    let Some(pool) = cache.fetcher().and_then(|f| f.pool.as_ref()) else {
+        return;
+    };
+    let wanted: Vec<(&Level, [u64; 3])> = chunks
+        .iter()
+        .copied()
+        .filter(|&(level, chunk)| {
+            level.shard_shape_vox.is_none()
+                && level.array.local.is_none()
+                && cache.tier.keeps(level.array_location())
+                && !cache.contains(&ChunkKey {
+                    level_id: level.id,
+                    chunk,
+                })
+        })
+        .collect();
+    pool.install(|| {
+        wanted.par_iter().with_max_len(1).for_each(|&(level, chunk)| {
+            fetch_encoded(level, cache, chunk);
+        });
+    });
+}
+
 /// Fetch the stored bytes of `chunk` (an unsharded level the compressed tier keeps) into
 /// `cache`'s tier, not decoded; whether they are there now (a missing chunk keeps nothing).
 fn fetch_encoded(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> bool {
