@@ -234,7 +234,7 @@ pub(crate) fn fetch_ahead(
         let mut jobs: Vec<(&Level, [u64; 3], bool)> = Vec::new();
         for (level, chunks) in list.iter() {
             let least = level.chunk_shape_vox.iter().product::<u64>();
-            let encoded = level.shard_shape_vox.is_none() && cache.tier.keeps(level.array_location());
+            let encoded = tier_keeps_chunks(&cache, level);
             for &chunk in chunks {
                 if least <= room {
                     room -= least;
@@ -283,9 +283,7 @@ pub(crate) fn fetch_encoded_many(cache: &ChunkCache, chunks: &[(&Level, [u64; 3]
         .iter()
         .copied()
         .filter(|&(level, chunk)| {
-            level.shard_shape_vox.is_none()
-                && level.array.local.is_none()
-                && cache.tier.keeps(level.array_location())
+            tier_keeps_chunks(cache, level)
                 && !cache.contains(&ChunkKey {
                     level_id: level.id,
                     chunk,
@@ -297,6 +295,12 @@ pub(crate) fn fetch_encoded_many(cache: &ChunkCache, chunks: &[(&Level, [u64; 3]
             fetch_encoded(level, cache, chunk);
         });
     });
+}
+
+/// Whether `cache`'s compressed tier keeps whole chunks of `level` that can be fetched into it
+/// without decoding: an unsharded level the tier keeps (remote data), not a training cache's files.
+fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {
+    level.shard_shape_vox.is_none() && level.array.local.is_none() && cache.tier.keeps(level.array_location())
 }
 
 /// Fetch the stored bytes of `chunk` (an unsharded level the compressed tier keeps) into

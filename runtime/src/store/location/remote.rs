@@ -334,16 +334,27 @@ mod client {
         }
     }
 
+    impl RemoteStorage {
+        /// One `GET` of `path`, the whole value or `range` of it; `None` when it does not exist.
+        fn read(
+            &self,
+            path: &object_store::path::Path,
+            range: Option<object_store::GetRange>,
+        ) -> Result<MaybeBytes, StorageError> {
+            let options = object_store::GetOptions {
+                range,
+                ..Default::default()
+            };
+            found(
+                self.runtime
+                    .block_on(async { self.store.get_opts(path, options).await?.bytes().await }),
+            )
+        }
+    }
+
     impl ReadableStorageTraits for RemoteStorage {
         fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
-            let path = object_store::path::Path::from(key.as_str());
-            found(self.runtime.block_on(async {
-                self.store
-                    .get_opts(&path, object_store::GetOptions::default())
-                    .await?
-                    .bytes()
-                    .await
-            }))
+            self.read(&object_store::path::Path::from(key.as_str()), None)
         }
 
         fn get_partial_many<'a>(
@@ -393,14 +404,7 @@ mod client {
                     }
                     ByteRange::Suffix(len) => Some(object_store::GetRange::Suffix(len)),
                 };
-                let options = object_store::GetOptions {
-                    range,
-                    ..Default::default()
-                };
-                let read = self
-                    .runtime
-                    .block_on(async { self.store.get_opts(&path, options).await?.bytes().await });
-                match found(read)? {
+                match self.read(&path, range)? {
                     Some(bytes) => parts.push(Ok(bytes)),
                     None => return Ok(None),
                 }
