@@ -152,7 +152,7 @@ impl FetchAhead {
                 reader.sample_chunks(&request, &draw, &mut |level, chunk| {
                     // The training cache's chunk files are read where they are needed (see
                     // `Source` in `read::window`): a local decode is shorter than the hand-off.
-                    if level.array.local.is_some() {
+                    if level.decoded_in_place() {
                         return;
                     }
                     let key = ChunkKey {

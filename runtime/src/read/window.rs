@@ -77,9 +77,25 @@ struct Source<'c> {
     fetched: Vec<Option<Arc<ChunkData>>>,
 }
 
+/// The memory of [`Source::new`]'s up-front fetch, kept per thread between reads so that a read
+/// that fetches allocates nothing once warm.
+#[derive(Default)]
+struct FetchScratch {
+    missing: Vec<[u64; 3]>,
+    positions: Vec<usize>,
+    got: Vec<Option<Arc<ChunkData>>>,
+    /// A [`Source::fetched`] handed back, empty.
+    fetched: Vec<Option<Arc<ChunkData>>>,
+}
+
+thread_local! {
+    static FETCH_SCRATCH: std::cell::RefCell<FetchScratch> = std::cell::RefCell::new(FetchScratch::default());
+}
+
 impl<'c> Source<'c> {
     /// The chunks of `chunks` that `cache` misses, fetched at once on its pool when there are
-    /// two or more (a warm read allocates nothing: the box is only looked at).
+    /// two or more (a warm read allocates nothing: the box is only looked at, and the lists
+    /// are the thread's [`FetchScratch`]).
     fn new(level: &Level, cache: Option<&'c ChunkCache>, chunks: &Chunks) -> Result<Self, ReadError> {
         let n = [0, 1, 2].map(|a| (chunks.last[a] - chunks.first[a] + 1).max(0) as usize);
         let mut source = Source {
@@ -90,31 +106,43 @@ impl<'c> Source<'c> {
         };
         // Chunk files of the training cache are read where they are needed: a local read and
         // decode is shorter than a hand-off to the pool and back.
-        let local = level.array.local.is_some();
+        let local = level.decoded_in_place();
         let Some(cache) = cache.filter(|c| c.fetch_concurrency() > 1 && !local) else {
             return Ok(source);
         };
-        let mut missing: Vec<[u64; 3]> = Vec::new();
-        let mut positions: Vec<usize> = Vec::new();
+        // Taken out of the thread's scratch for the fetch (a read nested in it would find it
+        // empty, and allocate), handed back after.
+        let mut scratch = FETCH_SCRATCH.with_borrow_mut(std::mem::take);
+        scratch.missing.clear();
+        scratch.positions.clear();
         for (i, cidx) in source.indices().enumerate() {
             let chunk = cidx.map(|v| v as u64);
             if !cache.contains(&ChunkKey {
                 level_id: level.id,
                 chunk,
             }) {
-                missing.push(chunk);
-                positions.push(i);
+                scratch.missing.push(chunk);
+                scratch.positions.push(i);
             }
         }
-        if missing.len() < 2 {
-            return Ok(source);
-        }
-        let mut got = vec![None; missing.len()];
-        fetch_many(level, cache, &missing, &mut got)?;
-        source.fetched = vec![None; n.iter().product()];
-        for (p, data) in positions.into_iter().zip(got) {
-            source.fetched[p] = data;
-        }
+        let result = if scratch.missing.len() < 2 {
+            Ok(())
+        } else {
+            scratch.got.clear();
+            scratch.got.resize(scratch.missing.len(), None);
+            let fetched = fetch_many(level, cache, &scratch.missing, &mut scratch.got);
+            if fetched.is_ok() {
+                source.fetched = std::mem::take(&mut scratch.fetched);
+                source.fetched.resize(n.iter().product(), None);
+                for (&p, data) in scratch.positions.iter().zip(scratch.got.drain(..)) {
+                    source.fetched[p] = data;
+                }
+            }
+            scratch.got.drain(..).flatten().for_each(pool::recycle);
+            fetched
+        };
+        FETCH_SCRATCH.with_borrow_mut(|slot| *slot = scratch);
+        result?;
         Ok(source)
     }
 
@@ -145,6 +173,14 @@ impl Drop for Source<'_> {
     /// The chunks fetched for this read go back to the chunk pool once no one else holds them.
     fn drop(&mut self) {
         self.fetched.drain(..).flatten().for_each(pool::recycle);
+        if self.fetched.capacity() > 0 {
+            let fetched = std::mem::take(&mut self.fetched);
+            FETCH_SCRATCH.with_borrow_mut(|slot| {
+                if slot.fetched.capacity() < fetched.capacity() {
+                    slot.fetched = fetched;
+                }
+            });
+        }
     }
 }
 

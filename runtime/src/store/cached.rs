@@ -58,7 +58,7 @@ pub(crate) fn decode(
         }
         CacheRole::Bit { pack, bit, .. } => {
             let packed = packed_chunk(pack, chunk, plain)?;
-            Ok(ChunkData::U8(extract_bit(&packed, *bit)))
+            Ok(extract_bit(&packed, *bit))
         }
     }
 }
@@ -131,20 +131,22 @@ fn place<T: Copy + Default>(region: &[T], extent: [u64; 3], chunk: [u64; 3]) -> 
     out
 }
 
-/// Bit `bit` of every element of a packed chunk, as 0 or 1.
-fn extract_bit(packed: &ChunkData, bit: u32) -> Vec<u8> {
-    fn bits<T: Copy + Into<u64>>(v: &[T], bit: u32) -> Vec<u8> {
-        v.iter().map(|&x| ((x.into() >> bit) & 1) as u8).collect()
+/// Bit `bit` of every element of a packed chunk, as 0 or 1, in pooled memory.
+fn extract_bit(packed: &ChunkData, bit: u32) -> ChunkData {
+    fn bits<T: Copy + Into<u64>>(v: &[T], bit: u32, out: &mut [u8]) {
+        out.iter_mut()
+            .zip(v)
+            .for_each(|(o, &x)| *o = ((x.into() >> bit) & 1) as u8);
     }
-    match packed {
-        ChunkData::U8(v) | ChunkData::UniformU8(v) => v.iter().map(|&x| (x >> bit) & 1).collect(),
-        ChunkData::U16(v) => bits(v, bit),
-        ChunkData::U32(v) => bits(v, bit),
-        ChunkData::U64(v) => bits(v, bit),
+    super::pool::written(SourceDtype::U8, packed.len(), |out| match packed {
+        ChunkData::U8(v) | ChunkData::UniformU8(v) => out.iter_mut().zip(v).for_each(|(o, &x)| *o = (x >> bit) & 1),
+        ChunkData::U16(v) => bits(v, bit, out),
+        ChunkData::U32(v) => bits(v, bit, out),
+        ChunkData::U64(v) => bits(v, bit, out),
         // The cache writes packed arrays as unsigned integers only; a signed or float array at
         // a pack's path was not written by it, and reads as no class present.
-        other => vec![0; other.len()],
-    }
+        _ => out.fill(0),
+    })
 }
 
 /// Bytes of decoded packed chunks kept for the other classes of the same crop.
@@ -212,20 +214,32 @@ mod tests {
             let expect: Vec<u8> = values.iter().map(|v| ((v >> bit) & 1) as u8).collect();
             assert_eq!(
                 extract_bit(&ChunkData::U64(values.clone()), bit),
-                expect,
+                ChunkData::U8(expect.clone()),
                 "u64 bit {bit}"
             );
             if bit < 32 {
                 let v32 = values.iter().map(|&v| v as u32).collect();
-                assert_eq!(extract_bit(&ChunkData::U32(v32), bit), expect, "u32 bit {bit}");
+                assert_eq!(
+                    extract_bit(&ChunkData::U32(v32), bit),
+                    ChunkData::U8(expect.clone()),
+                    "u32 bit {bit}"
+                );
             }
             if bit < 16 {
                 let v16 = values.iter().map(|&v| v as u16).collect();
-                assert_eq!(extract_bit(&ChunkData::U16(v16), bit), expect, "u16 bit {bit}");
+                assert_eq!(
+                    extract_bit(&ChunkData::U16(v16), bit),
+                    ChunkData::U8(expect.clone()),
+                    "u16 bit {bit}"
+                );
             }
             if bit < 8 {
                 let v8 = values.iter().map(|&v| v as u8).collect();
-                assert_eq!(extract_bit(&ChunkData::U8(v8), bit), expect, "u8 bit {bit}");
+                assert_eq!(
+                    extract_bit(&ChunkData::U8(v8), bit),
+                    ChunkData::U8(expect.clone()),
+                    "u8 bit {bit}"
+                );
             }
         }
     }

@@ -12,6 +12,7 @@ use zarrs::array::{ArrayError, ArrayShardedReadableExt, CodecOptions, ElementOwn
 
 use super::cache::{ChunkCache, ChunkKey};
 use super::chunk_data::ChunkData;
+use super::direct::Failure;
 use super::error::ChunkError;
 use super::fetch::FetchCounters;
 use super::multiscale::{Level, LevelArray, SourceDtype};
@@ -82,8 +83,23 @@ fn decode_from(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkD
 
 /// Decode `chunk` of `la` as `level`'s array (its dtype and axes), whatever its cache role.
 pub(crate) fn decode_plain(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
-    if let Some(local) = &la.local {
-        return local.read(level, chunk);
+    if let Some(direct) = &la.direct {
+        return direct
+            .read(
+                (level.dtype, level.has_channel_axis),
+                &la.array,
+                la.tiered.as_deref(),
+                chunk,
+            )
+            .map_err(|e| match e.failure {
+                Failure::Store(store) => ChunkError::from_storage(level, e.key, chunk, &store),
+                Failure::Decode(message) => ChunkError::Decode {
+                    array: level.array_location().to_owned(),
+                    key: e.key,
+                    chunk,
+                    message,
+                },
+            });
     }
     let indices = full_indices(level, chunk);
     let options = CodecOptions::default().with_concurrent_target(1);
@@ -112,7 +128,7 @@ pub(crate) fn decode_plain(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> R
 /// As [`decode_chunk`].
 pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
     match cache {
-        None => Ok(super::pool::wrap(decode_chunk(level, chunk)?.tagged())),
+        None => Ok(super::pool::wrap(super::pool::tagged(decode_chunk(level, chunk)?))),
         Some(cache) => {
             let key = ChunkKey {
                 level_id: level.id,
@@ -136,9 +152,10 @@ fn load(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> Result<Arc<ChunkD
     let _in_flight = counters.start_request();
     // The store is read through the cache's tier (the delay per request, the compressed tier),
     // except a training cache's chunk files, which are read directly (no view to make).
-    let view = match level.array.local {
-        Some(_) => Arc::clone(&level.array),
-        None => cache.level_view(level),
+    let view = if level.decoded_in_place() {
+        Arc::clone(&level.array)
+    } else {
+        cache.level_view(level)
     };
     let start = Instant::now();
     let data = decode_from(level, &view, chunk);
@@ -146,7 +163,7 @@ fn load(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> Result<Arc<ChunkD
     let data = data?;
     counters.chunks.fetch_add(1, Ordering::Relaxed);
     counters.bytes.fetch_add(data.byte_len() as u64, Ordering::Relaxed);
-    Ok(super::pool::wrap(data.tagged()))
+    Ok(super::pool::wrap(super::pool::tagged(data)))
 }
 
 /// Fetch `chunks` of `level` through `cache` on its fetch pool, several at once, into `out`
@@ -300,7 +317,7 @@ pub(crate) fn fetch_encoded_many(cache: &ChunkCache, chunks: &[(&Level, [u64; 3]
 /// Whether `cache`'s compressed tier keeps whole chunks of `level` that can be fetched into it
 /// without decoding: an unsharded level the tier keeps (remote data), not a training cache's files.
 fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {
-    level.shard_shape_vox.is_none() && level.array.local.is_none() && cache.tier.keeps(level.array_location())
+    level.shard_shape_vox.is_none() && !level.decoded_in_place() && cache.tier.keeps(level.array_location())
 }
 
 /// Fetch the stored bytes of `chunk` (an unsharded level the compressed tier keeps) into

@@ -1,6 +1,6 @@
 //! A decoded chunk: its elements in the stored type, or a narrower one that holds every value.
 
-use super::multiscale::SourceDtype;
+use super::dtype::SourceDtype;
 
 /// A decoded chunk in its stored element type (or a narrower one, see [`ChunkData::narrowed`]),
 /// C order (`[c,] z, y, x`).

@@ -315,7 +315,59 @@ pub(crate) struct TieredStorage {
     pub(crate) keep: bool,
 }
 
+thread_local! {
+    /// The key a whole-value lookup builds ([`TieredStorage::held`]), reused: no allocation.
+    static LOOKUP: std::cell::RefCell<EncodedKey> = const {
+        std::cell::RefCell::new(EncodedKey {
+            level_id: 0,
+            key: String::new(),
+            range: None,
+        })
+    };
+}
+
 impl TieredStorage {
+    /// The tier's copy of the whole value at store key `key`, looked up without allocating;
+    /// `None` when the tier does not hold it or does not keep this level's values. For readers
+    /// that fetch and decode a chunk themselves ([`crate::store::direct`]): on `None` they call
+    /// [`TieredStorage::start_request`], read the store behind the tier, then
+    /// [`TieredStorage::received`].
+    pub(crate) fn held(&self, key: &str) -> Option<MaybeBytes> {
+        if !self.keep {
+            return None;
+        }
+        LOOKUP.with_borrow_mut(|k| {
+            k.level_id = self.level_id;
+            k.key.clear();
+            k.key.push_str(key);
+            self.tier.cache.get(k)
+        })
+    }
+
+    /// A request is about to reach the store: the benchmarking delay is slept, the request counted.
+    pub(crate) fn start_request(&self) {
+        self.tier.request();
+    }
+
+    /// The store answered `got` for the whole value at `key`: counted, and kept when the tier
+    /// keeps this level's values.
+    pub(crate) fn received(&self, key: &str, got: &MaybeBytes) {
+        self.tier.received(got);
+        if self.keep {
+            let k = EncodedKey {
+                level_id: self.level_id,
+                key: key.to_owned(),
+                range: None,
+            };
+            self.tier.cache.insert(k, got.clone());
+        }
+    }
+
+    /// The store answered `len` bytes that are not kept (a file read into a reader's buffer).
+    pub(crate) fn received_len(&self, len: usize) {
+        self.tier.request_bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
     fn key(&self, key: &StoreKey, range: Option<ByteRange>) -> EncodedKey {
         EncodedKey {
             level_id: self.level_id,

@@ -300,33 +300,50 @@ impl ChunkError {
     /// The error for a failed read of `chunk` (store key `key`) of `level`: a storage failure of
     /// a remote array is a [`ChunkError::Fetch`], anything else a [`ChunkError::Decode`].
     pub(crate) fn from_read(level: &super::Level, key: String, chunk: [u64; 3], e: &zarrs::array::ArrayError) -> Self {
-        let array = level.array_location();
-        let message = e.to_string();
-        match e {
+        let storage = matches!(
+            e,
             zarrs::array::ArrayError::StorageError(_)
-            | zarrs::array::ArrayError::CodecError(zarrs::array::CodecError::StorageError(_))
-                if super::is_url(array) =>
-            {
-                // Store keys are relative to the group, the array location is `group/path`.
-                let group = array
-                    .strip_suffix(level.path.trim_matches('/'))
-                    .unwrap_or(array)
-                    .trim_end_matches('/');
-                Self::Fetch(Box::new(FetchError {
-                    url: format!("{group}/{key}"),
-                    array: array.to_string(),
-                    key,
-                    chunk,
-                    kind: RemoteErrorKind::classify(&message),
-                    message,
-                }))
-            }
-            _ => Self::Decode {
+                | zarrs::array::ArrayError::CodecError(zarrs::array::CodecError::StorageError(_))
+        );
+        Self::from_message(level, key, chunk, e.to_string(), storage)
+    }
+
+    /// The error for a failed request for `chunk` (store key `key`) of `level`, as
+    /// [`ChunkError::from_read`].
+    pub(crate) fn from_storage(
+        level: &super::Level,
+        key: String,
+        chunk: [u64; 3],
+        e: &zarrs::storage::StorageError,
+    ) -> Self {
+        Self::from_message(level, key, chunk, e.to_string(), true)
+    }
+
+    /// A failure of the store (`storage`) of a remote array is a [`ChunkError::Fetch`];
+    /// anything else a [`ChunkError::Decode`].
+    fn from_message(level: &super::Level, key: String, chunk: [u64; 3], message: String, storage: bool) -> Self {
+        let array = level.array_location();
+        if storage && super::is_url(array) {
+            // Store keys are relative to the group, the array location is `group/path`.
+            let group = array
+                .strip_suffix(level.path.trim_matches('/'))
+                .unwrap_or(array)
+                .trim_end_matches('/');
+            Self::Fetch(Box::new(FetchError {
+                url: format!("{group}/{key}"),
+                array: array.to_string(),
+                key,
+                chunk,
+                kind: RemoteErrorKind::classify(&message),
+                message,
+            }))
+        } else {
+            Self::Decode {
                 array: array.to_string(),
                 key,
                 chunk,
                 message,
-            },
+            }
         }
     }
 }

@@ -28,109 +28,22 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use serde::Deserialize as _;
 use serde_json::Value;
-use zarrs::array::data_type::{
-    Float32DataType, Float64DataType, Int8DataType, Int16DataType, Int32DataType, Int64DataType, UInt8DataType,
-    UInt16DataType, UInt32DataType, UInt64DataType,
-};
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
 use zarrs::metadata::ArrayMetadata;
 use zarrs::metadata::v2::ArrayMetadataV2;
 use zarrs::metadata::v3::ArrayMetadataV3;
-use zarrs::storage::{Bytes, ReadableStorageTraits, StoreKey};
+use zarrs::storage::{ReadableStorageTraits, StoreKey};
+
+use super::direct::DirectChunks;
+pub use super::dtype::SourceDtype;
 
 use super::encoded::{StoreTier, TieredStorage};
 use super::error::OpenError;
 use super::location::{Location, RemoteOptions, open_location, open_location_with};
 use super::ngff::{invalid, parse_axes, parse_transforms, read_multiscales};
 use crate::geometry::Box3;
-
-/// Element type of a stored level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SourceDtype {
-    /// `uint8`.
-    U8,
-    /// `uint16`.
-    U16,
-    /// `uint32`.
-    U32,
-    /// `uint64`.
-    U64,
-    /// `int8`.
-    I8,
-    /// `int16`.
-    I16,
-    /// `int32`.
-    I32,
-    /// `int64`.
-    I64,
-    /// `float32`.
-    F32,
-    /// `float64`.
-    F64,
-}
-
-impl SourceDtype {
-    /// Bytes per element.
-    #[must_use]
-    pub fn size_bytes(self) -> usize {
-        match self {
-            Self::U8 | Self::I8 => 1,
-            Self::U16 | Self::I16 => 2,
-            Self::U32 | Self::I32 | Self::F32 => 4,
-            Self::U64 | Self::I64 | Self::F64 => 8,
-        }
-    }
-
-    /// The zarr v3 name (`uint8`, `float32`, …).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::U8 => "uint8",
-            Self::U16 => "uint16",
-            Self::U32 => "uint32",
-            Self::U64 => "uint64",
-            Self::I8 => "int8",
-            Self::I16 => "int16",
-            Self::I32 => "int32",
-            Self::I64 => "int64",
-            Self::F32 => "float32",
-            Self::F64 => "float64",
-        }
-    }
-
-    fn of(data_type: &zarrs::array::DataType) -> Option<Self> {
-        Some(if data_type.is::<UInt8DataType>() {
-            Self::U8
-        } else if data_type.is::<UInt16DataType>() {
-            Self::U16
-        } else if data_type.is::<UInt32DataType>() {
-            Self::U32
-        } else if data_type.is::<UInt64DataType>() {
-            Self::U64
-        } else if data_type.is::<Int8DataType>() {
-            Self::I8
-        } else if data_type.is::<Int16DataType>() {
-            Self::I16
-        } else if data_type.is::<Int32DataType>() {
-            Self::I32
-        } else if data_type.is::<Int64DataType>() {
-            Self::I64
-        } else if data_type.is::<Float32DataType>() {
-            Self::F32
-        } else if data_type.is::<Float64DataType>() {
-            Self::F64
-        } else {
-            return None;
-        })
-    }
-}
-
-impl std::fmt::Display for SourceDtype {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A half-open box of chunk indices `[lo, hi)` per axis, `z y x`.
 pub type ChunkBox = [[u64; 3]; 2];
@@ -174,8 +87,11 @@ pub(crate) struct LevelArray {
     pub(crate) sharded: Option<ArrayShardedReadableExtCache>,
     /// `location/path`, for error messages.
     pub(crate) array_location: String,
-    /// The direct reader of a training-cache array's chunk files (else zarrs decodes them).
-    pub(crate) local: Option<super::local_layout::LocalChunks>,
+    /// The direct decoder of the array's chunks when its layout allows one (else zarrs decodes
+    /// them; see [`super::direct`]).
+    pub(crate) direct: Option<super::direct::DirectChunks>,
+    /// The tier this view reads through ([`LevelArray::tiered`]); `None` for the level's own array.
+    pub(crate) tiered: Option<Arc<TieredStorage>>,
     /// A zarr v2 array's `.zattrs`, read the first time they are asked for.
     pub(crate) v2_attributes: OnceLock<serde_json::Map<String, Value>>,
 }
@@ -184,18 +100,21 @@ impl LevelArray {
     /// The same array read through `tier` (requests counted and delayed, encoded values kept in
     /// the compressed tier when it keeps this level's), with a shard-index cache of its own.
     pub(crate) fn tiered(&self, level_id: u64, tier: &Arc<StoreTier>) -> LevelArray {
-        let storage = TieredStorage {
+        let storage = Arc::new(TieredStorage {
             inner: self.array.storage(),
             tier: Arc::clone(tier),
             level_id,
             keep: tier.keeps(&self.array_location),
-        };
-        let array = self.array.with_storage::<dyn ReadableStorageTraits>(Arc::new(storage));
+        });
+        let array = self
+            .array
+            .with_storage::<dyn ReadableStorageTraits>(Arc::clone(&storage) as Arc<dyn ReadableStorageTraits>);
         LevelArray {
             sharded: self.sharded.as_ref().map(|_| ArrayShardedReadableExtCache::new(&array)),
             array,
             array_location: self.array_location.clone(),
-            local: self.local.clone(),
+            direct: self.direct.clone(),
+            tiered: Some(storage),
             v2_attributes: self.v2_attributes.clone(),
         }
     }
@@ -315,6 +234,21 @@ impl Level {
         }
     }
 
+    /// True when the level's chunks are decoded without zarrs' codec pipeline, straight into
+    /// recycled memory (see the `direct` module: unsharded zarr v2 or v3, C order,
+    /// little-endian, no filter, raw, blosc, zstd or gzip, numeric fill value).
+    #[must_use]
+    pub fn decodes_directly(&self) -> bool {
+        self.array.direct.is_some()
+    }
+
+    /// True when the level's chunks are decoded by the reader that needs them, not handed to
+    /// a fetch pool nor read through a cache's tier: the training cache's local chunk files,
+    /// whose decode is shorter than a hand-off and for which no delay stands in for a store.
+    pub(crate) fn decoded_in_place(&self) -> bool {
+        self.array.direct.as_ref().is_some_and(|d| d.in_place)
+    }
+
     /// True when the level is read through the training cache.
     #[must_use]
     pub fn is_cached(&self) -> bool {
@@ -325,15 +259,13 @@ impl Level {
     /// level's geometry; it must have this level's spatial shape.
     pub(crate) fn open_like(&self, store: &Location, path: &str) -> Result<Level, OpenError> {
         // The training cache writes zarr v3.
-        let (mut level, doc) = open_level_meta(store, (path, 3), (self.scale_nm, self.translation_nm), 3, false)?;
-        // A local array in the training cache's own layout has its chunk files read directly.
-        let key = path.trim_matches('/');
+        let mut level = open_level_meta(store, (path, 3), (self.scale_nm, self.translation_nm), 3, false)?;
+        // The training cache's local chunk files are decoded by the reader that needs them.
         if !super::is_url(&store.location)
-            && let Some(meta) = doc.and_then(|d| serde_json::from_slice::<Value>(&d).ok())
             && let Some(array) = Arc::get_mut(&mut level.array)
+            && let Some(direct) = &mut array.direct
         {
-            array.local =
-                super::local_layout::LocalChunks::detect(&std::path::Path::new(&store.location).join(key), &meta);
+            direct.in_place = true;
         }
         if level.shape_vox != self.shape_vox {
             return Err(OpenError::LevelOpen {
@@ -533,7 +465,7 @@ impl Multiscale {
         // A remote group's levels are opened side by side (a round trip each); local ones in turn.
         let threads = if super::is_url(location) { described.len() } else { 1 };
         let levels = crate::parallel::map(&described, threads, |&(path, transforms)| {
-            open_level_meta(&store, (path, zarr_format), transforms, axes.len(), has_channel).map(|(level, _)| level)
+            open_level_meta(&store, (path, zarr_format), transforms, axes.len(), has_channel)
         })
         .into_iter()
         .collect::<Result<Vec<Level>, OpenError>>()?;
@@ -553,12 +485,12 @@ const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
 
 /// The zarrs array `path` of `store` from its metadata document, read once where the group's
 /// `zarr_format` puts it (`zarr.json` or `.zarray`; a v2 array's `.zattrs` is read only when its
-/// attributes are asked for, [`Level::attributes`]); with a v3 document's bytes.
+/// attributes are asked for, [`Level::attributes`]); with the document as JSON.
 fn open_array(
     store: &Location,
     path: &str,
     zarr_format: u8,
-) -> Result<(Array<dyn ReadableStorageTraits>, Option<Bytes>), OpenError> {
+) -> Result<(Array<dyn ReadableStorageTraits>, Value), OpenError> {
     let key = path.trim_matches('/');
     let level_err = |message: String| OpenError::LevelOpen {
         location: store.location.clone(),
@@ -576,37 +508,38 @@ fn open_array(
         level: path.to_string(),
     })?;
     let invalid = |e: serde_json::Error| level_err(format!("invalid metadata `{doc_key}`: {e}"));
+    let json: Value = serde_json::from_slice(&doc).map_err(invalid)?;
     let metadata = if zarr_format == 3 {
-        let v3: ArrayMetadataV3 = serde_json::from_slice(&doc).map_err(invalid)?;
+        let v3 = ArrayMetadataV3::deserialize(&json).map_err(invalid)?;
         // As zarrs' own open: an extension field the reader must understand is refused.
         if let Some((name, _)) = v3.additional_fields.iter().find(|(_, f)| f.must_understand()) {
             return Err(level_err(format!("unsupported additional field `{name}`")));
         }
         ArrayMetadata::V3(v3)
     } else {
-        ArrayMetadata::V2(serde_json::from_slice::<ArrayMetadataV2>(&doc).map_err(invalid)?)
+        ArrayMetadata::V2(ArrayMetadataV2::deserialize(&json).map_err(invalid)?)
     };
     let array = Array::new_with_metadata(store.storage.clone(), &format!("/{key}"), metadata)
         .map_err(|e| level_err(e.to_string()))?;
-    Ok((array, (zarr_format == 3).then_some(doc)))
+    Ok((array, json))
 }
 
-/// Open the level array `path` of `store` (zarr `zarr_format`) with its geometry; with the
-/// bytes of the array's `zarr.json` (zarr v3 only: a v2 store has none to look for).
+/// Open the level array `path` of `store` (zarr `zarr_format`) with its geometry, and its
+/// direct decoder when its layout allows one ([`super::direct`]).
 fn open_level_meta(
     store: &Location,
     (path, zarr_format): (&str, u8),
     (scale_nm, translation_nm): ([f64; 3], [f64; 3]),
     n_axes: usize,
     has_channel_axis: bool,
-) -> Result<(Level, Option<Bytes>), OpenError> {
+) -> Result<Level, OpenError> {
     let location = &store.location;
     let level_err = |message: String| OpenError::LevelOpen {
         location: location.clone(),
         level: path.to_string(),
         message,
     };
-    let (array, doc) = open_array(store, path, zarr_format)?;
+    let (array, meta) = open_array(store, path, zarr_format)?;
     if array.dimensionality() != n_axes {
         return Err(OpenError::AxisCountMismatch {
             location: location.clone(),
@@ -658,6 +591,10 @@ fn open_level_meta(
     } else {
         (None, spatial(&chunk), None)
     };
+    let direct = match sharded {
+        Some(_) => None,
+        None => DirectChunks::detect(location, &array, &meta, zarr_format, dtype),
+    };
     let level = Level {
         path: path.to_string(),
         scale_nm,
@@ -672,12 +609,13 @@ fn open_level_meta(
             array,
             sharded,
             array_location: format!("{location}/{}", path.trim_matches('/')),
-            local: None,
+            direct,
+            tiered: None,
             v2_attributes: OnceLock::new(),
         }),
         cached: None,
     };
-    Ok((level, doc))
+    Ok(level)
 }
 
 /// Refuse decode units no machine can hold (a fill-value chunk is allocated whole): fuzz

@@ -5,6 +5,7 @@ mod augment;
 mod class_weights;
 mod common;
 mod compressed;
+mod direct;
 mod exclusion;
 mod faults;
 mod fetch;

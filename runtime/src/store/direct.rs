@@ -1,0 +1,239 @@
+//! Chunks decoded directly: the stored bytes of a chunk (a file read, the compressed tier's
+//! copy, or one request to a remote store) decompressed straight into the chunk's memory, which
+//! comes from the chunk pool ([`super::pool`]). No zarrs codec pipeline runs, so a chunk decoded
+//! on a cache miss costs no allocation once the pool and the per-thread buffers are warm.
+//!
+//! It applies to the arrays whose layout [`layout::Layout::detect`] recognises, which is what
+//! OME-NGFF EM data and labels are written as: zarr v2 or v3, C order, little-endian or
+//! one-byte elements, no filter, stored as is or with one of blosc, zstd, gzip or zlib, a
+//! numeric fill value. The chunk key is checked against zarrs' own at opening, so a key
+//! encoding this module spells differently is left to zarrs. Sharded arrays, transposes,
+//! checksums, big-endian elements and other compressors are decoded by zarrs as before.
+//!
+//! Reads keep every rule of the zarrs path: requests through a chunk cache's tier are delayed
+//! and counted the same way, and the same store key is what the compressed tier keeps, so a
+//! chunk fetched ahead as stored bytes is found by the read that decodes it.
+
+mod codec;
+mod layout;
+
+use std::cell::RefCell;
+use std::io::Read;
+
+use serde_json::Value;
+use zarrs::array::Array;
+use zarrs::storage::{MaybeBytes, ReadableStorageTraits, StorageError, StoreKey};
+
+use super::chunk_data::ChunkData;
+use super::dtype::SourceDtype;
+use super::encoded::TieredStorage;
+use super::pool;
+use layout::Layout;
+
+/// An array whose chunks are decoded directly (see the module docs).
+#[derive(Clone, Debug)]
+pub(crate) struct DirectChunks {
+    layout: Layout,
+    /// Store keys of the array's chunks start with this (`raw/s0/`; empty at the store's root).
+    prefix: String,
+    /// The store's folder, when it is local files: a chunk is one file read.
+    root: Option<String>,
+    /// Elements of one chunk, every axis (a channel axis included).
+    elements: usize,
+    /// Decoded by the reader that needs the chunk, not handed to the fetch pool, and not
+    /// through a cache's tier (the training cache's own files: a local decode is shorter than
+    /// the hand-off, and no delay stands for a remote store there).
+    pub(crate) in_place: bool,
+}
+
+/// A chunk that could not be read: its store key, and why.
+pub(crate) struct DirectError {
+    pub(crate) key: String,
+    pub(crate) failure: Failure,
+}
+
+/// Why a chunk's bytes could not be had or decoded.
+pub(crate) enum Failure {
+    /// The store failed (a remote request).
+    Store(StorageError),
+    /// A file could not be read, or its bytes did not decode to the chunk.
+    Decode(String),
+}
+
+thread_local! {
+    /// The chunk's store key, then its file path: built per read without allocating.
+    static KEY: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+    /// A chunk file's bytes.
+    static FILE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl DirectChunks {
+    /// The direct reader of `array` (of `dtype`, metadata document `meta` in zarr
+    /// `zarr_format`, in the store at `location`), or `None` when its layout is not one this
+    /// module decodes (see the module docs).
+    pub(crate) fn detect(
+        location: &str,
+        array: &Array<dyn ReadableStorageTraits>,
+        meta: &Value,
+        zarr_format: u8,
+        dtype: SourceDtype,
+    ) -> Option<DirectChunks> {
+        let layout = Layout::detect(meta, zarr_format, dtype)?;
+        let mut prefix = array.path().as_str().trim_matches('/').to_owned();
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        // The key of a chunk away from the origin on every axis, spelled both ways.
+        let indices: Vec<u64> = (1..=array.dimensionality() as u64).collect();
+        let mut key = prefix.clone();
+        layout.write_key(&mut key, &indices);
+        if array.chunk_key(&indices).as_str() != key {
+            return None;
+        }
+        let shape = array.chunk_shape(&vec![0; array.dimensionality()]).ok()?;
+        let elements = shape
+            .iter()
+            .try_fold(1usize, |n, c| n.checked_mul(usize::try_from(c.get()).ok()?))?;
+        Some(DirectChunks {
+            layout,
+            prefix,
+            root: (!super::is_url(location)).then(|| location.to_owned()),
+            elements,
+            in_place: false,
+        })
+    }
+
+    /// Chunk `chunk` (spatial indices; a leading channel index 0 when `has_channel_axis`) as
+    /// `dtype` elements, read through `tiered` (a chunk cache's tier over the level's store) or,
+    /// without one, from `own` (the level's array); a chunk never written holds the fill value.
+    ///
+    /// # Errors
+    /// [`Failure::Store`] for a failed request to the store, [`Failure::Decode`] for a file that
+    /// cannot be read or bytes that do not decode to the chunk's size; with the chunk's key.
+    pub(crate) fn read(
+        &self,
+        (dtype, has_channel_axis): (SourceDtype, bool),
+        own: &Array<dyn ReadableStorageTraits>,
+        tiered: Option<&TieredStorage>,
+        chunk: [u64; 3],
+    ) -> Result<ChunkData, DirectError> {
+        KEY.with_borrow_mut(|(key, path)| {
+            key.clear();
+            key.push_str(&self.prefix);
+            let full = [0, chunk[0], chunk[1], chunk[2]];
+            self.layout
+                .write_key(key, if has_channel_axis { &full } else { &full[1..] });
+            let tiered = tiered.filter(|_| !self.in_place);
+            self.read_key(dtype, own, tiered, key, path)
+                .map_err(|failure| DirectError {
+                    key: key.clone(),
+                    failure,
+                })
+        })
+    }
+
+    fn read_key(
+        &self,
+        dtype: SourceDtype,
+        own: &Array<dyn ReadableStorageTraits>,
+        tiered: Option<&TieredStorage>,
+        key: &str,
+        path: &mut String,
+    ) -> Result<ChunkData, Failure> {
+        if let Some(t) = tiered {
+            if let Some(held) = t.held(key) {
+                return self.decode(dtype, held.as_deref()).map_err(Failure::Decode);
+            }
+            t.start_request();
+        }
+        let keep = tiered.is_some_and(|t| t.keep);
+        if let (Some(root), false) = (&self.root, keep) {
+            path.clear();
+            path.push_str(root);
+            path.push('/');
+            path.push_str(key);
+            let (data, len) = self.read_file(dtype, path)?;
+            if let Some(t) = tiered {
+                t.received_len(len);
+            }
+            return Ok(data);
+        }
+        let got = self.get(own, tiered, key, path)?;
+        if let Some(t) = tiered {
+            t.received(key, &got);
+        }
+        self.decode(dtype, got.as_deref()).map_err(Failure::Decode)
+    }
+
+    /// The stored value at `key`, whole: read from the store behind the tier (or `la`'s own).
+    fn get(
+        &self,
+        own: &Array<dyn ReadableStorageTraits>,
+        tiered: Option<&TieredStorage>,
+        key: &str,
+        path: &mut String,
+    ) -> Result<MaybeBytes, Failure> {
+        if let Some(root) = &self.root {
+            // Kept in the tier: the bytes are owned.
+            path.clear();
+            path.push_str(root);
+            path.push('/');
+            path.push_str(key);
+            return match std::fs::read(path.as_str()) {
+                Ok(bytes) => Ok(Some(bytes.into())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Failure::Decode(e.to_string())),
+            };
+        }
+        let store_key = StoreKey::new(key).map_err(|e| Failure::Decode(e.to_string()))?;
+        match tiered {
+            Some(t) => t.inner.get(&store_key),
+            None => own.storage().get(&store_key),
+        }
+        .map_err(Failure::Store)
+    }
+
+    /// The chunk in the file at `path`, and the file's length: a missing file holds the fill
+    /// value. A file stored as is is read straight into the chunk's memory.
+    fn read_file(&self, dtype: SourceDtype, path: &str) -> Result<(ChunkData, usize), Failure> {
+        let mut f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((self.decode(dtype, None).map_err(Failure::Decode)?, 0));
+            }
+            Err(e) => return Err(Failure::Decode(e.to_string())),
+        };
+        if self.layout.codec == codec::Codec::Raw {
+            let mut len = 0;
+            let data = pool::filled(dtype, self.elements, |dst| {
+                len = dst.len();
+                let short = |e: std::io::Error| format!("{e}: the file holds fewer bytes than the chunk's {len}");
+                f.read_exact(dst).map_err(short)?;
+                match f.read(&mut [0u8; 1]) {
+                    Ok(0) => Ok(()),
+                    Ok(_) => Err(format!("the file holds more bytes than the chunk's {len}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .map_err(Failure::Decode)?;
+            return Ok((data, len));
+        }
+        FILE.with_borrow_mut(|bytes| {
+            bytes.clear();
+            f.read_to_end(bytes).map_err(|e| Failure::Decode(e.to_string()))?;
+            let data = self.decode(dtype, Some(bytes)).map_err(Failure::Decode)?;
+            Ok((data, bytes.len()))
+        })
+    }
+
+    /// The chunk decoded from its stored bytes (`None`: never written, the fill value).
+    fn decode(&self, dtype: SourceDtype, stored: Option<&[u8]>) -> Result<ChunkData, String> {
+        pool::filled(dtype, self.elements, |dst| match stored {
+            Some(bytes) => self.layout.codec.decode(bytes, dst),
+            None => {
+                self.layout.fill(dst);
+                Ok(())
+            }
+        })
+    }
+}

@@ -1,0 +1,190 @@
+//! Which arrays have their chunks decoded directly ([`super`]): the layout read from an array's
+//! metadata document (`.zarray` or `zarr.json`), its chunk keys and its fill value.
+
+use serde_json::Value;
+
+use super::codec::Codec;
+use crate::store::dtype::SourceDtype;
+
+/// How chunk keys are spelled after the array's own path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyStyle {
+    /// zarr v3's `default` encoding: `c` then the indices, `c/0/1/2` (or `c.0.1.2`).
+    Default(char),
+    /// zarr v2's keys (and v3's `v2` encoding): the indices alone, `0.1.2` (or `0/1/2`).
+    V2(char),
+}
+
+/// What reading a chunk directly needs to know of its array.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Layout {
+    pub(crate) codec: Codec,
+    pub(crate) keys: KeyStyle,
+    /// The fill value's little-endian bytes (an element's worth), what a missing chunk holds.
+    pub(crate) fill: Vec<u8>,
+}
+
+impl Layout {
+    /// The layout of an array of `dtype` with metadata `meta` (zarr `zarr_format`) when its
+    /// chunks can be decoded directly: C order, little-endian (or one-byte) elements, no filter,
+    /// at most one compressor among [`Codec`]'s, a regular grid and a numeric fill value.
+    /// `None` for anything else (sharding, transposes, checksums, big-endian, other
+    /// compressors), which zarrs decodes.
+    pub(crate) fn detect(meta: &Value, zarr_format: u8, dtype: SourceDtype) -> Option<Layout> {
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        match zarr_format {
+            2 => Self::detect_v2(meta, dtype),
+            3 => Self::detect_v3(meta, dtype),
+            _ => None,
+        }
+    }
+
+    fn detect_v2(meta: &Value, dtype: SourceDtype) -> Option<Layout> {
+        let little = match meta["dtype"].as_str()?.as_bytes().first()? {
+            b'<' => true,
+            b'|' => dtype.size_bytes() == 1,
+            _ => false,
+        };
+        let no_filters = meta["filters"].is_null() || meta["filters"].as_array().is_some_and(Vec::is_empty);
+        let c_order = meta["order"].is_null() || meta["order"] == "C";
+        if !little || !no_filters || !c_order {
+            return None;
+        }
+        let codec = match &meta["compressor"] {
+            Value::Null => Codec::Raw,
+            c => match c["id"].as_str()? {
+                "blosc" => Codec::Blosc,
+                "zstd" => Codec::Zstd,
+                "gzip" => Codec::Gzip,
+                "zlib" => Codec::Zlib,
+                _ => return None,
+            },
+        };
+        let separator = match meta["dimension_separator"].as_str() {
+            None | Some(".") => '.',
+            Some("/") => '/',
+            Some(_) => return None,
+        };
+        Some(Layout {
+            codec,
+            keys: KeyStyle::V2(separator),
+            fill: fill_bytes(&meta["fill_value"], dtype)?,
+        })
+    }
+
+    fn detect_v3(meta: &Value, dtype: SourceDtype) -> Option<Layout> {
+        if meta["chunk_grid"]["name"] != "regular" {
+            return None;
+        }
+        let keys = &meta["chunk_key_encoding"];
+        let separator = |default: char| match keys["configuration"]["separator"].as_str() {
+            None => Some(default),
+            Some("/") => Some('/'),
+            Some(".") => Some('.'),
+            Some(_) => None,
+        };
+        let keys = match keys["name"].as_str()? {
+            "default" => KeyStyle::Default(separator('/')?),
+            "v2" => KeyStyle::V2(separator('.')?),
+            _ => return None,
+        };
+        let little = |c: &Value| {
+            c["name"] == "bytes"
+                && match c["configuration"]["endian"].as_str() {
+                    Some("little") => true,
+                    None => dtype.size_bytes() == 1,
+                    Some(_) => false,
+                }
+        };
+        let codec = match meta["codecs"].as_array()?.as_slice() {
+            [bytes] if little(bytes) => Codec::Raw,
+            [bytes, compressor] if little(bytes) => match compressor["name"].as_str()? {
+                "blosc" => Codec::Blosc,
+                "zstd" => Codec::Zstd,
+                "gzip" => Codec::Gzip,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(Layout {
+            codec,
+            keys,
+            fill: fill_bytes(&meta["fill_value"], dtype)?,
+        })
+    }
+
+    /// Append the key of the chunk at `indices` (relative to the array) to `out`.
+    pub(crate) fn write_key(&self, out: &mut String, indices: &[u64]) {
+        use std::fmt::Write as _;
+        let separator = match self.keys {
+            KeyStyle::Default(s) => {
+                out.push('c');
+                if indices.is_empty() {
+                    return;
+                }
+                out.push(s);
+                s
+            }
+            KeyStyle::V2(s) => {
+                if indices.is_empty() {
+                    out.push('0');
+                    return;
+                }
+                s
+            }
+        };
+        for (i, index) in indices.iter().enumerate() {
+            if i > 0 {
+                out.push(separator);
+            }
+            let _ = write!(out, "{index}");
+        }
+    }
+
+    /// Fill `dst` (whole elements) with the fill value.
+    pub(crate) fn fill(&self, dst: &mut [u8]) {
+        if self.fill.iter().all(|&b| b == self.fill[0]) {
+            dst.fill(self.fill[0]);
+        } else {
+            for element in dst.chunks_exact_mut(self.fill.len()) {
+                element.copy_from_slice(&self.fill);
+            }
+        }
+    }
+}
+
+/// The little-endian bytes of the fill value `v` as a `dtype` element: a number that the type
+/// holds exactly, or `"NaN"`, `"Infinity"`, `"-Infinity"` for floats. `None` otherwise (a `null`
+/// v2 fill value, a hex float), which zarrs handles.
+fn fill_bytes(v: &Value, dtype: SourceDtype) -> Option<Vec<u8>> {
+    fn int<T: TryFrom<i64> + TryFrom<u64>>(v: &Value) -> Option<T> {
+        match (v.as_i64(), v.as_u64()) {
+            (Some(i), _) => T::try_from(i).ok(),
+            (None, Some(u)) => T::try_from(u).ok(),
+            _ => None,
+        }
+    }
+    let float = || -> Option<f64> {
+        match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) if s == "NaN" => Some(f64::NAN),
+            Value::String(s) if s == "Infinity" => Some(f64::INFINITY),
+            Value::String(s) if s == "-Infinity" => Some(f64::NEG_INFINITY),
+            _ => None,
+        }
+    };
+    Some(match dtype {
+        SourceDtype::U8 => int::<u8>(v)?.to_le_bytes().to_vec(),
+        SourceDtype::U16 => int::<u16>(v)?.to_le_bytes().to_vec(),
+        SourceDtype::U32 => int::<u32>(v)?.to_le_bytes().to_vec(),
+        SourceDtype::U64 => int::<u64>(v)?.to_le_bytes().to_vec(),
+        SourceDtype::I8 => int::<i8>(v)?.to_le_bytes().to_vec(),
+        SourceDtype::I16 => int::<i16>(v)?.to_le_bytes().to_vec(),
+        SourceDtype::I32 => int::<i32>(v)?.to_le_bytes().to_vec(),
+        SourceDtype::I64 => int::<i64>(v)?.to_le_bytes().to_vec(),
+        SourceDtype::F32 => (float()? as f32).to_le_bytes().to_vec(),
+        SourceDtype::F64 => float()?.to_le_bytes().to_vec(),
+    })
+}

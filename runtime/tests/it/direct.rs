@@ -1,0 +1,246 @@
+//! Chunks decoded directly (no zarrs codec pipeline) equal zarrs' decodes of the same chunks,
+//! for every layout the direct decoder takes; layouts it does not take are still read, by zarrs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cellmap_runtime::kernels::StridedDest;
+use cellmap_runtime::read::{WindowRequest, read_window};
+use cellmap_runtime::store::{ChunkCache, ChunkData, ChunkError, CompressedOptions, Multiscale, decode_chunk};
+use serde_json::{Value, json};
+use zarrs::array::{Array, ArraySubset};
+use zarrs::filesystem::FilesystemStore;
+
+use crate::common::{Dt, ms_attrs, write_group, zyx_axes};
+
+const SHAPE: [u64; 3] = [6, 5, 7];
+const CHUNKS: [u64; 3] = [4, 4, 4];
+
+/// Values of voxel `i`; voxels in chunk (1, 1, 1) hold the fill value, so that chunk is never
+/// written (zarrs leaves out chunks of fill value only).
+fn values<T: Dt>(fill: T) -> Vec<T> {
+    let n = SHAPE.iter().product::<u64>();
+    (0..n)
+        .map(|i| {
+            let (z, y, x) = (i / 35, i / 7 % 5, i % 7);
+            if z >= 4 && y >= 4 && x >= 4 {
+                fill
+            } else {
+                T::from_index(i * 13 + 5)
+            }
+        })
+        .collect()
+}
+
+/// A one-level OME-NGFF group at `root` whose `s0` has metadata document `meta` (`.zarray` for
+/// v2, `zarr.json` for v3), written by zarrs with [`values`].
+fn write<T: Dt>(root: &Path, zarr_format: u8, meta: &Value, fill: T) {
+    let attrs = ms_attrs(zarr_format, zyx_axes(), &[("s0", vec![8.0; 3], None)]);
+    write_group(root, "", zarr_format, Some(attrs));
+    let dir = root.join("s0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = if zarr_format == 2 { ".zarray" } else { "zarr.json" };
+    std::fs::write(dir.join(file), meta.to_string()).unwrap();
+    let store = Arc::new(FilesystemStore::new(root).unwrap());
+    let array = Array::open(store, "/s0").unwrap();
+    array
+        .store_array_subset(&ArraySubset::new_with_shape(SHAPE.to_vec()), values(fill))
+        .unwrap();
+    assert!(
+        array.retrieve_encoded_chunk(&[1, 1, 1]).unwrap().is_none(),
+        "the chunk of fill value only is not stored"
+    );
+}
+
+fn v2<T: Dt>(compressor: Value, sep: &str, fill: Value) -> Value {
+    json!({"zarr_format": 2, "shape": SHAPE, "chunks": CHUNKS, "dtype": T::V2, "compressor": compressor,
+        "fill_value": fill, "order": "C", "filters": null, "dimension_separator": sep})
+}
+
+fn v3<T: Dt>(compressor: Option<Value>, keys: Value, fill: Value) -> Value {
+    let mut codecs = vec![json!({"name": "bytes", "configuration": {"endian": "little"}})];
+    codecs.extend(compressor);
+    json!({"zarr_format": 3, "node_type": "array", "shape": SHAPE, "data_type": T::V3,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": CHUNKS}},
+        "chunk_key_encoding": keys, "fill_value": fill, "codecs": codecs, "attributes": {}})
+}
+
+/// Every chunk of the group at `root` decoded by us equals zarrs' decode of it, and the whole
+/// array read through a cache whose compressed tier keeps local chunks (no decoded chunk kept),
+/// twice, gives the same voxels: first from the files, then from the tier.
+fn assert_reads_equal<T: Dt>(root: &Path, name: &str, direct: bool, to_chunk: fn(Vec<T>) -> ChunkData) {
+    let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    assert_eq!(level.decodes_directly(), direct, "{name}: decoded directly");
+    let store = Arc::new(FilesystemStore::new(root).unwrap());
+    let array = Array::open(store, "/s0").unwrap();
+    for z in 0..2u64 {
+        for y in 0..2u64 {
+            for x in 0..2u64 {
+                let expected = to_chunk(array.retrieve_chunk::<Vec<T>>(&[z, y, x]).unwrap());
+                assert_eq!(
+                    decode_chunk(level, [z, y, x]).unwrap(),
+                    expected,
+                    "{name}: chunk {z} {y} {x}"
+                );
+            }
+        }
+    }
+    let all: Vec<f32> = array
+        .retrieve_array_subset::<Vec<T>>(&array.subset_all())
+        .unwrap()
+        .into_iter()
+        .map(Dt::to_f32)
+        .collect();
+    let cache = ChunkCache::new(0).with_compressed(CompressedOptions {
+        budget_bytes: 1 << 20,
+        remote_only: false,
+    });
+    for pass in 0..2 {
+        let mut out = vec![f32::NAN; all.len()];
+        let shape = SHAPE.map(|v| v as usize);
+        let dest = StridedDest::c_order(&mut out, shape).unwrap();
+        read_window(
+            level,
+            Some(&cache),
+            &WindowRequest {
+                start_vox: [0; 3],
+                fill: 0.0,
+            },
+            dest,
+        )
+        .unwrap();
+        assert!(
+            out.iter().zip(&all).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}: pass {pass}"
+        );
+    }
+    let stats = cache.compressed_stats();
+    assert_eq!(
+        (stats.misses, stats.hits),
+        (8, 8),
+        "{name}: each chunk once from the files, then from the tier"
+    );
+}
+
+fn blosc_v2(cname: &str, shuffle: u8) -> Value {
+    json!({"id": "blosc", "cname": cname, "clevel": 5, "shuffle": shuffle, "blocksize": 0})
+}
+
+/// zarr v2 arrays: every compressor the direct decoder takes, both separators, fill values 0
+/// and not 0, one- to eight-byte elements.
+#[test]
+fn zarr_v2_chunks_decode_directly_and_equal_zarrs() {
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("raw", Value::Null, "."),
+        ("blosc-lz4", blosc_v2("lz4", 1), "/"),
+        ("blosc-zstd-bitshuffle", blosc_v2("zstd", 2), "."),
+        ("zstd", json!({"id": "zstd", "level": 3}), "/"),
+        ("gzip", json!({"id": "gzip", "level": 5}), "."),
+    ];
+    for (name, compressor, sep) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        write::<u8>(tmp.path(), 2, &v2::<u8>(compressor.clone(), sep, json!(0)), 0);
+        assert_reads_equal::<u8>(tmp.path(), &format!("v2 {name} u8"), true, ChunkData::U8);
+        let tmp = tempfile::tempdir().unwrap();
+        write::<u16>(tmp.path(), 2, &v2::<u16>(compressor.clone(), sep, json!(7)), 7);
+        assert_reads_equal::<u16>(tmp.path(), &format!("v2 {name} u16"), true, ChunkData::U16);
+        let tmp = tempfile::tempdir().unwrap();
+        write::<f32>(tmp.path(), 2, &v2::<f32>(compressor.clone(), sep, json!(-1.5)), -1.5);
+        assert_reads_equal::<f32>(tmp.path(), &format!("v2 {name} f32"), true, ChunkData::F32);
+        let tmp = tempfile::tempdir().unwrap();
+        write::<u64>(tmp.path(), 2, &v2::<u64>(compressor, sep, json!(3)), 3);
+        assert_reads_equal::<u64>(tmp.path(), &format!("v2 {name} u64"), true, ChunkData::U64);
+    }
+}
+
+/// zarr v3 arrays: every codec chain the direct decoder takes, the three key spellings.
+#[test]
+fn zarr_v3_chunks_decode_directly_and_equal_zarrs() {
+    let default = |sep: &str| json!({"name": "default", "configuration": {"separator": sep}});
+    let cases: Vec<(&str, Option<Value>, Value)> = vec![
+        ("raw", None, default("/")),
+        (
+            "blosc-lz4",
+            Some(json!({"name": "blosc", "configuration": {"cname": "lz4", "clevel": 1,
+                "shuffle": "shuffle", "typesize": 2, "blocksize": 0}})),
+            default("."),
+        ),
+        (
+            "zstd-checksum",
+            Some(json!({"name": "zstd", "configuration": {"level": 3, "checksum": true}})),
+            json!({"name": "v2", "configuration": {"separator": "."}}),
+        ),
+        (
+            "gzip",
+            Some(json!({"name": "gzip", "configuration": {"level": 5}})),
+            default("/"),
+        ),
+    ];
+    for (name, compressor, keys) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        write::<u16>(tmp.path(), 3, &v3::<u16>(compressor.clone(), keys.clone(), json!(0)), 0);
+        assert_reads_equal::<u16>(tmp.path(), &format!("v3 {name} u16"), true, ChunkData::U16);
+        let tmp = tempfile::tempdir().unwrap();
+        write::<i16>(tmp.path(), 3, &v3::<i16>(compressor, keys, json!(-2)), -2);
+        assert_reads_equal::<i16>(tmp.path(), &format!("v3 {name} i16"), true, ChunkData::I16);
+    }
+}
+
+/// Layouts the direct decoder leaves to zarrs (big-endian elements, a filter, F order, a
+/// transpose, a checksum codec) read the same voxels through zarrs.
+#[test]
+fn other_layouts_are_decoded_by_zarrs() {
+    let zstd = json!({"id": "zstd", "level": 3});
+    let mut big = v2::<u16>(zstd.clone(), ".", json!(0));
+    big["dtype"] = json!(">u2");
+    let tmp = tempfile::tempdir().unwrap();
+    write::<u16>(tmp.path(), 2, &big, 0);
+    assert_reads_equal::<u16>(tmp.path(), "v2 big-endian", false, ChunkData::U16);
+    let mut fortran = v2::<u16>(zstd, ".", json!(0));
+    fortran["order"] = json!("F");
+    let tmp = tempfile::tempdir().unwrap();
+    write::<u16>(tmp.path(), 2, &fortran, 0);
+    assert_reads_equal::<u16>(tmp.path(), "v2 F order", false, ChunkData::U16);
+    let keys = json!({"name": "default"});
+    let mut crc = v3::<u16>(Some(json!({"name": "crc32c"})), keys.clone(), json!(0));
+    let tmp = tempfile::tempdir().unwrap();
+    write::<u16>(tmp.path(), 3, &crc, 0);
+    assert_reads_equal::<u16>(tmp.path(), "v3 crc32c", false, ChunkData::U16);
+    crc["codecs"] = json!([{"name": "transpose", "configuration": {"order": [2, 1, 0]}},
+        {"name": "bytes", "configuration": {"endian": "little"}}]);
+    let tmp = tempfile::tempdir().unwrap();
+    write::<u16>(tmp.path(), 3, &crc, 0);
+    assert_reads_equal::<u16>(tmp.path(), "v3 transpose", false, ChunkData::U16);
+}
+
+/// A damaged chunk file is an error naming the array, the chunk's key and what did not match:
+/// never a short chunk, never a panic.
+#[test]
+fn a_damaged_chunk_is_an_error_naming_its_key() {
+    for (name, compressor) in [
+        ("raw", Value::Null),
+        ("zstd", json!({"id": "zstd", "level": 3})),
+        ("gzip", json!({"id": "gzip", "level": 5})),
+        ("blosc", blosc_v2("lz4", 1)),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        write::<u8>(tmp.path(), 2, &v2::<u8>(compressor, "/", json!(0)), 0);
+        let file = tmp.path().join("s0/1/0/1");
+        let stored = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &stored[..stored.len() - 3]).unwrap();
+        let ms = Multiscale::open(tmp.path().to_str().unwrap()).unwrap();
+        let err = decode_chunk(&ms.levels[0], [1, 0, 1]).unwrap_err();
+        let ChunkError::Decode {
+            key, array, message, ..
+        } = &err
+        else {
+            panic!("{name}: {err}")
+        };
+        assert_eq!(key, "s0/1/0/1", "{name}");
+        assert!(array.ends_with("/s0"), "{name}: {array}");
+        assert!(!message.is_empty(), "{name}");
+        // The chunks around it still read.
+        assert!(decode_chunk(&ms.levels[0], [0, 0, 0]).is_ok(), "{name}");
+    }
+}
