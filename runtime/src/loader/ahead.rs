@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::chunk::{AheadList, fetch_ahead, fetch_encoded_many};
+use crate::store::chunk::{AheadList, fetch_ahead, fetch_encoded_many, wants_encoded};
 use crate::store::{ChunkCache, ChunkKey, Level};
 
 use crate::sample::{Reader, SampleRequest};
@@ -114,8 +114,17 @@ impl FetchAhead {
             return;
         }
         let draw = reader.spatial_draw(request);
+        // Only the chunks not held yet are listed: a sample whose chunks are all in memory
+        // allocates nothing here.
         let mut chunks: Vec<(Level, [u64; 3])> = Vec::new();
-        reader.sample_chunks(request, &draw, &mut |level, chunk| chunks.push((level.clone(), chunk)));
+        reader.sample_chunks(request, &draw, &mut |level, chunk| {
+            if wants_encoded(&self.cache, level, chunk) {
+                chunks.push((level.clone(), chunk));
+            }
+        });
+        if chunks.is_empty() {
+            return;
+        }
         let refs: Vec<(&Level, [u64; 3])> = chunks.iter().map(|(l, c)| (l, *c)).collect();
         fetch_encoded_many(&self.cache, &refs);
     }

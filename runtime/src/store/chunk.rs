@@ -314,6 +314,26 @@ pub(crate) fn fetch_encoded_many(cache: &ChunkCache, chunks: &[(&Level, [u64; 3]
     });
 }
 
+/// Whether chunk `chunk` of `level` is worth fetching into `cache`'s compressed tier before it
+/// is read: the tier keeps the level's chunks, and neither the decoded cache nor the tier holds
+/// it yet. Checked without allocating for levels decoded directly, so that a sample whose chunks
+/// are all held costs nothing to look over.
+pub(crate) fn wants_encoded(cache: &ChunkCache, level: &Level, chunk: [u64; 3]) -> bool {
+    if !tier_keeps_chunks(cache, level)
+        || cache.contains(&ChunkKey {
+            level_id: level.id,
+            chunk,
+        })
+    {
+        return false;
+    }
+    let view = cache.level_view(level);
+    match (&level.array.direct, view.tiered.as_deref()) {
+        (Some(direct), Some(tiered)) => !direct.with_key(level.has_channel_axis, chunk, |key| tiered.holds(key)),
+        _ => true,
+    }
+}
+
 /// Whether `cache`'s compressed tier keeps whole chunks of `level` that can be fetched into it
 /// without decoding: an unsharded level the tier keeps (remote data), not a training cache's files.
 fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {

@@ -132,6 +132,19 @@ impl DirectChunks {
         })
     }
 
+    /// `f` of the store key of chunk `chunk` (as [`DirectChunks::read`] spells it), built
+    /// without allocating.
+    pub(crate) fn with_key<R>(&self, has_channel_axis: bool, chunk: [u64; 3], f: impl FnOnce(&str) -> R) -> R {
+        KEY.with_borrow_mut(|(key, _)| {
+            key.clear();
+            key.push_str(&self.prefix);
+            let full = [0, chunk[0], chunk[1], chunk[2]];
+            self.layout
+                .write_key(key, if has_channel_axis { &full } else { &full[1..] });
+            f(key)
+        })
+    }
+
     fn read_key(
         &self,
         dtype: SourceDtype,

@@ -196,6 +196,10 @@ impl EncodedCache {
         }
     }
 
+    fn contains(&self, key: &EncodedKey) -> bool {
+        self.lock(Self::shard_index(key)).contains_key(key)
+    }
+
     /// Keep `value` for `key` (an existing entry is kept); values charged more than the whole
     /// budget are not kept.
     fn insert(&self, key: EncodedKey, value: MaybeBytes) {
@@ -342,6 +346,17 @@ impl TieredStorage {
             k.key.push_str(key);
             self.tier.cache.get(k)
         })
+    }
+
+    /// Whether the tier holds the whole value at `key` (not counted as a hit or a miss).
+    pub(crate) fn holds(&self, key: &str) -> bool {
+        self.keep
+            && LOOKUP.with_borrow_mut(|k| {
+                k.level_id = self.level_id;
+                k.key.clear();
+                k.key.push_str(key);
+                self.tier.cache.contains(k)
+            })
     }
 
     /// A request is about to reach the store: the benchmarking delay is slept, the request counted.
