@@ -28,7 +28,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use serde::Deserialize as _;
 use serde_json::Value;
 use zarrs::array::{Array, ArrayShardedExt, ArrayShardedReadableExtCache};
 use zarrs::metadata::ArrayMetadata;
@@ -485,7 +484,8 @@ const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
 
 /// The zarrs array `path` of `store` from its metadata document, read once where the group's
 /// `zarr_format` puts it (`zarr.json` or `.zarray`; a v2 array's `.zattrs` is read only when its
-/// attributes are asked for, [`Level::attributes`]); with the document as JSON.
+/// attributes are asked for, [`Level::attributes`]); with the parts of it that say how chunks are
+/// stored, as JSON ([`layout_json`]).
 fn open_array(
     store: &Location,
     path: &str,
@@ -508,20 +508,45 @@ fn open_array(
         level: path.to_string(),
     })?;
     let invalid = |e: serde_json::Error| level_err(format!("invalid metadata `{doc_key}`: {e}"));
-    let json: Value = serde_json::from_slice(&doc).map_err(invalid)?;
     let metadata = if zarr_format == 3 {
-        let v3 = ArrayMetadataV3::deserialize(&json).map_err(invalid)?;
+        let v3: ArrayMetadataV3 = serde_json::from_slice(&doc).map_err(invalid)?;
         // As zarrs' own open: an extension field the reader must understand is refused.
         if let Some((name, _)) = v3.additional_fields.iter().find(|(_, f)| f.must_understand()) {
             return Err(level_err(format!("unsupported additional field `{name}`")));
         }
         ArrayMetadata::V3(v3)
     } else {
-        ArrayMetadata::V2(ArrayMetadataV2::deserialize(&json).map_err(invalid)?)
+        ArrayMetadata::V2(serde_json::from_slice::<ArrayMetadataV2>(&doc).map_err(invalid)?)
     };
+    let json = layout_json(&metadata);
     let array = Array::new_with_metadata(store.storage.clone(), &format!("/{key}"), metadata)
         .map_err(|e| level_err(e.to_string()))?;
     Ok((array, json))
+}
+
+/// The fields of `metadata` that say how its chunks are stored (keys, codecs, element type, fill
+/// value), as JSON for [`DirectChunks::detect`]: serialising these few is cheaper than parsing the
+/// whole document a second time.
+fn layout_json(metadata: &ArrayMetadata) -> Value {
+    let json = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+    match metadata {
+        ArrayMetadata::V2(m) => serde_json::json!({
+            "dtype": json(serde_json::to_value(&m.dtype)),
+            "compressor": json(serde_json::to_value(&m.compressor)),
+            "fill_value": json(serde_json::to_value(&m.fill_value)),
+            "order": json(serde_json::to_value(&m.order)),
+            "filters": json(serde_json::to_value(&m.filters)),
+            "dimension_separator": json(serde_json::to_value(&m.dimension_separator)),
+        }),
+        ArrayMetadata::V3(m) => serde_json::json!({
+            "data_type": json(serde_json::to_value(&m.data_type)),
+            "chunk_grid": json(serde_json::to_value(&m.chunk_grid)),
+            "chunk_key_encoding": json(serde_json::to_value(&m.chunk_key_encoding)),
+            "fill_value": json(serde_json::to_value(&m.fill_value)),
+            "codecs": json(serde_json::to_value(&m.codecs)),
+            "storage_transformers": json(serde_json::to_value(&m.storage_transformers)),
+        }),
+    }
 }
 
 /// Open the level array `path` of `store` (zarr `zarr_format`) with its geometry, and its

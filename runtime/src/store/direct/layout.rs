@@ -75,7 +75,8 @@ impl Layout {
     }
 
     fn detect_v3(meta: &Value, dtype: SourceDtype) -> Option<Layout> {
-        if meta["chunk_grid"]["name"] != "regular" {
+        let transformers = &meta["storage_transformers"];
+        if name(&meta["chunk_grid"]) != Some("regular") || transformers.as_array().is_some_and(|t| !t.is_empty()) {
             return None;
         }
         let keys = &meta["chunk_key_encoding"];
@@ -85,13 +86,13 @@ impl Layout {
             Some(".") => Some('.'),
             Some(_) => None,
         };
-        let keys = match keys["name"].as_str()? {
+        let keys = match name(keys)? {
             "default" => KeyStyle::Default(separator('/')?),
             "v2" => KeyStyle::V2(separator('.')?),
             _ => return None,
         };
         let little = |c: &Value| {
-            c["name"] == "bytes"
+            name(c) == Some("bytes")
                 && match c["configuration"]["endian"].as_str() {
                     Some("little") => true,
                     None => dtype.size_bytes() == 1,
@@ -100,7 +101,7 @@ impl Layout {
         };
         let codec = match meta["codecs"].as_array()?.as_slice() {
             [bytes] if little(bytes) => Codec::Raw,
-            [bytes, compressor] if little(bytes) => match compressor["name"].as_str()? {
+            [bytes, compressor] if little(bytes) => match name(compressor)? {
                 "blosc" => Codec::Blosc,
                 "zstd" => Codec::Zstd,
                 "gzip" => Codec::Gzip,
@@ -153,6 +154,11 @@ impl Layout {
             }
         }
     }
+}
+
+/// The name of a zarr v3 extension point: `{"name": …, "configuration": …}`, or the name alone.
+fn name(v: &Value) -> Option<&str> {
+    v.as_str().or_else(|| v["name"].as_str())
 }
 
 /// The little-endian bytes of the fill value `v` as a `dtype` element: a number that the type
