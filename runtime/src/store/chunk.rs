@@ -83,14 +83,11 @@ fn decode_from(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkD
 
 /// Decode `chunk` of `la` as `level`'s array (its dtype and axes), whatever its cache role.
 pub(crate) fn decode_plain(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
-    if let Some(direct) = &la.direct {
+    if let Some(direct) = la.direct() {
+        // The training cache's own files are not read through a cache's tier.
+        let tiered = la.tiered.as_deref().filter(|_| !la.in_place);
         return direct
-            .read(
-                (level.dtype, level.has_channel_axis),
-                &la.array,
-                la.tiered.as_deref(),
-                chunk,
-            )
+            .read((level.dtype, level.has_channel_axis), &la.array, tiered, chunk)
             .map_err(|e| match e.failure {
                 Failure::Store(store) => ChunkError::from_storage(level, e.key, chunk, &store),
                 Failure::Decode(message) => ChunkError::Decode {
@@ -328,7 +325,7 @@ pub(crate) fn wants_encoded(cache: &ChunkCache, level: &Level, chunk: [u64; 3]) 
         return false;
     }
     let view = cache.level_view(level);
-    match (&level.array.direct, view.tiered.as_deref()) {
+    match (level.array.direct(), view.tiered.as_deref()) {
         (Some(direct), Some(tiered)) => !direct.with_key(level.has_channel_axis, chunk, |key| tiered.holds(key)),
         _ => true,
     }

@@ -40,10 +40,6 @@ pub(crate) struct DirectChunks {
     root: Option<String>,
     /// Elements of one chunk, every axis (a channel axis included).
     elements: usize,
-    /// Decoded by the reader that needs the chunk, not handed to the fetch pool, and not
-    /// through a cache's tier (the training cache's own files: a local decode is shorter than
-    /// the hand-off, and no delay stands for a remote store there).
-    pub(crate) in_place: bool,
 }
 
 /// A chunk that could not be read: its store key, and why.
@@ -99,7 +95,6 @@ impl DirectChunks {
             prefix,
             root: (!super::is_url(location)).then(|| location.to_owned()),
             elements,
-            in_place: false,
         })
     }
 
@@ -123,7 +118,6 @@ impl DirectChunks {
             let full = [0, chunk[0], chunk[1], chunk[2]];
             self.layout
                 .write_key(key, if has_channel_axis { &full } else { &full[1..] });
-            let tiered = tiered.filter(|_| !self.in_place);
             self.read_key(dtype, own, tiered, key, path)
                 .map_err(|failure| DirectError {
                     key: key.clone(),

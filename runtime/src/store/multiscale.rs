@@ -88,7 +88,12 @@ pub(crate) struct LevelArray {
     pub(crate) array_location: String,
     /// The direct decoder of the array's chunks when its layout allows one (else zarrs decodes
     /// them; see [`super::direct`]).
-    pub(crate) direct: Option<super::direct::DirectChunks>,
+    /// Worked out on the first decode ([`LevelArray::direct`]): opening a level costs nothing more.
+    direct: OnceLock<Option<DirectChunks>>,
+    /// The store's location (a path or a URL), which the direct decoder reads files under.
+    store_location: String,
+    /// The level's chunks are decoded by the reader that needs them ([`Level::decoded_in_place`]).
+    pub(crate) in_place: bool,
     /// The tier this view reads through ([`LevelArray::tiered`]); `None` for the level's own array.
     pub(crate) tiered: Option<Arc<TieredStorage>>,
     /// A zarr v2 array's `.zattrs`, read the first time they are asked for.
@@ -96,6 +101,28 @@ pub(crate) struct LevelArray {
 }
 
 impl LevelArray {
+    /// The direct decoder of the array's chunks, when its layout allows one (see
+    /// [`super::direct`]); worked out once, on first use.
+    pub(crate) fn direct(&self) -> Option<&DirectChunks> {
+        self.direct
+            .get_or_init(|| {
+                if self.sharded.is_some() {
+                    return None;
+                }
+                let metadata = self.array.metadata();
+                let zarr_format = if matches!(metadata, ArrayMetadata::V2(_)) { 2 } else { 3 };
+                let dtype = SourceDtype::of(self.array.data_type())?;
+                DirectChunks::detect(
+                    &self.store_location,
+                    &self.array,
+                    &layout_json(metadata),
+                    zarr_format,
+                    dtype,
+                )
+            })
+            .as_ref()
+    }
+
     /// The same array read through `tier` (requests counted and delayed, encoded values kept in
     /// the compressed tier when it keeps this level's), with a shard-index cache of its own.
     pub(crate) fn tiered(&self, level_id: u64, tier: &Arc<StoreTier>) -> LevelArray {
@@ -113,6 +140,8 @@ impl LevelArray {
             array,
             array_location: self.array_location.clone(),
             direct: self.direct.clone(),
+            store_location: self.store_location.clone(),
+            in_place: self.in_place,
             tiered: Some(storage),
             v2_attributes: self.v2_attributes.clone(),
         }
@@ -238,14 +267,14 @@ impl Level {
     /// little-endian, no filter, raw, blosc, zstd or gzip, numeric fill value).
     #[must_use]
     pub fn decodes_directly(&self) -> bool {
-        self.array.direct.is_some()
+        self.array.direct().is_some()
     }
 
     /// True when the level's chunks are decoded by the reader that needs them, not handed to
     /// a fetch pool nor read through a cache's tier: the training cache's local chunk files,
     /// whose decode is shorter than a hand-off and for which no delay stands in for a store.
     pub(crate) fn decoded_in_place(&self) -> bool {
-        self.array.direct.as_ref().is_some_and(|d| d.in_place)
+        self.array.in_place && self.array.direct().is_some()
     }
 
     /// True when the level is read through the training cache.
@@ -262,9 +291,8 @@ impl Level {
         // The training cache's local chunk files are decoded by the reader that needs them.
         if !super::is_url(&store.location)
             && let Some(array) = Arc::get_mut(&mut level.array)
-            && let Some(direct) = &mut array.direct
         {
-            direct.in_place = true;
+            array.in_place = true;
         }
         if level.shape_vox != self.shape_vox {
             return Err(OpenError::LevelOpen {
@@ -484,13 +512,8 @@ const MAX_CHUNKS_PER_SHARD: u64 = 1 << 24;
 
 /// The zarrs array `path` of `store` from its metadata document, read once where the group's
 /// `zarr_format` puts it (`zarr.json` or `.zarray`; a v2 array's `.zattrs` is read only when its
-/// attributes are asked for, [`Level::attributes`]); with the parts of it that say how chunks are
-/// stored, as JSON ([`layout_json`]).
-fn open_array(
-    store: &Location,
-    path: &str,
-    zarr_format: u8,
-) -> Result<(Array<dyn ReadableStorageTraits>, Value), OpenError> {
+/// attributes are asked for, [`Level::attributes`]).
+fn open_array(store: &Location, path: &str, zarr_format: u8) -> Result<Array<dyn ReadableStorageTraits>, OpenError> {
     let key = path.trim_matches('/');
     let level_err = |message: String| OpenError::LevelOpen {
         location: store.location.clone(),
@@ -518,15 +541,11 @@ fn open_array(
     } else {
         ArrayMetadata::V2(serde_json::from_slice::<ArrayMetadataV2>(&doc).map_err(invalid)?)
     };
-    let json = layout_json(&metadata);
-    let array = Array::new_with_metadata(store.storage.clone(), &format!("/{key}"), metadata)
-        .map_err(|e| level_err(e.to_string()))?;
-    Ok((array, json))
+    Array::new_with_metadata(store.storage.clone(), &format!("/{key}"), metadata).map_err(|e| level_err(e.to_string()))
 }
 
 /// The fields of `metadata` that say how its chunks are stored (keys, codecs, element type, fill
-/// value), as JSON for [`DirectChunks::detect`]: serialising these few is cheaper than parsing the
-/// whole document a second time.
+/// value), as JSON for [`DirectChunks::detect`].
 fn layout_json(metadata: &ArrayMetadata) -> Value {
     let json = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
     match metadata {
@@ -564,7 +583,7 @@ fn open_level_meta(
         level: path.to_string(),
         message,
     };
-    let (array, meta) = open_array(store, path, zarr_format)?;
+    let array = open_array(store, path, zarr_format)?;
     if array.dimensionality() != n_axes {
         return Err(OpenError::AxisCountMismatch {
             location: location.clone(),
@@ -616,10 +635,6 @@ fn open_level_meta(
     } else {
         (None, spatial(&chunk), None)
     };
-    let direct = match sharded {
-        Some(_) => None,
-        None => DirectChunks::detect(location, &array, &meta, zarr_format, dtype),
-    };
     let level = Level {
         path: path.to_string(),
         scale_nm,
@@ -634,7 +649,9 @@ fn open_level_meta(
             array,
             sharded,
             array_location: format!("{location}/{}", path.trim_matches('/')),
-            direct,
+            direct: OnceLock::new(),
+            store_location: location.clone(),
+            in_place: false,
             tiered: None,
             v2_attributes: OnceLock::new(),
         }),
