@@ -553,9 +553,9 @@ fn layout_json(metadata: &ArrayMetadata) -> Value {
             "dtype": json(serde_json::to_value(&m.dtype)),
             "compressor": json(serde_json::to_value(&m.compressor)),
             "fill_value": json(serde_json::to_value(&m.fill_value)),
-            "order": json(serde_json::to_value(&m.order)),
+            "order": json(serde_json::to_value(m.order)),
             "filters": json(serde_json::to_value(&m.filters)),
-            "dimension_separator": json(serde_json::to_value(&m.dimension_separator)),
+            "dimension_separator": json(serde_json::to_value(m.dimension_separator)),
         }),
         ArrayMetadata::V3(m) => serde_json::json!({
             "data_type": json(serde_json::to_value(&m.data_type)),
