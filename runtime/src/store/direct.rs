@@ -5,10 +5,12 @@
 //!
 //! It applies to the arrays whose layout [`layout::Layout::detect`] recognises, which is what
 //! OME-NGFF EM data and labels are written as: zarr v2 or v3, C order, little-endian or
-//! one-byte elements, no filter, stored as is or with one of blosc, zstd, gzip or zlib, a
-//! numeric fill value. The chunk key is checked against zarrs' own at opening, so a key
-//! encoding this module spells differently is left to zarrs. Sharded arrays, transposes,
-//! checksums, big-endian elements and other compressors are decoded by zarrs as before.
+//! one-byte elements, no filter, stored as is or with one of blosc, zstd or gzip (and numcodecs'
+//! zlib, for a build of zarrs that opens such arrays), a numeric fill value. The layout is
+//! worked out on a level's first decode ([`super::multiscale`]), and the chunk key is checked
+//! against zarrs' own then, so a key encoding this module spells differently is left to zarrs.
+//! Sharded arrays, transposes, checksums, big-endian elements and other compressors are decoded
+//! by zarrs as before.
 //!
 //! Reads keep every rule of the zarrs path: requests through a chunk cache's tier are delayed
 //! and counted the same way, and the same store key is what the compressed tier keeps, so a
@@ -113,11 +115,7 @@ impl DirectChunks {
         chunk: [u64; 3],
     ) -> Result<ChunkData, DirectError> {
         KEY.with_borrow_mut(|(key, path)| {
-            key.clear();
-            key.push_str(&self.prefix);
-            let full = [0, chunk[0], chunk[1], chunk[2]];
-            self.layout
-                .write_key(key, if has_channel_axis { &full } else { &full[1..] });
+            self.write_chunk_key(key, has_channel_axis, chunk);
             self.read_key(dtype, own, tiered, key, path)
                 .map_err(|failure| DirectError {
                     key: key.clone(),
@@ -130,13 +128,18 @@ impl DirectChunks {
     /// without allocating.
     pub(crate) fn with_key<R>(&self, has_channel_axis: bool, chunk: [u64; 3], f: impl FnOnce(&str) -> R) -> R {
         KEY.with_borrow_mut(|(key, _)| {
-            key.clear();
-            key.push_str(&self.prefix);
-            let full = [0, chunk[0], chunk[1], chunk[2]];
-            self.layout
-                .write_key(key, if has_channel_axis { &full } else { &full[1..] });
+            self.write_chunk_key(key, has_channel_axis, chunk);
             f(key)
         })
+    }
+
+    /// Make `key` the store key of chunk `chunk`.
+    fn write_chunk_key(&self, key: &mut String, has_channel_axis: bool, chunk: [u64; 3]) {
+        key.clear();
+        key.push_str(&self.prefix);
+        let full = [0, chunk[0], chunk[1], chunk[2]];
+        self.layout
+            .write_key(key, if has_channel_axis { &full } else { &full[1..] });
     }
 
     fn read_key(
@@ -155,10 +158,7 @@ impl DirectChunks {
         }
         let keep = tiered.is_some_and(|t| t.keep);
         if let (Some(root), false) = (&self.root, keep) {
-            path.clear();
-            path.push_str(root);
-            path.push('/');
-            path.push_str(key);
+            file_path(path, root, key);
             let (data, len) = self.read_file(dtype, path)?;
             if let Some(t) = tiered {
                 t.received_len(len);
@@ -182,10 +182,7 @@ impl DirectChunks {
     ) -> Result<MaybeBytes, Failure> {
         if let Some(root) = &self.root {
             // Kept in the tier: the bytes are owned.
-            path.clear();
-            path.push_str(root);
-            path.push('/');
-            path.push_str(key);
+            file_path(path, root, key);
             return match std::fs::read(path.as_str()) {
                 Ok(bytes) => Ok(Some(bytes.into())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -243,4 +240,12 @@ impl DirectChunks {
             }
         })
     }
+}
+
+/// Make `path` the file of store key `key` in the store folder `root`.
+fn file_path(path: &mut String, root: &str, key: &str) {
+    path.clear();
+    path.push_str(root);
+    path.push('/');
+    path.push_str(key);
 }

@@ -650,7 +650,15 @@ fn open_level_meta(
             sharded,
             array_location: format!("{location}/{}", path.trim_matches('/')),
             direct: OnceLock::new(),
-            store_location: location.clone(),
+            // A relative path made absolute now: a process that changes its working folder later
+            // still reads the same files.
+            store_location: match super::is_url(location) {
+                true => location.clone(),
+                false => std::path::absolute(location)
+                    .ok()
+                    .and_then(|p| p.to_str().map(str::to_owned))
+                    .unwrap_or_else(|| location.clone()),
+            },
             in_place: false,
             tiered: None,
             v2_attributes: OnceLock::new(),
