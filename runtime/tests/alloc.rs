@@ -101,9 +101,11 @@ fn main() {
     loader_on_synthetic_data(true, false);
     spatial_draws_do_not_allocate();
     training_cache_reads_without_a_chunk_cache();
-    source_reads_without_a_chunk_cache(cellmap_runtime::synth::SynthCodec::BloscZstd);
-    source_reads_without_a_chunk_cache(cellmap_runtime::synth::SynthCodec::Gzip);
-    println!("7 passed, 0 failed");
+    use cellmap_runtime::synth::{SynthCodec, SynthVariant};
+    source_reads_without_a_chunk_cache(SynthVariant::V2, SynthCodec::BloscZstd);
+    source_reads_without_a_chunk_cache(SynthVariant::V2, SynthCodec::Gzip);
+    source_reads_without_a_chunk_cache(SynthVariant::V3, SynthCodec::BloscZstd);
+    println!("8 passed, 0 failed");
 }
 
 /// The real loader on the synthetic dataset, with mirror, transpose, rotation and noise (and,
@@ -213,18 +215,22 @@ fn training_cache_reads_without_a_chunk_cache() {
     );
 }
 
-/// Every read decoding the source's chunks (zarr v2 compressed with `codec`; no chunk cache at
+/// Every read decoding the source's chunks (`variant`, compressed with `codec`: zarr v3 is
+/// sharded, so its inner chunks are read by byte range after the shard's index; no chunk cache at
 /// all, so every window decodes its chunks again, as when the working set is far larger than
 /// any cache), with mirrors and transposes: the chunks are decoded straight into recycled
 /// memory. Decoded where they are read (`fetch_concurrency` 1), no batch allocates once warm.
 /// Handed to the fetch pool (the default), the only allocations left are rayon's: its job
 /// queue takes a new block for every 63 jobs handed to the pool, fewer than two per batch here
 /// (against 136 per batch when zarrs decoded the chunks).
-fn source_reads_without_a_chunk_cache(codec: cellmap_runtime::synth::SynthCodec) {
+fn source_reads_without_a_chunk_cache(
+    variant: cellmap_runtime::synth::SynthVariant,
+    codec: cellmap_runtime::synth::SynthCodec,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let options = cellmap_runtime::synth::SynthOptions {
         size: cellmap_runtime::synth::SynthSize::Small,
-        variants: vec![cellmap_runtime::synth::SynthVariant::V2],
+        variants: vec![variant],
         codec,
         ..Default::default()
     };
@@ -241,7 +247,7 @@ fn source_reads_without_a_chunk_cache(codec: cellmap_runtime::synth::SynthCodec)
         let n = 100;
         let allocations = steady_allocations(&mut loader, n, || {});
         println!(
-            "source data ({codec:?}), no chunk cache, fetch concurrency {concurrency:?}: {allocations} allocations over {n} steady-state batches"
+            "source data ({variant:?}, {codec:?}), no chunk cache, fetch concurrency {concurrency:?}: {allocations} allocations over {n} steady-state batches"
         );
         assert!(
             allocations <= bound * n as u64,

@@ -9,8 +9,10 @@
 //! zlib, for a build of zarrs that opens such arrays), a numeric fill value. The layout is
 //! worked out on a level's first decode ([`super::multiscale`]), and the chunk key is checked
 //! against zarrs' own then, so a key encoding this module spells differently is left to zarrs.
-//! Sharded arrays, transposes, checksums, big-endian elements and other compressors are decoded
-//! by zarrs as before.
+//! A sharded zarr v3 array whose inner chunks are stored that way has its shard indexes read once
+//! and kept (checked against their CRC-32C), and each inner chunk read as one byte range
+//! ([`shard`]). Transposes, chunk checksums, big-endian elements and other compressors are
+//! decoded by zarrs as before.
 //!
 //! Reads keep every rule of the zarrs path: requests through a chunk cache's tier are delayed
 //! and counted the same way, and the same store key is what the compressed tier keeps, so a
@@ -18,12 +20,14 @@
 
 mod codec;
 mod layout;
+mod shard;
 
 use std::cell::RefCell;
 use std::io::Read;
 
 use serde_json::Value;
-use zarrs::array::Array;
+use zarrs::array::{Array, ArrayShardedExt};
+use zarrs::storage::byte_range::ByteRange;
 use zarrs::storage::{MaybeBytes, ReadableStorageTraits, StorageError, StoreKey};
 
 use super::chunk_data::ChunkData;
@@ -40,8 +44,11 @@ pub(crate) struct DirectChunks {
     prefix: String,
     /// The store's folder, when it is local files: a chunk is one file read.
     root: Option<String>,
-    /// Elements of one chunk, every axis (a channel axis included).
+    /// Elements of one chunk (an inner chunk of a sharded array), every axis (a channel axis
+    /// included).
     elements: usize,
+    /// The shards of a sharded array, whose keys [`DirectChunks::prefix`] and the layout spell.
+    shards: Option<shard::Shards>,
 }
 
 /// A chunk that could not be read: its store key, and why.
@@ -76,7 +83,14 @@ impl DirectChunks {
         zarr_format: u8,
         dtype: SourceDtype,
     ) -> Option<DirectChunks> {
-        let layout = Layout::detect(meta, zarr_format, dtype)?;
+        let (layout, index) = match Layout::detect(meta, zarr_format, dtype) {
+            Some(layout) => (layout, None),
+            None if zarr_format == 3 => {
+                let (layout, index) = Layout::detect_sharded(meta, dtype)?;
+                (layout, Some(index))
+            }
+            None => return None,
+        };
         let mut prefix = array.path().as_str().trim_matches('/').to_owned();
         if !prefix.is_empty() {
             prefix.push('/');
@@ -88,15 +102,32 @@ impl DirectChunks {
         if array.chunk_key(&indices).as_str() != key {
             return None;
         }
-        let shape = array.chunk_shape(&vec![0; array.dimensionality()]).ok()?;
-        let elements = shape
+        let shape: Vec<u64> = array
+            .chunk_shape(&vec![0; array.dimensionality()])
+            .ok()?
             .iter()
-            .try_fold(1usize, |n, c| n.checked_mul(usize::try_from(c.get()).ok()?))?;
+            .map(|c| c.get())
+            .collect();
+        let (unit, shards) = match index {
+            None => (shape, None),
+            Some(index) => {
+                let inner: Vec<u64> = array.effective_subchunk_shape()?.iter().map(|c| c.get()).collect();
+                if inner.len() != shape.len() || shape.iter().zip(&inner).any(|(s, i)| s % i != 0) {
+                    return None;
+                }
+                let per_shard = shape.iter().zip(&inner).map(|(s, i)| s / i).collect();
+                (inner, Some(shard::Shards::new(per_shard, index)))
+            }
+        };
+        let elements = unit
+            .iter()
+            .try_fold(1usize, |n, &c| n.checked_mul(usize::try_from(c).ok()?))?;
         Some(DirectChunks {
             layout,
             prefix,
             root: (!super::is_url(location)).then(|| location.to_owned()),
             elements,
+            shards,
         })
     }
 
@@ -115,6 +146,14 @@ impl DirectChunks {
         chunk: [u64; 3],
     ) -> Result<ChunkData, DirectError> {
         KEY.with_borrow_mut(|(key, path)| {
+            if let Some(shards) = &self.shards {
+                return self
+                    .read_inner(shards, (dtype, has_channel_axis), own, tiered, chunk, (key, path))
+                    .map_err(|failure| DirectError {
+                        key: key.clone(),
+                        failure,
+                    });
+            }
             self.write_chunk_key(key, has_channel_axis, chunk);
             self.read_key(dtype, own, tiered, key, path)
                 .map_err(|failure| DirectError {
@@ -170,6 +209,71 @@ impl DirectChunks {
             t.received(key, &got);
         }
         self.decode(dtype, got.as_deref()).map_err(Failure::Decode)
+    }
+
+    /// Inner chunk `chunk` of a sharded array: its shard's key in `key`, its place from the
+    /// shard's index, then its bytes (one range) decoded.
+    fn read_inner(
+        &self,
+        shards: &shard::Shards,
+        (dtype, has_channel_axis): (SourceDtype, bool),
+        own: &Array<dyn ReadableStorageTraits>,
+        tiered: Option<&TieredStorage>,
+        chunk: [u64; 3],
+        (key, path): (&mut String, &mut String),
+    ) -> Result<ChunkData, Failure> {
+        let full = [0, chunk[0], chunk[1], chunk[2]];
+        let full = if has_channel_axis { &full[..] } else { &full[1..] };
+        let mut outer = [0u64; 4];
+        let mut inner = [0u64; 4];
+        for (a, (&c, &n)) in full.iter().zip(shards.per_shard()).enumerate() {
+            outer[a] = c / n;
+            inner[a] = c % n;
+        }
+        let dims = full.len();
+        key.clear();
+        key.push_str(&self.prefix);
+        self.layout.write_key(key, &outer[..dims]);
+        let (offset, length) = match shards.place(key, &inner[..dims], own, tiered)? {
+            shard::Place::Missing => return self.decode(dtype, None).map_err(Failure::Decode),
+            shard::Place::At { offset, length } => (offset, length),
+        };
+        let range = ByteRange::FromStart(offset, Some(length));
+        if let Some(t) = tiered {
+            if let Some(held) = t.held_range(key, range) {
+                return self.decode(dtype, held.as_deref()).map_err(Failure::Decode);
+            }
+            t.start_request();
+        }
+        let keep = tiered.is_some_and(|t| t.keep);
+        let length = usize::try_from(length).map_err(|e| Failure::Decode(e.to_string()))?;
+        if let (Some(root), false) = (&self.root, keep) {
+            file_path(path, root, key);
+            return FILE.with_borrow_mut(|bytes| {
+                bytes.clear();
+                bytes.resize(length, 0);
+                if !shard::read_at(path, offset, bytes)? {
+                    return Err(Failure::Decode("the shard's file is gone".to_owned()));
+                }
+                if let Some(t) = tiered {
+                    t.received_len(length);
+                }
+                self.decode(dtype, Some(bytes)).map_err(Failure::Decode)
+            });
+        }
+        let store_key = StoreKey::new(key.as_str()).map_err(|e| Failure::Decode(e.to_string()))?;
+        let got = match tiered {
+            Some(t) => t.inner.get_partial(&store_key, range),
+            None => own.storage().get_partial(&store_key, range),
+        }
+        .map_err(Failure::Store)?;
+        if let Some(t) = tiered {
+            t.received_range(key, range, &got);
+        }
+        match got {
+            Some(bytes) => self.decode(dtype, Some(&bytes)).map_err(Failure::Decode),
+            None => Err(Failure::Decode("the shard is gone".to_owned())),
+        }
     }
 
     /// The stored value at `key`, whole: read from the store behind the tier (or `la`'s own).

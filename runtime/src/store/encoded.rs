@@ -337,6 +337,17 @@ impl TieredStorage {
     /// [`TieredStorage::start_request`], read the store behind the tier, then
     /// [`TieredStorage::received`].
     pub(crate) fn held(&self, key: &str) -> Option<MaybeBytes> {
+        self.lookup(key, None)
+    }
+
+    /// The tier's copy of `range` of the value at `key` (as [`TieredStorage::held`]).
+    pub(crate) fn held_range(&self, key: &str, range: ByteRange) -> Option<MaybeBytes> {
+        self.lookup(key, Some(range))
+    }
+
+    /// The tier's copy of `range` (`None`: all) of the value at `key`, looked up with the
+    /// thread's reused key.
+    fn lookup(&self, key: &str, range: Option<ByteRange>) -> Option<MaybeBytes> {
         if !self.keep {
             return None;
         }
@@ -344,8 +355,25 @@ impl TieredStorage {
             k.level_id = self.level_id;
             k.key.clear();
             k.key.push_str(key);
+            k.range = range.map(range_key);
             self.tier.cache.get(k)
         })
+    }
+
+    /// The store answered `got` for `range` of the value at `key`: counted, and kept (a copy of
+    /// its own) when the tier keeps this level's values.
+    pub(crate) fn received_range(&self, key: &str, range: ByteRange, got: &MaybeBytes) {
+        self.tier.received(got);
+        if self.keep {
+            let k = EncodedKey {
+                level_id: self.level_id,
+                key: key.to_owned(),
+                range: Some(range_key(range)),
+            };
+            self.tier
+                .cache
+                .insert(k, got.as_ref().map(|b| Bytes::copy_from_slice(b)));
+        }
     }
 
     /// Whether the tier holds the whole value at `key` (not counted as a hit or a miss).
@@ -355,6 +383,7 @@ impl TieredStorage {
                 k.level_id = self.level_id;
                 k.key.clear();
                 k.key.push_str(key);
+                k.range = None;
                 self.tier.cache.contains(k)
             })
     }

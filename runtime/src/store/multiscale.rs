@@ -106,9 +106,6 @@ impl LevelArray {
     pub(crate) fn direct(&self) -> Option<&DirectChunks> {
         self.direct
             .get_or_init(|| {
-                if self.sharded.is_some() {
-                    return None;
-                }
                 let metadata = self.array.metadata();
                 let zarr_format = if matches!(metadata, ArrayMetadata::V2(_)) { 2 } else { 3 };
                 let dtype = SourceDtype::of(self.array.data_type())?;

@@ -8,7 +8,7 @@ use cellmap_runtime::kernels::StridedDest;
 use cellmap_runtime::read::{WindowRequest, read_window};
 use cellmap_runtime::store::{ChunkCache, ChunkData, ChunkError, CompressedOptions, Multiscale, decode_chunk};
 use serde_json::{Value, json};
-use zarrs::array::{Array, ArraySubset};
+use zarrs::array::{Array, ArrayShardedReadableExt, ArrayShardedReadableExtCache, ArraySubset, CodecOptions};
 use zarrs::filesystem::FilesystemStore;
 
 use crate::common::{Dt, ms_attrs, write_group, zyx_axes};
@@ -74,13 +74,18 @@ fn assert_reads_equal<T: Dt>(root: &Path, name: &str, direct: bool, to_chunk: fn
     assert_eq!(level.decodes_directly(), direct, "{name}: decoded directly");
     let store = Arc::new(FilesystemStore::new(root).unwrap());
     let array = Array::open(store, "/s0").unwrap();
-    for z in 0..2u64 {
-        for y in 0..2u64 {
-            for x in 0..2u64 {
-                let expected = to_chunk(array.retrieve_chunk::<Vec<T>>(&[z, y, x]).unwrap());
+    // The decode unit: the chunk, or the inner chunk of a sharded array.
+    let shards = ArrayShardedReadableExtCache::new(&array);
+    let grid = level.chunk_grid_shape();
+    for z in 0..grid[0] {
+        for y in 0..grid[1] {
+            for x in 0..grid[2] {
+                let expected = array
+                    .retrieve_subchunk_opt::<Vec<T>>(&shards, &[z, y, x], &CodecOptions::default())
+                    .unwrap();
                 assert_eq!(
                     decode_chunk(level, [z, y, x]).unwrap(),
-                    expected,
+                    to_chunk(expected),
                     "{name}: chunk {z} {y} {x}"
                 );
             }
@@ -96,6 +101,7 @@ fn assert_reads_equal<T: Dt>(root: &Path, name: &str, direct: bool, to_chunk: fn
         budget_bytes: 1 << 20,
         remote_only: false,
     });
+    let mut after = Vec::new();
     for pass in 0..2 {
         let mut out = vec![f32::NAN; all.len()];
         let shape = SHAPE.map(|v| v as usize);
@@ -114,13 +120,20 @@ fn assert_reads_equal<T: Dt>(root: &Path, name: &str, direct: bool, to_chunk: fn
             out.iter().zip(&all).all(|(a, b)| a.to_bits() == b.to_bits()),
             "{name}: pass {pass}"
         );
+        after.push(cache.compressed_stats());
     }
-    let stats = cache.compressed_stats();
-    assert_eq!(
-        (stats.misses, stats.hits),
-        (8, 8),
-        "{name}: each chunk once from the files, then from the tier"
-    );
+    if level.shard_shape_vox.is_none() {
+        assert_eq!(
+            (after[1].misses, after[1].hits),
+            (8, 8),
+            "{name}: each chunk once from the files, then from the tier"
+        );
+    } else {
+        // A shard's index is read once and kept; its inner chunks come from the tier the second
+        // time.
+        assert_eq!(after[1].misses, after[0].misses, "{name}: nothing read again");
+        assert!(after[1].hits > after[0].hits, "{name}: {after:?}");
+    }
 }
 
 fn blosc_v2(cname: &str, shuffle: u8) -> Value {
@@ -243,4 +256,50 @@ fn a_damaged_chunk_is_an_error_naming_its_key() {
         // The chunks around it still read.
         assert!(decode_chunk(&ms.levels[0], [0, 0, 0]).is_ok(), "{name}");
     }
+}
+
+/// Sharded zarr v3 arrays: inner chunks decoded directly, their shard's index read once (at the
+/// end or the start, with or without its CRC-32C); a shard never written and inner chunks never
+/// written hold the fill value.
+#[test]
+fn sharded_inner_chunks_decode_directly_and_equal_zarrs() {
+    let sharded = |index_location: &str, crc: bool, inner_codecs: Value| {
+        let mut index_codecs = vec![json!({"name": "bytes", "configuration": {"endian": "little"}})];
+        if crc {
+            index_codecs.push(json!({"name": "crc32c"}));
+        }
+        json!([{"name": "sharding_indexed", "configuration": {"chunk_shape": [2, 2, 2],
+            "codecs": inner_codecs, "index_codecs": index_codecs, "index_location": index_location}}])
+    };
+    let bytes = json!({"name": "bytes", "configuration": {"endian": "little"}});
+    let zstd = json!({"name": "zstd", "configuration": {"level": 3, "checksum": false}});
+    let gzip = json!({"name": "gzip", "configuration": {"level": 1}});
+    for (name, codecs) in [
+        ("end, crc32c, zstd", sharded("end", true, json!([bytes, zstd]))),
+        ("start, crc32c, raw", sharded("start", true, json!([bytes]))),
+        ("end, no checksum, gzip", sharded("end", false, json!([bytes, gzip]))),
+    ] {
+        let mut meta = v3::<u16>(None, json!({"name": "default"}), json!(5));
+        meta["codecs"] = codecs;
+        let tmp = tempfile::tempdir().unwrap();
+        write::<u16>(tmp.path(), 3, &meta, 5);
+        assert_reads_equal::<u16>(tmp.path(), &format!("sharded {name}"), true, ChunkData::U16);
+    }
+    // A shard whose index fails its checksum is an error naming the shard.
+    let mut meta = v3::<u16>(None, json!({"name": "default"}), json!(5));
+    meta["codecs"] = sharded("end", true, json!([bytes, zstd]));
+    let tmp = tempfile::tempdir().unwrap();
+    write::<u16>(tmp.path(), 3, &meta, 5);
+    let file = tmp.path().join("s0/c/0/0/0");
+    let mut stored = std::fs::read(&file).unwrap();
+    let n = stored.len();
+    stored[n - 5] ^= 0xff;
+    std::fs::write(&file, &stored).unwrap();
+    let ms = Multiscale::open(tmp.path().to_str().unwrap()).unwrap();
+    let err = decode_chunk(&ms.levels[0], [0, 0, 0]).unwrap_err();
+    let ChunkError::Decode { key, message, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(key, "s0/c/0/0/0");
+    assert!(message.contains("CRC-32C"), "{message}");
 }

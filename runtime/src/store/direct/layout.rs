@@ -91,29 +91,40 @@ impl Layout {
             "v2" => KeyStyle::V2(separator('.')?),
             _ => return None,
         };
-        let little = |c: &Value| {
-            name(c) == Some("bytes")
-                && match c["configuration"]["endian"].as_str() {
-                    Some("little") => true,
-                    None => dtype.size_bytes() == 1,
-                    Some(_) => false,
-                }
-        };
-        let codec = match meta["codecs"].as_array()?.as_slice() {
-            [bytes] if little(bytes) => Codec::Raw,
-            [bytes, compressor] if little(bytes) => match name(compressor)? {
-                "blosc" => Codec::Blosc,
-                "zstd" => Codec::Zstd,
-                "gzip" => Codec::Gzip,
-                _ => return None,
-            },
-            _ => return None,
-        };
+        let codecs = meta["codecs"].as_array()?;
+        let codec = codec_chain(codecs, dtype.size_bytes())?;
         Some(Layout {
             codec,
             keys,
             fill: fill_bytes(&meta["fill_value"], dtype)?,
         })
+    }
+
+    /// The layout of a sharded zarr v3 array (see [`Layout::detect`]): its keys are the shards',
+    /// its codec and fill value its inner chunks'. With the shard index's layout.
+    pub(crate) fn detect_sharded(meta: &Value, dtype: SourceDtype) -> Option<(Layout, ShardIndex)> {
+        let [sharding] = meta["codecs"].as_array()?.as_slice() else {
+            return None;
+        };
+        if cfg!(target_endian = "big") || name(sharding) != Some("sharding_indexed") {
+            return None;
+        }
+        let config = &sharding["configuration"];
+        let inner = codec_chain(config["codecs"].as_array()?, dtype.size_bytes())?;
+        let crc32c = match config["index_codecs"].as_array()?.as_slice() {
+            [bytes] if little_bytes(bytes, 8) => false,
+            [bytes, crc] if little_bytes(bytes, 8) && name(crc) == Some("crc32c") => true,
+            _ => return None,
+        };
+        let at_end = match config["index_location"].as_str() {
+            None | Some("end") => true,
+            Some("start") => false,
+            Some(_) => return None,
+        };
+        let mut unsharded = meta.clone();
+        unsharded["codecs"] = serde_json::json!([{"name": "bytes", "configuration": {"endian": "little"}}]);
+        let layout = Self::detect_v3(&unsharded, dtype)?;
+        Some((Layout { codec: inner, ..layout }, ShardIndex { crc32c, at_end }))
     }
 
     /// Append the key of the chunk at `indices` (relative to the array) to `out`.
@@ -153,6 +164,39 @@ impl Layout {
                 element.copy_from_slice(&self.fill);
             }
         }
+    }
+}
+
+/// How a shard's index is stored: little-endian `(offset, length)` pairs, one per inner chunk in C
+/// order, then a CRC-32C of them when `crc32c`; at the shard's end or start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ShardIndex {
+    pub(crate) crc32c: bool,
+    pub(crate) at_end: bool,
+}
+
+/// A zarr v3 `bytes` codec that stores elements of `size` bytes little-endian.
+fn little_bytes(c: &Value, size: usize) -> bool {
+    name(c) == Some("bytes")
+        && match c["configuration"]["endian"].as_str() {
+            Some("little") => true,
+            None => size == 1,
+            Some(_) => false,
+        }
+}
+
+/// The compressor of the zarr v3 codec chain `codecs` (elements of `size` bytes): `bytes`, then
+/// at most one of blosc, zstd or gzip.
+fn codec_chain(codecs: &[Value], size: usize) -> Option<Codec> {
+    match codecs {
+        [bytes] if little_bytes(bytes, size) => Some(Codec::Raw),
+        [bytes, compressor] if little_bytes(bytes, size) => match name(compressor)? {
+            "blosc" => Some(Codec::Blosc),
+            "zstd" => Some(Codec::Zstd),
+            "gzip" => Some(Codec::Gzip),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
