@@ -104,10 +104,9 @@ impl<'c> Source<'c> {
             n,
             fetched: Vec::new(),
         };
-        // Chunk files of the training cache are read where they are needed: a local read and
-        // decode is shorter than a hand-off to the pool and back.
-        let local = level.decoded_in_place();
-        let Some(cache) = cache.filter(|c| c.fetch_concurrency() > 1 && !local) else {
+        // Local files decoded directly are read where they are needed: a local read and decode
+        // is shorter than a hand-off to the pool and back.
+        let Some(cache) = cache.filter(|c| c.fetch_concurrency() > 1 && !c.decodes_local_in_place(level)) else {
             return Ok(source);
         };
         // Taken out of the thread's scratch for the fetch (a read nested in it would find it
