@@ -2,6 +2,8 @@
 //! chunks' origin or the plan.
 //!
 //! - [`copy`]: a box of a decoded chunk into a strided destination, row runs into a buffer;
+//! - [`narrow`]: wide integer chunks narrowed to `uint8`/`uint16`, uniform `uint8` chunks told
+//!   (the chunk store's one use of a kernel, on every decode);
 //! - [`threshold`]: binarize thresholds resolved once per read for every source type;
 //! - [`stream`]: non-temporal stores for outputs larger than the caches;
 //! - [`gather`]: sampling a source window on a rotated / deformed grid, and the strided copy of
@@ -13,6 +15,7 @@
 pub(crate) mod copy;
 pub(crate) mod dest;
 pub(crate) mod gather;
+pub(crate) mod narrow;
 pub(crate) mod stream;
 pub(crate) mod threshold;
 

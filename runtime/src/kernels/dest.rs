@@ -1,5 +1,10 @@
 //! [`StridedDest`]: the destination view every copy kernel writes through.
 
+use std::ops::Range;
+
+use super::Element;
+use super::stream::{FILL_PIECE, fill_stream};
+
 /// Why a [`StridedDest`] could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -98,23 +103,113 @@ impl<'a, T> StridedDest<'a, T> {
     }
 }
 
-impl<T: Copy> StridedDest<'_, T> {
-    /// Write `value` to every voxel of the window.
-    pub(crate) fn fill(&mut self, value: T) {
-        fill(self.data, self.base, self.strides, self.shape, value);
+impl<T: Element> StridedDest<'_, T> {
+    /// Write `value` to every voxel of the window outside the box `inside` (window voxels per
+    /// axis, `z y x`; an empty range on any axis leaves no box, and every voxel is written). A
+    /// window read fills only what lies outside the level this way, then writes the box.
+    /// Contiguous runs go out with non-temporal stores when `stream` (the caller fences).
+    pub(crate) fn fill_outside(&mut self, inside: [Range<usize>; 3], value: T, stream: bool) {
+        let piece = [value; FILL_PIECE];
+        let value = Fill {
+            value,
+            piece: stream.then_some(&piece),
+        };
+        let no_box = inside.iter().any(Range::is_empty);
+        let [s0, s1, s2] = self.strides;
+        for i in 0..self.shape[0] {
+            let row_in_z = !no_box && inside[0].contains(&i);
+            for j in 0..self.shape[1] {
+                let d0 = self.base + i as isize * s0 + j as isize * s1;
+                if row_in_z && inside[1].contains(&j) {
+                    fill_row(self.data, d0, s2, 0..inside[2].start, value);
+                    fill_row(self.data, d0, s2, inside[2].end..self.shape[2], value);
+                } else {
+                    fill_row(self.data, d0, s2, 0..self.shape[2], value);
+                }
+            }
+        }
     }
 }
 
-/// [`StridedDest::fill`] on the parts taken apart, so the loop keeps them in registers.
+/// What [`StridedDest::fill_outside`] writes: the value, and a buffer of it to stream from.
+#[derive(Clone, Copy)]
+struct Fill<'p, T> {
+    value: T,
+    piece: Option<&'p [T; FILL_PIECE]>,
+}
+
+/// Write the value to the voxels `ks` of the row whose voxel 0 is `data[d0]` and whose voxels
+/// are `stride` apart: one slice fill (vectorised, or streamed) when they are contiguous (stride
+/// ±1), else voxel by voxel. Indices outside `data` (which [`StridedDest::new`] rules out) are
+/// skipped.
 #[inline]
-fn fill<T: Copy>(data: &mut [T], base: isize, strides: [isize; 3], shape: [usize; 3], value: T) {
-    for i in 0..shape[0] {
-        for j in 0..shape[1] {
-            let d0 = base + i as isize * strides[0] + j as isize * strides[1];
-            for k in 0..shape[2] {
-                if let Some(d) = data.get_mut((d0 + k as isize * strides[2]) as usize) {
-                    *d = value;
+fn fill_row<T: Element>(data: &mut [T], d0: isize, stride: isize, ks: Range<usize>, fill: Fill<'_, T>) {
+    let value = fill.value;
+    if ks.is_empty() {
+        return;
+    }
+    if stride.unsigned_abs() == 1 {
+        let first = d0 + ks.start as isize * stride;
+        let last = d0 + (ks.end - 1) as isize * stride;
+        let (a, b) = (first.min(last), first.max(last));
+        if let (Ok(a), Ok(b)) = (usize::try_from(a), usize::try_from(b))
+            && let Some(run) = data.get_mut(a..=b)
+        {
+            match fill.piece {
+                Some(piece) => fill_stream(piece, run),
+                None => run.fill(value),
+            }
+            return;
+        }
+    }
+    for k in ks {
+        if let Some(d) = usize::try_from(d0 + k as isize * stride)
+            .ok()
+            .and_then(|d| data.get_mut(d))
+        {
+            *d = value;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every voxel outside the box gets the value and no voxel inside it does, for plain,
+    /// mirrored and transposed destinations, boxes touching any face, and no box at all.
+    #[test]
+    fn fill_outside_writes_exactly_the_voxels_outside_the_box() {
+        let shape = [3usize, 4, 5];
+        let n = 60;
+        // (offset, strides): C order, x mirrored, z mirrored, transposed (x slowest).
+        let layouts: [(usize, [isize; 3]); 4] = [(0, [20, 5, 1]), (4, [20, 5, -1]), (40, [-20, 5, 1]), (0, [1, 3, 12])];
+        let boxes = [
+            [1..2, 1..3, 1..4],
+            [0..3, 0..4, 2..5],
+            [0..1, 3..4, 0..5],
+            [0..3, 0..4, 0..5],
+            [1..2, 2..2, 0..5],
+        ];
+        for (offset, strides) in layouts {
+            for (inside, stream) in boxes.iter().flat_map(|b| [(b, false), (b, true)]) {
+                let mut data = vec![0u8; n];
+                let mut dest = StridedDest::new(&mut data, offset, strides, shape).unwrap();
+                dest.fill_outside(inside.clone(), 7, stream);
+                let mut expected = vec![0u8; n];
+                let empty = inside.iter().any(Range::is_empty);
+                for (i, j, k) in (0..3).flat_map(|i| (0..4).flat_map(move |j| (0..5).map(move |k| (i, j, k)))) {
+                    let within = !empty && inside[0].contains(&i) && inside[1].contains(&j) && inside[2].contains(&k);
+                    let d =
+                        offset as isize + i as isize * strides[0] + j as isize * strides[1] + k as isize * strides[2];
+                    if !within {
+                        expected[d as usize] = 7;
+                    }
                 }
+                assert_eq!(
+                    data, expected,
+                    "offset {offset}, strides {strides:?}, box {inside:?}, stream {stream}"
+                );
             }
         }
     }

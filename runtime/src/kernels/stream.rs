@@ -31,6 +31,19 @@ pub(crate) fn store_stream<T: Element>(src: &[T], dst: &mut [T]) {
     }
 }
 
+/// Elements of the buffer [`fill_stream`] streams from.
+pub(crate) const FILL_PIECE: usize = 256;
+
+/// Write `piece`'s value (every element of `piece` holds it) to all of `dst` with
+/// [`store_stream`]: the parts of a large window that lie outside the level, which would
+/// otherwise be read from memory before being overwritten.
+#[inline]
+pub(crate) fn fill_stream<T: Element>(piece: &[T; FILL_PIECE], dst: &mut [T]) {
+    for run in dst.chunks_mut(FILL_PIECE) {
+        store_stream(&piece[..run.len()], run);
+    }
+}
+
 /// [`store_stream`] with 16-byte non-temporal stores (SSE2, every x86-64 CPU).
 #[cfg(target_arch = "x86_64")]
 fn store_stream_pieces<T: Element>(src: &[T], dst: &mut [T]) {

@@ -51,6 +51,12 @@ const GROUP: usize = 8;
 /// Elements per piece of an [`RowStore::Or`] copy written in place.
 const PIECE: usize = 256;
 
+/// Whether a window of `shape` elements of `T` read with `store` is written with non-temporal
+/// stores: [`RowStore::Stream`] windows of [`STREAM_MIN_BYTES`] and more.
+fn streams<T>(store: RowStore, shape: [usize; 3]) -> bool {
+    store == RowStore::Stream && shape.iter().product::<usize>() * size_of::<T>() >= STREAM_MIN_BYTES
+}
+
 /// The stack buffer rows are assembled in, on whole cache lines.
 #[repr(C, align(64))]
 struct Stage<T, const N: usize>([T; N]);
@@ -302,7 +308,14 @@ impl<'l> WindowRead<'l> {
         }
         let inside = (0..3).all(|a| self.lo[a] == self.start[a] && self.hi[a] - self.lo[a] == shape[a] as i64);
         if let (false, Some(fill)) = (inside, fill) {
-            dest.fill(fill);
+            // Only what lies outside the level: the in-bounds box is written below.
+            let outside = [0, 1, 2]
+                .map(|a| (self.lo[a] - self.start[a]).max(0) as usize..(self.hi[a] - self.start[a]).max(0) as usize);
+            let stream = streams::<T>(store, shape);
+            dest.fill_outside(outside, fill, stream);
+            if stream {
+                store_fence();
+            }
         }
         let voxels_in_bounds = self.voxels_in_bounds;
         if voxels_in_bounds == 0 {
@@ -312,7 +325,7 @@ impl<'l> WindowRead<'l> {
         if self.strides[2].unsigned_abs() == 1 {
             let bytes = shape.iter().product::<usize>() * size_of::<T>();
             let store = match store {
-                RowStore::Stream if bytes < STREAM_MIN_BYTES => RowStore::Normal,
+                RowStore::Stream if !streams::<T>(store, shape) => RowStore::Normal,
                 other => other,
             };
             if bytes >= STAGE_MIN_BYTES {

@@ -1,6 +1,7 @@
 //! A decoded chunk: its elements in the stored type, or a narrower one that holds every value.
 
 use super::dtype::SourceDtype;
+use crate::kernels::narrow::{Wide, is_uniform, narrow_into};
 
 /// A decoded chunk in its stored element type (or a narrower one, see [`ChunkData::narrowed`]),
 /// C order (`[c,] z, y, x`).
@@ -80,21 +81,30 @@ impl ChunkData {
     /// memory (and what the cache holds) up to 8×.
     #[must_use]
     pub fn narrowed(self) -> Self {
-        fn range<S: Copy + Into<i128>>(v: &[S]) -> (i128, i128) {
-            v.iter().fold((i128::MAX, i128::MIN), |(lo, hi), x| {
-                let x: i128 = (*x).into();
-                (lo.min(x), hi.max(x))
-            })
+        let tagged_before = matches!(self, Self::UniformU8(_));
+        match self.narrowed_tagging() {
+            Self::UniformU8(v) if !tagged_before => Self::U8(v),
+            other => other,
         }
-        fn narrow<S: Copy + Into<i128>>(v: Vec<S>, wider_than_16: bool, wrap: fn(Vec<S>) -> ChunkData) -> ChunkData {
-            let (lo, hi) = range(&v);
-            if lo >= 0 && hi <= i128::from(u8::MAX) {
-                ChunkData::U8(v.iter().map(|x| (*x).into() as u8).collect())
-            } else if wider_than_16 && lo >= 0 && hi <= i128::from(u16::MAX) {
-                ChunkData::U16(v.iter().map(|x| (*x).into() as u16).collect())
-            } else {
-                wrap(v)
+    }
+
+    /// [`ChunkData::narrowed`], a narrowed chunk whose values are all equal already tagged
+    /// [`ChunkData::UniformU8`] (the pass that narrows tells).
+    fn narrowed_tagging(self) -> Self {
+        fn narrow<S: Wide>(v: Vec<S>, to_16: bool, wrap: fn(Vec<S>) -> ChunkData) -> ChunkData {
+            let mut o = vec![0u8; v.len()];
+            match narrow_into(&v, &mut o) {
+                Some(true) => return ChunkData::UniformU8(o),
+                Some(false) => return ChunkData::U8(o),
+                None => {}
             }
+            if to_16 {
+                let mut o = vec![0u16; v.len()];
+                if narrow_into(&v, &mut o).is_some() {
+                    return ChunkData::U16(o);
+                }
+            }
+            wrap(v)
         }
         match self {
             Self::U16(v) => narrow(v, false, Self::U16),
@@ -112,8 +122,8 @@ impl ChunkData {
     /// per decode).
     #[must_use]
     pub fn tagged(self) -> Self {
-        match self.narrowed() {
-            Self::U8(v) if v.first().is_some_and(|&f| v.iter().all(|&x| x == f)) => Self::UniformU8(v),
+        match self.narrowed_tagging() {
+            Self::U8(v) if is_uniform(&v) => Self::UniformU8(v),
             other => other,
         }
     }

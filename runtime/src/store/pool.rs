@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::chunk_data::ChunkData;
 use super::dtype::SourceDtype;
+use crate::kernels::narrow::{Wide, is_uniform, narrow_into};
 
 /// Bytes of free buffers the pool keeps at most.
 pub(crate) const POOL_BYTES: usize = 32 << 20;
@@ -113,29 +114,23 @@ pub(crate) fn written(dtype: SourceDtype, elements: usize, write: impl FnOnce(&m
 /// The chunk as the cache keeps it ([`ChunkData::tagged`]), narrowed into pooled memory: the
 /// wider chunk goes back to the pool.
 pub(crate) fn tagged(data: ChunkData) -> ChunkData {
-    fn range<S: Copy + Into<i128>>(v: &[S]) -> (i128, i128) {
-        v.iter().fold((i128::MAX, i128::MIN), |(lo, hi), x| {
-            let x: i128 = (*x).into();
-            (lo.min(x), hi.max(x))
-        })
-    }
-    fn narrow<S: Copy + Into<i128>>(v: &[S], wider_than_16: bool) -> Option<ChunkData> {
-        let (lo, hi) = range(v);
-        if lo >= 0 && hi <= i128::from(u8::MAX) {
-            let mut out = take(SourceDtype::U8, v.len());
-            if let ChunkData::U8(o) = &mut out {
-                o.iter_mut().zip(v).for_each(|(o, x)| *o = (*x).into() as u8);
+    /// `v` narrowed into a pooled `uint8` chunk (tagged when uniform), else a `uint16` one when
+    /// `to_16` and the values fit.
+    fn narrow<S: Wide>(v: &[S], to_16: bool) -> Option<ChunkData> {
+        if let ChunkData::U8(mut o) = take(SourceDtype::U8, v.len()) {
+            match narrow_into(v, &mut o) {
+                Some(true) => return Some(ChunkData::UniformU8(o)),
+                Some(false) => return Some(ChunkData::U8(o)),
+                None => give_back(ChunkData::U8(o)),
             }
-            Some(out)
-        } else if wider_than_16 && lo >= 0 && hi <= i128::from(u16::MAX) {
-            let mut out = take(SourceDtype::U16, v.len());
-            if let ChunkData::U16(o) = &mut out {
-                o.iter_mut().zip(v).for_each(|(o, x)| *o = (*x).into() as u16);
-            }
-            Some(out)
-        } else {
-            None
         }
+        if to_16 && let ChunkData::U16(mut o) = take(SourceDtype::U16, v.len()) {
+            if narrow_into(v, &mut o).is_some() {
+                return Some(ChunkData::U16(o));
+            }
+            give_back(ChunkData::U16(o));
+        }
+        None
     }
     let narrowed = match &data {
         ChunkData::U16(v) => narrow(v, false),
@@ -146,16 +141,15 @@ pub(crate) fn tagged(data: ChunkData) -> ChunkData {
         ChunkData::I64(v) => narrow(v, true),
         _ => None,
     };
-    let data = match narrowed {
+    match narrowed {
         Some(n) => {
             give_back(data);
             n
         }
-        None => data,
-    };
-    match data {
-        ChunkData::U8(v) if v.first().is_some_and(|&f| v.iter().all(|&x| x == f)) => ChunkData::UniformU8(v),
-        other => other,
+        None => match data {
+            ChunkData::U8(v) if is_uniform(&v) => ChunkData::UniformU8(v),
+            other => other,
+        },
     }
 }
 
