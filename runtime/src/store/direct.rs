@@ -148,14 +148,14 @@ impl DirectChunks {
         KEY.with_borrow_mut(|(key, path)| {
             if let Some(shards) = &self.shards {
                 return self
-                    .read_inner(shards, (dtype, has_channel_axis), own, tiered, chunk, (key, path))
+                    .read_inner(shards, (dtype, has_channel_axis), (own, tiered), chunk, (key, path))
                     .map_err(|failure| DirectError {
                         key: key.clone(),
                         failure,
                     });
             }
             self.write_chunk_key(key, has_channel_axis, chunk);
-            self.read_key(dtype, own, tiered, key, path)
+            self.read_key(dtype, (own, tiered), key, path, None)
                 .map_err(|failure| DirectError {
                     key: key.clone(),
                     failure,
@@ -181,16 +181,20 @@ impl DirectChunks {
             .write_key(key, if has_channel_axis { &full } else { &full[1..] });
     }
 
+    /// The chunk stored at `key` (at `range` of its value, an inner chunk of a shard: offset and
+    /// length), decoded: from the tier's copy, else one read of the store behind it (a file
+    /// read, unless the tier keeps this level's values, or one request), counted by the tier.
     fn read_key(
         &self,
         dtype: SourceDtype,
-        own: &Array<dyn ReadableStorageTraits>,
-        tiered: Option<&TieredStorage>,
+        (own, tiered): (&Array<dyn ReadableStorageTraits>, Option<&TieredStorage>),
         key: &str,
         path: &mut String,
+        range: Option<(u64, usize)>,
     ) -> Result<ChunkData, Failure> {
+        let byte_range = range.map(|(offset, length)| ByteRange::FromStart(offset, Some(length as u64)));
         if let Some(t) = tiered {
-            if let Some(held) = t.held(key) {
+            if let Some(held) = t.held(key, byte_range) {
                 return self.decode(dtype, held.as_deref()).map_err(Failure::Decode);
             }
             t.start_request();
@@ -198,17 +202,23 @@ impl DirectChunks {
         let keep = tiered.is_some_and(|t| t.keep);
         if let (Some(root), false) = (&self.root, keep) {
             file_path(path, root, key);
-            let (data, len) = self.read_file(dtype, path)?;
+            let (data, len) = match range {
+                None => self.read_file(dtype, path)?,
+                Some((offset, length)) => self.read_file_range(dtype, path, offset, length)?,
+            };
             if let Some(t) = tiered {
                 t.received_len(len);
             }
             return Ok(data);
         }
-        let got = self.get(own, tiered, key, path)?;
+        let got = self.get(own, tiered, key, path, byte_range)?;
         if let Some(t) = tiered {
-            t.received(key, &got);
+            t.received(key, byte_range, &got);
         }
-        self.decode(dtype, got.as_deref()).map_err(Failure::Decode)
+        match (got, range) {
+            (None, Some(_)) => Err(Failure::Decode("the shard is gone".to_owned())),
+            (got, _) => self.decode(dtype, got.as_deref()).map_err(Failure::Decode),
+        }
     }
 
     /// Inner chunk `chunk` of a sharded array: its shard's key in `key`, its place from the
@@ -217,8 +227,7 @@ impl DirectChunks {
         &self,
         shards: &shard::Shards,
         (dtype, has_channel_axis): (SourceDtype, bool),
-        own: &Array<dyn ReadableStorageTraits>,
-        tiered: Option<&TieredStorage>,
+        (own, tiered): (&Array<dyn ReadableStorageTraits>, Option<&TieredStorage>),
         chunk: [u64; 3],
         (key, path): (&mut String, &mut String),
     ) -> Result<ChunkData, Failure> {
@@ -234,57 +243,26 @@ impl DirectChunks {
         key.clear();
         key.push_str(&self.prefix);
         self.layout.write_key(key, &outer[..dims]);
-        let (offset, length) = match shards.place(key, &inner[..dims], own, tiered)? {
-            shard::Place::Missing => return self.decode(dtype, None).map_err(Failure::Decode),
-            shard::Place::At { offset, length } => (offset, length),
-        };
-        let range = ByteRange::FromStart(offset, Some(length));
-        if let Some(t) = tiered {
-            if let Some(held) = t.held_range(key, range) {
-                return self.decode(dtype, held.as_deref()).map_err(Failure::Decode);
+        match shards.place(key, &inner[..dims], own, tiered)? {
+            shard::Place::Missing => self.decode(dtype, None).map_err(Failure::Decode),
+            shard::Place::At { offset, length } => {
+                let length = usize::try_from(length).map_err(|e| Failure::Decode(e.to_string()))?;
+                self.read_key(dtype, (own, tiered), key, path, Some((offset, length)))
             }
-            t.start_request();
-        }
-        let keep = tiered.is_some_and(|t| t.keep);
-        let length = usize::try_from(length).map_err(|e| Failure::Decode(e.to_string()))?;
-        if let (Some(root), false) = (&self.root, keep) {
-            file_path(path, root, key);
-            return FILE.with_borrow_mut(|bytes| {
-                bytes.clear();
-                bytes.resize(length, 0);
-                if !shard::read_at(path, offset, bytes)? {
-                    return Err(Failure::Decode("the shard's file is gone".to_owned()));
-                }
-                if let Some(t) = tiered {
-                    t.received_len(length);
-                }
-                self.decode(dtype, Some(bytes)).map_err(Failure::Decode)
-            });
-        }
-        let store_key = StoreKey::new(key.as_str()).map_err(|e| Failure::Decode(e.to_string()))?;
-        let got = match tiered {
-            Some(t) => t.inner.get_partial(&store_key, range),
-            None => own.storage().get_partial(&store_key, range),
-        }
-        .map_err(Failure::Store)?;
-        if let Some(t) = tiered {
-            t.received_range(key, range, &got);
-        }
-        match got {
-            Some(bytes) => self.decode(dtype, Some(&bytes)).map_err(Failure::Decode),
-            None => Err(Failure::Decode("the shard is gone".to_owned())),
         }
     }
 
-    /// The stored value at `key`, whole: read from the store behind the tier (or `la`'s own).
+    /// The stored value at `key` (`range` of it, or whole): read from the store behind the tier
+    /// (or the array's own).
     fn get(
         &self,
         own: &Array<dyn ReadableStorageTraits>,
         tiered: Option<&TieredStorage>,
         key: &str,
         path: &mut String,
+        range: Option<ByteRange>,
     ) -> Result<MaybeBytes, Failure> {
-        if let Some(root) = &self.root {
+        if let (Some(root), None) = (&self.root, range) {
             // Kept in the tier: the bytes are owned.
             file_path(path, root, key);
             return match std::fs::read(path.as_str()) {
@@ -294,11 +272,33 @@ impl DirectChunks {
             };
         }
         let store_key = StoreKey::new(key).map_err(|e| Failure::Decode(e.to_string()))?;
-        match tiered {
-            Some(t) => t.inner.get(&store_key),
-            None => own.storage().get(&store_key),
+        match (tiered, range) {
+            (Some(t), None) => t.inner.get(&store_key),
+            (Some(t), Some(range)) => t.inner.get_partial(&store_key, range),
+            (None, None) => own.storage().get(&store_key),
+            (None, Some(range)) => own.storage().get_partial(&store_key, range),
         }
         .map_err(Failure::Store)
+    }
+
+    /// Inner chunk bytes `offset .. offset + length` of the shard file at `path`, decoded, and
+    /// their length.
+    fn read_file_range(
+        &self,
+        dtype: SourceDtype,
+        path: &str,
+        offset: u64,
+        length: usize,
+    ) -> Result<(ChunkData, usize), Failure> {
+        FILE.with_borrow_mut(|bytes| {
+            bytes.clear();
+            bytes.resize(length, 0);
+            if !shard::read_at(path, offset, bytes)? {
+                return Err(Failure::Decode("the shard's file is gone".to_owned()));
+            }
+            let data = self.decode(dtype, Some(bytes)).map_err(Failure::Decode)?;
+            Ok((data, length))
+        })
     }
 
     /// The chunk in the file at `path`, and the file's length: a missing file holds the fill

@@ -320,7 +320,8 @@ pub(crate) struct TieredStorage {
 }
 
 thread_local! {
-    /// The key a whole-value lookup builds ([`TieredStorage::held`]), reused: no allocation.
+    /// The key a lookup builds ([`TieredStorage::held`], [`TieredStorage::holds`]), reused: no
+    /// allocation.
     static LOOKUP: std::cell::RefCell<EncodedKey> = const {
         std::cell::RefCell::new(EncodedKey {
             level_id: 0,
@@ -331,23 +332,12 @@ thread_local! {
 }
 
 impl TieredStorage {
-    /// The tier's copy of the whole value at store key `key`, looked up without allocating;
-    /// `None` when the tier does not hold it or does not keep this level's values. For readers
-    /// that fetch and decode a chunk themselves ([`crate::store::direct`]): on `None` they call
-    /// [`TieredStorage::start_request`], read the store behind the tier, then
-    /// [`TieredStorage::received`].
-    pub(crate) fn held(&self, key: &str) -> Option<MaybeBytes> {
-        self.lookup(key, None)
-    }
-
-    /// The tier's copy of `range` of the value at `key` (as [`TieredStorage::held`]).
-    pub(crate) fn held_range(&self, key: &str, range: ByteRange) -> Option<MaybeBytes> {
-        self.lookup(key, Some(range))
-    }
-
-    /// The tier's copy of `range` (`None`: all) of the value at `key`, looked up with the
-    /// thread's reused key.
-    fn lookup(&self, key: &str, range: Option<ByteRange>) -> Option<MaybeBytes> {
+    /// The tier's copy of `range` (`None`: all) of the value at store key `key`, looked up with
+    /// the thread's reused key (no allocation); `None` when the tier does not hold it or does
+    /// not keep this level's values. For readers that fetch and decode a chunk themselves
+    /// ([`crate::store::direct`]): on `None` they call [`TieredStorage::start_request`], read
+    /// the store behind the tier, then [`TieredStorage::received`].
+    pub(crate) fn held(&self, key: &str, range: Option<ByteRange>) -> Option<MaybeBytes> {
         if !self.keep {
             return None;
         }
@@ -360,19 +350,22 @@ impl TieredStorage {
         })
     }
 
-    /// The store answered `got` for `range` of the value at `key`: counted, and kept (a copy of
-    /// its own) when the tier keeps this level's values.
-    pub(crate) fn received_range(&self, key: &str, range: ByteRange, got: &MaybeBytes) {
+    /// The store answered `got` for `range` (`None`: all) of the value at `key`: counted, and
+    /// kept when the tier keeps this level's values (a range as a copy of its own, so that a
+    /// slice of a larger response does not hold that response).
+    pub(crate) fn received(&self, key: &str, range: Option<ByteRange>, got: &MaybeBytes) {
         self.tier.received(got);
         if self.keep {
             let k = EncodedKey {
                 level_id: self.level_id,
                 key: key.to_owned(),
-                range: Some(range_key(range)),
+                range: range.map(range_key),
             };
-            self.tier
-                .cache
-                .insert(k, got.as_ref().map(|b| Bytes::copy_from_slice(b)));
+            let kept = match range {
+                None => got.clone(),
+                Some(_) => got.as_ref().map(|b| Bytes::copy_from_slice(b)),
+            };
+            self.tier.cache.insert(k, kept);
         }
     }
 
@@ -391,20 +384,6 @@ impl TieredStorage {
     /// A request is about to reach the store: the benchmarking delay is slept, the request counted.
     pub(crate) fn start_request(&self) {
         self.tier.request();
-    }
-
-    /// The store answered `got` for the whole value at `key`: counted, and kept when the tier
-    /// keeps this level's values.
-    pub(crate) fn received(&self, key: &str, got: &MaybeBytes) {
-        self.tier.received(got);
-        if self.keep {
-            let k = EncodedKey {
-                level_id: self.level_id,
-                key: key.to_owned(),
-                range: None,
-            };
-            self.tier.cache.insert(k, got.clone());
-        }
     }
 
     /// The store answered `len` bytes that are not kept (a file read into a reader's buffer).

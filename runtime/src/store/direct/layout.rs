@@ -75,6 +75,14 @@ impl Layout {
     }
 
     fn detect_v3(meta: &Value, dtype: SourceDtype) -> Option<Layout> {
+        let codec = codec_chain(meta["codecs"].as_array()?, dtype.size_bytes())?;
+        Self::v3_around(meta, dtype, codec)
+    }
+
+    /// The layout of a zarr v3 array whose chunks (or a shard's inner chunks) are stored with
+    /// `codec`: its chunk keys and fill value, when its grid is regular, no storage transformer
+    /// applies, and both are spelled in a way this module reads.
+    fn v3_around(meta: &Value, dtype: SourceDtype, codec: Codec) -> Option<Layout> {
         let transformers = &meta["storage_transformers"];
         if name(&meta["chunk_grid"]) != Some("regular") || transformers.as_array().is_some_and(|t| !t.is_empty()) {
             return None;
@@ -91,8 +99,6 @@ impl Layout {
             "v2" => KeyStyle::V2(separator('.')?),
             _ => return None,
         };
-        let codecs = meta["codecs"].as_array()?;
-        let codec = codec_chain(codecs, dtype.size_bytes())?;
         Some(Layout {
             codec,
             keys,
@@ -121,10 +127,7 @@ impl Layout {
             Some("start") => false,
             Some(_) => return None,
         };
-        let mut unsharded = meta.clone();
-        unsharded["codecs"] = serde_json::json!([{"name": "bytes", "configuration": {"endian": "little"}}]);
-        let layout = Self::detect_v3(&unsharded, dtype)?;
-        Some((Layout { codec: inner, ..layout }, ShardIndex { crc32c, at_end }))
+        Some((Self::v3_around(meta, dtype, inner)?, ShardIndex { crc32c, at_end }))
     }
 
     /// Append the key of the chunk at `indices` (relative to the array) to `out`.

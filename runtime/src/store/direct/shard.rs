@@ -14,7 +14,7 @@ use super::Failure;
 use super::layout::ShardIndex;
 use crate::store::encoded::TieredStorage;
 
-/// Shard indexes kept per array at most; past that the map starts afresh.
+/// Shard indexes kept per array at most (two generations of half as many; see [`Kept`]).
 const INDEXES_KEPT: usize = 4096;
 
 /// A sharded array's shards: how many inner chunks each holds, and their indexes.
@@ -25,7 +25,40 @@ pub(crate) struct Shards {
     index: ShardIndex,
     /// The indexes read so far, by shard key: `(offset, length)` per inner chunk, C order;
     /// empty for a shard never written. Shared by every view of the array.
-    indexes: Arc<Mutex<HashMap<String, Arc<[u64]>>>>,
+    indexes: Arc<Mutex<Kept>>,
+}
+
+/// Shard indexes kept in two generations, an approximate LRU that never allocates on a hit: new
+/// indexes go into `current`; when it holds half of [`INDEXES_KEPT`], it becomes `previous` (and
+/// the old `previous` is dropped); an index found in `previous` moves back into `current`. So the
+/// shards in use stay, and at most [`INDEXES_KEPT`] indexes are kept.
+#[derive(Debug, Default)]
+struct Kept {
+    current: HashMap<String, Arc<[u64]>>,
+    previous: HashMap<String, Arc<[u64]>>,
+}
+
+impl Kept {
+    fn get(&mut self, key: &str) -> Option<Arc<[u64]>> {
+        if let Some(index) = self.current.get(key) {
+            return Some(Arc::clone(index));
+        }
+        let (key, index) = self.previous.remove_entry(key)?;
+        self.insert(key, Arc::clone(&index));
+        Some(index)
+    }
+
+    fn insert(&mut self, key: String, index: Arc<[u64]>) {
+        if self.current.len() >= INDEXES_KEPT / 2 {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, index);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
 }
 
 /// Where an inner chunk's bytes are in its shard.
@@ -41,7 +74,7 @@ impl Shards {
         Shards {
             per_shard,
             index,
-            indexes: Arc::new(Mutex::new(HashMap::new())),
+            indexes: Arc::new(Mutex::new(Kept::default())),
         }
     }
 
@@ -59,21 +92,15 @@ impl Shards {
         own: &Array<dyn ReadableStorageTraits>,
         tiered: Option<&TieredStorage>,
     ) -> Result<Place, Failure> {
-        let held = self
-            .indexes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned();
+        let held = self.indexes.lock().unwrap_or_else(PoisonError::into_inner).get(key);
         let index = match held {
             Some(index) => index,
             None => {
                 let index = self.read_index(key, own, tiered)?;
-                let mut map = self.indexes.lock().unwrap_or_else(PoisonError::into_inner);
-                if map.len() >= INDEXES_KEPT {
-                    map.clear();
-                }
-                map.insert(key.to_owned(), Arc::clone(&index));
+                self.indexes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.to_owned(), Arc::clone(&index));
                 index
             }
         };
@@ -153,4 +180,29 @@ pub(crate) fn read_at(path: &str, offset: u64, buf: &mut [u8]) -> Result<bool, F
     file.seek(SeekFrom::Start(offset)).map_err(short)?;
     file.read_exact(buf).map_err(short)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At most `INDEXES_KEPT` indexes are kept, and an index in use survives any number of
+    /// others passing through.
+    #[test]
+    fn kept_indexes_are_bounded_and_the_used_ones_stay() {
+        let mut kept = Kept::default();
+        let used: Arc<[u64]> = Arc::from(vec![7u64, 8]);
+        kept.insert("used".to_owned(), Arc::clone(&used));
+        for i in 0..5 * INDEXES_KEPT {
+            kept.insert(format!("s{i}"), Arc::from(vec![i as u64]));
+            assert!(kept.len() <= INDEXES_KEPT, "{} kept after {i}", kept.len());
+            if i % 100 == 0 {
+                assert_eq!(kept.get("used").as_deref(), Some(&[7u64, 8][..]), "after {i}");
+            }
+        }
+        // The last ones inserted are there, the first long gone.
+        let last = format!("s{}", 5 * INDEXES_KEPT - 1);
+        assert_eq!(kept.get(&last).as_deref(), Some(&[(5 * INDEXES_KEPT - 1) as u64][..]));
+        assert!(kept.get("s0").is_none());
+    }
 }
