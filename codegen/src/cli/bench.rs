@@ -69,6 +69,12 @@ pub(crate) struct BenchReport {
     pub(crate) cache_hit_rate: Option<f64>,
     pub(crate) floor_samples_per_s: f64,
     pub(crate) floor_ratio: f64,
+    /// Samples/s if the workers did nothing but decode the chunks the measured samples decoded:
+    /// measured samples × workers ÷ decode seconds (`None` when nothing was decoded). Reads
+    /// that miss the chunk cache cannot beat it; what they spend beyond it is copying into the
+    /// batch, filling, waiting.
+    pub(crate) decode_floor_samples_per_s: Option<f64>,
+    pub(crate) decode_floor_ratio: Option<f64>,
     pub(crate) workers: usize,
     /// CPU cores busy on average while the measured batches were loaded (CPU seconds of the
     /// whole process over wall seconds).
@@ -273,6 +279,7 @@ pub(crate) fn bench(
     );
     let floor = memory_floor_samples_per_s(batch_bytes, batch_size, workers)?;
     let samples_per_s = (measured * batch_size as u64) as f64 / elapsed;
+    let decode_floor = decode_floor_samples_per_s(measured * batch_size as u64, loader.worker_count(), &fetch);
     Ok(BenchReport {
         samples_per_s,
         mb_per_s: (measured * batch_bytes) as f64 / elapsed / 1e6,
@@ -285,18 +292,15 @@ pub(crate) fn bench(
         cache_hit_rate: fetch.cache_hit_rate,
         floor_samples_per_s: floor,
         floor_ratio: samples_per_s / floor,
+        decode_floor_samples_per_s: decode_floor,
+        decode_floor_ratio: decode_floor.map(|f| samples_per_s / f),
         workers: loader.worker_count(),
         cpu_cores,
         threads_start,
         threads_end: thread_count(),
         plan_seconds,
         first_batch_seconds: first_batch_seconds.unwrap_or(f64::NAN),
-        training_cache_fallbacks: loader
-            .spec()
-            .loader()
-            .training_cache
-            .as_ref()
-            .map(|_| cellmap_runtime::training_cache::fallback_chunks(&loader.planned().sources)),
+        training_cache_fallbacks: training_cache_fallbacks(&loader),
         fetch,
     })
 }
@@ -309,6 +313,23 @@ fn progress_bar(batches: u64) -> indicatif::ProgressBar {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
+}
+
+/// Samples/s if `workers` did nothing but the decoding `fetch` counted for `samples` samples
+/// (see [`BenchReport::decode_floor_samples_per_s`]).
+fn decode_floor_samples_per_s(samples: u64, workers: usize, fetch: &FetchReport) -> Option<f64> {
+    (fetch.decode_seconds > 0.0).then(|| samples as f64 * workers as f64 / fetch.decode_seconds)
+}
+
+/// Chunks read from the data because the training cache does not hold them (`None` without
+/// one).
+fn training_cache_fallbacks(loader: &Loader) -> Option<u64> {
+    loader
+        .spec()
+        .loader()
+        .training_cache
+        .as_ref()
+        .map(|_| cellmap_runtime::training_cache::fallback_chunks(&loader.planned().sources))
 }
 
 /// Samples/s of the memory-bandwidth floor: `workers` threads converting cached uint8 voxels
@@ -371,6 +392,10 @@ fn print_table(r: &BenchReport) {
         f.decoded_bytes_per_sample / (1024.0 * 1024.0)
     );
     println!("{:<24} {:>14.3}", "decode s (all threads)", f.decode_seconds);
+    if let (Some(floor), Some(ratio)) = (r.decode_floor_samples_per_s, r.decode_floor_ratio) {
+        println!("{:<24} {:>14.1}", "decode floor samples/s", floor);
+        println!("{:<24} {:>13.1}%", "of the decode floor", ratio * 100.0);
+    }
     println!("{:<24} {:>14.3}", "fetch wait s (workers)", f.fetch_wait_seconds);
     println!(
         "{:<24} {:>14}",
