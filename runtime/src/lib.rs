@@ -10,7 +10,8 @@
 //! Storage ([`store`]): [`store::Multiscale::open`] opens an OME-NGFF group,
 //! [`store::choose_level`] picks a scale level, [`store::decode_chunk`] decodes a chunk and
 //! [`store::ChunkCache`] shares decoded chunks. Kernels ([`kernels`]): copies into a
-//! [`kernels::StridedDest`], [`kernels::gather`], non-temporal stores; neither knows the other.
+//! [`kernels::StridedDest`], [`kernels::gather`], non-temporal stores; the kernels know nothing
+//! of storage, and storage uses one of them (narrowing a decoded chunk).
 //! On top: [`read::read_window`] reads a voxel window through the cache, the [`sample::Reader`]
 //! reads whole samples, and [`synth::write_synthetic`] writes a CellMap-layout dataset. The
 //! compute layer: [`augment::draw_spatial`], [`augment::SampleGrid`] and

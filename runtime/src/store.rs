@@ -15,7 +15,8 @@
 //! - [`error`]: [`OpenError`] (naming the location) and [`ChunkError`] (naming the array path and
 //!   the chunk's store key).
 //!
-//! Copying decoded chunks into crops is the business of [`crate::read`] and [`crate::kernels`].
+//! Copying decoded chunks into crops is the business of [`crate::read`] and [`crate::kernels`];
+//! a decoded chunk is narrowed with [`crate::kernels`]' narrowing pass.
 
 pub(crate) mod cache;
 pub(crate) mod cached;
