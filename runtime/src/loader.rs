@@ -85,9 +85,11 @@ impl Loader {
         }
         let cache = open_cache(&spec, &planned.plan, &options)?;
         let reads = cache.clone().unwrap_or_else(|| Arc::new(ChunkCache::new(0)));
+        let workers = options.workers.unwrap_or(spec.loader().workers);
         reads.configure_fetch(FetchOptions {
             concurrency: options.fetch_concurrency.unwrap_or(spec.loader().fetch_concurrency),
             delay: options.store_delay.or_else(store_delay_from_env),
+            local_on_pool: options.local_on_pool.unwrap_or_else(|| cores_to_spare(workers)),
         });
         let reader = Reader::new(Arc::clone(&spec), Arc::clone(&planned), Some(Arc::clone(&reads)));
         let batch_size = spec.loader().batch_size as u64;
@@ -318,6 +320,15 @@ fn job_kind(
         sampler,
         epochs: Mutex::new(Vec::with_capacity(EPOCHS_CACHED + 1)),
     })
+}
+
+/// Whether the machine has more cores to spare than `workers` keep busy (more than twice as many
+/// cores as workers): then the misses of a window of local files are decoded on the fetch pool,
+/// in parallel ([`FetchOptions::local_on_pool`]). With one spare core per worker or fewer the
+/// hand-off costs what the parallel decode saves (2 cores, 1 worker: 0.82–1.2× for 128³ samples, 0.95–0.98×
+/// for 40 classes, same run).
+fn cores_to_spare(workers: usize) -> bool {
+    std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 2 * workers)
 }
 
 /// The pipeline settings of a loader: the spec's, overridden by the options.

@@ -242,6 +242,10 @@ fn source_reads_without_a_chunk_cache(
         options.dist = cellmap_runtime::DistInfo::single();
         options.no_cache = true;
         options.fetch_concurrency = concurrency;
+        // Decoded by the workers themselves, as on a machine whose cores they keep busy (with
+        // cores to spare, the default puts a window's misses on the fetch pool, whose job queue
+        // allocates a block per 63 jobs).
+        options.local_on_pool = Some(false);
         let mut loader = cellmap_runtime::Loader::open(spec.clone(), options).unwrap();
         let n = 100;
         let allocations = steady_allocations(&mut loader, n, || {});

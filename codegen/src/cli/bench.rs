@@ -39,6 +39,11 @@ pub(crate) struct BenchArgs {
     /// Override `loader.fetch_ahead` (training batches fetched ahead; 0 = off).
     #[arg(long)]
     fetch_ahead: Option<usize>,
+    /// Decode a window's misses of local files on the fetch pool, several at once (`true`), or
+    /// in the worker that needs them (`false`). Default: on the pool when the machine has more
+    /// than twice as many cores as workers.
+    #[arg(long)]
+    local_on_pool: Option<bool>,
     /// Override `loader.compressed_cache_bytes` (the compressed tier's budget, for every store;
     /// 0 = off).
     #[arg(long)]
@@ -113,6 +118,9 @@ pub(crate) struct FetchReport {
     pub(crate) ahead_discarded: u64,
     /// Most chunk requests in flight at once (whole run).
     pub(crate) max_in_flight: u64,
+    /// Chunks per sample a waiting read had decoded on the fetch pool (the rest the reading
+    /// worker decoded itself, or were fetched ahead).
+    pub(crate) pooled_per_sample: f64,
     /// Requests that reached the store per sample (reads the compressed tier answered are not).
     pub(crate) store_requests_per_sample: f64,
     /// Reads of the store the compressed tier answered, over all reads of the store (`None`
@@ -159,6 +167,7 @@ impl FetchReport {
             ahead_skipped: b.ahead_skipped - a.ahead_skipped,
             ahead_discarded: b.ahead_discarded - a.ahead_discarded,
             max_in_flight: b.max_in_flight,
+            pooled_per_sample: per_sample(b.pooled - a.pooled),
             store_requests_per_sample: per_sample(b.store_requests - a.store_requests),
             compressed_hit_rate,
             compressed_bytes: tier.bytes,
@@ -191,6 +200,7 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
     options.workers = args.workers;
     options.fetch_concurrency = args.fetch_concurrency;
     options.fetch_ahead = args.fetch_ahead;
+    options.local_on_pool = args.local_on_pool;
     options.compressed_cache_bytes = args.compressed_cache_bytes;
     match bench(spec, options, args.warmup, args.batches, !args.quiet) {
         Ok(report) => {
@@ -406,6 +416,7 @@ fn print_table(r: &BenchReport) {
         )
     );
     println!("{:<24} {:>14}", "most requests in flight", f.max_in_flight);
+    println!("{:<24} {:>14.2}", "on the pool/sample", f.pooled_per_sample);
     println!("{:<24} {:>14.2}", "store requests/sample", f.store_requests_per_sample);
     if let Some(h) = f.compressed_hit_rate {
         println!("{:<24} {:>13.1}%", "compressed hit rate", h * 100.0);

@@ -41,6 +41,11 @@ pub struct LoaderOptions {
     pub fetch_concurrency: Option<usize>,
     /// Override the spec's `loader.fetch_ahead` (training batches fetched ahead; 0 = off).
     pub fetch_ahead: Option<usize>,
+    /// Whether a window's misses of local files decoded directly go to the fetch pool, several
+    /// at once, rather than being decoded one after the other by the worker that needs them
+    /// ([`crate::store::FetchOptions::local_on_pool`]). Default: when the machine has more
+    /// than twice as many cores as the loader has workers (cores to spare for the pool).
+    pub local_on_pool: Option<bool>,
     /// A fixed delay before every chunk request, to measure how the loader hides the latency of
     /// a remote store with a local one (a benchmarking aid). Default: the
     /// [`crate::store::STORE_DELAY_ENV`] environment variable (milliseconds), else none.
@@ -101,6 +106,7 @@ impl LoaderOptions {
             compressed_cache_bytes: None,
             fetch_concurrency: None,
             fetch_ahead: None,
+            local_on_pool: None,
             store_delay: None,
             ring_memory: RingMemory::Host,
             fault_hook: None,

@@ -161,12 +161,15 @@ impl ChunkCache {
     }
 
     /// True when reads of local files are decoded by the reader that needs them rather than on
-    /// the fetch pool: chunks decoded directly from local files, with no benchmarking delay
-    /// standing in for a remote store. Such a decode is shorter than the hand-off to the pool and
-    /// back (measured 1.1–1.4× faster on 2 cores, and it allocates nothing).
+    /// the fetch pool: the training cache's files, and chunks decoded directly from local files
+    /// with no benchmarking delay standing in for a remote store, unless the fetch options put
+    /// them on the pool ([`FetchOptions::local_on_pool`]). Such a decode is shorter than the
+    /// hand-off to the pool and back (measured 1.1–1.4× faster with every core busy, and it
+    /// allocates nothing).
     pub(crate) fn decodes_local_in_place(&self, level: &super::multiscale::Level) -> bool {
         level.decoded_in_place()
             || (self.tier.delay.get().copied().flatten().is_none()
+                && !self.fetcher().is_some_and(|f| f.options.local_on_pool)
                 && !super::is_url(level.array_location())
                 && level.decodes_directly())
     }

@@ -197,7 +197,10 @@ pub(crate) fn fetch_many(
                 };
                 let got = match cache.get(&key) {
                     Some(hit) => Ok(hit),
-                    None => load(level, cache, *chunk).map(|data| cache.insert(key, data)),
+                    None => {
+                        cache.fetch_counters.pooled.fetch_add(1, Ordering::Relaxed);
+                        load(level, cache, *chunk).map(|data| cache.insert(key, data))
+                    }
                 };
                 match got {
                     Ok(data) => *slot = Some(data),

@@ -11,7 +11,7 @@
 //! ```
 //! use cellmap_runtime::{store::ChunkCache, store::FetchOptions};
 //! let cache = ChunkCache::new(256 << 20);
-//! assert!(cache.configure_fetch(FetchOptions { concurrency: 8, delay: None }));
+//! assert!(cache.configure_fetch(FetchOptions { concurrency: 8, ..FetchOptions::default() }));
 //! assert_eq!(cache.fetch_concurrency(), 8);
 //! ```
 
@@ -41,6 +41,13 @@ pub struct FetchOptions {
     /// A fixed delay before every request that reaches the store (a benchmarking aid: see
     /// [`STORE_DELAY_ENV`]); reads answered by the compressed tier are not delayed.
     pub delay: Option<Duration>,
+    /// Whether the chunks of local files decoded directly ([`crate::store::direct`]) that a read
+    /// misses are also decoded on the pool, several at once. Off, the reader decodes them itself,
+    /// one after the other: a local decode is shorter than the hand-off to the pool and back, so
+    /// that is faster when the readers already keep every core busy, and allocates nothing (the
+    /// pool's job queue does). On, the decodes of a window run in parallel on cores the readers
+    /// leave idle. Remote data always uses the pool. Default: off.
+    pub local_on_pool: bool,
 }
 
 impl Default for FetchOptions {
@@ -48,6 +55,7 @@ impl Default for FetchOptions {
         FetchOptions {
             concurrency: 1,
             delay: None,
+            local_on_pool: false,
         }
     }
 }
@@ -78,6 +86,9 @@ pub struct FetchStats {
     pub ahead_discarded: u64,
     /// Most chunk requests in flight at once.
     pub max_in_flight: u64,
+    /// Chunks a waiting read had decoded on the fetch pool, several at once (the rest of
+    /// `chunks` minus the ones fetched ahead were decoded by the reading thread itself).
+    pub pooled: u64,
     /// Requests that reached the store (whole values and byte ranges; reads answered by the
     /// compressed tier are not requests).
     pub store_requests: u64,
@@ -96,6 +107,7 @@ pub(crate) struct FetchCounters {
     pub(crate) ahead_encoded: AtomicU64,
     pub(crate) ahead_skipped: AtomicU64,
     pub(crate) ahead_discarded: AtomicU64,
+    pub(crate) pooled: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
 }
@@ -113,6 +125,7 @@ impl FetchCounters {
             ahead_skipped: self.ahead_skipped.load(Ordering::Relaxed),
             ahead_discarded: self.ahead_discarded.load(Ordering::Relaxed),
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
+            pooled: self.pooled.load(Ordering::Relaxed),
             store_requests: 0,
             store_bytes: 0,
         }

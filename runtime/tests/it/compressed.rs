@@ -26,6 +26,7 @@ fn cache(decoded_bytes: u64, compressed_bytes: u64, concurrency: usize) -> Chunk
     assert!(cache.configure_fetch(FetchOptions {
         concurrency,
         delay: Some(Duration::from_millis(2)),
+        ..FetchOptions::default()
     }));
     cache
 }

@@ -18,7 +18,11 @@ const DELAY: Duration = Duration::from_millis(20);
 
 fn cache(concurrency: usize, delay: Option<Duration>) -> ChunkCache {
     let cache = ChunkCache::new(64 << 20);
-    assert!(cache.configure_fetch(FetchOptions { concurrency, delay }));
+    assert!(cache.configure_fetch(FetchOptions {
+        concurrency,
+        delay,
+        ..FetchOptions::default()
+    }));
     cache
 }
 
@@ -81,6 +85,7 @@ fn a_window_fetches_its_missing_chunks_at_once_and_reads_the_same_voxels() {
     none.configure_fetch(FetchOptions {
         concurrency: 16,
         delay: Some(DELAY),
+        ..FetchOptions::default()
     });
     assert_eq!(read_raw(&ms, Some(&none)).unwrap(), plain);
     assert!(none.fetch_stats().max_in_flight >= 4);
@@ -175,6 +180,38 @@ fn batches_are_identical_with_and_without_concurrent_fetches_and_fetching_ahead(
     });
     assert!(off == none, "batches differ without a cache");
     assert_eq!(none_stats.ahead_chunks, 0, "{none_stats:?}");
+}
+
+/// Local files decoded directly: a window's misses decoded on the fetch pool, several at once
+/// (the default with cores to spare), give the same batches as the workers decoding them
+/// one after the other (the default when they keep every core busy).
+#[test]
+fn local_misses_on_the_pool_or_in_the_worker_give_the_same_batches() {
+    let f = synth(SynthVariant::V2);
+    let spec = || {
+        spec_with(&f.dir, |d| {
+            d["augment"]["spatial"] = json!({"mirror": {"z": 0.5, "y": 0.5, "x": 0.5}, "transpose": ["z", "y", "x"]});
+            d["sampling"]["iterations_per_epoch"] = json!(30);
+        })
+    };
+    let n = 6;
+    let run = |on_pool: bool| {
+        batches(spec(), n, |o| {
+            o.no_cache = true;
+            o.fetch_concurrency = Some(8);
+            o.fetch_ahead = Some(0);
+            o.local_on_pool = Some(on_pool);
+        })
+    };
+    let (in_worker, in_worker_stats) = run(false);
+    let (on_pool, on_pool_stats) = run(true);
+    assert!(in_worker == on_pool, "batches differ between the pool and the worker");
+    // Each of the 2 workers decodes one chunk at a time itself; on the pool, a window's misses.
+    assert!(
+        in_worker_stats.max_in_flight <= 2 && in_worker_stats.pooled == 0,
+        "{in_worker_stats:?}"
+    );
+    assert!(on_pool_stats.pooled > 0, "{on_pool_stats:?}");
 }
 
 #[test]
