@@ -70,7 +70,9 @@ pub struct RawLoader {
     /// Chunks fetched and decoded at once when a read needs several that are not in the chunk
     /// cache (one bounded pool of this many threads, shared by the loader's workers), in
     /// `[1, 1024]`; `1` fetches one chunk after the other. Hides the latency of remote stores (S3,
-    /// HTTP, shared disks). Default: `16`.
+    /// HTTP, shared disks). Local files decoded without zarrs (zarr v2/v3 raw, blosc, zstd or
+    /// gzip) go to this pool only on a machine with more than twice as many cores as `workers`;
+    /// otherwise each worker decodes its own, which is faster on busy cores. Default: `16`.
     #[serde(default = "default_fetch_concurrency")]
     #[schemars(range(min = 1, max = 1024))]
     pub fetch_concurrency: u32,
