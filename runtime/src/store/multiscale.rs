@@ -89,7 +89,9 @@ pub(crate) struct LevelArray {
     /// The direct decoder of the array's chunks when its layout allows one (else zarrs decodes
     /// them; see [`super::direct`]).
     /// Worked out on the first decode ([`LevelArray::direct`]): opening a level costs nothing more.
-    direct: OnceLock<Option<DirectChunks>>,
+    /// Shared with the views of the array ([`LevelArray::tiered`]), so it is worked out once per
+    /// level and a sharded array's kept shard indexes serve every view.
+    direct: Arc<OnceLock<Option<DirectChunks>>>,
     /// The store's location (a path or a URL), which the direct decoder reads files under.
     store_location: String,
     /// The level's chunks are decoded by the reader that needs them ([`Level::decoded_in_place`]).
@@ -136,7 +138,7 @@ impl LevelArray {
             sharded: self.sharded.as_ref().map(|_| ArrayShardedReadableExtCache::new(&array)),
             array,
             array_location: self.array_location.clone(),
-            direct: self.direct.clone(),
+            direct: Arc::clone(&self.direct),
             store_location: self.store_location.clone(),
             in_place: self.in_place,
             tiered: Some(storage),
@@ -646,7 +648,7 @@ fn open_level_meta(
             array,
             sharded,
             array_location: format!("{location}/{}", path.trim_matches('/')),
-            direct: OnceLock::new(),
+            direct: Arc::new(OnceLock::new()),
             // A relative path made absolute now: a process that changes its working folder later
             // still reads the same files.
             store_location: match super::is_url(location) {
