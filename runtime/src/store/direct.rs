@@ -174,11 +174,16 @@ impl DirectChunks {
 
     /// Make `key` the store key of chunk `chunk`.
     fn write_chunk_key(&self, key: &mut String, has_channel_axis: bool, chunk: [u64; 3]) {
+        let full = [0, chunk[0], chunk[1], chunk[2]];
+        self.write_key_at(key, if has_channel_axis { &full } else { &full[1..] });
+    }
+
+    /// Make `key` the store key of the stored value (a chunk, or a shard) at `indices`, every
+    /// axis.
+    fn write_key_at(&self, key: &mut String, indices: &[u64]) {
         key.clear();
         key.push_str(&self.prefix);
-        let full = [0, chunk[0], chunk[1], chunk[2]];
-        self.layout
-            .write_key(key, if has_channel_axis { &full } else { &full[1..] });
+        self.layout.write_key(key, indices);
     }
 
     /// The chunk stored at `key` (at `range` of its value, an inner chunk of a shard: offset and
@@ -211,9 +216,9 @@ impl DirectChunks {
             }
             return Ok(data);
         }
-        let got = self.get(own, tiered, key, path, byte_range)?;
+        let mut got = self.get(own, tiered, key, path, byte_range)?;
         if let Some(t) = tiered {
-            t.received(key, byte_range, &got);
+            got = t.received(key, byte_range, got);
         }
         match (got, range) {
             (None, Some(_)) => Err(Failure::Decode("the shard is gone".to_owned())),
@@ -240,9 +245,7 @@ impl DirectChunks {
             inner[a] = c % n;
         }
         let dims = full.len();
-        key.clear();
-        key.push_str(&self.prefix);
-        self.layout.write_key(key, &outer[..dims]);
+        self.write_key_at(key, &outer[..dims]);
         match shards.place(key, &inner[..dims], own, tiered)? {
             shard::Place::Missing => self.decode(dtype, None).map_err(Failure::Decode),
             shard::Place::At { offset, length } => {

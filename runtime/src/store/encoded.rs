@@ -352,21 +352,37 @@ impl TieredStorage {
 
     /// The store answered `got` for `range` (`None`: all) of the value at `key`: counted, and
     /// kept when the tier keeps this level's values (a range as a copy of its own, so that a
-    /// slice of a larger response does not hold that response).
-    pub(crate) fn received(&self, key: &str, range: Option<ByteRange>, got: &MaybeBytes) {
-        self.tier.received(got);
-        if self.keep {
-            let k = EncodedKey {
-                level_id: self.level_id,
-                key: key.to_owned(),
-                range: range.map(range_key),
-            };
-            let kept = match range {
-                None => got.clone(),
-                Some(_) => got.as_ref().map(|b| Bytes::copy_from_slice(b)),
-            };
-            self.tier.cache.insert(k, kept);
+    /// slice of a larger response does not hold that response). Returns the value as kept.
+    pub(crate) fn received(&self, key: &str, range: Option<ByteRange>, got: MaybeBytes) -> MaybeBytes {
+        self.tier.received(&got);
+        if !self.keep {
+            return got;
         }
+        let k = EncodedKey {
+            level_id: self.level_id,
+            key: key.to_owned(),
+            range: range.map(range_key),
+        };
+        let kept = match range {
+            None => got,
+            Some(_) => got.map(|b| Bytes::copy_from_slice(&b)),
+        };
+        self.tier.cache.insert(k, kept.clone());
+        kept
+    }
+
+    /// `range` (`None`: all) of the value at `key`: the tier's copy, else one request to the
+    /// store behind it (delayed and counted, kept when the tier keeps this level's values).
+    fn read_through(&self, key: &StoreKey, range: Option<ByteRange>) -> Result<MaybeBytes, StorageError> {
+        if let Some(held) = self.held(key.as_str(), range) {
+            return Ok(held);
+        }
+        self.start_request();
+        let got = match range {
+            None => self.inner.get(key)?,
+            Some(range) => self.inner.get_partial(key, range)?,
+        };
+        Ok(self.received(key.as_str(), range, got))
     }
 
     /// Whether the tier holds the whole value at `key` (not counted as a hit or a miss).
@@ -390,48 +406,11 @@ impl TieredStorage {
     pub(crate) fn received_len(&self, len: usize) {
         self.tier.request_bytes.fetch_add(len as u64, Ordering::Relaxed);
     }
-
-    fn key(&self, key: &StoreKey, range: Option<ByteRange>) -> EncodedKey {
-        EncodedKey {
-            level_id: self.level_id,
-            key: key.as_str().to_string(),
-            range: range.map(range_key),
-        }
-    }
-
-    /// One byte range, from the tier or the store (kept as a copy of its own, so a slice of a
-    /// larger response does not hold that response).
-    fn range(&self, key: &StoreKey, range: ByteRange) -> Result<MaybeBytes, StorageError> {
-        let k = self.key(key, Some(range));
-        if let Some(held) = self.tier.cache.get(&k) {
-            return Ok(held);
-        }
-        self.tier.request();
-        let got = self.inner.get_partial(key, range)?;
-        self.tier.received(&got);
-        let got = got.map(|b| Bytes::copy_from_slice(&b));
-        self.tier.cache.insert(k, got.clone());
-        Ok(got)
-    }
 }
 
 impl ReadableStorageTraits for TieredStorage {
     fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
-        if !self.keep {
-            self.tier.request();
-            let got = self.inner.get(key)?;
-            self.tier.received(&got);
-            return Ok(got);
-        }
-        let k = self.key(key, None);
-        if let Some(held) = self.tier.cache.get(&k) {
-            return Ok(held);
-        }
-        self.tier.request();
-        let got = self.inner.get(key)?;
-        self.tier.received(&got);
-        self.tier.cache.insert(k, got.clone());
-        Ok(got)
+        self.read_through(key, None)
     }
 
     fn get_partial_many<'a>(
@@ -445,7 +424,7 @@ impl ReadableStorageTraits for TieredStorage {
         }
         let mut out = Vec::new();
         for range in byte_ranges {
-            match self.range(key, range)? {
+            match self.read_through(key, Some(range))? {
                 Some(bytes) => out.push(Ok(bytes)),
                 None => return Ok(None),
             }
@@ -454,13 +433,7 @@ impl ReadableStorageTraits for TieredStorage {
     }
 
     fn get_partial(&self, key: &StoreKey, byte_range: ByteRange) -> Result<MaybeBytes, StorageError> {
-        if !self.keep {
-            self.tier.request();
-            let got = self.inner.get_partial(key, byte_range)?;
-            self.tier.received(&got);
-            return Ok(got);
-        }
-        self.range(key, byte_range)
+        self.read_through(key, Some(byte_range))
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
