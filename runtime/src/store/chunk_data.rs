@@ -81,39 +81,10 @@ impl ChunkData {
     /// memory (and what the cache holds) up to 8×.
     #[must_use]
     pub fn narrowed(self) -> Self {
-        let tagged_before = matches!(self, Self::UniformU8(_));
-        match self.narrowed_tagging() {
-            Self::UniformU8(v) if !tagged_before => Self::U8(v),
-            other => other,
-        }
-    }
-
-    /// [`ChunkData::narrowed`], a narrowed chunk whose values are all equal already tagged
-    /// [`ChunkData::UniformU8`] (the pass that narrows tells).
-    fn narrowed_tagging(self) -> Self {
-        fn narrow<S: Wide>(v: Vec<S>, to_16: bool, wrap: fn(Vec<S>) -> ChunkData) -> ChunkData {
-            let mut o = vec![0u8; v.len()];
-            match narrow_into(&v, &mut o) {
-                Some(true) => return ChunkData::UniformU8(o),
-                Some(false) => return ChunkData::U8(o),
-                None => {}
-            }
-            if to_16 {
-                let mut o = vec![0u16; v.len()];
-                if narrow_into(&v, &mut o).is_some() {
-                    return ChunkData::U16(o);
-                }
-            }
-            wrap(v)
-        }
-        match self {
-            Self::U16(v) => narrow(v, false, Self::U16),
-            Self::U32(v) => narrow(v, true, Self::U32),
-            Self::U64(v) => narrow(v, true, Self::U64),
-            Self::I16(v) => narrow(v, false, Self::I16),
-            Self::I32(v) => narrow(v, true, Self::I32),
-            Self::I64(v) => narrow(v, true, Self::I64),
-            other => other,
+        match self.narrowed_into(ChunkData::zeros, drop) {
+            Some(Self::UniformU8(v)) => Self::U8(v),
+            Some(narrow) => narrow,
+            None => self,
         }
     }
 
@@ -122,9 +93,85 @@ impl ChunkData {
     /// per decode).
     #[must_use]
     pub fn tagged(self) -> Self {
-        match self.narrowed_tagging() {
-            Self::U8(v) if is_uniform(&v) => Self::UniformU8(v),
+        self.tagged_with(ChunkData::zeros, drop)
+    }
+
+    /// [`ChunkData::tagged`], narrowing into chunks from `take` (see
+    /// [`ChunkData::narrowed_into`]); the wider chunk goes to `give_back`.
+    pub(crate) fn tagged_with(
+        self,
+        take: impl Fn(SourceDtype, usize) -> ChunkData,
+        give_back: impl Fn(ChunkData),
+    ) -> Self {
+        match self.narrowed_into(take, &give_back) {
+            Some(narrow) => {
+                give_back(self);
+                narrow
+            }
+            None => match self {
+                Self::U8(v) if is_uniform(&v) => Self::UniformU8(v),
+                other => other,
+            },
+        }
+    }
+
+    /// The chunk narrowed as [`ChunkData::narrowed`] does, into a chunk `take(dtype, len)` gives
+    /// (its contents unspecified; chunks taken and not kept go to `give_back`), and tagged
+    /// [`ChunkData::UniformU8`] when its values are all equal (the pass that narrows tells);
+    /// `None` when the chunk is not a wider integer chunk whose values fit.
+    pub(crate) fn narrowed_into(
+        &self,
+        take: impl Fn(SourceDtype, usize) -> ChunkData,
+        give_back: impl Fn(ChunkData),
+    ) -> Option<ChunkData> {
+        let narrow = |v: &dyn Fn(&mut ChunkData) -> Option<bool>, len: usize, to_16: bool| {
+            let mut o = take(SourceDtype::U8, len);
+            match v(&mut o) {
+                Some(true) => return Some(o.into_uniform()),
+                Some(false) => return Some(o),
+                None => give_back(o),
+            }
+            if to_16 {
+                let mut o = take(SourceDtype::U16, len);
+                if v(&mut o).is_some() {
+                    return Some(o);
+                }
+                give_back(o);
+            }
+            None
+        };
+        match self {
+            Self::U16(v) => narrow(&|o| narrow_chunk(v, o), v.len(), false),
+            Self::U32(v) => narrow(&|o| narrow_chunk(v, o), v.len(), true),
+            Self::U64(v) => narrow(&|o| narrow_chunk(v, o), v.len(), true),
+            Self::I16(v) => narrow(&|o| narrow_chunk(v, o), v.len(), false),
+            Self::I32(v) => narrow(&|o| narrow_chunk(v, o), v.len(), true),
+            Self::I64(v) => narrow(&|o| narrow_chunk(v, o), v.len(), true),
+            _ => None,
+        }
+    }
+
+    /// A `uint8` chunk tagged [`ChunkData::UniformU8`] (others as they are).
+    fn into_uniform(self) -> Self {
+        match self {
+            Self::U8(v) => Self::UniformU8(v),
             other => other,
+        }
+    }
+
+    /// `n` zeros of `dtype`, newly allocated.
+    pub(crate) fn zeros(dtype: SourceDtype, n: usize) -> ChunkData {
+        match dtype {
+            SourceDtype::U8 => Self::U8(vec![0; n]),
+            SourceDtype::U16 => Self::U16(vec![0; n]),
+            SourceDtype::U32 => Self::U32(vec![0; n]),
+            SourceDtype::U64 => Self::U64(vec![0; n]),
+            SourceDtype::I8 => Self::I8(vec![0; n]),
+            SourceDtype::I16 => Self::I16(vec![0; n]),
+            SourceDtype::I32 => Self::I32(vec![0; n]),
+            SourceDtype::I64 => Self::I64(vec![0; n]),
+            SourceDtype::F32 => Self::F32(vec![0.0; n]),
+            SourceDtype::F64 => Self::F64(vec![0.0; n]),
         }
     }
 
@@ -132,5 +179,15 @@ impl ChunkData {
     #[must_use]
     pub fn byte_len(&self) -> usize {
         self.len() * self.dtype().size_bytes()
+    }
+}
+
+/// [`narrow_into`] of `src` into `dst` when `dst` is a `uint8` or `uint16` chunk of its length
+/// (`None` otherwise, as for values that do not fit).
+fn narrow_chunk<S: Wide>(src: &[S], dst: &mut ChunkData) -> Option<bool> {
+    match dst {
+        ChunkData::U8(o) if o.len() == src.len() => narrow_into(src, o),
+        ChunkData::U16(o) if o.len() == src.len() => narrow_into(src, o),
+        _ => None,
     }
 }

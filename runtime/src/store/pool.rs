@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::chunk_data::ChunkData;
 use super::dtype::SourceDtype;
-use crate::kernels::narrow::{Wide, is_uniform, narrow_into};
 
 /// Bytes of free buffers the pool keeps at most.
 pub(crate) const POOL_BYTES: usize = 32 << 20;
@@ -78,7 +77,7 @@ fn take(dtype: SourceDtype, elements: usize) -> ChunkData {
         return data;
     }
     drop(pool);
-    zero_of(dtype, elements)
+    ChunkData::zeros(dtype, elements)
 }
 
 /// A chunk of `elements` elements of `dtype` whose bytes `fill` writes, whole (it is given every
@@ -114,43 +113,7 @@ pub(crate) fn written(dtype: SourceDtype, elements: usize, write: impl FnOnce(&m
 /// The chunk as the cache keeps it ([`ChunkData::tagged`]), narrowed into pooled memory: the
 /// wider chunk goes back to the pool.
 pub(crate) fn tagged(data: ChunkData) -> ChunkData {
-    /// `v` narrowed into a pooled `uint8` chunk (tagged when uniform), else a `uint16` one when
-    /// `to_16` and the values fit.
-    fn narrow<S: Wide>(v: &[S], to_16: bool) -> Option<ChunkData> {
-        if let ChunkData::U8(mut o) = take(SourceDtype::U8, v.len()) {
-            match narrow_into(v, &mut o) {
-                Some(true) => return Some(ChunkData::UniformU8(o)),
-                Some(false) => return Some(ChunkData::U8(o)),
-                None => give_back(ChunkData::U8(o)),
-            }
-        }
-        if to_16 && let ChunkData::U16(mut o) = take(SourceDtype::U16, v.len()) {
-            if narrow_into(v, &mut o).is_some() {
-                return Some(ChunkData::U16(o));
-            }
-            give_back(ChunkData::U16(o));
-        }
-        None
-    }
-    let narrowed = match &data {
-        ChunkData::U16(v) => narrow(v, false),
-        ChunkData::U32(v) => narrow(v, true),
-        ChunkData::U64(v) => narrow(v, true),
-        ChunkData::I16(v) => narrow(v, false),
-        ChunkData::I32(v) => narrow(v, true),
-        ChunkData::I64(v) => narrow(v, true),
-        _ => None,
-    };
-    match narrowed {
-        Some(n) => {
-            give_back(data);
-            n
-        }
-        None => match data {
-            ChunkData::U8(v) if is_uniform(&v) => ChunkData::UniformU8(v),
-            other => other,
-        },
-    }
+    data.tagged_with(take, give_back)
 }
 
 /// `data` shared through an `Arc`, a recycled one when the pool has one.
@@ -191,22 +154,6 @@ pub(crate) fn recycle(mut data: Arc<ChunkData>) {
     let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     if pool.arcs.len() < POOL_ARCS {
         pool.arcs.push(data);
-    }
-}
-
-/// `elements` zeros of `dtype`, newly allocated.
-fn zero_of(dtype: SourceDtype, n: usize) -> ChunkData {
-    match dtype {
-        SourceDtype::U8 => ChunkData::U8(vec![0; n]),
-        SourceDtype::U16 => ChunkData::U16(vec![0; n]),
-        SourceDtype::U32 => ChunkData::U32(vec![0; n]),
-        SourceDtype::U64 => ChunkData::U64(vec![0; n]),
-        SourceDtype::I8 => ChunkData::I8(vec![0; n]),
-        SourceDtype::I16 => ChunkData::I16(vec![0; n]),
-        SourceDtype::I32 => ChunkData::I32(vec![0; n]),
-        SourceDtype::I64 => ChunkData::I64(vec![0; n]),
-        SourceDtype::F32 => ChunkData::F32(vec![0.0; n]),
-        SourceDtype::F64 => ChunkData::F64(vec![0.0; n]),
     }
 }
 
