@@ -673,7 +673,7 @@ def test_normalized_spec_fills_defaults(synth: Synth, monkeypatch: pytest.Monkey
         "cache_bytes": 1 << 30,
         "on_error": "fail",
         "fetch_concurrency": 16,
-        "fetch_ahead": 2,
+        "fetch_ahead": 4,
     }
     s = n["sampling"]
     assert s["seed"] == 0 and s["iterations_per_epoch"] == 1000 and s["weighting"] == "uniform"

@@ -73,7 +73,8 @@ pub use layout::{ArrayLayout, BatchLayout};
 #[doc(hidden)]
 pub use loader::FaultHook;
 pub use loader::{
-    Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, SampleFailure, check_compatible,
+    Batch, Loader, LoaderError, LoaderJob, LoaderOptions, NextOwned, OwnedBatch, REMOTE_AHEAD_PER_FETCH, SampleFailure,
+    check_compatible,
 };
 pub use pipeline::{BatchData, PipelineError, SampleMeta};
 pub use plan::{

@@ -18,7 +18,7 @@ mod options;
 
 pub use batch::{Batch, NextOwned, OwnedBatch};
 pub use job::{LoaderJob, SampleFailure};
-pub use options::{FaultHook, LoaderError, LoaderOptions, check_compatible};
+pub use options::{FaultHook, LoaderError, LoaderOptions, REMOTE_AHEAD_PER_FETCH, check_compatible};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +37,7 @@ use crate::store::{
 };
 
 use ahead::FetchAhead;
-use job::{EPOCHS_CACHED, JobKind, dataset_grid};
+use job::{JobKind, dataset_grid};
 
 /// Attempts per batch position under `skip_and_log` before the loader gives up.
 const MAX_ATTEMPTS: u32 = 16;
@@ -83,13 +83,22 @@ impl Loader {
         if datasets.is_empty() {
             return Err(LoaderError::EmptySplit(split.name()));
         }
-        let cache = open_cache(&spec, &planned.plan, &options)?;
+        // Under the benchmarking delay local files stand in for a remote store: read as remote data.
+        let delay = options.store_delay.or_else(store_delay_from_env);
+        let remote = spec_is_remote(&spec) || delay.is_some();
+        let cache = open_cache(&spec, &planned.plan, &options, remote)?;
         let reads = cache.clone().unwrap_or_else(|| Arc::new(ChunkCache::new(0)));
         let workers = options.workers.unwrap_or(spec.loader().workers);
+        let concurrency = options.fetch_concurrency.unwrap_or(spec.loader().fetch_concurrency);
         reads.configure_fetch(FetchOptions {
-            concurrency: options.fetch_concurrency.unwrap_or(spec.loader().fetch_concurrency),
-            delay: options.store_delay.or_else(store_delay_from_env),
+            concurrency,
+            delay,
             local_on_pool: options.local_on_pool.unwrap_or_else(|| cores_to_spare(workers)),
+            ahead_concurrency: options.ahead_concurrency.unwrap_or(if remote {
+                concurrency.saturating_mul(REMOTE_AHEAD_PER_FETCH)
+            } else {
+                concurrency
+            }),
         });
         let reader = Reader::new(Arc::clone(&spec), Arc::clone(&planned), Some(Arc::clone(&reads)));
         let batch_size = spec.loader().batch_size as u64;
@@ -101,13 +110,9 @@ impl Loader {
             JobKind::Tiles { .. } => options.step,
         };
         let pipeline_options = pipeline_options(&spec, &options);
+        let fetch_ahead = options.fetch_ahead.unwrap_or(spec.loader().fetch_ahead);
         let ahead = match kind {
-            JobKind::Train { .. } => FetchAhead::new(
-                options.fetch_ahead.unwrap_or(spec.loader().fetch_ahead),
-                pipeline_options.prefetch,
-                &reads,
-                spec_is_remote(&spec),
-            ),
+            JobKind::Train { .. } => FetchAhead::new(fetch_ahead, pipeline_options.prefetch, &reads, remote),
             JobKind::Tiles { .. } => None,
         };
         let job = LoaderJob {
@@ -121,6 +126,9 @@ impl Loader {
             datasets,
             kind,
             fault_hook: options.fault_hook.clone(),
+            // Batches in the ring and batches fetched ahead are read or listed while a worker
+            // asks for a later epoch: the epochs they span stay cached.
+            epochs_behind: 1 + ((pipeline_options.prefetch + fetch_ahead) as u64).div_ceil(batches_per_epoch),
             ahead,
         };
         let pipeline = Pipeline::try_start(job, planned.plan.batch.clone(), &pipeline_options)?;
@@ -239,8 +247,14 @@ impl Loader {
 
 /// The chunk cache of a loader (shared, new, or none), after checking that the ring and the cache
 /// fit in the memory the machine offers: refused before anything is allocated. A shared cache
-/// counts with what it may still grow by.
-fn open_cache(spec: &Spec, plan: &Plan, options: &LoaderOptions) -> Result<Option<Arc<ChunkCache>>, LoaderError> {
+/// counts with what it may still grow by. `remote`: some data is remote, or stands in for remote
+/// data (the benchmarking delay); the compressed tier's default budget holds only then.
+fn open_cache(
+    spec: &Spec,
+    plan: &Plan,
+    options: &LoaderOptions,
+    remote: bool,
+) -> Result<Option<Arc<ChunkCache>>, LoaderError> {
     let compressed =
         CompressedOptions::from_setting(options.compressed_cache_bytes.or(spec.loader().compressed_cache_bytes));
     let (cache_bytes, compressed_cache_bytes) = match (&options.cache, options.no_cache) {
@@ -252,7 +266,7 @@ fn open_cache(spec: &Spec, plan: &Plan, options: &LoaderOptions) -> Result<Optio
                 tier.budget_bytes.saturating_sub(tier.bytes),
             )
         }
-        (None, false) => (spec.loader().cache_bytes, compressed.held_bytes(spec_is_remote(spec))),
+        (None, false) => (spec.loader().cache_bytes, compressed.held_bytes(remote)),
     };
     check_fits(&MemoryNeed {
         batch_size: plan.batch.batch_size,
@@ -318,7 +332,7 @@ fn job_kind(
         TrainSampler::new(grids, &sampling, dist.rank, dist.world_size)?.interleaved(spec.loader().batch_size as u64);
     Ok(JobKind::Train {
         sampler,
-        epochs: Mutex::new(Vec::with_capacity(EPOCHS_CACHED + 1)),
+        epochs: Mutex::new(Vec::new()),
     })
 }
 

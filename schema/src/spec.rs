@@ -661,7 +661,7 @@ fn default_fetch_concurrency() -> usize {
 }
 
 fn default_fetch_ahead() -> usize {
-    2
+    4
 }
 
 /// Loader settings.

@@ -44,6 +44,10 @@ pub(crate) struct BenchArgs {
     /// than twice as many cores as workers.
     #[arg(long)]
     local_on_pool: Option<bool>,
+    /// Chunks fetched ahead at once (threads of the fetch-ahead pool). Default: for remote data
+    /// (or under `CELLMAP_STORE_DELAY_MS`) 16 × the fetch concurrency, else the fetch concurrency.
+    #[arg(long)]
+    ahead_concurrency: Option<usize>,
     /// Override `loader.compressed_cache_bytes` (the compressed tier's budget, for every store;
     /// 0 = off).
     #[arg(long)]
@@ -201,6 +205,7 @@ pub(crate) fn run(args: &BenchArgs) -> ExitCode {
     options.fetch_concurrency = args.fetch_concurrency;
     options.fetch_ahead = args.fetch_ahead;
     options.local_on_pool = args.local_on_pool;
+    options.ahead_concurrency = args.ahead_concurrency;
     options.compressed_cache_bytes = args.compressed_cache_bytes;
     match bench(spec, options, args.warmup, args.batches, !args.quiet) {
         Ok(report) => {

@@ -58,18 +58,18 @@ pub struct LoaderJob {
     pub(super) datasets: Vec<usize>,
     pub(super) kind: JobKind,
     pub(super) fault_hook: Option<FaultHook>,
+    /// Epochs before the one a worker asks for whose draws stay cached: the batches in the ring
+    /// and those fetched ahead may still read (or list) them. With a spare that is refilled
+    /// rather than reallocated, `epochs_behind + 2` epochs are kept.
+    pub(super) epochs_behind: u64,
     /// Fetching the chunks of later batches ahead (training with a cache).
     pub(super) ahead: Option<FetchAhead>,
 }
 
-/// Epoch draws a training loader keeps: the previous, the current and the next epoch, plus a spare
-/// that is refilled rather than reallocated.
-pub(super) const EPOCHS_CACHED: usize = 4;
-
 pub(super) enum JobKind {
     Train {
         sampler: TrainSampler,
-        /// The epochs whose sequential draws are computed (current and next).
+        /// The epochs whose sequential draws are computed (see [`LoaderJob::epochs_behind`]).
         epochs: Mutex<Vec<(u64, Arc<EpochDraws>)>>,
     },
     Tiles {
@@ -145,10 +145,10 @@ impl LoaderJob {
         if let Some((_, d)) = cached.iter().find(|(e, _)| *e == epoch) {
             return Arc::clone(d);
         }
-        // Workers straddle an epoch boundary with prefetch: the epochs from `epoch − 1` on stay.
-        // An older one that no worker holds any more is refilled in place (no allocation once
-        // the cache has warmed up); otherwise a new one is made.
-        let stale = |e: u64| e + 1 < epoch;
+        // Workers straddle epoch boundaries with prefetch and fetching ahead: the epochs from
+        // `epoch − epochs_behind` on stay. An older one that no worker holds any more is refilled
+        // in place (no allocation once the cache has warmed up); otherwise a new one is made.
+        let stale = |e: u64| e + self.epochs_behind < epoch;
         if let Some((e, d)) = cached.iter_mut().find(|(e, d)| stale(*e) && Arc::strong_count(d) == 1)
             && let Some(draws) = Arc::get_mut(d)
         {
@@ -159,7 +159,7 @@ impl LoaderJob {
         let draws = Arc::new(sampler.epoch(epoch));
         // Bounded: stale epochs beyond the spare are dropped (a worker still holding one keeps
         // its own reference).
-        if cached.len() >= EPOCHS_CACHED {
+        if cached.len() as u64 >= self.epochs_behind + 2 {
             cached.retain(|(e, _)| !stale(*e));
         }
         cached.push((epoch, Arc::clone(&draws)));

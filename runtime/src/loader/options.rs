@@ -11,6 +11,11 @@ use crate::plan::PlanError;
 use crate::sampler::{DistError, DistInfo, SamplerError};
 use crate::store::ChunkCache;
 
+/// Threads fetching ahead per fetch thread, for remote data ([`LoaderOptions::ahead_concurrency`]):
+/// at 50 ms a request, 16 fetch threads × 16 keep about 250 requests in flight, which is what a
+/// loader reading about 250 samples/s of 12 requests each needs.
+pub const REMOTE_AHEAD_PER_FETCH: usize = 16;
+
 /// How to build a loader.
 #[derive(Debug, Clone)]
 pub struct LoaderOptions {
@@ -46,6 +51,11 @@ pub struct LoaderOptions {
     /// ([`crate::store::FetchOptions::local_on_pool`]). Default: when the machine has more
     /// than twice as many cores as the loader has workers (cores to spare for the pool).
     pub local_on_pool: Option<bool>,
+    /// Chunks fetched ahead at once ([`crate::store::FetchOptions::ahead_concurrency`]). Default:
+    /// [`REMOTE_AHEAD_PER_FETCH`] × the fetch concurrency for remote data (and under the
+    /// benchmarking delay), whose requests mostly wait; the fetch concurrency for local files,
+    /// whose fetches are decodes.
+    pub ahead_concurrency: Option<usize>,
     /// A fixed delay before every chunk request, to measure how the loader hides the latency of
     /// a remote store with a local one (a benchmarking aid). Default: the
     /// [`crate::store::STORE_DELAY_ENV`] environment variable (milliseconds), else none.
@@ -107,6 +117,7 @@ impl LoaderOptions {
             fetch_concurrency: None,
             fetch_ahead: None,
             local_on_pool: None,
+            ahead_concurrency: None,
             store_delay: None,
             ring_memory: RingMemory::Host,
             fault_hook: None,

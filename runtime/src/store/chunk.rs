@@ -2,7 +2,7 @@
 //! the [`ChunkCache`] ([`fetch`]), several at once on the cache's fetch pool ([`fetch_many`]) or
 //! ahead of the reads that need them ([`fetch_ahead`]), and counting a level's non-zero voxels ([`count_nonzero`]).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -229,7 +229,8 @@ pub(crate) type AheadList = Vec<(Level, Vec<[u64; 3]>)>;
 /// Fetch `list` into `cache` in the background on its fetch-ahead pool, each chunk inserted
 /// only when it fits without evicting entries used at or after tick `floor`
 /// ([`ChunkCache::insert_ahead`]); failures are left for the read that needs the chunk to
-/// report. Returns false (nothing scheduled) when the cache has no fetch-ahead pool.
+/// report. `done` is called once every chunk is fetched or given up. Returns false (nothing
+/// scheduled) when the cache has no fetch-ahead pool.
 pub(crate) fn fetch_ahead(
     cache: &Arc<ChunkCache>,
     list: AheadList,
@@ -241,51 +242,111 @@ pub(crate) fn fetch_ahead(
     };
     let cache = Arc::clone(cache);
     pool.spawn(move || {
-        let counters = &cache.fetch_counters;
-        // Only the chunks the cache has room for (at a byte per voxel, the least a decoded chunk
-        // of any type takes) are fetched: a chunk decoded ahead and then refused would be decoded
-        // twice, which with a cache far smaller than the working set costs more than it saves.
-        // The others, where the compressed tier keeps their level (remote data), are fetched
-        // without decoding: their read then decodes them without a request.
-        let mut room = cache.room_before(floor);
-        let mut jobs: Vec<(&Level, [u64; 3], bool)> = Vec::new();
-        for (level, chunks) in list.iter() {
-            let least = level.chunk_shape_vox.iter().product::<u64>();
-            let encoded = tier_keeps_chunks(&cache, level);
-            for &chunk in chunks {
-                if least <= room {
-                    room -= least;
-                    jobs.push((level, chunk, false));
-                } else if encoded {
-                    jobs.push((level, chunk, true));
-                } else {
-                    counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        let jobs = ahead_jobs(&cache, &list, floor);
+        let Some(pool) = cache.fetcher().and_then(|f| f.ahead_pool()) else {
+            return done();
+        };
+        // The chunks are shared out to as many of the pool's threads as there are chunks: each
+        // takes the next one not taken until none is left, and the last to finish calls `done`.
+        let drainers = jobs.len().clamp(1, pool.threads());
+        let ahead = Arc::new(Ahead {
+            cache: Arc::clone(&cache),
+            list,
+            jobs,
+            floor,
+            next: AtomicUsize::new(0),
+            running: AtomicUsize::new(drainers),
+            done: Mutex::new(Some(Box::new(done))),
+        });
+        for _ in 1..drainers {
+            let ahead = Arc::clone(&ahead);
+            pool.spawn(move || ahead.drain());
         }
-        jobs.par_iter().with_max_len(1).for_each(|&(level, chunk, encoded)| {
+        ahead.drain();
+    });
+    true
+}
+
+/// One scheduled fetch ahead, shared by the pool threads working on it.
+struct Ahead {
+    cache: Arc<ChunkCache>,
+    list: AheadList,
+    /// `(index into list, chunk, fetched encoded only)`.
+    jobs: Vec<(usize, [u64; 3], bool)>,
+    floor: u64,
+    /// The next job not taken.
+    next: AtomicUsize,
+    /// Threads still draining.
+    running: AtomicUsize,
+    done: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Ahead {
+    /// Take jobs until none is left; the last thread out calls `done`.
+    fn drain(&self) {
+        let counters = &self.cache.fetch_counters;
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(l, chunk, encoded)) = self.jobs.get(i) else {
+                break;
+            };
+            let level = &self.list[l].0;
             let key = ChunkKey {
                 level_id: level.id,
                 chunk,
             };
-            if cache.contains(&key) {
-                return;
+            if self.cache.contains(&key) {
+                continue;
             }
             if encoded {
-                if fetch_encoded(level, &cache, chunk) {
+                if fetch_encoded(level, &self.cache, chunk) {
                     counters.ahead_encoded.fetch_add(1, Ordering::Relaxed);
                 }
-            } else if let Ok(data) = load(level, &cache, chunk) {
-                if cache.insert_ahead(key, data, floor) {
+            } else if let Ok(data) = load(level, &self.cache, chunk) {
+                if self.cache.insert_ahead(key, data, self.floor) {
                     counters.ahead_chunks.fetch_add(1, Ordering::Relaxed);
                 } else {
                     counters.ahead_discarded.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        });
-        done();
-    });
-    true
+        }
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let done = self
+                .done
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(done) = done {
+                done();
+            }
+        }
+    }
+}
+
+/// The chunks of `list` to fetch ahead into `cache`, as `(index into list, chunk, encoded only)`.
+/// Only the chunks the cache has room for without evicting entries used at or after `floor` (at a byte per voxel, the least a decoded chunk of any
+/// type takes) are decoded: a chunk decoded ahead and then refused would be decoded twice, which
+/// with a cache far smaller than the working set costs more than it saves. The others, where the
+/// compressed tier keeps their level (remote data), are fetched without decoding: their read
+/// then decodes them without a request. The rest are counted as skipped.
+fn ahead_jobs(cache: &ChunkCache, list: &AheadList, floor: u64) -> Vec<(usize, [u64; 3], bool)> {
+    let mut room = cache.room_before(floor);
+    let mut jobs = Vec::new();
+    for (l, (level, chunks)) in list.iter().enumerate() {
+        let least = level.chunk_shape_vox.iter().product::<u64>();
+        let encoded = tier_keeps_chunks(cache, level);
+        for &chunk in chunks {
+            if least <= room {
+                room -= least;
+                jobs.push((l, chunk, false));
+            } else if encoded {
+                jobs.push((l, chunk, true));
+            } else {
+                cache.fetch_counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    jobs
 }
 
 /// Fetch the stored bytes of `chunks` into `cache`'s compressed tier, all at once on its fetch

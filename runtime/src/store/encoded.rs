@@ -289,9 +289,12 @@ impl StoreTier {
         }
     }
 
-    /// Whether a level at `array_location` keeps its encoded chunks here.
+    /// Whether a level at `array_location` keeps its encoded chunks here. Under the benchmarking
+    /// delay every level counts as remote: the delay makes local files stand in for a remote
+    /// store, so they are read the way remote data is.
     pub(crate) fn keeps(&self, array_location: &str) -> bool {
-        self.cache.budget_bytes > 0 && (!self.remote_only || super::is_url(array_location))
+        self.cache.budget_bytes > 0
+            && (!self.remote_only || super::is_url(array_location) || self.delay.get().copied().flatten().is_some())
     }
 
     /// A request to the store starts: sleep the benchmarking delay, count it.

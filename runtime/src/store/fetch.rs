@@ -4,8 +4,10 @@
 //!
 //! A [`crate::store::ChunkCache`] owns one [`Fetcher`] once [`crate::store::ChunkCache::configure_fetch`] is
 //! called (the loader does): a pool of `concurrency` threads for the chunks a read is waiting
-//! for, and a second pool of the same size, made on first use, for chunks fetched ahead (so
-//! that a read never queues behind a speculative fetch). Counters are relaxed atomics, bumped
+//! for, and a second pool of `ahead_concurrency` threads, made on first use, for chunks fetched
+//! ahead (so that a read never queues behind a speculative fetch). The second pool's threads
+//! only sleep while idle ([`BlockingPool`]): remote data keeps hundreds of requests in flight
+//! there. Counters are relaxed atomics, bumped
 //! once per chunk decoded, never per voxel or per batch.
 //!
 //! ```
@@ -19,6 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+mod blocking;
+
+pub(crate) use blocking::BlockingPool;
 
 /// The environment variable that adds a fixed delay (milliseconds) to every chunk request of a
 /// loader's cache: a benchmarking aid that makes a local store behave like a remote one
@@ -48,6 +54,11 @@ pub struct FetchOptions {
     /// pool's job queue does). On, the decodes of a window run in parallel on cores the readers
     /// leave idle. Remote data always uses the pool. Default: off.
     pub local_on_pool: bool,
+    /// Chunks fetched ahead at once: threads of the fetch-ahead pool, which wait for the store
+    /// (or the benchmarking delay) and then decode. Its threads sleep when idle and do not steal
+    /// work from each other, so a few hundred of them cost nothing while they wait: remote data
+    /// needs that many requests in flight to hide its latency. 0 = `concurrency`.
+    pub ahead_concurrency: usize,
 }
 
 impl Default for FetchOptions {
@@ -56,6 +67,7 @@ impl Default for FetchOptions {
             concurrency: 1,
             delay: None,
             local_on_pool: false,
+            ahead_concurrency: 0,
         }
     }
 }
@@ -159,7 +171,7 @@ pub(crate) struct Fetcher {
     /// Chunks a read waits for; `None` when `concurrency` is 1.
     pub(crate) pool: Option<rayon::ThreadPool>,
     /// Chunks fetched ahead; made on first use.
-    ahead: OnceLock<Option<rayon::ThreadPool>>,
+    ahead: OnceLock<Option<BlockingPool>>,
     /// The pools' threads, joined when the fetcher is dropped (so dropping a loader ends every
     /// thread it started).
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -230,9 +242,15 @@ impl Fetcher {
     }
 
     /// The pool that fetches ahead (`None` when it could not be made).
-    pub(crate) fn ahead_pool(&self) -> Option<&rayon::ThreadPool> {
+    pub(crate) fn ahead_pool(&self) -> Option<&BlockingPool> {
         self.ahead
-            .get_or_init(|| pool(self.options.concurrency, "cellmap-ahead", &self.threads))
+            .get_or_init(|| {
+                let threads = match self.options.ahead_concurrency {
+                    0 => self.options.concurrency,
+                    n => n,
+                };
+                BlockingPool::new(threads, "cellmap-ahead", &self.threads)
+            })
             .as_ref()
     }
 }

@@ -272,3 +272,40 @@ fn without_room_chunks_ahead_are_fetched_into_the_compressed_tier() {
     assert_eq!(stats.ahead_encoded, 0, "{stats:?}");
     assert!(stats.ahead_skipped > 0, "{stats:?}");
 }
+
+/// Under the benchmarking delay local files stand in for a remote store and are read as remote
+/// data: the compressed tier's default (remote levels only) keeps them, so the chunks of the
+/// batches ahead that the decoded cache has no room for are fetched into it, and the
+/// fetch-ahead pool (16 × the fetch concurrency for remote data) keeps more requests in flight
+/// than the fetch pool and the workers could. The batches are those read without any cache.
+#[test]
+fn under_the_delay_local_files_are_read_as_remote_data() {
+    let f = synth(SynthVariant::V2);
+    let spec = || {
+        spec_with(&f.dir, |d| {
+            d["augment"]["spatial"] = json!({"rotate": {"z": [-180, 180]}});
+            d["sampling"]["iterations_per_epoch"] = json!(30);
+            d["loader"]["cache_bytes"] = json!(1000);
+        })
+    };
+    let n = 6;
+    let (reference, _) = batches(spec(), n, |o| o.no_cache = true);
+    let (delayed, stats) = batches(spec(), n, |o| {
+        o.fetch_concurrency = Some(2);
+        o.fetch_ahead = Some(3);
+        o.store_delay = Some(DELAY);
+    });
+    assert!(delayed == reference, "batches differ under the delay");
+    assert!(stats.ahead_encoded > 0, "{stats:?}");
+    // The fetch pool's 2 threads, the 2 workers and an ahead pool as small as the fetch pool
+    // would account for 6 at most (measured: 4); the ahead pool has 32 threads.
+    assert!(stats.max_in_flight > 8, "{stats:?}");
+    // Without the delay the same local files are not kept in the tier: nothing goes ahead.
+    let (plain, stats) = batches(spec(), n, |o| {
+        o.fetch_concurrency = Some(2);
+        o.fetch_ahead = Some(3);
+    });
+    assert!(plain == reference, "batches differ");
+    assert_eq!(stats.ahead_encoded, 0, "{stats:?}");
+    assert!(stats.ahead_skipped > 0, "{stats:?}");
+}

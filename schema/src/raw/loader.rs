@@ -28,7 +28,7 @@ fn default_fetch_concurrency() -> u32 {
 }
 
 fn default_fetch_ahead() -> u32 {
-    2
+    4
 }
 
 /// Loader settings.
@@ -72,7 +72,10 @@ pub struct RawLoader {
     /// `[1, 1024]`; `1` fetches one chunk after the other. Hides the latency of remote stores (S3,
     /// HTTP, shared disks). Local files decoded without zarrs (zarr v2/v3 raw, blosc, zstd or
     /// gzip) go to this pool only on a machine with more than twice as many cores as `workers`;
-    /// otherwise each worker decodes its own, which is faster on busy cores. Default: `16`.
+    /// otherwise each worker decodes its own, which is faster on busy cores. Fetching ahead
+    /// (`fetch_ahead`) has a pool of its own: this many threads for local files, 16 times as
+    /// many for remote data, whose requests mostly wait (about 250 in flight by default, what
+    /// 250 samples/s of a dozen chunk requests each need at 50 ms a request). Default: `16`.
     #[serde(default = "default_fetch_concurrency")]
     #[schemars(range(min = 1, max = 1024))]
     pub fetch_concurrency: u32,
@@ -80,7 +83,9 @@ pub struct RawLoader {
     /// cache in the background (their centres and spatial draws are known in advance), in
     /// `[0, 64]`; `0` turns fetching ahead off. It never evicts chunks that batches in flight
     /// have used, and does nothing without a cache (`cache_bytes: 0`) or with elastic
-    /// deformation. Default: `2`.
+    /// deformation. Reading remote data, the batches ahead must cover the store's latency: at
+    /// 50 ms a request, `2` reached 40 % of the rate of local files in our measurements and `4`
+    /// 78 %. Default: `4`.
     #[serde(default = "default_fetch_ahead")]
     #[schemars(range(max = 64))]
     pub fetch_ahead: u32,

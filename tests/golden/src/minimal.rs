@@ -141,7 +141,7 @@ pub const SPEC_NORMALIZED: &str = r#"{
     "pin_memory": false,
     "cache_bytes": 1073741824,
     "fetch_concurrency": 16,
-    "fetch_ahead": 2,
+    "fetch_ahead": 4,
     "on_error": "fail"
   },
   "predict": null
