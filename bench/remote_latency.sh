@@ -48,8 +48,8 @@ row() { # NAME BIN SPEC [flags...]
 import json, sys
 d = json.loads(sys.stdin.read()); f = d['fetch'] or {}
 print('$name', json.dumps({'samples_per_s': round(d['samples_per_s'], 1), 'cpu_cores': round(d['cpu_cores'], 2),
-    'requests_per_sample': round(f.get('store_requests_per_sample', 0), 1), 'max_in_flight': f.get('max_in_flight'),
-    'tier_hit_rate': round(f.get('compressed_hit_rate', 0), 2), 'ahead_chunks': f.get('ahead_chunks'),
+    'requests_per_sample': round(f.get('store_requests_per_sample') or 0, 1), 'max_in_flight': f.get('max_in_flight'),
+    'tier_hit_rate': round(f.get('compressed_hit_rate') or 0, 2), 'ahead_chunks': f.get('ahead_chunks'),
     'ahead_encoded': f.get('ahead_encoded'), 'first_batch_s': round(d['first_batch_seconds'], 2),
     'peak_rss_mib': d['peak_rss_bytes'] >> 20, 'allocations_per_batch': round(d['allocations_per_batch'])}))"
 }
