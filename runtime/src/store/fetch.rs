@@ -7,7 +7,8 @@
 //! for, and a second pool of `ahead_concurrency` threads, made on first use, for chunks fetched
 //! ahead (so that a read never queues behind a speculative fetch). The second pool's threads
 //! only sleep while idle ([`BlockingPool`]): remote data keeps hundreds of requests in flight
-//! there. Counters are relaxed atomics, bumped
+//! there. They run at a lower priority than the workers, so that speculative decoding takes only
+//! the CPU the batches being assembled leave. Counters are relaxed atomics, bumped
 //! once per chunk decoded, never per voxel or per batch.
 //!
 //! ```
@@ -249,7 +250,7 @@ impl Fetcher {
                     0 => self.options.concurrency,
                     n => n,
                 };
-                BlockingPool::new(threads, "cellmap-ahead", &self.threads)
+                BlockingPool::new(threads, "cellmap-ahead", true, &self.threads)
             })
             .as_ref()
     }

@@ -6,6 +6,12 @@
 //! pool keep a few hundred requests in flight on two cores (a rayon pool of 256 threads spent
 //! about a third of the CPU of a remote run stealing and advancing its epochs, and ran slower
 //! than one of 128). Jobs run in the order they were queued.
+//!
+//! A pool for speculative work (fetching ahead) runs its threads at a lower priority (Linux nice
+//! +10, `background`): when the loader's workers want every core, as they do reading
+//! local files on a small machine, the work they wait for now comes first and the work for later
+//! batches fills the time they leave. A worker never waits for a fetch ahead (it decodes a chunk
+//! itself when the chunk is not in the cache yet), so the lower priority cannot hold it up.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -28,6 +34,9 @@ struct State {
     closed: bool,
 }
 
+/// How much a background thread's nice value is raised.
+const BACKGROUND_NICE: i32 = 10;
+
 /// A fixed set of threads running queued jobs (see the module docs).
 pub(crate) struct BlockingPool {
     queue: Arc<Queue>,
@@ -35,17 +44,26 @@ pub(crate) struct BlockingPool {
 }
 
 impl BlockingPool {
-    /// A pool of `threads` (≥ 1) threads named `name-i`; their handles go to `handles` (joined by
-    /// the owner after the pool is dropped). `None` when no thread could be started.
-    pub(crate) fn new(threads: usize, name: &str, handles: &Mutex<Vec<JoinHandle<()>>>) -> Option<Self> {
+    /// A pool of `threads` (≥ 1) threads named `name-i`, at a lower priority than the thread
+    /// that makes it when `background` (Linux; elsewhere at the same); their handles go to
+    /// `handles` (joined by the owner after the pool is dropped). `None` when no thread could be
+    /// started.
+    pub(crate) fn new(
+        threads: usize,
+        name: &str,
+        background: bool,
+        handles: &Mutex<Vec<JoinHandle<()>>>,
+    ) -> Option<Self> {
         let queue = Arc::new(Queue::default());
         let mut started = 0;
         for i in 0..threads.max(1) {
             let queue = Arc::clone(&queue);
-            let Ok(handle) = std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
-                .spawn(move || run(&queue))
-            else {
+            let Ok(handle) = std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                if background {
+                    lower_priority();
+                }
+                run(&queue);
+            }) else {
                 break;
             };
             handles.lock().unwrap_or_else(PoisonError::into_inner).push(handle);
@@ -75,6 +93,20 @@ impl Drop for BlockingPool {
     fn drop(&mut self) {
         self.queue.state.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
         self.queue.ready.notify_all();
+    }
+}
+
+/// Raise the calling thread's nice value by [`BACKGROUND_NICE`] (a lower priority never needs a
+/// privilege); a failure leaves the priority as it was.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpriority and setpriority only read their arguments. On Linux the nice value
+        // is per thread, and `who = 0` names the calling thread.
+        unsafe {
+            let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+            libc::setpriority(libc::PRIO_PROCESS, 0, (now + BACKGROUND_NICE).min(19));
+        }
     }
 }
 
@@ -109,7 +141,7 @@ mod tests {
     #[test]
     fn jobs_run_at_once_up_to_the_thread_count_and_the_threads_exit_on_drop() {
         let handles = Mutex::new(Vec::new());
-        let pool = BlockingPool::new(8, "test-blocking", &handles).expect("threads start");
+        let pool = BlockingPool::new(8, "test-blocking", false, &handles).expect("threads start");
         assert_eq!(pool.threads(), 8);
         assert_eq!(handles.lock().unwrap().len(), 8);
         // Eight jobs that each wait for all eight to have started: they finish only if all run
@@ -147,5 +179,41 @@ mod tests {
         }
         // Queued jobs are finished before the threads exit.
         assert_eq!(done.load(Ordering::SeqCst), 100);
+    }
+
+    /// Background threads run at a nice value 10 above the thread that made the pool (at most
+    /// 19); the others at the same.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_threads_run_at_a_lower_priority() {
+        // SAFETY: getpriority only reads its arguments.
+        let mine = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        for (background, expected) in [(false, mine), (true, (mine + BACKGROUND_NICE).min(19))] {
+            let handles = Mutex::new(Vec::new());
+            let pool = BlockingPool::new(2, "test-priority", background, &handles).expect("threads start");
+            let (tx, rx) = mpsc::channel();
+            for _ in 0..2 {
+                let tx = tx.clone();
+                // SAFETY: as above.
+                pool.spawn(move || tx.send(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }).unwrap());
+            }
+            for _ in 0..2 {
+                assert_eq!(
+                    rx.recv_timeout(Duration::from_secs(20)).unwrap(),
+                    expected,
+                    "background: {background}"
+                );
+            }
+            drop(pool);
+            for handle in handles.into_inner().unwrap() {
+                handle.join().unwrap();
+            }
+        }
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) },
+            mine,
+            "the caller's priority is unchanged"
+        );
     }
 }
