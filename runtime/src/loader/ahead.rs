@@ -17,7 +17,7 @@
 //! a read finds in the cache is the data it would decode.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::store::chunk::{AheadList, fetch_ahead, fetch_encoded_many, wants_encoded};
 use crate::store::{ChunkCache, ChunkKey, Level};
@@ -42,6 +42,16 @@ pub(super) struct FetchAhead {
     started: Vec<(AtomicU64, AtomicU64)>,
     /// The compressed tier keeps some of the data (remote data): samples prefetch their chunks.
     remote: bool,
+    /// Set when the loader is dropped: the chunks still queued are not fetched (a cache shared
+    /// with another loader, or a server that stopped answering, would otherwise keep the pool
+    /// busy with batches nobody reads).
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FetchAhead {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl FetchAhead {
@@ -60,6 +70,7 @@ impl FetchAhead {
             pending: Arc::new(AtomicU64::new(0)),
             started: (0..TICKS).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
             remote: remote && cache.compressed_stats().budget_bytes > 0,
+            stop: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -187,7 +198,7 @@ impl FetchAhead {
         }
         self.pending.fetch_add(1, Ordering::Relaxed);
         let done = Arc::clone(&self.pending);
-        if !fetch_ahead(cache, list, floor, move || {
+        if !fetch_ahead(cache, list, floor, Arc::clone(&self.stop), move || {
             done.fetch_sub(1, Ordering::Relaxed);
         }) {
             self.pending.fetch_sub(1, Ordering::Relaxed);

@@ -2,7 +2,7 @@
 //! the [`ChunkCache`] ([`fetch`]), several at once on the cache's fetch pool ([`fetch_many`]) or
 //! ahead of the reads that need them ([`fetch_ahead`]), and counting a level's non-zero voxels ([`count_nonzero`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -229,12 +229,14 @@ pub(crate) type AheadList = Vec<(Level, Vec<[u64; 3]>)>;
 /// Fetch `list` into `cache` in the background on its fetch-ahead pool, each chunk inserted
 /// only when it fits without evicting entries used at or after tick `floor`
 /// ([`ChunkCache::insert_ahead`]); failures are left for the read that needs the chunk to
-/// report. `done` is called once every chunk is fetched or given up. Returns false (nothing
-/// scheduled) when the cache has no fetch-ahead pool.
+/// report. Once `stop` is set, the chunks not yet started are left. `done` is called once every
+/// chunk is fetched or left. Returns false (nothing scheduled) when the cache has no fetch-ahead
+/// pool.
 pub(crate) fn fetch_ahead(
     cache: &Arc<ChunkCache>,
     list: AheadList,
     floor: u64,
+    stop: Arc<AtomicBool>,
     done: impl FnOnce() + Send + 'static,
 ) -> bool {
     let Some(pool) = cache.fetcher().and_then(|f| f.ahead_pool()) else {
@@ -254,6 +256,7 @@ pub(crate) fn fetch_ahead(
             list,
             jobs,
             floor,
+            stop,
             next: AtomicUsize::new(0),
             running: AtomicUsize::new(drainers),
             done: Mutex::new(Some(Box::new(done))),
@@ -274,6 +277,8 @@ struct Ahead {
     /// `(index into list, chunk, fetched encoded only)`.
     jobs: Vec<(usize, [u64; 3], bool)>,
     floor: u64,
+    /// Set by the loader when it is dropped: the jobs not taken are left.
+    stop: Arc<AtomicBool>,
     /// The next job not taken.
     next: AtomicUsize,
     /// Threads still draining.
@@ -282,10 +287,10 @@ struct Ahead {
 }
 
 impl Ahead {
-    /// Take jobs until none is left; the last thread out calls `done`.
+    /// Take jobs until none is left or `stop` is set; the last thread out calls `done`.
     fn drain(&self) {
         let counters = &self.cache.fetch_counters;
-        loop {
+        while !self.stop.load(Ordering::Relaxed) {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&(l, chunk, encoded)) = self.jobs.get(i) else {
                 break;

@@ -309,3 +309,43 @@ fn under_the_delay_local_files_are_read_as_remote_data() {
     assert_eq!(stats.ahead_encoded, 0, "{stats:?}");
     assert!(stats.ahead_skipped > 0, "{stats:?}");
 }
+
+/// Dropping a loader stops its fetching ahead: the chunks still queued for batches nobody will
+/// read are left (the cache here is shared, so it outlives the loader; with a remote store that
+/// stopped answering, the queue would otherwise keep the pool retrying). Only the requests in
+/// flight at the drop, one per fetch-ahead thread, may still land.
+#[test]
+fn a_dropped_loader_leaves_the_chunks_it_had_not_fetched_ahead() {
+    use std::sync::Arc;
+
+    use cellmap_runtime::store::{CompressedOptions, FetchStats};
+
+    let f = synth(SynthVariant::V2);
+    let spec = spec_with(&f.dir, |d| {
+        d["augment"]["spatial"] = json!({"rotate": {"z": [-180, 180]}});
+        d["sampling"]["iterations_per_epoch"] = json!(60);
+        d["loader"]["cache_bytes"] = json!(1000);
+    });
+    let cache = Arc::new(ChunkCache::new(1000).with_compressed(CompressedOptions {
+        budget_bytes: 64 << 20,
+        remote_only: false,
+    }));
+    let mut o = options(Split::Train);
+    o.cache = Some(Arc::clone(&cache));
+    o.fetch_concurrency = Some(2);
+    o.ahead_concurrency = Some(2);
+    o.fetch_ahead = Some(8);
+    o.store_delay = Some(Duration::from_millis(100));
+    let mut loader = Loader::open(spec, o).unwrap();
+    loader.next_batch().unwrap().unwrap();
+    drop(loader);
+    let ahead = |s: FetchStats| s.ahead_chunks + s.ahead_encoded;
+    let at_drop = ahead(cache.fetch_stats());
+    // 2 threads at 100 ms a request would fetch about 12 more chunks of the 8 batches listed.
+    std::thread::sleep(Duration::from_millis(600));
+    let later = ahead(cache.fetch_stats());
+    assert!(
+        later <= at_drop + 2,
+        "{at_drop} fetched ahead at the drop, {later} later"
+    );
+}
