@@ -168,9 +168,8 @@ impl ChunkCache {
     /// allocates nothing).
     pub(crate) fn decodes_local_in_place(&self, level: &super::multiscale::Level) -> bool {
         level.decoded_in_place()
-            || (self.tier.delay.get().copied().flatten().is_none()
+            || (!self.tier.reads_as_remote(level.array_location())
                 && !self.fetcher().is_some_and(|f| f.options.local_on_pool)
-                && !super::is_url(level.array_location())
                 && level.decodes_directly())
     }
 

@@ -329,11 +329,12 @@ impl Ahead {
 }
 
 /// The chunks of `list` to fetch ahead into `cache`, as `(index into list, chunk, encoded only)`.
-/// Only the chunks the cache has room for without evicting entries used at or after `floor` (at a byte per voxel, the least a decoded chunk of any
-/// type takes) are decoded: a chunk decoded ahead and then refused would be decoded twice, which
-/// with a cache far smaller than the working set costs more than it saves. The others, where the
-/// compressed tier keeps their level (remote data), are fetched without decoding: their read
-/// then decodes them without a request. The rest are counted as skipped.
+/// Only the chunks the cache has room for without evicting entries used at or after `floor` (at
+/// a byte per voxel, the least a decoded chunk of any type takes) are decoded: a chunk decoded
+/// ahead and then refused would be decoded twice, which with a cache far smaller than the working
+/// set costs more than it saves. The others, where the compressed tier keeps their level (remote
+/// data), are fetched without decoding: their read then decodes them without a request. The rest
+/// are counted as skipped.
 fn ahead_jobs(cache: &ChunkCache, list: &AheadList, floor: u64) -> Vec<(usize, [u64; 3], bool)> {
     let mut room = cache.room_before(floor);
     let mut jobs = Vec::new();

@@ -289,12 +289,15 @@ impl StoreTier {
         }
     }
 
-    /// Whether a level at `array_location` keeps its encoded chunks here. Under the benchmarking
-    /// delay every level counts as remote: the delay makes local files stand in for a remote
-    /// store, so they are read the way remote data is.
+    /// Whether a level at `array_location` is read as remote data: it is on a remote store, or
+    /// the benchmarking delay makes local files stand in for one.
+    pub(crate) fn reads_as_remote(&self, array_location: &str) -> bool {
+        super::is_url(array_location) || self.delay.get().copied().flatten().is_some()
+    }
+
+    /// Whether a level at `array_location` keeps its encoded chunks here.
     pub(crate) fn keeps(&self, array_location: &str) -> bool {
-        self.cache.budget_bytes > 0
-            && (!self.remote_only || super::is_url(array_location) || self.delay.get().copied().flatten().is_some())
+        self.cache.budget_bytes > 0 && (!self.remote_only || self.reads_as_remote(array_location))
     }
 
     /// A request to the store starts: sleep the benchmarking delay, count it.
