@@ -171,7 +171,7 @@ fn batches_are_identical_with_and_without_concurrent_fetches_and_fetching_ahead(
     });
     assert!(off == on, "batches differ with fetching at once and ahead");
     assert!(on_stats.max_in_flight > 2, "{on_stats:?}");
-    // Batches 1 ..= 3 are scheduled when batch 0 starts, long before a worker reaches batch 3.
+    // Batches 2 ..= 4 are scheduled when batch 1 starts, long before a worker reaches batch 4.
     assert!(on_stats.ahead_chunks > 0, "{on_stats:?}");
     // Without a cache: fetched at once, nothing ahead, the same batches.
     let (none, none_stats) = batches(spec(), n, |o| {
@@ -337,7 +337,10 @@ fn a_dropped_loader_leaves_the_chunks_it_had_not_fetched_ahead() {
     o.fetch_ahead = Some(8);
     o.store_delay = Some(Duration::from_millis(100));
     let mut loader = Loader::open(spec, o).unwrap();
-    loader.next_batch().unwrap().unwrap();
+    // Batch 1's start (before it is handed out) schedules batches 2 ..= 9.
+    for _ in 0..2 {
+        loader.next_batch().unwrap().unwrap();
+    }
     drop(loader);
     let ahead = |s: FetchStats| s.ahead_chunks + s.ahead_encoded;
     let at_drop = ahead(cache.fetch_stats());
@@ -348,4 +351,35 @@ fn a_dropped_loader_leaves_the_chunks_it_had_not_fetched_ahead() {
         later <= at_drop + 2,
         "{at_drop} fetched ahead at the drop, {later} later"
     );
+}
+
+/// Nothing is fetched ahead while the first batch is read: its samples want every core. One
+/// worker and one ring slot: while the consumer holds batch 0, no later batch has started, so
+/// nothing is scheduled ahead however long it waits; once batches follow, the chunks of the
+/// batches after the next are fetched ahead as usual.
+#[test]
+fn nothing_is_fetched_ahead_while_the_first_batch_is_read() {
+    let f = synth(SynthVariant::V2);
+    let spec = spec_with(&f.dir, |d| {
+        d["augment"]["spatial"] = json!({"rotate": {"z": [-180, 180]}});
+        d["sampling"]["iterations_per_epoch"] = json!(30);
+    });
+    let mut o = options(Split::Train);
+    o.workers = Some(1);
+    o.prefetch = Some(1);
+    o.fetch_ahead = Some(4);
+    let mut loader = Loader::open(spec, o).unwrap();
+    let cache = std::sync::Arc::clone(loader.cache().expect("the loader has a chunk cache"));
+    let ahead = |s: cellmap_runtime::store::FetchStats| (s.ahead_chunks, s.ahead_encoded, s.ahead_skipped);
+    let first = loader.next_batch().unwrap().unwrap();
+    // Fetching batches 1 ..= 4 ahead at the start of batch 0 would have listed tens of chunks
+    // by now (local files: decoded straight into the cache).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ahead(cache.fetch_stats()), (0, 0, 0), "{:?}", cache.fetch_stats());
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ahead(cache.fetch_stats()) == (0, 0, 0) && Instant::now() < deadline {
+        loader.next_batch().unwrap().unwrap();
+    }
+    assert!(cache.fetch_stats().ahead_chunks > 0, "{:?}", cache.fetch_stats());
 }
