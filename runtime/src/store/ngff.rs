@@ -19,33 +19,30 @@ pub(super) fn invalid(location: &str, message: &str) -> OpenError {
 /// `.zattrs` from no group at all.
 pub(super) fn read_multiscales(store: &Location, expected: Option<u8>) -> Result<(u8, Value), OpenError> {
     let location = &store.location;
-    let v2 = |attrs: &Option<Value>| attrs.as_ref().and_then(|a| a.get("multiscales")).cloned();
+    // Taken out of the parsed document, not cloned: a group is opened once per crop and class.
+    let v2 = |attrs: &mut Option<Value>| attrs.as_mut().and_then(|a| take(a, "/multiscales"));
     let mut zattrs = None;
     if expected == Some(2) {
-        let attrs = store.get_json(".zattrs")?;
-        if let Some(ms) = v2(&attrs) {
+        let mut attrs = store.get_json(".zattrs")?;
+        if let Some(ms) = v2(&mut attrs) {
             return Ok((2, ms));
         }
         zattrs = Some(attrs);
     }
-    if let Some(meta) = store.get_json("zarr.json")? {
-        let attrs = meta.get("attributes");
-        let ms = attrs
-            .and_then(|a| a.get("ome"))
-            .and_then(|o| o.get("multiscales"))
-            .or_else(|| attrs.and_then(|a| a.get("multiscales")));
+    if let Some(mut meta) = store.get_json("zarr.json")? {
+        let ms = take(&mut meta, "/attributes/ome/multiscales").or_else(|| take(&mut meta, "/attributes/multiscales"));
         return match ms {
-            Some(ms) => Ok((3, ms.clone())),
+            Some(ms) => Ok((3, ms)),
             None => Err(OpenError::NoMultiscales {
                 location: location.clone(),
             }),
         };
     }
-    let zattrs = match zattrs {
+    let mut zattrs = match zattrs {
         Some(attrs) => attrs,
         None => store.get_json(".zattrs")?,
     };
-    if let Some(ms) = v2(&zattrs) {
+    if let Some(ms) = v2(&mut zattrs) {
         return Ok((2, ms));
     }
     if zattrs.is_none() && store.get_json(".zgroup")?.is_none() {
@@ -58,6 +55,12 @@ pub(super) fn read_multiscales(store: &Location, expected: Option<u8>) -> Result
     Err(OpenError::NoMultiscales {
         location: location.clone(),
     })
+}
+
+/// The value at JSON pointer `pointer` of `doc`, moved out (`null` left behind); `None` when
+/// there is none.
+fn take(doc: &mut Value, pointer: &str) -> Option<Value> {
+    doc.pointer_mut(pointer).map(Value::take)
 }
 
 /// Axis names, validated to be `[c] z y x`.

@@ -56,6 +56,7 @@ fn open(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, Open
         location: location.trim_end_matches('/').to_string(),
         storage: readable(location, rooted)?,
         explain_missing: None,
+        dir: None,
     })
 }
 

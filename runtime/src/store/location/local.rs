@@ -33,5 +33,6 @@ fn open(location: &str, _remote: Option<&RemoteOptions>) -> Result<Location, Ope
         location: if trimmed.is_empty() { location } else { trimmed }.to_string(),
         storage: Arc::new(store),
         explain_missing: None,
+        dir: Some(path.to_path_buf()),
     })
 }
