@@ -7,9 +7,40 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Counters the threads share out: one counter for the whole process was a cache line every
+/// core's allocations fought over (14 % of the CPU of opening 300 crops on 16 threads).
+const STRIPES: usize = 16;
+
+/// One counter on a cache line of its own (128 bytes: adjacent-line prefetching pairs lines).
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+static ALLOCATIONS: [Stripe; STRIPES] = [const { Stripe(AtomicU64::new(0)) }; STRIPES];
+
+/// The stripe the next thread to allocate takes.
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's stripe (`usize::MAX` until its first allocation). No destructor and no lazy
+    /// initialisation: it is read from inside the allocator.
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Count one allocation on the calling thread's stripe.
+fn count() {
+    let stripe = STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(i);
+        }
+        i
+    });
+    ALLOCATIONS[stripe].0.fetch_add(1, Ordering::Relaxed);
+}
 
 /// The system allocator, counting every allocation and reallocation of the process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,13 +49,13 @@ pub struct CountingAllocator;
 // SAFETY: every call forwards to the system allocator unchanged; only a counter is added.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: as above.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -35,7 +66,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -43,7 +74,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 /// Allocations counted so far (0 unless [`CountingAllocator`] is the global allocator).
 pub fn allocations() -> u64 {
-    ALLOCATIONS.load(Ordering::Relaxed)
+    ALLOCATIONS.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
 }
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.

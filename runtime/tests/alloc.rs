@@ -51,6 +51,7 @@ fn threads() -> usize {
 }
 
 fn main() {
+    allocations_on_every_thread_are_counted();
     let layout = BatchLayout {
         batch_size: 4,
         arrays: vec![
@@ -105,7 +106,33 @@ fn main() {
     source_reads_without_a_chunk_cache(SynthVariant::V2, SynthCodec::BloscZstd);
     source_reads_without_a_chunk_cache(SynthVariant::V2, SynthCodec::Gzip);
     source_reads_without_a_chunk_cache(SynthVariant::V3, SynthCodec::BloscZstd);
-    println!("8 passed, 0 failed");
+    println!("9 passed, 0 failed");
+}
+
+/// The counter is shared out between threads (one stripe each, more threads than stripes here):
+/// every allocation of every thread is counted once. 20 threads that each allocate 1,000 boxes
+/// count exactly 20,000 more than 20 threads that allocate none.
+fn allocations_on_every_thread_are_counted() {
+    let run = |boxes: usize| {
+        let before = cellmap_runtime::diagnostics::allocations();
+        let threads: Vec<_> = (0..20)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..boxes {
+                        drop(std::hint::black_box(Box::new(t * boxes + i)));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        cellmap_runtime::diagnostics::allocations() - before
+    };
+    let idle = run(0);
+    let busy = run(1000);
+    println!("counter: {busy} allocations by 20 threads of 1,000 boxes, {idle} by 20 idle threads");
+    assert_eq!(busy - idle, 20_000);
 }
 
 /// The real loader on the synthetic dataset, with mirror, transpose, rotation and noise (and,
