@@ -1,6 +1,6 @@
 """Seconds to the first batch with 300 crops (issue #15): cellmap-data against ours in the same run.
 
-    python3 bench/first_batch.py --bin BIN [--rounds 4] [--stream PATH] [--python-loader PY]
+    python3 bench/first_batch.py --bin BIN [--rounds 4] [--stream PATH] [--baseline OLD] [--python-loader PY]
 
 BIN is a release `cellmap-compile`. Each round runs, one process after the other:
 - cellmap-data: split, dataset and loader construction plus one batch (bench/regimes.py's child);
@@ -12,6 +12,7 @@ BIN is a release `cellmap-compile`. Each round runs, one process after the other
       cellmap-compile build /tmp/cellmap-regimes/many300/ws-tc.yaml --out /tmp/gen300
       (cd /tmp/gen300 && CARGO_TARGET_DIR=/work/target-rel cargo build --release --example stream)
 
+- with `--baseline OLD` (another release build): OLD reading the data, as `direct_base`;
 - with `--python-loader PY` (a Python with `cellmap_compile` installed, a release build): the Python
   package's `Loader` through the training cache and reading the data, its plan from the on-disk plan cache
   (the first round plans and writes it; `import` not counted, as cellmap-data's is not).
@@ -60,6 +61,8 @@ def main() -> None:
     p.add_argument("--crate", default="/tmp/gen300", help="the generated crate (the example runs there)")
     p.add_argument("--python", default=os.path.expanduser("~/.cache/cellmap-compile/cellmap-data-venv/bin/python"))
     p.add_argument("--python-loader", help="a Python with cellmap_compile installed")
+    p.add_argument("--baseline", help="another release `cellmap-compile` (an earlier commit) measured reading the "
+                   "data in the same round: `direct_base`, `direct_base_plan`")
     a = p.parse_args()
     many = os.path.join(a.work, "many300")
     spec = os.path.join(many, "regime-ws10x.yaml")
@@ -74,12 +77,16 @@ def main() -> None:
                "generated_tc": g["first_batch_seconds"], "generated_open": g["open_seconds"],
                "tc": round(t["first_batch_seconds"], 4), "tc_plan": round(t["plan_seconds"], 4),
                "direct": round(d["first_batch_seconds"], 4), "direct_plan": round(d["plan_seconds"], 4)}
+        if a.baseline:
+            b = regimes.ours(a.baseline, spec, 1, 0)
+            row["direct_base"] = round(b["first_batch_seconds"], 4)
+            row["direct_base_plan"] = round(b["plan_seconds"], 4)
         if a.python_loader:
             for name, cache in [("python_tc", tc), ("python_direct", "")]:
                 r = last_json([a.python_loader, "-c", PY_LOADER, spec, cache, plans], cwd=many)
                 row[name] = round(r["first_batch_s"], 4)
                 row[name + "_plan_origin"] = r["plan_origin"]
-        for k in ["generated_tc", "tc", "direct", "python_tc", "python_direct"]:
+        for k in ["generated_tc", "tc", "direct", "direct_base", "python_tc", "python_direct"]:
             if k in row:
                 row["ratio_" + k] = round(c / row[k], 1)
         print(json.dumps(row), flush=True)
