@@ -58,6 +58,9 @@ struct Shard {
 
 const SHARDS: usize = 16;
 
+/// Entries a shard's table is first sized for at most ([`ChunkCache::reserve`]).
+const MAX_SHARD_ENTRIES: usize = 1 << 16;
+
 /// A byte-budgeted, thread-safe cache of decoded chunks (see the module docs).
 pub struct ChunkCache {
     budget_bytes: u64,
@@ -270,18 +273,22 @@ impl ChunkCache {
             return data;
         }
         let own = Self::shard_index(&key);
-        {
-            let shard = self.lock(own);
-            if let Some(entry) = shard.map.get(&key) {
-                return entry.data.clone();
-            }
+        // Another reader's copy already cached wins; this one goes back to the chunk pool (or
+        // the next decode allocates).
+        let existing = |shard: &Shard| shard.map.get(&key).map(|entry| entry.data.clone());
+        if let Some(cached) = existing(&self.lock(own)) {
+            super::pool::recycle(data);
+            return cached;
         }
         self.make_room(own, bytes);
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.lock(own);
-        if let Some(entry) = shard.map.get(&key) {
-            return entry.data.clone();
+        if let Some(cached) = existing(&shard) {
+            drop(shard);
+            super::pool::recycle(data);
+            return cached;
         }
+        Self::reserve(&mut shard, self.budget_bytes, bytes);
         shard.map.insert(
             key,
             Entry {
@@ -292,6 +299,17 @@ impl ChunkCache {
         );
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         data
+    }
+
+    /// Size a shard's table, on its first insert, for twice its share of a budget full of chunks
+    /// of `bytes` (at most [`MAX_SHARD_ENTRIES`]): a table grown one entry at a time while
+    /// chunks come and go allocates again whenever the keys happen to crowd into one shard.
+    fn reserve(shard: &mut Shard, budget_bytes: u64, bytes: u64) {
+        if shard.map.capacity() == 0 {
+            let chunks = budget_bytes / bytes.max(1);
+            let share = usize::try_from(chunks.div_ceil(SHARDS as u64) * 2).unwrap_or(MAX_SHARD_ENTRIES);
+            shard.map.reserve(share.clamp(4, MAX_SHARD_ENTRIES));
+        }
     }
 
     /// Evict least-recently-used entries, own shard first, until `incoming` more bytes fit.
@@ -316,28 +334,38 @@ impl ChunkCache {
 
     /// Insert a chunk fetched ahead, evicting only entries last used before tick `floor` (see
     /// [`ChunkCache::clock`]); false (and not inserted) when it does not fit that way. An
-    /// existing entry is kept.
+    /// existing entry is kept. A chunk not inserted goes back to the chunk pool.
     pub fn insert_ahead(&self, key: ChunkKey, data: Arc<ChunkData>, floor: u64) -> bool {
         let bytes = data.byte_len() as u64;
         if bytes > self.budget_bytes {
+            super::pool::recycle(data);
             return false;
         }
         let own = Self::shard_index(&key);
         if self.lock(own).map.contains_key(&key) {
+            super::pool::recycle(data);
             return true;
         }
         if !self.make_room_before(own, bytes, floor) {
+            super::pool::recycle(data);
             return false;
         }
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.lock(own);
-        if let std::collections::hash_map::Entry::Vacant(slot) = shard.map.entry(key) {
-            slot.insert(Entry {
-                data,
-                bytes,
-                last_used: tick,
-            });
-            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Self::reserve(&mut shard, self.budget_bytes, bytes);
+        match shard.map.entry(key) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Entry {
+                    data,
+                    bytes,
+                    last_used: tick,
+                });
+                self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                drop(shard);
+                super::pool::recycle(data);
+            }
         }
         true
     }

@@ -140,6 +140,7 @@ fn give_back(data: ChunkData) {
     let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     if pool.bytes + room <= POOL_BYTES {
         pool.bytes += room;
+        reserve_once(&mut pool.free);
         pool.free.push(data);
     }
 }
@@ -153,7 +154,16 @@ pub(crate) fn recycle(mut data: Arc<ChunkData>) {
     give_back(std::mem::replace(slot, ChunkData::U8(Vec::new())));
     let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     if pool.arcs.len() < POOL_ARCS {
+        reserve_once(&mut pool.arcs);
         pool.arcs.push(data);
+    }
+}
+
+/// Room for 256 entries in a free list on its first use: a list grown one push at a time would
+/// reallocate at each new high of chunks in flight.
+fn reserve_once<T>(list: &mut Vec<T>) {
+    if list.capacity() == 0 {
+        list.reserve(256);
     }
 }
 
