@@ -403,7 +403,7 @@ pub(crate) fn wants_encoded(cache: &ChunkCache, level: &Level, chunk: [u64; 3]) 
 
 /// Whether `cache`'s compressed tier keeps whole chunks of `level` that can be fetched into it
 /// without decoding: an unsharded level the tier keeps (remote data), not a training cache's files.
-fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {
+pub(crate) fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {
     level.shard_shape_vox.is_none() && !level.decoded_in_place() && cache.tier.keeps(level.array_location())
 }
 
