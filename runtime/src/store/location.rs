@@ -61,10 +61,6 @@ pub(crate) struct Location {
     pub(crate) storage: ReadableStorage,
     /// See [`ExplainMissing`]; `None` for backends whose reads already say it.
     pub(crate) explain_missing: Option<ExplainMissing>,
-    /// The folder of a filesystem location: its metadata documents are read as files directly
-    /// (one `open`, `read` and `close` each; through `storage` every read also takes the store's
-    /// lock and keeps an entry per key for good).
-    pub(crate) dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Location {
@@ -112,17 +108,6 @@ impl Location {
 
     /// Read the value at `key` whole; `Ok(None)` when it does not exist.
     pub(crate) fn get_bytes(&self, key: &str) -> Result<Option<zarrs::storage::Bytes>, OpenError> {
-        if let Some(dir) = &self.dir {
-            let path = dir.join(key.trim_start_matches('/'));
-            return match std::fs::read(&path) {
-                Ok(bytes) => Ok(Some(bytes.into())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(OpenError::Storage {
-                    location: path.display().to_string(),
-                    message: e.to_string(),
-                }),
-            };
-        }
         let store_key = StoreKey::new(key).map_err(|e| OpenError::Storage {
             location: self.location.clone(),
             message: e.to_string(),

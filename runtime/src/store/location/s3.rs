@@ -55,7 +55,6 @@ fn open(location: &str, remote: Option<&RemoteOptions>) -> Result<Location, Open
         location: location.trim_end_matches('/').to_string(),
         storage: readable(location, rooted)?,
         explain_missing: Some(Arc::new(move || probe(&location_, &bucket, &prefix, &store))),
-        dir: None,
     })
 }
 
