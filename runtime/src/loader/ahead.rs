@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::store::chunk::{AheadList, fetch_ahead, fetch_encoded_many, tier_keeps_chunks, wants_encoded};
+use crate::store::chunk::{AheadList, ahead_kind, fetch_ahead, fetch_encoded_many, wants_encoded};
 use crate::store::{ChunkCache, ChunkKey, Level};
 
 use crate::sample::{Reader, SampleRequest};
@@ -172,10 +172,11 @@ impl FetchAhead {
         let Some(range) = self.claim(batch) else { return };
         let floor = self.floor(batch);
         let cache = &self.cache;
-        // Listed are only the chunks that may go ahead: those that fit in the room left by
-        // entries unused since `floor`, and those the compressed tier keeps as stored bytes.
-        // The others are counted as skipped without being listed, so a cache full of chunks in
-        // use (a working set larger than the cache) schedules nothing and allocates nothing.
+        // Listed are only the chunks that may go ahead ([`ahead_kind`] against the room left by
+        // entries unused since `floor`; decided again when the list is fetched, as the room has
+        // changed by then). The others are counted as skipped without being listed, so a cache
+        // full of chunks in use (a working set larger than the cache) schedules nothing and
+        // allocates nothing.
         let mut room = cache.room_before(floor);
         let mut skipped = 0;
         let mut list: AheadList = Vec::new();
@@ -196,10 +197,7 @@ impl FetchAhead {
                     if cache.touch(&key) {
                         return;
                     }
-                    let least = level.chunk_shape_vox.iter().product::<u64>();
-                    if least <= room {
-                        room -= least;
-                    } else if !tier_keeps_chunks(cache, level) {
+                    if ahead_kind(cache, level, &mut room).is_none() {
                         skipped += 1;
                         return;
                     }

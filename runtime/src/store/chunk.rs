@@ -328,31 +328,40 @@ impl Ahead {
     }
 }
 
-/// The chunks of `list` to fetch ahead into `cache`, as `(index into list, chunk, encoded only)`.
-/// Only the chunks the cache has room for without evicting entries used at or after `floor` (at
-/// a byte per voxel, the least a decoded chunk of any type takes) are decoded: a chunk decoded
-/// ahead and then refused would be decoded twice, which with a cache far smaller than the working
-/// set costs more than it saves. The others, where the compressed tier keeps their level (remote
-/// data), are fetched without decoding: their read then decodes them without a request. The rest
-/// are counted as skipped.
+/// The chunks of `list` to fetch ahead into `cache`, as `(index into list, chunk, encoded only)`,
+/// decided by [`ahead_kind`] against the room the cache has now; the others are counted as
+/// skipped.
 fn ahead_jobs(cache: &ChunkCache, list: &AheadList, floor: u64) -> Vec<(usize, [u64; 3], bool)> {
     let mut room = cache.room_before(floor);
     let mut jobs = Vec::new();
     for (l, (level, chunks)) in list.iter().enumerate() {
-        let least = level.chunk_shape_vox.iter().product::<u64>();
-        let encoded = tier_keeps_chunks(cache, level);
         for &chunk in chunks {
-            if least <= room {
-                room -= least;
-                jobs.push((l, chunk, false));
-            } else if encoded {
-                jobs.push((l, chunk, true));
-            } else {
-                cache.fetch_counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
+            match ahead_kind(cache, level, &mut room) {
+                Some(encoded) => jobs.push((l, chunk, encoded)),
+                None => {
+                    cache.fetch_counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
     jobs
+}
+
+/// How a chunk of `level` goes ahead into `cache`, given the `room` (bytes) the cache can give
+/// chunks fetched ahead without evicting entries in use: decoded (`Some(false)`, taking a byte
+/// per voxel from `room`, the least a decoded chunk of any type takes) while it fits, else as
+/// stored bytes into the compressed tier where the tier keeps the level (`Some(true)`: remote
+/// data; its read then decodes it without a request), else not at all (`None`). A chunk decoded
+/// ahead and then refused would be decoded twice, which with a cache far smaller than the
+/// working set costs more than it saves.
+pub(crate) fn ahead_kind(cache: &ChunkCache, level: &Level, room: &mut u64) -> Option<bool> {
+    let least = level.chunk_shape_vox.iter().product::<u64>();
+    if least <= *room {
+        *room -= least;
+        Some(false)
+    } else {
+        tier_keeps_chunks(cache, level).then_some(true)
+    }
 }
 
 /// Fetch the stored bytes of `chunks` into `cache`'s compressed tier, all at once on its fetch
@@ -403,7 +412,7 @@ pub(crate) fn wants_encoded(cache: &ChunkCache, level: &Level, chunk: [u64; 3]) 
 
 /// Whether `cache`'s compressed tier keeps whole chunks of `level` that can be fetched into it
 /// without decoding: an unsharded level the tier keeps (remote data), not a training cache's files.
-pub(crate) fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {
+fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {
     level.shard_shape_vox.is_none() && !level.decoded_in_place() && cache.tier.keeps(level.array_location())
 }
 
