@@ -276,7 +276,8 @@ impl ChunkCache {
         // Another reader's copy already cached wins; this one goes back to the chunk pool (or
         // the next decode allocates).
         let existing = |shard: &Shard| shard.map.get(&key).map(|entry| entry.data.clone());
-        if let Some(cached) = existing(&self.lock(own)) {
+        let cached = existing(&self.lock(own));
+        if let Some(cached) = cached {
             super::pool::recycle(data);
             return cached;
         }
