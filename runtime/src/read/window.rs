@@ -16,7 +16,7 @@ use super::{ReadError, WindowElem, WindowReport};
 use crate::kernels::StridedDest;
 use crate::kernels::copy::{ChunkBox, Region, Runs, Span};
 use crate::kernels::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
-use crate::store::chunk::{chunk_size_error, fetch, fetch_many};
+use crate::store::chunk::{chunk_size_error, fetch_many, fetch_planes};
 use crate::store::{ChunkCache, ChunkData, ChunkKey, Level, pool};
 
 /// How finished destination rows are written. Rows are assembled in a stack buffer, several at
@@ -81,6 +81,10 @@ struct Source<'c> {
     n: [usize; 3],
     /// The chunks fetched up front, C order over the box (empty when none were).
     fetched: Vec<Option<Arc<ChunkData>>>,
+    /// The window's in-bounds planes, level voxels `[lo, hi)` along z, and the chunk's depth:
+    /// a chunk decoded for this read alone needs only those planes decoded.
+    planes: [i64; 2],
+    depth: i64,
 }
 
 /// The memory of [`Source::new`]'s up-front fetch, kept per thread between reads so that a read
@@ -102,13 +106,15 @@ impl<'c> Source<'c> {
     /// The chunks of `chunks` that `cache` misses, fetched at once on its pool when there are
     /// two or more (a warm read allocates nothing: the box is only looked at, and the lists
     /// are the thread's [`FetchScratch`]).
-    fn new(level: &Level, cache: Option<&'c ChunkCache>, chunks: &Chunks) -> Result<Self, ReadError> {
+    fn new(level: &Level, cache: Option<&'c ChunkCache>, chunks: &Chunks, planes: [i64; 2]) -> Result<Self, ReadError> {
         let n = [0, 1, 2].map(|a| (chunks.last[a] - chunks.first[a] + 1).max(0) as usize);
         let mut source = Source {
             cache,
             first: chunks.first,
             n,
             fetched: Vec::new(),
+            planes,
+            depth: chunks.c[0],
         };
         // Local files decoded directly are read where they are needed: a local read and decode
         // is shorter than a hand-off to the pool and back.
@@ -170,7 +176,9 @@ impl<'c> Source<'c> {
                 return Ok(Arc::clone(data));
             }
         }
-        Ok(fetch(level, self.cache, cidx.map(|v| v as u64))?)
+        let z0 = cidx[0] * self.depth;
+        let planes = (self.planes[0] - z0).max(0) as u64..(self.planes[1] - z0).min(self.depth) as u64;
+        Ok(fetch_planes(level, self.cache, cidx.map(|v| v as u64), planes)?)
     }
 }
 
@@ -321,7 +329,7 @@ impl<'l> WindowRead<'l> {
         if voxels_in_bounds == 0 {
             return Ok(WindowReport { voxels_in_bounds });
         }
-        let source = Source::new(self.level, cache, &self.chunks())?;
+        let source = Source::new(self.level, cache, &self.chunks(), [self.lo[0], self.hi[0]])?;
         if self.strides[2].unsigned_abs() == 1 {
             let bytes = shape.iter().product::<usize>() * size_of::<T>();
             let store = match store {

@@ -83,20 +83,8 @@ fn decode_from(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkD
 
 /// Decode `chunk` of `la` as `level`'s array (its dtype and axes), whatever its cache role.
 pub(crate) fn decode_plain(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> Result<ChunkData, ChunkError> {
-    if let Some(direct) = la.direct() {
-        // The training cache's own files are not read through a cache's tier.
-        let tiered = la.tiered.as_deref().filter(|_| !la.in_place);
-        return direct
-            .read((level.dtype, level.has_channel_axis), &la.array, tiered, chunk)
-            .map_err(|e| match e.failure {
-                Failure::Store(store) => ChunkError::from_storage(level, e.key, chunk, &store),
-                Failure::Decode(message) => ChunkError::Decode {
-                    array: level.array_location().to_owned(),
-                    key: e.key,
-                    chunk,
-                    message,
-                },
-            });
+    if la.direct().is_some() {
+        return decode_direct(level, la, chunk, None);
     }
     let indices = full_indices(level, chunk);
     let options = CodecOptions::default().with_concurrent_target(1);
@@ -117,6 +105,32 @@ pub(crate) fn decode_plain(level: &Level, la: &LevelArray, chunk: [u64; 3]) -> R
         return Err(chunk_size_error(level, chunk, data.len()));
     }
     Ok(data)
+}
+
+/// Chunk `chunk` of `la` (which has a direct decoder, [`LevelArray::direct`]) as `level`'s
+/// array, `part` of it at least ([`super::direct::Part`]).
+fn decode_direct(
+    level: &Level,
+    la: &LevelArray,
+    chunk: [u64; 3],
+    part: Option<&super::direct::Part>,
+) -> Result<ChunkData, ChunkError> {
+    let Some(direct) = la.direct() else {
+        return decode_plain(level, la, chunk);
+    };
+    // The training cache's own files are not read through a cache's tier.
+    let tiered = la.tiered.as_deref().filter(|_| !la.in_place);
+    direct
+        .read((level.dtype, level.has_channel_axis), &la.array, tiered, chunk, part)
+        .map_err(|e| match e.failure {
+            Failure::Store(store) => ChunkError::from_storage(level, e.key, chunk, &store),
+            Failure::Decode(message) => ChunkError::Decode {
+                array: level.array_location().to_owned(),
+                key: e.key,
+                chunk,
+                message,
+            },
+        })
 }
 
 /// Fetch a decoded chunk through the cache (or decode it when there is none).
@@ -140,6 +154,63 @@ pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) 
             Ok(cache.insert(key, data?))
         }
     }
+}
+
+/// Fetch a decoded chunk for a read of its planes `planes` (chunk-local z) alone: as [`fetch`],
+/// except that a chunk nobody will keep (no cache, or a cache without budget) whose frame's
+/// blocks decode one by one (blosc with zstd blocks, as OME-NGFF volumes are mostly written)
+/// has only the blocks that hold those planes decoded, and is not narrowed
+/// ([`ChunkData::tagged`]): a 2D slice of a 64³ chunk at blosc's default 128 KiB blocks
+/// decodes one block of 2 (`uint8`) or of 16 (`uint64`). The rest of the chunk's memory holds
+/// whatever it held: the caller reads those planes only, and hands the chunk back to the pool.
+///
+/// # Errors
+/// As [`decode_chunk`].
+pub(crate) fn fetch_planes(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    chunk: [u64; 3],
+    planes: std::ops::Range<u64>,
+) -> Result<Arc<ChunkData>, ChunkError> {
+    let z = level.chunk_shape_vox[0];
+    let kept = cache.is_some_and(|c| c.budget_bytes() > 0);
+    let direct = level.cached.is_none().then(|| level.array.direct()).flatten();
+    if kept || direct.is_none() || (planes.start == 0 && planes.end >= z) {
+        return fetch(level, cache, chunk);
+    }
+    let plane = usize::try_from(level.chunk_shape_vox[1] * level.chunk_shape_vox[2]).unwrap_or(usize::MAX)
+        * level.dtype.size_bytes();
+    let part = super::direct::Part {
+        bytes: planes.start as usize * plane..planes.end as usize * plane,
+        decoded: std::cell::Cell::new(0),
+    };
+    let Some(cache) = cache else {
+        let la = &level.array;
+        return Ok(super::pool::wrap(decode_direct(level, la, chunk, Some(&part))?));
+    };
+    let key = ChunkKey {
+        level_id: level.id,
+        chunk,
+    };
+    if let Some(hit) = cache.get(&key) {
+        return Ok(hit);
+    }
+    let counters = &cache.fetch_counters;
+    let _in_flight = counters.start_request();
+    let view = if level.decoded_in_place() {
+        Arc::clone(&level.array)
+    } else {
+        cache.level_view(level)
+    };
+    let start = Instant::now();
+    let data = decode_direct(level, &view, chunk, Some(&part));
+    let elapsed = start.elapsed();
+    FetchCounters::add_time(&counters.decode_ns, elapsed);
+    FetchCounters::add_time(&counters.wait_ns, elapsed);
+    let data = data?;
+    counters.chunks.fetch_add(1, Ordering::Relaxed);
+    counters.bytes.fetch_add(part.decoded.get() as u64, Ordering::Relaxed);
+    Ok(super::pool::wrap(data))
 }
 
 /// Fetch and decode a chunk for `cache` (through its compressed tier, with its delay per store

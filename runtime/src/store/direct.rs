@@ -14,16 +14,23 @@
 //! ([`shard`]). Transposes, chunk checksums, big-endian elements and other compressors are
 //! decoded by zarrs as before.
 //!
+//! Blosc frames whose blocks are zstd streams are walked here ([`blosc`]) and each stream
+//! decoded with the thread's zstd context: c-blosc makes a context per block, which runs
+//! `cpuid`, slow on a virtual machine. A chunk decoded for one read alone (nobody keeps it:
+//! [`Part`]) has only the blocks decoded that hold the bytes the read needs.
+//!
 //! Reads keep every rule of the zarrs path: requests through a chunk cache's tier are delayed
 //! and counted the same way, and the same store key is what the compressed tier keeps, so a
 //! chunk fetched ahead as stored bytes is found by the read that decodes it.
 
+mod blosc;
 mod codec;
 mod layout;
 mod shard;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
+use std::ops::Range;
 
 use serde_json::Value;
 use zarrs::array::{Array, ArrayShardedExt};
@@ -49,6 +56,17 @@ pub(crate) struct DirectChunks {
     elements: usize,
     /// The shards of a sharded array, whose keys [`DirectChunks::prefix`] and the layout spell.
     shards: Option<shard::Shards>,
+}
+
+/// The part of a chunk that one read needs, for a chunk decoded for that read alone (nobody
+/// keeps it): the byte range of its decoded elements. A frame whose blocks can be decoded one
+/// by one (blosc with zstd blocks, see [`blosc`]) has only the blocks that overlap the range
+/// decoded; the rest of the chunk's memory is left as it was. Other frames decode whole.
+pub(crate) struct Part {
+    /// Bytes of the decoded chunk the read needs.
+    pub(crate) bytes: Range<usize>,
+    /// Bytes decoded, set by the read.
+    pub(crate) decoded: Cell<usize>,
 }
 
 /// A chunk that could not be read: its store key, and why.
@@ -134,6 +152,7 @@ impl DirectChunks {
     /// Chunk `chunk` (spatial indices; a leading channel index 0 when `has_channel_axis`) as
     /// `dtype` elements, read through `tiered` (a chunk cache's tier over the level's store) or,
     /// without one, from `own` (the level's array); a chunk never written holds the fill value.
+    /// With `part`, only the bytes it names are sure to be decoded ([`Part`]).
     ///
     /// # Errors
     /// [`Failure::Store`] for a failed request to the store, [`Failure::Decode`] for a file that
@@ -144,18 +163,26 @@ impl DirectChunks {
         own: &Array<dyn ReadableStorageTraits>,
         tiered: Option<&TieredStorage>,
         chunk: [u64; 3],
+        part: Option<&Part>,
     ) -> Result<ChunkData, DirectError> {
         KEY.with_borrow_mut(|(key, path)| {
             if let Some(shards) = &self.shards {
                 return self
-                    .read_inner(shards, (dtype, has_channel_axis), (own, tiered), chunk, (key, path))
+                    .read_inner(
+                        shards,
+                        (dtype, has_channel_axis),
+                        (own, tiered),
+                        chunk,
+                        (key, path),
+                        part,
+                    )
                     .map_err(|failure| DirectError {
                         key: key.clone(),
                         failure,
                     });
             }
             self.write_chunk_key(key, has_channel_axis, chunk);
-            self.read_key(dtype, (own, tiered), key, path, None)
+            self.read_key(dtype, (own, tiered), (key, path), None, part)
                 .map_err(|failure| DirectError {
                     key: key.clone(),
                     failure,
@@ -193,14 +220,14 @@ impl DirectChunks {
         &self,
         dtype: SourceDtype,
         (own, tiered): (&Array<dyn ReadableStorageTraits>, Option<&TieredStorage>),
-        key: &str,
-        path: &mut String,
+        (key, path): (&str, &mut String),
         range: Option<(u64, usize)>,
+        part: Option<&Part>,
     ) -> Result<ChunkData, Failure> {
         let byte_range = range.map(|(offset, length)| ByteRange::FromStart(offset, Some(length as u64)));
         if let Some(t) = tiered {
             if let Some(held) = t.held(key, byte_range) {
-                return self.decode(dtype, held.as_deref()).map_err(Failure::Decode);
+                return self.decode(dtype, held.as_deref(), part).map_err(Failure::Decode);
             }
             t.start_request();
         }
@@ -208,8 +235,8 @@ impl DirectChunks {
         if let (Some(root), false) = (&self.root, keep) {
             file_path(path, root, key);
             let (data, len) = match range {
-                None => self.read_file(dtype, path)?,
-                Some((offset, length)) => self.read_file_range(dtype, path, offset, length)?,
+                None => self.read_file(dtype, path, part)?,
+                Some((offset, length)) => self.read_file_range(dtype, path, (offset, length), part)?,
             };
             if let Some(t) = tiered {
                 t.received_len(len);
@@ -222,7 +249,7 @@ impl DirectChunks {
         }
         match (got, range) {
             (None, Some(_)) => Err(Failure::Decode("the shard is gone".to_owned())),
-            (got, _) => self.decode(dtype, got.as_deref()).map_err(Failure::Decode),
+            (got, _) => self.decode(dtype, got.as_deref(), part).map_err(Failure::Decode),
         }
     }
 
@@ -235,6 +262,7 @@ impl DirectChunks {
         (own, tiered): (&Array<dyn ReadableStorageTraits>, Option<&TieredStorage>),
         chunk: [u64; 3],
         (key, path): (&mut String, &mut String),
+        part: Option<&Part>,
     ) -> Result<ChunkData, Failure> {
         let full = [0, chunk[0], chunk[1], chunk[2]];
         let full = if has_channel_axis { &full[..] } else { &full[1..] };
@@ -247,10 +275,10 @@ impl DirectChunks {
         let dims = full.len();
         self.write_key_at(key, &outer[..dims]);
         match shards.place(key, &inner[..dims], own, tiered)? {
-            shard::Place::Missing => self.decode(dtype, None).map_err(Failure::Decode),
+            shard::Place::Missing => self.decode(dtype, None, part).map_err(Failure::Decode),
             shard::Place::At { offset, length } => {
                 let length = usize::try_from(length).map_err(|e| Failure::Decode(e.to_string()))?;
-                self.read_key(dtype, (own, tiered), key, path, Some((offset, length)))
+                self.read_key(dtype, (own, tiered), (key, path), Some((offset, length)), part)
             }
         }
     }
@@ -290,8 +318,8 @@ impl DirectChunks {
         &self,
         dtype: SourceDtype,
         path: &str,
-        offset: u64,
-        length: usize,
+        (offset, length): (u64, usize),
+        part: Option<&Part>,
     ) -> Result<(ChunkData, usize), Failure> {
         FILE.with_borrow_mut(|bytes| {
             bytes.clear();
@@ -299,18 +327,18 @@ impl DirectChunks {
             if !shard::read_at(path, offset, bytes)? {
                 return Err(Failure::Decode("the shard's file is gone".to_owned()));
             }
-            let data = self.decode(dtype, Some(bytes)).map_err(Failure::Decode)?;
+            let data = self.decode(dtype, Some(bytes), part).map_err(Failure::Decode)?;
             Ok((data, length))
         })
     }
 
     /// The chunk in the file at `path`, and the file's length: a missing file holds the fill
     /// value. A file stored as is is read straight into the chunk's memory.
-    fn read_file(&self, dtype: SourceDtype, path: &str) -> Result<(ChunkData, usize), Failure> {
+    fn read_file(&self, dtype: SourceDtype, path: &str, part: Option<&Part>) -> Result<(ChunkData, usize), Failure> {
         let mut f = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((self.decode(dtype, None).map_err(Failure::Decode)?, 0));
+                return Ok((self.decode(dtype, None, part).map_err(Failure::Decode)?, 0));
             }
             Err(e) => return Err(Failure::Decode(e.to_string())),
         };
@@ -321,7 +349,12 @@ impl DirectChunks {
                 let short = |e: std::io::Error| format!("{e}: the file holds fewer bytes than the chunk's {len}");
                 f.read_exact(dst).map_err(short)?;
                 match f.read(&mut [0u8; 1]) {
-                    Ok(0) => Ok(()),
+                    Ok(0) => {
+                        if let Some(part) = part {
+                            part.decoded.set(len);
+                        }
+                        Ok(())
+                    }
                     Ok(_) => Err(format!("the file holds more bytes than the chunk's {len}")),
                     Err(e) => Err(e.to_string()),
                 }
@@ -332,19 +365,28 @@ impl DirectChunks {
         FILE.with_borrow_mut(|bytes| {
             bytes.clear();
             f.read_to_end(bytes).map_err(|e| Failure::Decode(e.to_string()))?;
-            let data = self.decode(dtype, Some(bytes)).map_err(Failure::Decode)?;
+            let data = self.decode(dtype, Some(bytes), part).map_err(Failure::Decode)?;
             Ok((data, bytes.len()))
         })
     }
 
-    /// The chunk decoded from its stored bytes (`None`: never written, the fill value).
-    fn decode(&self, dtype: SourceDtype, stored: Option<&[u8]>) -> Result<ChunkData, String> {
-        pool::filled(dtype, self.elements, |dst| match stored {
-            Some(bytes) => self.layout.codec.decode(bytes, dst),
-            None => {
-                self.layout.fill(dst);
-                Ok(())
+    /// The chunk decoded from its stored bytes (`None`: never written, the fill value); with
+    /// `part`, at least the bytes it names.
+    fn decode(&self, dtype: SourceDtype, stored: Option<&[u8]>, part: Option<&Part>) -> Result<ChunkData, String> {
+        pool::filled(dtype, self.elements, |dst| {
+            let range = part.map(|p| p.bytes.clone());
+            let decoded = match stored {
+                Some(bytes) => self.layout.codec.decode(bytes, dst, range)?,
+                None => {
+                    let range = range.unwrap_or(0..dst.len());
+                    self.layout.fill(&mut dst[range.clone()]);
+                    range.len()
+                }
+            };
+            if let Some(part) = part {
+                part.decoded.set(decoded);
             }
+            Ok(())
         })
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cellmap_runtime::kernels::StridedDest;
-use cellmap_runtime::read::{WindowRequest, read_window};
+use cellmap_runtime::read::{WindowRequest, read_window, read_window_binarize};
 use cellmap_runtime::store::{ChunkCache, ChunkData, ChunkError, CompressedOptions, Multiscale, decode_chunk};
 use serde_json::{Value, json};
 use zarrs::array::{Array, ArrayShardedReadableExt, ArrayShardedReadableExtCache, ArraySubset, CodecOptions};
@@ -302,4 +302,111 @@ fn sharded_inner_chunks_decode_directly_and_equal_zarrs() {
     };
     assert_eq!(key, "s0/c/0/0/0");
     assert!(message.contains("CRC-32C"), "{message}");
+}
+
+/// A window read whose chunks nobody keeps (no cache, or a cache without budget, with and
+/// without a compressed tier) decodes only the blosc blocks that hold the window's planes, and
+/// reads what zarrs reads: thin and thick windows at many depths, windows reaching past the
+/// level, 1-, 2- and 8-byte elements (shuffled), and binarized labels read from chunks that are
+/// not narrowed.
+#[test]
+fn windows_of_chunks_nobody_keeps_decode_only_their_blocks() {
+    fn case<T: Dt>() {
+        const SHAPE: [u64; 3] = [40, 20, 24];
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let attrs = ms_attrs(2, zyx_axes(), &[("s0", vec![8.0; 3], None)]);
+        write_group(root, "", 2, Some(attrs));
+        std::fs::create_dir_all(root.join("s0")).unwrap();
+        // 1 KiB blocks: 4, 2 and one half plane of a 16³ chunk of 1, 2 and 8 bytes.
+        let meta = json!({"zarr_format": 2, "shape": SHAPE, "chunks": [16, 16, 16], "dtype": T::V2,
+            "compressor": {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": 1, "blocksize": 1024},
+            "fill_value": 0, "order": "C", "filters": null, "dimension_separator": "/"});
+        std::fs::write(root.join("s0/.zarray"), meta.to_string()).unwrap();
+        let n = SHAPE.iter().product::<u64>();
+        let all: Vec<T> = (0..n)
+            .map(|i| T::from_index(i * 2_654_435_761 % 1_000_003 / 7))
+            .collect();
+        let array = Array::open(Arc::new(FilesystemStore::new(root).unwrap()), "/s0").unwrap();
+        array
+            .store_array_subset(&ArraySubset::new_with_shape(SHAPE.to_vec()), all.clone())
+            .unwrap();
+        let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
+        let level = &ms.levels[0];
+        assert!(level.decodes_directly());
+        let at = |z: i64, y: i64, x: i64| -> f32 {
+            let inside = [z, y, x].iter().zip(SHAPE).all(|(&v, n)| (0..n as i64).contains(&v));
+            if inside {
+                all[((z * 20 + y) * 24 + x) as usize].to_f32()
+            } else {
+                0.0
+            }
+        };
+        let plane = 16 * 16 * size_of::<T>();
+        let unkept = ChunkCache::new(0);
+        let tiered = ChunkCache::new(0).with_compressed(CompressedOptions {
+            budget_bytes: 1 << 20,
+            remote_only: false,
+        });
+        for (z0, depth) in [
+            (0, 1),
+            (5, 1),
+            (15, 2),
+            (16, 1),
+            (17, 5),
+            (30, 10),
+            (39, 1),
+            (-2, 4),
+            (38, 5),
+            (3, 20),
+            (0, 40),
+        ] {
+            let (start, shape) = ([z0, 2, 3], [depth, 14, 21]);
+            let expected: Vec<f32> = (0..depth as i64)
+                .flat_map(|z| (0..14).flat_map(move |y| (0..21).map(move |x| (z, y, x))))
+                .map(|(z, y, x)| at(z0 + z, 2 + y, 3 + x))
+                .collect();
+            for (name, cache) in [("none", None), ("budget 0", Some(&unkept)), ("tier", Some(&tiered))] {
+                let before = cache.map(|c| c.fetch_stats().bytes);
+                let mut out = vec![f32::NAN; expected.len()];
+                let dest = StridedDest::c_order(&mut out, shape).unwrap();
+                read_window(
+                    level,
+                    cache,
+                    &WindowRequest {
+                        start_vox: start,
+                        fill: 0.0,
+                    },
+                    dest,
+                )
+                .unwrap();
+                assert_eq!(out, expected, "{} z {z0} depth {depth}, cache {name}", T::V2);
+                let mut bin = vec![f32::NAN; expected.len()];
+                let dest = StridedDest::c_order(&mut bin, shape).unwrap();
+                read_window_binarize(
+                    level,
+                    cache,
+                    &WindowRequest {
+                        start_vox: start,
+                        fill: 0.0,
+                    },
+                    dest,
+                    0.5,
+                )
+                .unwrap();
+                let want: Vec<f32> = expected.iter().map(|&v| f32::from(u8::from(v > 0.5))).collect();
+                assert_eq!(bin, want, "{} binarized z {z0} depth {depth}, cache {name}", T::V2);
+                // One plane: the blocks that hold it (one block of 4 or 2 planes, or the 2
+                // blocks of one plane), in each of the 2 chunks the window touches (along x),
+                // for each of the two reads. A whole chunk is 4, 8 or 32 KiB.
+                if let (Some(before), 1) = (before, depth) {
+                    let decoded = cache.unwrap().fetch_stats().bytes - before;
+                    assert_eq!(decoded, 2 * 2 * plane.max(1024) as u64, "{} z {z0}", T::V2);
+                }
+            }
+        }
+    }
+    case::<u8>();
+    case::<u16>();
+    case::<u64>();
 }

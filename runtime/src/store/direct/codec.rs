@@ -2,6 +2,7 @@
 //! with a per-thread decompression context: no intermediate buffer, and once warm no allocation.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 /// How a chunk's bytes are encoded after the little-endian element bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,30 +20,37 @@ pub(crate) enum Codec {
 }
 
 impl Codec {
-    /// Decode `src` into `dst`, which must be exactly the decoded size.
+    /// Decode `src` into `dst`, which must be exactly the decoded size, and return the bytes
+    /// decoded. Only the bytes `part` of `dst` are needed (`None`: all of them): a blosc frame
+    /// of zstd blocks has only the blocks that overlap them decoded, the rest of `dst` left as
+    /// it was; other frames decode whole.
     ///
     /// # Errors
     /// A message for a corrupt or truncated frame, or one that decodes to another size than
     /// `dst`'s.
-    pub(crate) fn decode(self, src: &[u8], dst: &mut [u8]) -> Result<(), String> {
+    pub(crate) fn decode(self, src: &[u8], dst: &mut [u8], part: Option<Range<usize>>) -> Result<usize, String> {
         match self {
             Codec::Raw => {
                 if src.len() != dst.len() {
                     return Err(format!("{} stored bytes for a chunk of {} bytes", src.len(), dst.len()));
                 }
                 dst.copy_from_slice(src);
-                Ok(())
             }
-            Codec::Blosc => blosc(src, dst),
-            Codec::Zstd => zstd(src, dst),
-            Codec::Gzip => gzip(src, dst),
-            Codec::Zlib => inflate(src, dst, true).map(|_| ()),
+            Codec::Blosc => return blosc(src, dst, part),
+            Codec::Zstd => zstd(src, dst)?,
+            Codec::Gzip => gzip(src, dst)?,
+            Codec::Zlib => {
+                inflate(src, dst, true)?;
+            }
         }
+        Ok(dst.len())
     }
 }
 
-/// Decompress the blosc frame `src` into `dst`, whose length must be the frame's decoded size.
-fn blosc(src: &[u8], dst: &mut [u8]) -> Result<(), String> {
+/// Decompress the blosc frame `src` into `dst`, whose length must be the frame's decoded size:
+/// zstd blocks here ([`super::blosc`]; with `part`, only the blocks that overlap it), other
+/// frames whole by c-blosc. Returns the bytes decoded.
+fn blosc(src: &[u8], dst: &mut [u8], part: Option<Range<usize>>) -> Result<usize, String> {
     let bytes = dst.len();
     // A blosc header is 16 bytes; the sizes it gives are checked against the file and the chunk.
     if src.len() < 16 {
@@ -60,13 +68,16 @@ fn blosc(src: &[u8], dst: &mut [u8]) -> Result<(), String> {
             src.len()
         ));
     }
+    if let Some(decoded) = super::blosc::decode_zstd_frame(&src[..cbytes], dst, part, &mut zstd) {
+        return decoded;
+    }
     // SAFETY: `src` holds the `cbytes` bytes of the frame (checked above); `dst` is valid for
     // `bytes` bytes, which is the frame's decoded size, the most the call writes.
     let n = unsafe { blosc_src::blosc_decompress_ctx(src.as_ptr().cast(), dst.as_mut_ptr().cast(), bytes, 1) };
     if usize::try_from(n).ok() != Some(bytes) {
         return Err(format!("blosc decompression failed ({n})"));
     }
-    Ok(())
+    Ok(bytes)
 }
 
 thread_local! {
@@ -191,22 +202,22 @@ mod tests {
             // Twice: the second decode reuses the thread's context.
             for _ in 0..2 {
                 let mut out = vec![0u8; data.len()];
-                codec.decode(&frame, &mut out).unwrap();
+                codec.decode(&frame, &mut out, None).unwrap();
                 assert_eq!(out, data, "{codec:?}");
             }
             let mut out = vec![0u8; data.len()];
             assert!(
-                codec.decode(&frame[..frame.len() - 9], &mut out).is_err(),
+                codec.decode(&frame[..frame.len() - 9], &mut out, None).is_err(),
                 "{codec:?} truncated"
             );
             let mut longer = vec![0u8; data.len() + 1];
             assert!(
-                codec.decode(&frame, &mut longer).is_err(),
+                codec.decode(&frame, &mut longer, None).is_err(),
                 "{codec:?} into a larger chunk"
             );
             let mut shorter = vec![0u8; data.len() - 1];
             assert!(
-                codec.decode(&frame, &mut shorter).is_err(),
+                codec.decode(&frame, &mut shorter, None).is_err(),
                 "{codec:?} into a smaller chunk"
             );
         }
@@ -225,12 +236,16 @@ mod tests {
         gz.write_all(&data).unwrap();
         let mut member = gz.finish().unwrap();
         let mut out = vec![0u8; data.len()];
-        Codec::Gzip.decode(&member, &mut out).unwrap();
+        Codec::Gzip.decode(&member, &mut out, None).unwrap();
         assert_eq!(out, data);
         let n = member.len();
         member[n - 8] ^= 1;
-        let err = Codec::Gzip.decode(&member, &mut out).unwrap_err();
+        let err = Codec::Gzip.decode(&member, &mut out, None).unwrap_err();
         assert!(err.contains("checksum"), "{err}");
-        assert!(Codec::Gzip.decode(b"not gzip at all, not at all", &mut out).is_err());
+        assert!(
+            Codec::Gzip
+                .decode(b"not gzip at all, not at all", &mut out, None)
+                .is_err()
+        );
     }
 }
