@@ -27,7 +27,7 @@
 use cellmap_schema::Interpolation;
 
 use super::Element;
-use super::stream::{STREAM_MIN_BYTES, store_fence};
+use super::stream::{store_fence, streams};
 use crate::augment::elastic::ElasticField;
 use crate::augment::grid::SampleGrid;
 use crate::cpu::Features;
@@ -672,7 +672,7 @@ fn gather_rows_impl<T: Copy + Into<f32> + Default + 'static, D: Displace, O: Bat
     let offset = w.offset32();
     // Outputs larger than the caches: rows staged on the stack, then non-temporal stores. Other
     // element types than `f32`: rows staged on the stack, then converted.
-    let stream = size_of_val(out) >= STREAM_MIN_BYTES && nx <= ROW_BUF;
+    let stream = streams(size_of_val(out)) && nx <= ROW_BUF;
     let direct = !stream && f32_slice_mut(out).is_some();
     let mut buf = [0f32; ROW_BUF];
     for pz in 0..nz {

@@ -5,8 +5,25 @@ use super::Element;
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::Features;
 
-/// Outputs at least this large (bytes) are written with [`store_stream`].
+/// Outputs at least this large (bytes) are written with [`store_stream`], on CPUs where
+/// non-temporal stores are on ([`streams`]).
 pub(crate) const STREAM_MIN_BYTES: usize = 1 << 20;
+
+/// Whether an output of `bytes` is written with [`store_stream`]: at least [`STREAM_MIN_BYTES`],
+/// on a CPU where non-temporal stores are on (`Features::stream_stores`: AVX-512F, or
+/// `CELLMAP_STREAM_STORES=1`).
+#[inline]
+pub(crate) fn streams(bytes: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        bytes >= STREAM_MIN_BYTES && Features::get().stream_stores
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = bytes;
+        false
+    }
+}
 
 /// Copy `src` into `dst` (equal lengths) with non-temporal stores for the aligned middle: whole
 /// 64-byte cache lines with AVX-512 where the CPU has it, 16-byte pieces otherwise. One worker

@@ -4,7 +4,8 @@
 //! Destinations with contiguous rows (x stride ±1) are filled row block by row block: for each
 //! row of chunks along x, several destination rows are assembled in a stack buffer (one copy call
 //! per chunk and block), then written out whole — with non-temporal stores for windows of
-//! [`STREAM_MIN_BYTES`] and more. Transposed destinations go chunk by chunk, region by region.
+//! [`crate::kernels::stream::STREAM_MIN_BYTES`] and more, on CPUs where those are on.
+//! Transposed destinations go chunk by chunk, region by region.
 //!
 //! Before copying, the chunks of the window that the cache misses are fetched and decoded at
 //! once on the cache's fetch pool ([`Source`]; when it has one and two or more are missing), so a
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use super::{ReadError, WindowElem, WindowReport};
 use crate::kernels::StridedDest;
 use crate::kernels::copy::{ChunkBox, Region, Runs, Span};
-use crate::kernels::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
+use crate::kernels::stream::{store_fence, store_stream, streams as streams_bytes};
 use crate::store::chunk::{chunk_size_error, fetch_many, fetch_planes};
 use crate::store::{ChunkCache, ChunkData, ChunkKey, Level, pool};
 
@@ -52,9 +53,10 @@ const GROUP: usize = 8;
 const PIECE: usize = 256;
 
 /// Whether a window of `shape` elements of `T` read with `store` is written with non-temporal
-/// stores: [`RowStore::Stream`] windows of [`STREAM_MIN_BYTES`] and more.
+/// stores: [`RowStore::Stream`] windows of [`crate::kernels::stream::STREAM_MIN_BYTES`] and more,
+/// on CPUs where non-temporal stores are on ([`crate::kernels::stream::streams`]).
 fn streams<T>(store: RowStore, shape: [usize; 3]) -> bool {
-    store == RowStore::Stream && shape.iter().product::<usize>() * size_of::<T>() >= STREAM_MIN_BYTES
+    store == RowStore::Stream && streams_bytes(shape.iter().product::<usize>() * size_of::<T>())
 }
 
 /// The stack buffer rows are assembled in, on whole cache lines.

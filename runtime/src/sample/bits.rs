@@ -18,7 +18,7 @@ use super::error::SampleReadError;
 use super::{ReadInfo, Reader, Sample, SampleScratch};
 use crate::augment::grid::StridedMap;
 use crate::kernels::StridedDest;
-use crate::kernels::stream::{STREAM_MIN_BYTES, store_stream};
+use crate::kernels::stream::{store_stream, streams};
 use crate::plan::ClassPlan;
 use crate::read::{WindowRequest, read_window_strided_scratch};
 use crate::sources::{ClassSource, DatasetSources};
@@ -230,7 +230,7 @@ fn write_bits<O: CropElem>(src: &[u8], mask: u8, outside: Option<(&[u8], O)>, va
         }
         select_bits(d, s, mask, outside, values);
     };
-    if std::mem::size_of_val(dst) < STREAM_MIN_BYTES {
+    if !streams(std::mem::size_of_val(dst)) {
         select(dst, src, 0);
         return;
     }

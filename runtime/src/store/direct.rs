@@ -29,7 +29,7 @@ mod layout;
 mod shard;
 
 use std::cell::{Cell, RefCell};
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::ops::Range;
 
 use serde_json::Value;
@@ -363,11 +363,69 @@ impl DirectChunks {
             return Ok((data, len));
         }
         FILE.with_borrow_mut(|bytes| {
+            if let (Some(part), codec::Codec::Blosc) = (part, self.layout.codec) {
+                if let Some(read) = self.read_blosc_part(dtype, &mut f, bytes, part)? {
+                    return Ok(read);
+                }
+                f.rewind().map_err(|e| Failure::Decode(e.to_string()))?;
+            }
             bytes.clear();
             f.read_to_end(bytes).map_err(|e| Failure::Decode(e.to_string()))?;
             let data = self.decode(dtype, Some(bytes), part).map_err(Failure::Decode)?;
             Ok((data, bytes.len()))
         })
+    }
+
+    /// The chunk in the blosc file `f`, of which only `part` is needed: its header and block
+    /// offsets read, then only the blocks that hold `part` (into `bytes`, at their place in the
+    /// frame), decoded; and the bytes read. `None` (nothing decoded) for a frame whose blocks
+    /// do not decode one by one or are not stored in order: the caller reads it whole.
+    fn read_blosc_part(
+        &self,
+        dtype: SourceDtype,
+        f: &mut std::fs::File,
+        bytes: &mut Vec<u8>,
+        part: &Part,
+    ) -> Result<Option<(ChunkData, usize)>, Failure> {
+        let io = |e: std::io::Error| Failure::Decode(e.to_string());
+        let nbytes = self.elements * dtype.size_bytes();
+        let mut header = [0u8; 16];
+        if f.read_exact(&mut header).is_err() {
+            return Ok(None);
+        }
+        let Some(offsets_end) = blosc::offsets_end(&header, nbytes) else {
+            return Ok(None);
+        };
+        let cbytes = usize::try_from(i32::from_le_bytes([header[12], header[13], header[14], header[15]])).unwrap_or(0);
+        if offsets_end > cbytes {
+            return Ok(None);
+        }
+        // The buffer only grows: the bytes not read are never looked at (the decode checks
+        // that the blocks it needs lie in what was read).
+        if bytes.len() < cbytes {
+            bytes.resize(cbytes, 0);
+        }
+        bytes[..16].copy_from_slice(&header);
+        if f.read_exact(&mut bytes[16..offsets_end]).is_err() {
+            return Ok(None);
+        }
+        let Some(range) = blosc::blocks_range(&bytes[..offsets_end], nbytes, cbytes, &part.bytes) else {
+            return Ok(None);
+        };
+        f.seek(std::io::SeekFrom::Start(range.start as u64)).map_err(io)?;
+        f.read_exact(&mut bytes[range.clone()]).map_err(|e| {
+            Failure::Decode(format!(
+                "{e}: the file is shorter than its blosc frame's {cbytes} bytes"
+            ))
+        })?;
+        let read = offsets_end + range.len();
+        let data = pool::filled(dtype, self.elements, |dst| {
+            let decoded = codec::blosc_loaded(&bytes[..cbytes], dst, (Some(part.bytes.clone()), Some(range)))?;
+            part.decoded.set(decoded);
+            Ok(())
+        })
+        .map_err(Failure::Decode)?;
+        Ok(Some((data, read)))
     }
 
     /// The chunk decoded from its stored bytes (`None`: never written, the fill value); with

@@ -14,7 +14,7 @@ use crate::augment::grid::SampleGrid;
 use crate::cpu::Features;
 use crate::dtype::BatchElem;
 use crate::kernels::Element;
-use crate::kernels::stream::{STREAM_MIN_BYTES, store_fence, store_stream};
+use crate::kernels::stream::{store_fence, store_stream, streams};
 
 /// Row chunk of the packed gather (bytes are staged on the stack, then unpacked per class).
 const CHUNK: usize = 256;
@@ -150,7 +150,7 @@ fn labels_rows_impl<D: Displace, O: BatchElem + Element, const AVX2: bool>(
         offset: w.offset32(),
         known,
         voxels,
-        stream: voxels * size_of::<O>() >= STREAM_MIN_BYTES,
+        stream: streams(voxels * size_of::<O>()),
         bytes: [0u8; CHUNK],
         inside: [0u8; CHUNK],
         idx: [0u32; CHUNK],

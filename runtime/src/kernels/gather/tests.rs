@@ -64,7 +64,7 @@ fn large_rotated_outputs_equal_the_checked_path() {
     };
     let level = [90u64, 100, 110];
     let grid = SampleGrid::new([30.3, 50.1, 87.8], [66, 70, 72], [1.0; 3], &m, [0.0; 3], [1.0; 3]);
-    const { assert!(66 * 70 * 72 * 4 >= STREAM_MIN_BYTES) };
+    const { assert!(66 * 70 * 72 * 4 >= crate::kernels::stream::STREAM_MIN_BYTES) };
     let (start, shape) = grid.source_window(Interpolation::Linear, [0.0; 3]);
     let lo = start.map(|v| v.max(0));
     let size = [0, 1, 2].map(|b| ((start[b] + shape[b] as i64).min(level[b] as i64) - lo[b]) as usize);

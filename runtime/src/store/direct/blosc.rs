@@ -45,25 +45,70 @@ thread_local! {
 /// (see the module docs). With `part`, only the blocks that overlap those bytes of `dst` are
 /// decoded; the rest of `dst` is left as it was. The header's sizes are already checked
 /// against `src` and `dst`.
+///
+/// `loaded`: when only some of the frame's bytes were read ([`blocks_range`]), the ones that
+/// were (beside the header and offsets); a stream outside them is an error.
 pub(super) fn decode_zstd_frame(
     src: &[u8],
     dst: &mut [u8],
-    part: Option<Range<usize>>,
+    (part, loaded): (Option<Range<usize>>, Option<Range<usize>>),
     zstd: &mut impl FnMut(&[u8], &mut [u8]) -> Result<(), String>,
 ) -> Option<Result<usize, String>> {
-    let (version, compversion, flags, typesize) = (src[0], src[1], src[2], usize::from(src[3]));
-    let blocksize = usize::try_from(i32::from_le_bytes(src[8..12].try_into().ok()?)).ok()?;
-    if !(1..=2).contains(&version)
-        || compversion != ZSTD_VERSION_FORMAT
-        || flags >> 5 != ZSTD_FORMAT
-        || flags & (MEMCPYED | DOBITSHUFFLE | 0x08) != 0
-        || typesize == 0
-        || blocksize == 0
-    {
+    let (flags, typesize, blocksize) = taken(src.get(..HEADER)?)?;
+    let part = part.unwrap_or(0..dst.len());
+    let loaded = loaded.unwrap_or(0..src.len());
+    Some(decode_blocks(
+        src,
+        dst,
+        (flags, typesize, blocksize),
+        (part, loaded),
+        zstd,
+    ))
+}
+
+/// The flags, element size and block size of a frame with `header` that this module decodes.
+fn taken(header: &[u8]) -> Option<(u8, usize, usize)> {
+    let (version, compversion, flags, typesize) = (header[0], header[1], header[2], usize::from(header[3]));
+    let blocksize = usize::try_from(i32::from_le_bytes(header[8..12].try_into().ok()?)).ok()?;
+    let taken = (1..=2).contains(&version)
+        && compversion == ZSTD_VERSION_FORMAT
+        && flags >> 5 == ZSTD_FORMAT
+        && flags & (MEMCPYED | DOBITSHUFFLE | 0x08) == 0
+        && typesize > 0
+        && blocksize > 0;
+    taken.then_some((flags, typesize, blocksize))
+}
+
+/// The length of the header and block offsets of a frame with `header` (its first 16 bytes),
+/// decoding to `nbytes`, when this module decodes it: the bytes to read before
+/// [`blocks_range`].
+pub(super) fn offsets_end(header: &[u8], nbytes: usize) -> Option<usize> {
+    let (_, _, blocksize) = taken(header.get(..HEADER)?)?;
+    HEADER.checked_add(nbytes.div_ceil(blocksize).checked_mul(4)?)
+}
+
+/// The bytes of the frame that hold the blocks a decode of bytes `part` of its `nbytes`
+/// needs, from `head` (its header and block offsets, [`offsets_end`] bytes) and its length
+/// `cbytes`: `None` when the blocks are not stored in order (read the whole frame).
+pub(super) fn blocks_range(head: &[u8], nbytes: usize, cbytes: usize, part: &Range<usize>) -> Option<Range<usize>> {
+    let (_, _, blocksize) = taken(head.get(..HEADER)?)?;
+    let nblocks = nbytes.div_ceil(blocksize);
+    if part.is_empty() || part.end > nbytes || head.len() != HEADER + 4 * nblocks {
         return None;
     }
-    let part = part.unwrap_or(0..dst.len());
-    Some(decode_blocks(src, dst, (flags, typesize, blocksize), part, zstd))
+    let (first, last) = (part.start / blocksize, (part.end - 1) / blocksize);
+    let start = read_i32(head, HEADER + 4 * first)?;
+    let end = if last + 1 < nblocks {
+        read_i32(head, HEADER + 4 * (last + 1))?
+    } else {
+        cbytes
+    };
+    // The blocks read, and the one after the last (its offset ends the range), in order.
+    let ordered = (first..(last + 1).min(nblocks - 1)).all(|b| {
+        let (this, next) = (read_i32(head, HEADER + 4 * b), read_i32(head, HEADER + 4 * (b + 1)));
+        matches!((this, next), (Some(this), Some(next)) if this < next)
+    });
+    (ordered && head.len() <= start && start < end && end <= cbytes).then_some(start..end)
 }
 
 /// The blocks of a frame that [`decode_zstd_frame`] takes and that overlap bytes `part` of
@@ -72,7 +117,7 @@ fn decode_blocks(
     src: &[u8],
     dst: &mut [u8],
     (flags, typesize, blocksize): (u8, usize, usize),
-    part: Range<usize>,
+    (part, loaded): (Range<usize>, Range<usize>),
     zstd: &mut impl FnMut(&[u8], &mut [u8]) -> Result<(), String>,
 ) -> Result<usize, String> {
     let shuffled = flags & DOSHUFFLE != 0 && typesize > 1;
@@ -112,8 +157,14 @@ fn decode_blocks(
             let split_len = target.len() / splits;
             let mut at = start;
             for part in target.chunks_mut(split_len) {
+                if at < loaded.start || at + 4 > loaded.end {
+                    return Err(format!("block {b} of a blosc frame lies outside the bytes read"));
+                }
                 let len = read_i32(src, at).ok_or_else(|| format!("block {b} of a blosc frame is truncated"))?;
                 at += 4;
+                if at + len > loaded.end {
+                    return Err(format!("block {b} of a blosc frame lies outside the bytes read"));
+                }
                 let stream = src
                     .get(at..at + len)
                     .ok_or_else(|| format!("block {b} of a blosc frame is truncated"))?;
@@ -322,7 +373,7 @@ mod tests {
                         let d = data(len, (typesize * 31 + len) as u64);
                         let frame = compress(&d, typesize, shuffle, "zstd", blocksize);
                         let mut out = vec![0xAAu8; len];
-                        match decode_zstd_frame(&frame, &mut out, None, &mut zstd) {
+                        match decode_zstd_frame(&frame, &mut out, (None, None), &mut zstd) {
                             Some(result) => {
                                 result.unwrap();
                                 *taken += 1;
@@ -351,12 +402,12 @@ mod tests {
         for compressor in ["lz4", "blosclz", "zlib"] {
             let frame = compress(&d, 4, 1, compressor, 0);
             assert!(
-                decode_zstd_frame(&frame, &mut out, None, &mut zstd).is_none(),
+                decode_zstd_frame(&frame, &mut out, (None, None), &mut zstd).is_none(),
                 "{compressor}"
             );
         }
         let bitshuffled = compress(&d, 4, 2, "zstd", 0);
-        assert!(decode_zstd_frame(&bitshuffled, &mut out, None, &mut zstd).is_none());
+        assert!(decode_zstd_frame(&bitshuffled, &mut out, (None, None), &mut zstd).is_none());
     }
 
     /// A damaged frame is an error naming the block, never a panic or a short chunk: every
@@ -367,7 +418,7 @@ mod tests {
         let frame = compress(&d, 8, 1, "zstd", 32768);
         let mut out = vec![0u8; d.len()];
         for cut in [HEADER, HEADER + 3, HEADER + 64, frame.len() / 2, frame.len() - 1] {
-            let r = decode_zstd_frame(&frame[..cut], &mut out, None, &mut zstd).unwrap();
+            let r = decode_zstd_frame(&frame[..cut], &mut out, (None, None), &mut zstd).unwrap();
             assert!(r.is_err(), "cut at {cut}");
         }
         for at in HEADER..HEADER + 64 + 8 {
@@ -375,12 +426,12 @@ mod tests {
             bad[at] ^= 0x80;
             // A changed offset or length either fails or (a stored stream's byte) decodes to
             // other data; it never panics.
-            let _ = decode_zstd_frame(&bad, &mut out, None, &mut zstd);
+            let _ = decode_zstd_frame(&bad, &mut out, (None, None), &mut zstd);
         }
         let mut bad = frame.clone();
         bad[HEADER + 3] = 0x80; // The first block's offset negative.
         assert!(
-            decode_zstd_frame(&bad, &mut out, None, &mut zstd)
+            decode_zstd_frame(&bad, &mut out, (None, None), &mut zstd)
                 .unwrap()
                 .unwrap_err()
                 .contains("block 0")
@@ -404,7 +455,7 @@ mod tests {
                 d.len() - 1..d.len(),
             ] {
                 let mut out = vec![0xAAu8; d.len()];
-                let decoded = decode_zstd_frame(&frame, &mut out, Some(part.clone()), &mut zstd)
+                let decoded = decode_zstd_frame(&frame, &mut out, (Some(part.clone()), None), &mut zstd)
                     .unwrap()
                     .unwrap();
                 let (first, last) = (part.start / block, (part.end - 1) / block);
@@ -417,6 +468,51 @@ mod tests {
                 assert!(out[(last + 1) * block..].iter().all(|&b| b == 0xAA), "{part:?}");
             }
         }
+    }
+
+    /// A frame read in part (its header and offsets, then [`blocks_range`]) decodes a part as
+    /// the whole frame does, whatever the bytes not read hold; a part whose blocks lie outside
+    /// the bytes read is an error.
+    #[test]
+    fn a_frame_read_in_part_decodes_its_part() {
+        let d = data(64 * 64 * 64 * 8, 11);
+        let frame = compress(&d, 8, 1, "zstd", 32768);
+        let end = offsets_end(&frame[..HEADER], d.len()).unwrap();
+        assert_eq!(end, HEADER + 4 * 64);
+        for part in [0..8, 70_000..70_008, 32760..32776, 2_000_000..d.len()] {
+            let range = blocks_range(&frame[..end], d.len(), frame.len(), &part).unwrap();
+            let mut read = vec![0xEEu8; frame.len()];
+            read[..end].copy_from_slice(&frame[..end]);
+            read[range.clone()].copy_from_slice(&frame[range.clone()]);
+            let mut out = vec![0u8; d.len()];
+            decode_zstd_frame(&read, &mut out, (Some(part.clone()), Some(range.clone())), &mut zstd)
+                .unwrap()
+                .unwrap();
+            assert_eq!(out[part.clone()], d[part.clone()], "{part:?}");
+            let elsewhere = 1_000_000..1_000_008;
+            let err = decode_zstd_frame(&read, &mut out, (Some(elsewhere), Some(range)), &mut zstd)
+                .unwrap()
+                .unwrap_err();
+            assert!(err.contains("outside the bytes read"), "{err}");
+        }
+        // One block: the whole frame after the offsets.
+        let small = data(4096, 5);
+        let one = compress(&small, 1, 1, "zstd", 0);
+        let end = offsets_end(&one[..HEADER], small.len()).unwrap();
+        assert_eq!(end, HEADER + 4);
+        assert_eq!(
+            blocks_range(&one[..end], small.len(), one.len(), &(100..101)),
+            Some(end..one.len())
+        );
+        // Blocks stored out of order: read whole.
+        let mut swapped = frame.clone();
+        let (a, b) = (HEADER + 4, HEADER + 8);
+        let second: [u8; 4] = swapped[a..a + 4].try_into().unwrap();
+        let third: [u8; 4] = swapped[b..b + 4].try_into().unwrap();
+        swapped[a..a + 4].copy_from_slice(&third);
+        swapped[b..b + 4].copy_from_slice(&second);
+        assert!(blocks_range(&swapped[..end], d.len(), frame.len(), &(32768..32769)).is_none());
+        assert!(offsets_end(&compress(&d, 8, 1, "lz4", 0)[..HEADER], d.len()).is_none());
     }
 
     /// The unshuffle of every element size equals the plain definition.

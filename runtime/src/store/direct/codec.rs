@@ -51,6 +51,16 @@ impl Codec {
 /// zstd blocks here ([`super::blosc`]; with `part`, only the blocks that overlap it), other
 /// frames whole by c-blosc. Returns the bytes decoded.
 fn blosc(src: &[u8], dst: &mut [u8], part: Option<Range<usize>>) -> Result<usize, String> {
+    blosc_loaded(src, dst, (part, None))
+}
+
+/// [`blosc`] of a frame of which only the bytes `loaded` (beside its header and block offsets)
+/// were read ([`super::blosc::blocks_range`]): the blocks that hold `part` must lie there.
+pub(super) fn blosc_loaded(
+    src: &[u8],
+    dst: &mut [u8],
+    (part, loaded): (Option<Range<usize>>, Option<Range<usize>>),
+) -> Result<usize, String> {
     let bytes = dst.len();
     // A blosc header is 16 bytes; the sizes it gives are checked against the file and the chunk.
     if src.len() < 16 {
@@ -68,8 +78,12 @@ fn blosc(src: &[u8], dst: &mut [u8], part: Option<Range<usize>>) -> Result<usize
             src.len()
         ));
     }
-    if let Some(decoded) = super::blosc::decode_zstd_frame(&src[..cbytes], dst, part, &mut zstd) {
+    let partly_read = loaded.is_some();
+    if let Some(decoded) = super::blosc::decode_zstd_frame(&src[..cbytes], dst, (part, loaded), &mut zstd) {
         return decoded;
+    }
+    if partly_read {
+        return Err("a blosc frame read in part is not one whose blocks decode one by one".to_owned());
     }
     // SAFETY: `src` holds the `cbytes` bytes of the frame (checked above); `dst` is valid for
     // `bytes` bytes, which is the frame's decoded size, the most the call writes.
