@@ -138,22 +138,7 @@ fn decode_direct(
 /// # Errors
 /// As [`decode_chunk`].
 pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
-    match cache {
-        None => Ok(super::pool::wrap(super::pool::tagged(decode_chunk(level, chunk)?))),
-        Some(cache) => {
-            let key = ChunkKey {
-                level_id: level.id,
-                chunk,
-            };
-            if let Some(hit) = cache.get(&key) {
-                return Ok(hit);
-            }
-            let start = Instant::now();
-            let data = load(level, cache, chunk);
-            FetchCounters::add_time(&cache.fetch_counters.wait_ns, start.elapsed());
-            Ok(cache.insert(key, data?))
-        }
-    }
+    fetch_part(level, cache, chunk, None)
 }
 
 /// Fetch a decoded chunk for a read of its planes `planes` (chunk-local z) alone: as [`fetch`],
@@ -184,9 +169,23 @@ pub(crate) fn fetch_planes(
         bytes: planes.start as usize * plane..planes.end as usize * plane,
         decoded: std::cell::Cell::new(0),
     };
+    fetch_part(level, cache, chunk, Some(&part))
+}
+
+/// [`fetch`], or with `part` (a level decoded directly, a chunk nobody keeps) at least the bytes
+/// it names, not narrowed and not inserted ([`fetch_planes`]).
+fn fetch_part(
+    level: &Level,
+    cache: Option<&ChunkCache>,
+    chunk: [u64; 3],
+    part: Option<&super::direct::Part>,
+) -> Result<Arc<ChunkData>, ChunkError> {
     let Some(cache) = cache else {
-        let la = &level.array;
-        return Ok(super::pool::wrap(decode_direct(level, la, chunk, Some(&part))?));
+        let data = match part {
+            Some(part) => decode_direct(level, &level.array, chunk, Some(part))?,
+            None => super::pool::tagged(decode_chunk(level, chunk)?),
+        };
+        return Ok(super::pool::wrap(data));
     };
     let key = ChunkKey {
         level_id: level.id,
@@ -195,27 +194,24 @@ pub(crate) fn fetch_planes(
     if let Some(hit) = cache.get(&key) {
         return Ok(hit);
     }
-    let counters = &cache.fetch_counters;
-    let _in_flight = counters.start_request();
-    let view = if level.decoded_in_place() {
-        Arc::clone(&level.array)
-    } else {
-        cache.level_view(level)
-    };
     let start = Instant::now();
-    let data = decode_direct(level, &view, chunk, Some(&part));
-    let elapsed = start.elapsed();
-    FetchCounters::add_time(&counters.decode_ns, elapsed);
-    FetchCounters::add_time(&counters.wait_ns, elapsed);
-    let data = data?;
-    counters.chunks.fetch_add(1, Ordering::Relaxed);
-    counters.bytes.fetch_add(part.decoded.get() as u64, Ordering::Relaxed);
-    Ok(super::pool::wrap(data))
+    let data = load(level, cache, chunk, part);
+    FetchCounters::add_time(&cache.fetch_counters.wait_ns, start.elapsed());
+    match part {
+        Some(_) => data,
+        None => Ok(cache.insert(key, data?)),
+    }
 }
 
 /// Fetch and decode a chunk for `cache` (through its compressed tier, with its delay per store
-/// request, its counters), not inserted.
-fn load(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> Result<Arc<ChunkData>, ChunkError> {
+/// request, its counters), not inserted. With `part` (a level decoded directly), at least the
+/// bytes it names, and not narrowed ([`fetch_planes`]).
+fn load(
+    level: &Level,
+    cache: &ChunkCache,
+    chunk: [u64; 3],
+    part: Option<&super::direct::Part>,
+) -> Result<Arc<ChunkData>, ChunkError> {
     let counters = &cache.fetch_counters;
     let _in_flight = counters.start_request();
     // The store is read through the cache's tier (the delay per request, the compressed tier),
@@ -226,12 +222,19 @@ fn load(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> Result<Arc<ChunkD
         cache.level_view(level)
     };
     let start = Instant::now();
-    let data = decode_from(level, &view, chunk);
+    let data = match part {
+        Some(part) => decode_direct(level, &view, chunk, Some(part)),
+        None => decode_from(level, &view, chunk),
+    };
     FetchCounters::add_time(&counters.decode_ns, start.elapsed());
     let data = data?;
     counters.chunks.fetch_add(1, Ordering::Relaxed);
-    counters.bytes.fetch_add(data.byte_len() as u64, Ordering::Relaxed);
-    Ok(super::pool::wrap(super::pool::tagged(data)))
+    let decoded = part.map_or(data.byte_len(), |p| p.decoded.get());
+    counters.bytes.fetch_add(decoded as u64, Ordering::Relaxed);
+    Ok(super::pool::wrap(match part {
+        Some(_) => data,
+        None => super::pool::tagged(data),
+    }))
 }
 
 /// Fetch `chunks` of `level` through `cache` on its fetch pool, several at once, into `out`
@@ -270,7 +273,7 @@ pub(crate) fn fetch_many(
                     Some(hit) => Ok(hit),
                     None => {
                         cache.fetch_counters.pooled.fetch_add(1, Ordering::Relaxed);
-                        load(level, cache, *chunk).map(|data| cache.insert(key, data))
+                        load(level, cache, *chunk, None).map(|data| cache.insert(key, data))
                     }
                 };
                 match got {
@@ -378,7 +381,7 @@ impl Ahead {
                 if fetch_encoded(level, &self.cache, chunk) {
                     counters.ahead_encoded.fetch_add(1, Ordering::Relaxed);
                 }
-            } else if let Ok(data) = load(level, &self.cache, chunk) {
+            } else if let Ok(data) = load(level, &self.cache, chunk, None) {
                 if self.cache.insert_ahead(key, data, self.floor) {
                     counters.ahead_chunks.fetch_add(1, Ordering::Relaxed);
                 } else {

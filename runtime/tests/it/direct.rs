@@ -366,34 +366,19 @@ fn windows_of_chunks_nobody_keeps_decode_only_their_blocks() {
                 .flat_map(|z| (0..14).flat_map(move |y| (0..21).map(move |x| (z, y, x))))
                 .map(|(z, y, x)| at(z0 + z, 2 + y, 3 + x))
                 .collect();
+            let request = WindowRequest {
+                start_vox: start,
+                fill: 0.0,
+            };
             for (name, cache) in [("none", None), ("budget 0", Some(&unkept)), ("tier", Some(&tiered))] {
                 let before = cache.map(|c| c.fetch_stats().bytes);
                 let mut out = vec![f32::NAN; expected.len()];
                 let dest = StridedDest::c_order(&mut out, shape).unwrap();
-                read_window(
-                    level,
-                    cache,
-                    &WindowRequest {
-                        start_vox: start,
-                        fill: 0.0,
-                    },
-                    dest,
-                )
-                .unwrap();
+                read_window(level, cache, &request, dest).unwrap();
                 assert_eq!(out, expected, "{} z {z0} depth {depth}, cache {name}", T::V2);
                 let mut bin = vec![f32::NAN; expected.len()];
                 let dest = StridedDest::c_order(&mut bin, shape).unwrap();
-                read_window_binarize(
-                    level,
-                    cache,
-                    &WindowRequest {
-                        start_vox: start,
-                        fill: 0.0,
-                    },
-                    dest,
-                    0.5,
-                )
-                .unwrap();
+                read_window_binarize(level, cache, &request, dest, 0.5).unwrap();
                 let want: Vec<f32> = expected.iter().map(|&v| f32::from(u8::from(v > 0.5))).collect();
                 assert_eq!(bin, want, "{} binarized z {z0} depth {depth}, cache {name}", T::V2);
                 // One plane: the blocks that hold it (one block of 4 or 2 planes, or the 2
