@@ -304,6 +304,24 @@ fn sharded_inner_chunks_decode_directly_and_equal_zarrs() {
     assert!(message.contains("CRC-32C"), "{message}");
 }
 
+/// A one-level group at `root` whose `s0` (metadata `meta`, shape `[40, 20, 24]`) zarrs writes
+/// with hashed values; the values, C order.
+fn write_hashed<T: Dt>(root: &Path, zarr_format: u8, meta: &Value) -> Vec<T> {
+    let attrs = ms_attrs(zarr_format, zyx_axes(), &[("s0", vec![8.0; 3], None)]);
+    write_group(root, "", zarr_format, Some(attrs));
+    std::fs::create_dir_all(root.join("s0")).unwrap();
+    let file = if zarr_format == 2 { ".zarray" } else { "zarr.json" };
+    std::fs::write(root.join("s0").join(file), meta.to_string()).unwrap();
+    let all: Vec<T> = (0..40 * 20 * 24u64)
+        .map(|i| T::from_index(i * 2_654_435_761 % 1_000_003 / 7))
+        .collect();
+    let array = Array::open(Arc::new(FilesystemStore::new(root).unwrap()), "/s0").unwrap();
+    array
+        .store_array_subset(&ArraySubset::new_with_shape(vec![40, 20, 24]), all.clone())
+        .unwrap();
+    all
+}
+
 /// A window read whose chunks nobody keeps (no cache, or a cache without budget, with and
 /// without a compressed tier) decodes only the blosc blocks that hold the window's planes, and
 /// reads what zarrs reads: thin and thick windows at many depths, windows reaching past the
@@ -315,22 +333,11 @@ fn windows_of_chunks_nobody_keeps_decode_only_their_blocks() {
         const SHAPE: [u64; 3] = [40, 20, 24];
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        let attrs = ms_attrs(2, zyx_axes(), &[("s0", vec![8.0; 3], None)]);
-        write_group(root, "", 2, Some(attrs));
-        std::fs::create_dir_all(root.join("s0")).unwrap();
         // 1 KiB blocks: 4, 2 and one half plane of a 16³ chunk of 1, 2 and 8 bytes.
         let meta = json!({"zarr_format": 2, "shape": SHAPE, "chunks": [16, 16, 16], "dtype": T::V2,
             "compressor": {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": 1, "blocksize": 1024},
             "fill_value": 0, "order": "C", "filters": null, "dimension_separator": "/"});
-        std::fs::write(root.join("s0/.zarray"), meta.to_string()).unwrap();
-        let n = SHAPE.iter().product::<u64>();
-        let all: Vec<T> = (0..n)
-            .map(|i| T::from_index(i * 2_654_435_761 % 1_000_003 / 7))
-            .collect();
-        let array = Array::open(Arc::new(FilesystemStore::new(root).unwrap()), "/s0").unwrap();
-        array
-            .store_array_subset(&ArraySubset::new_with_shape(SHAPE.to_vec()), all.clone())
-            .unwrap();
+        let all: Vec<T> = write_hashed(root, 2, &meta);
         let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
         let level = &ms.levels[0];
         assert!(level.decodes_directly());
@@ -394,4 +401,48 @@ fn windows_of_chunks_nobody_keeps_decode_only_their_blocks() {
     case::<u8>();
     case::<u16>();
     case::<u64>();
+}
+
+/// The same for the inner chunks of a sharded zarr v3 array stored with blosc: a one-plane window
+/// through a cache without budget decodes only the inner chunks' blocks of that plane, and
+/// every window reads what zarrs reads.
+#[test]
+fn sharded_inner_chunks_nobody_keeps_decode_only_their_blocks() {
+    const SHAPE: [u64; 3] = [40, 20, 24];
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Shards of 16³, inner chunks of 8 × 16 × 16 `uint16` (4 KiB) in 1 KiB blosc blocks: 2 planes
+    // per block.
+    let blosc = json!({"name": "blosc", "configuration": {"cname": "zstd", "clevel": 5,
+        "shuffle": "shuffle", "typesize": 2, "blocksize": 1024}});
+    let mut meta = v3::<u16>(None, json!({"name": "default"}), json!(0));
+    meta["shape"] = json!(SHAPE);
+    meta["chunk_grid"]["configuration"]["chunk_shape"] = json!([16, 16, 16]);
+    meta["codecs"] = json!([{"name": "sharding_indexed", "configuration": {"chunk_shape": [8, 16, 16],
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, blosc],
+        "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}], "index_location": "end"}}]);
+    let all: Vec<u16> = write_hashed(root, 3, &meta);
+    let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    assert!(level.decodes_directly());
+    let unkept = ChunkCache::new(0);
+    for (z0, depth) in [(5, 1), (0, 3), (7, 2), (9, 12), (30, 10)] {
+        let expected: Vec<f32> = (0..depth)
+            .flat_map(|z| (0..14).flat_map(move |y| (0..21).map(move |x| (z, y, x))))
+            .map(|(z, y, x)| f32::from(all[(((z0 + z) * 20 + 2 + y) * 24 + 3 + x) as usize]))
+            .collect();
+        let before = unkept.fetch_stats().bytes;
+        let mut out = vec![f32::NAN; expected.len()];
+        let dest = StridedDest::c_order(&mut out, [depth as usize, 14, 21]).unwrap();
+        let request = WindowRequest {
+            start_vox: [z0, 2, 3],
+            fill: 0.0,
+        };
+        read_window(level, Some(&unkept), &request, dest).unwrap();
+        assert_eq!(out, expected, "z {z0} depth {depth}");
+        if depth == 1 {
+            // One block in each of the 2 inner chunks along x; an inner chunk is 4 KiB.
+            assert_eq!(unkept.fetch_stats().bytes - before, 2 * 1024, "z {z0}");
+        }
+    }
 }
