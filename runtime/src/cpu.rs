@@ -15,7 +15,7 @@ pub(crate) struct Features {
     pub(crate) avx512f: bool,
     /// Large outputs are written with non-temporal stores ([`crate::kernels::stream`]): where
     /// the CPU has AVX-512F, which writes a whole cache line per store. Without it the stores
-    /// are 16 bytes, and on an AMD EPYC (AVX2, no AVX-512) they ran 1.7–2.6× slower than plain
+    /// are 16 bytes, and on an AMD EPYC (AVX2, no AVX-512) they ran 1.6–2.9× slower than plain
     /// stores (`docs/bench.md`, fifteenth session), so they are off. `CELLMAP_STREAM_STORES=1`
     /// (or `0`) turns them on (or off) whatever the CPU.
     pub(crate) stream_stores: bool,
