@@ -83,10 +83,9 @@ struct Source<'c> {
     n: [usize; 3],
     /// The chunks fetched up front, C order over the box (empty when none were).
     fetched: Vec<Option<Arc<ChunkData>>>,
-    /// The window's in-bounds planes, level voxels `[lo, hi)` along z, and the chunk's depth:
-    /// a chunk decoded for this read alone needs only those planes decoded.
+    /// The window's in-bounds planes, level voxels `[lo, hi)` along z: a chunk decoded for this
+    /// read alone needs only those planes decoded.
     planes: [i64; 2],
-    depth: i64,
 }
 
 /// The memory of [`Source::new`]'s up-front fetch, kept per thread between reads so that a read
@@ -116,7 +115,6 @@ impl<'c> Source<'c> {
             n,
             fetched: Vec::new(),
             planes,
-            depth: chunks.c[0],
         };
         // Local files decoded directly are read where they are needed: a local read and decode
         // is shorter than a hand-off to the pool and back.
@@ -178,8 +176,9 @@ impl<'c> Source<'c> {
                 return Ok(Arc::clone(data));
             }
         }
-        let z0 = cidx[0] * self.depth;
-        let planes = (self.planes[0] - z0).max(0) as u64..(self.planes[1] - z0).min(self.depth) as u64;
+        let depth = level.chunk_shape_vox[0] as i64;
+        let z0 = cidx[0] * depth;
+        let planes = (self.planes[0] - z0).max(0) as u64..(self.planes[1] - z0).min(depth) as u64;
         Ok(fetch_planes(level, self.cache, cidx.map(|v| v as u64), planes)?)
     }
 }

@@ -393,13 +393,9 @@ impl DirectChunks {
         if f.read_exact(&mut header).is_err() {
             return Ok(None);
         }
-        let Some(offsets_end) = blosc::offsets_end(&header, nbytes) else {
+        let Some((offsets_end, cbytes)) = blosc::offsets_end(&header, nbytes) else {
             return Ok(None);
         };
-        let cbytes = usize::try_from(i32::from_le_bytes([header[12], header[13], header[14], header[15]])).unwrap_or(0);
-        if offsets_end > cbytes {
-            return Ok(None);
-        }
         // The buffer only grows: the bytes not read are never looked at (the decode checks
         // that the blocks it needs lie in what was read).
         if bytes.len() < cbytes {

@@ -80,11 +80,13 @@ fn taken(header: &[u8]) -> Option<(u8, usize, usize)> {
 }
 
 /// The length of the header and block offsets of a frame with `header` (its first 16 bytes),
-/// decoding to `nbytes`, when this module decodes it: the bytes to read before
-/// [`blocks_range`].
-pub(super) fn offsets_end(header: &[u8], nbytes: usize) -> Option<usize> {
+/// decoding to `nbytes`, and the frame's length, when this module decodes it and the offsets
+/// lie within the frame: the bytes to read before [`blocks_range`].
+pub(super) fn offsets_end(header: &[u8], nbytes: usize) -> Option<(usize, usize)> {
     let (_, _, blocksize) = taken(header.get(..HEADER)?)?;
-    HEADER.checked_add(nbytes.div_ceil(blocksize).checked_mul(4)?)
+    let end = HEADER.checked_add(nbytes.div_ceil(blocksize).checked_mul(4)?)?;
+    let cbytes = read_i32(header, 12)?;
+    (end <= cbytes).then_some((end, cbytes))
 }
 
 /// The bytes of the frame that hold the blocks a decode of bytes `part` of its `nbytes`
@@ -477,7 +479,7 @@ mod tests {
     fn a_frame_read_in_part_decodes_its_part() {
         let d = data(64 * 64 * 64 * 8, 11);
         let frame = compress(&d, 8, 1, "zstd", 32768);
-        let end = offsets_end(&frame[..HEADER], d.len()).unwrap();
+        let (end, _) = offsets_end(&frame[..HEADER], d.len()).unwrap();
         assert_eq!(end, HEADER + 4 * 64);
         for part in [0..8, 70_000..70_008, 32760..32776, 2_000_000..d.len()] {
             let range = blocks_range(&frame[..end], d.len(), frame.len(), &part).unwrap();
@@ -498,7 +500,7 @@ mod tests {
         // One block: the whole frame after the offsets.
         let small = data(4096, 5);
         let one = compress(&small, 1, 1, "zstd", 0);
-        let end = offsets_end(&one[..HEADER], small.len()).unwrap();
+        let (end, _) = offsets_end(&one[..HEADER], small.len()).unwrap();
         assert_eq!(end, HEADER + 4);
         assert_eq!(
             blocks_range(&one[..end], small.len(), one.len(), &(100..101)),
