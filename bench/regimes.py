@@ -9,13 +9,16 @@ Regimes (batch 8 unless said, 2 workers / num_workers 2, no augmentation):
   the decoded working set (about 15 MB per crop, 4.5 GB in all), and without one;
 - `classes40`: 40 classes per crop at 64³, ours with the default cache and without one;
 - `slices2d`: 2D 128² z-slices, 4 classes, batch 16, ours without a cache;
+- `slices2d_ws`: the same 2D slices over the 300 crops of `ws10x`, ours with a 64 MiB cache (full
+  all the time: it keeps a chunk on its second recent miss) and without one;
 - every regime also runs ours through the spec's training cache (`cellmap-compile cache`, written
   once before, its time printed): `tc_no_cache` (no chunk cache: every read decodes a cached
   chunk), and for `ws10x` `tc_cache` (64 MiB chunk cache too) and `tc_cache_locality8` (the
   same with `sampling.locality: 8`);
 - `first_batch`: the 300-crop data: seconds from nothing to the first batch (cellmap-data: split,
   dataset and loader construction plus one batch; ours: `bench`'s time to first batch).
-Writes bench/regimes.json. Each measurement runs in a fresh process, with at least 5 warm-up
+`--baseline BIN` also runs every measurement of ours with an earlier build, right after the same
+one with `--bin` (keys ending in `@base`), so both meet the same machine. Writes bench/regimes.json. Each measurement runs in a fresh process, with at least 5 warm-up
 batches: the batch ring has 4 slots, and a slot's first batch also faults its pages in (about a
 third of a second per 335 MB slot on this machine), which a shorter warm-up counts as reading.
 """
@@ -112,6 +115,7 @@ def synth(binary: str, path: str, *args: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--bin")
+    p.add_argument("--baseline", help="an earlier build measured beside --bin, measurement by measurement")
     p.add_argument("--work", default="/tmp/cellmap-regimes")
     p.add_argument("--python", default=os.path.expanduser("~/.cache/cellmap-compile/cellmap-data-venv/bin/python"))
     p.add_argument("--only", nargs="*")
@@ -127,6 +131,13 @@ def main() -> None:
     four = ["mito", "er", "nuc", "pm"]
     forty = four + [f"c{i}" for i in range(4, 40)]
     rows = []
+
+    def pair(key: str, spec_path: str, batches: int, warmup: int, *flags: str) -> dict:
+        """Ours with `--bin` (and right after with `--baseline`, as `key@base`)."""
+        runs = {key: ours(a.bin, spec_path, batches, warmup, *flags)}
+        if a.baseline:
+            runs[key + "@base"] = ours(a.baseline, spec_path, batches, warmup, *flags)
+        return runs
 
     def want(name: str) -> bool:
         return not a.only or name in a.only
@@ -154,13 +165,13 @@ def main() -> None:
     if want("cold"):
         s = spec(one, "cold", four, (128, 128, 128), 8, None)
         row("cold", python(one, four, (128, 128, 128), 8, 4, 1, a.python),
-            {"no_cache": ours(a.bin, s, 20, 5, "--no-cache"), "cache": ours(a.bin, s, 30, 5),
+            {**pair("no_cache", s, 20, 5, "--no-cache"), **pair("cache", s, 30, 5),
              **through_cache(s, 30, 5)},
             "128³ raw + 4 classes, batch 8, 2 workers")
     if want("slices2d"):
         s = spec(one, "slices2d", four, (1, 128, 128), 16, None)
         row("slices2d", python(one, four, (1, 128, 128), 16, 8, 2, a.python),
-            {"no_cache": ours(a.bin, s, 40, 4, "--no-cache"), "cache": ours(a.bin, s, 200, 20),
+            {**pair("no_cache", s, 40, 4, "--no-cache"), **pair("cache", s, 200, 20),
              **through_cache(s, 40, 4)},
             "2D 128² z-slices, 4 classes, batch 16, 2 workers")
     many40 = os.path.join(a.work, "many40")
@@ -168,7 +179,7 @@ def main() -> None:
     if want("classes40"):
         s = spec(many40, "classes40", forty, (64, 64, 64), 8, None)
         row("classes40", python(many40, forty, (64, 64, 64), 8, 4, 1, a.python),
-            {"no_cache": ours(a.bin, s, 20, 5, "--no-cache"), "cache": ours(a.bin, s, 40, 8),
+            {**pair("no_cache", s, 20, 5, "--no-cache"), **pair("cache", s, 40, 8),
              **through_cache(s, 30, 5)},
             "40 classes per crop at 64³, batch 8, 2 workers")
     many = os.path.join(a.work, "many300")
@@ -179,9 +190,10 @@ def main() -> None:
         s = spec(many, "ws10x", four, (64, 64, 64), 8, 64 << 20)
         # cellmap-data at ~50–90 samples/s: 20 batches, so that its rate is not a second's noise.
         py = python(many, four, (64, 64, 64), 8, 20, 3, a.python)
-        r = ours(a.bin, s, 40, 8)
+        first = pair("cache_64MiB", s, 100, 30)
+        r = first["cache_64MiB"]
         if want("ws10x"):
-            runs = {"cache_64MiB": r, "no_cache": ours(a.bin, s, 12, 2, "--no-cache"),
+            runs = {**first, **pair("no_cache", s, 100, 30, "--no-cache"),
                     **through_cache(s, 200, 20, cached_too=True)}
             if not a.no_training_cache:
                 # The same cache read with 8 draws per crop visit (sampling.locality: 8).
@@ -193,6 +205,11 @@ def main() -> None:
             rows.append({"regime": "first_batch", "cellmap_data_s": py["first_batch_s"],
                          "ours_s": r.get("first_batch_seconds"), "plan_s": r.get("plan_seconds")})
             print(json.dumps(rows[-1]), flush=True)
+    if want("slices2d_ws"):
+        s = spec(many, "slices2d-ws", four, (1, 128, 128), 16, 64 << 20)
+        row("slices2d_ws", python(many, four, (1, 128, 128), 16, 20, 3, a.python),
+            {**pair("cache_64MiB", s, 150, 30), **pair("no_cache", s, 150, 30, "--no-cache")},
+            "2D 128² z-slices over 300 crops (96³), 4 classes, batch 16, cache 64 MiB")
     with open(a.out, "w") as f:
         json.dump({"cpus": os.cpu_count(), "rows": rows}, f, indent=2)
 

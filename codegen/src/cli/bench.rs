@@ -104,6 +104,9 @@ pub(crate) struct BenchReport {
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct FetchReport {
     pub(crate) cache_hit_rate: Option<f64>,
+    /// Misses the full chunk cache did not keep (read once recently: decoded only as far as the
+    /// read needs), over all misses (`None` without a chunk cache).
+    pub(crate) misses_declined: Option<f64>,
     /// Chunks fetched and decoded per sample (demand and ahead).
     pub(crate) chunks_per_sample: f64,
     /// Decoded bytes per sample.
@@ -149,6 +152,17 @@ impl FetchReport {
             }
             _ => None,
         };
+        let misses_declined = match (before.0, after.0) {
+            (Some(a), Some(b)) => {
+                let misses = b.misses - a.misses;
+                Some(if misses == 0 {
+                    0.0
+                } else {
+                    (b.declined - a.declined) as f64 / misses as f64
+                })
+            }
+            _ => None,
+        };
         let tier = after.2.unwrap_or_default();
         let compressed_hit_rate = match (before.2, after.2) {
             (Some(a), Some(b)) if b.budget_bytes > 0 => {
@@ -162,6 +176,7 @@ impl FetchReport {
         let per_sample = |x: u64| x as f64 / samples.max(1) as f64;
         FetchReport {
             cache_hit_rate,
+            misses_declined,
             chunks_per_sample: per_sample(b.chunks - a.chunks),
             decoded_bytes_per_sample: per_sample(b.bytes - a.bytes),
             decode_seconds: b.decode_seconds - a.decode_seconds,
@@ -396,6 +411,9 @@ fn print_table(r: &BenchReport) {
     println!("{:<24} {:>14.2}", "allocations/batch", r.allocations_per_batch);
     if let Some(h) = r.cache_hit_rate {
         println!("{:<24} {:>13.1}%", "chunk-cache hit rate", h * 100.0);
+    }
+    if let Some(d) = r.fetch.misses_declined {
+        println!("{:<24} {:>13.1}%", "misses not kept", d * 100.0);
     }
     println!("{:<24} {:>14.1}", "floor samples/s", r.floor_samples_per_s);
     println!("{:<24} {:>13.1}%", "of the floor", r.floor_ratio * 100.0);

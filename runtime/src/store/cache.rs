@@ -8,6 +8,14 @@
 //! A budget of 0 disables caching. Two threads that miss the same chunk at once may both decode
 //! it; the first insert wins and both get identical data.
 //!
+//! Admission ([`ChunkCache::admit`]): while the budget has room every miss is kept. Once it is
+//! full, a missed chunk is kept only when it was missed before, recently (a direct-mapped table
+//! of the last misses' key hashes, as large as the number of such chunks the budget holds, at
+//! most 65,536). With a working set far larger than the cache (hundreds of crops)
+//! most chunks are read once before they would be evicted: decoding them whole to cache them,
+//! and evicting a chunk to make room, cost time and kept nothing useful. A chunk not kept is
+//! decoded only as far as its read needs ([`crate::store::chunk`]'s `fetch_planes`).
+//!
 //! ```
 //! use cellmap_runtime::store::ChunkCache;
 //! let cache = ChunkCache::new(256 << 20);
@@ -43,6 +51,9 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Decoded bytes currently held.
     pub bytes: u64,
+    /// Misses not kept: the cache was full and the chunk had not been missed recently
+    /// ([`ChunkCache::admit`]).
+    pub declined: u64,
 }
 
 struct Entry {
@@ -61,6 +72,13 @@ const SHARDS: usize = 16;
 /// Entries a shard's table is first sized for at most ([`ChunkCache::reserve`]).
 const MAX_SHARD_ENTRIES: usize = 1 << 16;
 
+/// Misses a full cache remembers at most to decide what it keeps ([`ChunkCache::admit`]):
+/// 512 KiB of key hashes.
+pub(crate) const DOORKEEPER_SLOTS: usize = 1 << 16;
+
+/// Misses a full cache remembers at least.
+const DOORKEEPER_MIN_SLOTS: usize = 64;
+
 /// A byte-budgeted, thread-safe cache of decoded chunks (see the module docs).
 pub struct ChunkCache {
     budget_bytes: u64,
@@ -70,6 +88,9 @@ pub struct ChunkCache {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    declined: AtomicU64,
+    /// Hashes of recent misses of a full cache, one per slot (0: none; [`ChunkCache::admit`]).
+    doorkeeper: Box<[AtomicU64]>,
     /// How misses are fetched (set once, [`ChunkCache::configure_fetch`]).
     fetcher: OnceLock<Fetcher>,
     pub(crate) fetch_counters: FetchCounters,
@@ -101,6 +122,11 @@ impl ChunkCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            declined: AtomicU64::new(0),
+            // Nothing to remember without a budget.
+            doorkeeper: (0..if budget_bytes > 0 { DOORKEEPER_SLOTS } else { 0 })
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             fetcher: OnceLock::new(),
             fetch_counters: FetchCounters::default(),
             tier: Arc::new(StoreTier::new(CompressedOptions::OFF)),
@@ -233,16 +259,55 @@ impl ChunkCache {
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            declined: self.declined.load(Ordering::Relaxed),
         }
     }
 
-    fn shard_index(key: &ChunkKey) -> usize {
-        // Cheap mix of the key; no hasher allocation.
+    /// Whether a chunk of `bytes` decoded bytes that [`ChunkCache::get`] just missed should be
+    /// kept ([`ChunkCache::insert`]): always while the budget has room for it; once the cache is
+    /// full, only when the same key was declined before within about as many misses as the
+    /// budget holds chunks of that size (at least 64, at most 65,536), so a chunk
+    /// read once does not evict one that is read again. Never for a chunk larger than the
+    /// budget, or without one. Never allocates or locks; a declined miss is counted
+    /// ([`CacheStats::declined`]).
+    pub fn admit(&self, key: &ChunkKey, bytes: u64) -> bool {
+        if self.budget_bytes == 0 || bytes > self.budget_bytes {
+            return false;
+        }
+        if self.bytes.load(Ordering::Relaxed) + bytes <= self.budget_bytes {
+            return true;
+        }
+        // Never 0, the empty slot.
+        let h = Self::mix(key) | 1;
+        let held = usize::try_from(self.budget_bytes / bytes.max(1)).unwrap_or(usize::MAX);
+        let slots = held
+            .checked_next_power_of_two()
+            .unwrap_or(DOORKEEPER_SLOTS)
+            .clamp(DOORKEEPER_MIN_SLOTS, DOORKEEPER_SLOTS);
+        // Bits below those the shard index takes.
+        let slot = (h >> 24) as usize & (slots - 1);
+        if self
+            .doorkeeper
+            .get(slot)
+            .is_some_and(|s| s.swap(h, Ordering::Relaxed) == h)
+        {
+            return true;
+        }
+        self.declined.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// A cheap mix of the key; no hasher allocation.
+    fn mix(key: &ChunkKey) -> u64 {
         let mut h = key.level_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         for c in key.chunk {
             h = (h ^ c).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         }
-        (h >> 59) as usize % SHARDS
+        h
+    }
+
+    fn shard_index(key: &ChunkKey) -> usize {
+        (Self::mix(key) >> 59) as usize % SHARDS
     }
 
     fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
@@ -480,6 +545,44 @@ mod tests {
         assert!(cache.touch(&key(1)));
         let s = cache.stats();
         assert_eq!((s.hits, s.misses, s.evictions, s.bytes), (0, 0, 1, 200));
+    }
+
+    /// While the budget has room every miss is kept; once full, a key is kept on its second
+    /// miss and not its first, whatever the others missed in between are (when they fit in the
+    /// table), so chunks read once never evict the cache's chunks. Never without a budget, nor
+    /// for a chunk larger than it.
+    #[test]
+    fn a_full_cache_admits_a_key_on_its_second_miss() {
+        let cache = ChunkCache::new(200);
+        assert!(cache.admit(&key(0), 100) && cache.admit(&key(1), 100));
+        cache.insert(key(0), Arc::new(ChunkData::U8(vec![1; 100])));
+        assert!(cache.admit(&key(1), 100), "room for one more");
+        cache.insert(key(1), Arc::new(ChunkData::U8(vec![2; 100])));
+        assert_eq!(cache.stats().declined, 0);
+        // Full: 64 keys missed once each are all declined (2 chunks of 100 bytes fit, so the
+        // table has its 64 slots; these keys fall in distinct ones).
+        let once: Vec<u64> = (10..10_000).filter(|&i| distinct_slot(i)).take(63).collect();
+        for &i in &once {
+            assert!(!cache.admit(&key(i), 100), "{i} missed once");
+        }
+        assert_eq!(cache.stats().declined, 63);
+        // Missed again, each is kept; a third miss (it was evicted since) is kept at once.
+        for &i in &once {
+            assert!(cache.admit(&key(i), 100), "{i} missed twice");
+        }
+        assert!(cache.admit(&key(once[0]), 100));
+        assert_eq!(cache.stats().declined, 63);
+        assert!(!cache.admit(&key(3), 201), "larger than the budget");
+        let none = ChunkCache::new(0);
+        assert!(!none.admit(&key(0), 1) && !none.admit(&key(0), 1) && !none.admit(&key(0), 0));
+        assert_eq!(none.stats().declined, 0);
+    }
+
+    /// Whether key `i` is the first of the keys from 10 up to `i` in its slot of a 64-slot
+    /// table.
+    fn distinct_slot(i: u64) -> bool {
+        let slot = |k: u64| (ChunkCache::mix(&key(k)) | 1) >> 24 & 63;
+        (10..i).all(|j| slot(j) != slot(i))
     }
 
     #[test]

@@ -133,7 +133,8 @@ fn decode_direct(
         })
 }
 
-/// Fetch a decoded chunk through the cache (or decode it when there is none).
+/// Fetch a decoded chunk through the cache (or decode it when there is none); a miss is kept
+/// when the cache admits it ([`ChunkCache::admit`]).
 ///
 /// # Errors
 /// As [`decode_chunk`].
@@ -142,12 +143,13 @@ pub(crate) fn fetch(level: &Level, cache: Option<&ChunkCache>, chunk: [u64; 3]) 
 }
 
 /// Fetch a decoded chunk for a read of its planes `planes` (chunk-local z) alone: as [`fetch`],
-/// except that a chunk nobody will keep (no cache, or a cache without budget) whose frame's
-/// blocks decode one by one (blosc with zstd blocks, as OME-NGFF volumes are mostly written)
-/// has only the blocks that hold those planes decoded, and is not narrowed
-/// ([`ChunkData::tagged`]): a 2D slice of a 64³ chunk at blosc's default 128 KiB blocks
-/// decodes one block of 2 (`uint8`) or of 16 (`uint64`). The rest of the chunk's memory holds
-/// whatever it held: the caller reads those planes only, and hands the chunk back to the pool.
+/// except that a chunk nobody will keep (no cache, a cache without budget, or a full one that
+/// does not admit it: [`ChunkCache::admit`]) whose frame's blocks decode one by one (blosc with
+/// zstd blocks, as OME-NGFF volumes are mostly written) has only the blocks that hold those
+/// planes decoded, and is not narrowed ([`ChunkData::tagged`]): a 2D slice of a 64³ chunk at
+/// blosc's default 128 KiB blocks decodes one block of 2 (`uint8`) or of 16 (`uint64`). The
+/// rest of the chunk's memory holds whatever it held: the caller reads those planes only, and
+/// hands the chunk back to the pool.
 ///
 /// # Errors
 /// As [`decode_chunk`].
@@ -158,9 +160,8 @@ pub(crate) fn fetch_planes(
     planes: std::ops::Range<u64>,
 ) -> Result<Arc<ChunkData>, ChunkError> {
     let z = level.chunk_shape_vox[0];
-    let kept = cache.is_some_and(|c| c.budget_bytes() > 0);
     let direct = level.cached.is_none().then(|| level.array.direct()).flatten();
-    if kept || direct.is_none() || (planes.start == 0 && planes.end >= z) {
+    if direct.is_none() || (planes.start == 0 && planes.end >= z) {
         return fetch(level, cache, chunk);
     }
     let plane = usize::try_from(level.chunk_shape_vox[1] * level.chunk_shape_vox[2]).unwrap_or(usize::MAX)
@@ -172,8 +173,8 @@ pub(crate) fn fetch_planes(
     fetch_part(level, cache, chunk, Some(&part))
 }
 
-/// [`fetch`], or with `part` (a level decoded directly, a chunk nobody keeps) at least the bytes
-/// it names, not narrowed and not inserted ([`fetch_planes`]).
+/// [`fetch`], or with `part` (a level decoded directly) at least the bytes it names when the
+/// chunk is not kept: then not narrowed and not inserted ([`fetch_planes`]).
 fn fetch_part(
     level: &Level,
     cache: Option<&ChunkCache>,
@@ -194,13 +195,16 @@ fn fetch_part(
     if let Some(hit) = cache.get(&key) {
         return Ok(hit);
     }
+    let keep = cache.admit(&key, chunk_bytes(level));
     let start = Instant::now();
-    let data = load(level, cache, chunk, part);
+    let data = load(level, cache, chunk, part.filter(|_| !keep));
     FetchCounters::add_time(&cache.fetch_counters.wait_ns, start.elapsed());
-    match part {
-        Some(_) => data,
-        None => Ok(cache.insert(key, data?)),
-    }
+    if keep { Ok(cache.insert(key, data?)) } else { data }
+}
+
+/// Decoded bytes of one chunk of `level`, as stored (before [`ChunkData::narrowed`]).
+fn chunk_bytes(level: &Level) -> u64 {
+    (chunk_elements(level) * level.dtype.size_bytes()) as u64
 }
 
 /// Fetch and decode a chunk for `cache` (through its compressed tier, with its delay per store
@@ -239,7 +243,7 @@ fn load(
 
 /// Fetch `chunks` of `level` through `cache` on its fetch pool, several at once, into `out`
 /// (same order); on the calling thread, one after the other, without a pool. Every chunk is
-/// looked up and inserted as [`fetch`] does (same counts); the first failing chunk in `chunks`
+/// looked up and kept as [`fetch`] keeps them (same counts); the first failing chunk in `chunks`
 /// order is the error.
 ///
 /// # Errors
@@ -273,7 +277,8 @@ pub(crate) fn fetch_many(
                     Some(hit) => Ok(hit),
                     None => {
                         cache.fetch_counters.pooled.fetch_add(1, Ordering::Relaxed);
-                        load(level, cache, *chunk, None).map(|data| cache.insert(key, data))
+                        let keep = cache.admit(&key, chunk_bytes(level));
+                        load(level, cache, *chunk, None).map(|data| if keep { cache.insert(key, data) } else { data })
                     }
                 };
                 match got {

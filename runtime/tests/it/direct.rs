@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use cellmap_runtime::kernels::StridedDest;
 use cellmap_runtime::read::{WindowRequest, read_window, read_window_binarize};
-use cellmap_runtime::store::{ChunkCache, ChunkData, ChunkError, CompressedOptions, Multiscale, decode_chunk};
+use cellmap_runtime::store::{
+    ChunkCache, ChunkData, ChunkError, ChunkKey, CompressedOptions, Multiscale, decode_chunk,
+};
 use serde_json::{Value, json};
 use zarrs::array::{Array, ArrayShardedReadableExt, ArrayShardedReadableExtCache, ArraySubset, CodecOptions};
 use zarrs::filesystem::FilesystemStore;
@@ -401,6 +403,95 @@ fn windows_of_chunks_nobody_keeps_decode_only_their_blocks() {
     case::<u8>();
     case::<u16>();
     case::<u64>();
+}
+
+/// A full chunk cache keeps a missed chunk only on its second recent miss
+/// ([`ChunkCache::admit`]): a chunk read once is decoded only as far as the read needs and
+/// evicts nothing; read again, it is decoded whole and kept (evicting the least recently used
+/// chunk), then hit. While the budget has room every miss is kept. Every read equals the
+/// values written.
+#[test]
+fn a_full_cache_keeps_a_chunk_on_its_second_miss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // 16³ `uint8` chunks of 4 KiB in 1 KiB blosc blocks: 4 planes a block.
+    let meta = json!({"zarr_format": 2, "shape": [40, 20, 24], "chunks": [16, 16, 16], "dtype": "|u1",
+        "compressor": {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": 1, "blocksize": 1024},
+        "fill_value": 0, "order": "C", "filters": null, "dimension_separator": "/"});
+    let all: Vec<u8> = write_hashed(root, 2, &meta);
+    let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    // Room for three chunks.
+    let cache = ChunkCache::new(3 * 4096);
+    let key = |chunk: [u64; 3]| ChunkKey {
+        level_id: level.id,
+        chunk,
+    };
+    // Reads the window and checks its values; returns the bytes decoded for it.
+    let read = |start: [i64; 3], shape: [usize; 3]| -> u64 {
+        let before = cache.fetch_stats().bytes;
+        let mut out = vec![f32::NAN; shape.iter().product()];
+        read_window(
+            level,
+            Some(&cache),
+            &WindowRequest {
+                start_vox: start,
+                fill: 0.0,
+            },
+            StridedDest::c_order(&mut out, shape).unwrap(),
+        )
+        .unwrap();
+        let mut i = 0;
+        for z in start[0]..start[0] + shape[0] as i64 {
+            for y in start[1]..start[1] + shape[1] as i64 {
+                for x in start[2]..start[2] + shape[2] as i64 {
+                    let inside = z < 40 && y < 20 && x < 24;
+                    let want = if inside {
+                        f32::from(all[((z * 20 + y) * 24 + x) as usize])
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(out[i], want, "window at {start:?}, voxel {z} {y} {x}");
+                    i += 1;
+                }
+            }
+        }
+        cache.fetch_stats().bytes - before
+    };
+    // Three chunks fill the budget, each kept on its first miss (decoded whole).
+    for start in [[0, 0, 0], [0, 0, 16], [0, 16, 0]] {
+        assert_eq!(read(start, [16, 16, 16]), 4096, "{start:?}");
+    }
+    let s = cache.stats();
+    assert_eq!((s.misses, s.evictions, s.declined, s.bytes), (3, 0, 0, 3 * 4096));
+    // A plane of chunk (1, 0, 0): declined, one block decoded, nothing evicted.
+    assert_eq!(read([17, 0, 0], [1, 16, 16]), 1024);
+    let s = cache.stats();
+    assert_eq!((s.misses, s.evictions, s.declined, s.bytes), (4, 0, 1, 3 * 4096));
+    assert!(!cache.contains(&key([1, 0, 0])));
+    // Missed again: kept, decoded whole, one of the three evicted for it.
+    assert_eq!(read([30, 3, 0], [1, 10, 16]), 4096);
+    let s = cache.stats();
+    assert_eq!((s.misses, s.evictions, s.declined, s.bytes), (5, 1, 1, 3 * 4096));
+    let mut kept: Vec<[u64; 3]> = [[0, 0, 0], [0, 0, 1], [0, 1, 0]]
+        .into_iter()
+        .filter(|&c| cache.contains(&key(c)))
+        .collect();
+    assert_eq!(kept.len(), 2);
+    assert!(cache.contains(&key([1, 0, 0])));
+    kept.push([1, 0, 0]);
+    // Then hit: nothing decoded.
+    assert_eq!(read([20, 0, 0], [4, 16, 16]), 0);
+    assert_eq!(cache.stats().hits, 1);
+    // Chunks read once each: each declined, with only its blocks decoded (the two blocks of
+    // planes 3 and 4, the one of plane 9), and the kept ones stay.
+    assert_eq!(read([35, 0, 0], [2, 16, 16]), 2 * 1024);
+    assert_eq!(read([9, 16, 16], [1, 4, 8]), 1024);
+    let s = cache.stats();
+    assert_eq!((s.misses, s.evictions, s.declined, s.bytes), (7, 1, 3, 3 * 4096));
+    for chunk in kept {
+        assert!(cache.contains(&key(chunk)), "{chunk:?}");
+    }
 }
 
 /// The same for the inner chunks of a sharded zarr v3 array stored with blosc: a one-plane window

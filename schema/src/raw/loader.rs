@@ -54,7 +54,9 @@ pub struct RawLoader {
     /// Pin host buffers for faster transfers. Default: `true` when `device` is CUDA, else `false`.
     #[serde(default)]
     pub pin_memory: Option<bool>,
-    /// Byte budget of the shared decoded-chunk cache. Default: `1073741824` (1 GiB).
+    /// Byte budget of the shared decoded-chunk cache. Default: `1073741824` (1 GiB). Once full,
+    /// a missed chunk is kept only on its second recent miss: with data far larger than the
+    /// cache, chunks read once evict nothing and are decoded only as far as their read needs.
     #[serde(default = "default_cache_bytes")]
     #[schemars(range(max = u64::MAX))]
     pub cache_bytes: u64,
