@@ -181,15 +181,25 @@ mod tests {
     #[test]
     fn fill_outside_writes_exactly_the_voxels_outside_the_box() {
         let shape = [3usize, 4, 5];
-        let n = 60;
-        // (offset, strides): C order, x mirrored, z mirrored, transposed (x slowest).
-        let layouts: [(usize, [isize; 3]); 4] = [(0, [20, 5, 1]), (4, [20, 5, -1]), (40, [-20, 5, 1]), (0, [1, 3, 12])];
+        let n = 68;
+        // (offset, strides): C order (from the start, and further in), x mirrored, z mirrored,
+        // transposed (x slowest).
+        let layouts: [(usize, [isize; 3]); 5] = [
+            (0, [20, 5, 1]),
+            (8, [20, 5, 1]),
+            (4, [20, 5, -1]),
+            (40, [-20, 5, 1]),
+            (0, [1, 3, 12]),
+        ];
         let boxes = [
             [1..2, 1..3, 1..4],
             [0..3, 0..4, 2..5],
             [0..1, 3..4, 0..5],
             [0..3, 0..4, 0..5],
             [1..2, 2..2, 0..5],
+            [0..3, 1..3, 0..5],
+            [2..3, 0..4, 1..5],
+            [1..3, 0..2, 0..4],
         ];
         for (offset, strides) in layouts {
             for (inside, stream) in boxes.iter().flat_map(|b| [(b, false), (b, true)]) {

@@ -218,9 +218,29 @@ pub(super) fn unshuffle(typesize: usize, src: &[u8], dst: &mut [u8]) {
 fn unshuffle_n<const T: usize>(src: &[u8], dst: &mut [u8], n: usize) {
     let planes: [&[u8]; T] = std::array::from_fn(|k| &src[k * n..(k + 1) * n]);
     let tiles = n / 16;
-    for (t, out) in dst[..tiles * 16 * T].chunks_exact_mut(16 * T).enumerate() {
-        let rows: [[u8; 16]; T] = std::array::from_fn(|k| planes[k][t * 16..t * 16 + 16].try_into().unwrap());
-        transpose::<T>(&rows, out);
+    let out = &mut dst[..tiles * 16 * T];
+    #[cfg(target_arch = "x86_64")]
+    if T == 8 {
+        for (t, out) in out.chunks_exact_mut(128).enumerate() {
+            // SAFETY: SSE2 is part of x86-64; each row is 16 bytes of a plane of `n` bytes
+            // (`t < n / 16`), and `out` is 128 bytes; both read and written unaligned. The rows
+            // are read where they are: a copy of them to the stack cost as much as the transpose.
+            unsafe {
+                transpose8_sse2(
+                    std::array::from_fn(|k| planes[k].as_ptr().add(t * 16)),
+                    out.as_mut_ptr(),
+                )
+            };
+        }
+    }
+    if T != 8 || cfg!(not(target_arch = "x86_64")) {
+        for (t, out) in out.chunks_exact_mut(16 * T).enumerate() {
+            for j in 0..16 {
+                for k in 0..T {
+                    out[j * T + k] = planes[k][t * 16 + j];
+                }
+            }
+        }
     }
     for j in tiles * 16..n {
         for k in 0..T {
@@ -229,34 +249,18 @@ fn unshuffle_n<const T: usize>(src: &[u8], dst: &mut [u8], n: usize) {
     }
 }
 
-/// Element `j` of the 16 in `rows` (its byte `k` in `rows[k][j]`) to `out[j * T ..]`.
-#[inline(always)]
-fn transpose<const T: usize>(rows: &[[u8; 16]; T], out: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if T == 8 {
-        // SAFETY: SSE2 is part of x86-64; `rows` holds 8 rows of 16 bytes and `out` 128 bytes
-        // (its callers pass chunks of `16 * T`), read and written unaligned.
-        unsafe { transpose8_sse2(rows.as_ptr().cast(), out.as_mut_ptr()) };
-        return;
-    }
-    for j in 0..16 {
-        for k in 0..T {
-            out[j * T + k] = rows[k][j];
-        }
-    }
-}
-
-/// The 8 × 16 byte transpose of [`transpose`]: bytes, then pairs, then quadruples interleaved.
+/// The 8 × 16 byte transpose: element `j` of the 16 (its byte `k` at `rows[k] + j`) to
+/// `out + 8j`; bytes, then pairs, then quadruples interleaved.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn transpose8_sse2(rows: *const u8, out: *mut u8) {
+unsafe fn transpose8_sse2(rows: [*const u8; 8], out: *mut u8) {
     use std::arch::x86_64::{
         __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi8, _mm_unpackhi_epi16, _mm_unpackhi_epi32,
         _mm_unpacklo_epi8, _mm_unpacklo_epi16, _mm_unpacklo_epi32,
     };
-    // SAFETY: the caller's: 8 rows of 16 bytes at `rows`, 128 bytes at `out`.
+    // SAFETY: the caller's: 16 bytes at each of `rows`, 128 bytes at `out`.
     unsafe {
-        let r: [__m128i; 8] = std::array::from_fn(|k| _mm_loadu_si128(rows.add(16 * k).cast()));
+        let r: [__m128i; 8] = std::array::from_fn(|k| _mm_loadu_si128(rows[k].cast()));
         // Byte pairs (planes 2k, 2k + 1) of elements 0–7 and 8–15.
         let p: [__m128i; 8] = std::array::from_fn(|i| {
             let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
