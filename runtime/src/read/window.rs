@@ -17,7 +17,7 @@ use super::{ReadError, WindowElem, WindowReport};
 use crate::kernels::StridedDest;
 use crate::kernels::copy::{ChunkBox, Region, Runs, Span};
 use crate::kernels::stream::{store_fence, store_stream, streams as streams_bytes};
-use crate::store::chunk::{chunk_size_error, fetch_many, fetch_planes};
+use crate::store::chunk::{chunk_planes, chunk_size_error, fetch_many, fetch_planes};
 use crate::store::{ChunkCache, ChunkData, ChunkKey, Level, pool};
 
 /// How finished destination rows are written. Rows are assembled in a stack buffer, several at
@@ -141,7 +141,7 @@ impl<'c> Source<'c> {
         } else {
             scratch.got.clear();
             scratch.got.resize(scratch.missing.len(), None);
-            let fetched = fetch_many(level, cache, &scratch.missing, &mut scratch.got);
+            let fetched = fetch_many(level, cache, &scratch.missing, planes, &mut scratch.got);
             if fetched.is_ok() {
                 source.fetched = std::mem::take(&mut scratch.fetched);
                 source.fetched.resize(n.iter().product(), None);
@@ -176,10 +176,9 @@ impl<'c> Source<'c> {
                 return Ok(Arc::clone(data));
             }
         }
-        let depth = level.chunk_shape_vox[0] as i64;
-        let z0 = cidx[0] * depth;
-        let planes = (self.planes[0] - z0).max(0) as u64..(self.planes[1] - z0).min(depth) as u64;
-        Ok(fetch_planes(level, self.cache, cidx.map(|v| v as u64), planes)?)
+        let chunk = cidx.map(|v| v as u64);
+        let planes = chunk_planes(level, chunk[0], self.planes);
+        Ok(fetch_planes(level, self.cache, chunk, planes)?)
     }
 }
 

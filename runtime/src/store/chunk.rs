@@ -159,18 +159,34 @@ pub(crate) fn fetch_planes(
     chunk: [u64; 3],
     planes: std::ops::Range<u64>,
 ) -> Result<Arc<ChunkData>, ChunkError> {
-    let z = level.chunk_shape_vox[0];
-    let direct = level.cached.is_none().then(|| level.array.direct()).flatten();
-    if direct.is_none() || (planes.start == 0 && planes.end >= z) {
-        return fetch(level, cache, chunk);
+    match planes_part(level, planes) {
+        Some(part) => fetch_part(level, cache, chunk, Some(&part)),
+        None => fetch(level, cache, chunk),
+    }
+}
+
+/// The planes (chunk-local z) of chunk row `cz` of `level` that a window over level planes
+/// `window_z` (`[start, end)`) reads.
+pub(crate) fn chunk_planes(level: &Level, cz: u64, window_z: [i64; 2]) -> std::ops::Range<u64> {
+    let depth = level.chunk_shape_vox[0] as i64;
+    let z0 = cz as i64 * depth;
+    (window_z[0] - z0).max(0) as u64..(window_z[1] - z0).min(depth).max(0) as u64
+}
+
+/// The bytes of a chunk of `level` that hold its planes `planes`, as a [`super::direct::Part`]
+/// to decode: `None` when the level is not decoded directly (a training cache's level, or a
+/// layout zarrs decodes) or the planes are the whole chunk.
+fn planes_part(level: &Level, planes: std::ops::Range<u64>) -> Option<super::direct::Part> {
+    let direct = level.cached.is_none() && level.array.direct().is_some();
+    if !direct || (planes.start == 0 && planes.end >= level.chunk_shape_vox[0]) {
+        return None;
     }
     let plane = usize::try_from(level.chunk_shape_vox[1] * level.chunk_shape_vox[2]).unwrap_or(usize::MAX)
         * level.dtype.size_bytes();
-    let part = super::direct::Part {
+    Some(super::direct::Part {
         bytes: planes.start as usize * plane..planes.end as usize * plane,
         decoded: std::cell::Cell::new(0),
-    };
-    fetch_part(level, cache, chunk, Some(&part))
+    })
 }
 
 /// [`fetch`], or with `part` (a level decoded directly) at least the bytes it names when the
@@ -241,10 +257,11 @@ fn load(
     }))
 }
 
-/// Fetch `chunks` of `level` through `cache` on its fetch pool, several at once, into `out`
-/// (same order); on the calling thread, one after the other, without a pool. Every chunk is
-/// looked up and kept as [`fetch`] keeps them (same counts); the first failing chunk in `chunks`
-/// order is the error.
+/// Fetch `chunks` of `level` for a window over level planes `window_z` through `cache` on its
+/// fetch pool, several at once, into `out` (same order); on the calling thread, one after the
+/// other, without a pool. Every chunk is looked up and kept as [`fetch_planes`] keeps them (same
+/// counts; one not kept has only the window's planes decoded where it can); the first failing
+/// chunk in `chunks` order is the error.
 ///
 /// # Errors
 /// As [`decode_chunk`].
@@ -252,11 +269,17 @@ pub(crate) fn fetch_many(
     level: &Level,
     cache: &ChunkCache,
     chunks: &[[u64; 3]],
+    window_z: [i64; 2],
     out: &mut [Option<Arc<ChunkData>>],
 ) -> Result<(), ChunkError> {
     let Some(pool) = cache.fetcher().and_then(|f| f.pool.as_ref()) else {
         for (chunk, slot) in chunks.iter().zip(out.iter_mut()) {
-            *slot = Some(fetch(level, Some(cache), *chunk)?);
+            *slot = Some(fetch_planes(
+                level,
+                Some(cache),
+                *chunk,
+                chunk_planes(level, chunk[0], window_z),
+            )?);
         }
         return Ok(());
     };
@@ -277,8 +300,12 @@ pub(crate) fn fetch_many(
                     Some(hit) => Ok(hit),
                     None => {
                         cache.fetch_counters.pooled.fetch_add(1, Ordering::Relaxed);
-                        let keep = cache.admit(&key, chunk_bytes(level));
-                        load(level, cache, *chunk, None).map(|data| if keep { cache.insert(key, data) } else { data })
+                        if cache.admit(&key, chunk_bytes(level)) {
+                            load(level, cache, *chunk, None).map(|data| cache.insert(key, data))
+                        } else {
+                            let part = planes_part(level, chunk_planes(level, chunk[0], window_z));
+                            load(level, cache, *chunk, part.as_ref())
+                        }
                     }
                 };
                 match got {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cellmap_runtime::kernels::StridedDest;
 use cellmap_runtime::read::{WindowRequest, read_window, read_window_binarize};
 use cellmap_runtime::store::{
-    ChunkCache, ChunkData, ChunkError, ChunkKey, CompressedOptions, Multiscale, decode_chunk,
+    ChunkCache, ChunkData, ChunkError, ChunkKey, CompressedOptions, FetchOptions, Multiscale, decode_chunk,
 };
 use serde_json::{Value, json};
 use zarrs::array::{Array, ArrayShardedReadableExt, ArrayShardedReadableExtCache, ArraySubset, CodecOptions};
@@ -492,6 +492,72 @@ fn a_full_cache_keeps_a_chunk_on_its_second_miss() {
     for chunk in kept {
         assert!(cache.contains(&key(chunk)), "{chunk:?}");
     }
+}
+
+/// Chunks a window misses fetched at once on the cache's pool (remote data, or local data with
+/// cores to spare) are kept as one at a time would be: without budget, or by a full cache on
+/// their first miss, they are not kept and have only the window's blocks decoded; a chunk the
+/// cache admits is decoded whole. Every read equals the values written.
+#[test]
+fn chunks_fetched_on_the_pool_and_not_kept_decode_only_their_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // 16³ `uint16` chunks of 8 KiB in 1 KiB blosc blocks: 2 planes a block.
+    let meta = json!({"zarr_format": 2, "shape": [40, 20, 24], "chunks": [16, 16, 16], "dtype": "<u2",
+        "compressor": {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": 1, "blocksize": 1024},
+        "fill_value": 0, "order": "C", "filters": null, "dimension_separator": "/"});
+    let all: Vec<u16> = write_hashed(root, 2, &meta);
+    let ms = Multiscale::open(root.to_str().unwrap()).unwrap();
+    let level = &ms.levels[0];
+    let pooled = |budget: u64| {
+        let cache = ChunkCache::new(budget);
+        assert!(cache.configure_fetch(FetchOptions {
+            concurrency: 4,
+            local_on_pool: true,
+            ..FetchOptions::default()
+        }));
+        cache
+    };
+    // Reads the window (y 2..16, x 3..24: 2 chunks along x) and checks its values; returns the
+    // bytes decoded and the chunks decoded on the pool for it.
+    let read = |cache: &ChunkCache, z0: i64, depth: usize| -> (u64, u64) {
+        let before = cache.fetch_stats();
+        let mut out = vec![f32::NAN; depth * 14 * 21];
+        let request = WindowRequest {
+            start_vox: [z0, 2, 3],
+            fill: 0.0,
+        };
+        read_window(
+            level,
+            Some(cache),
+            &request,
+            StridedDest::c_order(&mut out, [depth, 14, 21]).unwrap(),
+        )
+        .unwrap();
+        let expected: Vec<f32> = (0..depth as i64)
+            .flat_map(|z| (0..14).flat_map(move |y| (0..21).map(move |x| (z, y, x))))
+            .map(|(z, y, x)| f32::from(all[(((z0 + z) * 20 + 2 + y) * 24 + 3 + x) as usize]))
+            .collect();
+        assert_eq!(out, expected, "z {z0} depth {depth}");
+        let after = cache.fetch_stats();
+        (after.bytes - before.bytes, after.pooled - before.pooled)
+    };
+    // No budget: one plane decodes one block in each of the 2 chunks, on the pool; three planes
+    // across a chunk boundary decode a block in each of 4 chunks.
+    let unkept = pooled(0);
+    assert_eq!(read(&unkept, 5, 1), (2 * 1024, 2));
+    assert_eq!(read(&unkept, 15, 2), (4 * 1024, 4));
+    assert_eq!(read(&unkept, 20, 8), (2 * 4 * 1024, 2));
+    // A full cache (two chunks, both kept by a first read) declines the next two on their first
+    // miss, then keeps them whole on the second.
+    let full = pooled(2 * 8192);
+    assert_eq!(read(&full, 0, 16), (2 * 8192, 2));
+    assert_eq!(read(&full, 17, 1), (2 * 1024, 2));
+    assert_eq!(full.stats().declined, 2);
+    assert_eq!(read(&full, 30, 1), (2 * 8192, 2));
+    let s = full.stats();
+    assert_eq!((s.declined, s.evictions, s.bytes), (2, 2, 2 * 8192));
+    assert_eq!(read(&full, 18, 3), (0, 0), "both kept");
 }
 
 /// The same for the inner chunks of a sharded zarr v3 array stored with blosc: a one-plane window
