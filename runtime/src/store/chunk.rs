@@ -211,11 +211,26 @@ fn fetch_part(
     if let Some(hit) = cache.get(&key) {
         return Ok(hit);
     }
-    let keep = cache.admit(&key, chunk_bytes(level));
     let start = Instant::now();
-    let data = load(level, cache, chunk, part.filter(|_| !keep));
+    let data = load_missed(level, cache, key, part);
     FetchCounters::add_time(&cache.fetch_counters.wait_ns, start.elapsed());
-    if keep { Ok(cache.insert(key, data?)) } else { data }
+    data
+}
+
+/// Chunk `key` of `level`, which `cache` just missed: decoded whole and inserted when the cache
+/// admits it ([`ChunkCache::admit`]); else decoded only as far as `part` (when given) and not
+/// kept.
+fn load_missed(
+    level: &Level,
+    cache: &ChunkCache,
+    key: ChunkKey,
+    part: Option<&super::direct::Part>,
+) -> Result<Arc<ChunkData>, ChunkError> {
+    if cache.admit(&key, chunk_bytes(level)) {
+        load(level, cache, key.chunk, None).map(|data| cache.insert(key, data))
+    } else {
+        load(level, cache, key.chunk, part)
+    }
 }
 
 /// Decoded bytes of one chunk of `level`, as stored (before [`ChunkData::narrowed`]).
@@ -300,12 +315,8 @@ pub(crate) fn fetch_many(
                     Some(hit) => Ok(hit),
                     None => {
                         cache.fetch_counters.pooled.fetch_add(1, Ordering::Relaxed);
-                        if cache.admit(&key, chunk_bytes(level)) {
-                            load(level, cache, *chunk, None).map(|data| cache.insert(key, data))
-                        } else {
-                            let part = planes_part(level, chunk_planes(level, chunk[0], window_z));
-                            load(level, cache, *chunk, part.as_ref())
-                        }
+                        let part = planes_part(level, chunk_planes(level, chunk[0], window_z));
+                        load_missed(level, cache, key, part.as_ref())
                     }
                 };
                 match got {

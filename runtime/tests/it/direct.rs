@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cellmap_runtime::kernels::StridedDest;
 use cellmap_runtime::read::{WindowRequest, read_window, read_window_binarize};
 use cellmap_runtime::store::{
-    ChunkCache, ChunkData, ChunkError, ChunkKey, CompressedOptions, FetchOptions, Multiscale, decode_chunk,
+    ChunkCache, ChunkData, ChunkError, ChunkKey, CompressedOptions, FetchOptions, Level, Multiscale, decode_chunk,
 };
 use serde_json::{Value, json};
 use zarrs::array::{Array, ArrayShardedReadableExt, ArrayShardedReadableExtCache, ArraySubset, CodecOptions};
@@ -324,6 +324,42 @@ fn write_hashed<T: Dt>(root: &Path, zarr_format: u8, meta: &Value) -> Vec<T> {
     all
 }
 
+/// Read the window of `shape` at `start` of the level [`write_hashed`] wrote (`all`) through
+/// `cache`, check every voxel (0 outside the level), and return what the cache's fetch counters
+/// moved by: bytes decoded, and chunks decoded on the fetch pool.
+fn read_checked<T: Dt>(level: &Level, cache: &ChunkCache, all: &[T], start: [i64; 3], shape: [usize; 3]) -> (u64, u64) {
+    let before = cache.fetch_stats();
+    let mut out = vec![f32::NAN; shape.iter().product()];
+    let request = WindowRequest {
+        start_vox: start,
+        fill: 0.0,
+    };
+    read_window(
+        level,
+        Some(cache),
+        &request,
+        StridedDest::c_order(&mut out, shape).unwrap(),
+    )
+    .unwrap();
+    let mut i = 0;
+    for z in start[0]..start[0] + shape[0] as i64 {
+        for y in start[1]..start[1] + shape[1] as i64 {
+            for x in start[2]..start[2] + shape[2] as i64 {
+                let inside = z < 40 && y < 20 && x < 24;
+                let want = if inside {
+                    all[((z * 20 + y) * 24 + x) as usize].to_f32()
+                } else {
+                    0.0
+                };
+                assert_eq!(out[i], want, "window at {start:?}, voxel {z} {y} {x}");
+                i += 1;
+            }
+        }
+    }
+    let after = cache.fetch_stats();
+    (after.bytes - before.bytes, after.pooled - before.pooled)
+}
+
 /// A window read whose chunks nobody keeps (no cache, or a cache without budget, with and
 /// without a compressed tier) decodes only the blosc blocks that hold the window's planes, and
 /// reads what zarrs reads: thin and thick windows at many depths, windows reaching past the
@@ -427,37 +463,8 @@ fn a_full_cache_keeps_a_chunk_on_its_second_miss() {
         level_id: level.id,
         chunk,
     };
-    // Reads the window and checks its values; returns the bytes decoded for it.
-    let read = |start: [i64; 3], shape: [usize; 3]| -> u64 {
-        let before = cache.fetch_stats().bytes;
-        let mut out = vec![f32::NAN; shape.iter().product()];
-        read_window(
-            level,
-            Some(&cache),
-            &WindowRequest {
-                start_vox: start,
-                fill: 0.0,
-            },
-            StridedDest::c_order(&mut out, shape).unwrap(),
-        )
-        .unwrap();
-        let mut i = 0;
-        for z in start[0]..start[0] + shape[0] as i64 {
-            for y in start[1]..start[1] + shape[1] as i64 {
-                for x in start[2]..start[2] + shape[2] as i64 {
-                    let inside = z < 40 && y < 20 && x < 24;
-                    let want = if inside {
-                        f32::from(all[((z * 20 + y) * 24 + x) as usize])
-                    } else {
-                        0.0
-                    };
-                    assert_eq!(out[i], want, "window at {start:?}, voxel {z} {y} {x}");
-                    i += 1;
-                }
-            }
-        }
-        cache.fetch_stats().bytes - before
-    };
+    // Bytes decoded for a window, its values checked.
+    let read = |start: [i64; 3], shape: [usize; 3]| read_checked(level, &cache, &all, start, shape).0;
     // Three chunks fill the budget, each kept on its first miss (decoded whole).
     for start in [[0, 0, 0], [0, 0, 16], [0, 16, 0]] {
         assert_eq!(read(start, [16, 16, 16]), 4096, "{start:?}");
@@ -518,30 +525,10 @@ fn chunks_fetched_on_the_pool_and_not_kept_decode_only_their_blocks() {
         }));
         cache
     };
-    // Reads the window (y 2..16, x 3..24: 2 chunks along x) and checks its values; returns the
-    // bytes decoded and the chunks decoded on the pool for it.
-    let read = |cache: &ChunkCache, z0: i64, depth: usize| -> (u64, u64) {
-        let before = cache.fetch_stats();
-        let mut out = vec![f32::NAN; depth * 14 * 21];
-        let request = WindowRequest {
-            start_vox: [z0, 2, 3],
-            fill: 0.0,
-        };
-        read_window(
-            level,
-            Some(cache),
-            &request,
-            StridedDest::c_order(&mut out, [depth, 14, 21]).unwrap(),
-        )
-        .unwrap();
-        let expected: Vec<f32> = (0..depth as i64)
-            .flat_map(|z| (0..14).flat_map(move |y| (0..21).map(move |x| (z, y, x))))
-            .map(|(z, y, x)| f32::from(all[(((z0 + z) * 20 + 2 + y) * 24 + 3 + x) as usize]))
-            .collect();
-        assert_eq!(out, expected, "z {z0} depth {depth}");
-        let after = cache.fetch_stats();
-        (after.bytes - before.bytes, after.pooled - before.pooled)
-    };
+    // The window y 2..16, x 3..24 (2 chunks along x) at `z0`, its values checked: the bytes
+    // decoded, and the chunks decoded on the pool.
+    let read =
+        |cache: &ChunkCache, z0: i64, depth: usize| read_checked(level, cache, &all, [z0, 2, 3], [depth, 14, 21]);
     // No budget: one plane decodes one block in each of the 2 chunks, on the pool; three planes
     // across a chunk boundary decode a block in each of 4 chunks.
     let unkept = pooled(0);

@@ -165,32 +165,26 @@ fn cache_counts_hits_on_repeat() {
     );
     let ms = Multiscale::open(dir.path().to_str().unwrap()).unwrap();
     let level = &ms.levels[0];
-    let cache = ChunkCache::new(1 << 20);
-    let mut a = vec![0f32; 10 * 10 * 10];
     // Window [3, 13) on each axis touches chunks 0 and 1 per axis: 8 chunks.
-    read_window(
-        level,
-        Some(&cache),
-        &WindowRequest {
-            start_vox: [3, 3, 3],
-            fill: 0.0,
-        },
-        StridedDest::new(&mut a, 0, [100, 10, 1], [10, 10, 10]).unwrap(),
-    )
-    .unwrap();
+    let read = |cache: &ChunkCache| {
+        let mut out = vec![f32::NAN; 1000];
+        read_window(
+            level,
+            Some(cache),
+            &WindowRequest {
+                start_vox: [3, 3, 3],
+                fill: 0.0,
+            },
+            StridedDest::new(&mut out, 0, [100, 10, 1], [10, 10, 10]).unwrap(),
+        )
+        .unwrap();
+        out
+    };
+    let cache = ChunkCache::new(1 << 20);
+    let a = read(&cache);
     let s = cache.stats();
     assert_eq!((s.hits, s.misses, s.evictions, s.bytes), (0, 8, 0, 8 * 512));
-    let mut b = vec![1f32; 1000];
-    read_window(
-        level,
-        Some(&cache),
-        &WindowRequest {
-            start_vox: [3, 3, 3],
-            fill: 0.0,
-        },
-        StridedDest::new(&mut b, 0, [100, 10, 1], [10, 10, 10]).unwrap(),
-    )
-    .unwrap();
+    let b = read(&cache);
     let s = cache.stats();
     assert_eq!((s.hits, s.misses), (8, 8));
     assert_eq!(a, b);
@@ -199,18 +193,7 @@ fn cache_counts_hits_on_repeat() {
     // evicting one.
     let tiny = ChunkCache::new(1024);
     for (pass, want) in [(1, (0, 8, 0, 6)), (2, (2, 14, 6, 6))] {
-        let mut c = vec![0f32; 1000];
-        read_window(
-            level,
-            Some(&tiny),
-            &WindowRequest {
-                start_vox: [3, 3, 3],
-                fill: 0.0,
-            },
-            StridedDest::new(&mut c, 0, [100, 10, 1], [10, 10, 10]).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(c, a, "pass {pass}");
+        assert_eq!(read(&tiny), a, "pass {pass}");
         let s = tiny.stats();
         assert_eq!((s.hits, s.misses, s.evictions, s.declined), want, "pass {pass}");
         assert_eq!(s.bytes, 1024);
