@@ -18,6 +18,7 @@
 //! Copying decoded chunks into crops is the business of [`crate::read`] and [`crate::kernels`];
 //! a decoded chunk is narrowed with [`crate::kernels`]' narrowing pass.
 
+pub(crate) mod ahead;
 pub(crate) mod cache;
 pub(crate) mod cached;
 pub(crate) mod chunk;

@@ -106,8 +106,12 @@ fn main() {
     source_reads_without_a_chunk_cache(SynthVariant::V2, SynthCodec::BloscZstd);
     source_reads_without_a_chunk_cache(SynthVariant::V2, SynthCodec::Gzip);
     source_reads_without_a_chunk_cache(SynthVariant::V3, SynthCodec::BloscZstd);
-    reads_through_a_cache_smaller_than_the_working_set();
-    println!("10 passed, 0 failed");
+    // 8 chunks: every window's chunks are in use, so nothing goes ahead.
+    reads_through_a_cache_smaller_than_the_working_set(false, 262_144, 0);
+    // 128 chunks of a working set of 40 crops: chunks unused for the batches in flight make room
+    // for those of later batches.
+    reads_through_a_cache_smaller_than_the_working_set(true, 4 << 20, 2);
+    println!("11 passed, 0 failed");
 }
 
 /// The counter is shared out between threads (one stripe each, more threads than stripes here):
@@ -291,29 +295,59 @@ fn source_reads_without_a_chunk_cache(
 /// back the copies it did not keep). Not exactly 0 over every run: a new high of chunks held at
 /// once (two workers, a window's chunks, the cache's) adds a buffer now and then (0–4 in 100
 /// batches measured).
-fn reads_through_a_cache_smaller_than_the_working_set() {
+///
+/// With fetching ahead (`fetch_ahead` batches, the default for training with a cache) the later
+/// batches' chunks are listed and decoded on the fetch-ahead pool as well, into the same kept
+/// lists and recycled buffers: 30–140 allocations per batch before the lists were kept (a list,
+/// a level's path and a boxed job per scheduled range), 0 now. `cache_bytes` is large enough
+/// here for chunks to go ahead, and the test checks that some did while it measured. `many`:
+/// the data is 40 crops of 32³ over 4 volumes instead of the two crops of the small dataset.
+fn reads_through_a_cache_smaller_than_the_working_set(many: bool, cache_bytes: u64, fetch_ahead: usize) {
     let tmp = tempfile::tempdir().unwrap();
-    let report = synthetic(tmp.path());
+    let report = if many {
+        let options = cellmap_runtime::synth::SynthOptions {
+            size: cellmap_runtime::synth::SynthSize::Small,
+            variants: vec![cellmap_runtime::synth::SynthVariant::V2],
+            many: Some(cellmap_runtime::synth::SynthMany {
+                volumes: 4,
+                crops: 40,
+                classes: 4,
+                crop_vox: 32,
+            }),
+            ..Default::default()
+        };
+        cellmap_runtime::synth::write_synthetic(&tmp.path().join("synth"), &options).unwrap()
+    } else {
+        synthetic(tmp.path())
+    };
     let mut text = std::fs::read_to_string(&report.spec_yaml).unwrap();
     text.push_str("augment:\n  spatial:\n    mirror: {z: 0.5, y: 0.5, x: 0.5}\n    transpose: [z, y, x]\n");
-    // 8 chunks of 32³ bytes; a sample reads dozens.
-    text = text.replace("loader:\n", "loader:\n  cache_bytes: 262144\n");
+    // Chunks of 32³ bytes; a sample reads dozens. 4 samples per batch.
+    text = text.replace("batch_size: 8", "batch_size: 4");
+    text = text.replace("loader:\n", &format!("loader:\n  cache_bytes: {cache_bytes}\n"));
     let spec = cellmap_schema::parse(&text, &report.spec_yaml).unwrap().spec;
-    assert_eq!(spec.loader().cache_bytes, 262_144);
+    assert_eq!(spec.loader().cache_bytes, cache_bytes);
     let mut options = cellmap_runtime::LoaderOptions::train().unwrap();
     options.dist = cellmap_runtime::DistInfo::single();
     options.local_on_pool = Some(false);
-    options.fetch_ahead = Some(0);
+    options.fetch_ahead = Some(fetch_ahead);
     let mut loader = cellmap_runtime::Loader::open(spec, options).unwrap();
     let cache = std::sync::Arc::clone(loader.cache().expect("a chunk cache"));
     let n = 100;
-    let evicted = std::cell::Cell::new(0);
-    let allocations = steady_allocations(&mut loader, n, || evicted.set(cache.stats().evictions));
-    let evicted = cache.stats().evictions - evicted.get();
+    let warm = std::cell::Cell::new((0, 0));
+    let allocations = steady_allocations(&mut loader, n, || {
+        warm.set((cache.stats().evictions, cache.fetch_stats().ahead_chunks));
+    });
+    let evicted = cache.stats().evictions - warm.get().0;
+    let ahead = cache.fetch_stats().ahead_chunks - warm.get().1;
     println!(
-        "cache smaller than the working set: {allocations} allocations over {n} steady-state batches ({evicted} chunks evicted)"
+        "cache of {cache_bytes} bytes, smaller than the working set, fetching {fetch_ahead} batches ahead: \
+         {allocations} allocations over {n} steady-state batches ({evicted} chunks evicted, {ahead} fetched ahead)"
     );
     assert!(evicted >= n as u64, "every batch misses and evicts");
+    if fetch_ahead > 0 {
+        assert!(ahead >= n as u64, "chunks of later batches are fetched ahead: {ahead}");
+    }
     assert!(
         allocations <= n as u64 / 10,
         "misses through a full cache must not allocate once warm"

@@ -63,7 +63,7 @@ fn decoded(dir: &Path) -> BTreeMap<String, Vec<f32>> {
                     cellmap_runtime::kernels::StridedDest::new(&mut voxels, 0, strides, shape).unwrap(),
                 )
                 .unwrap();
-                let rel = dir.strip_prefix(base).unwrap().join(&level.path);
+                let rel = dir.strip_prefix(base).unwrap().join(&*level.path);
                 out.insert(rel.display().to_string(), voxels);
             }
             return;

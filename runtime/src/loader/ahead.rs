@@ -17,10 +17,11 @@
 //! allocates and its window needs the field evaluated: those reads only fetch at once). The batches themselves do not change: the data
 //! a read finds in the cache is the data it would decode.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 
-use crate::store::chunk::{AheadList, ahead_kind, fetch_ahead, fetch_encoded_many, wants_encoded};
+use crate::store::ahead::{Ahead, ahead_kind};
+use crate::store::chunk::{fetch_encoded_many, wants_encoded};
 use crate::store::{ChunkCache, ChunkKey, Level};
 
 use crate::sample::{Reader, SampleRequest};
@@ -37,8 +38,9 @@ pub(super) struct FetchAhead {
     cache: Arc<ChunkCache>,
     /// First batch (pipeline numbering) not scheduled yet.
     next: AtomicU64,
-    /// Scheduled batches not finished.
-    pending: Arc<AtomicU64>,
+    /// One fetch ahead per scheduled batch range that may be in flight at once (`batches` of
+    /// them), kept and refilled: one that a pool thread still holds is in flight.
+    fetches: Vec<Mutex<Arc<Ahead>>>,
     /// `(batch + 1, cache clock)` when a worker started batch `batch`, at `batch mod TICKS`.
     started: Vec<(AtomicU64, AtomicU64)>,
     /// The compressed tier keeps some of the data (remote data): samples prefetch their chunks.
@@ -63,15 +65,18 @@ impl FetchAhead {
         if batches == 0 || cache.budget_bytes() == 0 || slots + batches + 1 >= TICKS as u64 {
             return None;
         }
+        let stop = Arc::new(AtomicBool::new(false));
         Some(FetchAhead {
             batches,
             slots,
             cache: Arc::clone(cache),
             next: AtomicU64::new(0),
-            pending: Arc::new(AtomicU64::new(0)),
+            fetches: (0..batches)
+                .map(|_| Mutex::new(Arc::new(Ahead::new(cache, Arc::clone(&stop)))))
+                .collect(),
             started: (0..TICKS).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
             remote: remote && cache.compressed_stats().budget_bytes > 0,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop,
         })
     }
 
@@ -164,22 +169,43 @@ impl FetchAhead {
         if batch == 0 {
             return;
         }
-        // With the batches scheduled before still fetching, these are left for a later start
+        // With as many ranges scheduled before still fetching, these are left for a later start
         // to claim (claimed now, they would never be fetched ahead).
-        if self.pending.load(Ordering::Relaxed) >= self.batches {
+        for fetch in &self.fetches {
+            let mut held = match fetch.try_lock() {
+                Ok(held) => held,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            let Some(ahead) = Arc::get_mut(&mut held) else { continue };
+            let Some(range) = self.claim(batch) else { return };
+            if self.list(ahead, range, batch, reader, batch_size, &request) {
+                Ahead::start(&held);
+            }
             return;
         }
-        let Some(range) = self.claim(batch) else { return };
+    }
+
+    /// List into `ahead` the chunks of batches `range` to fetch ahead (scheduled at the start of
+    /// `batch`); whether there are any.
+    fn list(
+        &self,
+        ahead: &mut Ahead,
+        range: std::ops::RangeInclusive<u64>,
+        batch: u64,
+        reader: &Reader,
+        batch_size: usize,
+        request: &impl Fn(u64, usize) -> Option<SampleRequest>,
+    ) -> bool {
         let floor = self.floor(batch);
         let cache = &self.cache;
+        let list = ahead.list_mut(floor);
         // Listed are only the chunks that may go ahead ([`ahead_kind`] against the room left by
         // entries unused since `floor`; decided again when the list is fetched, as the room has
         // changed by then). The others are counted as skipped without being listed, so a cache
-        // full of chunks in use (a working set larger than the cache) schedules nothing and
-        // allocates nothing.
+        // full of chunks in use (a working set larger than the cache) schedules nothing.
         let mut room = cache.room_before(floor);
         let mut skipped = 0;
-        let mut list: AheadList = Vec::new();
         for t in range {
             for position in 0..batch_size {
                 let Some(request) = request(t, position) else { continue };
@@ -201,29 +227,14 @@ impl FetchAhead {
                         skipped += 1;
                         return;
                     }
-                    match list.iter_mut().find(|(l, _)| l.id == level.id) {
-                        Some((_, chunks)) => chunks.push(chunk),
-                        None => list.push((level.clone(), vec![chunk])),
-                    }
+                    list.push(level, chunk);
                 });
             }
         }
         if skipped > 0 {
             cache.fetch_counters.ahead_skipped.fetch_add(skipped, Ordering::Relaxed);
         }
-        if list.is_empty() {
-            return;
-        }
-        for (_, chunks) in &mut list {
-            chunks.sort_unstable();
-            chunks.dedup();
-        }
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let done = Arc::clone(&self.pending);
-        if !fetch_ahead(cache, list, floor, Arc::clone(&self.stop), move || {
-            done.fetch_sub(1, Ordering::Relaxed);
-        }) {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-        }
+        list.sort_dedup();
+        !list.is_empty()
     }
 }

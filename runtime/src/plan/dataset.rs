@@ -123,7 +123,7 @@ fn choose_levels(
         LevelPlan {
             group: group.location.clone(),
             level: choice.index,
-            path: level.path.clone(),
+            path: level.path.to_string(),
             scale_nm: level.scale_nm,
             translation_nm: level.translation_nm,
             shape_vox: level.shape_vox,

@@ -129,12 +129,12 @@ fn same_level(group: &Multiscale, lp: &LevelPlan) -> Result<(), StaleReason> {
             path: lp.path.clone(),
         });
     };
-    let found = (&level.path, level.scale_nm, level.translation_nm, level.shape_vox);
-    let expected = (&lp.path, lp.scale_nm, lp.translation_nm, lp.shape_vox);
+    let found = (&*level.path, level.scale_nm, level.translation_nm, level.shape_vox);
+    let expected = (lp.path.as_str(), lp.scale_nm, lp.translation_nm, lp.shape_vox);
     if group.location != lp.group || found != expected {
         let now = LevelPlan {
             group: group.location.clone(),
-            path: level.path.clone(),
+            path: level.path.to_string(),
             scale_nm: level.scale_nm,
             translation_nm: level.translation_nm,
             shape_vox: level.shape_vox,

@@ -1,8 +1,9 @@
 //! Chunks of a level: their store keys, decoding one ([`decode_chunk`]), fetching one through
-//! the [`ChunkCache`] ([`fetch`]), several at once on the cache's fetch pool ([`fetch_many`]) or
-//! ahead of the reads that need them ([`fetch_ahead`]), and counting a level's non-zero voxels ([`count_nonzero`]).
+//! the [`ChunkCache`] ([`fetch`]), several at once on the cache's fetch pool ([`fetch_many`]), as
+//! stored bytes into the compressed tier ([`fetch_encoded_many`]), and counting a level's non-zero
+//! voxels ([`count_nonzero`]). Fetching ahead of the reads is `store::ahead`.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -241,7 +242,7 @@ fn chunk_bytes(level: &Level) -> u64 {
 /// Fetch and decode a chunk for `cache` (through its compressed tier, with its delay per store
 /// request, its counters), not inserted. With `part` (a level decoded directly), at least the
 /// bytes it names, and not narrowed ([`fetch_planes`]).
-fn load(
+pub(super) fn load(
     level: &Level,
     cache: &ChunkCache,
     chunk: [u64; 3],
@@ -340,147 +341,6 @@ pub(crate) fn fetch_many(
     }
 }
 
-/// Chunks to fetch ahead into a cache: per level, the chunk indices.
-pub(crate) type AheadList = Vec<(Level, Vec<[u64; 3]>)>;
-
-/// Fetch `list` into `cache` in the background on its fetch-ahead pool, each chunk inserted
-/// only when it fits without evicting entries used at or after tick `floor`
-/// ([`ChunkCache::insert_ahead`]); failures are left for the read that needs the chunk to
-/// report. Once `stop` is set, the chunks not yet started are left. `done` is called once every
-/// chunk is fetched or left. Returns false (nothing scheduled) when the cache has no fetch-ahead
-/// pool.
-pub(crate) fn fetch_ahead(
-    cache: &Arc<ChunkCache>,
-    list: AheadList,
-    floor: u64,
-    stop: Arc<AtomicBool>,
-    done: impl FnOnce() + Send + 'static,
-) -> bool {
-    let Some(pool) = cache.fetcher().and_then(|f| f.ahead_pool()) else {
-        return false;
-    };
-    let cache = Arc::clone(cache);
-    pool.spawn(move || {
-        let jobs = ahead_jobs(&cache, &list, floor);
-        let Some(pool) = cache.fetcher().and_then(|f| f.ahead_pool()) else {
-            return done();
-        };
-        // The chunks are shared out to as many of the pool's threads as there are chunks: each
-        // takes the next one not taken until none is left, and the last to finish calls `done`.
-        let drainers = jobs.len().clamp(1, pool.threads());
-        let ahead = Arc::new(Ahead {
-            cache: Arc::clone(&cache),
-            list,
-            jobs,
-            floor,
-            stop,
-            next: AtomicUsize::new(0),
-            running: AtomicUsize::new(drainers),
-            done: Mutex::new(Some(Box::new(done))),
-        });
-        for _ in 1..drainers {
-            let ahead = Arc::clone(&ahead);
-            pool.spawn(move || ahead.drain());
-        }
-        ahead.drain();
-    });
-    true
-}
-
-/// One scheduled fetch ahead, shared by the pool threads working on it.
-struct Ahead {
-    cache: Arc<ChunkCache>,
-    list: AheadList,
-    /// `(index into list, chunk, fetched encoded only)`.
-    jobs: Vec<(usize, [u64; 3], bool)>,
-    floor: u64,
-    /// Set by the loader when it is dropped: the jobs not taken are left.
-    stop: Arc<AtomicBool>,
-    /// The next job not taken.
-    next: AtomicUsize,
-    /// Threads still draining.
-    running: AtomicUsize,
-    done: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl Ahead {
-    /// Take jobs until none is left or `stop` is set; the last thread out calls `done`.
-    fn drain(&self) {
-        let counters = &self.cache.fetch_counters;
-        while !self.stop.load(Ordering::Relaxed) {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(&(l, chunk, encoded)) = self.jobs.get(i) else {
-                break;
-            };
-            let level = &self.list[l].0;
-            let key = ChunkKey {
-                level_id: level.id,
-                chunk,
-            };
-            if self.cache.contains(&key) {
-                continue;
-            }
-            if encoded {
-                if fetch_encoded(level, &self.cache, chunk) {
-                    counters.ahead_encoded.fetch_add(1, Ordering::Relaxed);
-                }
-            } else if let Ok(data) = load(level, &self.cache, chunk, None) {
-                if self.cache.insert_ahead(key, data, self.floor) {
-                    counters.ahead_chunks.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    counters.ahead_discarded.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let done = self
-                .done
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(done) = done {
-                done();
-            }
-        }
-    }
-}
-
-/// The chunks of `list` to fetch ahead into `cache`, as `(index into list, chunk, encoded only)`,
-/// decided by [`ahead_kind`] against the room the cache has now; the others are counted as
-/// skipped.
-fn ahead_jobs(cache: &ChunkCache, list: &AheadList, floor: u64) -> Vec<(usize, [u64; 3], bool)> {
-    let mut room = cache.room_before(floor);
-    let mut jobs = Vec::new();
-    for (l, (level, chunks)) in list.iter().enumerate() {
-        for &chunk in chunks {
-            match ahead_kind(cache, level, &mut room) {
-                Some(encoded) => jobs.push((l, chunk, encoded)),
-                None => {
-                    cache.fetch_counters.ahead_skipped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-    jobs
-}
-
-/// How a chunk of `level` goes ahead into `cache`, given the `room` (bytes) the cache can give
-/// chunks fetched ahead without evicting entries in use: decoded (`Some(false)`, taking a byte
-/// per voxel from `room`, the least a decoded chunk of any type takes) while it fits, else as
-/// stored bytes into the compressed tier where the tier keeps the level (`Some(true)`: remote
-/// data; its read then decodes it without a request), else not at all (`None`). A chunk decoded
-/// ahead and then refused would be decoded twice, which with a cache far smaller than the
-/// working set costs more than it saves.
-pub(crate) fn ahead_kind(cache: &ChunkCache, level: &Level, room: &mut u64) -> Option<bool> {
-    let least = level.chunk_shape_vox.iter().product::<u64>();
-    if least <= *room {
-        *room -= least;
-        Some(false)
-    } else {
-        tier_keeps_chunks(cache, level).then_some(true)
-    }
-}
-
 /// Fetch the stored bytes of `chunks` into `cache`'s compressed tier, all at once on its fetch
 /// pool, not decoded (a sample's chunks of every array, before its arrays are read one after
 /// another: one round trip instead of one per array). Only chunks of unsharded levels the tier
@@ -529,13 +389,13 @@ pub(crate) fn wants_encoded(cache: &ChunkCache, level: &Level, chunk: [u64; 3]) 
 
 /// Whether `cache`'s compressed tier keeps whole chunks of `level` that can be fetched into it
 /// without decoding: an unsharded level the tier keeps (remote data), not a training cache's files.
-fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {
+pub(super) fn tier_keeps_chunks(cache: &ChunkCache, level: &Level) -> bool {
     level.shard_shape_vox.is_none() && !level.decoded_in_place() && cache.tier.keeps(level.array_location())
 }
 
 /// Fetch the stored bytes of `chunk` (an unsharded level the compressed tier keeps) into
 /// `cache`'s tier, not decoded; whether they are there now (a missing chunk keeps nothing).
-fn fetch_encoded(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> bool {
+pub(super) fn fetch_encoded(level: &Level, cache: &ChunkCache, chunk: [u64; 3]) -> bool {
     let _in_flight = cache.fetch_counters.start_request();
     let view = cache.level_view(level);
     let key = view.array.chunk_key(&full_indices(level, chunk));

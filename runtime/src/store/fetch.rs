@@ -23,7 +23,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-mod blocking;
+pub(crate) mod blocking;
 
 pub(crate) use blocking::BlockingPool;
 

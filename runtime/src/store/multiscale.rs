@@ -169,8 +169,9 @@ static NEXT_LEVEL_ID: AtomicU64 = AtomicU64::new(1);
 /// One scale level of a multiscale group.
 #[derive(Clone)]
 pub struct Level {
-    /// The level's path inside the group, e.g. `s0`.
-    pub path: String,
+    /// The level's path inside the group, e.g. `s0` (shared: a level is cloned where chunks are
+    /// listed to fetch ahead, which must not allocate).
+    pub path: Arc<str>,
     /// Voxel size (nm), `z y x`.
     pub scale_nm: [f64; 3],
     /// World position (nm) of the centre of voxel 0, `z y x`.
@@ -635,7 +636,7 @@ fn open_level_meta(
         (None, spatial(&chunk), None)
     };
     let level = Level {
-        path: path.to_string(),
+        path: Arc::from(path),
         scale_nm,
         translation_nm,
         shape_vox: spatial(&shape),

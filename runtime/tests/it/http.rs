@@ -240,7 +240,7 @@ fn opening_a_group_reads_each_metadata_document_once() {
             1 + levels as u64,
             ".zattrs + the opened levels' .zarray ({needed:?})"
         );
-        assert_eq!(ms.levels[0].path, "s0");
+        assert_eq!(&*ms.levels[0].path, "s0");
     }
     // A chunk is one request (a GET, no HEAD for its size first): 16³ in 8³ chunks is 8.
     let before = requests.load(Ordering::Relaxed);

@@ -29,7 +29,7 @@ fn opens_v2_and_v3_with_geometry() {
         assert_eq!(ms.axes, ["z", "y", "x"]);
         let s0 = &ms.levels[0];
         let s1 = &ms.levels[1];
-        assert_eq!((s0.path.as_str(), s1.path.as_str()), ("s0", "s1"));
+        assert_eq!((&*s0.path, &*s1.path), ("s0", "s1"));
         assert_eq!(s0.scale_nm, [8.0; 3]);
         assert_eq!(s0.translation_nm, [40.0, 24.0, 16.0]);
         assert_eq!(s1.translation_nm, [44.0, 28.0, 20.0]);

@@ -74,7 +74,7 @@ fn writes_reopens_and_matches_the_report() {
         assert_eq!(raw.zarr_format, if v == "v2" { 2 } else { 3 });
         assert_eq!(raw.levels.len(), 3);
         for (k, l) in raw.levels.iter().enumerate() {
-            assert_eq!(l.path, format!("s{k}"));
+            assert_eq!(*l.path, format!("s{k}"));
             assert_eq!(l.scale_nm, report.raw_scale_nm[k]);
             assert_eq!(l.translation_nm, report.raw_translation_nm[k]);
             assert_eq!(l.shape_vox, report.raw_shape_vox[k]);

@@ -18,7 +18,15 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 /// A queued job.
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Arc<dyn SharedJob>;
+
+/// Work queued on a [`BlockingPool`] by reference ([`BlockingPool::spawn`]): a job kept by its
+/// owner and queued again and again, or several times at once (each a thread working on its
+/// share), costs no allocation per queueing, as a boxed closure would.
+pub(crate) trait SharedJob: Send + Sync {
+    /// Run the job on a pool thread; `self` is the queued reference.
+    fn run(self: Arc<Self>);
+}
 
 /// The queue the threads share.
 #[derive(Default)]
@@ -80,10 +88,11 @@ impl BlockingPool {
         self.threads
     }
 
-    /// Queue `job`; the first idle thread runs it.
-    pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+    /// Queue `job` by reference; the first idle thread runs it. Allocates nothing once the queue
+    /// has held as many jobs at once before.
+    pub(crate) fn spawn(&self, job: Arc<dyn SharedJob>) {
         let mut state = self.queue.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.jobs.push_back(Box::new(job));
+        state.jobs.push_back(job);
         drop(state);
         self.queue.ready.notify_one();
     }
@@ -126,7 +135,7 @@ fn run(queue: &Queue) {
                 state = queue.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
             }
         };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
     }
 }
 
@@ -137,6 +146,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// A closure run once as a job.
+    struct Once<F>(Mutex<Option<F>>);
+
+    impl<F: FnOnce() + Send> SharedJob for Once<F> {
+        fn run(self: Arc<Self>) {
+            let f = self.0.lock().unwrap().take();
+            if let Some(f) = f {
+                f();
+            }
+        }
+    }
+
+    fn once(f: impl FnOnce() + Send + 'static) -> Arc<dyn SharedJob> {
+        Arc::new(Once(Mutex::new(Some(f))))
+    }
 
     #[test]
     fn jobs_run_at_once_up_to_the_thread_count_and_the_threads_exit_on_drop() {
@@ -150,14 +175,14 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         for i in 0..8 {
             let (started, tx) = (Arc::clone(&started), tx.clone());
-            pool.spawn(move || {
+            pool.spawn(once(move || {
                 started.fetch_add(1, Ordering::SeqCst);
                 let t = std::time::Instant::now();
                 while started.load(Ordering::SeqCst) < 8 && t.elapsed() < Duration::from_secs(10) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 tx.send((i, started.load(Ordering::SeqCst))).unwrap();
-            });
+            }));
         }
         let mut got: Vec<(usize, usize)> = (0..8)
             .map(|_| rx.recv_timeout(Duration::from_secs(20)).unwrap())
@@ -165,13 +190,13 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, (0..8).map(|i| (i, 8)).collect::<Vec<_>>());
         // A panicking job leaves its thread serving the queue.
-        pool.spawn(|| panic!("a job's panic"));
+        pool.spawn(once(|| panic!("a job's panic")));
         let done = Arc::new(AtomicUsize::new(0));
         for _ in 0..100 {
             let done = Arc::clone(&done);
-            pool.spawn(move || {
+            pool.spawn(once(move || {
                 done.fetch_add(1, Ordering::SeqCst);
-            });
+            }));
         }
         drop(pool);
         for handle in handles.into_inner().unwrap() {
@@ -195,7 +220,9 @@ mod tests {
             for _ in 0..2 {
                 let tx = tx.clone();
                 // SAFETY: as above.
-                pool.spawn(move || tx.send(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }).unwrap());
+                pool.spawn(once(move || {
+                    tx.send(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }).unwrap()
+                }));
             }
             for _ in 0..2 {
                 assert_eq!(
