@@ -73,6 +73,8 @@ pub(crate) struct BenchReport {
     pub(crate) batch_size: usize,
     pub(crate) batch_bytes: u64,
     pub(crate) ring_bytes: u64,
+    /// The process's peak resident memory by the end of the measured batches (read before the
+    /// memory floor allocates a batch of its own).
     pub(crate) peak_rss_bytes: Option<u64>,
     pub(crate) allocations_per_batch: f64,
     pub(crate) cache_hit_rate: Option<f64>,
@@ -307,6 +309,9 @@ pub(crate) fn bench(
         (loader.cache_stats(), loader.fetch_stats(), loader.compressed_stats()),
         measured * batch_size as u64,
     );
+    // Read before the floor is measured: that allocates a batch of its own, which is not the
+    // loader's memory.
+    let peak_rss = peak_rss_bytes();
     let floor = memory_floor_samples_per_s(batch_bytes, batch_size, workers)?;
     let samples_per_s = (measured * batch_size as u64) as f64 / elapsed;
     let decode_floor = decode_floor_samples_per_s(measured * batch_size as u64, loader.worker_count(), &fetch);
@@ -317,7 +322,7 @@ pub(crate) fn bench(
         batch_size,
         batch_bytes,
         ring_bytes: loader.ring_bytes(),
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: peak_rss,
         allocations_per_batch: allocs as f64 / measured.max(1) as f64,
         cache_hit_rate: fetch.cache_hit_rate,
         floor_samples_per_s: floor,
