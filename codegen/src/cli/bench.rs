@@ -309,8 +309,7 @@ pub(crate) fn bench(
         (loader.cache_stats(), loader.fetch_stats(), loader.compressed_stats()),
         measured * batch_size as u64,
     );
-    // Read before the floor is measured: that allocates a batch of its own, which is not the
-    // loader's memory.
+    // Read before the floor is measured, which allocates a batch of its own.
     let peak_rss = peak_rss_bytes();
     let floor = memory_floor_samples_per_s(batch_bytes, batch_size, workers)?;
     let samples_per_s = (measured * batch_size as u64) as f64 / elapsed;
