@@ -2,6 +2,7 @@
 //!
 //! A separate test binary (no libtest harness) so that no other test allocates concurrently.
 
+use cellmap_runtime::synth::SynthMany;
 use cellmap_runtime::{
     ArrayLayout, BatchLayout, SampleMeta, pipeline::Pipeline, pipeline::PipelineOptions, pipeline::SampleJob,
     pipeline::SampleOut,
@@ -107,10 +108,16 @@ fn main() {
     source_reads_without_a_chunk_cache(SynthVariant::V2, SynthCodec::Gzip);
     source_reads_without_a_chunk_cache(SynthVariant::V3, SynthCodec::BloscZstd);
     // 8 chunks: every window's chunks are in use, so nothing goes ahead.
-    reads_through_a_cache_smaller_than_the_working_set(false, 262_144, 0);
+    reads_through_a_cache_smaller_than_the_working_set(None, 262_144, 0);
     // 128 chunks of a working set of 40 crops: chunks unused for the batches in flight make room
     // for those of later batches.
-    reads_through_a_cache_smaller_than_the_working_set(true, 4 << 20, 2);
+    let many = SynthMany {
+        volumes: 4,
+        crops: 40,
+        classes: 4,
+        crop_vox: 32,
+    };
+    reads_through_a_cache_smaller_than_the_working_set(Some(many), 4 << 20, 2);
     println!("11 passed, 0 failed");
 }
 
@@ -146,7 +153,7 @@ fn allocations_on_every_thread_are_counted() {
 /// (chunk cache, scratch and epoch draws filled), no batch allocates and no thread appears.
 fn loader_on_synthetic_data(elastic: bool, class_balanced: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let report = synthetic(tmp.path());
+    let report = synthetic(tmp.path(), None);
     // The synthetic spec with smaller crops and every training augmentation, validated again.
     let mut text = std::fs::read_to_string(&report.spec_yaml)
         .unwrap()
@@ -217,7 +224,7 @@ fn spatial_draws_do_not_allocate() {
 /// `Arc`s sharing it are recycled, and no batch allocates.
 fn training_cache_reads_without_a_chunk_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let report = synthetic(tmp.path());
+    let report = synthetic(tmp.path(), None);
     let cache = tmp.path().join("training-cache");
     let mut text = std::fs::read_to_string(&report.spec_yaml).unwrap();
     text.push_str("augment:\n  spatial:\n    mirror: {z: 0.5, y: 0.5, x: 0.5}\n    transpose: [z, y, x]\n");
@@ -301,25 +308,10 @@ fn source_reads_without_a_chunk_cache(
 /// lists and recycled buffers: 30–140 allocations per batch before the lists were kept (a list,
 /// a level's path and a boxed job per scheduled range), 0 now. `cache_bytes` is large enough
 /// here for chunks to go ahead, and the test checks that some did while it measured. `many`:
-/// the data is 40 crops of 32³ over 4 volumes instead of the two crops of the small dataset.
-fn reads_through_a_cache_smaller_than_the_working_set(many: bool, cache_bytes: u64, fetch_ahead: usize) {
+/// the data's crops and volumes instead of the two crops of the small dataset.
+fn reads_through_a_cache_smaller_than_the_working_set(many: Option<SynthMany>, cache_bytes: u64, fetch_ahead: usize) {
     let tmp = tempfile::tempdir().unwrap();
-    let report = if many {
-        let options = cellmap_runtime::synth::SynthOptions {
-            size: cellmap_runtime::synth::SynthSize::Small,
-            variants: vec![cellmap_runtime::synth::SynthVariant::V2],
-            many: Some(cellmap_runtime::synth::SynthMany {
-                volumes: 4,
-                crops: 40,
-                classes: 4,
-                crop_vox: 32,
-            }),
-            ..Default::default()
-        };
-        cellmap_runtime::synth::write_synthetic(&tmp.path().join("synth"), &options).unwrap()
-    } else {
-        synthetic(tmp.path())
-    };
+    let report = synthetic(tmp.path(), many);
     let mut text = std::fs::read_to_string(&report.spec_yaml).unwrap();
     text.push_str("augment:\n  spatial:\n    mirror: {z: 0.5, y: 0.5, x: 0.5}\n    transpose: [z, y, x]\n");
     // Chunks of 32³ bytes; a sample reads dozens. 4 samples per batch.
@@ -354,9 +346,10 @@ fn reads_through_a_cache_smaller_than_the_working_set(many: bool, cache_bytes: u
     );
 }
 
-/// The small synthetic dataset (zarr v2) under `dir`.
-fn synthetic(dir: &std::path::Path) -> cellmap_runtime::synth::SynthReport {
+/// The small synthetic dataset (zarr v2) under `dir`, with `many`'s crops and volumes when given.
+fn synthetic(dir: &std::path::Path, many: Option<SynthMany>) -> cellmap_runtime::synth::SynthReport {
     let options = cellmap_runtime::synth::SynthOptions {
+        many,
         size: cellmap_runtime::synth::SynthSize::Small,
         variants: vec![cellmap_runtime::synth::SynthVariant::V2],
         ..Default::default()

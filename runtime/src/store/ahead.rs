@@ -111,9 +111,12 @@ impl Ahead {
         }
     }
 
-    /// The list, emptied, for chunks inserted without evicting entries used at or after `floor`.
+    /// The list, emptied, for chunks inserted without evicting entries used at or after `floor`;
+    /// the jobs are decided anew when the fetch starts.
     pub(crate) fn list_mut(&mut self, floor: u64) -> &mut AheadList {
         self.floor = floor;
+        *self.planned.get_mut() = false;
+        *self.next.get_mut() = 0;
         self.list.clear();
         &mut self.list
     }
@@ -126,8 +129,6 @@ impl Ahead {
         let Some(pool) = this.cache.fetcher().and_then(|f| f.ahead_pool()) else {
             return false;
         };
-        this.planned.store(false, Ordering::Relaxed);
-        this.next.store(0, Ordering::Relaxed);
         pool.spawn(Arc::clone(this) as Arc<dyn SharedJob>);
         true
     }
