@@ -19,6 +19,7 @@
 //! a decoded chunk is narrowed with [`crate::kernels`]' narrowing pass.
 
 pub(crate) mod ahead;
+pub(crate) mod budget;
 pub(crate) mod cache;
 pub(crate) mod cached;
 pub(crate) mod chunk;

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use super::budget::{CLAIM_TRIES, claim_bytes};
 use super::chunk_data::ChunkData;
 use super::encoded::{CompressedOptions, CompressedStats, StoreTier};
 use super::fetch::{FetchCounters, FetchOptions, FetchStats, Fetcher};
@@ -346,11 +347,15 @@ impl ChunkCache {
             super::pool::recycle(data);
             return cached;
         }
-        self.make_room(own, bytes);
+        // Evicting everything else still leaves no room only while other inserts hold claims.
+        if !self.claim(own, bytes, u64::MAX) {
+            return data;
+        }
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.lock(own);
         if let Some(cached) = existing(&shard) {
             drop(shard);
+            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
             super::pool::recycle(data);
             return cached;
         }
@@ -363,8 +368,24 @@ impl ChunkCache {
                 last_used: tick,
             },
         );
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
         data
+    }
+
+    /// Count `incoming` bytes against the budget before the entry they are for goes in, evicting
+    /// least-recently-used entries last used before tick `floor` (any entry: `u64::MAX`) until
+    /// they fit; false when they do not. Claiming first keeps the held bytes within the budget
+    /// at every moment while threads insert at once: making room and then adding, two threads
+    /// could both see the same room and both take it.
+    fn claim(&self, own: usize, incoming: u64, floor: u64) -> bool {
+        for _ in 0..CLAIM_TRIES {
+            if claim_bytes(&self.bytes, self.budget_bytes, incoming) {
+                return true;
+            }
+            if !self.make_room_before(own, incoming, floor) {
+                return false;
+            }
+        }
+        false
     }
 
     /// Size a shard's table, on its first insert, for twice its share of a budget full of chunks
@@ -375,26 +396,6 @@ impl ChunkCache {
             let chunks = budget_bytes / bytes.max(1);
             let share = usize::try_from(chunks.div_ceil(SHARDS as u64) * 2).unwrap_or(MAX_SHARD_ENTRIES);
             shard.map.reserve(share.clamp(4, MAX_SHARD_ENTRIES));
-        }
-    }
-
-    /// Evict least-recently-used entries, own shard first, until `incoming` more bytes fit.
-    fn make_room(&self, own: usize, incoming: u64) {
-        for step in 0..SHARDS {
-            let i = (own + step) % SHARDS;
-            let mut shard = self.lock(i);
-            while self.bytes.load(Ordering::Relaxed) + incoming > self.budget_bytes {
-                let oldest = shard.map.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k);
-                let Some(oldest) = oldest else { break };
-                if let Some(e) = shard.map.remove(&oldest) {
-                    self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
-                    self.evictions.fetch_add(1, Ordering::Relaxed);
-                    super::pool::recycle(e.data);
-                }
-            }
-            if self.bytes.load(Ordering::Relaxed) + incoming <= self.budget_bytes {
-                return;
-            }
         }
     }
 
@@ -412,7 +413,7 @@ impl ChunkCache {
             super::pool::recycle(data);
             return true;
         }
-        if !self.make_room_before(own, bytes, floor) {
+        if !self.claim(own, bytes, floor) {
             super::pool::recycle(data);
             return false;
         }
@@ -426,10 +427,10 @@ impl ChunkCache {
                     bytes,
                     last_used: tick,
                 });
-                self.bytes.fetch_add(bytes, Ordering::Relaxed);
             }
             std::collections::hash_map::Entry::Occupied(_) => {
                 drop(shard);
+                self.bytes.fetch_sub(bytes, Ordering::Relaxed);
                 super::pool::recycle(data);
             }
         }
@@ -452,8 +453,8 @@ impl ChunkCache {
         room
     }
 
-    /// [`ChunkCache::make_room`] evicting only entries last used before `floor`; false when
-    /// `incoming` bytes still do not fit.
+    /// Evict least-recently-used entries last used before `floor`, own shard first, until
+    /// `incoming` more bytes fit; false when they still do not.
     fn make_room_before(&self, own: usize, incoming: u64, floor: u64) -> bool {
         for step in 0..SHARDS {
             if self.bytes.load(Ordering::Relaxed) + incoming <= self.budget_bytes {
@@ -583,6 +584,53 @@ mod tests {
     fn distinct_slot(i: u64) -> bool {
         let slot = |k: u64| (ChunkCache::mix(&key(k)) | 1) >> 24 & 63;
         (10..i).all(|j| slot(j) != slot(i))
+    }
+
+    /// Threads inserting at once never hold more than the budget, at any moment (a thread
+    /// watches the held bytes throughout), and every byte held is an entry's once they stop.
+    #[test]
+    fn inserts_at_once_never_hold_more_than_the_budget() {
+        let cache = ChunkCache::new(300);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let most = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                let mut most = 0;
+                while !done.load(Ordering::Relaxed) {
+                    most = most.max(cache.stats().bytes);
+                }
+                most
+            });
+            let workers: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let cache = &cache;
+                    s.spawn(move || {
+                        // One chunk shared by every entry: evictions do not return it to the pool.
+                        let shared = Arc::new(ChunkData::U8(vec![0; 100]));
+                        for i in 0..50_000 {
+                            let chunk = shared.clone();
+                            if i % 4 == 0 {
+                                cache.insert_ahead(key(t << 32 | i), chunk, cache.clock());
+                            } else {
+                                cache.insert(key(t << 32 | i), chunk);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            watcher.join().unwrap()
+        });
+        assert!(most <= 300, "held {most} bytes of a 300-byte budget");
+        let held: u64 = (0..4u64)
+            .flat_map(|t| (0..50_000).map(move |i| key(t << 32 | i)))
+            .filter(|k| cache.contains(k))
+            .count() as u64
+            * 100;
+        assert_eq!(cache.stats().bytes, held);
+        assert!(held > 0);
     }
 
     #[test]

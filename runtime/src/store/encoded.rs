@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use super::budget::{CLAIM_TRIES, claim_bytes};
 use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
 use zarrs::storage::{
     Bytes, MaybeBytes, MaybeBytesIterator, ReadableStorage, ReadableStorageTraits, StorageError, StoreKey,
@@ -212,7 +213,11 @@ impl EncodedCache {
         if self.lock(own).contains_key(&key) {
             return;
         }
-        self.make_room(own, charge);
+        // The charge is claimed before the entry goes in, so inserts at once never hold more
+        // than the budget (as in the decoded cache, `ChunkCache::claim`).
+        if !self.claim(own, charge) {
+            return;
+        }
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.lock(own);
         if let std::collections::hash_map::Entry::Vacant(slot) = shard.entry(key) {
@@ -221,10 +226,20 @@ impl EncodedCache {
                 charge,
                 last_used: tick,
             });
-            self.bytes.fetch_add(charge, Ordering::Relaxed);
             self.value_bytes.fetch_add(len, Ordering::Relaxed);
             self.entries.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(charge, Ordering::Relaxed);
         }
+    }
+
+    /// Count `incoming` bytes against the budget, making room until they fit; false when other
+    /// inserts took the room every time.
+    fn claim(&self, own: usize, incoming: u64) -> bool {
+        (0..CLAIM_TRIES).any(|_| {
+            self.make_room(own, incoming);
+            claim_bytes(&self.bytes, self.budget_bytes, incoming)
+        })
     }
 
     /// Evict least-recently-used entries, own shard first, until `incoming` more bytes fit.
@@ -492,6 +507,45 @@ mod tests {
         cache.clear();
         let s = cache.stats();
         assert_eq!((s.entries, s.bytes, s.value_bytes), (0, 0, 0));
+    }
+
+    /// Threads inserting at once never hold more than the budget, at any moment, and the held
+    /// bytes are those of the entries once they stop.
+    #[test]
+    fn inserts_at_once_never_hold_more_than_the_budget() {
+        let budget = 3 * (100 + ENTRY_OVERHEAD_BYTES);
+        let cache = EncodedCache::new(budget);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let most = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                let mut most = 0;
+                while !done.load(Ordering::Relaxed) {
+                    most = most.max(cache.stats().bytes);
+                }
+                most
+            });
+            let value = Bytes::from(vec![7u8; 100]);
+            let workers: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let (cache, value) = (&cache, value.clone());
+                    s.spawn(move || {
+                        for i in 0..10_000 {
+                            cache.insert(key(t * 1_000_000 + i), Some(value.clone()));
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            watcher.join().unwrap()
+        });
+        assert!(most <= budget, "held {most} bytes of a {budget}-byte budget");
+        let s = cache.stats();
+        assert!(s.entries >= 1 && s.entries <= 3, "{s:?}");
+        assert_eq!(s.bytes, s.entries * (100 + ENTRY_OVERHEAD_BYTES), "{s:?}");
+        assert_eq!(s.value_bytes, s.entries * 100, "{s:?}");
     }
 
     #[test]

@@ -1,0 +1,36 @@
+//! Byte budgets that threads fill at once (the decoded cache and the compressed tier): bytes are
+//! claimed in one atomic step before the entry they pay for goes in, so the held bytes never
+//! pass the budget, not even for a moment while two threads insert.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Times an insert makes room and claims it before it gives up (another insert took the room
+/// each time): the chunk is then returned, not kept.
+pub(crate) const CLAIM_TRIES: usize = 4;
+
+/// Add `incoming` to the `held` bytes when the sum stays within `budget`, in one atomic step;
+/// false, and `held` unchanged, when it would not.
+pub(crate) fn claim_bytes(held: &AtomicU64, budget: u64, incoming: u64) -> bool {
+    held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+        b.checked_add(incoming).filter(|&sum| sum <= budget)
+    })
+    .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_takes_the_room_left_and_no_more() {
+        let held = AtomicU64::new(0);
+        assert!(claim_bytes(&held, 300, 200));
+        assert!(!claim_bytes(&held, 300, 101));
+        assert_eq!(held.load(Ordering::Relaxed), 200);
+        assert!(claim_bytes(&held, 300, 100));
+        assert!(claim_bytes(&held, 300, 0));
+        assert!(!claim_bytes(&held, 300, 1));
+        assert!(!claim_bytes(&held, u64::MAX, u64::MAX), "an overflowing sum is refused");
+        assert_eq!(held.load(Ordering::Relaxed), 300);
+    }
+}
