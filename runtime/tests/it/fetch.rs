@@ -297,7 +297,9 @@ fn under_the_delay_local_files_are_read_as_remote_data() {
     let (delayed, stats) = batches(spec(), n, |o| {
         o.fetch_concurrency = Some(2);
         o.fetch_ahead = Some(3);
-        o.store_delay = Some(DELAY);
+        // Long enough that 9 of the ahead pool's threads are waiting at once on a loaded
+        // two-core machine too.
+        o.store_delay = Some(OVERLAP_DELAY);
     });
     assert!(delayed == reference, "batches differ under the delay");
     assert!(stats.ahead_encoded > 0, "{stats:?}");
