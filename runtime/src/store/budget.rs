@@ -17,6 +17,29 @@ pub(crate) fn claim_bytes(held: &AtomicU64, budget: u64, incoming: u64) -> bool 
     .is_ok()
 }
 
+/// The most bytes `held` reported while `threads` threads each ran `insert` with their index,
+/// read over and over by one more thread until they finished (the caches' concurrency tests).
+#[cfg(test)]
+pub(crate) fn most_held_while(threads: u64, held: impl Fn() -> u64 + Sync, insert: impl Fn(u64) + Sync) -> u64 {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut most = 0;
+            while !done.load(Ordering::Relaxed) {
+                most = most.max(held());
+            }
+            most
+        });
+        let insert = &insert;
+        let workers: Vec<_> = (0..threads).map(|t| s.spawn(move || insert(t))).collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        watcher.join().unwrap()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

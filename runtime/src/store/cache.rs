@@ -591,38 +591,21 @@ mod tests {
     #[test]
     fn inserts_at_once_never_hold_more_than_the_budget() {
         let cache = ChunkCache::new(300);
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let most = std::thread::scope(|s| {
-            let watcher = s.spawn(|| {
-                let mut most = 0;
-                while !done.load(Ordering::Relaxed) {
-                    most = most.max(cache.stats().bytes);
+        let most = crate::store::budget::most_held_while(
+            4,
+            || cache.stats().bytes,
+            |t| {
+                // One chunk shared by every entry: evictions do not return it to the pool.
+                let shared = Arc::new(ChunkData::U8(vec![0; 100]));
+                for i in 0..50_000 {
+                    if i % 4 == 0 {
+                        cache.insert_ahead(key(t << 32 | i), shared.clone(), cache.clock());
+                    } else {
+                        cache.insert(key(t << 32 | i), shared.clone());
+                    }
                 }
-                most
-            });
-            let workers: Vec<_> = (0..4u64)
-                .map(|t| {
-                    let cache = &cache;
-                    s.spawn(move || {
-                        // One chunk shared by every entry: evictions do not return it to the pool.
-                        let shared = Arc::new(ChunkData::U8(vec![0; 100]));
-                        for i in 0..50_000 {
-                            let chunk = shared.clone();
-                            if i % 4 == 0 {
-                                cache.insert_ahead(key(t << 32 | i), chunk, cache.clock());
-                            } else {
-                                cache.insert(key(t << 32 | i), chunk);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for w in workers {
-                w.join().unwrap();
-            }
-            done.store(true, Ordering::Relaxed);
-            watcher.join().unwrap()
-        });
+            },
+        );
         assert!(most <= 300, "held {most} bytes of a 300-byte budget");
         let held: u64 = (0..4u64)
             .flat_map(|t| (0..50_000).map(move |i| key(t << 32 | i)))

@@ -515,32 +515,16 @@ mod tests {
     fn inserts_at_once_never_hold_more_than_the_budget() {
         let budget = 3 * (100 + ENTRY_OVERHEAD_BYTES);
         let cache = EncodedCache::new(budget);
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let most = std::thread::scope(|s| {
-            let watcher = s.spawn(|| {
-                let mut most = 0;
-                while !done.load(Ordering::Relaxed) {
-                    most = most.max(cache.stats().bytes);
+        let value = Bytes::from(vec![7u8; 100]);
+        let most = crate::store::budget::most_held_while(
+            4,
+            || cache.stats().bytes,
+            |t| {
+                for i in 0..10_000 {
+                    cache.insert(key(t * 1_000_000 + i), Some(value.clone()));
                 }
-                most
-            });
-            let value = Bytes::from(vec![7u8; 100]);
-            let workers: Vec<_> = (0..4u64)
-                .map(|t| {
-                    let (cache, value) = (&cache, value.clone());
-                    s.spawn(move || {
-                        for i in 0..10_000 {
-                            cache.insert(key(t * 1_000_000 + i), Some(value.clone()));
-                        }
-                    })
-                })
-                .collect();
-            for w in workers {
-                w.join().unwrap();
-            }
-            done.store(true, Ordering::Relaxed);
-            watcher.join().unwrap()
-        });
+            },
+        );
         assert!(most <= budget, "held {most} bytes of a {budget}-byte budget");
         let s = cache.stats();
         assert!(s.entries >= 1 && s.entries <= 3, "{s:?}");
