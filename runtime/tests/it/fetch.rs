@@ -14,8 +14,6 @@ use serde_json::json;
 
 use crate::loader::{options, spec_with, synth};
 
-const DELAY: Duration = Duration::from_millis(20);
-
 /// The delay of the tests that show requests overlapping: long enough that the pools'
 /// threads wake and start theirs while the first one waits, on a loaded two-core machine too.
 const OVERLAP_DELAY: Duration = Duration::from_millis(100);
