@@ -333,7 +333,7 @@ impl ChunkCache {
 
     /// Insert a decoded chunk and return the cached copy (an existing entry wins). Chunks larger
     /// than the whole budget are returned without being cached, and so is one whose room other
-    /// inserts took each of the few times it was made ([`ChunkCache::claim`]).
+    /// inserts took each of the few times it was made (`claim`).
     pub fn insert(&self, key: ChunkKey, data: Arc<ChunkData>) -> Arc<ChunkData> {
         let bytes = data.byte_len() as u64;
         if bytes > self.budget_bytes {
