@@ -123,14 +123,12 @@ impl Ahead {
 
     /// Fetch the list into the cache in the background on its fetch-ahead pool: each chunk
     /// decoded and inserted when it fits (or fetched as stored bytes into the compressed tier,
-    /// [`ahead_kind`]); failures are left for the read that needs the chunk to report. Returns
-    /// false (nothing scheduled) when the cache has no fetch-ahead pool.
-    pub(crate) fn start(this: &Arc<Self>) -> bool {
-        let Some(pool) = this.cache.fetcher().and_then(|f| f.ahead_pool()) else {
-            return false;
-        };
-        pool.spawn(Arc::clone(this) as Arc<dyn SharedJob>);
-        true
+    /// [`ahead_kind`]); failures are left for the read that needs the chunk to report. Nothing is
+    /// scheduled when the cache has no fetch-ahead pool.
+    pub(crate) fn start(this: &Arc<Self>) {
+        if let Some(pool) = this.cache.fetcher().and_then(|f| f.ahead_pool()) {
+            pool.spawn(Arc::clone(this) as Arc<dyn SharedJob>);
+        }
     }
 
     /// Decide the jobs (see [`Ahead::jobs`]) and how many of the pool's threads share them.

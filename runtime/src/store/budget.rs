@@ -5,12 +5,28 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Times an insert makes room and claims it before it gives up (another insert took the room
-/// each time): the chunk is then returned, not kept.
-pub(crate) const CLAIM_TRIES: usize = 4;
+/// each time): the entry is then not kept.
+const CLAIM_TRIES: usize = 4;
+
+/// Count `incoming` bytes against `budget` in `held` before the entry they pay for goes in:
+/// claimed at once when they fit, else after `make_room` (evicting; false when it cannot make
+/// enough) and again, up to [`CLAIM_TRIES`] times, as other inserts may take the room made. False,
+/// and `held` unchanged, when the bytes were not claimed.
+pub(crate) fn claim(held: &AtomicU64, budget: u64, incoming: u64, mut make_room: impl FnMut() -> bool) -> bool {
+    for _ in 0..CLAIM_TRIES {
+        if claim_bytes(held, budget, incoming) {
+            return true;
+        }
+        if !make_room() {
+            return false;
+        }
+    }
+    false
+}
 
 /// Add `incoming` to the `held` bytes when the sum stays within `budget`, in one atomic step;
 /// false, and `held` unchanged, when it would not.
-pub(crate) fn claim_bytes(held: &AtomicU64, budget: u64, incoming: u64) -> bool {
+fn claim_bytes(held: &AtomicU64, budget: u64, incoming: u64) -> bool {
     held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
         b.checked_add(incoming).filter(|&sum| sum <= budget)
     })

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::budget::{CLAIM_TRIES, claim_bytes};
+use super::budget::claim;
 use super::chunk_data::ChunkData;
 use super::encoded::{CompressedOptions, CompressedStats, StoreTier};
 use super::fetch::{FetchCounters, FetchOptions, FetchStats, Fetcher};
@@ -333,7 +333,7 @@ impl ChunkCache {
 
     /// Insert a decoded chunk and return the cached copy (an existing entry wins). Chunks larger
     /// than the whole budget are returned without being cached, and so is one whose room other
-    /// inserts took each of the few times it was made (`claim`).
+    /// inserts took each of the few times it was made (`claim_room`).
     pub fn insert(&self, key: ChunkKey, data: Arc<ChunkData>) -> Arc<ChunkData> {
         let bytes = data.byte_len() as u64;
         if bytes > self.budget_bytes {
@@ -349,7 +349,7 @@ impl ChunkCache {
             return cached;
         }
         // Evicting everything else still leaves no room only while other inserts hold claims.
-        if !self.claim(own, bytes, u64::MAX) {
+        if !self.claim_room(own, bytes, u64::MAX) {
             return data;
         }
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
@@ -377,16 +377,10 @@ impl ChunkCache {
     /// they fit; false when they do not. Claiming first keeps the held bytes within the budget
     /// at every moment while threads insert at once: making room and then adding, two threads
     /// could both see the same room and both take it.
-    fn claim(&self, own: usize, incoming: u64, floor: u64) -> bool {
-        for _ in 0..CLAIM_TRIES {
-            if claim_bytes(&self.bytes, self.budget_bytes, incoming) {
-                return true;
-            }
-            if !self.make_room_before(own, incoming, floor) {
-                return false;
-            }
-        }
-        false
+    fn claim_room(&self, own: usize, incoming: u64, floor: u64) -> bool {
+        claim(&self.bytes, self.budget_bytes, incoming, || {
+            self.make_room_before(own, incoming, floor)
+        })
     }
 
     /// Size a shard's table, on its first insert, for twice its share of a budget full of chunks
@@ -414,7 +408,7 @@ impl ChunkCache {
             super::pool::recycle(data);
             return true;
         }
-        if !self.claim(own, bytes, floor) {
+        if !self.claim_room(own, bytes, floor) {
             super::pool::recycle(data);
             return false;
         }

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use super::budget::{CLAIM_TRIES, claim_bytes};
+use super::budget::claim;
 use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
 use zarrs::storage::{
     Bytes, MaybeBytes, MaybeBytesIterator, ReadableStorage, ReadableStorageTraits, StorageError, StoreKey,
@@ -215,7 +215,10 @@ impl EncodedCache {
         }
         // The charge is claimed before the entry goes in, so inserts at once never hold more
         // than the budget (as in the decoded cache, `ChunkCache::claim`).
-        if !self.claim(own, charge) {
+        if !claim(&self.bytes, self.budget_bytes, charge, || {
+            self.make_room(own, charge);
+            true
+        }) {
             return;
         }
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
@@ -231,15 +234,6 @@ impl EncodedCache {
         } else {
             self.bytes.fetch_sub(charge, Ordering::Relaxed);
         }
-    }
-
-    /// Count `incoming` bytes against the budget, making room until they fit; false when other
-    /// inserts took the room every time.
-    fn claim(&self, own: usize, incoming: u64) -> bool {
-        (0..CLAIM_TRIES).any(|_| {
-            self.make_room(own, incoming);
-            claim_bytes(&self.bytes, self.budget_bytes, incoming)
-        })
     }
 
     /// Evict least-recently-used entries, own shard first, until `incoming` more bytes fit.
